@@ -142,7 +142,7 @@ NETMOB_START = dt.date(2019, 3, 16)
 NETMOB_END = dt.date(2019, 5, 31)
 
 _FILE_RE = re.compile(
-    r"^(?P<city>[^/]+)_(?P<service>.+)_(?P<date>\d{8})_(?P<direction>DL|UL)\.txt$"
+    r"^(?P<city>[^_/]+)_(?P<service>.+)_(?P<date>\d{8})_(?P<direction>DL|UL)\.txt$"
 )
 
 
