@@ -1,0 +1,191 @@
+"""Run configuration: YAML validated at the edge into frozen, typed objects.
+
+The library never reads configuration files; ``jobs/`` calls :func:`load_config` once and hands
+the typed sections to the stages. Unknown keys are errors (a typo must not silently fall back
+to a default), and every error names the key and what is allowed.
+
+Every constant of the method (``method.md``) is a default here, never a literal in the code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SynthConfig(_Frozen):
+    """Synthetic data to generate before the run (``cpc demo`` and tests)."""
+
+    cities: tuple[str, ...] = ("Paris", "Lyon", "Toulouse", "Nice")
+    services: tuple[str, ...] = STUDY_SERVICES
+    start: dt.date = NETMOB_START
+    days: int = Field(28, ge=1, le=366)
+    directions: tuple[Literal["DL", "UL"], ...] = ("DL",)
+    scale: float = Field(0.01, gt=0, le=1)
+    seed: int = 0
+    lag_h: int = Field(0, ge=-24, le=24)
+
+    @field_validator("cities")
+    @classmethod
+    def _known_cities(cls, v):
+        bad = [c for c in v if c not in CITY_DIMS]
+        if bad:
+            raise ValueError(f"unknown cities {bad}; allowed: {', '.join(CITIES)}")
+        return v
+
+
+class InputConfig(_Frozen):
+    """Where the NetMob tree is and what to take from it."""
+
+    netmob: str | None = Field(None, description="root of the NetMob tree (<City>/<Service>/<YYYYMMDD>/...)")
+    cities: tuple[str, ...] | None = None
+    services: tuple[str, ...] = STUDY_SERVICES
+    directions: tuple[Literal["DL", "UL"], ...] = ("DL",)
+
+
+class IngestConfig(_Frozen):
+    """The Zarr cube and how it is written."""
+
+    store: str | None = Field(None, description="Zarr store path or URL; default <output.dir>/cube.zarr")
+    on_error: Literal["fail", "quarantine"] = "fail"
+    compressor: Literal["lz4", "zstd", "blosc-zstd", "none"] = "lz4"
+    tile_chunk: int = Field(131_072, ge=1)
+    outage_ratio: float = Field(0.1, gt=0, lt=1, description="QC: a day below this share of the median is an outage")
+
+
+class ClusterConfig(_Frozen):
+    """Which Dask cluster to use; see ``cluster.ClusterSpec`` for the meaning of each field."""
+
+    kind: Literal["local", "gateway", "address"] = "local"
+    n_workers: int | None = Field(None, ge=1)
+    threads_per_worker: int | None = Field(None, ge=1)
+    memory_limit: str | None = None
+    address: str | None = None
+    proxy_address: str | None = None
+    auth: Literal["basic", "kerberos", "jupyterhub"] | None = None
+    username: str | None = None
+    password: str | None = None
+    cluster_options: dict[str, Any] | None = None
+    workers: int | None = Field(None, ge=1)
+    adapt_minimum: int | None = Field(None, ge=0)
+    adapt_maximum: int | None = Field(None, ge=1)
+
+
+class OutputConfig(_Frozen):
+    dir: str = "cpc-output"
+
+
+class RunConfig(_Frozen):
+    """A whole run. Sections: synth (optional), input, ingest, cluster, output."""
+
+    synth: SynthConfig | None = None
+    input: InputConfig = InputConfig()
+    ingest: IngestConfig = IngestConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _need_input(self):
+        if self.synth is None and self.input.netmob is None:
+            raise ValueError("input.netmob: required unless a synth section generates the data")
+        return self
+
+    @property
+    def store_path(self) -> str:
+        return self.ingest.store or str(Path(self.output.dir) / "cube.zarr")
+
+    @property
+    def netmob_root(self) -> str:
+        if self.input.netmob is not None:
+            return self.input.netmob
+        return str(Path(self.output.dir) / "data" / "netmob")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key and what is allowed."""
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping.
+
+    Examples
+    --------
+    >>> apply_overrides({"ingest": {"on_error": "fail"}}, ["ingest.on_error=quarantine"])
+    {'ingest': {'on_error': 'quarantine'}}
+    """
+    out = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. ingest.on_error=quarantine")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "literal_error":
+            msg = f"{msg} (got {e.get('input')!r})"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict, source: str = "<config>") -> RunConfig:
+    """Validate a raw mapping into a :class:`RunConfig`; raise :class:`ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping of sections")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read, override and validate a YAML run configuration.
+
+    Parameters
+    ----------
+    path
+        YAML file, or None for the embedded defaults.
+    overrides
+        ``KEY=VALUE`` strings (``--set`` on the command line).
+    """
+    raw: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(apply_overrides(raw, overrides), source)

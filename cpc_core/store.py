@@ -1,0 +1,320 @@
+"""The tile traffic cube: one Zarr v3 store, one group per city.
+
+Layout of ``STORE.zarr/<City>/``::
+
+    tile        (tile,)               int64    tile ids, sorted ascending
+    service     (service,)            str      service names in the order they were added
+    time        (time,)               int64    UTC instants, CF "minutes since 1970-01-01"
+    day         (day,)                int64    local days, CF "days since 1970-01-01"
+    DL, UL      (service, tile, time) float32  traffic; NaN = missing (never zero-filled)
+    DL_status   (service, day)        int8     per-file state, see ``STATUS``
+    DL_total    (service, day)        float64  per-file sum of stored values (for QC)
+
+Chunking (decided by the write pattern, see ``docs/decisions.md``): ``(1, min(tiles, 131072),
+4)``, i.e. one service, all tiles of a city, one UTC hour. Paris offsets are whole hours, so
+every UTC hour lies in exactly one local day and therefore in exactly one NetMob file: each
+ingest task owns whole chunks, writes never race, and a file's chunks are complete the moment
+its status chunk says so. A chunk is ~1.3 MB for Paris. Readers use larger Dask chunks (a day
+or a week of hours) spanning many Zarr chunks; hourly rollups line up with chunk edges.
+
+The status array is written *after* the data of a file, one ``(1, 1)`` chunk per file, so an
+interrupted run never leaves data that a later run mistakes for complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from cpc_core import netmob
+
+__all__ = [
+    "STATUS",
+    "CityLayout",
+    "create_or_extend",
+    "open_city",
+    "open_cube",
+    "read_layout",
+    "write_file_block",
+]
+
+logger = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+TIME_CHUNK = 4  # slots: one UTC hour, see module docstring
+MAX_TILE_CHUNK = 131_072
+
+#: Values of ``<DIR>_status``.
+STATUS = {
+    "pending": 0,  # fill value: never ingested or interrupted
+    "ok": 1,
+    "partial": 2,  # quarantine: some lines rejected (stored as NaN)
+    "missing": 3,  # no file: stored as NaN
+    "rejected": 4,  # quarantine: whole file rejected (stored as NaN)
+}
+DONE_STATES = (STATUS["ok"], STATUS["partial"])
+
+_EPOCH = pd.Timestamp("1970-01-01")
+
+
+def codec(name: str):
+    """Compressor for the traffic arrays by name (``lz4`` default, ``zstd``, ``none``).
+
+    lz4 with byte shuffle was chosen by measurement (``BENCHMARKS.md``): zstd compresses the
+    integer-valued float32 traffic somewhat better but costs about as much CPU as parsing.
+    """
+    if name == "lz4":
+        return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    if name == "zstd":
+        return ZstdCodec(level=1)
+    if name == "blosc-zstd":
+        return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+    if name == "none":
+        return None
+    raise ValueError(f"unknown codec {name!r}; allowed: lz4, zstd, blosc-zstd, none")
+
+
+@dataclass(frozen=True)
+class CityLayout:
+    """What a city group holds: its days, services, tiles and directions."""
+
+    city: str
+    first_day: dt.date
+    last_day: dt.date
+    services: tuple[str, ...]
+    tiles: np.ndarray
+    directions: tuple[str, ...]
+
+    @property
+    def days(self) -> list[dt.date]:
+        n = (self.last_day - self.first_day).days + 1
+        return [self.first_day + dt.timedelta(days=i) for i in range(n)]
+
+    @property
+    def time(self) -> pd.DatetimeIndex:
+        return netmob.time_axis(self.first_day, self.last_day)
+
+    def day_slice(self, day: dt.date) -> slice:
+        """Slots of local ``day`` on this city's time axis."""
+        off = int(netmob.day_offsets(self.first_day, [day])[0])
+        return slice(off, off + netmob.slots_per_day(day))
+
+
+def _group(store: str, mode: str = "r"):
+    return zarr.open_group(store, mode=mode, zarr_format=3)
+
+
+def read_layout(store: str, city: str) -> CityLayout | None:
+    """Layout of ``city`` in ``store``, or None when the store or the group does not exist."""
+    try:
+        g = _group(store)[city]
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+    days = g["day"][:]
+    dirs = tuple(d for d in netmob.DIRECTIONS if d in g)
+    return CityLayout(
+        city=city,
+        first_day=(_EPOCH + pd.Timedelta(days=int(days[0]))).date(),
+        last_day=(_EPOCH + pd.Timedelta(days=int(days[-1]))).date(),
+        services=tuple(str(s) for s in g["service"][:]),
+        tiles=g["tile"][:],
+        directions=dirs,
+    )
+
+
+def _day_numbers(days: Sequence[dt.date]) -> np.ndarray:
+    return np.array([(pd.Timestamp(d) - _EPOCH).days for d in days], dtype=np.int64)
+
+
+def _time_minutes(index: pd.DatetimeIndex) -> np.ndarray:
+    return ((index - _EPOCH) // pd.Timedelta(minutes=1)).to_numpy().astype(np.int64)
+
+
+def create_or_extend(
+    store: str,
+    want: CityLayout,
+    compressor: str = "lz4",
+    tile_chunk: int = MAX_TILE_CHUNK,
+) -> CityLayout:
+    """Create the city group, or extend it to cover ``want``; return the resulting layout.
+
+    Extending appends services and later days; the tile list never changes. Runs on the
+    client before any write task, so that tasks only ever write into existing arrays.
+
+    Raises
+    ------
+    ValueError
+        If the tiles differ from the stored ones, or days would have to be prepended.
+    """
+    have = read_layout(store, want.city)
+    root = _group(store, mode="a")
+    if have is None:
+        return _create(root, want, compressor, tile_chunk)
+    if not np.array_equal(have.tiles, want.tiles):
+        raise ValueError(
+            f"{store}/{want.city}: the files list {len(want.tiles)} tiles, the store holds "
+            f"{len(have.tiles)}; a city's tile list cannot change (write a new store)"
+        )
+    if want.first_day < have.first_day:
+        raise ValueError(
+            f"{store}/{want.city}: the store starts on {have.first_day}; days before it "
+            f"({want.first_day}) cannot be prepended (write a new store)"
+        )
+    services = have.services + tuple(s for s in want.services if s not in have.services)
+    directions = have.directions + tuple(d for d in want.directions if d not in have.directions)
+    last_day = max(have.last_day, want.last_day)
+    out = CityLayout(want.city, have.first_day, last_day, services, have.tiles, directions)
+    g = root[want.city]
+    n_s, n_t, n_d = len(services), len(out.time), len(out.days)
+    if n_s != len(have.services):
+        g["service"].resize((n_s,))
+        g["service"][:] = np.array(services, dtype=object)
+    if n_t != len(have.time):
+        g["time"].resize((n_t,))
+        g["time"][:] = _time_minutes(out.time)
+        g["day"].resize((n_d,))
+        g["day"][:] = _day_numbers(out.days)
+    for d in have.directions:
+        g[d].resize((n_s, len(out.tiles), n_t))
+        g[f"{d}_status"].resize((n_s, n_d))
+        g[f"{d}_total"].resize((n_s, n_d))
+    for d in directions:
+        if d not in have.directions:
+            _create_direction(g, d, out, compressor, tile_chunk)
+    logger.info(
+        "extended %s/%s to %d services, %s..%s", store, want.city, n_s, out.first_day, last_day
+    )
+    return out
+
+
+def _create(root, want: CityLayout, compressor: str, tile_chunk: int) -> CityLayout:
+    g = root.create_group(want.city)
+    g.attrs.update(
+        {
+            "city": want.city,
+            "layout_version": LAYOUT_VERSION,
+            "grid_dims": list(netmob.CITY_DIMS.get(want.city, ())),
+            "grid_crs": netmob.GRID_CRS,
+            "time_rule": "UTC instants of the 15-minute slots of local Europe/Paris days",
+        }
+    )
+    tiles = np.asarray(want.tiles, dtype=np.int64)
+    g.create_array("tile", shape=tiles.shape, dtype="int64", dimension_names=["tile"])[:] = tiles
+    svc = g.create_array("service", shape=(len(want.services),), dtype=str, dimension_names=["service"])
+    svc[:] = np.array(want.services, dtype=object)
+    time = g.create_array(
+        "time",
+        shape=(len(want.time),),
+        dtype="int64",
+        chunks=(1 << 16,),
+        dimension_names=["time"],
+        attributes={"units": "minutes since 1970-01-01", "calendar": "proleptic_gregorian"},
+    )
+    time[:] = _time_minutes(want.time)
+    day = g.create_array(
+        "day",
+        shape=(len(want.days),),
+        dtype="int64",
+        dimension_names=["day"],
+        attributes={"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
+                    "long_name": "local (Europe/Paris) day of the NetMob file"},
+    )
+    day[:] = _day_numbers(want.days)
+    for d in want.directions:
+        _create_direction(g, d, want, compressor, tile_chunk)
+    logger.info(
+        "created %s: %d tiles, %d services, %s..%s",
+        want.city, len(tiles), len(want.services), want.first_day, want.last_day,
+    )
+    return want
+
+
+def _create_direction(g, direction: str, layout: CityLayout, compressor: str, tile_chunk: int):
+    n_s, n_tiles, n_t, n_d = len(layout.services), len(layout.tiles), len(layout.time), len(layout.days)
+    g.create_array(
+        direction,
+        shape=(n_s, n_tiles, n_t),
+        chunks=(1, max(1, min(n_tiles, tile_chunk)), TIME_CHUNK),
+        dtype="float32",
+        fill_value=np.nan,
+        compressors=codec(compressor),
+        dimension_names=["service", "tile", "time"],
+        attributes={"long_name": f"{direction} traffic per tile and 15-minute slot",
+                    "units": "1 (normalised by the operator)", "direction": direction},
+    )
+    g.create_array(
+        f"{direction}_status",
+        shape=(n_s, n_d),
+        chunks=(1, 1),
+        dtype="int8",
+        fill_value=0,
+        dimension_names=["service", "day"],
+        attributes={"flag_values": list(STATUS.values()), "flag_meanings": " ".join(STATUS)},
+    )
+    g.create_array(
+        f"{direction}_total",
+        shape=(n_s, n_d),
+        chunks=(1, 1),
+        dtype="float64",
+        fill_value=np.nan,
+        dimension_names=["service", "day"],
+        attributes={"long_name": f"sum of stored {direction} values of the file"},
+    )
+
+
+def open_city(store: str, city: str, mode: str = "r"):
+    """The zarr group of ``city`` (for writers)."""
+    return _group(store, mode=mode)[city]
+
+
+def write_file_block(
+    store: str,
+    city: str,
+    direction: str,
+    service_index: int,
+    day_index: int,
+    time_slice: slice,
+    block: np.ndarray | None,
+    status: int,
+) -> float:
+    """Write one file's (tiles, slots) block, then its status; return the stored total.
+
+    ``block=None`` writes NaN (a missing or rejected file), deleting any chunk a previous
+    interrupted run may have left.
+    """
+    g = open_city(store, city, mode="r+")
+    arr = g[direction]
+    if block is None:
+        block = np.full((arr.shape[1], time_slice.stop - time_slice.start), np.nan, dtype=np.float32)
+    arr[service_index, :, time_slice] = block
+    total = float(np.nansum(block, dtype=np.float64)) if status in DONE_STATES else np.nan
+    g[f"{direction}_total"][service_index, day_index] = total
+    # status last: it is what marks the file complete
+    g[f"{direction}_status"][service_index, day_index] = status
+    return total
+
+
+def open_cube(store: str, city: str, chunks: dict | None = None) -> xr.Dataset:
+    """Lazy xarray view of a city group (Dask-backed), time decoded to UTC datetimes.
+
+    Parameters
+    ----------
+    chunks
+        Dask chunks; default one service, all tiles, one local-day's worth of hours (96 slots).
+
+    Examples
+    --------
+    >>> ds = open_cube("cube.zarr", "Lyon")  # doctest: +SKIP
+    >>> ds["DL"].sel(service="Tor")  # doctest: +SKIP
+    """
+    if chunks is None:
+        chunks = {"service": 1, "tile": -1, "time": 96}
+    return xr.open_zarr(store, group=city, chunks=chunks, consolidated=False)

@@ -1,0 +1,67 @@
+"""The jobs' compute points: run tasks on a Dask client with a progress bar.
+
+Everything that executes work lives in ``jobs/``; the library only builds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from distributed import Client, as_completed
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def progress(total: int, desc: str, unit: str = "file"):
+    """A progress bar on stderr (quiet when stderr is not a terminal, e.g. in CI logs)."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True)
+
+
+def map_with_progress(
+    client: Client,
+    func: Callable,
+    items: Sequence[Any],
+    desc: str,
+    *args: Any,
+    on_result: Callable[[Any], None] | None = None,
+    unit: str = "file",
+) -> list[Any]:
+    """Run ``func(item, *args)`` for every item on the cluster; results in completion order.
+
+    The first task error cancels what is still pending and is re-raised, so a failing run
+    stops promptly and names the problem.
+    """
+    if not items:
+        return []
+    futures = client.map(func, items, *[[a] * len(items) for a in args], pure=False)
+    results = []
+    with progress(len(items), desc, unit) as bar:
+        ac = as_completed(futures, with_results=False)
+        for fut in ac:
+            try:
+                res = fut.result()
+            except BaseException:
+                client.cancel(futures)
+                raise
+            if on_result is not None:
+                on_result(res)
+            results.append(res)
+            bar.update(1)
+    return results
+
+
+def dashboard(client: Client) -> str | None:
+    """The dashboard link, logged once when a cluster runs."""
+    link = getattr(client, "dashboard_link", None)
+    if link:
+        logger.info("Dask dashboard: %s", link)
+    return link
+
+
+def chunked(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

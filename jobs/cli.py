@@ -1,0 +1,184 @@
+"""The ``cpc`` command line: ``synth``, ``ingest``, ``run`` and ``demo``.
+
+Each subcommand validates its arguments and configuration before any work starts, obtains a
+Dask client from ``cluster`` and calls one job function. Exit status: 0 on success, 1 on a
+data error (named file, line and reason), 2 on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cluster import ClusterSpec, get_client
+from cpc_core import netmob
+from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
+from cpc_core.parse import NetmobFormatError
+from jobs._compute import dashboard
+
+logger = logging.getLogger("cpc")
+
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+
+
+def _cluster_spec(cfg: ClusterConfig, cli_value: str | None) -> ClusterSpec:
+    """The cluster from ``--cluster`` if given, else from the config's cluster section."""
+    if cli_value:
+        spec = ClusterSpec.from_cli(cli_value)
+        if spec.kind == cfg.kind:
+            # keep the config's details (size, gateway options) for the same kind
+            return ClusterSpec(**{**cfg.model_dump(exclude_none=True), **{k: v for k, v in vars(spec).items() if v is not None}})
+        return spec
+    return ClusterSpec(**cfg.model_dump(exclude_none=True))
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected YYYY-MM-DD") from None
+
+
+def _cities(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    if values == ["all"]:
+        return netmob.CITIES
+    return tuple(values)
+
+
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="local|gateway|ADDRESS", default=None,
+                   help="Dask cluster: a local one (default), a Dask Gateway (settings from the config "
+                        "or DASK_GATEWAY__* variables) or a scheduler address tcp://host:port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cpc", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write synthetic NetMob23-format data with planted truth")
+    s.add_argument("--out", required=True, help="output folder (netmob/, geo/, covariates/, truth/)")
+    s.add_argument("--cities", nargs="+", default=None, help="city names or 'all' (default: Paris Lyon Toulouse Nice)")
+    s.add_argument("--services", nargs="+", default=list(netmob.STUDY_SERVICES))
+    s.add_argument("--start", type=_date, default=netmob.NETMOB_START)
+    s.add_argument("--days", type=int, default=28)
+    s.add_argument("--directions", nargs="+", default=["DL"], choices=list(netmob.DIRECTIONS))
+    s.add_argument("--scale", type=float, default=0.01, help="tiles as a fraction of the real city's count (1.0 = real size)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--lag", type=int, default=0, help="planted lag in hours (Tor follows Web_Adult by LAG hours)")
+    _add_cluster(s)
+
+    i = sub.add_parser("ingest", help="parse a NetMob tree into a Zarr cube")
+    i.add_argument("--input", required=True, help="NetMob root folder or URL (<City>/<Service>/<YYYYMMDD>/...)")
+    i.add_argument("--store", required=True, help="Zarr store path or URL")
+    i.add_argument("--cities", nargs="+", default=None)
+    i.add_argument("--services", nargs="+", default=None)
+    i.add_argument("--directions", nargs="+", default=None, choices=list(netmob.DIRECTIONS))
+    i.add_argument("--on-error", choices=["fail", "quarantine"], default="fail",
+                   help="fail: stop at the first bad file (default); quarantine: keep the good lines, report the rest")
+    i.add_argument("--compressor", choices=["lz4", "zstd", "blosc-zstd", "none"], default="lz4")
+    i.add_argument("--report-dir", default=None, help="where the QC report goes (default <store>.reports/)")
+    i.add_argument("--force", action="store_true", help="re-ingest files already complete in the store")
+    _add_cluster(i)
+
+    d = sub.add_parser("demo", help="generate the default synthetic data set and run the whole chain on it")
+    d.add_argument("--out", default="cpc-demo", help="output folder (default ./cpc-demo)")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_cluster(d)
+
+    r = sub.add_parser("run", help="run the chain described by a YAML config")
+    r.add_argument("config", help="YAML run configuration (see configs/)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set ingest.on_error=quarantine")
+    _add_cluster(r)
+    return p
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose < 0 else (logging.INFO if verbose < 2 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # distributed is chatty at INFO about worker start-up; keep it to warnings unless -vv
+    if verbose < 2:
+        for name in ("distributed", "bokeh", "tornado", "pyogrio", "fiona"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cmd_synth(args) -> int:
+    from cpc_core.synth import DEMO_CITIES, SynthSpec
+    from jobs.synth import run_synth
+
+    spec = SynthSpec(
+        cities=_cities(args.cities) or DEMO_CITIES,
+        services=tuple(args.services),
+        start=args.start,
+        days=args.days,
+        directions=tuple(args.directions),
+        scale=args.scale,
+        seed=args.seed,
+        lag_h=args.lag,
+    )
+    with get_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
+        dashboard(client)
+        summary = run_synth(spec, args.out, client)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from jobs.ingest import run_ingest
+
+    with get_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
+        dashboard(client)
+        qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
+                        on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
+                        force=args.force)
+    print(f"cube: {args.store}\nQC report: {qc['report_dir']}")
+    return 0
+
+
+def cmd_run(cfg: RunConfig, cluster: str | None) -> int:
+    from jobs.pipeline import run_pipeline
+
+    with get_client(_cluster_spec(cfg.cluster, cluster)) as client:
+        dashboard(client)
+        result = run_pipeline(cfg, client)
+    print(f"results: {result['output_dir']}")
+    for name, path in result.get("outputs", {}).items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose + 1)
+    try:
+        if args.command == "synth":
+            return cmd_synth(args)
+        if args.command == "ingest":
+            return cmd_ingest(args)
+        if args.command == "demo":
+            cfg = load_config(DEMO_CONFIG, [f"output.dir={args.out}", *args.overrides])
+            return cmd_run(cfg, args.cluster)
+        if args.command == "run":
+            cfg = load_config(args.config, args.overrides)
+            return cmd_run(cfg, args.cluster)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"cpc {args.command}: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        if isinstance(e, NetmobFormatError):
+            print(f"cpc {args.command}: bad input: {e}", file=sys.stderr)
+            return 1
+        print(f"cpc {args.command}: {e}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
