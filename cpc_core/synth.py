@@ -195,7 +195,7 @@ def _profile(hours_utc: pd.DatetimeIndex) -> np.ndarray:
     """Weekday x hour shape of YouTube / Web_Adult (local time): evening peak, 8/13h bumps."""
     local = hours_utc.tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
     h = local.hour.to_numpy() + 0.5
-    weekday = local.dayofweek.to_numpy() < 5
+    weekday = local.day_of_week.to_numpy() < 5
     base = 0.15 + 0.85 * np.exp(-0.5 * ((h - 21.5) / 3.2) ** 2)  # evening peak
     base += 0.45 * np.clip((h - 6) / 14, 0, 1)  # daytime rise
     bumps = 0.18 * np.exp(-0.5 * ((h - 8.3) / 0.7) ** 2) + 0.22 * np.exp(-0.5 * ((h - 13.2) / 0.8) ** 2)

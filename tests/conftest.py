@@ -1,0 +1,63 @@
+"""Shared fixtures: a real Dask cluster (scheduler + 2 worker processes) and small NetMob trees.
+
+Fixtures build on each other: ``synth_tree`` is written once per session by the real
+generator on the real cluster, and ``cube`` ingests it once; tests that modify data copy it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from cpc_core.synth import SynthSpec
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_COMMUNES = SHARED / "data" / "netmob23-metro-communes"
+
+#: A tiny tree spanning the spring DST day (2019-03-31 has 92 slots) and an all-city outage
+#: day is far away, so two cities, 4 days, 0.5 % of the tiles.
+SMALL_SPEC = SynthSpec(
+    cities=("Lyon", "Nice"),
+    start=dt.date(2019, 3, 29),
+    days=4,
+    scale=0.005,
+    seed=7,
+    lag_h=2,
+)
+
+
+@pytest.fixture(scope="session")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      memory_limit="4GiB") as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def synth_tree(tmp_path_factory, client) -> Path:
+    from jobs.synth import run_synth
+
+    out = tmp_path_factory.mktemp("synth")
+    run_synth(SMALL_SPEC, out, client)
+    return out
+
+
+@pytest.fixture(scope="session")
+def cube(tmp_path_factory, synth_tree, client) -> str:
+    from jobs.ingest import run_ingest
+
+    store = str(tmp_path_factory.mktemp("cube") / "cube.zarr")
+    run_ingest(str(synth_tree / "netmob"), store, client)
+    return store
+
+
+@pytest.fixture
+def tree_copy(tmp_path, synth_tree) -> Path:
+    """A private, modifiable copy of the small NetMob tree."""
+    dst = tmp_path / "netmob"
+    shutil.copytree(synth_tree / "netmob", dst)
+    return dst

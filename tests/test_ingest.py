@@ -1,0 +1,252 @@
+"""Ingest: text -> Zarr round trip against an independent parse, DST, missing files, bad input,
+quarantine accounting, resume and extension. All on a real Dask cluster and real Zarr stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from cpc_core import ingest, store
+from cpc_core.parse import NetmobFormatError
+from jobs.ingest import run_ingest
+
+
+def local_slots_utc(day: dt.date, ncols: int) -> pd.DatetimeIndex:
+    """Independent of cpc_core.netmob: localise the 96 wall-clock slots, drop the ones that do
+    not exist (spring DST), convert to UTC."""
+    wall = pd.date_range(pd.Timestamp(day), periods=96, freq="15min")
+    loc = wall.tz_localize("Europe/Paris", nonexistent="NaT", ambiguous="NaT").dropna()
+    assert len(loc) == ncols
+    return loc.tz_convert("UTC").tz_localize(None)
+
+
+def read_text(path: Path):
+    ids, rows = [], []
+    for line in path.read_text().splitlines():
+        tok = line.split()
+        ids.append(int(tok[0]))
+        rows.append([int(t) for t in tok[1:]])
+    return np.array(ids), np.array(rows, dtype=np.float64)
+
+
+def test_round_trip_every_file(synth_tree, cube):
+    files = sorted((synth_tree / "netmob").glob("*/*/*/*.txt"))
+    assert len(files) == 2 * 3 * 4
+    for city in ("Lyon", "Nice"):
+        ds = store.open_cube(cube, city).load()
+        assert ds["DL"].dtype == np.float32
+        assert list(ds["DL"].dims) == ["service", "tile", "time"]
+        for f in [p for p in files if p.parts[-4] == city]:
+            city_, service, ymd = f.parts[-4], f.parts[-3], f.parts[-2]
+            day = dt.datetime.strptime(ymd, "%Y%m%d").date()
+            ids, vals = read_text(f)
+            t = local_slots_utc(day, vals.shape[1])
+            got = ds["DL"].sel(service=service, tile=ids, time=t).values
+            np.testing.assert_array_equal(got, vals.astype(np.float32))
+        # nothing outside the files: the axis is exactly the union of the days' slots
+        all_t = np.concatenate([local_slots_utc(d, 92 if d == dt.date(2019, 3, 31) else 96)
+                                for d in pd.date_range("2019-03-29", "2019-04-01").date])
+        np.testing.assert_array_equal(ds["time"].values, all_t.astype("datetime64[ns]"))
+        assert not np.isnan(ds["DL"].values).any()
+
+
+def test_dst_day_is_aligned(synth_tree, cube):
+    day_file = synth_tree / "netmob/Lyon/Tor/20190331/Lyon_Tor_20190331_DL.txt"
+    ids, vals = read_text(day_file)
+    assert vals.shape[1] == 92
+    ds = store.open_cube(cube, "Lyon")
+    # 9th value column is 03:00 local = 01:00 UTC on 2019-03-31; 02:00-02:45 local do not exist
+    col9 = ds["DL"].sel(service="Tor", time=np.datetime64("2019-03-31T01:00")).sel(tile=ids).values
+    np.testing.assert_array_equal(col9, vals[:, 8].astype(np.float32))
+    # the last slot of the day, 23:45 local = 21:45 UTC, is the 92nd column
+    last = ds["DL"].sel(service="Tor", time=np.datetime64("2019-03-31T21:45")).sel(tile=ids).values
+    np.testing.assert_array_equal(last, vals[:, 91].astype(np.float32))
+    n_day = ((ds.time >= np.datetime64("2019-03-30T23:00")) & (ds.time < np.datetime64("2019-03-31T22:00"))).sum()
+    assert int(n_day) == 92
+
+
+def test_status_and_qc_of_clean_run(cube):
+    g = store.open_city(cube, "Lyon")
+    assert (g["DL_status"][:] == store.STATUS["ok"]).all()
+    reports = sorted(Path(cube + ".reports").glob("ingest-*.json"))
+    qc = json.loads(reports[-1].read_text())
+    assert qc["values_read"] == qc["values_stored"] > 0 and qc["values_rejected"] == 0
+    assert qc["files"]["ok"] == 24
+
+
+def test_rerun_skips_complete_files(synth_tree, cube, client):
+    p = ingest.plan(str(synth_tree / "netmob"), cube)
+    assert p.tasks == [] and p.skipped == 24
+
+
+def _ingest(tree, store_path, client, **kw):
+    return run_ingest(str(tree), store_path, client, report_dir=Path(store_path).parent / "rep", **kw)
+
+
+def test_missing_file_is_nan_and_reported(tree_copy, tmp_path, client):
+    victim = tree_copy / "Nice/Web_Adult/20190330/Nice_Web_Adult_20190330_DL.txt"
+    victim.unlink()
+    s = str(tmp_path / "c.zarr")
+    qc = _ingest(tree_copy, s, client)
+    missing = qc["cities"]["Nice"]["missing"]
+    assert [(m["service"], m["day"], m["state"]) for m in missing] == [("Web_Adult", "2019-03-30", "missing")]
+    ds = store.open_cube(s, "Nice")
+    day = ds["DL"].sel(service="Web_Adult", time=slice("2019-03-29T23:00", "2019-03-30T22:45")).values
+    assert day.shape[1] == 96 and np.isnan(day).all()
+    other = ds["DL"].sel(service="Tor", time=slice("2019-03-29T23:00", "2019-03-30T22:45")).values
+    assert not np.isnan(other).any()
+    # the file appears later: a re-run ingests only it
+    p = ingest.plan(str(tree_copy), s)
+    assert [t.key.service for t in p.tasks] == ["Web_Adult"] and p.tasks[0].path is None
+
+
+def _corrupt(path: Path, lineno: int, new: str):
+    lines = path.read_text().splitlines(keepends=True)
+    lines[lineno - 1] = new
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize(
+    "line,content,reason",
+    [
+        (3, "{id} 1 2 3\n", "too few value columns: expected 96, found 3"),
+        (2, "{id} " + " ".join(["1"] * 95) + " -4\n", "negative value in value column 96"),
+        (4, "{id} " + " ".join(["1"] * 95) + " abc\n", "non-numeric value in value column 96"),
+        (5, "{id} nan" + " 1" * 95 + "\n", "NaN value in value column 1"),
+        (2, "{first} " + " ".join(["1"] * 96) + "\n", "duplicate tile id"),
+        (3, "99999999 " + " ".join(["1"] * 96) + "\n", "tile id outside the city's grid: 99999999"),
+    ],
+)
+def test_fail_mode_names_file_line_reason_and_writes_nothing(tree_copy, tmp_path, client, line, content, reason):
+    f = tree_copy / "Lyon/YouTube/20190330/Lyon_YouTube_20190330_DL.txt"
+    ids, _ = read_text(f)
+    _corrupt(f, line, content.format(id=ids[line - 1], first=ids[0]))
+    s = str(tmp_path / "c.zarr")
+    with pytest.raises(NetmobFormatError) as ei:
+        _ingest(tree_copy, s, client, cities=["Lyon"])
+    e = ei.value
+    assert e.path.endswith("Lyon_YouTube_20190330_DL.txt") and e.line == line and reason in e.reason
+    g = store.open_city(s, "Lyon")
+    si = list(g["service"][:]).index("YouTube")
+    assert g["DL_status"][si, 1] == store.STATUS["pending"]
+    blk = g["DL"][si, :, 96:192]
+    assert np.isnan(blk).all()
+
+
+def test_fail_mode_tile_list_differs_and_empty_file(tree_copy, tmp_path, client):
+    f = tree_copy / "Lyon/Tor/20190401/Lyon_Tor_20190401_DL.txt"
+    lines = f.read_text().splitlines(keepends=True)
+    f.write_text("".join(lines[:-1]))  # one tile fewer than the city's list
+    with pytest.raises(NetmobFormatError, match=r"Lyon_Tor_20190401_DL.txt: tile list differs from the city's: 1 of"):
+        _ingest(tree_copy, str(tmp_path / "a.zarr"), client, cities=["Lyon"])
+    f.write_text("")
+    with pytest.raises(NetmobFormatError, match=r"Lyon_Tor_20190401_DL.txt: empty file"):
+        _ingest(tree_copy, str(tmp_path / "b.zarr"), client, cities=["Lyon"])
+
+
+def test_quarantine_keeps_good_lines_and_counts_add_up(tree_copy, tmp_path, client):
+    f = tree_copy / "Lyon/YouTube/20190330/Lyon_YouTube_20190330_DL.txt"
+    ids, vals = read_text(f)
+    _corrupt(f, 2, f"{ids[1]} 1 2 3\n")  # 3 values read, rejected
+    _corrupt(f, 4, f"{ids[3]} " + " ".join(["5"] * 95) + " -1\n")  # 96 read, rejected
+    lines = f.read_text().splitlines(keepends=True)
+    f.write_text("".join(lines) + "77777777 " + " ".join(["1"] * 96) + "\n")  # outside grid
+    empty = tree_copy / "Lyon/Tor/20190329/Lyon_Tor_20190329_DL.txt"
+    empty.write_text("")
+    s = str(tmp_path / "q.zarr")
+    qc = _ingest(tree_copy, s, client, cities=["Lyon"], on_error="quarantine")
+    assert qc["values_read"] == qc["values_stored"] + qc["values_rejected"]
+    assert qc["values_rejected"] == 3 + 96 + 96
+    assert qc["files"]["partial"] == 1 and qc["files"]["rejected"] == 1
+    rej = {(Path(r["path"]).name, r["line"]): r["reason"] for r in qc["rejected"]}
+    assert rej[("Lyon_YouTube_20190330_DL.txt", 2)].startswith("too few value columns")
+    assert rej[("Lyon_YouTube_20190330_DL.txt", 4)] == "negative value in value column 96"
+    assert rej[("Lyon_YouTube_20190330_DL.txt", len(ids) + 1)] == "tile id outside the city's grid: 77777777"
+    assert rej[("Lyon_Tor_20190329_DL.txt", None)] == "empty file"
+    csv = pd.read_csv(next((tmp_path / "rep").glob("rejected-*.csv")))
+    assert len(csv) == 4
+    ds = store.open_cube(s, "Lyon")
+    t = local_slots_utc(dt.date(2019, 3, 30), 96)
+    got = ds["DL"].sel(service="YouTube", time=t).sel(tile=ids).values
+    assert np.isnan(got[[1, 3]]).all()  # rejected lines stored as NaN, not zero
+    keep = np.setdiff1d(np.arange(len(ids)), [1, 3])
+    np.testing.assert_array_equal(got[keep], vals[keep].astype(np.float32))
+    missing = {(m["service"], m["day"], m["state"]) for m in qc["cities"]["Lyon"]["missing"]}
+    assert ("Tor", "2019-03-29", "rejected") in missing
+
+
+def test_interrupted_file_is_redone(tree_copy, tmp_path, client):
+    s = str(tmp_path / "r.zarr")
+    _ingest(tree_copy, s, client, cities=["Nice"])
+    g = store.open_city(s, "Nice", mode="r+")
+    # simulate a task killed after writing data but before its status: garbage data, pending
+    si = list(g["service"][:]).index("Tor")
+    g["DL"][si, :, 0:96] = np.full((g["DL"].shape[1], 96), 123.0, dtype=np.float32)
+    g["DL_status"][si, 0] = store.STATUS["pending"]
+    p = ingest.plan(str(tree_copy), s, cities=["Nice"])
+    assert [(t.key.service, t.key.day) for t in p.tasks] == [("Tor", dt.date(2019, 3, 29))]
+    _ingest(tree_copy, s, client, cities=["Nice"])
+    ids, vals = read_text(tree_copy / "Nice/Tor/20190329/Nice_Tor_20190329_DL.txt")
+    got = store.open_cube(s, "Nice")["DL"].sel(service="Tor", tile=ids).isel(time=slice(0, 96)).values
+    np.testing.assert_array_equal(got, vals.astype(np.float32))
+
+
+def test_extend_with_new_days_and_service(tree_copy, tmp_path, client):
+    s = str(tmp_path / "e.zarr")
+    # first only 2 days of Tor and Web_Adult
+    sub = tmp_path / "sub"
+    for f in tree_copy.glob("Nice/*/*/*.txt"):
+        day = f.parts[-2]
+        if f.parts[-3] != "YouTube" and day <= "20190330":
+            dst = sub / f.relative_to(tree_copy)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(f.read_bytes())
+    _ingest(sub, s, client)
+    lay = store.read_layout(s, "Nice")
+    assert lay.services == ("Tor", "Web_Adult") and lay.last_day == dt.date(2019, 3, 30)
+    qc = _ingest(tree_copy, s, client, cities=["Nice"])
+    lay = store.read_layout(s, "Nice")
+    assert lay.services == ("Tor", "Web_Adult", "YouTube") and lay.last_day == dt.date(2019, 4, 1)
+    assert qc["skipped_complete"] == 4 and qc["files"]["ok"] == 12 - 4
+    ds = store.open_cube(s, "Nice").load()
+    assert not np.isnan(ds["DL"].values).any()
+    ids, vals = read_text(tree_copy / "Nice/YouTube/20190401/Nice_YouTube_20190401_DL.txt")
+    got = ds["DL"].sel(service="YouTube", tile=ids, time=local_slots_utc(dt.date(2019, 4, 1), 96)).values
+    np.testing.assert_array_equal(got, vals.astype(np.float32))
+
+
+def test_outage_days_flagged(tmp_path, client):
+    from cpc_core.synth import SynthSpec
+    from jobs.synth import run_synth
+
+    spec = SynthSpec(cities=("Nice",), services=("Tor", "Web_Adult"), start=dt.date(2019, 4, 12), days=4,
+                     scale=0.005, seed=3)
+    run_synth(spec, tmp_path / "d", client)
+    qc = _ingest(tmp_path / "d" / "netmob", str(tmp_path / "o.zarr"), client)
+    flagged = {(o["service"], o["day"]) for o in qc["cities"]["Nice"]["outages"]}
+    assert flagged == {("Tor", "2019-04-14"), ("Web_Adult", "2019-04-14")}
+
+
+def test_ignored_and_absent_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ingest.discover(str(tmp_path / "nope"))
+    (tmp_path / "Lyon/Tor/20190316").mkdir(parents=True)
+    (tmp_path / "Lyon/Tor/20190316/notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="no NetMob traffic files"):
+        ingest.discover(str(tmp_path))
+
+
+def test_store_tile_list_cannot_change(tree_copy, tmp_path, client):
+    s = str(tmp_path / "t.zarr")
+    _ingest(tree_copy, s, client, cities=["Nice"])
+    lay = store.read_layout(s, "Nice")
+    other = store.CityLayout("Nice", lay.first_day, lay.last_day, lay.services, lay.tiles[:-1], lay.directions)
+    with pytest.raises(ValueError, match="tile list cannot change"):
+        store.create_or_extend(s, other)
+    assert zarr.open_group(s, mode="r")["Nice/DL"].shape[1] == len(lay.tiles)

@@ -1,0 +1,106 @@
+"""The validating parser against an independent plain-Python parse, and the bad-input corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cpc_core.parse import NetmobFormatError, check_file, parse_bytes
+from cpc_core.textio import format_netmob
+
+
+def plain_parse(text: str, ncols: int):
+    """Reference: str.split per line, int()/float() per token."""
+    ids, rows = [], []
+    for line in text.splitlines():
+        tok = line.split()
+        assert len(tok) == ncols + 1
+        ids.append(int(tok[0]))
+        rows.append([float(t) for t in tok[1:]])
+    return np.array(ids), np.array(rows, dtype=np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    m=st.sampled_from([92, 96, 100, 3]),
+    data=st.data(),
+)
+def test_round_trip_matches_plain_parse(n, m, data):
+    ids = np.array(data.draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n, unique=True)))
+    vals = np.array(data.draw(st.lists(st.integers(0, 2**24), min_size=n * m, max_size=n * m))).reshape(n, m)
+    raw = format_netmob(ids, vals)
+    ref_ids, ref_vals = plain_parse(raw.decode(), m)
+    pf = parse_bytes(raw, m)
+    assert check_file(pf) == []
+    np.testing.assert_array_equal(pf.tile_ids, ref_ids)
+    np.testing.assert_array_equal(pf.values, ref_vals)
+    assert pf.values_read == n * m
+
+
+def test_decimals_exponents_crlf_and_missing_final_newline():
+    raw = b"5 1.5 2e3 0.25\r\n6 3. 4E-1 +7\r\n7 0 0 0"
+    pf = parse_bytes(raw, 3)
+    assert check_file(pf) == []
+    np.testing.assert_allclose(pf.values, [[1.5, 2000, 0.25], [3, 0.4, 7], [0, 0, 0]], rtol=1e-6)
+
+
+# (content, ncols, expected reason fragment, 1-based line)
+BAD = [
+    (b"1 1 2 3\n2 1 2\n", 3, "too few value columns: expected 3, found 2", 2),
+    (b"1 1 2 3\n2 1 2 3 4\n", 3, "too many value columns: expected 3, found 4", 2),
+    (b"1 1 x 3\n", 3, "non-numeric value in value column 2", 1),
+    (b"1 1 2 3\n2 1 -2 3\n", 3, "negative value in value column 2", 2),
+    (b"1 nan 2 3\n", 3, "NaN value in value column 1", 1),
+    (b"1 1 2 3\n2 NaN 2 3\n", 3, "NaN value in value column 1", 2),
+    (b"1 1 2 3\n1 4 5 6\n", 3, "duplicate tile id: 1", 2),
+    (b"1 1 2 3\n2 1 2", 3, "truncated last line", 2),
+    (b"1 1 2 3\n\n2 1 2 3\n", 3, "empty line", 2),
+    (b"1.5 1 2 3\n", 3, "tile id is not a non-negative integer", 1),
+    (b"-4 1 2 3\n", 3, "negative tile id", 1),
+    (b"1 1 2 3x\n", 3, "non-numeric value in value column 3", 1),
+]
+
+
+@pytest.mark.parametrize("raw,ncols,reason,line", BAD)
+def test_bad_lines_are_named(raw, ncols, reason, line):
+    pf = parse_bytes(raw, ncols, "f.txt")
+    errors = check_file(pf)
+    assert errors, "the bad line was not detected"
+    assert errors[0].line == line
+    assert reason in errors[0].reason
+    # the rejected line is NaN, never zero
+    assert np.isnan(pf.values[line - 1]).all()
+
+
+def test_grid_and_tile_list_checks():
+    pf = parse_bytes(b"1 1\n500 2\n3 3\n", 1, "f.txt")
+    errors = check_file(pf, grid_size=100, tiles=np.array([1, 2, 500]))
+    reasons = {e.line: e.reason for e in errors}
+    assert reasons == {2: "tile id outside the city's grid: 500", 3: "tile id not in the city's tile list: 3"}
+    assert pf.values[0, 0] == 1
+
+
+def test_empty_file_is_an_error():
+    for raw in (b"", b"\n\n", b"  \n"):
+        with pytest.raises(NetmobFormatError, match="f.txt: empty file"):
+            parse_bytes(raw, 96, "f.txt")
+
+
+def test_counts_add_up_on_mixed_file():
+    raw = b"1 1 2 3\n2 1 -2 3\n3 1 2\n4 1 2 3 4\n5 5 5 5\n"
+    pf = parse_bytes(raw, 3)
+    errors = check_file(pf)
+    stored = int(pf.ok.sum()) * 3
+    rejected = sum(e.values for e in errors)
+    assert (stored, rejected, pf.values_read) == (6, 3 + 2 + 4, 15)
+
+
+def test_error_survives_pickling():
+    import pickle
+
+    e = NetmobFormatError("a/b.txt", "negative value in value column 2", 7)
+    e2 = pickle.loads(pickle.dumps(e))
+    assert (e2.path, e2.line, e2.reason, str(e2)) == (e.path, 7, e.reason, "a/b.txt:7: negative value in value column 2")
