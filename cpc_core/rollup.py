@@ -1,0 +1,121 @@
+"""Tiles -> areas and 15-minute slots -> hours, inside the task that reads a chunk.
+
+Kernel and wrapper are separate (flox / xskillscore style): :func:`_rollup_block` is plain
+numpy/scipy on one block; :func:`rollup` builds the Dask graph with ``blockwise`` so that each
+task reads one (service, all tiles, some hours) block of the cube and returns the much
+smaller (areas, hours) block. Raw tile data never moves between workers: measured here at
+~0.35 GiB/s against ~25 GB/s for memory (``performance.md``).
+
+The weights are one float32 scipy CSR matrix (areas x tiles), shipped once to the workers as a
+single graph key rather than embedded in every task. float32 on purpose: float64 weights were
+4.7x slower and silently promoted the output.
+
+Missing values propagate: an area-hour is NaN when any of its tile-slots is NaN (a missing
+file, a rejected line). Nothing is zero-filled; the correlation stage excludes NaN hours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from cpc_core import netmob
+
+__all__ = ["exclude_days", "rollup", "window_totals"]
+
+logger = logging.getLogger(__name__)
+
+SLOTS_PER_HOUR = 4
+
+
+def _rollup_block(block: np.ndarray, weights: sp.csr_matrix) -> np.ndarray:
+    """(service=1, tiles, slots) block -> (1, areas, slots // 4) hourly area sums."""
+    b = block[0]
+    if b.shape[1] % SLOTS_PER_HOUR:
+        raise ValueError(f"block of {b.shape[1]} slots is not whole hours")
+    a = weights @ b  # (areas, slots), float32, NaN propagates through the product
+    return a.reshape(a.shape[0], -1, SLOTS_PER_HOUR).sum(axis=2)[None]
+
+
+def rollup(
+    traffic: xr.DataArray,
+    weights: sp.csr_matrix,
+    areas: Iterable[str],
+    hours_per_chunk: int = 168,
+) -> xr.DataArray:
+    """Hourly traffic per area: ``weights @ traffic`` with slots summed to hours, lazily.
+
+    Parameters
+    ----------
+    traffic
+        (service, tile, time) 15-minute traffic of one city, Dask-backed (from
+        :func:`cpc_core.store.open_cube`); the time axis starts on a whole UTC hour.
+    weights
+        (areas, tiles) crosswalk weights in the order of ``traffic.tile`` (see
+        ``cpc_core.geo.Crosswalk.matrix``).
+    areas
+        Area codes, the rows of ``weights``.
+    hours_per_chunk
+        Hours per task (default a week: blocks of ~10-100 MB at NetMob scale).
+
+    Returns
+    -------
+    xarray.DataArray
+        (service, area, hour) float32, ``hour`` the UTC start of each hour.
+
+    Examples
+    --------
+    >>> hourly = rollup(ds["DL"], xwalk.matrix(ds.tile.values, codes), codes)  # doctest: +SKIP
+    """
+    areas = np.asarray(list(areas), dtype=object)
+    w = sp.csr_matrix(weights, dtype=np.float32)
+    n_tile = traffic.sizes["tile"]
+    if w.shape != (len(areas), n_tile):
+        raise ValueError(f"weights are {w.shape}, expected (areas={len(areas)}, tiles={n_tile})")
+    if traffic.sizes["time"] % SLOTS_PER_HOUR:
+        raise ValueError(f"time axis of {traffic.sizes['time']} slots is not whole hours")
+    t0 = pd.Timestamp(traffic["time"].values[0])
+    if t0.minute or t0.second:
+        raise ValueError(f"time axis starts at {t0}, not on a whole hour")
+    traffic = traffic.transpose("service", "tile", "time")
+    data = traffic.data if isinstance(traffic.data, da.Array) else da.from_array(traffic.data)
+    # one task = one service x all tiles x a whole number of hours (aligned with Zarr chunks)
+    data = data.rechunk({0: 1, 1: -1, 2: hours_per_chunk * SLOTS_PER_HOUR})
+    wd = dask.delayed(w, pure=True)
+    out = da.blockwise(
+        _rollup_block, "sah", data, "sth", wd, None,
+        new_axes={"a": len(areas)}, adjust_chunks={"h": lambda c: c // SLOTS_PER_HOUR},
+        concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+    )
+    hours = traffic["time"].values[::SLOTS_PER_HOUR]
+    return xr.DataArray(
+        out,
+        dims=("service", "area", "hour"),
+        coords={"service": traffic["service"].values, "area": areas, "hour": hours},
+        name="traffic",
+        attrs={"long_name": "hourly traffic per area (sum of tile-slots x crosswalk weights)"},
+    )
+
+
+def exclude_days(hourly: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:
+    """Set the hours of the given local (Europe/Paris) days to NaN (excluded), lazily."""
+    days = set(days)
+    if not days:
+        return hourly
+    local = pd.DatetimeIndex(hourly["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
+    drop = np.isin(local.date, list(days))
+    keep = xr.DataArray(~drop, dims="hour", coords={"hour": hourly["hour"]})
+    return hourly.where(keep)
+
+
+def window_totals(hourly: xr.DataArray) -> xr.DataArray:
+    """Traffic per (service, area) over the window, in float64 (NaN hours skipped)."""
+    return hourly.astype(np.float64).sum("hour", skipna=True)
