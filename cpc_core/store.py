@@ -189,9 +189,8 @@ def create_or_extend(
     for d in directions:
         if d not in have.directions:
             _create_direction(g, d, out, compressor, tile_chunk)
-    logger.info(
-        "extended %s/%s to %d services, %s..%s", store, want.city, n_s, out.first_day, last_day
-    )
+    if (n_s, n_t, directions) != (len(have.services), len(have.time), have.directions):
+        logger.info("extended %s/%s to %d services, %s..%s", store, want.city, n_s, out.first_day, last_day)
     return out
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "SynthSpec",
     "build_city",
     "write_city_geography",
+    "write_communes",
     "write_covariates",
     "write_file",
     "file_jobs",
@@ -366,8 +367,8 @@ def write_file(out: str | Path, spec: SynthSpec, model: CityModel, service: str,
     return written
 
 
-def write_city_geography(out: str | Path, model: CityModel) -> None:
-    """``netmob/<City>/<City>.geojson`` (WGS84 tiles) and the commune polygons."""
+def write_city_geography(out: str | Path, model: CityModel):
+    """Write ``netmob/<City>/<City>.geojson`` (WGS84 tiles); return the commune polygons."""
     import geopandas as gpd
     import shapely
 
@@ -392,10 +393,19 @@ def write_city_geography(out: str | Path, model: CityModel) -> None:
     order = np.array([int(np.flatnonzero(shapely.contains(cells, s))[0]) for s in seeds])
     geom = shapely.intersection(cells[order], extent)
     gdf = gpd.GeoDataFrame(c[["commune", "name", "city", "population"]].copy(), geometry=geom, crs=netmob.GRID_CRS)
-    gdf = gdf.to_crs("EPSG:2154")
-    gp = out / "geo" / "communes.gpkg"
+    gdf["department"] = f"D{model.city_index:02d}"  # one synthetic department per city
+    return gdf.to_crs("EPSG:2154")
+
+
+def write_communes(out: str | Path, communes: Sequence) -> Path:
+    """All cities' synthetic communes as one GeoPackage layer ``communes`` (Lambert-93)."""
+    import geopandas as gpd
+
+    gp = Path(out) / "geo" / "communes.gpkg"
     gp.parent.mkdir(parents=True, exist_ok=True)
-    gdf.to_file(gp, layer=city, driver="GPKG")
+    gdf = gpd.GeoDataFrame(pd.concat(list(communes), ignore_index=True), crs="EPSG:2154")
+    gdf.to_file(gp, layer="communes", driver="GPKG")
+    return gp
 
 
 def planted_cpc_per_1000(communes: pd.DataFrame, onion_share: float = 0.011, csam_share: float = 0.41502,

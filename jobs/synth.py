@@ -29,8 +29,7 @@ def run_synth(spec: synth.SynthSpec, out: str | Path, client: Client) -> dict:
     out = Path(out)
     t0 = time.perf_counter()
     models = {c: synth.build_city(spec, c) for c in spec.cities}
-    for m in models.values():
-        synth.write_city_geography(out, m)
+    synth.write_communes(out, [synth.write_city_geography(out, m) for m in models.values()])
     synth.write_covariates(out, spec, list(models.values()))
     # the per-city models (tiles, weights, hourly series) go to the workers once
     fmodels = client.scatter(models, broadcast=True)

@@ -59,7 +59,8 @@ def test_tile_geojson_is_the_real_grid(synth_tree):
 
 def test_communes_cover_tiles_as_the_generator_assigned(synth_tree):
     model = synth.build_city(SMALL_SPEC, "Lyon")
-    com = gpd.read_file(synth_tree / "geo/communes.gpkg", layer="Lyon").to_crs(netmob.GRID_CRS)
+    com = gpd.read_file(synth_tree / "geo/communes.gpkg", layer="communes").to_crs(netmob.GRID_CRS)
+    com = com[com["city"] == "Lyon"]
     cx, cy = synth.tile_centroids("Lyon", model.tiles)
     pts = shapely.points(cx, cy)
     # independent point-in-polygon loop
