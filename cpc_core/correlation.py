@@ -27,7 +27,7 @@ regular: excluded hours are marked with NaN, never dropped.
 Kernel timing (1,300 areas x 1,848 hours x 13 lags, float64, one core of the 2-core dev box):
 the one-pass numba kernel ~70 ms; branch-free numba sums of masked, centred arrays ~95 ms;
 vectorised numpy on shifted views ~360 ms; a per-lag two-pass numpy loop ~850 ms; ``xr.corr``
-per lag ~1.3 s. The numba kernel is the one kept.
+per lag 1.3-2.1 s (the box is shared, so times drift). The numba kernel is the one kept.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
             codes = xw.areas
             w = xw.matrix(ds["tile"].values, codes)
             parts[city] = rollup.rollup(traffic, w, codes, hours_per_chunk=cfg.estimate.hours_per_chunk)
-            tile_parts.append(rollup.tile_totals(traffic).assign_coords(city=city))
+            tile_parts.append(rollup.tile_totals(traffic))
             lazy += [parts[city], tile_parts[-1]]
         done = _compute_with_progress(client, lazy, "rollup")
         parts = dict(zip(cities, done[0::2], strict=True))
@@ -161,9 +161,9 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
         })
         tds["tile_id"] = ("tile_pos", np.concatenate([t["tile"].values for t in tiles]))
         tds["city"] = ("tile_pos", np.concatenate([[c] * t.sizes["tile"] for c, t in zip(cities, tiles, strict=True)]).astype(object))
-        tds = tds.drop_vars([v for v in ("tile", "city_") if v in tds.coords])
+        tds = tds.drop_vars([v for v in tds.coords if v != "tile_pos"])
         hds.to_zarr(hpath, mode="w", consolidated=False)
-        tds.reset_coords(drop=True).to_zarr(tpath, mode="w", consolidated=False)
+        tds.to_zarr(tpath, mode="w", consolidated=False)
     return hds, tds
 
 
@@ -193,14 +193,14 @@ def run_pipeline(cfg: RunConfig, client: Client) -> dict:
             with timer("synth"):
                 run_synth(SynthSpec(**cfg.synth.model_dump()), data, client)
         outputs["synthetic data (with truth)"] = str(data)
-    with timer("ingest") as t_ing:
+    with timer("ingest"):
         qc = run_ingest(
             cfg.netmob_root, cfg.store_path, client,
             cities=cfg.input.cities, services=cfg.input.services, directions=cfg.input.directions,
             on_error=cfg.ingest.on_error, compressor=cfg.ingest.compressor, tile_chunk=cfg.ingest.tile_chunk,
             outage_ratio=cfg.ingest.outage_ratio, report_dir=out / "reports",
         )
-    t_ing.extra = {"files_done": sum(qc["files"].values()), "skipped_complete": qc["skipped_complete"]}
+    timer.stages["ingest"].update(files_done=sum(qc["files"].values()), skipped_complete=qc["skipped_complete"])
     outputs["cube"] = cfg.store_path
     outputs["ingest QC report"] = qc["report_dir"]
     cities = sorted(qc["cities"])

@@ -1,0 +1,229 @@
+"""The estimation chain end to end, against an independent plain pandas/shapely implementation
+and against the planted truth; invariance to workers and chunking; stage caching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from distributed import Client, LocalCluster
+from pyproj import Transformer
+
+from cpc_core.config import parse_config
+from jobs.pipeline import run_pipeline
+
+SYNTH = {
+    "cities": ["Lyon", "Nice"],
+    "start": "2019-03-30",
+    "days": 16,
+    "scale": 0.005,
+    "seed": 5,
+    "lag_h": 2,
+}
+
+
+def make_cfg(out: Path, **over):
+    raw = {"synth": SYNTH, "output": {"dir": str(out)}, "estimate": {"lag_h": 0}}
+    for k, v in over.items():
+        raw.setdefault(k, {}).update(v)
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, client):
+    out = tmp_path_factory.mktemp("run")
+    res = run_pipeline(make_cfg(out), client)
+    return out, res
+
+
+# ---------------------------------------------------------------------------------------------
+# independent reference: json + shapely point-in-polygon, pandas parse, resample, corr
+# ---------------------------------------------------------------------------------------------
+
+
+def reference(
+    out: Path, lag: int, exclude_days=("2019-04-14",)
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    data = out / "data"
+    com = gpd.read_file(data / "geo/communes.gpkg", layer="communes").to_crs("EPSG:2154")
+    to93 = Transformer.from_crs("EPSG:4326", "EPSG:2154", always_xy=True)
+    tile_com = {}
+    for city in SYNTH["cities"]:
+        fc = json.loads((data / f"netmob/{city}/{city}.geojson").read_text())
+        for feat in fc["features"]:
+            ring = np.array(feat["geometry"]["coordinates"][0])
+            x, y = to93.transform(ring[:, 0], ring[:, 1])
+            c = shapely.Polygon(np.c_[x, y]).centroid
+            hits = [
+                code for code, g in zip(com["commune"], com.geometry, strict=True) if g.covers(c)
+            ]
+            assert len(hits) == 1
+            tile_com[(city, feat["properties"]["tile_id"])] = hits[0]
+    frames = []
+    for f in sorted((data / "netmob").glob("*/*/*/*.txt")):
+        city, service, ymd = f.parts[-4], f.parts[-3], f.parts[-2]
+        df = pd.read_csv(f, sep=" ", header=None)
+        wall = pd.date_range(pd.Timestamp(ymd), periods=96, freq="15min")
+        t = wall.tz_localize("Europe/Paris", nonexistent="NaT").dropna().tz_convert("UTC")
+        assert len(t) == df.shape[1] - 1
+        vals = df.iloc[:, 1:].to_numpy(dtype=float)
+        long = pd.DataFrame(
+            {
+                "commune": np.repeat([tile_com[(city, i)] for i in df[0]], len(t)),
+                "time": np.tile(t, len(df)),
+                "value": vals.ravel(),
+                "service": service,
+            }
+        )
+        frames.append(long)
+    long = pd.concat(frames, ignore_index=True)
+    long["hour"] = long["time"].dt.floor("h")
+    hourly = long.groupby(["service", "commune", "hour"])["value"].sum().unstack("hour")
+    totals = hourly.sum(axis=1).unstack("service")
+    local_day = hourly.columns.tz_convert("Europe/Paris").strftime("%Y-%m-%d")
+    keep = ~np.isin(local_day, list(exclude_days))
+    rows = []
+    for c in totals.index:
+        wa = np.log(hourly.loc[("Web_Adult", c)].where(lambda s: s > 0, 0.001))[keep]
+        tor_full = np.log(hourly.loc[("Tor", c)].where(lambda s: s > 0, 0.001)).where(keep)
+        tor = tor_full.shift(-lag)[keep]
+        rows.append({"commune": c, "rho": wa.corr(tor), "n": int((wa.notna() & tor.notna()).sum())})
+    rho = pd.DataFrame(rows).set_index("commune")
+    return totals, rho
+
+
+def test_matches_independent_reference(run):
+    out, _ = run
+    got = pd.read_csv(out / "communes.csv").set_index("commune")
+    totals, rho = reference(out, lag=0)
+    assert set(got.index) == set(totals.index)
+    got = got.loc[totals.index]
+    for col, svc in (("tor", "Tor"), ("web_adult", "Web_Adult"), ("youtube", "YouTube")):
+        np.testing.assert_allclose(got[col], totals[svc], rtol=1e-5)
+    np.testing.assert_allclose(got["rho"], rho.loc[totals.index, "rho"], atol=2e-5)
+    np.testing.assert_array_equal(got["n_hours"], rho.loc[totals.index, "n"])
+    c = np.where(rho["rho"] > 0, 0.011 * 0.41502 * rho["rho"], 1e-5)
+    np.testing.assert_allclose(got["c"], c, rtol=1e-4)
+    np.testing.assert_allclose(got["cpc"], c * totals["Tor"], rtol=1e-4)
+    pop = (
+        pd.read_csv(out / "data/truth/communes.csv")
+        .set_index("commune")["population"]
+        .loc[totals.index]
+    )
+    np.testing.assert_allclose(got["cpc_per_1000"], c * totals["Tor"] / pop * 1000, rtol=1e-4)
+    np.testing.assert_allclose(got["youtube_per_1000"], totals["YouTube"] / pop * 1000, rtol=1e-5)
+
+
+def test_lagged_rho_matches_reference(run):
+    out, _ = run
+    rbl = pd.read_csv(out / "rho_by_lag.csv")
+    assert set(rbl["lag_h"]) == set(range(-6, 7))
+    for lag in (-3, 2, 5):
+        _, rho = reference(out, lag=lag)
+        got = rbl[rbl["lag_h"] == lag].set_index("commune").loc[rho.index]
+        np.testing.assert_allclose(got["rho"], rho["rho"], atol=2e-5)
+        np.testing.assert_array_equal(got["n_hours"], rho["n"])
+
+
+def test_planted_truth_recovered(run):
+    out, _ = run
+    truth = pd.read_csv(out / "data/truth/communes.csv").set_index("commune")
+    rbl = pd.read_csv(out / "rho_by_lag.csv")
+    best = rbl.groupby("lag_h")["rho"].median().idxmax()
+    assert best == SYNTH["lag_h"]
+    at = rbl[rbl["lag_h"] == SYNTH["lag_h"]].set_index("commune")["rho"].loc[truth.index]
+    err_latent = at - truth["rho_latent"]
+    # the estimator recovers the realised latent correlation up to integer rounding / zeros
+    assert err_latent.abs().median() < 0.005 and err_latent.abs().max() < 0.05
+    # and the planted parameter within sampling error of ~370 autocorrelated hours
+    err = at - truth["rho"]
+    assert abs(err.mean()) < 0.03 and err.std() < 0.09
+
+
+def test_outputs_and_disclosure(run):
+    out, res = run
+    com = pd.read_csv(out / "communes.csv")
+    needed = [
+        "commune",
+        "city",
+        "population",
+        "tor",
+        "web_adult",
+        "youtube",
+        "rho",
+        "c",
+        "cpc",
+        "cpc_per_1000",
+        "tor_per_1000",
+        "web_adult_per_1000",
+        "youtube_per_1000",
+    ]
+    assert all(c in com.columns for c in needed)
+    assert ((com["population"] < 500) | (com["n_tiles"] < 3)).eq(com["small_area"]).all()
+    # no tile coordinates or tile ids in the public outputs
+    for f in ("communes.csv", "rho_by_lag.csv", "estimates_by_lag.csv"):
+        cols = pd.read_csv(out / f, nrows=1).columns
+        assert not any("tile_id" in c or c in ("lon", "lat", "x", "y") for c in cols)
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["areas"] == len(com) and set(run_json["stages"]) >= {
+        "ingest",
+        "rollup",
+        "correlation",
+    }
+    assert all(v == 0 for v in run_json["unmatched_tiles"].values())
+
+
+def test_rerun_with_other_lag_reuses_stages(run, client):
+    out, _ = run
+    res = run_pipeline(make_cfg(out, estimate={"lag_h": 2}), client)
+    st = res["run"]["stages"]
+    assert st["rollup"]["cached"] and st["crosswalk:Lyon"]["cached"] and st["synth"]["cached"]
+    assert st["ingest"]["skipped_complete"] > 0 and st["ingest"]["files_done"] == 0
+    com = pd.read_csv(out / "communes.csv").set_index("commune")
+    rbl = pd.read_csv(out / "rho_by_lag.csv")
+    r2 = rbl[rbl["lag_h"] == 2].set_index("commune")["rho"]
+    np.testing.assert_allclose(com["rho"], r2.loc[com.index])
+
+
+def test_same_results_one_worker_and_other_chunks(run, tmp_path):
+    out, _ = run
+    base = pd.read_csv(out / "rho_by_lag.csv").sort_values(["commune", "lag_h"], ignore_index=True)
+    base_e = pd.read_csv(out / "estimates_by_lag.csv").sort_values(["commune", "lag_h"], ignore_index=True)
+    cfg = make_cfg(tmp_path, estimate={"hours_per_chunk": 24}, ingest={"tile_chunk": 37})
+    # the same generated data, so only execution differs
+    (tmp_path / "data").symlink_to(out / "data")
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as lc,
+        Client(lc) as c1,
+    ):
+        run_pipeline(cfg, c1)
+    other = pd.read_csv(tmp_path / "rho_by_lag.csv").sort_values(
+        ["commune", "lag_h"], ignore_index=True
+    )
+    np.testing.assert_allclose(other["rho"], base["rho"], rtol=1e-6, atol=1e-9)
+    other_e = pd.read_csv(tmp_path / "estimates_by_lag.csv").sort_values(["commune", "lag_h"], ignore_index=True)
+    np.testing.assert_allclose(other_e["cpc_per_1000"], base_e["cpc_per_1000"], rtol=1e-6)
+
+
+def test_other_grids(run, client, tmp_path):
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")
+    shared = {"store": str(out / "cube.zarr")}  # another grid on the same cube: no re-ingest
+    res = run_pipeline(make_cfg(tmp_path, areas={"grid": "square", "square_m": 1000}, ingest=shared), client)
+    sq = pd.read_csv(tmp_path / "communes.csv")
+    assert sq["commune"].str.startswith("sq1000_").all() and sq["population"].isna().all()
+    base = pd.read_csv(out / "communes.csv")
+    # traffic is conserved whatever the grid
+    assert sq["tor"].sum() == pytest.approx(base["tor"].sum(), rel=1e-6)
+    assert res["run"]["stages"]["ingest"]["files_done"] == 0
+    res = run_pipeline(make_cfg(tmp_path, areas={"grid": "departments"}, ingest=shared), client)
+    dep = pd.read_csv(tmp_path / "communes.csv")
+    assert sorted(dep["commune"]) == ["D05", "D12"]
+    assert dep["youtube"].sum() == pytest.approx(base["youtube"].sum(), rel=1e-6)

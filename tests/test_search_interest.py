@@ -1,0 +1,173 @@
+"""Tests for cpc_core.search_interest: PCA against an independent eigen-decomposition."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
+
+REGIONS = [f"R{i:02d}" for i in range(22)]  # the 22 pre-2016 regions
+TERMS = [f"term{i:02d}" for i in range(18)]
+
+
+def _table(seed: int = 0, zero_terms: tuple[str, ...] = ("term03", "term11")) -> pd.DataFrame:
+    """22 regions x 18 terms of Trends-like popularity (0-100), correlated, some all-zero."""
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(size=(len(REGIONS), 3)) * [3.0, 2.0, 1.0]
+    weights = rng.normal(size=(3, len(TERMS)))
+    raw = 50 + 8 * (factors @ weights) + rng.normal(scale=4.0, size=(len(REGIONS), len(TERMS)))
+    table = pd.DataFrame(np.clip(np.round(raw), 0, 100), index=REGIONS, columns=TERMS)
+    table[list(zero_terms)] = 0.0
+    return table
+
+
+def _reference_pca(table: pd.DataFrame, n_components: int, ddof: int = 1):
+    """Eigen-decomposition of the covariance matrix of the z-scores, written independently."""
+    values = table.loc[:, (table != 0).any()].to_numpy(float)
+    z = (values - values.mean(0)) / values.std(0, ddof=ddof)
+    cov = np.cov(z, rowvar=False, ddof=ddof)
+    eigval, eigvec = np.linalg.eigh(cov)
+    order = np.argsort(eigval)[::-1]
+    eigval, eigvec = eigval[order], eigvec[:, order]
+    vectors = eigvec[:, :n_components].copy()
+    for j in range(n_components):
+        if vectors[np.argmax(np.abs(vectors[:, j])), j] < 0:
+            vectors[:, j] *= -1
+    return z @ vectors, vectors, eigval[:n_components] / eigval.sum(), eigval[:n_components]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pca_matches_covariance_eigendecomposition(seed):
+    table = _table(seed)
+    pca = search_interest_pca(table)
+    scores, loadings, ratio, eigval = _reference_pca(table, 3)
+    assert isinstance(pca, SearchPCA)
+    assert list(pca.scores.columns) == ["PC1", "PC2", "PC3"]
+    assert pca.scores.index.tolist() == REGIONS
+    assert pca.loadings.index.tolist() == [t for t in TERMS if t not in ("term03", "term11")]
+    np.testing.assert_allclose(pca.loadings.to_numpy(), loadings, atol=1e-10)
+    np.testing.assert_allclose(pca.scores.to_numpy(), scores, atol=1e-10)
+    np.testing.assert_allclose(pca.explained_variance_ratio.to_numpy(), ratio, rtol=1e-10)
+    # The score variances are the eigenvalues; the scores are uncorrelated.
+    np.testing.assert_allclose(pca.scores.var(ddof=1).to_numpy(), eigval, rtol=1e-10)
+    off_diagonal = np.corrcoef(pca.scores.to_numpy(), rowvar=False)[np.triu_indices(3, 1)]
+    np.testing.assert_allclose(off_diagonal, 0.0, atol=1e-10)
+
+
+def test_pca_sign_convention():
+    pca = search_interest_pca(_table())
+    loadings = pca.loadings.to_numpy()
+    pivots = loadings[np.argmax(np.abs(loadings), axis=0), np.arange(3)]
+    assert (pivots > 0).all()
+    np.testing.assert_allclose(np.linalg.norm(loadings, axis=0), 1.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pca_stable_under_row_permutation(seed):
+    table = _table()
+    pca = search_interest_pca(table)
+    order = np.random.default_rng(seed).permutation(len(REGIONS))
+    shuffled = search_interest_pca(table.iloc[order])
+    pd.testing.assert_frame_equal(shuffled.loadings, pca.loadings, atol=1e-12, rtol=0)
+    pd.testing.assert_frame_equal(
+        shuffled.scores.loc[REGIONS], pca.scores, check_exact=False, atol=1e-10, rtol=0
+    )
+
+
+def test_pca_drops_and_reports_all_zero_terms(caplog):
+    with caplog.at_level(logging.INFO, logger="cpc_core.search_interest"):
+        pca = search_interest_pca(_table(zero_terms=("term00", "term17")))
+    assert pca.dropped_terms == ("term00", "term17")
+    assert "term00" not in pca.loadings.index and "term00" not in pca.mean.index
+    assert "dropping 2 all-zero search terms: term00, term17" in caplog.text
+
+
+def test_pca_standardisation_and_ddof():
+    table = _table()
+    pca1 = search_interest_pca(table)
+    pca0 = search_interest_pca(table, ddof=0)
+    kept = pca1.loadings.index
+    np.testing.assert_allclose(pca1.mean, table[kept].mean())
+    np.testing.assert_allclose(pca1.std, table[kept].std(ddof=1))
+    np.testing.assert_allclose(pca0.std, table[kept].std(ddof=0))
+    n = len(REGIONS)
+    # Loadings, ratios and signs do not depend on ddof; the scores scale.
+    pd.testing.assert_frame_equal(pca0.loadings, pca1.loadings, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(pca0.explained_variance_ratio, pca1.explained_variance_ratio)
+    np.testing.assert_allclose(pca0.scores, pca1.scores * np.sqrt(n / (n - 1)))
+    assert pca1.ddof == 1 and pca0.ddof == 0
+
+
+def test_pca_is_pure():
+    table = _table()
+    before = table.copy()
+    search_interest_pca(table)
+    pd.testing.assert_frame_equal(table, before)
+
+
+def test_pca_rejects_bad_tables():
+    table = _table()
+    holed = table.copy()
+    holed.iloc[0, 0] = np.nan
+    with pytest.raises(ValueError, match="missing"):
+        search_interest_pca(holed)
+    with pytest.raises(ValueError, match="negative"):
+        search_interest_pca(table.assign(term00=-1.0))
+    with pytest.raises(ValueError, match="constant"):
+        search_interest_pca(table.assign(term00=7.0))
+    with pytest.raises(ValueError, match="n_components"):
+        search_interest_pca(table.iloc[:3])
+    with pytest.raises(ValueError, match="n_components"):
+        search_interest_pca(table, n_components=0)
+    with pytest.raises(TypeError):
+        search_interest_pca(table.to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# regions -> departments
+# ---------------------------------------------------------------------------------------------
+
+MAPPING = {
+    "Bretagne": ["22", "29", "35", "56"],
+    "Corse": ["2A", "2B"],
+    "Alsace": ["67", "68"],
+}
+
+
+@pytest.fixture
+def scores() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"PC1": [1.0, -2.0, 0.5], "PC3": [0.1, 0.2, 0.3]}, index=["Bretagne", "Corse", "Alsace"]
+    )
+
+
+def test_regions_to_departments(scores):
+    out = regions_to_departments(scores, MAPPING)
+    assert out.index.name == "department"
+    assert out.index.tolist() == ["22", "29", "2A", "2B", "35", "56", "67", "68"]
+    assert out.loc["2A", "PC1"] == -2.0 and out.loc["68", "PC3"] == 0.3
+    pd.testing.assert_series_equal(
+        out.groupby("region")["PC1"].first(), scores["PC1"].sort_index(), check_names=False
+    )
+    assert len(out) == sum(len(v) for v in MAPPING.values())
+
+
+def test_regions_to_departments_errors(scores, caplog):
+    with pytest.raises(ValueError, match="without departments"):
+        regions_to_departments(scores, {k: v for k, v in MAPPING.items() if k != "Corse"})
+    with pytest.raises(ValueError, match="without departments"):
+        regions_to_departments(scores, {**MAPPING, "Corse": []})
+    with pytest.raises(ValueError, match="listed under"):
+        regions_to_departments(scores, {**MAPPING, "Alsace": ["67", "22"]})
+    with pytest.raises(TypeError, match="strings"):
+        regions_to_departments(scores, {**MAPPING, "Alsace": "67"})
+    bigger = {**MAPPING, "Lorraine": ["54", "55", "57", "88"]}
+    with pytest.raises(ValueError, match="missing from scores"):
+        regions_to_departments(scores, bigger)
+    with caplog.at_level(logging.WARNING, logger="cpc_core.search_interest"):
+        out = regions_to_departments(scores, bigger, allow_missing_regions=True)
+    assert "54" not in out.index and "Lorraine" in caplog.text
