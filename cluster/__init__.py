@@ -1,0 +1,364 @@
+"""Hand out a ``distributed.Client``: local processes, a Dask Gateway, or an address.
+
+The runtime is always chosen explicitly through a :class:`ClusterSpec` (from a
+config file or the ``--cluster`` command-line value), never guessed from the
+environment. Only the *details* of a gateway the spec leaves unset (address,
+proxy, credentials) come from dask-gateway's own dask config, so the usual
+``DASK_GATEWAY__*`` variables or ``~/.config/dask/gateway.yaml`` keep working.
+
+:func:`get_client` is a context manager: whatever it started is shut down on
+exit, also when the body raises or is interrupted.
+
+Examples
+--------
+>>> import dask.array as da
+>>> with get_client(ClusterSpec(kind="local", n_workers=2)) as client:  # doctest: +SKIP
+...     total = da.ones((1000, 1000), chunks=100).sum().compute()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from dask.system import CPU_COUNT
+from dask.utils import format_bytes, parse_bytes
+from distributed import Client, LocalCluster
+from distributed.system import MEMORY_LIMIT
+
+from cluster._gateway import gateway_client
+
+__all__ = ["ClusterKind", "GatewayAuthKind", "ClusterSpec", "get_client"]
+
+logger = logging.getLogger(__name__)
+
+ClusterKind = Literal["local", "gateway", "address"]
+GatewayAuthKind = Literal["basic", "kerberos", "jupyterhub"]
+
+_KINDS: tuple[str, ...] = get_args(ClusterKind)
+_AUTHS: tuple[str, ...] = get_args(GatewayAuthKind)
+_ADDRESS_SCHEMES = ("tcp", "tls")
+# Default local sizing runs fewer workers than cores rather than give one less than this.
+_MIN_LOCAL_WORKER_MEMORY = 2 * 2**30
+
+# Which optional fields make sense for which kind; any other field set is an error,
+# so that e.g. `n_workers` on a gateway spec fails loudly instead of being ignored.
+_FIELDS_BY_KIND: dict[str, frozenset[str]] = {
+    "local": frozenset({"n_workers", "threads_per_worker", "memory_limit"}),
+    "gateway": frozenset(
+        {
+            "address",
+            "proxy_address",
+            "auth",
+            "username",
+            "password",
+            "cluster_options",
+            "workers",
+            "adapt_minimum",
+            "adapt_maximum",
+        }
+    ),
+    "address": frozenset({"address"}),
+}
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Which Dask runtime to use, validated on creation.
+
+    Parameters
+    ----------
+    kind : {"local", "gateway", "address"}
+        ``local``: a ``LocalCluster`` of worker processes on this machine.
+        ``gateway``: a new cluster from a Dask Gateway server.
+        ``address``: connect to an already running scheduler (not shut down on exit).
+    n_workers, threads_per_worker, memory_limit : optional
+        ``local`` only. Defaults: one worker per core, capped so that each gets
+        ``memory_limit`` (or at least 2 GiB) of this machine's memory; one thread
+        per worker; ``memory_limit`` ``"auto"``: machine memory / ``n_workers``.
+        ``memory_limit`` is a size per worker such as ``"4GiB"``, or ``"auto"``.
+    address : str, optional
+        ``gateway``: the gateway's ``http(s)://`` URL (default: dask config
+        ``gateway.address``). ``address``: the scheduler's ``tcp://`` or ``tls://``
+        address (required).
+    proxy_address : str, optional
+        ``gateway`` only: scheduler proxy, e.g. ``"gateway://host:8786"``
+        (default: dask config ``gateway.proxy-address``, else derived by dask-gateway).
+    auth : {"basic", "kerberos", "jupyterhub"}, optional
+        ``gateway`` only (default: dask config ``gateway.auth.type``).
+    username, password : str, optional
+        ``gateway`` with ``auth="basic"`` only; whichever is unset comes from
+        dask config ``gateway.auth.kwargs``.
+    cluster_options : Mapping, optional
+        ``gateway`` only: keyword options for the new cluster (server-specific,
+        e.g. ``{"worker_memory": 4}``).
+    workers : int, optional
+        ``gateway`` only: fixed number of workers. Excludes ``adapt_*``.
+    adapt_minimum, adapt_maximum : int, optional
+        ``gateway`` only: adaptive scaling bounds. With neither ``workers`` nor
+        ``adapt_*`` the cluster adapts within the gateway's own limits.
+    dashboard : bool
+        ``local``: serve the dashboard (on a free loopback port). All kinds: log
+        its link when there is one.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the field, the value and what is allowed.
+
+    Examples
+    --------
+    >>> ClusterSpec(kind="local", n_workers=2).n_workers
+    2
+    >>> ClusterSpec(kind="gateway", workers=4, cluster_options={"worker_cores": 2}).workers
+    4
+    >>> ClusterSpec.from_cli("tcp://10.0.0.5:8786").kind
+    'address'
+    """
+
+    kind: ClusterKind
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str | None = None
+    address: str | None = None
+    proxy_address: str | None = None
+    auth: GatewayAuthKind | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    cluster_options: Mapping[str, Any] | None = None
+    workers: int | None = None
+    adapt_minimum: int | None = None
+    adapt_maximum: int | None = None
+    dashboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"ClusterSpec.kind must be one of {_KINDS}, got {self.kind!r}")
+        allowed = _FIELDS_BY_KIND[self.kind]
+        for name in sorted(set().union(*_FIELDS_BY_KIND.values()) - allowed):
+            if getattr(self, name) is not None:
+                kinds = [k for k, names in _FIELDS_BY_KIND.items() if name in names]
+                raise ValueError(
+                    f"ClusterSpec.{name} applies only to kind in {kinds}, "
+                    f"not to kind={self.kind!r}; leave it unset"
+                )
+        _check_int("n_workers", self.n_workers, minimum=1)
+        _check_int("threads_per_worker", self.threads_per_worker, minimum=1)
+        _check_int("workers", self.workers, minimum=1)
+        _check_int("adapt_minimum", self.adapt_minimum, minimum=0)
+        _check_int("adapt_maximum", self.adapt_maximum, minimum=1)
+        if not isinstance(self.dashboard, bool):
+            raise TypeError(f"ClusterSpec.dashboard must be a bool, got {self.dashboard!r}")
+        if self.memory_limit is not None:
+            _check_memory_limit(self.memory_limit)
+        for name in ("address", "proxy_address", "username", "password"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"ClusterSpec.{name} must be a non-empty str, got {value!r}")
+        if self.kind == "address":
+            _check_scheduler_address(self.address)
+        if self.kind == "gateway":
+            self._check_gateway()
+
+    def _check_gateway(self) -> None:
+        if self.address is not None and urlsplit(self.address).scheme not in ("http", "https"):
+            raise ValueError(
+                f"ClusterSpec.address for kind='gateway' must be an http:// or https:// "
+                f"URL, got {self.address!r}"
+            )
+        if self.auth is not None and self.auth not in _AUTHS:
+            raise ValueError(f"ClusterSpec.auth must be one of {_AUTHS} or None, got {self.auth!r}")
+        if (self.username is not None or self.password is not None) and self.auth != "basic":
+            raise ValueError(
+                f"ClusterSpec.username/password need auth='basic', got auth={self.auth!r}"
+            )
+        if self.workers is not None and (
+            self.adapt_minimum is not None or self.adapt_maximum is not None
+        ):
+            raise ValueError(
+                "ClusterSpec.workers (fixed size) and adapt_minimum/adapt_maximum "
+                "(adaptive) exclude each other; set one or the other"
+            )
+        if (
+            self.adapt_minimum is not None
+            and self.adapt_maximum is not None
+            and self.adapt_minimum > self.adapt_maximum
+        ):
+            raise ValueError(
+                f"ClusterSpec.adapt_minimum ({self.adapt_minimum}) must be <= "
+                f"adapt_maximum ({self.adapt_maximum})"
+            )
+        if self.cluster_options is not None:
+            if not isinstance(self.cluster_options, Mapping) or not all(
+                isinstance(k, str) for k in self.cluster_options
+            ):
+                raise TypeError(
+                    "ClusterSpec.cluster_options must be a mapping with str keys, "
+                    f"got {self.cluster_options!r}"
+                )
+            # Own a read-only copy: the spec is frozen, the caller's dict is not.
+            object.__setattr__(
+                self, "cluster_options", MappingProxyType(dict(self.cluster_options))
+            )
+
+    @classmethod
+    def from_cli(cls, value: str) -> ClusterSpec:
+        """Map a ``--cluster`` command-line value to a spec with default sizing.
+
+        Parameters
+        ----------
+        value : str
+            ``"local"``, ``"gateway"`` (details from dask config / ``DASK_GATEWAY__*``)
+            or a scheduler address ``"tcp://host:port"`` / ``"tls://host:port"``.
+
+        Returns
+        -------
+        ClusterSpec
+
+        Examples
+        --------
+        >>> ClusterSpec.from_cli("local").kind
+        'local'
+        >>> ClusterSpec.from_cli("tls://scheduler:8786").address
+        'tls://scheduler:8786'
+        """
+        text = value.strip() if isinstance(value, str) else value
+        if text in ("local", "gateway"):
+            return cls(kind=text)
+        if isinstance(text, str) and urlsplit(text).scheme in _ADDRESS_SCHEMES:
+            return cls(kind="address", address=text)
+        raise ValueError(
+            f"--cluster must be 'local', 'gateway' or a scheduler address "
+            f"'tcp://host:port' / 'tls://host:port', got {value!r}"
+        )
+
+
+@contextmanager
+def get_client(spec: ClusterSpec) -> Iterator[Client]:
+    """Start (or connect to) the runtime described by ``spec`` and yield a client.
+
+    The client is the default for ``dask.compute`` inside the block. On exit the
+    client is closed and a cluster started here (``local``, ``gateway``) is shut
+    down, also when the block raises or is interrupted (``KeyboardInterrupt``).
+    With ``kind="address"`` only the client is closed: the cluster is not ours.
+
+    Parameters
+    ----------
+    spec : ClusterSpec
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    ValueError
+        For ``kind="gateway"`` when neither the spec nor dask config name a gateway.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> spec = ClusterSpec(kind="local", n_workers=2, memory_limit="2GiB")
+    >>> with get_client(spec) as client:  # doctest: +SKIP
+    ...     da.arange(10, chunks=5).sum().compute()
+    np.int64(45)
+    """
+    openers = {"local": _local_client, "gateway": gateway_client, "address": _address_client}
+    with openers[spec.kind](spec) as client:
+        if spec.dashboard and client.dashboard_link:
+            logger.info("Dask dashboard: %s", client.dashboard_link)
+        yield client
+
+
+@contextmanager
+def _local_client(spec: ClusterSpec) -> Iterator[Client]:
+    n_workers, threads, memory_limit = _local_size(spec)
+    logger.info(
+        "Dask cluster: local, %d worker processes x %d thread(s), %s memory each",
+        n_workers,
+        threads,
+        format_bytes(memory_limit),
+    )
+    # Loopback only: nothing of a local run should be reachable from the network.
+    # With dashboard=False the scheduler still serves /health etc., on a free port
+    # rather than 8787, so parallel runs never collide.
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads,
+            memory_limit=memory_limit,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": spec.dashboard},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _local_size(spec: ClusterSpec) -> tuple[int, int, int]:
+    """Return (n_workers, threads_per_worker, memory_limit in bytes) for a local cluster."""
+    threads = spec.threads_per_worker or 1
+    explicit = spec.memory_limit not in (None, "auto")
+    if spec.n_workers is not None:
+        n_workers = spec.n_workers
+    else:
+        per_worker = parse_bytes(spec.memory_limit) if explicit else _MIN_LOCAL_WORKER_MEMORY
+        # MEMORY_LIMIT and CPU_COUNT honour cgroup limits and CPU affinity (containers, Slurm).
+        n_workers = max(1, min(CPU_COUNT // threads, MEMORY_LIMIT // per_worker))
+    # Not distributed's own "auto": that gives each worker its *thread* share of the
+    # machine, so workers capped by memory would get less than the 2 GiB they were sized for.
+    memory_limit = parse_bytes(spec.memory_limit) if explicit else MEMORY_LIMIT // n_workers
+    return n_workers, threads, memory_limit
+
+
+@contextmanager
+def _address_client(spec: ClusterSpec) -> Iterator[Client]:
+    with Client(spec.address, set_as_default=True) as client:
+        nthreads = client.nthreads()
+        logger.info(
+            "Dask cluster: existing scheduler %s, %d workers / %d threads now",
+            spec.address,
+            len(nthreads),
+            sum(nthreads.values()),
+        )
+        yield client
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if value is None:
+        return
+    # bool is an int subclass; `workers: true` in YAML is a mistake, not 1.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"ClusterSpec.{name} must be an int >= {minimum} or None, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"ClusterSpec.{name} must be >= {minimum}, got {value}")
+
+
+def _check_memory_limit(value: object) -> None:
+    if value == "auto":
+        return
+    try:
+        nbytes = parse_bytes(value) if isinstance(value, str) else None
+    except ValueError:
+        nbytes = None
+    if nbytes is None or nbytes <= 0:
+        raise ValueError(
+            f"ClusterSpec.memory_limit must be 'auto' or a positive size such as '4GiB', "
+            f"got {value!r}"
+        )
+
+
+def _check_scheduler_address(value: str | None) -> None:
+    parts = urlsplit(value or "")
+    if parts.scheme not in _ADDRESS_SCHEMES or not parts.hostname:
+        raise ValueError(
+            "ClusterSpec.address for kind='address' must be a scheduler address "
+            f"'tcp://host:port' or 'tls://host:port', got {value!r}"
+        )

@@ -1,0 +1,389 @@
+"""Tests for ``cluster``: spec validation, and real local / address / gateway clusters."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import signal
+import time
+
+import dask
+import dask.array as da
+import dask_gateway
+import numpy as np
+import psutil
+import pytest
+from distributed import Client, LocalCluster
+from distributed.core import Status
+
+import cluster as cluster_mod
+import tests.gateway
+from cluster import ClusterSpec, get_client
+from cluster._gateway import close_gateway, gateway_auth
+from tests.gateway import GatewayInfo, connect, running_gateway
+
+GiB = 2**30
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+@pytest.fixture
+def cluster_log():
+    """INFO records of the ``cluster`` loggers.
+
+    Not caplog: pytest also attaches its capture handlers to the non-propagating
+    ``distributed`` logger, and a LocalCluster (``silence_logs``) turns those very
+    handlers down to WARNING while it runs, hiding every INFO record meanwhile.
+    """
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("cluster")
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def _messages(records: list[logging.LogRecord]) -> str:
+    return "\n".join(r.getMessage() for r in records)
+
+
+def _small_array() -> tuple[da.Array, np.ndarray]:
+    rng = np.random.default_rng(0)
+    values = rng.random((400, 300))
+    return da.from_array(values, chunks=(100, 100)), values
+
+
+def _worker_pids(client: Client) -> list[int]:
+    return list(client.run(os.getpid).values())
+
+
+def _assert_dead(pids: list[int], timeout: float = 15.0) -> None:
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    assert not alive, f"processes still running after exit: {alive}"
+
+
+# ---------------------------------------------------------------------------
+# ClusterSpec validation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"kind": "cloud"}, ValueError, r"kind must be one of \('local', 'gateway', 'address'\)"),
+        ({"kind": "local", "n_workers": 0}, ValueError, "n_workers must be >= 1"),
+        ({"kind": "local", "n_workers": 2.0}, TypeError, "n_workers must be an int"),
+        ({"kind": "local", "threads_per_worker": True}, TypeError, "threads_per_worker"),
+        ({"kind": "local", "memory_limit": "lots"}, ValueError, "memory_limit must be 'auto'"),
+        ({"kind": "local", "memory_limit": 4}, ValueError, "memory_limit"),
+        ({"kind": "local", "address": "tcp://h:1"}, ValueError, r"address applies only to"),
+        (
+            {"kind": "local", "workers": 2},
+            ValueError,
+            r"workers applies only to kind in \['gateway'\]",
+        ),
+        ({"kind": "local", "dashboard": "yes"}, TypeError, "dashboard must be a bool"),
+        (
+            {"kind": "gateway", "n_workers": 2},
+            ValueError,
+            r"n_workers applies only to kind in \['local'\]",
+        ),
+        ({"kind": "gateway", "address": "tcp://h:1"}, ValueError, "http:// or https://"),
+        ({"kind": "gateway", "auth": "oauth"}, ValueError, "auth must be one of"),
+        ({"kind": "gateway", "username": "u"}, ValueError, "need auth='basic'"),
+        ({"kind": "gateway", "auth": "kerberos", "password": "p"}, ValueError, "need auth='basic'"),
+        ({"kind": "gateway", "workers": 2, "adapt_maximum": 4}, ValueError, "exclude each other"),
+        ({"kind": "gateway", "adapt_minimum": 3, "adapt_maximum": 2}, ValueError, "adapt_minimum"),
+        ({"kind": "gateway", "adapt_minimum": -1}, ValueError, "adapt_minimum must be >= 0"),
+        ({"kind": "gateway", "cluster_options": [("a", 1)]}, TypeError, "cluster_options"),
+        ({"kind": "gateway", "proxy_address": ""}, TypeError, "proxy_address must be a non-empty"),
+        ({"kind": "address"}, ValueError, "'tcp://host:port' or 'tls://host:port'"),
+        ({"kind": "address", "address": "http://h:1"}, ValueError, "kind='address'"),
+        ({"kind": "address", "address": "tcp://h:1", "n_workers": 1}, ValueError, "n_workers"),
+    ],
+)
+def test_spec_validation_names_field_and_allowed(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ClusterSpec(**kwargs)
+
+
+def test_spec_is_frozen_and_owns_cluster_options():
+    options = {"worker_cores": 2}
+    spec = ClusterSpec(kind="gateway", cluster_options=options, adapt_maximum=3)
+    options["worker_cores"] = 8
+    assert spec.cluster_options == {"worker_cores": 2}
+    with pytest.raises(TypeError):
+        spec.cluster_options["worker_cores"] = 4  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.kind = "local"  # type: ignore[misc]
+    assert "secret" not in repr(ClusterSpec(kind="gateway", auth="basic", password="secret"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("local", ClusterSpec(kind="local")),
+        (" gateway ", ClusterSpec(kind="gateway")),
+        ("tcp://10.0.0.5:8786", ClusterSpec(kind="address", address="tcp://10.0.0.5:8786")),
+        (
+            "tls://sched.example:8786",
+            ClusterSpec(kind="address", address="tls://sched.example:8786"),
+        ),
+    ],
+)
+def test_from_cli(value, expected):
+    assert ClusterSpec.from_cli(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "Local", "http://gw:8000", "10.0.0.5:8786", "tcp://"])
+def test_from_cli_rejects(value):
+    # Either from_cli itself or the spec's address check; both list what is allowed.
+    with pytest.raises(ValueError, match="'tcp://host:port'"):
+        ClusterSpec.from_cli(value)
+
+
+@pytest.mark.parametrize(
+    ("spec_kwargs", "expected"),
+    [
+        ({}, (4, 1, 2 * GiB)),  # 8 cores, 8 GiB: memory caps at 2 GiB per worker
+        ({"memory_limit": "auto"}, (4, 1, 2 * GiB)),
+        ({"memory_limit": "1GiB"}, (8, 1, GiB)),  # smaller workers: cores cap
+        ({"memory_limit": "3GiB"}, (2, 1, 3 * GiB)),
+        ({"threads_per_worker": 4}, (2, 4, 4 * GiB)),
+        ({"n_workers": 3}, (3, 1, 8 * GiB // 3)),  # told: no capping
+        ({"n_workers": 16, "memory_limit": "1GiB"}, (16, 1, GiB)),
+    ],
+)
+def test_local_default_size(monkeypatch, spec_kwargs, expected):
+    monkeypatch.setattr(cluster_mod, "CPU_COUNT", 8)
+    monkeypatch.setattr(cluster_mod, "MEMORY_LIMIT", 8 * GiB)
+    assert cluster_mod._local_size(ClusterSpec(kind="local", **spec_kwargs)) == expected
+
+
+def test_local_default_size_small_machine(monkeypatch):
+    monkeypatch.setattr(cluster_mod, "CPU_COUNT", 4)
+    monkeypatch.setattr(cluster_mod, "MEMORY_LIMIT", GiB)
+    assert cluster_mod._local_size(ClusterSpec(kind="local")) == (1, 1, GiB)
+
+
+def test_gateway_without_address_is_a_clear_error():
+    with dask.config.set({"gateway.address": None}):
+        with pytest.raises(ValueError, match="DASK_GATEWAY__ADDRESS"):
+            with get_client(ClusterSpec(kind="gateway", workers=1)):
+                pass
+
+
+def test_gateway_auth_fills_unset_credentials_from_config():
+    # A digits-only password from the environment arrives as an int in dask config.
+    with dask.config.set({"gateway.auth.kwargs": {"username": "cfg-user", "password": 1234}}):
+        auth = gateway_auth(ClusterSpec(kind="gateway", auth="basic", username="me"))
+        assert (auth.username, auth.password) == ("me", "1234")
+        assert gateway_auth(ClusterSpec(kind="gateway")) is None
+        assert gateway_auth(ClusterSpec(kind="gateway", auth="kerberos")) == "kerberos"
+
+
+# ---------------------------------------------------------------------------
+# local and address kinds
+
+
+def test_local_computes_logs_and_closes(cluster_log):
+    x, values = _small_array()
+    spec = ClusterSpec(kind="local", n_workers=2, memory_limit="1GiB")
+    with get_client(spec) as client:
+        assert len(client.nthreads()) == 2
+        assert x.sum().compute() == pytest.approx(values.sum())
+        pids = _worker_pids(client)
+        local_cluster = client.cluster
+        link = client.dashboard_link
+    assert client.status == "closed"
+    assert local_cluster.status == Status.closed
+    _assert_dead(pids)
+    assert "local, 2 worker processes x 1 thread(s), 1.00 GiB memory each" in _messages(cluster_log)
+    assert f"Dask dashboard: {link}" in _messages(cluster_log)
+    assert link.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("exc_type", [RuntimeError, KeyboardInterrupt])
+def test_local_closed_when_body_raises(exc_type):
+    spec = ClusterSpec(kind="local", n_workers=1, memory_limit="1GiB", dashboard=False)
+    with pytest.raises(exc_type):
+        with get_client(spec) as client:
+            pids = _worker_pids(client)
+            local_cluster = client.cluster
+            raise exc_type("stop")
+    assert client.status == "closed"
+    assert local_cluster.status == Status.closed
+    _assert_dead(pids)
+
+
+def test_address_kind_connects_without_owning_the_cluster():
+    x, values = _small_array()
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=":0",
+    ) as running:
+        spec = ClusterSpec.from_cli(running.scheduler_address)
+        with get_client(spec) as client:
+            assert x.mean().compute() == pytest.approx(values.mean())
+        assert client.status == "closed"
+        # Not ours to shut down: the scheduler keeps serving other clients.
+        assert running.status == Status.running
+        with Client(running) as other:
+            assert len(other.nthreads()) == 1
+
+
+def test_local_survives_worker_killed_mid_computation():
+    rng = np.random.default_rng(1)
+    values = rng.random((64, 1000))
+    x = da.from_array(values, chunks=(1, 1000))  # 64 tasks per layer
+
+    def slow(block: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return block * 2.0
+
+    spec = ClusterSpec(kind="local", n_workers=2, memory_limit="1GiB", dashboard=False)
+    with get_client(spec) as client:
+        victim_addr, victim_pid = next(iter(client.run(os.getpid).items()))
+        future = client.compute(x.map_blocks(slow).sum())
+        # Kill only once the victim holds intermediate results, so they are lost
+        # and must be recomputed elsewhere.
+        deadline = time.monotonic() + 30
+        while not client.has_what().get(victim_addr):
+            assert time.monotonic() < deadline, "victim worker never got any task"
+            time.sleep(0.02)
+        assert not future.done()
+        os.kill(victim_pid, signal.SIGKILL)
+        assert future.result(timeout=60) == pytest.approx(2.0 * values.sum())
+        _assert_dead([victim_pid])
+
+
+# ---------------------------------------------------------------------------
+# gateway kind, against a real dask-gateway-server on localhost
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> GatewayInfo:
+    with running_gateway(tmp_path_factory.mktemp("gateway")) as info:
+        yield info
+
+
+@pytest.fixture
+def gateway_env(gateway, monkeypatch):
+    """Point dask-gateway's config at the test server through DASK_GATEWAY__* only."""
+    saved = copy.deepcopy(dask.config.config)
+    for key, value in gateway.env().items():
+        monkeypatch.setenv(key, value)
+    dask.config.refresh()
+    yield gateway
+    # Restore in place: monkeypatch restores the environment only after this runs.
+    dask.config.config.clear()
+    dask.config.config.update(saved)
+
+
+def _running_clusters(info: GatewayInfo) -> list:
+    with connect(info) as gw:
+        return gw.list_clusters()
+
+
+@pytest.mark.integration
+def test_gateway_computes_and_shuts_down(gateway, cluster_log):
+    x, values = _small_array()
+    spec = ClusterSpec(
+        kind="gateway",
+        address=gateway.address,
+        proxy_address=gateway.proxy_address,
+        auth="basic",
+        username=gateway.username,
+        password=gateway.password,
+        workers=1,
+    )
+    with get_client(spec) as client:
+        assert x.sum().compute() == pytest.approx(values.sum())
+        name = client.cluster.name
+        assert [c.name for c in _running_clusters(gateway)] == [name]
+    assert _running_clusters(gateway) == []
+    assert f"cluster {name}, 1 workers" in _messages(cluster_log)
+    assert f"Dask dashboard: {gateway.address}/clusters/{name}/status" in _messages(cluster_log)
+
+
+@pytest.mark.integration
+def test_gateway_from_env_vars_only(gateway_env):
+    x, values = _small_array()
+    # Adaptive within the gateway's own limits: the spec names nothing but the kind.
+    with get_client(ClusterSpec.from_cli("gateway")) as client:
+        assert client.cluster.gateway.address == gateway_env.address
+        assert client.cluster.gateway.proxy_address == gateway_env.proxy_address
+        assert client.cluster.gateway.auth.username == gateway_env.username
+        assert (x**2).sum().compute() == pytest.approx((values**2).sum())
+    assert _running_clusters(gateway_env) == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("exc_type", [RuntimeError, KeyboardInterrupt])
+def test_gateway_shut_down_when_body_raises(gateway_env, exc_type):
+    with pytest.raises(exc_type):
+        with get_client(ClusterSpec(kind="gateway", adapt_minimum=0, adapt_maximum=1)):
+            assert len(_running_clusters(gateway_env)) == 1
+            raise exc_type("stop")
+    assert _running_clusters(gateway_env) == []
+
+
+@pytest.mark.integration
+def test_gateway_cluster_stopped_when_startup_interrupted(gateway_env, monkeypatch):
+    # Ctrl-C while waiting for the scheduler: the submitted cluster must not linger.
+    def interrupted(self, cluster_name, shutdown_on_close=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dask_gateway.Gateway, "connect", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with get_client(ClusterSpec(kind="gateway", workers=1)):
+            pytest.fail("the body must not run")
+    assert _running_clusters(gateway_env) == []
+
+
+@pytest.mark.integration
+def test_running_gateway_startup_failure_shows_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        tests.gateway,
+        "_config_text",
+        lambda *args: 'c.DaskGateway.backend_class = "no.such.Backend"\n',
+    )
+    with pytest.raises(RuntimeError, match=r"(?s)exited with code \d+ during startup.*no\.such"):
+        with running_gateway(tmp_path):
+            pytest.fail("the body must not run")
+
+
+@pytest.mark.integration
+def test_running_gateway_leaves_no_processes(tmp_path):
+    # A cluster deliberately left running: stopping the server must take its
+    # scheduler, worker and proxy processes down with it.
+    with running_gateway(tmp_path) as info:
+        with connect(info) as gw:
+            leaked = gw.connect(gw.submit(), shutdown_on_close=False)
+            leaked.scale(1)
+            with leaked.get_client(set_as_default=False) as client:
+                client.wait_for_workers(1, timeout=60)
+            leaked.close(shutdown=False)
+            close_gateway(leaked.gateway)
+            assert len(gw.list_clusters()) == 1
+        children = psutil.Process(info.pid).children(recursive=True)
+        # proxy + scheduler + worker at least
+        assert len(children) >= 3, [c.cmdline() for c in children]
+    assert not psutil.pid_exists(info.pid)
+    _assert_dead([c.pid for c in children], timeout=1)
