@@ -138,6 +138,15 @@ class EstimateConfig(_Frozen):
         return self
 
 
+class PoiConfig(_Frozen):
+    """Points of interest (method.md section 4): a CSV with id, category, lon, lat (WGS84)."""
+
+    path: str | None = Field(None, description="POI CSV; default <output.dir>/data/covariates/poi.csv for synthetic runs")
+    top_share: float = Field(0.001, gt=0, le=1, description="share of tiles with the highest traffic (0.1 %)")
+    min_n: int = Field(3, ge=1, description="categories with fewer POIs in the top tiles are not shown")
+    profile_area: str | None = Field(None, description="area of the single-area profile; default the top cpc per 1000")
+
+
 class DisclosureConfig(_Frozen):
     """Statistical disclosure control of every published output."""
 
@@ -160,6 +169,7 @@ class RunConfig(_Frozen):
     areas: AreasConfig = AreasConfig()
     crosswalk: CrosswalkConfig = CrosswalkConfig()
     estimate: EstimateConfig = EstimateConfig()
+    poi: PoiConfig = PoiConfig()
     disclosure: DisclosureConfig = DisclosureConfig()
     cluster: ClusterConfig = ClusterConfig()
     output: OutputConfig = OutputConfig()
@@ -182,6 +192,14 @@ class RunConfig(_Frozen):
             return self.areas.path
         if self.areas.source == "synthetic":
             return str(Path(self.output.dir) / "data" / "geo" / "communes.gpkg")
+        return None
+
+    @property
+    def poi_path(self) -> str | None:
+        if self.poi.path is not None:
+            return self.poi.path
+        if self.synth is not None:
+            return str(Path(self.output.dir) / "data" / "covariates" / "poi.csv")
         return None
 
     @property

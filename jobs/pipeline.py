@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 from distributed import Client, futures_of
 
-from cpc_core import correlation, estimate, geo, netmob, rollup, store
+from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
 from cpc_core.config import RunConfig
 from cpc_core.synth import SynthSpec
 from jobs import _cache
@@ -177,6 +177,51 @@ def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
     return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": n})
 
 
+def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas) -> dict[str, str]:
+    """Weekday x hour profiles (Figure 3), top tiles and the POI table (Table 4), POI counts."""
+    c = communes.set_index("commune")["c"]
+    cpc_hourly = excluded["tor"] * xr.DataArray(c.reindex(excluded["area"].values).to_numpy(), dims="area",
+                                                coords={"area": excluded["area"]})
+    ranked = communes.dropna(subset=["cpc_per_1000"]).sort_values("cpc_per_1000", ascending=False)
+    top10 = ranked.loc[~ranked["small_area"], "commune"].head(10).tolist()
+    one = cfg.poi.profile_area or (top10[0] if top10 else None)
+    rows = []
+    scopes = {"all": excluded["area"].values.tolist(), "top10_cpc": top10}
+    if one is not None:
+        scopes[f"area:{one}"] = [one]
+    for scope, members in scopes.items():
+        if not members:
+            continue
+        sub = {k: excluded[k].sel(area=members) for k in SERVICES}
+        sub["cpc"] = cpc_hourly.sel(area=members)
+        for measure, da in sub.items():
+            prof = profiles.weekday_hour_profile(da)
+            long = prof.stack().rename("value").reset_index()
+            long.columns = ["weekday", "hour", "value"]
+            rows.append(long.assign(scope=scope, measure=measure))
+    prof = pd.concat(rows, ignore_index=True)[["scope", "measure", "weekday", "hour", "value"]]
+    written = {"weekday x hour profiles": str(out / "profiles.csv")}
+    prof.to_csv(out / "profiles.csv", index=False)
+    tv = pd.DataFrame({"city": tile_ds["city"].values, "tile_id": tile_ds["tile_id"].values,
+                       **{f"{k}_total": tile_ds[f"{k}_total"].values for k in ("tor", "web_adult", "youtube")},
+                       "cpc": tile_ds["cpc"].values})
+    top = profiles.top_tiles(tv, ["tor_total", "web_adult_total", "youtube_total", "cpc"], share=cfg.poi.top_share)
+    top.to_csv(out / "internal" / "top_tiles.csv", index=False)
+    if cfg.poi_path and Path(cfg.poi_path).exists():
+        pois = pd.read_csv(cfg.poi_path)
+        all_tiles = pd.concat([t.assign(city=city).to_crs(cfg.crosswalk.crs) for city, t in tiles.items()],
+                              ignore_index=True)
+        table = profiles.poi_table(top, gpd.GeoDataFrame(all_tiles, crs=cfg.crosswalk.crs), pois, min_n=cfg.poi.min_n)
+        table.to_csv(out / "poi_top_tiles.csv", index=False)
+        counts = profiles.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois)
+        counts.reset_index().rename(columns={"area": "commune"}).to_csv(out / "poi_counts.csv", index=False)
+        written.update({"POI table of the top tiles": str(out / "poi_top_tiles.csv"),
+                        "POI counts per area": str(out / "poi_counts.csv")})
+    elif cfg.poi_path:
+        logger.warning("POI file %s not found: no POI table", cfg.poi_path)
+    return written
+
+
 def run_pipeline(cfg: RunConfig, client: Client) -> dict:
     """Run synth (if configured and not yet written), ingest, and the estimation stages."""
     t_start = time.perf_counter()
@@ -277,11 +322,13 @@ def run_pipeline(cfg: RunConfig, client: Client) -> dict:
         tc = tile_area.groupby(["city", "tile_id"])["c"].sum()
         idx = pd.MultiIndex.from_arrays([tile_tot["city"].values, tile_tot["tile_id"].values])
         tile_c = tc.reindex(idx).to_numpy()
-        tile_ds = xr.Dataset({"tor_total": tile_tot["tor_total"], "c": ("tile_pos", tile_c),
+        tile_ds = xr.Dataset({**{f"{k}_total": tile_tot[f"{k}_total"] for k in SERVICES}, "c": ("tile_pos", tile_c),
                               "cpc": ("tile_pos", tile_c * tile_tot["tor_total"].values),
                               "tile_id": tile_tot["tile_id"], "city": tile_tot["city"]},
                              attrs={"warning": "tile-level results: internal, never publish (disclosure control)"})
         tile_ds.to_zarr(internal / "tile_cpc.zarr", mode="w", consolidated=False)
+    with timer("profiles_poi"):
+        outputs.update(_profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas))
     outputs.update({"communes": str(out / "communes.csv"), "rho by lag": str(out / "rho_by_lag.csv"),
                     "estimates by lag": str(out / "estimates_by_lag.csv"),
                     "internal (not for publication)": str(internal)})

@@ -1,0 +1,170 @@
+"""Tile-level results, weekday x hour profiles and points of interest (method.md sections 3-4).
+
+Everything here is small (areas x hours, tiles x services) and runs on the client after the
+Dask stages. Outputs that name tiles stay internal (disclosure control); the POI table and the
+profiles are aggregates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cpc_core import netmob
+
+__all__ = [
+    "POI_COVARIATE_CATEGORIES",
+    "poi_counts",
+    "poi_table",
+    "top_tiles",
+    "weekday_hour_profile",
+]
+
+logger = logging.getLogger(__name__)
+
+#: POI categories the paper uses as commune covariates (method.md section 4).
+POI_COVARIATE_CATEGORIES = (
+    "adult_entertainment",
+    "amateur_sports_team",
+    "church_cathedral",
+    "mosque",
+    "religious_organization",
+    "school",
+)
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.DataFrame:
+    """Mean traffic per local (Europe/Paris) weekday and hour, summed over areas.
+
+    Parameters
+    ----------
+    series
+        (area, hour) hourly traffic, ``hour`` in UTC; NaN hours (excluded, missing) are skipped.
+    normalise
+        Divide by the overall maximum so profiles of different services compare (Figure 3).
+
+    Returns
+    -------
+    pandas.DataFrame
+        7 x 24, index weekday (Mon..Sun), columns local hour 0..23.
+
+    Examples
+    --------
+    >>> prof = weekday_hour_profile(hourly["tor"])  # doctest: +SKIP
+    """
+    total = series.sum("area", min_count=1).to_pandas()
+    local = pd.DatetimeIndex(total.index).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
+    df = pd.DataFrame({"v": total.to_numpy(), "wd": local.day_of_week, "h": local.hour})
+    prof = df.groupby(["wd", "h"])["v"].mean().unstack("h").reindex(index=range(7), columns=range(24))
+    prof.index = list(WEEKDAYS)
+    if normalise:
+        m = np.nanmax(prof.to_numpy())
+        if m > 0:
+            prof = prof / m
+    return prof
+
+
+def top_tiles(tile_values: pd.DataFrame, columns: Sequence[str], share: float = 0.001) -> pd.DataFrame:
+    """The ``share`` of tiles with the highest value, per column (at least one tile each).
+
+    Parameters
+    ----------
+    tile_values
+        One row per tile with ``city``, ``tile_id`` and the value columns.
+    columns
+        Value columns, e.g. ``["tor_total", "web_adult_total", "youtube_total", "cpc"]``.
+    share
+        0.001 = the top 0.1 % (the paper).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``measure, rank, city, tile_id, value``. Internal: names tiles.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share={share}: must be in (0, 1]")
+    out = []
+    n = max(1, int(np.ceil(share * len(tile_values))))
+    for col in columns:
+        v = tile_values[["city", "tile_id", col]].dropna().sort_values(col, ascending=False, kind="stable")
+        top = v.head(n).rename(columns={col: "value"})
+        top.insert(0, "rank", np.arange(1, len(top) + 1))
+        top.insert(0, "measure", col)
+        out.append(top)
+    return pd.concat(out, ignore_index=True)
+
+
+def poi_table(
+    top: pd.DataFrame,
+    tiles: gpd.GeoDataFrame,
+    pois: pd.DataFrame,
+    min_n: int = 3,
+) -> pd.DataFrame:
+    """Mean traffic per POI category in the top tiles (the paper's Table 4).
+
+    POIs inside each top tile are found by point-in-polygon, de-duplicated by place id within a
+    measure; per tile, the tile's value is divided by its POI count; per category, the mean of
+    that over the category's POIs. Categories with fewer than ``min_n`` POIs are dropped.
+
+    Parameters
+    ----------
+    top
+        :func:`top_tiles` output.
+    tiles
+        ``city``, ``tile_id`` and polygon geometry (any CRS).
+    pois
+        ``id``, ``category``, ``lon``, ``lat`` (WGS84).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``measure, category, n, mean_value_per_poi`` sorted by measure and value.
+    """
+    missing = {"id", "category", "lon", "lat"} - set(pois.columns)
+    if missing:
+        raise ValueError(f"POI table lacks columns {sorted(missing)}; columns found: {list(pois.columns)}")
+    pts = gpd.GeoDataFrame(pois[["id", "category"]], geometry=gpd.points_from_xy(pois["lon"], pois["lat"]),
+                           crs="EPSG:4326").to_crs(tiles.crs)
+    sel = tiles.merge(top[["measure", "city", "tile_id", "value"]], on=["city", "tile_id"])
+    joined = gpd.sjoin(pts, sel, predicate="within", how="inner")
+    if joined.empty:
+        return pd.DataFrame(columns=["measure", "category", "n", "mean_value_per_poi"])
+    joined = joined.drop_duplicates(["measure", "id"])
+    per_tile = joined.groupby(["measure", "city", "tile_id"])["id"].transform("count")
+    joined = joined.assign(value_per_poi=joined["value"] / per_tile)
+    t = joined.groupby(["measure", "category"]).agg(n=("id", "count"), mean_value_per_poi=("value_per_poi", "mean"))
+    t = t[t["n"] >= min_n].reset_index()
+    return t.sort_values(["measure", "mean_value_per_poi"], ascending=[True, False], ignore_index=True)
+
+
+def poi_counts(
+    areas: gpd.GeoDataFrame,
+    pois: pd.DataFrame,
+    categories: Sequence[str] = POI_COVARIATE_CATEGORIES,
+) -> pd.DataFrame:
+    """Count POIs of each category per area (commune covariates), zero where none.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``area``; one column ``poi_<category>`` per category; POIs in no area are counted
+        and logged.
+    """
+    pts = gpd.GeoDataFrame(pois[["id", "category"]], geometry=gpd.points_from_xy(pois["lon"], pois["lat"]),
+                           crs="EPSG:4326").to_crs(areas.crs)
+    pts = pts[pts["category"].isin(categories)].drop_duplicates("id")
+    joined = gpd.sjoin(pts, areas[["area", "geometry"]], predicate="within", how="left")
+    outside = int(joined["area"].isna().sum())
+    if outside:
+        logger.info("%d POIs of the selected categories lie in no area", outside)
+    counts = joined.dropna(subset=["area"]).groupby(["area", "category"]).size().unstack("category")
+    counts = counts.reindex(index=areas["area"], columns=list(categories)).fillna(0).astype(np.int64)
+    counts.columns = [f"poi_{c}" for c in counts.columns]
+    counts.index.name = "area"
+    return counts
