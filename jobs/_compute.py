@@ -6,6 +6,7 @@ Everything that executes work lives in ``jobs/``; the library only builds it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -17,8 +18,9 @@ logger = logging.getLogger(__name__)
 
 
 def progress(total: int, desc: str, unit: str = "file"):
-    """A progress bar on stderr (quiet when stderr is not a terminal, e.g. in CI logs)."""
-    return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True)
+    """A progress bar on stderr (off when stderr is not a terminal, or TQDM_DISABLE is set)."""
+    disable = True if os.environ.get("TQDM_DISABLE") else None
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
 def map_with_progress(

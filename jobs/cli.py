@@ -1,4 +1,4 @@
-"""The ``cpc`` command line: ``synth``, ``ingest``, ``run`` and ``demo``.
+"""The ``cpc`` command line: ``synth``, ``ingest``, ``run``, ``demo``, ``sweep`` and ``submit``.
 
 Each subcommand validates its arguments and configuration before any work starts, obtains a
 Dask client from ``cluster`` and calls one job function. Exit status: 0 on success, 1 on a
@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set ingest.on_error=quarantine")
     _add_cluster(r)
+
+    b = sub.add_parser("submit", help="batch run for CI: non-interactive, run id, run.json, exit 0 only if every stage succeeded")
+    b.add_argument("config")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--run-id", default=None, help="run id to record (default: time + random suffix)")
+    _add_cluster(b)
+
+    w = sub.add_parser("sweep", help="re-run over grids and lags on the same cube; one comparison table and plot")
+    w.add_argument("config")
+    w.add_argument("--lags", nargs="+", type=int, default=None, help="lags (hours) to compare (default: the config's)")
+    w.add_argument("--grids", nargs="+", default=["communes"], help="communes, departments, square:<metres>")
+    w.add_argument("--outcome", default=None, help="CSV with the validation outcome per area (default: synthetic covariates)")
+    w.add_argument("--outcome-column", default="sexual_violence_per_1000")
+    w.add_argument("--outcome-key", default="commune")
+    w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_cluster(w)
     return p
 
 
@@ -139,20 +155,60 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_run(cfg: RunConfig, cluster: str | None) -> int:
+def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None) -> int:
     from jobs.pipeline import run_pipeline
 
     with get_client(_cluster_spec(cfg.cluster, cluster)) as client:
-        result = run_pipeline(cfg, client)
+        result = run_pipeline(cfg, client, run_id=run_id)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():
         print(f"  {name}: {path}")
     return 0
 
 
+def cmd_sweep(cfg: RunConfig, args) -> int:
+    from jobs.sweep import parse_grid, run_sweep
+
+    for g in args.grids:
+        parse_grid(g)
+    lags = args.lags if args.lags is not None else list(cfg.estimate.lags)
+    with get_client(_cluster_spec(cfg.cluster, args.cluster)) as client:
+        result = run_sweep(cfg, client, lags, args.grids, args.outcome, args.outcome_column, args.outcome_key)
+    print(f"sweep: {result['output_dir']}")
+    for name, path in result["outputs"].items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def cmd_submit(cfg: RunConfig, args) -> int:
+    """Batch run: no progress bars, the run id logged first, run.json written whatever happens."""
+    import os
+
+    from jobs.pipeline import new_run_id
+
+    os.environ["TQDM_DISABLE"] = "1"
+    run_id = args.run_id or new_run_id()
+    logger.info("cpc submit: run id %s", run_id)
+    return cmd_run(cfg, args.cluster, run_id=run_id)
+
+
+def _terminate_as_interrupt(signum, frame):
+    # SIGTERM (CI cancelling a job, a scheduler's kill) unwinds like Ctrl-C: clusters are shut
+    # down by their context managers and run.json records the interruption; every stage
+    # resumes from what was completed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose + 1)
+    if hasattr(signal, "SIGTERM"):
+        try:
+            signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        except ValueError:  # not the main thread (e.g. called from a test thread)
+            pass
     try:
         if args.command == "synth":
             return cmd_synth(args)
@@ -164,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             cfg = load_config(args.config, args.overrides)
             return cmd_run(cfg, args.cluster)
+        if args.command == "submit":
+            cfg = load_config(args.config, args.overrides)
+            return cmd_submit(cfg, args)
+        if args.command == "sweep":
+            cfg = load_config(args.config, args.overrides)
+            return cmd_sweep(cfg, args)
+    except KeyboardInterrupt:
+        print(f"cpc {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
     except (ConfigError, FileNotFoundError) as e:
         print(f"cpc {args.command}: {e}", file=sys.stderr)
         return 2

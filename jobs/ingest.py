@@ -11,6 +11,7 @@ from distributed import Client
 
 from cpc_core import ingest
 from jobs._compute import map_with_progress
+from jobs._lock import exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,12 @@ def run_ingest(
         In ``fail`` mode, for the first bad file (file, line, reason).
     """
     t0 = time.perf_counter()
-    plan = ingest.plan(root, store, cities, services, directions, on_error=on_error,
-                       compressor=compressor, tile_chunk=tile_chunk, force=force)
-    logger.info("ingest: %d files to do, %d already complete", len(plan.tasks), plan.skipped)
-    reports = map_with_progress(client, ingest.ingest_file, plan.tasks, "ingest")
-    qc = ingest.qc_report(store, reports, sorted(plan.layouts), outage_ratio=outage_ratio)
+    with exclusive(store, f"store {store}"):
+        plan = ingest.plan(root, store, cities, services, directions, on_error=on_error,
+                           compressor=compressor, tile_chunk=tile_chunk, force=force)
+        logger.info("ingest: %d files to do, %d already complete", len(plan.tasks), plan.skipped)
+        reports = map_with_progress(client, ingest.ingest_file, plan.tasks, "ingest")
+        qc = ingest.qc_report(store, reports, sorted(plan.layouts), outage_ratio=outage_ratio)
     qc["skipped_complete"] = plan.skipped
     qc["ignored_paths"] = plan.ignored
     qc["seconds"] = round(time.perf_counter() - t0, 2)

@@ -34,6 +34,7 @@ from cpc_core.config import RunConfig
 from cpc_core.synth import SynthSpec
 from jobs import _cache
 from jobs._compute import progress
+from jobs._lock import exclusive
 from jobs.ingest import run_ingest
 from jobs.synth import run_synth
 
@@ -222,13 +223,8 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     return written
 
 
-def run_pipeline(cfg: RunConfig, client: Client) -> dict:
-    """Run synth (if configured and not yet written), ingest, and the estimation stages."""
-    t_start = time.perf_counter()
-    timer = _Timer()
-    out = Path(cfg.output.dir)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs: dict[str, str] = {}
+def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, str], out: Path) -> dict:
+    """Every stage in order; returns facts for run.json."""
     if cfg.synth is not None:
         data = out / "data"
         if (data / "truth" / "truth.json").exists():
@@ -332,17 +328,91 @@ def run_pipeline(cfg: RunConfig, client: Client) -> dict:
     outputs.update({"communes": str(out / "communes.csv"), "rho by lag": str(out / "rho_by_lag.csv"),
                     "estimates by lag": str(out / "estimates_by_lag.csv"),
                     "internal (not for publication)": str(internal)})
-    run = {
-        "config": json.loads(cfg.model_dump_json()),
-        "config_hash": _cache.key(cfg=json.loads(cfg.model_dump_json())),
+    return {
         "cities": cities,
         "areas": int(len(communes)),
         "unmatched_tiles": unmatched,
         "small_areas_flagged": int(communes["small_area"].sum()),
-        "stages": timer.stages,
-        "seconds": round(time.perf_counter() - t_start, 2),
-        "outputs": outputs,
     }
-    (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
-    logger.info("run done in %.1f s: %d areas, results in %s", run["seconds"], len(communes), out)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the results (provenance in run.json)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("cpc", "numpy", "pandas", "scipy", "statsmodels", "dask", "distributed", "xarray", "zarr",
+                 "numcodecs", "numba", "geopandas", "dask-geopandas", "shapely", "pyproj", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def cluster_facts(client: Client) -> dict:
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    return {"scheduler": client.scheduler.address, "workers": len(workers),
+            "threads": int(sum(w.get("nthreads", 0) for w in workers.values())),
+            "dashboard": getattr(client, "dashboard_link", None)}
+
+
+def new_run_id() -> str:
+    import uuid
+
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> dict:
+    """Run synth (if configured and not yet written), ingest, and the estimation stages.
+
+    Writes ``run.json`` next to the outputs in every case: ``status`` is ``ok``, or ``failed``
+    with the error, so a batch job's artifacts always say what happened.
+    """
+    run_id = run_id or new_run_id()
+    logger.info("run %s -> %s", run_id, cfg.output.dir)
+    t_start = time.perf_counter()
+    timer = _Timer()
+    out = Path(cfg.output.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, str] = {}
+    cfg_json = json.loads(cfg.model_dump_json())
+    run: dict = {
+        "run_id": run_id,
+        "status": "running",
+        "config": cfg_json,
+        "config_hash": _cache.key(cfg=cfg_json),
+        "package_versions": package_versions(),
+        "cluster": cluster_facts(client),
+    }
+    try:
+        with exclusive(out / ".cpc-run", f"output folder {out}"):
+            run.update(_stages(cfg, client, timer, outputs, out))
+        run["status"] = "ok"
+    except BaseException as e:
+        run["status"] = "failed" if not isinstance(e, KeyboardInterrupt) else "interrupted"
+        run["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        run["stages"] = timer.stages
+        run["seconds"] = round(time.perf_counter() - t_start, 2)
+        run["outputs"] = outputs
+        run["inputs"] = _input_fingerprints(cfg, run.get("cities", []))
+        (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    logger.info("run %s done in %.1f s: %d areas, results in %s", run_id, run["seconds"], run["areas"], out)
     return {"output_dir": str(out), "outputs": outputs, "run": run}
+
+
+def _input_fingerprints(cfg: RunConfig, cities: list[str]) -> dict:
+    fp: dict = {"netmob_root": cfg.netmob_root}
+    try:
+        if cities:
+            fp["store"] = {"path": cfg.store_path, "fingerprint": _cache.store_fingerprint(cfg.store_path, cities)}
+        if cfg.areas_path:
+            fp["areas"] = _cache.file_fingerprint(cfg.areas_path)
+        if cfg.poi_path and Path(cfg.poi_path).exists():
+            fp["poi"] = _cache.file_fingerprint(cfg.poi_path)
+    except Exception as e:  # provenance must never hide the run's own error
+        fp["error"] = f"{type(e).__name__}: {e}"
+    return fp

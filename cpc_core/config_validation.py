@@ -1,0 +1,353 @@
+"""Configuration of the validation and report stage (``validation:`` section of a run config).
+
+:class:`ValidationConfig` is a frozen pydantic model with ``extra="forbid"``: a typo in a key
+is an error, never a silent default. It can be mounted as the ``validation:`` section of the
+run configuration, or read on its own by ``cpc validate`` through
+:func:`load_validation_config`, which accepts either a file holding only a ``validation:``
+section (plus, optionally, ``disclosure:``) or a whole run configuration (its other sections
+are ignored).
+
+Every constant of the method (``method.md`` sections 1, 6) is a default here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cpc_core.config import ConfigError, DisclosureConfig, apply_overrides
+from cpc_core.validation import COV_TYPES, DEPENDENT_CORRELATION_METHODS
+
+__all__ = [
+    "COVARIATE_ROLES",
+    "POI_ROLES",
+    "REQUIRED_ROLES",
+    "ColumnsConfig",
+    "CovariateFile",
+    "FiguresConfig",
+    "GeoConfig",
+    "SearchInterestConfig",
+    "ValidationConfig",
+    "load_validation_config",
+    "parse_validation_config",
+]
+
+#: Roles that must resolve to a column (``c`` or ``rho``: at least one of the two).
+REQUIRED_ROLES = ("commune", "population", "tor", "web_adult", "youtube", "outcome")
+#: The six POI count roles of the regressions (method.md section 4), in table order.
+POI_ROLES = (
+    "poi_adult_entertainment",
+    "poi_amateur_sports_team",
+    "poi_church_cathedral",
+    "poi_mosque",
+    "poi_religious_organization",
+    "poi_school",
+)
+#: Commune-level covariate roles of the regressions besides the traffic and the PCs.
+COVARIATE_ROLES = (
+    "density",
+    "share_singles",
+    "poverty_rate",
+    "unemployment_rate",
+    "turnout_2017",
+    "le_pen",
+    "macron",
+    *POI_ROLES,
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnsConfig(_Frozen):
+    """Role -> column name of the commune table (after the covariate files are joined).
+
+    The defaults are the names the pipeline (``communes.csv``) and the synthetic covariates
+    use. A required role whose column is absent is an error naming the role and the columns
+    found; an optional role whose column is absent (or that is set to null) skips the tables
+    that need it, with a note in the report.
+    """
+
+    commune: str = "commune"
+    population: str = "population"
+    tor: str = "tor"
+    web_adult: str = "web_adult"
+    youtube: str = "youtube"
+    c: str | None = Field("c", description="correction factor c_j; c or rho must exist")
+    rho: str | None = Field("rho", description="correlation rho_j; c or rho must exist")
+    outcome: str = Field("sexual_violence_per_1000", description="validation outcome per 1000")
+    name: str | None = "name"
+    city: str | None = Field("city", description="metropole: one choropleth per value")
+    n_tiles: str | None = Field("n_tiles", description="tiles per area, for the tile-count threshold")
+    density: str | None = Field("density", description="population density (its log is used)")
+    share_singles: str | None = "share_singles"
+    poverty_rate: str | None = "poverty_rate"
+    unemployment_rate: str | None = "unemployment_rate"
+    turnout_2017: str | None = "turnout_2017"
+    le_pen: str | None = Field("le_pen_2017", description="Le Pen vote share 2017")
+    macron: str | None = Field("macron_2017", description="Macron vote share 2017")
+    poi_adult_entertainment: str | None = "poi_adult_entertainment"
+    poi_amateur_sports_team: str | None = "poi_amateur_sports_team"
+    poi_church_cathedral: str | None = "poi_church_cathedral"
+    poi_mosque: str | None = "poi_mosque"
+    poi_religious_organization: str | None = "poi_religious_organization"
+    poi_school: str | None = "poi_school"
+    drug_abuse: str | None = Field("drug_abuse_per_1000", description="Table 5 only")
+    department: str | None = Field("department", description="maps search interest to communes")
+    region: str | None = Field("region", description="maps search interest to communes")
+    c_lagged: str | None = Field(
+        None, description="c at the Table 7 lag, if the table carries it (else estimates_by_lag)"
+    )
+
+
+class CovariateFile(_Frozen):
+    """A CSV (``,`` or ``;``) or Parquet file of commune covariates, joined on the code."""
+
+    path: str
+    commune: str = Field("commune", description="commune code column of this file")
+
+
+class SearchInterestConfig(_Frozen):
+    """Google Trends popularity per region (method.md section 5) -> PCA -> commune covariates."""
+
+    path: str
+    region: str = Field("region", description="region column of the file")
+    n_components: int = Field(3, ge=1)
+    keep: tuple[str, ...] = Field(("PC1", "PC3"), description="components used as covariates")
+    departments: dict[str, tuple[str, ...]] | None = Field(
+        None,
+        description="region -> department codes; default: the (region, department) pairs of "
+        "the commune table",
+    )
+
+    @model_validator(mode="after")
+    def _keep_in_range(self):
+        allowed = {f"PC{i + 1}" for i in range(self.n_components)}
+        bad = [k for k in self.keep if k not in allowed]
+        if bad:
+            raise ValueError(f"keep: {bad} not among {sorted(allowed)}")
+        return self
+
+
+class GeoConfig(_Frozen):
+    """Commune polygons for the choropleths (Figure 5)."""
+
+    path: str
+    layer: str | None = "communes"
+    commune: str = "commune"
+
+
+class FiguresConfig(_Frozen):
+    """Which figures and in what formats."""
+
+    enabled: bool = True
+    formats: tuple[Literal["png", "svg", "pdf"], ...] = ("png", "svg")
+    dpi: int = Field(110, ge=50, le=600)
+    top_n: int = Field(10, ge=1, description="communes in Figure 3's cpc panel (paper: 10)")
+
+
+class ValidationConfig(_Frozen):
+    """The validation and report stage (method.md sections 6-7; the paper's Tables 1-7).
+
+    Paths left at ``None`` are looked for next to the commune table (or in the run directory
+    handed to ``run_validation``): ``data/covariates/communes.csv``,
+    ``data/covariates/search_interest.csv``, ``data/geo/communes.gpkg``,
+    ``estimates_by_lag.csv``, ``rho_by_lag.csv``, ``internal/hourly.zarr``, ``run.json``.
+    An explicit empty list of covariate files means none.
+    """
+
+    columns: ColumnsConfig = ColumnsConfig()
+    covariates: tuple[CovariateFile, ...] | None = None
+    search_interest: SearchInterestConfig | None = None
+    geo: GeoConfig | None = None
+    estimates_by_lag: str | None = Field(None, description="the pipeline's estimates_by_lag.csv")
+    rho_by_lag: str | None = Field(None, description="the pipeline's rho_by_lag.csv")
+    hourly: str | None = Field(None, description="the pipeline's internal/hourly.zarr")
+    discover: bool = Field(True, description="look for the files above when not given")
+
+    outcome_label: str = "Sexual_violence_per_1000"
+    onion_share: float = Field(0.011, gt=0, le=1)
+    porn_share: float = Field(0.41705, gt=0, le=1, description="Figure 1 (global share) only")
+    csam_share: float = Field(0.41502, gt=0, le=1)
+    c_floor: float = Field(1e-5, gt=0)
+    percent_roles: tuple[str, ...] = Field(
+        ("le_pen", "macron"), description="roles given in percent, divided by 100"
+    )
+    standardise_poi: bool = True
+
+    cov_type: Literal["HC0", "HC1", "HC2", "HC3", "nonrobust"] = "HC3"
+    use_t: bool = True
+    conf_level: float = Field(0.95, gt=0, lt=1)
+    dependent_methods: tuple[str, ...] = (
+        "williams",
+        "steiger",
+        "hittner",
+        "meng",
+        "dunn_clark",
+        "zou",
+        "koebe2024",
+    )
+    alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+    lag_h: int = Field(
+        -2,
+        ge=-48,
+        le=48,
+        description="Table 7 lag; rho(L) = corr(WA(t), Tor(t+L)), -2 is R's dplyr::lag(tor, 2)",
+    )
+    partial_controls: bool = Field(
+        False, description="fit the regressions without missing optional covariates (noted)"
+    )
+    include_small_areas: bool = Field(
+        True, description="statistics use small areas too (as the paper); outputs suppress them"
+    )
+    small_areas: Literal["suppress", "flag"] = Field(
+        "suppress", description="suppress: rates blanked, maps hatched; flag: shown and marked"
+    )
+    disclosure: DisclosureConfig | None = Field(
+        None, description="thresholds; default the run's disclosure section"
+    )
+    digits: int = Field(2, ge=1, le=6)
+    figures: FiguresConfig = FiguresConfig()
+    report: bool = True
+
+    @field_validator("covariates", mode="before")
+    @classmethod
+    def _paths_as_files(cls, v):
+        # A bare path is the common case: accept it for {path: ..., commune: "commune"}.
+        if v is None:
+            return v
+        if isinstance(v, str):
+            v = [v]
+        return [{"path": x} if isinstance(x, str) else x for x in v]
+
+    @field_validator("search_interest", "geo", mode="before")
+    @classmethod
+    def _path_as_section(cls, v):
+        return {"path": v} if isinstance(v, str) else v
+
+    @field_validator("dependent_methods")
+    @classmethod
+    def _known_methods(cls, v):
+        bad = [m for m in v if m not in DEPENDENT_CORRELATION_METHODS]
+        if bad:
+            raise ValueError(f"unknown {bad}; allowed: {', '.join(DEPENDENT_CORRELATION_METHODS)}")
+        return v
+
+    @field_validator("percent_roles")
+    @classmethod
+    def _known_roles(cls, v):
+        bad = [r for r in v if r not in ColumnsConfig.model_fields]
+        if bad:
+            raise ValueError(f"unknown roles {bad}; roles: {', '.join(ColumnsConfig.model_fields)}")
+        return v
+
+    @model_validator(mode="after")
+    def _c_or_rho(self):
+        if self.columns.c is None and self.columns.rho is None:
+            raise ValueError("columns: c or rho must name a column")
+        if self.cov_type not in COV_TYPES:  # pragma: no cover - Literal already checks
+            raise ValueError(f"cov_type: one of {COV_TYPES}")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid validation configuration"]
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  validation.{loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_validation_config(raw: dict | None, source: str = "<config>") -> ValidationConfig:
+    """Validate a raw mapping (the content of the ``validation:`` section).
+
+    Raises
+    ------
+    ConfigError
+        Naming each offending key.
+
+    Examples
+    --------
+    >>> cfg = parse_validation_config({"columns": {"outcome": "sv_com_17_21"}})
+    >>> cfg.columns.outcome, cfg.cov_type, cfg.lag_h
+    ('sv_com_17_21', 'HC3', -2)
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the validation section must be a mapping")
+    try:
+        return ValidationConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def _run_sections() -> set[str]:
+    # The other sections of a run config are tolerated (and ignored) so that `cpc validate`
+    # accepts the run's own YAML; imported lazily to read the field names only.
+    from cpc_core.config import RunConfig
+
+    return set(RunConfig.model_fields)
+
+
+def load_validation_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> ValidationConfig:
+    """Read a YAML file with a ``validation:`` section, apply overrides, validate.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        YAML with a top-level ``validation:`` mapping (and optionally ``disclosure:``, or any
+        other run-config section, ignored); None for the defaults.
+    overrides : sequence of str
+        ``KEY=VALUE`` with keys relative to the file's top level, e.g.
+        ``validation.cov_type=HC1`` or ``disclosure.min_population=1000``.
+
+    Returns
+    -------
+    ValidationConfig
+        With ``disclosure`` taken from the file's top-level ``disclosure:`` section when the
+        validation section does not set it.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, invalid YAML, unknown top-level section or key, bad value.
+
+    Examples
+    --------
+    >>> cfg = load_validation_config(None, ["validation.columns.c=c_j"])
+    >>> cfg.columns.c
+    'c_j'
+    """
+    raw: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with a 'validation:' section")
+    raw = apply_overrides(raw, list(overrides))
+    unknown = set(raw) - {"validation", "disclosure"} - _run_sections()
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level section(s) {sorted(unknown)}; expected 'validation:' "
+            "(and optionally 'disclosure:' or the other sections of a run config)"
+        )
+    section = raw.get("validation") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: 'validation:' must be a mapping")
+    if "disclosure" in raw and "disclosure" not in section:
+        section = {**section, "disclosure": raw["disclosure"]}
+    return parse_validation_config(section, source)

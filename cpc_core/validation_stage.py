@@ -1,0 +1,1015 @@
+"""The validation stage: a commune table in, the paper's Tables 1-3 and 5-7 out.
+
+This module only wires the tested statistics of :mod:`cpc_core.validation` (Spearman,
+dependent-correlation tests, robust OLS) and :mod:`cpc_core.search_interest` (PCA of the
+Google Trends terms) to a commune table whose columns are named by *roles*
+(:class:`~cpc_core.config_validation.ColumnsConfig`). It is pure: frames in, frames and
+dataclasses out; reading files and writing outputs is ``jobs/validate.py``'s job.
+
+Three steps, each a public function:
+
+* :func:`prepare` joins the covariate files by commune code, resolves the roles, derives the
+  analysis variables (method.md section 6: log traffic per 1000, log cpc per 1000, log
+  density, vote shares / 100, standardised POI counts, PC1/PC3 mapped region -> department
+  -> commune, the lagged cpc of Table 7) and flags small areas (disclosure control). For every
+  missing value it records *why* it is missing (no row in a joined file, a missing cell, a
+  non-positive value under a log), so each table can say where its rows went.
+* :func:`compute` runs Table 1, Table 2 (Spearman), the dependent-correlation tests and the
+  regressions of Tables 3, 5, 6 and 7. A table whose variables are unavailable is skipped
+  with a note rather than failing the stage.
+* :func:`public_communes` is the per-commune table fit for publication: rates of small areas
+  blanked (or flagged), nothing below the commune level.
+
+Regression tables are data, not code paths (:data:`TABLES`): each lists its models as
+(dependent variable, regressors added to the common controls, row filters).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cpc_core.config import DisclosureConfig
+from cpc_core.config_validation import POI_ROLES, REQUIRED_ROLES, ValidationConfig
+from cpc_core.estimate import correction_factor
+from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
+from cpc_core.validation import (
+    STANDARD_METHODS,
+    OLSResult,
+    dependent_tests,
+    fit_ols,
+    spearman_table,
+    summary_table1,
+)
+
+__all__ = [
+    "CONTROLS",
+    "LABELS",
+    "METHOD_LABELS",
+    "TABLES",
+    "CovariateInput",
+    "ModelFit",
+    "ModelSpec",
+    "Note",
+    "Prepared",
+    "RoleError",
+    "TableResult",
+    "TableSpec",
+    "ValidationResult",
+    "compute",
+    "prepare",
+    "public_communes",
+    "top_communes",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class RoleError(ValueError):
+    """A required role has no column: names the role, the column looked for and those found."""
+
+
+# --------------------------------------------------------------------------------------------
+# Variables, labels and the tables as data
+# --------------------------------------------------------------------------------------------
+
+#: Traffic regressors (log per 1000 inhabitants).
+TRAFFIC = ("log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000")
+#: Commune covariates, in the paper's row order (method.md section 6).
+COVARIATES = (
+    "log_pop_density",
+    "share_singles",
+    "poverty_rate",
+    "unemployment_rate",
+    "turnout_2017",
+    "share_le_pen",
+    "share_macron",
+    *POI_ROLES,
+)
+#: The controls common to every regression; the search-interest PCs are appended at run
+#: time (their names come from the configuration, PC1 and PC3 by default).
+CONTROLS = (*TRAFFIC, *COVARIATES)
+
+#: Display labels (the paper's), by analysis variable.
+LABELS: dict[str, str] = {
+    "log_youtube_per_1000": "log_YouTube_per_1000",
+    "log_web_adult_per_1000": "log_Web_Adult_per_1000",
+    "log_tor_per_1000": "log_Tor_per_1000",
+    "log_cpc_per_1000": "log_cpc_per_1000",
+    "log_cpc_per_1000_lag": "log_cpc_per_1000_lagged",
+    "log_pop_density": "log_pop_density",
+    "share_singles": "Share_of_singles",
+    "drug_abuse": "Drug_abuse_rate",
+    "poverty_rate": "Poverty_rate",
+    # The paper labels it "Employment_rate"; the variable is the unemployment rate.
+    "unemployment_rate": "Unemployment_rate",
+    "turnout_2017": "Electoral_turnout_2017",
+    "share_le_pen": "Share_Le_Pen",
+    "share_macron": "Share_Macron",
+    "poi_adult_entertainment": "POI_adult_entertainment",
+    "poi_amateur_sports_team": "POI_sports_teams",
+    "poi_church_cathedral": "POI_church",
+    "poi_mosque": "POI_mosque",
+    "poi_religious_organization": "POI_religious_org",
+    "poi_school": "POI_school",
+    "const": "Constant",
+}
+
+#: Human names of the dependent-correlation methods for tables and the report.
+METHOD_LABELS: dict[str, str] = {
+    "williams": "Williams (1959) t",
+    "steiger": "Steiger (1980) z",
+    "hittner": "Hittner, May & Silver (2003) z",
+    "meng": "Meng, Rosenthal & Rubin (1992) z",
+    "dunn_clark": "Dunn & Clark (1969) z",
+    "hotelling": "Hotelling (1940) t",
+    "zou": "Zou (2007) interval",
+    "koebe2024": "koebe2024: the authors' replication formula (non-standard)",
+}
+
+# Which role (or input) each analysis variable comes from, to explain a skipped table.
+_SOURCES: dict[str, str] = {
+    "log_pop_density": "role 'density'",
+    "share_le_pen": "role 'le_pen'",
+    "share_macron": "role 'macron'",
+    "drug_abuse": "role 'drug_abuse'",
+    "outcome": "role 'outcome'",
+    "log_cpc_per_1000_lag": "the lagged c (estimates_by_lag.csv or role 'c_lagged')",
+}
+
+# Filters a model can apply to its rows: name -> (reason text, predicate on the frame).
+_FILTERS = {
+    "nonzero_outcome": "outcome is zero (dropped in this table)",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One regression: ``y`` on the controls plus ``extra`` (in this order).
+
+    Attributes
+    ----------
+    name : str
+        Column label in the table.
+    y : str
+        Dependent analysis variable (``"outcome"`` is the configured outcome).
+    extra : tuple of str
+        Regressors added after the controls.
+    """
+
+    name: str
+    y: str
+    extra: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A regression table: its models, row filters and whether they share one sample.
+
+    Attributes
+    ----------
+    key, title : str
+    models : tuple of ModelSpec
+    filters : tuple of str
+        Keys of row filters (``"nonzero_outcome"``).
+    common_sample : bool
+        Fit every model on the rows complete for all of them (the paper's Tables 5 and 7
+        report the same N in both columns).
+    """
+
+    key: str
+    title: str
+    models: tuple[ModelSpec, ...]
+    filters: tuple[str, ...] = ()
+    common_sample: bool = False
+
+
+_TO_CPC = ModelSpec("log_cpc", "log_cpc_per_1000", ("outcome",))
+_TO_OUTCOME = ModelSpec("Sexual_violence", "outcome", ("log_cpc_per_1000",))
+
+#: The regression tables of the paper (Tables 3, 5, 6, 7).
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "table3",
+        "Table 3: log cpc per 1000 and the outcome, each on the other and the controls",
+        (_TO_CPC, _TO_OUTCOME),
+    ),
+    TableSpec(
+        "table5",
+        "Table 5: log cpc per 1000 without and with the drug-abuse rate",
+        (ModelSpec("without drug abuse", "log_cpc_per_1000", ("outcome",)),
+         ModelSpec("with drug abuse", "log_cpc_per_1000", ("drug_abuse", "outcome"))),
+        common_sample=True,
+    ),  # fmt: skip
+    TableSpec(
+        "table6",
+        "Table 6: as Table 3 without the communes with zero reported cases",
+        (_TO_CPC, _TO_OUTCOME),
+        filters=("nonzero_outcome",),
+    ),
+    TableSpec(
+        "table7",
+        "Table 7: log cpc per 1000 without and with the Tor lag",
+        (ModelSpec("no lag", "log_cpc_per_1000", ("outcome",)),
+         ModelSpec("lagged", "log_cpc_per_1000_lag", ("outcome",))),
+        common_sample=True,
+    ),  # fmt: skip
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the reader of the outputs must know (a skipped table, lost rows...)."""
+
+    scope: str
+    text: str
+    level: str = "info"
+
+    def as_dict(self) -> dict:
+        """Plain dict for JSON.
+
+        Examples
+        --------
+        >>> Note("table5", "skipped").as_dict()
+        {'scope': 'table5', 'text': 'skipped', 'level': 'info'}
+        """
+        return {"scope": self.scope, "text": self.text, "level": self.level}
+
+
+@dataclass(frozen=True)
+class CovariateInput:
+    """A covariate table to join on the commune code.
+
+    Attributes
+    ----------
+    name : str
+        How notes refer to it (usually the file name).
+    frame : pandas.DataFrame
+    commune : str
+        Its commune code column.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    commune: str = "commune"
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """The analysis frame and everything known about its rows.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        Index ``commune`` (str); the analysis variables (see the module docstring), plus
+        ``small_area`` (bool) and ``small_area_reason``.
+    why : pandas.DataFrame
+        Same index, one column per analysis variable: why the value is missing ("" where it
+        is present).
+    roles : dict
+        Role -> column actually used (None where absent).
+    joins : list of dict
+        Per covariate input: rows matched, rows without a match, columns ignored.
+    pca : SearchPCA or None
+    pcs : tuple of str
+        Search-interest components used as covariates.
+    disclosure : dict
+        Thresholds, the suppression mode and how many areas each rule removed.
+    notes : tuple of Note
+    lag_h : int or None
+        The lag of ``log_cpc_per_1000_lag`` when available.
+    """
+
+    frame: pd.DataFrame
+    why: pd.DataFrame
+    roles: dict[str, str | None]
+    joins: list[dict]
+    pca: SearchPCA | None
+    pcs: tuple[str, ...]
+    disclosure: dict
+    notes: tuple[Note, ...]
+    lag_h: int | None
+
+    @property
+    def stats_frame(self) -> pd.DataFrame:
+        """Rows the statistics use (all, or without small areas)."""
+        if self.disclosure["statistics_include_small_areas"]:
+            return self.frame
+        return self.frame.loc[~self.frame["small_area"]]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFit:
+    """One fitted model with its sample accounting.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    result : OLSResult
+    regressors : tuple of str
+    sample : dict
+        ``n_input`` (rows considered), ``n_used`` (= ``result.nobs``) and ``lost``: a list of
+        ``{"reason", "n"}``, each dropped row counted once under its first reason.
+    dropped_regressors : tuple of str
+        Controls left out (constant in the sample, or missing with ``partial_controls``).
+    """
+
+    spec: ModelSpec
+    result: OLSResult
+    regressors: tuple[str, ...]
+    sample: dict
+    dropped_regressors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class TableResult:
+    """A regression table: fitted models, or why it was skipped."""
+
+    spec: TableSpec
+    status: str  # "ok" or "skipped"
+    fits: tuple[ModelFit, ...] = ()
+    reason: str = ""
+    column_labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ValidationResult:
+    """Everything :func:`compute` produces.
+
+    Attributes
+    ----------
+    table1 : pandas.DataFrame
+        :func:`~cpc_core.validation.summary_table1` of rho_j and c_j.
+    spearman : pandas.DataFrame
+        ``indicator`` (label), ``variable``, ``rho``, ``p_value``, ``n``.
+    dependent : pandas.DataFrame
+        :func:`~cpc_core.validation.dependent_tests` plus ``label`` and ``standard``.
+    tables : dict of str -> TableResult
+    notes : tuple of Note
+    """
+
+    table1: pd.DataFrame
+    spearman: pd.DataFrame
+    dependent: pd.DataFrame
+    tables: dict[str, TableResult]
+    notes: tuple[Note, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# prepare: joins, roles, derived variables, disclosure flags
+# --------------------------------------------------------------------------------------------
+
+
+def _codes(values: pd.Series) -> pd.Series:
+    # Codes are text ("01004", "2A004"): integers read from Parquet become their decimal text.
+    def one(v):
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v).strip()
+
+    return values.map(one).astype(object)
+
+
+def _index_by_code(frame: pd.DataFrame, code: str, what: str) -> pd.DataFrame:
+    if code not in frame.columns:
+        raise RoleError(
+            f"{what}: no commune code column {code!r}; columns found: {list(frame.columns)}"
+        )
+    out = frame.copy()
+    out.index = pd.Index(_codes(out[code]), name="commune")
+    out = out.drop(columns=[code])
+    dup = out.index[out.index.duplicated()].unique()
+    if len(dup):
+        raise ValueError(
+            f"{what}: {len(dup)} duplicated commune code(s), e.g. {list(dup[:5])}; "
+            "one row per commune is needed to join"
+        )
+    return out
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    return pd.to_numeric(values, errors="coerce").astype(float)
+
+
+class _Builder:
+    """Collects analysis variables with the reason of each missing value."""
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        self.values: dict[str, pd.Series] = {}
+        self.why: dict[str, pd.Series] = {}
+
+    def empty_reason(self) -> pd.Series:
+        return pd.Series("", index=self.index, dtype=object)
+
+    def put(self, name: str, values: pd.Series, reasons: pd.Series, fallback: str) -> None:
+        values = values.astype(float)
+        values = values.where(np.isfinite(values))
+        r = reasons.where(reasons != "", "")
+        # Every NaN gets a reason, so that the accounting of each table adds up exactly.
+        r = r.where(~(values.isna() & (r == "")), fallback)
+        r = r.where(values.isna(), "")
+        self.values[name] = values
+        self.why[name] = r
+
+
+def _first_reason(*reasons: pd.Series) -> pd.Series:
+    out = reasons[0].copy()
+    for r in reasons[1:]:
+        out = out.where(out != "", r)
+    return out
+
+
+def prepare(
+    table: pd.DataFrame,
+    config: ValidationConfig,
+    *,
+    covariates: Sequence[CovariateInput] = (),
+    search_interest: pd.DataFrame | None = None,
+    estimates_by_lag: pd.DataFrame | None = None,
+    disclosure: DisclosureConfig | None = None,
+    table_name: str = "table",
+) -> Prepared:
+    """Join, resolve roles and derive the analysis variables of the validation.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The commune table (the pipeline's ``communes.csv`` or any other); not modified.
+    config : ValidationConfig
+    covariates : sequence of CovariateInput
+        Left-joined on the commune code in this order; columns already present are ignored
+        (the commune table wins) and listed in :attr:`Prepared.joins`.
+    search_interest : pandas.DataFrame, optional
+        Region x term popularity with the region column named in
+        ``config.search_interest.region`` (default ``region``).
+    estimates_by_lag : pandas.DataFrame, optional
+        The pipeline's ``estimates_by_lag.csv`` (``commune, lag_h, c, ...``) for Table 7.
+    disclosure : DisclosureConfig, optional
+        Thresholds; ``config.disclosure`` wins, the defaults (500 inhabitants, 3 tiles) last.
+    table_name : str
+        How notes refer to the commune table.
+
+    Returns
+    -------
+    Prepared
+
+    Raises
+    ------
+    RoleError
+        If a required role (commune, population, tor, web_adult, youtube, outcome, and c or
+        rho) has no column; the message names the role and the columns found.
+    ValueError
+        On duplicated commune codes.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"commune": ["a", "b", "c", "d"], "population": [1000, 200, 5e3, 9e3],
+    ...                   "tor": [1e4, 2e4, 3e4, 0], "web_adult": 1e5, "youtube": 1e7,
+    ...                   "rho": [0.1, 0.2, -0.1, 0.3], "n_tiles": [5, 5, 1, 5],
+    ...                   "sexual_violence_per_1000": [0.5, 0.0, 1.0, None]})
+    >>> p = prepare(t, ValidationConfig())
+    >>> p.frame["small_area"].tolist()
+    [False, True, True, False]
+    >>> p.why.loc["d", "log_cpc_per_1000"]
+    'tor <= 0 (no log)'
+    """
+    cols = config.columns
+    notes: list[Note] = []
+    base = _index_by_code(table, cols.commune, table_name)
+    source_of = dict.fromkeys(base.columns, table_name)
+    matched: dict[str, pd.Series] = {table_name: pd.Series(True, index=base.index)}
+    joined = base
+    joins = []
+    for cov in covariates:
+        right = _index_by_code(cov.frame, cov.commune, cov.name)
+        ignored = [c for c in right.columns if c in joined.columns]
+        new = [c for c in right.columns if c not in joined.columns]
+        if ignored:
+            logger.info("%s: columns already in the table, ignored: %s", cov.name, ignored)
+        hit = pd.Series(joined.index.isin(right.index), index=joined.index)
+        joined = joined.join(right[new], how="left")
+        matched[cov.name] = hit
+        source_of.update(dict.fromkeys(new, cov.name))
+        n_extra = int((~right.index.isin(base.index)).sum())
+        joins.append({
+            "name": cov.name, "rows": int(len(right)), "matched": int(hit.sum()),
+            "unmatched_table_rows": int((~hit).sum()), "rows_not_in_table": n_extra,
+            "columns_joined": new, "columns_ignored": ignored,
+        })  # fmt: skip
+        if (~hit).any():
+            notes.append(Note("data", f"{int((~hit).sum())} of {len(hit)} communes have no row in "
+                                      f"{cov.name}; their values from it are missing", "warning"))  # fmt: skip
+
+    found = list(table.columns) + [c for j in joins for c in j["columns_joined"]]
+    roles: dict[str, str | None] = {}
+    for role, column in cols.model_dump().items():
+        roles[role] = column if column is not None and column in joined.columns else None
+    missing_required = [r for r in REQUIRED_ROLES if roles[r] is None]
+    if roles["commune"] is None:  # consumed as the index above
+        roles["commune"] = cols.commune
+        missing_required.remove("commune")
+    if missing_required:
+        detail = "; ".join(
+            f"role {r!r} -> column {getattr(cols, r)!r} not found" for r in missing_required
+        )
+        raise RoleError(f"{detail}. Columns found: {found}")
+    if roles["c"] is None and roles["rho"] is None:
+        raise RoleError(
+            f"neither role 'c' (column {cols.c!r}) nor role 'rho' (column {cols.rho!r}) was "
+            f"found; one is needed. Columns found: {found}"
+        )
+    for role, column in cols.model_dump().items():
+        if column is not None and roles[role] is None and role not in ("c", "rho", "c_lagged"):
+            notes.append(Note("data", f"optional role {role!r}: column {column!r} not found"))
+
+    b = _Builder(joined.index)
+
+    def raw(role: str) -> tuple[pd.Series, pd.Series]:
+        """Numeric values of a role and the reason of each missing one."""
+        column = roles[role]
+        if column is None:
+            return pd.Series(np.nan, index=joined.index), pd.Series(
+                f"role {role!r} has no column", index=joined.index, dtype=object
+            )
+        src = source_of[column]
+        values = _numeric(joined[column])
+        reason = pd.Series("", index=joined.index, dtype=object)
+        reason = reason.where(matched[src], f"no row in {src}")
+        reason = reason.where(~((reason == "") & joined[column].isna()), f"{column} missing")
+        reason = reason.where(~((reason == "") & values.isna()), f"{column} not a number")
+        return values, reason
+
+    def positive(values: pd.Series, reason: pd.Series, column: str) -> tuple[pd.Series, pd.Series]:
+        bad = values.notna() & (values <= 0)
+        return values.where(~bad), reason.where(~bad, f"{column} <= 0 (no log)")
+
+    pop, why_pop = positive(*raw("population"), roles["population"] or "population")
+    for service in ("tor", "web_adult", "youtube"):
+        v, r = raw(service)
+        b.put(service, v, r, f"{service} missing")
+        rate = v / pop * 1000.0
+        rr = _first_reason(why_pop, r)
+        lv, lr = positive(rate, rr, roles[service] or service)
+        b.put(f"{service}_per_1000", rate, rr, f"{service} per 1000 missing")
+        b.put(f"log_{service}_per_1000", np.log(lv), lr, f"log {service} per 1000 missing")
+    b.put("population", pop, why_pop, "population missing")
+
+    # c and rho: either may be derived from the other (method.md section 2).
+    k = config.onion_share * config.csam_share
+    if roles["c"] is not None:
+        c, why_c = raw("c")
+        floored = c.notna() & (c <= config.c_floor)
+    else:
+        rho_only, why_c = raw("rho")
+        c, floored = correction_factor(
+            rho_only, onion_share=config.onion_share, csam_share=config.csam_share,
+            floor=config.c_floor,
+        )  # fmt: skip
+        notes.append(Note("data", f"c derived from rho: c = {config.onion_share} x "
+                                  f"{config.csam_share} x rho, floored at {config.c_floor:g}"))  # fmt: skip
+    if roles["rho"] is not None:
+        rho, why_rho = raw("rho")
+    else:
+        rho, why_rho = c / k, why_c
+        notes.append(Note("table1", "rho derived from c as c / (onion_share x csam_share); "
+                                    "floored c_j give rho_j,0, not the negative correlation"))  # fmt: skip
+    b.put("rho", rho, why_rho, "rho missing")
+    b.put("c", c, why_c, "c missing")
+    tor, why_tor = b.values["tor"], b.why["tor"]
+    cpc_rate = c * tor / pop * 1000.0
+    why_cpc = _first_reason(why_c, why_pop, why_tor)
+    b.put("cpc_per_1000", cpc_rate, why_cpc, "cpc missing")
+    lv, lr = positive(cpc_rate, why_cpc, "tor")
+    b.put("log_cpc_per_1000", np.log(lv), lr, "log cpc per 1000 missing")
+
+    v, r = raw("outcome")
+    b.put("outcome", v, r, "outcome missing")
+
+    v, r = raw("density")
+    v, r = positive(v, r, roles["density"] or "density")
+    b.put("log_pop_density", np.log(v), r, "density missing")
+    for role in ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017"):
+        v, r = raw(role)
+        b.put(role, v / 100.0 if role in config.percent_roles else v, r, f"{role} missing")
+    for role, name in (("le_pen", "share_le_pen"), ("macron", "share_macron")):
+        v, r = raw(role)
+        b.put(name, v / 100.0 if role in config.percent_roles else v, r, f"{role} missing")
+    v, r = raw("drug_abuse")
+    b.put("drug_abuse", v, r, "drug abuse missing")
+    for role in POI_ROLES:
+        v, r = raw(role)
+        b.put(role, v, r, f"{role} missing")
+    v, r = raw("n_tiles")
+    b.put("n_tiles", v, r, "n_tiles missing")
+
+    # Table 7: the cpc at the configured lag, from a column or from estimates_by_lag.
+    lag_h = None
+    if roles["c_lagged"] is not None:
+        c_lag, why_lag = raw("c_lagged")
+        lag_h = config.lag_h
+    elif estimates_by_lag is not None:
+        e = estimates_by_lag
+        need = {"commune", "lag_h", "c"}
+        if not need <= set(e.columns):
+            notes.append(Note("table7", f"estimates_by_lag lacks {sorted(need - set(e.columns))}; "
+                                        "no lagged cpc", "warning"))  # fmt: skip
+            c_lag = None
+        else:
+            at = e.loc[pd.to_numeric(e["lag_h"], errors="coerce") == config.lag_h]
+            if at.empty:
+                lags = sorted(pd.to_numeric(e["lag_h"], errors="coerce").dropna().astype(int).unique())
+                notes.append(Note("table7", f"lag {config.lag_h} h is not in estimates_by_lag "
+                                            f"(lags {lags}); no lagged cpc", "warning"))  # fmt: skip
+                c_lag = None
+            else:
+                at = _index_by_code(at[["commune", "c"]], "commune", "estimates_by_lag")
+                hit = joined.index.isin(at.index)
+                c_lag = _numeric(at["c"]).reindex(joined.index)
+                why_lag = pd.Series("", index=joined.index, dtype=object).where(
+                    hit, "no row in estimates_by_lag"
+                )
+                lag_h = config.lag_h
+    else:
+        c_lag = None
+    if lag_h is not None and c_lag is not None:
+        rate = c_lag * tor / pop * 1000.0
+        rr = _first_reason(why_lag, why_pop, why_tor)
+        lv, lr = positive(rate, rr, "lagged cpc")
+        b.put("log_cpc_per_1000_lag", np.log(lv), lr, "lagged cpc missing")
+        b.put("c_lagged", c_lag, why_lag, "lagged c missing")
+
+    frame = pd.DataFrame(b.values, index=joined.index)
+    why = pd.DataFrame(b.why, index=joined.index)
+    frame["c_floored"] = floored.reindex(joined.index).fillna(False).astype(bool)
+    for role in ("name", "city", "department", "region"):
+        if roles[role] is not None:
+            frame[role] = joined[roles[role]].where(joined[roles[role]].notna(), None)
+
+    # Disclosure flags: population below the threshold (or unknown), too few tiles.
+    d = config.disclosure or disclosure or DisclosureConfig()
+    small_pop = ~(frame["population"] >= d.min_population)
+    if roles["n_tiles"] is not None:
+        few = frame["n_tiles"] < d.min_tiles
+    else:
+        few = pd.Series(False, index=frame.index)
+        notes.append(Note("disclosure", f"no tile counts (role 'n_tiles'): only the population "
+                                        f"threshold ({d.min_population}) is applied", "warning"))  # fmt: skip
+    frame["small_area"] = (small_pop | few).astype(bool)
+    frame["small_area_reason"] = np.select(
+        [small_pop & few, small_pop, few],
+        [f"population < {d.min_population} and tiles < {d.min_tiles}",
+         f"population < {d.min_population} (or unknown)", f"tiles < {d.min_tiles}"],
+        default="",
+    )  # fmt: skip
+    disclosure_info = {
+        "min_population": int(d.min_population),
+        "min_tiles": int(d.min_tiles),
+        "mode": config.small_areas,
+        "statistics_include_small_areas": bool(config.include_small_areas),
+        "n_areas": int(len(frame)),
+        "n_small_areas": int(frame["small_area"].sum()),
+        "n_below_population": int(small_pop.sum()),
+        "n_below_tiles": int(few.sum()),
+        "population_in_small_areas": float(frame.loc[frame["small_area"], "population"].sum()),
+        "tile_counts_known": roles["n_tiles"] is not None,
+    }
+
+    # Standardised POI counts (z-scores over the rows the statistics use).
+    stats_rows = frame.index if config.include_small_areas else frame.index[~frame["small_area"]]
+    if config.standardise_poi:
+        for role in POI_ROLES:
+            x = frame.loc[stats_rows, role]
+            sd = x.std(ddof=1)
+            if x.notna().sum() > 1 and sd > 0:
+                frame[role] = (frame[role] - x.mean()) / sd
+            elif x.notna().any():
+                notes.append(Note("ols", f"{role} is constant: not standardised", "warning"))
+
+    pca, pcs = None, ()
+    if config.search_interest is not None and search_interest is not None:
+        pca, pc_frame, pc_why, pc_notes = _search_covariates(
+            search_interest, config, frame, roles
+        )
+        notes.extend(pc_notes)
+        pcs = tuple(pc_frame.columns)
+        for pc in pcs:
+            frame[pc] = pc_frame[pc]
+            why[pc] = pc_why.where(frame[pc].isna(), "")
+    else:
+        notes.append(Note("ols", "no search-interest table: PC covariates unavailable", "warning"))
+        pcs = tuple(config.search_interest.keep) if config.search_interest else ("PC1", "PC3")
+        for pc in pcs:
+            frame[pc] = np.nan
+            why[pc] = "no search-interest table"
+
+    return Prepared(
+        frame=frame,
+        why=why,
+        roles=roles,
+        joins=joins,
+        pca=pca,
+        pcs=pcs,
+        disclosure=disclosure_info,
+        notes=tuple(notes),
+        lag_h=lag_h,
+    )
+
+
+def _search_covariates(
+    search: pd.DataFrame,
+    config: ValidationConfig,
+    frame: pd.DataFrame,
+    roles: Mapping[str, str | None],
+) -> tuple[SearchPCA, pd.DataFrame, pd.Series, list[Note]]:
+    """PCA of the region x term table, mapped region -> department -> commune."""
+    sc = config.search_interest
+    assert sc is not None
+    notes: list[Note] = []
+    if sc.region not in search.columns:
+        raise RoleError(
+            f"search interest: no region column {sc.region!r}; columns found: {list(search.columns)}"
+        )
+    terms = search.drop(columns=[sc.region]).apply(pd.to_numeric, errors="coerce")
+    terms.index = pd.Index(search[sc.region].astype(str).str.strip(), name="region")
+    pca = search_interest_pca(terms, n_components=sc.n_components)
+    if pca.dropped_terms:
+        notes.append(Note("figure2", f"{len(pca.dropped_terms)} all-zero search terms dropped "
+                                     f"before the PCA: {', '.join(pca.dropped_terms)}"))  # fmt: skip
+    scores = pca.scores[list(sc.keep)]
+    reason = pd.Series("", index=frame.index, dtype=object)
+    dep = frame["department"].astype(str) if "department" in frame else None
+    reg = frame["region"].astype(str) if "region" in frame else None
+    if dep is not None and (sc.departments is not None or reg is not None):
+        if sc.departments is not None:
+            mapping = {r: list(d) for r, d in sc.departments.items()}
+        else:
+            pairs = pd.DataFrame({"region": reg, "department": dep}).dropna().drop_duplicates()
+            mapping = pairs.groupby("region")["department"].apply(sorted).to_dict()
+        absent = sorted(r for r in mapping if r not in scores.index)
+        if absent:
+            notes.append(Note("ols", f"regions without search-interest values: {absent}", "warning"))
+        usable = {r: d for r, d in mapping.items() if r in scores.index}
+        by_dep = regions_to_departments(scores.loc[list(usable)], usable)
+        out = by_dep[list(sc.keep)].reindex(dep.to_numpy())
+        out.index = frame.index
+        reason = reason.where(dep.isin(by_dep.index), "no search-interest value for the department")
+    elif reg is not None:
+        out = scores.reindex(reg.to_numpy())
+        out.index = frame.index
+        reason = reason.where(reg.isin(scores.index), "no search-interest value for the region")
+        notes.append(Note("ols", "no department column: search interest mapped by region directly"))
+    else:
+        out = pd.DataFrame(np.nan, index=frame.index, columns=list(sc.keep))
+        reason[:] = "no region or department column to map search interest"
+        notes.append(Note("ols", "neither role 'department' nor 'region' found: PC covariates "
+                                 "cannot be mapped to communes", "warning"))  # fmt: skip
+    return pca, out, reason, notes
+
+
+# --------------------------------------------------------------------------------------------
+# compute: Table 1, Spearman, dependent tests, regressions
+# --------------------------------------------------------------------------------------------
+
+
+def _label(var: str, config: ValidationConfig, lag_h: int | None = None) -> str:
+    if var == "outcome":
+        return config.outcome_label
+    if var == "log_cpc_per_1000_lag" and lag_h is not None:
+        return f"log_cpc_per_1000_lag{lag_h:+d}h"
+    return LABELS.get(var, var)
+
+
+def _account(
+    prepared: Prepared,
+    rows: pd.Index,
+    variables: Sequence[str],
+    filters: Sequence[str],
+) -> tuple[pd.Index, dict]:
+    """Rows complete for ``variables`` after ``filters``, and the reason of every loss."""
+    why = prepared.why.loc[rows]
+    first = pd.Series("", index=rows, dtype=object)
+    for var in dict.fromkeys(variables):
+        first = first.where(first != "", why[var] if var in why else "")
+    for f in filters:
+        if f == "nonzero_outcome":
+            zero = prepared.frame.loc[rows, "outcome"] == 0
+            first = first.where((first != "") | ~zero, _FILTERS[f])
+    lost = first[first != ""].value_counts()
+    sample = {
+        "n_input": int(len(rows)),
+        "n_used": int((first == "").sum()),
+        "lost": [{"reason": str(r), "n": int(n)} for r, n in lost.items()],
+    }
+    return rows[(first == "").to_numpy()], sample
+
+
+def _controls(prepared: Prepared) -> tuple[str, ...]:
+    return (*CONTROLS, *prepared.pcs)
+
+
+def _unavailable(prepared: Prepared, variables: Sequence[str]) -> list[str]:
+    """Variables with no value at all in the statistics rows."""
+    f = prepared.stats_frame
+    return [v for v in variables if v not in f or f[v].notna().sum() == 0]
+
+
+def _explain(var: str) -> str:
+    return f"{var} ({_SOURCES.get(var, 'role ' + repr(var))})"
+
+
+def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
+    controls = list(_controls(prepared))
+    needed = {v for m in spec.models for v in (m.y, *m.extra)}
+    missing_core = _unavailable(prepared, sorted(needed))
+    if missing_core:
+        return TableResult(spec, "skipped",
+                           reason="needs " + ", ".join(_explain(v) for v in missing_core))  # fmt: skip
+    missing_controls = _unavailable(prepared, controls)
+    if missing_controls and not config.partial_controls:
+        return TableResult(
+            spec, "skipped",
+            reason="controls unavailable: " + ", ".join(_explain(v) for v in missing_controls)
+            + " (set validation.partial_controls to fit without them)",
+        )  # fmt: skip
+    controls = [c for c in controls if c not in missing_controls]
+    rows = prepared.stats_frame.index
+    all_vars = [v for m in spec.models for v in (m.y, *controls, *m.extra)]
+    fits = []
+    for m in spec.models:
+        # A common sample is accounted against every model's variables, so that all columns
+        # report the same rows and the same reasons.
+        variables = all_vars if spec.common_sample else [m.y, *controls, *m.extra]
+        used, sample = _account(prepared, rows, variables, spec.filters)
+        data = prepared.frame.loc[used]
+        regressors = [*controls, *m.extra]
+        constant = [v for v in regressors if data[v].nunique(dropna=True) <= 1]
+        regressors = [v for v in regressors if v not in constant]
+        try:
+            res = fit_ols(data, m.y, regressors, cov_type=config.cov_type, use_t=config.use_t,
+                          name=m.name)  # fmt: skip
+        except ValueError as err:
+            return TableResult(spec, "skipped", reason=f"model {m.name!r} not estimable: {err}")
+        sample["n_used"] = res.nobs
+        fits.append(ModelFit(m, res, tuple(regressors), sample,
+                             tuple(constant) + tuple(missing_controls)))  # fmt: skip
+    labels = None
+    if spec.key == "table7":
+        labels = ("no lag", f"Tor lag {prepared.lag_h:+d} h")
+    elif spec.key == "table5":
+        labels = ("(without)", "(with drug abuse)")
+    return TableResult(spec, "ok", tuple(fits), column_labels=labels)
+
+
+def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
+    """Tables 1, 2, the dependent-correlation tests and the regression tables.
+
+    Parameters
+    ----------
+    prepared : Prepared
+        From :func:`prepare`.
+    config : ValidationConfig
+
+    Returns
+    -------
+    ValidationResult
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> n = 60
+    >>> t = pd.DataFrame({"commune": [f"c{i}" for i in range(n)], "population": 5000,
+    ...                   "tor": rng.lognormal(10, 1, n), "web_adult": rng.lognormal(13, 1, n),
+    ...                   "youtube": rng.lognormal(17, 1, n), "rho": rng.normal(0.16, 0.07, n),
+    ...                   "n_tiles": 10, "sexual_violence_per_1000": rng.gamma(2, 0.5, n)})
+    >>> res = compute(prepare(t, ValidationConfig()), ValidationConfig())
+    >>> res.spearman["indicator"].tolist()[-1], res.tables["table3"].status
+    ('log_cpc_per_1000', 'skipped')
+    """
+    notes: list[Note] = []
+    f = prepared.stats_frame
+    table1 = summary_table1(f["rho"], f["c"])
+
+    indicators = ["log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000",
+                  "log_cpc_per_1000"]  # fmt: skip
+    if prepared.lag_h is not None:
+        indicators.append("log_cpc_per_1000_lag")
+    with_outcome = f.loc[f["outcome"].notna()]
+    spear = spearman_table(with_outcome, "outcome", indicators)
+    spear.insert(0, "variable", spear.pop("indicator"))
+    spear.insert(0, "indicator", [_label(v, config, prepared.lag_h) for v in spear["variable"]])
+
+    others = ["log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000"]
+    dep = dependent_tests(
+        with_outcome, "outcome", "log_cpc_per_1000", others, methods=list(config.dependent_methods),
+        alternative=config.alternative, conf_level=config.conf_level,
+    )  # fmt: skip
+    dep.insert(4, "label", dep["method"].map(METHOD_LABELS))
+    dep.insert(5, "standard", dep["method"].isin(STANDARD_METHODS))
+    for col in ("outcome", "target", "other"):
+        dep[col] = [_label(v, config) for v in dep[col]]
+    if "koebe2024" in config.dependent_methods:
+        notes.append(Note("dependent_tests", "koebe2024 is the authors' ad-hoc statistic, given "
+                                             "only to replicate the paper; its type I error rate "
+                                             "is not nominal. Use the standard methods."))  # fmt: skip
+    notes.append(Note("dependent_tests", "the tests compare Spearman correlations (as the paper "
+                                         "does); the Fisher-z methods assume Pearson's, so their "
+                                         "p-values are mildly optimistic."))  # fmt: skip
+
+    tables = {}
+    for spec in TABLES:
+        res = _fit_table(prepared, spec, config)
+        tables[spec.key] = res
+        if res.status == "skipped":
+            notes.append(Note(spec.key, f"{spec.title.split(':')[0]} skipped: {res.reason}",
+                              "warning"))  # fmt: skip
+            logger.warning("%s skipped: %s", spec.key, res.reason)
+        else:
+            for fit in res.fits:
+                if fit.dropped_regressors:
+                    notes.append(Note(spec.key, f"model {fit.spec.name!r} fitted without "
+                                                f"{list(fit.dropped_regressors)}", "warning"))  # fmt: skip
+    return ValidationResult(table1, spear, dep, tables, tuple(notes))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-commune public outputs
+# --------------------------------------------------------------------------------------------
+
+_PUBLIC_RATES = (
+    "cpc_per_1000", "tor_per_1000", "web_adult_per_1000", "youtube_per_1000", "c", "rho",
+)  # fmt: skip
+
+
+def public_communes(prepared: Prepared) -> pd.DataFrame:
+    """Per-commune estimates fit for publication (disclosure control applied).
+
+    Small areas (population or tile count under the thresholds) have their rates blanked in
+    ``suppress`` mode and kept but flagged in ``flag`` mode. There is nothing below the
+    commune level: no tiles, no coordinates.
+
+    Parameters
+    ----------
+    prepared : Prepared
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``commune``, ``name``, ``city`` (where known), ``population``, ``small_area``,
+        ``small_area_reason``, ``suppressed``, then the rates.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"commune": ["a", "b"], "population": [1000, 200], "tor": 1e4,
+    ...                   "web_adult": 1e5, "youtube": 1e7, "rho": 0.2, "n_tiles": 5,
+    ...                   "sexual_violence_per_1000": 1.0})
+    >>> public_communes(prepare(t, ValidationConfig()))["cpc_per_1000"].isna().tolist()
+    [False, True]
+    """
+    f = prepared.frame
+    keep = [c for c in ("name", "city") if c in f]
+    out = f[keep + ["population", "small_area", "small_area_reason"]].copy()
+    suppress = prepared.disclosure["mode"] == "suppress"
+    out["suppressed"] = f["small_area"] & suppress
+    for col in _PUBLIC_RATES:
+        out[col] = f[col].where(~out["suppressed"])
+    return out.reset_index()
+
+
+def top_communes(prepared: Prepared, n: int, by: str = "cpc_per_1000") -> list[str]:
+    """Codes of the ``n`` communes with the highest ``by``, small areas never among them.
+
+    Small areas are excluded whatever the suppression mode: a "top" commune is singled out
+    by name in figures, which is exactly what the thresholds exist to prevent.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"commune": ["a", "b", "c"], "population": [1000, 200, 3000],
+    ...                   "tor": [1e4, 1e6, 2e4], "web_adult": 1e5, "youtube": 1e7, "rho": 0.2,
+    ...                   "n_tiles": 5, "sexual_violence_per_1000": 1.0})
+    >>> top_communes(prepare(t, ValidationConfig()), 2)
+    ['a', 'c']
+    """
+    f = prepared.frame
+    ok = f.loc[~f["small_area"] & f[by].notna(), by]
+    return ok.sort_values(ascending=False, kind="stable").head(n).index.tolist()
+
+
+def _finite(x) -> float | None:
+    """JSON-safe float (NaN and infinities become None)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

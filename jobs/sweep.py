@@ -1,0 +1,143 @@
+"""Job: re-run the chain over grids and lags and compare the variants (``cpc sweep``).
+
+Lags cost nothing extra: every run correlates all lags in one pass. Each grid is one run of
+the chain on the *same cube* (no re-ingest) with its own output folder; grids run one after
+the other, each using the whole cluster, because the crosswalk and the rollup already spread
+over every worker. One comparison table and one plot summarise the variants.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from distributed import Client
+from scipy import stats
+
+from cpc_core.config import RunConfig, parse_config
+from jobs.pipeline import run_pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def parse_grid(value: str) -> dict:
+    """``communes``, ``departments`` or ``square:<metres>`` -> an ``areas`` override."""
+    if value in ("communes", "departments"):
+        return {"grid": value}
+    if value.startswith("square:"):
+        try:
+            size = float(value.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"--grids {value!r}: expected square:<metres>, e.g. square:1000") from None
+        return {"grid": "square", "square_m": size}
+    raise ValueError(f"--grids {value!r}: allowed communes, departments, square:<metres>")
+
+
+def _variant_config(cfg: RunConfig, grid: str, lags: list[int], out: Path) -> RunConfig:
+    raw = cfg.model_dump(mode="json")
+    raw["areas"].update(parse_grid(grid))
+    raw["estimate"]["lags"] = sorted(set(lags) | {cfg.estimate.lag_h})
+    raw["output"]["dir"] = str(out)
+    # every variant reads the base run's data and cube: nothing is generated or ingested twice
+    raw["synth"] = None
+    raw["input"]["netmob"] = cfg.netmob_root
+    raw["ingest"]["store"] = cfg.store_path
+    if cfg.areas_path:
+        raw["areas"]["path"] = cfg.areas_path
+        if raw["areas"]["source"] == "synthetic":
+            raw["areas"]["source"] = "file"
+    if cfg.poi_path:
+        raw["poi"]["path"] = cfg.poi_path
+    return parse_config(raw, f"sweep variant {grid}")
+
+
+def outcome_table(cfg: RunConfig, path: str | None, column: str, key: str) -> pd.Series | None:
+    """The validation outcome per area, from ``path`` or a synthetic run's covariates."""
+    if path is None and cfg.synth is not None:
+        path = str(Path(cfg.output.dir) / "data" / "covariates" / "communes.csv")
+    if path is None or not Path(path).exists():
+        return None
+    t = pd.read_csv(path, sep=None, engine="python")
+    for col in (column, key):
+        if col not in t.columns:
+            raise ValueError(f"{path}: no column {col!r}; columns found: {list(t.columns)}")
+    return t.set_index(t[key].astype(str))[column]
+
+
+def summarise(grid: str, out: Path, outcome: pd.Series | None) -> pd.DataFrame:
+    """One row per lag: areas, rho_j summary and Spearman correlations with the outcome."""
+    rbl = pd.read_csv(out / "rho_by_lag.csv", dtype={"commune": str})
+    est = pd.read_csv(out / "estimates_by_lag.csv", dtype={"commune": str})
+    com = pd.read_csv(out / "communes.csv", dtype={"commune": str}).set_index("commune")
+    rows = []
+    for lag, g in rbl.groupby("lag_h"):
+        r = g["rho"].dropna()
+        row = {"grid": grid, "lag_h": int(lag), "n_areas": int(len(g)), "n_rho": int(len(r)),
+               "rho_mean": r.mean(), "rho_sd": r.std(), "rho_min": r.min(), "rho_q25": r.quantile(0.25),
+               "rho_median": r.median(), "rho_q75": r.quantile(0.75), "rho_max": r.max()}
+        if outcome is not None:
+            e = est[est["lag_h"] == lag].set_index("commune")
+            y = outcome.reindex(e.index)
+            xs = {"cpc": e["cpc_per_1000"], "tor": com["tor_per_1000"].reindex(e.index),
+                  "web_adult": com["web_adult_per_1000"].reindex(e.index),
+                  "youtube": com["youtube_per_1000"].reindex(e.index)}
+            for name, x in xs.items():
+                ok = np.isfinite(y) & np.isfinite(x) & (x > 0)
+                if ok.sum() >= 4:
+                    res = stats.spearmanr(np.log(x[ok]), y[ok])
+                    row[f"spearman_{name}"], row[f"p_{name}"] = float(res.statistic), float(res.pvalue)
+                else:
+                    row[f"spearman_{name}"], row[f"p_{name}"] = np.nan, np.nan
+                row["n_outcome"] = int(ok.sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot(table: pd.DataFrame, rbl: dict[str, pd.DataFrame], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rbl), figsize=(5 * len(rbl), 3.6), squeeze=False, sharey=True)
+    for ax, (grid, r) in zip(axes[0], rbl.items(), strict=True):
+        lags = sorted(r["lag_h"].unique())
+        ax.boxplot([r.loc[r["lag_h"] == lag, "rho"].dropna() for lag in lags], tick_labels=[str(x) for x in lags],
+                   showfliers=False)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(f"{grid}: rho_j by lag")
+        ax.set_xlabel("lag (h), Tor after Web_Adult")
+    axes[0][0].set_ylabel("rho_j")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+
+
+def run_sweep(cfg: RunConfig, client: Client, lags: list[int], grids: list[str],
+              outcome_path: str | None = None, outcome_column: str = "sexual_violence_per_1000",
+              outcome_key: str = "commune") -> dict:
+    """Run the base configuration, then each grid variant; write ``sweep/comparison.csv``."""
+    for g in grids:
+        parse_grid(g)  # fail on a bad grid before any work
+    base = run_pipeline(cfg, client)
+    sweep_dir = Path(cfg.output.dir) / "sweep"
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    outcome = outcome_table(cfg, outcome_path, outcome_column, outcome_key)
+    tables, rbl = [], {}
+    for grid in grids:
+        out = sweep_dir / grid.replace(":", "_")
+        vcfg = _variant_config(cfg, grid, lags, out)
+        logger.info("sweep variant %s -> %s", grid, out)
+        run_pipeline(vcfg, client)
+        tables.append(summarise(grid, out, outcome))
+        rbl[grid] = pd.read_csv(out / "rho_by_lag.csv")
+    table = pd.concat(tables, ignore_index=True)
+    table = table[table["lag_h"].isin(lags)] if lags else table
+    table.to_csv(sweep_dir / "comparison.csv", index=False)
+    plot(table, rbl, sweep_dir / "comparison.png")
+    return {"output_dir": str(sweep_dir), "outputs": {"comparison": str(sweep_dir / "comparison.csv"),
+                                                        "plot": str(sweep_dir / "comparison.png"),
+                                                        "base run": base["output_dir"]}}
