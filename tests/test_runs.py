@@ -1,0 +1,220 @@
+"""Running at scale: the CLI's batch commands, bad configs, a killed worker, an interrupted
+job that resumes, two runs on one store, and a whole run through a real Dask Gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from distributed import Client, LocalCluster
+
+from cluster import ClusterSpec, get_client
+from cpc_core import store
+from cpc_core.config import parse_config
+from jobs.cli import main
+from jobs.pipeline import run_pipeline
+from tests.gateway import running_gateway
+
+# big enough that ingest takes a few seconds (so it can be interrupted), small enough for CI
+SYNTH = {"cities": ["Lyon", "Nice", "Toulouse"], "start": "2019-03-16", "days": 24, "scale": 0.004, "seed": 21}
+CPC = [sys.executable, "-m", "jobs.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_cfg(path: Path, out: Path, data: Path | None = None, **sections) -> Path:
+    raw: dict = {"output": {"dir": str(out)}, "estimate": {"min_hours": 48}}
+    if data is None:
+        raw["synth"] = SYNTH
+    else:  # reuse generated data: read it as a user would read real files
+        raw["input"] = {"netmob": str(data / "netmob")}
+        raw["areas"] = {"source": "file", "path": str(data / "geo/communes.gpkg")}
+        raw["poi"] = {"path": str(data / "covariates/poi.csv")}
+    for k, v in sections.items():
+        raw.setdefault(k, {}).update(v)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, client):
+    """An undisturbed run: generated data plus its outputs."""
+    out = tmp_path_factory.mktemp("ref")
+    cfg = write_cfg(out / "cfg.yaml", out)
+    run_pipeline(parse_config(yaml.safe_load(cfg.read_text())), client)
+    return out
+
+
+def same_outputs(a: Path, b: Path):
+    for f in ("communes.csv", "rho_by_lag.csv", "estimates_by_lag.csv"):
+        x = pd.read_csv(a / f).sort_values(list(pd.read_csv(a / f).columns[:2])).reset_index(drop=True)
+        y = pd.read_csv(b / f).sort_values(list(pd.read_csv(b / f).columns[:2])).reset_index(drop=True)
+        pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-6)
+
+
+def run_env(extra: dict | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    env.update(extra or {})
+    return env
+
+
+def test_bad_config_names_key_before_any_work(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"input": {"netmob": str(tmp_path)}, "estimate": {"lag": 2},
+                                   "ingest": {"on_error": "skip"}}))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "estimate.lag: unknown key" in err
+    assert "ingest.on_error" in err and "'fail' or 'quarantine'" in err
+    assert not (tmp_path / "cpc-output").exists()  # nothing started
+    assert main(["run", str(cfg), "--set", "estimate"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_submit_writes_run_json(reference, tmp_path, client, capsys):
+    cfg = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data")
+    assert main(["submit", str(cfg), "--cluster", client.scheduler.address, "--run-id", "ci-42"]) == 0
+    run = json.loads((tmp_path / "out/run.json").read_text())
+    assert run["run_id"] == "ci-42" and run["status"] == "ok"
+    assert run["package_versions"]["dask"] and run["cluster"]["workers"] == 2
+    assert set(run["inputs"]) >= {"store", "areas"} and run["config_hash"]
+    assert all("seconds" in s and "cached" in s for s in run["stages"].values())
+    same_outputs(reference, tmp_path / "out")
+
+
+def test_submit_failure_is_nonzero_and_recorded(tmp_path, client):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"input": {"netmob": str(tmp_path / "absent")},
+                                   "areas": {"source": "file", "path": str(tmp_path / "a.gpkg")},
+                                   "output": {"dir": str(tmp_path / "out")}}))
+    assert main(["submit", str(cfg), "--cluster", client.scheduler.address]) == 2
+    run = json.loads((tmp_path / "out/run.json").read_text())
+    assert run["status"] == "failed" and "does not exist" in run["error"]
+
+
+def _kill_one_worker_when(client: Client, ready, done: threading.Event, killed: list):
+    while not done.is_set():
+        if ready():
+            pids = client.run(os.getpid)
+            addr, pid = sorted(pids.items())[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(addr)
+            return
+        time.sleep(0.05)
+
+
+def _n_done(store_path: str) -> int:
+    try:
+        import zarr
+
+        g = zarr.open_group(store_path, mode="r")
+        return int(sum((g[f"{c}/DL_status"][:] == 1).sum() for c in g.group_keys()))
+    except Exception:
+        return 0
+
+
+@pytest.mark.integration
+def test_worker_killed_mid_run_gives_identical_outputs(reference, tmp_path):
+    cfg_path = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data")
+    cfg = parse_config(yaml.safe_load(cfg_path.read_text()))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            Client(lc) as c:
+        done, killed = threading.Event(), []
+        t = threading.Thread(target=_kill_one_worker_when,
+                             args=(c, lambda: _n_done(cfg.store_path) >= 20, done, killed))
+        t.start()
+        try:
+            run_pipeline(cfg, c)
+        finally:
+            done.set()
+            t.join()
+    assert killed, "the worker was not killed during the run"
+    same_outputs(reference, tmp_path / "out")
+
+
+def _interrupt_when_ingesting(cmd, env, store_path, min_done=15) -> int:
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and _n_done(store_path) < min_done:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    return _n_done(store_path)
+
+
+@pytest.mark.integration
+def test_sigterm_mid_stage_then_resume(reference, tmp_path, client):
+    cfg_path = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data")
+    store_path = str(tmp_path / "out/cube.zarr")
+    n_before = _interrupt_when_ingesting([*CPC, "run", str(cfg_path), "--cluster", "local"], run_env(), store_path)
+    run = json.loads((tmp_path / "out/run.json").read_text())
+    assert run["status"] == "interrupted"
+    total = 3 * 3 * 24
+    assert 0 < n_before < total
+    res = run_pipeline(parse_config(yaml.safe_load(cfg_path.read_text())), client)
+    st = res["run"]["stages"]["ingest"]
+    assert st["skipped_complete"] >= n_before and st["skipped_complete"] + st["files_done"] == total
+    same_outputs(reference, tmp_path / "out")
+
+
+@pytest.mark.integration
+def test_two_ingests_on_one_store_at_once(reference, tmp_path):
+    store_path = str(tmp_path / "cube.zarr")
+    cmd = [*CPC, "ingest", "--input", str(reference / "data/netmob"), "--store", store_path,
+           "--cluster", "local"]
+    procs = [subprocess.Popen(cmd, env=run_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    ref = str(reference / "cube.zarr")
+    for city in SYNTH["cities"]:
+        a = store.open_cube(store_path, city).load()
+        b = store.open_cube(ref, city).load()
+        np.testing.assert_array_equal(a["DL"].values, b["DL"].values)
+        assert (a["DL_status"].values == 1).all()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    with running_gateway(tmp_path_factory.mktemp("gw")) as info:
+        yield info
+
+
+@pytest.mark.integration
+def test_whole_run_through_gateway_matches_local(reference, tmp_path, gateway):
+    cfg_path = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data")
+    spec = ClusterSpec(kind="gateway", address=gateway.address, proxy_address=gateway.proxy_address,
+                       auth="basic", username=gateway.username, password=gateway.password, workers=2)
+    with get_client(spec) as c:
+        t = threading.Thread(target=_kill_one_worker_when,
+                             args=(c, lambda: _n_done(str(tmp_path / "out/cube.zarr")) >= 20, threading.Event(), []))
+        t.start()  # a worker killed mid-run on the gateway as well
+        run_pipeline(parse_config(yaml.safe_load(cfg_path.read_text())), c)
+        t.join()
+    same_outputs(reference, tmp_path / "out")
+
+
+@pytest.mark.integration
+def test_interrupted_gateway_run_resumes(reference, tmp_path, gateway):
+    cfg_path = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data")
+    store_path = str(tmp_path / "out/cube.zarr")
+    env = run_env(gateway.env())
+    n_before = _interrupt_when_ingesting([*CPC, "run", str(cfg_path), "--cluster", "gateway"], env, store_path)
+    assert n_before > 0
+    proc = subprocess.run([*CPC, "submit", str(cfg_path), "--cluster", "gateway"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads((tmp_path / "out/run.json").read_text())
+    assert run["stages"]["ingest"]["skipped_complete"] >= n_before
+    same_outputs(reference, tmp_path / "out")
