@@ -108,8 +108,14 @@ class CityLayout:
         return slice(off, off + netmob.slots_per_day(day))
 
 
+def _location(store: str) -> str:
+    """Local paths (also ``file://`` URLs) go to zarr's LocalStore, which creates folders;
+    other URLs (``s3://``, ``gs://`` ...) to its fsspec store."""
+    return store.removeprefix("file://")
+
+
 def _group(store: str, mode: str = "r"):
-    return zarr.open_group(store, mode=mode, zarr_format=3)
+    return zarr.open_group(_location(store), mode=mode, zarr_format=3)
 
 
 def read_layout(store: str, city: str) -> CityLayout | None:
@@ -316,4 +322,4 @@ def open_cube(store: str, city: str, chunks: dict | None = None) -> xr.Dataset:
     """
     if chunks is None:
         chunks = {"service": 1, "tile": -1, "time": 96}
-    return xr.open_zarr(store, group=city, chunks=chunks, consolidated=False)
+    return xr.open_zarr(_location(store), group=city, chunks=chunks, consolidated=False)

@@ -120,8 +120,10 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # distributed is chatty at INFO about worker start-up; keep it to warnings unless -vv
     if verbose < 2:
-        for name in ("distributed", "bokeh", "tornado", "pyogrio", "fiona"):
+        for name in ("distributed", "tornado", "pyogrio", "fiona"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # the dashboard's websocket-origin notice is about its own defaults, not the run
+        logging.getLogger("bokeh").setLevel(logging.ERROR)
 
 
 def cmd_synth(args) -> int:

@@ -18,9 +18,10 @@ logger = logging.getLogger(__name__)
 
 def report_dir_for(store: str) -> Path:
     """Default place of a run's QC reports: ``<store>.reports/`` next to a local store."""
-    if "://" in store:
+    local = str(store).removeprefix("file://")
+    if "://" in local:
         return Path("ingest-reports")
-    return Path(str(store).rstrip("/") + ".reports")
+    return Path(local.rstrip("/") + ".reports")
 
 
 def run_ingest(

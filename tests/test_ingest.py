@@ -250,3 +250,13 @@ def test_store_tile_list_cannot_change(tree_copy, tmp_path, client):
     with pytest.raises(ValueError, match="tile list cannot change"):
         store.create_or_extend(s, other)
     assert zarr.open_group(s, mode="r")["Nice/DL"].shape[1] == len(lay.tiles)
+
+
+def test_fsspec_urls_for_input_and_store(synth_tree, tmp_path, client):
+    s = f"file://{tmp_path}/u.zarr"
+    qc = run_ingest(f"file://{synth_tree / 'netmob'}", s, client, cities=["Nice"])
+    assert qc["files"]["ok"] == 12 and Path(qc["report_dir"]) == Path(f"{tmp_path}/u.zarr.reports")
+    ds = store.open_cube(s, "Nice")
+    ids, vals = read_text(synth_tree / "netmob/Nice/Tor/20190329/Nice_Tor_20190329_DL.txt")
+    got = ds["DL"].sel(service="Tor", tile=ids).isel(time=slice(0, 96)).values
+    np.testing.assert_array_equal(got, vals.astype(np.float32))
