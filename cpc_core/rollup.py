@@ -29,7 +29,7 @@ import xarray as xr
 
 from cpc_core import netmob
 
-__all__ = ["exclude_days", "rollup", "window_totals"]
+__all__ = ["combine_cities", "exclude_days", "rollup", "rollup_store", "tile_totals", "window_totals"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,86 @@ def rollup(
         name="traffic",
         attrs={"long_name": "hourly traffic per area (sum of tile-slots x crosswalk weights)"},
     )
+
+
+def _rollup_store_task(store_path: str, city: str, direction: str, services: tuple[int, ...], h0: int, h1: int,
+                       weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Read hours ``h0:h1`` of the cube chunk by chunk and reduce them at once.
+
+    Returns ``(hourly (services, areas, hours) float32, tile sums (services, tiles) float64)``.
+    Each read is one whole Zarr chunk (all tiles x one hour) copied contiguously: assembling a
+    (tiles, hours) array from hour chunks first would cost strided copies several times the
+    read itself (measured in BENCHMARKS.md).
+    """
+    from cpc_core import store
+
+    arr = store.open_city(store_path, city)[direction]
+    n_tiles = arr.shape[1]
+    hourly = np.empty((len(services), weights.shape[0], h1 - h0), dtype=np.float32)
+    tiles = np.zeros((len(services), n_tiles), dtype=np.float64)
+    for k, si in enumerate(services):
+        for j, h in enumerate(range(h0, h1)):
+            blk = arr[si, :, h * SLOTS_PER_HOUR : (h + 1) * SLOTS_PER_HOUR]
+            hourly[k, :, j] = _rollup_block(blk[None], weights)[0, :, 0]
+            tiles[k] += np.nansum(blk, axis=1, dtype=np.float64)
+    return hourly, tiles
+
+
+def rollup_store(
+    store_path: str,
+    city: str,
+    weights: sp.csr_matrix,
+    areas: Iterable[str],
+    services: Iterable[str],
+    direction: str = "DL",
+    hours_per_task: int = 168,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Hourly area traffic and tile window totals straight from a city's cube, in one pass.
+
+    The graph has one task per block of ``hours_per_task`` hours (all requested services):
+    it reads each hour chunk of the store and immediately reduces it to areas, so raw tile data
+    never leaves the task. Same results as :func:`rollup` plus :func:`tile_totals` on
+    :func:`cpc_core.store.open_cube`, several times faster (no strided re-assembly).
+
+    Returns
+    -------
+    (xarray.DataArray, xarray.DataArray)
+        ``(service, area, hour)`` float32 and ``(service, tile)`` float64, both lazy.
+    """
+    from cpc_core import store
+
+    g = store.open_city(store_path, city)
+    names = [str(s) for s in g["service"][:]]
+    services = list(services)
+    missing = [s for s in services if s not in names]
+    if missing:
+        raise ValueError(f"{store_path}/{city}: services {missing} are not in the cube (found {names})")
+    if direction not in g:
+        raise ValueError(f"{store_path}/{city}: no {direction} traffic in the cube")
+    areas = np.asarray(list(areas), dtype=object)
+    w = sp.csr_matrix(weights, dtype=np.float32)
+    tiles = g["tile"][:]
+    if w.shape != (len(areas), len(tiles)):
+        raise ValueError(f"weights are {w.shape}, expected (areas={len(areas)}, tiles={len(tiles)})")
+    n_time = g[direction].shape[2]
+    n_hours = n_time // SLOTS_PER_HOUR
+    sidx = tuple(names.index(s) for s in services)
+    wd = dask.delayed(w, pure=True)
+    hourly_blocks, tile_parts = [], []
+    for h0 in range(0, n_hours, hours_per_task):
+        h1 = min(h0 + hours_per_task, n_hours)
+        task = dask.delayed(_rollup_store_task, pure=True, nout=2)(store_path, city, direction, sidx, h0, h1, wd)
+        hourly_blocks.append(da.from_delayed(task[0], (len(sidx), len(areas), h1 - h0), dtype=np.float32))
+        tile_parts.append(da.from_delayed(task[1], (len(sidx), len(tiles)), dtype=np.float64))
+    hourly = da.concatenate(hourly_blocks, axis=2)
+    tot = da.stack(tile_parts).sum(axis=0)
+    minutes = g["time"][0 : n_hours * SLOTS_PER_HOUR : SLOTS_PER_HOUR]
+    hours = (np.datetime64("1970-01-01T00:00", "m") + minutes.astype("timedelta64[m]")).astype("datetime64[ns]")
+    h = xr.DataArray(hourly, dims=("service", "area", "hour"),
+                     coords={"service": services, "area": areas, "hour": hours}, name="traffic",
+                     attrs={"long_name": "hourly traffic per area (sum of tile-slots x crosswalk weights)"})
+    t = xr.DataArray(tot, dims=("service", "tile"), coords={"service": services, "tile": tiles}, name="total")
+    return h, t
 
 
 def exclude_days(hourly: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:

@@ -134,20 +134,13 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
         parts, tile_parts = {}, []
         lazy = []
         for city in cities:
-            ds = store.open_cube(cfg.store_path, city)
-            have = [str(s) for s in ds["service"].values]
-            missing = [s for s in SERVICES.values() if s not in have]
-            if missing:
-                raise ValueError(f"{cfg.store_path}/{city}: services {missing} are not in the cube (found {have})")
-            if "DL" not in ds:
-                raise ValueError(f"{cfg.store_path}/{city}: no DL traffic in the cube")
-            traffic = ds["DL"].sel(service=list(SERVICES.values()))
             xw = xwalks[city]
             codes = xw.areas
-            w = xw.matrix(ds["tile"].values, codes)
-            parts[city] = rollup.rollup(traffic, w, codes, hours_per_chunk=cfg.estimate.hours_per_chunk)
-            tile_parts.append(rollup.tile_totals(traffic))
-            lazy += [parts[city], tile_parts[-1]]
+            w = xw.matrix(store.read_layout(cfg.store_path, city).tiles, codes)
+            parts[city], tot = rollup.rollup_store(cfg.store_path, city, w, codes, list(SERVICES.values()),
+                                                   hours_per_task=cfg.estimate.hours_per_chunk)
+            tile_parts.append(tot)
+            lazy += [parts[city], tot]
         done = _compute_with_progress(client, lazy, "rollup")
         parts = dict(zip(cities, done[0::2], strict=True))
         tiles = done[1::2]

@@ -1,0 +1,70 @@
+"""Rollup kernel and wrappers against plain numpy, on numpy, dask and store input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from cpc_core import rollup, store
+
+
+def reference(values: np.ndarray, assign: np.ndarray, n_areas: int) -> np.ndarray:
+    """(service, tile, time) -> (service, area, hour) with a plain loop over areas."""
+    out = np.zeros((values.shape[0], n_areas, values.shape[2] // 4))
+    for a in range(n_areas):
+        sel = values[:, assign == a, :].astype(np.float64).sum(axis=1)
+        out[:, a] = sel.reshape(values.shape[0], -1, 4).sum(axis=2)
+    return out
+
+
+def _weights(assign, n_areas):
+    n = len(assign)
+    return sp.csr_matrix((np.ones(n, np.float32), (assign, np.arange(n))), shape=(n_areas, n))
+
+
+def test_rollup_numpy_and_dask_match_reference():
+    rng = np.random.default_rng(1)
+    vals = rng.integers(0, 1000, (2, 50, 96 * 3)).astype(np.float32)
+    vals[1, 7, 10] = np.nan  # a missing tile-slot makes its area-hour missing, nothing else
+    assign = rng.integers(0, 6, 50)
+    time = pd.date_range("2019-04-01T22:00", periods=vals.shape[2], freq="15min")
+    da_ = xr.DataArray(vals, dims=("service", "tile", "time"),
+                       coords={"service": ["a", "b"], "tile": np.arange(50), "time": time})
+    ref = reference(vals, assign, 6)
+    for arr in (da_, da_.chunk({"time": 96})):
+        got = rollup.rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5).values
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
+    assert np.isnan(got[1, assign[7], 2]) and np.isnan(got).sum() == 1
+    tot = rollup.tile_totals(da_).values
+    np.testing.assert_allclose(tot, np.nansum(vals.astype(np.float64), axis=2))
+
+
+def test_rollup_store_equals_open_cube_path(cube):
+    for city in ("Lyon", "Nice"):
+        ds = store.open_cube(cube, city)
+        n = ds.sizes["tile"]
+        assign = np.arange(n) % 5
+        w = _weights(assign, 5)
+        codes = [f"c{i}" for i in range(5)]
+        h1 = rollup.rollup(ds["DL"], w, codes).compute()
+        t1 = rollup.tile_totals(ds["DL"]).compute()
+        h2, t2 = rollup.rollup_store(cube, city, w, codes, list(ds["service"].values), hours_per_task=7)
+        h2, t2 = h2.compute(), t2.compute()
+        np.testing.assert_array_equal(h1.values, h2.values)
+        np.testing.assert_allclose(t1.values, t2.values)
+        np.testing.assert_array_equal(h1["hour"].values, h2["hour"].values)
+        ref = reference(ds["DL"].values, assign, 5)
+        np.testing.assert_allclose(h2.values, ref, rtol=1e-6)
+
+
+def test_exclude_days_uses_local_days():
+    hours = pd.date_range("2019-04-13T20:00", periods=30, freq="h")  # UTC; Paris = UTC+2
+    h = xr.DataArray(np.ones((1, 30)), dims=("area", "hour"), coords={"hour": hours})
+    import datetime as dt
+
+    out = rollup.exclude_days(h, [dt.date(2019, 4, 14)])
+    local = hours + pd.Timedelta(hours=2)
+    expected_nan = local.date == dt.date(2019, 4, 14)
+    np.testing.assert_array_equal(np.isnan(out.values[0]), expected_nan)
