@@ -43,7 +43,7 @@ def test_round_trip_every_file(synth_tree, cube):
         assert ds["DL"].dtype == np.float32
         assert list(ds["DL"].dims) == ["service", "tile", "time"]
         for f in [p for p in files if p.parts[-4] == city]:
-            city_, service, ymd = f.parts[-4], f.parts[-3], f.parts[-2]
+            service, ymd = f.parts[-3], f.parts[-2]
             day = dt.datetime.strptime(ymd, "%Y%m%d").date()
             ids, vals = read_text(f)
             t = local_slots_utc(day, vals.shape[1])
