@@ -307,7 +307,7 @@ def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "
     ([7, 9], [[1.0, 2.0], [0.0, 5.0]])
     """
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-    if buf.size == 0 or not np.any((buf != _SP) & (buf != _NL) & (buf != _CR) & (buf != _TAB)):
+    if buf.size == 0:
         raise NetmobFormatError(path, "empty file")
     n_lines = int(np.count_nonzero(buf == _NL)) + (0 if buf[-1] == _NL else 1)
     ids = np.zeros(n_lines, dtype=np.int64)
@@ -317,6 +317,9 @@ def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "
     ntok = np.zeros(n_lines, dtype=np.int32)
     got = _parse_kernel(buf, ncols, ids, values, status, errcol, ntok)
     assert got == n_lines, (got, n_lines)
+    # only blank lines: an empty file (checked after the parse, which is one pass anyway)
+    if status[0] == EMPTY_LINE and np.all(status == EMPTY_LINE):
+        raise NetmobFormatError(path, "empty file")
     return ParsedFile(path, ncols, ids, values, status, errcol, ntok, nbytes=int(buf.size))
 
 
