@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cpc_core.config_validation import ValidationConfig
 from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
 
 __all__ = [
@@ -160,8 +161,8 @@ class OutputConfig(_Frozen):
 
 
 class RunConfig(_Frozen):
-    """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, disclosure,
-    cluster, output."""
+    """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, poi,
+    validation, disclosure, cluster, output."""
 
     synth: SynthConfig | None = None
     input: InputConfig = InputConfig()
@@ -170,6 +171,7 @@ class RunConfig(_Frozen):
     crosswalk: CrosswalkConfig = CrosswalkConfig()
     estimate: EstimateConfig = EstimateConfig()
     poi: PoiConfig = PoiConfig()
+    validation: ValidationConfig = ValidationConfig()
     disclosure: DisclosureConfig = DisclosureConfig()
     cluster: ClusterConfig = ClusterConfig()
     output: OutputConfig = OutputConfig()

@@ -18,11 +18,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cpc_core.config import ConfigError, DisclosureConfig, apply_overrides
-from cpc_core.validation import COV_TYPES, DEPENDENT_CORRELATION_METHODS
+# cpc_core.config is imported inside the functions only: config.py mounts ValidationConfig as
+# its `validation:` section, and a module-level import here would make the two a cycle.
+from cpc_core.validation import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
 __all__ = [
     "COVARIATE_ROLES",
+    "DisclosureThresholds",
     "POI_ROLES",
     "REQUIRED_ROLES",
     "ColumnsConfig",
@@ -82,7 +84,9 @@ class ColumnsConfig(_Frozen):
     outcome: str = Field("sexual_violence_per_1000", description="validation outcome per 1000")
     name: str | None = "name"
     city: str | None = Field("city", description="metropole: one choropleth per value")
-    n_tiles: str | None = Field("n_tiles", description="tiles per area, for the tile-count threshold")
+    n_tiles: str | None = Field(
+        "n_tiles", description="tiles per area, for the tile-count threshold"
+    )
     density: str | None = Field("density", description="population density (its log is used)")
     share_singles: str | None = "share_singles"
     poverty_rate: str | None = "poverty_rate"
@@ -141,6 +145,16 @@ class GeoConfig(_Frozen):
     commune: str = "commune"
 
 
+class DisclosureThresholds(_Frozen):
+    """Small-area thresholds; the same keys as the run config's ``disclosure:`` section."""
+
+    min_population: int = Field(500, ge=0, description="areas below are small areas")
+    min_tiles: int = Field(3, ge=1, description="areas with fewer tiles are small areas")
+    publish_tile_coordinates: bool = Field(
+        False, description="accepted for compatibility; this stage never writes tile-level data"
+    )
+
+
 class FiguresConfig(_Frozen):
     """Which figures and in what formats."""
 
@@ -182,14 +196,9 @@ class ValidationConfig(_Frozen):
     cov_type: Literal["HC0", "HC1", "HC2", "HC3", "nonrobust"] = "HC3"
     use_t: bool = True
     conf_level: float = Field(0.95, gt=0, lt=1)
-    dependent_methods: tuple[str, ...] = (
-        "williams",
-        "steiger",
-        "hittner",
-        "meng",
-        "dunn_clark",
-        "zou",
-        "koebe2024",
+    dependent_methods: tuple[str, ...] = Field(
+        (*STANDARD_METHODS, "koebe2024"),
+        description="cocor's tests; koebe2024 is the authors' formula, for replication only",
     )
     alternative: Literal["two-sided", "greater", "less"] = "two-sided"
     lag_h: int = Field(
@@ -207,7 +216,7 @@ class ValidationConfig(_Frozen):
     small_areas: Literal["suppress", "flag"] = Field(
         "suppress", description="suppress: rates blanked, maps hatched; flag: shown and marked"
     )
-    disclosure: DisclosureConfig | None = Field(
+    disclosure: DisclosureThresholds | None = Field(
         None, description="thresholds; default the run's disclosure section"
     )
     digits: int = Field(2, ge=1, le=6)
@@ -277,6 +286,8 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     >>> cfg.columns.outcome, cfg.cov_type, cfg.lag_h
     ('sv_com_17_21', 'HC3', -2)
     """
+    from cpc_core.config import ConfigError
+
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -326,6 +337,8 @@ def load_validation_config(
     >>> cfg.columns.c
     'c_j'
     """
+    from cpc_core.config import ConfigError, apply_overrides
+
     raw: dict = {}
     source = "<defaults>"
     if path is not None:

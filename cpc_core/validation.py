@@ -247,7 +247,9 @@ def _check_r(value: float, name: str) -> float:
     value = float(value)
     if not -1.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must lie in [-1, 1], got {value!r}")
-    return value
+    # numpy scalars: degenerate inputs (|r| = 1) give inf/NaN under np.errstate instead of the
+    # ZeroDivisionError that Python float division raises
+    return np.float64(value)
 
 
 def _check_n(n: int) -> int:

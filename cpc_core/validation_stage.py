@@ -30,12 +30,17 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from cpc_core.config import DisclosureConfig
-from cpc_core.config_validation import POI_ROLES, REQUIRED_ROLES, ValidationConfig
+from cpc_core.config_validation import (
+    POI_ROLES,
+    REQUIRED_ROLES,
+    DisclosureThresholds,
+    ValidationConfig,
+)
 from cpc_core.estimate import correction_factor
 from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
 from cpc_core.validation import (
@@ -60,18 +65,32 @@ __all__ = [
     "RoleError",
     "TableResult",
     "TableSpec",
+    "Thresholds",
     "ValidationResult",
     "compute",
+    "ols_frame",
     "prepare",
     "public_communes",
+    "to_json",
     "top_communes",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+class Thresholds(Protocol):
+    """What the stage reads of a disclosure section (the run's ``DisclosureConfig`` fits)."""
+
+    min_population: int
+    min_tiles: int
+
+
 class RoleError(ValueError):
     """A required role has no column: names the role, the column looked for and those found."""
+
+    def __init__(self, message: str, role: str | None = None):
+        super().__init__(message)
+        self.role = role
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +153,10 @@ METHOD_LABELS: dict[str, str] = {
 
 # Which role (or input) each analysis variable comes from, to explain a skipped table.
 _SOURCES: dict[str, str] = {
+    "log_cpc_per_1000": "roles 'c' or 'rho', 'tor', 'population'",
+    "log_tor_per_1000": "roles 'tor', 'population'",
+    "log_web_adult_per_1000": "roles 'web_adult', 'population'",
+    "log_youtube_per_1000": "roles 'youtube', 'population'",
     "log_pop_density": "role 'density'",
     "share_le_pen": "role 'le_pen'",
     "share_macron": "role 'macron'",
@@ -202,8 +225,10 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "table5",
         "Table 5: log cpc per 1000 without and with the drug-abuse rate",
-        (ModelSpec("without drug abuse", "log_cpc_per_1000", ("outcome",)),
-         ModelSpec("with drug abuse", "log_cpc_per_1000", ("drug_abuse", "outcome"))),
+        (
+            ModelSpec("without drug abuse", "log_cpc_per_1000", ("outcome",)),
+            ModelSpec("with drug abuse", "log_cpc_per_1000", ("drug_abuse", "outcome")),
+        ),
         common_sample=True,
     ),  # fmt: skip
     TableSpec(
@@ -215,8 +240,10 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "table7",
         "Table 7: log cpc per 1000 without and with the Tor lag",
-        (ModelSpec("no lag", "log_cpc_per_1000", ("outcome",)),
-         ModelSpec("lagged", "log_cpc_per_1000_lag", ("outcome",))),
+        (
+            ModelSpec("no lag", "log_cpc_per_1000", ("outcome",)),
+            ModelSpec("lagged", "log_cpc_per_1000_lag", ("outcome",)),
+        ),
         common_sample=True,
     ),  # fmt: skip
 )
@@ -411,9 +438,6 @@ class _Builder:
         self.values: dict[str, pd.Series] = {}
         self.why: dict[str, pd.Series] = {}
 
-    def empty_reason(self) -> pd.Series:
-        return pd.Series("", index=self.index, dtype=object)
-
     def put(self, name: str, values: pd.Series, reasons: pd.Series, fallback: str) -> None:
         values = values.astype(float)
         values = values.where(np.isfinite(values))
@@ -439,7 +463,7 @@ def prepare(
     covariates: Sequence[CovariateInput] = (),
     search_interest: pd.DataFrame | None = None,
     estimates_by_lag: pd.DataFrame | None = None,
-    disclosure: DisclosureConfig | None = None,
+    disclosure: Thresholds | None = None,
     table_name: str = "table",
 ) -> Prepared:
     """Join, resolve roles and derive the analysis variables of the validation.
@@ -457,7 +481,7 @@ def prepare(
         ``config.search_interest.region`` (default ``region``).
     estimates_by_lag : pandas.DataFrame, optional
         The pipeline's ``estimates_by_lag.csv`` (``commune, lag_h, c, ...``) for Table 7.
-    disclosure : DisclosureConfig, optional
+    disclosure : DisclosureThresholds or the run's DisclosureConfig, optional
         Thresholds; ``config.disclosure`` wins, the defaults (500 inhabitants, 3 tiles) last.
     table_name : str
         How notes refer to the commune table.
@@ -525,7 +549,7 @@ def prepare(
         detail = "; ".join(
             f"role {r!r} -> column {getattr(cols, r)!r} not found" for r in missing_required
         )
-        raise RoleError(f"{detail}. Columns found: {found}")
+        raise RoleError(f"{detail}. Columns found: {found}", role=missing_required[0])
     if roles["c"] is None and roles["rho"] is None:
         raise RoleError(
             f"neither role 'c' (column {cols.c!r}) nor role 'rho' (column {cols.rho!r}) was "
@@ -630,7 +654,9 @@ def prepare(
         else:
             at = e.loc[pd.to_numeric(e["lag_h"], errors="coerce") == config.lag_h]
             if at.empty:
-                lags = sorted(pd.to_numeric(e["lag_h"], errors="coerce").dropna().astype(int).unique())
+                lags = sorted(
+                    pd.to_numeric(e["lag_h"], errors="coerce").dropna().astype(int).unique()
+                )
                 notes.append(Note("table7", f"lag {config.lag_h} h is not in estimates_by_lag "
                                             f"(lags {lags}); no lagged cpc", "warning"))  # fmt: skip
                 c_lag = None
@@ -659,7 +685,7 @@ def prepare(
             frame[role] = joined[roles[role]].where(joined[roles[role]].notna(), None)
 
     # Disclosure flags: population below the threshold (or unknown), too few tiles.
-    d = config.disclosure or disclosure or DisclosureConfig()
+    d = config.disclosure or disclosure or DisclosureThresholds()
     small_pop = ~(frame["population"] >= d.min_population)
     if roles["n_tiles"] is not None:
         few = frame["n_tiles"] < d.min_tiles
@@ -700,9 +726,7 @@ def prepare(
 
     pca, pcs = None, ()
     if config.search_interest is not None and search_interest is not None:
-        pca, pc_frame, pc_why, pc_notes = _search_covariates(
-            search_interest, config, frame, roles
-        )
+        pca, pc_frame, pc_why, pc_notes = _search_covariates(search_interest, config, frame, roles)
         notes.extend(pc_notes)
         pcs = tuple(pc_frame.columns)
         for pc in pcs:
@@ -760,7 +784,9 @@ def _search_covariates(
             mapping = pairs.groupby("region")["department"].apply(sorted).to_dict()
         absent = sorted(r for r in mapping if r not in scores.index)
         if absent:
-            notes.append(Note("ols", f"regions without search-interest values: {absent}", "warning"))
+            notes.append(
+                Note("ols", f"regions without search-interest values: {absent}", "warning")
+            )
         usable = {r: d for r, d in mapping.items() if r in scores.index}
         by_dep = regions_to_departments(scores.loc[list(usable)], usable)
         out = by_dep[list(sc.keep)].reindex(dep.to_numpy())
@@ -801,7 +827,10 @@ def _account(
     """Rows complete for ``variables`` after ``filters``, and the reason of every loss."""
     why = prepared.why.loc[rows]
     first = pd.Series("", index=rows, dtype=object)
-    for var in dict.fromkeys(variables):
+    # The outcome first: a commune without a published outcome is "not published", whatever
+    # else it lacks, so each table's losses read the same way.
+    ordered = sorted(dict.fromkeys(variables), key=lambda v: v != "outcome")
+    for var in ordered:
         first = first.where(first != "", why[var] if var in why else "")
     for f in filters:
         if f == "nonzero_outcome":
@@ -826,8 +855,13 @@ def _unavailable(prepared: Prepared, variables: Sequence[str]) -> list[str]:
     return [v for v in variables if v not in f or f[v].notna().sum() == 0]
 
 
-def _explain(var: str) -> str:
-    return f"{var} ({_SOURCES.get(var, 'role ' + repr(var))})"
+def _explain(prepared: Prepared, var: str) -> str:
+    source = "search-interest PCA" if var.startswith("PC") else _SOURCES.get(var, f"role {var!r}")
+    why = prepared.why.loc[prepared.stats_frame.index, var] if var in prepared.why else None
+    if why is not None and (why != "").any():
+        # the commonest reason says more than "missing" (a column of text, no join match...)
+        source += f"; all missing, mostly: {why[why != ''].value_counts().index[0]}"
+    return f"{var} ({source})"
 
 
 def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
@@ -835,15 +869,17 @@ def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) ->
     needed = {v for m in spec.models for v in (m.y, *m.extra)}
     missing_core = _unavailable(prepared, sorted(needed))
     if missing_core:
-        return TableResult(spec, "skipped",
-                           reason="needs " + ", ".join(_explain(v) for v in missing_core))  # fmt: skip
+        why = ", ".join(_explain(prepared, v) for v in missing_core)
+        return TableResult(spec, "skipped", reason=f"needs {why}")
     missing_controls = _unavailable(prepared, controls)
     if missing_controls and not config.partial_controls:
+        why = ", ".join(_explain(prepared, v) for v in missing_controls)
         return TableResult(
-            spec, "skipped",
-            reason="controls unavailable: " + ", ".join(_explain(v) for v in missing_controls)
-            + " (set validation.partial_controls to fit without them)",
-        )  # fmt: skip
+            spec,
+            "skipped",
+            reason=f"controls unavailable: {why} (set validation.partial_controls to fit "
+            "without them)",
+        )
     controls = [c for c in controls if c not in missing_controls]
     rows = prepared.stats_frame.index
     all_vars = [v for m in spec.models for v in (m.y, *controls, *m.extra)]
@@ -912,10 +948,20 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     spear.insert(0, "indicator", [_label(v, config, prepared.lag_h) for v in spear["variable"]])
 
     others = ["log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000"]
-    dep = dependent_tests(
-        with_outcome, "outcome", "log_cpc_per_1000", others, methods=list(config.dependent_methods),
-        alternative=config.alternative, conf_level=config.conf_level,
-    )  # fmt: skip
+    try:
+        dep = dependent_tests(
+            with_outcome, "outcome", "log_cpc_per_1000", others,
+            methods=list(config.dependent_methods), alternative=config.alternative,
+            conf_level=config.conf_level,
+        )  # fmt: skip
+    except (ValueError, ZeroDivisionError) as err:
+        # Degenerate input (a perfect correlation on a handful of rows) must not stop the
+        # stage: the tests are reported as unavailable.
+        notes.append(Note("dependent_tests", f"dependent-correlation tests undefined: {err}",
+                          "warning"))  # fmt: skip
+        dep = pd.DataFrame(columns=["outcome", "target", "other", "method", "n", "r_target",
+                                    "r_other", "r_target_other", "statistic", "df", "p_value",
+                                    "ci_lower", "ci_upper", "alternative"])  # fmt: skip
     dep.insert(4, "label", dep["method"].map(METHOD_LABELS))
     dep.insert(5, "standard", dep["method"].isin(STANDARD_METHODS))
     for col in ("outcome", "target", "other"):
@@ -1013,3 +1059,143 @@ def _finite(x) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for row in df.to_dict(orient="records"):
+        clean = {}
+        for k, v in row.items():
+            if isinstance(v, bool | np.bool_):
+                clean[str(k)] = bool(v)
+            elif isinstance(v, int | np.integer):
+                clean[str(k)] = int(v)
+            elif isinstance(v, float | np.floating):
+                clean[str(k)] = _finite(v)
+            elif v is None or v is pd.NA:
+                clean[str(k)] = None
+            else:
+                clean[str(k)] = str(v)
+        out.append(clean)
+    return out
+
+
+def ols_frame(
+    result: ValidationResult, config: ValidationConfig, lag_h: int | None = None
+) -> pd.DataFrame:
+    """All fitted coefficients in long form (one row per table, model and term).
+
+    Columns: ``table``, ``column`` (1-based), ``model``, ``dependent``, ``term``, ``label``,
+    ``coef``, ``se``, ``statistic``, ``p_value``, ``ci_lower``, ``ci_upper``, ``nobs``,
+    ``rsquared``, ``rsquared_adj``, ``cov_type``.
+
+    Examples
+    --------
+    >>> ols_frame(ValidationResult(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, ()),
+    ...           ValidationConfig()).empty
+    True
+    """
+    rows = []
+    for key, tab in result.tables.items():
+        for i, fit in enumerate(tab.fits, start=1):
+            r = fit.result
+            coef = r.to_frame()
+            ci = r.conf_int(alpha=1 - config.conf_level)
+            for term in coef.index:
+                rows.append({
+                    "table": key, "column": i, "model": r.name,
+                    "dependent": _label(r.y, config, lag_h), "term": term,
+                    "label": _label(term, config, lag_h), "coef": coef.at[term, "coef"],
+                    "se": coef.at[term, "se"], "statistic": coef.at[term, "statistic"],
+                    "p_value": coef.at[term, "p_value"], "ci_lower": ci.at[term, "lower"],
+                    "ci_upper": ci.at[term, "upper"], "nobs": r.nobs, "rsquared": r.rsquared,
+                    "rsquared_adj": r.rsquared_adj, "cov_type": r.cov_type,
+                })  # fmt: skip
+    cols = ["table", "column", "model", "dependent", "term", "label", "coef", "se", "statistic",
+            "p_value", "ci_lower", "ci_upper", "nobs", "rsquared", "rsquared_adj", "cov_type"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConfig) -> dict:
+    """The machine-readable results (``tables.json``; schema in docs/outputs-validation.md).
+
+    NaN and infinities become ``null``, so the output is strict JSON.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> t = pd.DataFrame({"commune": list("abcdefgh"), "population": 5000,
+    ...                   "tor": rng.lognormal(9, 1, 8), "web_adult": rng.lognormal(12, 1, 8),
+    ...                   "youtube": rng.lognormal(16, 1, 8), "rho": rng.normal(0.2, 0.05, 8),
+    ...                   "n_tiles": 5, "sexual_violence_per_1000": rng.gamma(2, 1, 8)})
+    >>> cfg = ValidationConfig()
+    >>> p = prepare(t, cfg)
+    >>> sorted(to_json(p, compute(p, cfg), cfg))[:4]
+    ['dependent_tests', 'disclosure', 'joins', 'lag_h']
+    """
+    lag = prepared.lag_h
+    table1 = {
+        q: {k: (int(v) if k in ("n", "n_missing") else _finite(v)) for k, v in row.items()}
+        for q, row in result.table1.to_dict(orient="index").items()
+    }
+    ols = []
+    for key, tab in result.tables.items():
+        for i, fit in enumerate(tab.fits, start=1):
+            r = fit.result
+            coef = r.to_frame()
+            ci = r.conf_int(alpha=1 - config.conf_level)
+            ols.append({
+                "table": key,
+                "column": i,
+                "model": r.name,
+                "dependent": r.y,
+                "dependent_label": _label(r.y, config, lag),
+                "cov_type": r.cov_type,
+                "use_t": r.use_t,
+                "nobs": r.nobs,
+                "rsquared": _finite(r.rsquared),
+                "rsquared_adj": _finite(r.rsquared_adj),
+                "df_resid": _finite(r.df_resid),
+                "sample": fit.sample,
+                "dropped_regressors": list(fit.dropped_regressors),
+                "coefficients": [
+                    {"term": t, "label": _label(t, config, lag),
+                     "coef": _finite(coef.at[t, "coef"]), "se": _finite(coef.at[t, "se"]),
+                     "statistic": _finite(coef.at[t, "statistic"]),
+                     "p_value": _finite(coef.at[t, "p_value"]),
+                     "ci_lower": _finite(ci.at[t, "lower"]), "ci_upper": _finite(ci.at[t, "upper"])}
+                    for t in coef.index
+                ],
+            })  # fmt: skip
+    tables = {
+        key: {"title": tab.spec.title, "status": tab.status, "reason": tab.reason,
+              "models": [f.result.name for f in tab.fits]}
+        for key, tab in result.tables.items()
+    }  # fmt: skip
+    pca = None
+    if prepared.pca is not None:
+        pca = {
+            "dropped_terms": list(prepared.pca.dropped_terms),
+            "explained_variance_ratio": {
+                k: _finite(v) for k, v in prepared.pca.explained_variance_ratio.items()
+            },
+            "loadings": {
+                term: {k: _finite(v) for k, v in row.items()}
+                for term, row in prepared.pca.loadings.to_dict(orient="index").items()
+            },
+            "covariates": list(prepared.pcs),
+        }
+    return {
+        "schema": "cpc.validation/1",
+        "table1": table1,
+        "spearman": _records(result.spearman),
+        "dependent_tests": _records(result.dependent),
+        "ols": ols,
+        "tables": tables,
+        "search_interest_pca": pca,
+        "lag_h": lag,
+        "roles": dict(prepared.roles),
+        "joins": prepared.joins,
+        "disclosure": prepared.disclosure,
+        "notes": [n.as_dict() for n in (*prepared.notes, *result.notes)],
+    }

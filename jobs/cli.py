@@ -1,4 +1,4 @@
-"""The ``cpc`` command line: ``synth``, ``ingest``, ``run``, ``demo``, ``sweep`` and ``submit``.
+"""The ``cpc`` command line: ``synth``, ``ingest``, ``run``, ``demo``, ``validate``, ``sweep``, ``submit``.
 
 Each subcommand validates its arguments and configuration before any work starts, obtains a
 Dask client from ``cluster`` and calls one job function. Exit status: 0 on success, 1 on a
@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--outcome-key", default="commune")
     w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_cluster(w)
+
+    from jobs import validate
+
+    validate.add_parser(sub)
     return p
 
 
@@ -225,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             cfg = load_config(args.config, args.overrides)
             return cmd_submit(cfg, args)
+        if args.command == "validate":
+            from jobs import validate
+
+            return validate.cmd(args)
         if args.command == "sweep":
             cfg = load_config(args.config, args.overrides)
             return cmd_sweep(cfg, args)

@@ -32,11 +32,13 @@ from distributed import Client, futures_of
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
 from cpc_core.config import RunConfig
 from cpc_core.synth import SynthSpec
+from cpc_core.validation_stage import RoleError
 from jobs import _cache
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
 from jobs.synth import run_synth
+from jobs.validate import run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -382,6 +384,21 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> d
     try:
         with exclusive(out / ".cpc-run", f"output folder {out}"):
             run.update(_stages(cfg, client, timer, outputs, out))
+            with timer("validation"):
+                try:
+                    res = run_validation(out / "communes.csv", out / "validation", cfg.validation, run_dir=out,
+                                         disclosure=cfg.disclosure, run_record={**run, "stages": timer.stages})
+                except RoleError as e:
+                    if e.role != "outcome":
+                        raise
+                    # estimates without an outcome are a legitimate run (real data, no SSMSI file
+                    # yet): the validation stage is skipped, loudly, and the record says why
+                    logger.warning("validation skipped: %s (set validation.covariates)", e)
+                    res = {"tables": {}, "notes": [{"level": "warning", "scope": "validation",
+                                                     "text": f"skipped: {e}"}]}
+                else:
+                    outputs["validation tables and report"] = str(out / "validation")
+            run["validation"] = {"tables": res.get("tables"), "notes": res.get("notes")}
         run["status"] = "ok"
     except BaseException as e:
         run["status"] = "failed" if not isinstance(e, KeyboardInterrupt) else "interrupted"

@@ -709,3 +709,12 @@ def test_hc3_interval_coverage_monte_carlo():
             hits[cov] += ci["lower"] < 0.5 < ci["upper"]
     assert 0.90 <= hits["HC3"] / reps <= 0.99
     assert hits["nonrobust"] / reps < hits["HC3"] / reps
+
+
+@pytest.mark.parametrize("method", ["williams", "steiger", "hittner", "meng", "dunn_clark", "hotelling", "koebe2024"])
+def test_degenerate_correlations_give_nan_or_inf_not_an_exception(method):
+    # perfectly correlated variables: no finite test statistic exists; before the fix, Python
+    # float division raised ZeroDivisionError here instead of returning NaN/inf
+    res = v.compare_dependent_correlations(1.0, 1.0, 1.0, 4, method=method)
+    assert isinstance(res.statistic, float) and isinstance(res.p_value, float)
+    assert not np.isfinite(res.statistic) or res.statistic == 0.0

@@ -1,0 +1,697 @@
+"""Job: the validation and report stage (``cpc validate`` and the pipeline's last stage).
+
+Only wiring and input/output: read the commune table and the optional inputs (covariate
+files, search interest, estimates by lag, rho by lag, the hourly area series, commune
+polygons, run.json), call :mod:`cpc_core.validation_stage` for the statistics,
+:mod:`cpc_core.figures` for the figures and :mod:`cpc_core.report` for the page, and write::
+
+    <out>/tables.json                 every statistic, machine-readable (docs/outputs-validation.md)
+    <out>/tables/<table>.csv|md|tex|html   one file per table and format
+    <out>/figures/<figure>.png|svg    Figures 1-5 and the lag sweep
+    <out>/communes_public.csv         per-commune estimates, small areas suppressed
+    <out>/report.html                 the self-contained report
+
+Exit status of ``cpc validate``: 0 on success, 1 on a data problem (missing file, required
+role without a column), 2 on a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import platform
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from cpc_core import figures, profiles, report, tables
+from cpc_core import validation_stage as vs
+from cpc_core.config import ConfigError
+from cpc_core.config_validation import (
+    POI_ROLES,
+    CovariateFile,
+    GeoConfig,
+    SearchInterestConfig,
+    ValidationConfig,
+    load_validation_config,
+)
+
+__all__ = ["add_parser", "cmd", "read_table", "run_validation"]
+
+logger = logging.getLogger(__name__)
+
+# Where the pipeline (and the synthetic generator) put the optional inputs, relative to the
+# run directory; looked up when the configuration leaves them unset.
+_DISCOVER = {
+    "covariates": "data/covariates/communes.csv",
+    "search_interest": "data/covariates/search_interest.csv",
+    "geo": "data/geo/communes.gpkg",
+    "estimates_by_lag": "estimates_by_lag.csv",
+    "rho_by_lag": "rho_by_lag.csv",
+    "hourly": "internal/hourly.zarr",
+    "run": "run.json",
+}
+_PACKAGES = ("cpc", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "xarray", "zarr",
+             "geopandas", "pydantic")  # fmt: skip
+# Row order of the regression tables (the paper's), the constant last.
+_ORDER = (
+    *vs.TRAFFIC, "log_pop_density", "share_singles", "drug_abuse", "poverty_rate",
+    "unemployment_rate", "turnout_2017", "share_le_pen", "share_macron", *POI_ROLES,
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _sniff_sep(path: Path) -> str:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.DataFrame:
+    """Read a CSV (``,`` or ``;`` separated, sniffed from the header) or Parquet table.
+
+    Code columns are read as text so that leading zeros survive ("01004"). In
+    ``;``-separated files, text columns holding decimal commas ("1,5") become numbers.
+
+    Parameters
+    ----------
+    path : str or Path
+    codes : tuple of str
+        Columns to keep as text.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    FileNotFoundError
+    ValueError
+        For an unknown extension or an unreadable file.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = open(p, "w").write("code;x\\n01004;1,5\\n")
+    >>> read_table(p, codes=("code",)).to_dict("records")
+    [{'code': '01004', 'x': 1.5}]
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+        for c in codes:
+            if c in df.columns:
+                df[c] = df[c].astype(str)
+        return df
+    if suffix not in (".csv", ".txt", ".tsv"):
+        raise ValueError(f"{path}: expected a .csv or .parquet file")
+    sep = "\t" if suffix == ".tsv" else _sniff_sep(path)
+    try:
+        df = pd.read_csv(path, sep=sep, dtype={c: str for c in codes}, encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot be read as a table: {err}") from err
+    if sep == ";":
+        # French exports: ';' separators go with decimal commas.
+        for c in df.columns:
+            if c in codes or not (df[c].dtype == object or pd.api.types.is_string_dtype(df[c])):
+                continue
+            converted = pd.to_numeric(df[c].str.replace(",", ".", regex=False), errors="coerce")
+            if converted.notna().sum() == df[c].notna().sum() and df[c].notna().any():
+                df[c] = converted
+    return df
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _file_info(path: Path) -> dict:
+    size = (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
+        else path.stat().st_size
+    )
+    return {"path": str(path), "sha256": _sha256(path), "bytes": int(size)}
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in _PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+class _Inputs:
+    """Resolves the optional inputs: explicit configuration first, then discovery."""
+
+    def __init__(self, config: ValidationConfig, table_path: Path | None, run_dir: Path | None):
+        self.config = config
+        self.bases = [b for b in (run_dir, table_path.parent if table_path else None) if b]
+
+    def find(self, key: str, explicit: str | None) -> Path | None:
+        if explicit is not None:
+            p = Path(explicit)
+            if not p.exists():
+                raise FileNotFoundError(f"validation: {key} file {p} not found")
+            return p
+        if not self.config.discover:
+            return None
+        for base in self.bases:
+            p = base / _DISCOVER[key]
+            if p.exists():
+                logger.info("validation: using %s %s", key, p)
+                return p
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Writing tables
+# --------------------------------------------------------------------------------------------
+
+
+def _write_text(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _write_frame(tdir: Path, key: str, df: pd.DataFrame, caption: str, formats: dict,
+                 index: bool) -> tuple[dict, str]:  # fmt: skip
+    """CSV, Markdown, LaTeX and HTML of a plain table; returns paths and the HTML."""
+    paths = {}
+    csv = tdir / f"{key}.csv"
+    df.to_csv(csv, index=index)
+    paths[f"{key}.csv"] = str(csv)
+    md = tables.frame_to_markdown(df, formats=formats, index=index)
+    paths[f"{key}.md"] = _write_text(tdir / f"{key}.md", f"{caption}\n\n{md}\n")
+    tex = tables.frame_to_latex(df, formats=formats, index=index, caption=caption,
+                                label=f"tab:{key}")  # fmt: skip
+    paths[f"{key}.tex"] = _write_text(tdir / f"{key}.tex", tex)
+    html = tables.frame_to_html(df, formats=formats, index=index, caption=caption)
+    paths[f"{key}.html"] = _write_text(tdir / f"{key}.html", html)
+    return paths, html
+
+
+def _sample_lines(fit: vs.ModelFit) -> str:
+    s = fit.sample
+    lost = ", ".join(f"{x['n']} {x['reason']}" for x in s["lost"]) or "none"
+    return f"({fit.spec.name}) {s['n_used']} of {s['n_input']} communes used; rows lost: {lost}"
+
+
+def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepared,
+                        config: ValidationConfig) -> tuple[dict, list[report.ReportTable]]:  # fmt: skip
+    paths: dict[str, str] = {}
+    sections = []
+    labels = {**vs.LABELS, "outcome": config.outcome_label,
+              "log_cpc_per_1000_lag": "log_cpc_per_1000 (lagged)"}  # fmt: skip
+    long = vs.ols_frame(res, config, prepared.lag_h)
+    for key, tab in res.tables.items():
+        if tab.status != "ok":
+            sections.append(report.ReportTable(key, tab.spec.title, skipped=tab.reason))
+            continue
+        long.loc[long["table"] == key].to_csv(tdir / f"{key}.csv", index=False)
+        paths[f"{key}.csv"] = str(tdir / f"{key}.csv")
+        dependent = [
+            config.outcome_label if f.spec.y == "outcome" else "log_cpc_per_1000" for f in tab.fits
+        ]
+        present = {t for f in tab.fits for t in f.result.params.index}
+        order = [t for t in (*_ORDER, *prepared.pcs, "outcome", "log_cpc_per_1000") if t in present]
+        built = tables.regression_table(
+            [f.result for f in tab.fits], covariate_labels=labels, dependent_labels=dependent,
+            column_labels=tab.column_labels, order=order, digits=config.digits,
+        )  # fmt: skip
+        paths[f"{key}.md"] = _write_text(tdir / f"{key}.md", f"{tab.spec.title}\n\n"
+                                         + tables.to_markdown(built))  # fmt: skip
+        paths[f"{key}.tex"] = _write_text(
+            tdir / f"{key}.tex", tables.to_latex(built, caption=tab.spec.title, label=f"tab:{key}")
+        )
+        html = tables.to_html(built, caption=tab.spec.title)
+        paths[f"{key}.html"] = _write_text(tdir / f"{key}.html", html)
+        notes = [_sample_lines(f) for f in tab.fits]
+        notes.append(f"Covariance: {config.cov_type}, "
+                     f"{'t' if config.use_t else 'normal'}-based p-values.")  # fmt: skip
+        sections.append(report.ReportTable(key, tab.spec.title, html, tuple(notes)))
+    return paths, sections
+
+
+def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
+                  config: ValidationConfig) -> tuple[dict, list[report.ReportTable]]:  # fmt: skip
+    tdir = out / "tables"
+    tdir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    sections = []
+
+    t1 = res.table1.rename(index={"rho_j": "rho_j", "c_j": "c_j"})
+    f4 = {c: "{:.4f}" for c in ("mean", "std", "min", "25%", "50%", "75%", "max")}
+    p, html = _write_frame(tdir, "table1", t1, "Table 1: summary of rho_j and c_j", f4, True)
+    paths.update(p)
+    n_floor = int(prepared.stats_frame["c_floored"].sum())
+    sections.append(report.ReportTable("table1", "Table 1: correction factors", html, (
+        f"{n_floor} communes with c_j floored at {config.c_floor:g} (rho_j <= 0).",
+        f"c_j = {config.onion_share} x {config.csam_share} x rho_j.")))  # fmt: skip
+
+    sp = res.spearman[["indicator", "rho", "p_value", "n"]]
+    p, html = _write_frame(tdir, "spearman", sp, "Table 2: Spearman correlation with the outcome",
+                           {"rho": "{:.3f}", "p_value": "{:.3g}"}, False)  # fmt: skip
+    paths.update(p)
+    sections.append(report.ReportTable("spearman", "Table 2: Spearman correlations", html, (
+        f"Outcome: {config.outcome_label}; communes with a published value only.",)))  # fmt: skip
+
+    dep = res.dependent
+    dep.to_csv(tdir / "dependent_tests.csv", index=False)
+    shown = dep[["other", "label", "n", "r_target", "r_other", "r_target_other", "statistic",
+                 "df", "p_value", "ci_lower", "ci_upper"]]  # fmt: skip
+    fmt = {c: "{:.3f}" for c in ("r_target", "r_other", "r_target_other", "statistic",
+                                  "ci_lower", "ci_upper")}  # fmt: skip
+    fmt["p_value"] = "{:.3g}"
+    p, html = _write_frame(tdir, "dependent_tests", shown,
+                           "Dependent correlations: log cpc per 1000 vs each service", fmt, False)  # fmt: skip
+    p["dependent_tests.csv"] = str(tdir / "dependent_tests.csv")  # the full table, not `shown`
+    paths.update(p)
+    sections.append(report.ReportTable("dependent_tests", "Tests of dependent correlations", html,
+                                       tuple(n.text for n in res.notes
+                                             if n.scope == "dependent_tests")))  # fmt: skip
+
+    p, reg = _regression_outputs(tdir, res, prepared, config)
+    paths.update(p)
+    sections += reg
+    return paths, sections
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def _save(fig, fdir: Path, key: str, config: ValidationConfig) -> tuple[dict, bytes]:
+    paths = {}
+    png = b""
+    for fmt in dict.fromkeys(("png", *config.figures.formats)):
+        data = figures.render(fig, fmt, dpi=config.figures.dpi)
+        if fmt == "png":
+            png = data
+        if fmt in config.figures.formats:
+            (fdir / f"{key}.{fmt}").write_bytes(data)
+            paths[f"{key}.{fmt}"] = str(fdir / f"{key}.{fmt}")
+    return paths, png
+
+
+def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
+                  paths_in: Mapping[str, Path | None], run_record: Mapping | None,
+                  ) -> tuple[dict, list, list, list]:  # fmt: skip
+    """Figures 1-5 and the lag sweep; returns paths, report figures, skipped, removed."""
+    fdir = out / "figures"
+    fdir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    shown: list[report.ReportFigure] = []
+    skipped: list[tuple[str, str]] = []
+    removed: list[str] = []
+    f = prepared.stats_frame
+
+    def add(key: str, title: str, caption: str, fig) -> None:
+        p, png = _save(fig, fdir, key, config)
+        paths.update(p)
+        shown.append(report.ReportFigure(key, title, caption, png))
+
+    mean_rho = float(f["rho"].mean())
+    add("figure1", "Figure 1: composition of the estimates",
+        f"Global share = onion x pornographic x CSAM share; locally the pornographic share is "
+        f"replaced by rho_j (mean {mean_rho:.3f} over {int(f['rho'].notna().sum())} communes).",
+        figures.composition(config.onion_share, config.porn_share, config.csam_share, mean_rho))  # fmt: skip
+
+    if prepared.pca is not None:
+        add("figure2", "Figure 2: search-interest PCA loadings",
+            f"Loadings of the {len(prepared.pca.loadings)} non-zero search terms; "
+            f"{', '.join(prepared.pcs)} are used as covariates. Signs are fixed so that each "
+            "component's largest loading is positive.",
+            figures.pca_loadings(prepared.pca.loadings, prepared.pca.explained_variance_ratio))  # fmt: skip
+    else:
+        skipped.append(("Figure 2", "no search-interest table"))
+
+    hourly_path = paths_in["hourly"]
+    top_n = vs.top_communes(prepared, config.figures.top_n)
+    n_small = int(prepared.frame["small_area"].sum())
+    if hourly_path is None:
+        skipped.append(("Figures 3 and 4", "no hourly area series (internal/hourly.zarr)"))
+    else:
+        import xarray as xr
+
+        ds = xr.open_zarr(hourly_path, consolidated=False)
+        areas = [a for a in prepared.frame.index if a in set(map(str, ds["area"].values))]
+        if not areas:
+            skipped.append(("Figures 3 and 4", f"no commune of the table is in {hourly_path}"))
+        else:
+            # The one compute point of the figures: communes x hours, small.
+            ds = ds.sel(area=areas)[["youtube", "web_adult", "tor"]].load()
+            c = xr.DataArray(prepared.frame.loc[areas, "c"].to_numpy(), dims="area",
+                             coords={"area": ds["area"]})  # fmt: skip
+            cpc = ds["tor"] * c
+            top = [a for a in top_n if a in areas]
+            profs = {
+                "YouTube (all communes)": profiles.weekday_hour_profile(ds["youtube"]),
+                "Web_Adult (all communes)": profiles.weekday_hour_profile(ds["web_adult"]),
+                "Tor (all communes)": profiles.weekday_hour_profile(ds["tor"]),
+            }
+            if top:
+                profs[f"cpc (top {len(top)} communes by cpc per 1000)"] = (
+                    profiles.weekday_hour_profile(cpc.sel(area=top))
+                )
+            add("figure3", "Figure 3: download traffic by weekday and hour",
+                "Mean traffic per local weekday and hour, summed over communes, normalised to "
+                f"a maximum of 1. The cpc panel sums the {len(top)} communes with the highest "
+                "cpc per 1000 among those above the disclosure thresholds.",
+                figures.weekday_hour_heatmaps(profs))  # fmt: skip
+            if top:
+                one = top[0]
+                name = prepared.frame.at[one, "name"] if "name" in prepared.frame else None
+                name = name if isinstance(name, str) and name else one
+                series = cpc.sel(area=one).to_pandas()
+                add("figure4", "Figure 4: the commune with the highest cpc estimate",
+                    f"{name} ({one}): hourly cpc estimate (c_j x hourly Tor traffic) and its "
+                    "weekday x hour profile. Commune level only; the paper's per-tile lines are "
+                    "not published (disclosure control).",
+                    figures.top_commune(series, profiles.weekday_hour_profile(cpc.sel(area=[one])),
+                                        str(name)))  # fmt: skip
+            else:
+                skipped.append(("Figure 4", "no commune above the disclosure thresholds"))
+            if n_small:
+                removed.append(f"Figures 3 and 4: {n_small} small areas could not be chosen as "
+                               "top communes.")  # fmt: skip
+
+    geo_cfg = config.geo
+    if geo_cfg is None:
+        skipped.append(("Figure 5", "no commune polygons (validation.geo)"))
+    else:
+        import geopandas as gpd
+
+        g = gpd.read_file(geo_cfg.path, layer=geo_cfg.layer)
+        if geo_cfg.commune not in g.columns:
+            raise ValueError(f"{geo_cfg.path}: no column {geo_cfg.commune!r}; columns found: "
+                             f"{list(g.columns)}")  # fmt: skip
+        g = g[[geo_cfg.commune, *(["city"] if "city" in g.columns else []), "geometry"]]
+        g[geo_cfg.commune] = g[geo_cfg.commune].astype(str)
+        pub = vs.public_communes(prepared)
+        if "city" in pub.columns and "city" in g.columns:
+            g = g.drop(columns=["city"])
+        m = g.merge(pub, left_on=geo_cfg.commune, right_on="commune", how="inner")
+        if m.empty:
+            skipped.append(("Figure 5", f"no commune of the table is in {geo_cfg.path}"))
+        else:
+            m["suppressed"] = m["small_area"].astype(bool)  # hatched in both modes
+            by = "city" if "city" in m.columns else None
+            add("figure5", "Figure 5: cpc estimate per 1000 inhabitants by metropole",
+                f"{len(m)} communes on a common log colour scale. Small areas "
+                f"({int(m['suppressed'].sum())}) are drawn grey and hatched without their "
+                "value. Estimates, not facts: see the cautions.",
+                figures.choropleths(m, "cpc_per_1000", by))  # fmt: skip
+            removed.append(f"Figure 5: {int(m['suppressed'].sum())} small areas drawn hatched "
+                           "without their value.")  # fmt: skip
+
+    rbl_path = paths_in["rho_by_lag"]
+    if rbl_path is None:
+        skipped.append(("Lag sweep", "no rho_by_lag.csv"))
+    else:
+        rbl = read_table(rbl_path)
+        rbl = rbl.loc[rbl["commune"].astype(str).isin(f.index)]
+        marks = {"Table 7": config.lag_h}
+        reported = (run_record or {}).get("config", {}).get("estimate", {}).get("lag_h")
+        if reported is not None:
+            marks = {"reported estimate": int(reported), **marks}
+        add("lag_sweep", "Lag sweep of the correlation rho_j",
+            "Box plots of rho_j over communes per lag (whiskers 1.5 IQR, no outliers drawn), "
+            "with the mean.", figures.lag_sweep(rbl, marks))  # fmt: skip
+    return paths, shown, skipped, removed
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+
+def run_validation(
+    table: str | Path | pd.DataFrame,
+    out_dir: str | Path,
+    config: ValidationConfig | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    disclosure: vs.Thresholds | None = None,
+    run_record: Mapping | None = None,
+) -> dict:
+    """Run the validation stage on a commune table and write its outputs.
+
+    Parameters
+    ----------
+    table : path or pandas.DataFrame
+        The pipeline's ``communes.csv``/``.parquet`` or any commune table (CSV with ``,`` or
+        ``;``, or Parquet).
+    out_dir : path
+        Where the outputs go (created).
+    config : ValidationConfig, optional
+        Defaults to ``ValidationConfig()``.
+    run_dir : path, optional
+        The pipeline's output directory: optional inputs are looked for there first, then
+        next to ``table``.
+    disclosure : cpc_core.config.DisclosureConfig, optional
+        The run's thresholds (``config.disclosure`` wins if set).
+    run_record : mapping, optional
+        The run record (run.json content) when the pipeline has not written it yet.
+
+    Returns
+    -------
+    dict
+        ``out_dir``, ``outputs`` (name -> path), ``tables`` (key -> status), ``notes``.
+
+    Raises
+    ------
+    cpc_core.validation_stage.RoleError
+        A required role has no column.
+    FileNotFoundError
+        The table or an explicitly configured input is missing.
+    """
+    config = config or ValidationConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = config.columns
+    table_path = None if isinstance(table, pd.DataFrame) else Path(table)
+    inputs = _Inputs(config, table_path, Path(run_dir) if run_dir else None)
+    provenance_inputs: dict[str, dict] = {}
+
+    if table_path is not None:
+        frame = read_table(table_path, codes=(cols.commune,))
+        provenance_inputs["commune table"] = _file_info(table_path)
+        name = table_path.name
+    else:
+        frame, name = table, "commune table"
+
+    if config.covariates is not None:
+        cov_files = list(config.covariates)
+    else:
+        found = inputs.find("covariates", None)
+        cov_files = [CovariateFile(path=str(found))] if found else []
+    covs = []
+    for cf in cov_files:
+        p = Path(cf.path)
+        if not p.exists():
+            raise FileNotFoundError(f"validation.covariates: {p} not found")
+        covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
+        provenance_inputs[f"covariates {p.name}"] = _file_info(p)
+
+    si_cfg = config.search_interest
+    if si_cfg is None:
+        found = inputs.find("search_interest", None)
+        si_cfg = SearchInterestConfig(path=str(found)) if found else None
+    search = None
+    if si_cfg is not None:
+        p = inputs.find("search_interest", si_cfg.path)
+        search = read_table(p, codes=(si_cfg.region,))
+        provenance_inputs["search interest"] = _file_info(p)
+    cfg_used = config.model_copy(update={"search_interest": si_cfg})
+
+    ebl_path = inputs.find("estimates_by_lag", config.estimates_by_lag)
+    ebl = read_table(ebl_path) if ebl_path else None
+    if ebl_path:
+        provenance_inputs["estimates by lag"] = _file_info(ebl_path)
+
+    prepared = vs.prepare(frame, cfg_used, covariates=covs, search_interest=search,
+                          estimates_by_lag=ebl, disclosure=disclosure, table_name=name)  # fmt: skip
+    result = vs.compute(prepared, cfg_used)
+
+    outputs: dict[str, str] = {}
+    table_paths, table_sections = _write_tables(out, prepared, result, cfg_used)
+    outputs.update(table_paths)
+
+    pub = vs.public_communes(prepared)
+    pub.to_csv(out / "communes_public.csv", index=False)
+    outputs["communes_public.csv"] = str(out / "communes_public.csv")
+    n_small = prepared.disclosure["n_small_areas"]
+    removed = [
+        f"communes_public.csv: rates of {n_small} small areas blanked."
+        if config.small_areas == "suppress"
+        else f"communes_public.csv: {n_small} small areas flagged (values kept)."
+    ]
+
+    run_path = inputs.find("run", None)
+    run = dict(run_record) if run_record is not None else None
+    if run is None and run_path is not None:
+        run = json.loads(run_path.read_text())
+        provenance_inputs["run.json"] = _file_info(run_path)
+
+    shown, skipped = [], []
+    if config.figures.enabled:
+        geo_cfg = config.geo
+        if geo_cfg is None:
+            found = inputs.find("geo", None)
+            geo_cfg = GeoConfig(path=str(found)) if found is not None else None
+        cfg_used = cfg_used.model_copy(update={"geo": geo_cfg})
+        paths_in = {
+            "hourly": inputs.find("hourly", config.hourly),
+            "rho_by_lag": inputs.find("rho_by_lag", config.rho_by_lag),
+            "geo": inputs.find("geo", geo_cfg.path) if geo_cfg is not None else None,
+        }
+        for key, p in paths_in.items():
+            if p is not None:
+                provenance_inputs[key] = _file_info(p)
+        fig_paths, shown, skipped, removed_fig = _make_figures(out, prepared, cfg_used, paths_in,
+                                                               run)  # fmt: skip
+        outputs.update(fig_paths)
+        removed += removed_fig
+
+    doc = vs.to_json(prepared, result, cfg_used)
+    doc["disclosure"] = {**doc["disclosure"], "removed": removed}
+    notes = doc["notes"]
+    provenance = {
+        "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": provenance_inputs,
+        "versions": _versions(),
+        "run": run,
+    }
+    doc["meta"] = {
+        "config": json.loads(cfg_used.model_dump_json()),
+        "generated_utc": provenance["generated_utc"],
+        "inputs": provenance_inputs,
+        "versions": provenance["versions"],
+        "run_config_hash": (run or {}).get("config_hash"),
+    }
+    (out / "tables.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
+    outputs["tables.json"] = str(out / "tables.json")
+
+    if config.report:
+        f = prepared.stats_frame
+        summary = [
+            ("commune table", name),
+            ("communes", len(prepared.frame)),
+            ("communes with a published outcome", int(f["outcome"].notna().sum())),
+            ("of which zero", int((f["outcome"] == 0).sum())),
+            ("mean rho_j", f"{f['rho'].mean():.4f}"),
+            ("mean c_j", f"{f['c'].mean():.6f}"),
+            ("regression covariance", f"{config.cov_type} ({'t' if config.use_t else 'z'} p-values)"),
+            ("Table 7 lag", f"{config.lag_h:+d} h" if prepared.lag_h is not None else "not available"),
+        ]  # fmt: skip
+        page = report.build_report(
+            title="Validation of the commune-level cpc estimates", summary=summary,
+            tables=table_sections, figures=shown, skipped_figures=skipped,
+            disclosure=doc["disclosure"], notes=notes, config=doc["meta"]["config"],
+            provenance=provenance,
+        )  # fmt: skip
+        (out / "report.html").write_text(page, encoding="utf-8")
+        outputs["report.html"] = str(out / "report.html")
+    status = {k: t.status for k, t in result.tables.items()}
+    logger.info("validation done: %s; outputs in %s", status, out)
+    return {"out_dir": str(out), "outputs": outputs, "tables": status, "notes": notes}
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``cpc validate`` to the ``cpc`` sub-command parsers.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(prog="cpc")
+    >>> _ = add_parser(p.add_subparsers(dest="command"))
+    >>> p.parse_args(["validate", "--table", "t.csv", "--out", "o"]).command
+    'validate'
+    """
+    v = subparsers.add_parser(
+        "validate",
+        help="validation tables, figures and report from a commune table",
+        description="Run the validation stage (Tables 1-3, 5-7, Figures 1-5, report.html) on "
+        "the pipeline's communes.csv or any commune table (CSV with , or ;, or Parquet).",
+    )
+    v.add_argument("--table", required=True, help="commune table (CSV or Parquet)")
+    v.add_argument("--config", default=None,
+                   help="YAML with a 'validation:' section (roles -> columns, covariate files...); "
+                        "a whole run config is accepted too")  # fmt: skip
+    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--run-dir", default=None,
+                   help="pipeline output folder to take optional inputs from (default: the "
+                        "table's folder)")  # fmt: skip
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. --set validation.cov_type=HC1")  # fmt: skip
+    v.set_defaults(func=cmd)
+    return v
+
+
+def cmd(args: argparse.Namespace) -> int:
+    """Run ``cpc validate``; 0 success, 1 data problem, 2 configuration error."""
+    try:
+        config = load_validation_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"cpc validate: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = run_validation(args.table, args.out, config, run_dir=args.run_dir)
+    except ConfigError as e:
+        print(f"cpc validate: {e}", file=sys.stderr)
+        return 2
+    except (vs.RoleError, FileNotFoundError, ValueError) as e:
+        print(f"cpc validate: {e}", file=sys.stderr)
+        return 1
+    print(f"validation outputs: {result['out_dir']}")
+    for key, status in result["tables"].items():
+        print(f"  {key}: {status}")
+    if "report.html" in result["outputs"]:
+        print(f"  report: {result['outputs']['report.html']}")
+    warnings = [n for n in result["notes"] if n["level"] == "warning"]
+    for n in warnings:
+        print(f"  note ({n['scope']}): {n['text']}")
+    return 0
+
+
+def _main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m jobs.validate`
+    parser = argparse.ArgumentParser(prog="cpc")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["validate", *(argv if argv is not None else sys.argv[1:])])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return cmd(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(_main())

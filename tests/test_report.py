@@ -1,0 +1,282 @@
+"""The validation stage's outputs: files, tables.json, figures, the report in a real browser.
+
+The report is opened in headless Chromium (install it with ``scripts/install-browser.sh``):
+a probe script appended to a copy of the page records, once the page has loaded, whether
+every image decoded (``img.complete && img.naturalWidth > 0``) into a DOM attribute, and the
+browser's console messages are read from its log (``--enable-logging=stderr``). The network
+is disabled for the browser, so anything the page tried to fetch would fail and show up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from argparse import ArgumentParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from cpc_core.config import parse_config
+from cpc_core.config_validation import ValidationConfig
+from jobs import validate
+from tests.test_validation_stage import build_run_dir
+
+CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
+FIGURES = ("figure1", "figure2", "figure3", "figure4", "figure5", "lag_sweep")
+TABLES = ("table1", "spearman", "dependent_tests", "table3", "table5", "table6", "table7")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return build_run_dir(tmp_path_factory.mktemp("run"), CITIES, 0.05, days=7, seed=1)
+
+
+@pytest.fixture(scope="module")
+def validated(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("validation")
+    res = validate.run_validation(run_dir / "communes.csv", out, ValidationConfig(),
+                                  run_dir=run_dir)  # fmt: skip
+    return out, res
+
+
+# --------------------------------------------------------------------------------------------
+# Files and tables.json
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_output_is_written(validated):
+    out, res = validated
+    assert res["tables"] == dict.fromkeys(("table3", "table5", "table6", "table7"), "ok")
+    for t in TABLES:
+        for ext in ("csv", "md", "tex", "html"):
+            assert (out / "tables" / f"{t}.{ext}").stat().st_size > 0, (t, ext)
+    for f in FIGURES:
+        assert (out / "figures" / f"{f}.png").read_bytes()[:4] == b"\x89PNG"
+        assert b"<svg" in (out / "figures" / f"{f}.svg").read_bytes()[:500]
+    assert (out / "report.html").exists() and (out / "communes_public.csv").exists()
+    tex = (out / "tables" / "table3.tex").read_text()
+    assert "\\begin{tabular}" in tex and "log\\_cpc\\_per\\_1000" in tex
+    md = (out / "tables" / "table6.md").read_text()
+    assert "| Observations |" in md and "HC3" in md
+
+
+def test_tables_json_matches_an_independent_computation(validated, run_dir):
+    out, _ = validated
+    doc = json.loads((out / "tables.json").read_text())
+    assert {"table1", "spearman", "dependent_tests", "ols", "tables", "disclosure", "notes",
+            "meta"} <= set(doc)  # fmt: skip
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    d = com.merge(cov[["commune", "sexual_violence_per_1000"]], on="commune")
+    d = d.loc[d["sexual_violence_per_1000"].notna()]
+    ref = scipy.stats.spearmanr(d["sexual_violence_per_1000"], np.log(d["cpc_per_1000"]))
+    row = {r["indicator"]: r for r in doc["spearman"]}["log_cpc_per_1000"]
+    assert row["rho"] == pytest.approx(ref.statistic) and row["n"] == len(d)
+    assert doc["table1"]["rho_j"]["mean"] == pytest.approx(com["rho"].mean())
+    assert doc["meta"]["inputs"]["commune table"]["sha256"]
+    assert doc["meta"]["versions"]["statsmodels"]
+    assert doc["lag_h"] == -2 and doc["disclosure"]["min_population"] == 500
+    csv = pd.read_csv(out / "tables" / "table3.csv")
+    m = [o for o in doc["ols"] if o["table"] == "table3" and o["column"] == 2][0]
+    coef = {c["term"]: c["coef"] for c in m["coefficients"]}
+    got = csv.loc[(csv["column"] == 2) & (csv["term"] == "log_cpc_per_1000"), "coef"].item()
+    assert got == pytest.approx(coef["log_cpc_per_1000"])
+
+
+# --------------------------------------------------------------------------------------------
+# Disclosure control in the outputs
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_tile_level_data_and_small_areas_suppressed(validated, run_dir):
+    out, _ = validated
+    tile_cols = {"tile", "tile_id", "tile_pos", "x", "y", "lon", "lat", "geometry"}
+    for csv in out.rglob("*.csv"):
+        assert not tile_cols & set(pd.read_csv(csv, nrows=0).columns), csv
+    doc = (out / "tables.json").read_text()
+    assert "tile_id" not in doc
+    pub = pd.read_csv(out / "communes_public.csv", dtype={"commune": str})
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    small = ((com["population"] < 500) | (com["n_tiles"] < 3)).to_numpy()
+    assert small.any() and (pub["suppressed"].to_numpy() == small).all()
+    assert pub.loc[small, ["cpc_per_1000", "tor_per_1000", "c", "rho"]].isna().all().all()
+    page = (out / "report.html").read_text()
+    n_small = int(small.sum())
+    assert "Disclosure control" in page
+    assert re.search(rf"small areas \(suppressed or flagged\)</td><td>{n_small}<", page)
+    assert f"rates of {n_small} small areas blanked" in page
+
+
+def test_report_is_self_contained_and_carries_the_cautions(validated):
+    out, _ = validated
+    page = (out / "report.html").read_text()
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert "@import" not in page and "@font-face" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
+    imgs = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(imgs) == len(FIGURES) and all(s.startswith("data:image/png;base64,") for s in imgs)
+    lower = page.lower()
+    for phrase in ("ecological fallacy", "mobile traffic only", "wi-fi", "fixed lines",
+                   "estimates, not facts", "not propagated", "tip of the iceberg",
+                   "associations, not causation"):  # fmt: skip
+        assert phrase in lower, phrase
+    assert lower.index("ecological fallacy") < lower.index("<h2>tables</h2>")  # cautions first
+    for section in ("Configuration of this stage", "Input files", "Package versions",
+                    "Pipeline run (run.json)", "test-run"):  # fmt: skip
+        assert section in page, section
+    assert "koebe2024: the authors&#x27; replication formula (non-standard)" in page
+
+
+# --------------------------------------------------------------------------------------------
+# The report in a real browser
+# --------------------------------------------------------------------------------------------
+
+_PROBE = (
+    "<script>window.addEventListener('load',function(){var r=[];"
+    "for(var i=0;i<document.images.length;i++){var m=document.images[i];"
+    "r.push(m.complete&&m.naturalWidth>0?1:0);}"
+    "document.body.setAttribute('data-images',r.join(','));"
+    "document.body.setAttribute('data-probe','done');});</script>"
+)
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _open_in_browser(page: Path, tmp: Path) -> tuple[str, list[str]]:
+    """DOM after load (with the probe's attributes) and the console messages."""
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium binary on PATH: run scripts/install-browser.sh")
+    probed = tmp / f"probed-{page.name}"
+    probed.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    cmd = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp / 'profile'}",
+        "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom", probed.as_uri(),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return proc.stdout, console
+
+
+def test_the_browser_check_catches_broken_pages(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA">'
+                   "<script>console.error('boom')</script></body></html>")  # fmt: skip
+    dom, console = _open_in_browser(bad, tmp_path)
+    assert 'data-images="0"' in dom
+    assert any("boom" in line for line in console)
+
+
+def test_report_renders_in_headless_chromium(validated, tmp_path):
+    out, _ = validated
+    dom, console = _open_in_browser(out / "report.html", tmp_path)
+    assert 'data-probe="done"' in dom, "the page did not finish loading"
+    flags = re.search(r'data-images="([^"]*)"', dom).group(1).split(",")
+    assert flags == ["1"] * len(FIGURES), f"images that did not load: {flags}"
+    assert console == [], console
+    assert "Validation of the commune-level cpc estimates" in dom
+    assert "Read this first" in dom
+
+
+# --------------------------------------------------------------------------------------------
+# The command line on an external table
+# --------------------------------------------------------------------------------------------
+
+
+def _cli(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="cpc")
+    validate.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_on_an_external_semicolon_table(run_dir, tmp_path, capsys):
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    ext = com.merge(cov[["commune", "sexual_violence_per_1000"]], on="commune").rename(columns={
+        "commune": "code_com", "population": "pop", "tor": "Tor", "web_adult": "Web_Adult",
+        "youtube": "YouTube", "sexual_violence_per_1000": "sv_com_17_21"})[
+        ["code_com", "pop", "Tor", "Web_Adult", "YouTube", "c", "sv_com_17_21"]]  # fmt: skip
+    ext["code_com"] = "0" + ext["code_com"]  # a leading zero must survive
+    table = tmp_path / "external.csv"
+    ext.to_csv(table, sep=";", decimal=",", index=False)
+    covs = cov.drop(columns=["sexual_violence_per_1000"]).assign(commune="0" + cov["commune"])
+    covs.to_parquet(tmp_path / "cov.parquet")
+    config = tmp_path / "validate.yaml"
+    config.write_text(
+        "validation:\n"
+        "  columns: {commune: code_com, population: pop, tor: Tor, web_adult: Web_Adult,\n"
+        "            youtube: YouTube, c: c, outcome: sv_com_17_21}\n"
+        f"  covariates: [{tmp_path / 'cov.parquet'}]\n"
+        f"  search_interest: {run_dir / 'data/covariates/search_interest.csv'}\n"
+        "  discover: false\n"
+        "  figures: {formats: [png]}\n"
+    )
+    rc = _cli(["validate", "--table", str(table), "--config", str(config), "--out",
+               str(tmp_path / "out")])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out" / "tables.json").read_text())
+    assert (
+        doc["tables"]["table3"]["status"] == "ok" and doc["tables"]["table7"]["status"] == "skipped"
+    )
+    # same statistics as from the pipeline's own table (decimal commas parsed back)
+    ref = validate.read_table(run_dir / "communes.csv")
+    assert len(ref) == doc["disclosure"]["n_areas"]
+    pub = pd.read_csv(tmp_path / "out" / "communes_public.csv", dtype={"commune": str})
+    assert pub["commune"].str.startswith("0").all()
+    assert not (tmp_path / "out" / "figures" / "figure1.svg").exists()
+    assert "Figures 3 and 4" in (tmp_path / "out" / "report.html").read_text()  # noted as skipped
+
+    # a missing required role is a data error (1) naming the role and the columns found
+    rc = _cli(["validate", "--table", str(table), "--config", str(config), "--out",
+               str(tmp_path / "o2"), "--set", "validation.columns.youtube=YT"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "role 'youtube' -> column 'YT' not found" in err and "Web_Adult" in err
+    # an unknown key is a configuration error (2)
+    rc = _cli(["validate", "--table", str(table), "--config", str(config), "--out",
+               str(tmp_path / "o3"), "--set", "validation.colour=red"])  # fmt: skip
+    assert rc == 2 and "validation.colour: unknown key" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# On the real pipeline's outputs
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_on_real_pipeline_outputs(tmp_path, client):
+    from jobs.pipeline import run_pipeline
+
+    cfg = parse_config({
+        "synth": {"cities": ["Nice", "Lyon"], "days": 7, "scale": 0.02, "seed": 3},
+        "output": {"dir": str(tmp_path / "run")},
+    })  # fmt: skip
+    res = run_pipeline(cfg, client)
+    out = tmp_path / "run" / "validation"
+    v = validate.run_validation(
+        Path(res["output_dir"]) / "communes.csv", out,
+        ValidationConfig(figures={"formats": ["png"]}),
+        run_dir=res["output_dir"], disclosure=cfg.disclosure,
+    )  # fmt: skip
+    doc = json.loads((out / "tables.json").read_text())
+    assert doc["table1"]["rho_j"]["n"] == res["run"]["areas"]
+    assert doc["meta"]["run_config_hash"] == res["run"]["config_hash"]
+    assert {"figure1", "figure3", "figure4", "figure5", "lag_sweep"} <= {
+        Path(p).stem for p in v["outputs"] if p.endswith(".png")
+    }
+    assert "report.html" in v["outputs"]

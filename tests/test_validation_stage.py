@@ -1,0 +1,518 @@
+"""Validation stage: every statistic against an independent computation, planted truth.
+
+The data come from the real synthetic generator (``cpc_core.synth``) without the NetMob files:
+the commune table is the paper's Equation 1 applied to the generator's expected traffic and
+planted rho_j, so the planted cpc per 1000 is known exactly and the validation regressions can
+be checked against the planted coefficients (``truth.json``). The independent computations
+use numpy, scipy and statsmodels directly on the raw files, never the stage's own columns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import statsmodels.api as sm
+import xarray as xr
+
+from cpc_core import netmob
+from cpc_core import validation_stage as vs
+from cpc_core.config import ConfigError, DisclosureConfig
+from cpc_core.config_validation import (
+    SearchInterestConfig,
+    ValidationConfig,
+    load_validation_config,
+    parse_validation_config,
+)
+from cpc_core.estimate import correction_factor, estimate
+from cpc_core.synth import (
+    SynthSpec,
+    build_city,
+    write_city_geography,
+    write_communes,
+    write_covariates,
+)
+
+K = 0.011 * 0.41502
+POI = [
+    "poi_adult_entertainment", "poi_amateur_sports_team", "poi_church_cathedral", "poi_mosque",
+    "poi_religious_organization", "poi_school",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Data: a "run directory" written from the real generator (shared with test_report.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _lagged_rho(wa: np.ndarray, tor: np.ndarray, lag: int) -> np.ndarray:
+    """corr(log WA(t), log Tor(t + lag)) per row, zeros replaced by 0.001 as in the method."""
+    n = wa.shape[1]
+    t = np.arange(max(0, -lag), min(n, n - lag))
+    a = np.log(np.where(wa[:, t] > 0, wa[:, t], 1e-3))
+    b = np.log(np.where(tor[:, t + lag] > 0, tor[:, t + lag], 1e-3))
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+
+
+def build_run_dir(
+    out: Path,
+    cities: tuple[str, ...],
+    scale: float,
+    days: int = 7,
+    seed: int = 0,
+    geography: bool = True,
+    lags: tuple[int, ...] = (-2, -1, 0, 1, 2),
+) -> Path:
+    """Write what the pipeline would: communes.csv, *_by_lag.csv, internal/hourly.zarr, data/.
+
+    ``communes.csv`` is Equation 1 on the generator's expected window totals and planted
+    rho_j (so its cpc per 1000 is the planted one); the lagged tables are computed from the
+    generator's hourly commune series.
+    """
+    spec = SynthSpec(cities=cities, days=days, scale=scale, seed=seed)
+    models = [build_city(spec, c) for c in spec.cities]
+    data = out / "data"
+    if geography:
+        write_communes(data, [write_city_geography(data, m) for m in models])
+    write_covariates(data, spec, models)
+    truth = pd.read_csv(data / "truth" / "communes.csv", dtype={"commune": str})
+    totals = truth.rename(columns={f"{s}_expected": s for s in ("tor", "web_adult", "youtube")})
+    com = estimate(totals[["commune", "city", "population", "tor", "web_adult", "youtube"]],
+                   truth.set_index("commune")["rho"])  # fmt: skip
+    com["name"] = truth["name"].to_numpy()
+    com["n_tiles"] = truth["n_tiles"].to_numpy()
+    com.to_csv(out / "communes.csv", index=False)
+
+    codes = np.concatenate([m.communes["commune"].to_numpy() for m in models]).astype(object)
+    series = {
+        k: np.concatenate([m.hourly[s] for m in models]).astype(np.float32)
+        for k, s in (("tor", "Tor"), ("web_adult", "Web_Adult"), ("youtube", "YouTube"))
+    }
+    hours = pd.DatetimeIndex(models[0].hours)
+    ds = xr.Dataset({k: (("area", "hour"), v) for k, v in series.items()},
+                    coords={"area": codes, "hour": hours.to_numpy()})  # fmt: skip
+    (out / "internal").mkdir(parents=True, exist_ok=True)
+    ds.to_zarr(out / "internal" / "hourly.zarr", mode="w", consolidated=False)
+
+    pop = com.set_index("commune")["population"].reindex(codes).to_numpy(dtype=float)
+    tor_total = series["tor"].sum(axis=1).astype(float)
+    rbl, ebl = [], []
+    for lag in lags:
+        rho = _lagged_rho(series["web_adult"], series["tor"], lag)
+        c, floored = correction_factor(rho)
+        rbl.append(pd.DataFrame({"commune": codes, "lag_h": lag, "rho": rho,
+                                 "n_hours": days * 24 - abs(lag), "reason": "OK"}))  # fmt: skip
+        ebl.append(pd.DataFrame({"commune": codes, "lag_h": lag, "c": c, "c_floored": floored,
+                                 "cpc": c * tor_total,
+                                 "cpc_per_1000": c * tor_total / pop * 1000}))  # fmt: skip
+    pd.concat(rbl).to_csv(out / "rho_by_lag.csv", index=False)
+    pd.concat(ebl).to_csv(out / "estimates_by_lag.csv", index=False)
+    run = {"config": {"estimate": {"lag_h": 0}, "disclosure": {"min_population": 500}},
+           "config_hash": "test-run", "areas": len(com)}  # fmt: skip
+    (out / "run.json").write_text(json.dumps(run))
+    return out
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    """All 20 metropoles at their real commune counts (1,341 communes), no geography."""
+    return build_run_dir(tmp_path_factory.mktemp("big"), netmob.CITIES, 1.0, geography=False)
+
+
+@pytest.fixture(scope="module")
+def big_inputs(big):
+    table = pd.read_csv(big / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(big / "data/covariates/communes.csv", dtype={"commune": str})
+    search = pd.read_csv(big / "data/covariates/search_interest.csv")
+    ebl = pd.read_csv(big / "estimates_by_lag.csv", dtype={"commune": str})
+    return table, cov, search, ebl
+
+
+@pytest.fixture(scope="module")
+def big_cfg() -> ValidationConfig:
+    return ValidationConfig(search_interest=SearchInterestConfig(path="unused"))
+
+
+@pytest.fixture(scope="module")
+def big_result(big_inputs, big_cfg):
+    table, cov, search, ebl = big_inputs
+    p = vs.prepare(table, big_cfg, covariates=[vs.CovariateInput("covariates.csv", cov)],
+                   search_interest=search, estimates_by_lag=ebl)  # fmt: skip
+    return p, vs.compute(p, big_cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Independent design matrix: straight from the raw files with numpy
+# --------------------------------------------------------------------------------------------
+
+
+def _hand_frame(table: pd.DataFrame, cov: pd.DataFrame, search: pd.DataFrame,
+                ebl: pd.DataFrame | None = None, lag: int = -2) -> pd.DataFrame:  # fmt: skip
+    d = table.merge(cov.drop(columns=["city", "population"]), on="commune", how="left")
+    pop = d["population"].to_numpy(float)
+    h = pd.DataFrame(index=d["commune"].to_numpy())
+    for s in ("youtube", "web_adult", "tor"):
+        h[f"log_{s}_per_1000"] = np.log(d[s].to_numpy(float) / pop * 1000)
+    h["log_cpc_per_1000"] = np.log(d["c"].to_numpy(float) * d["tor"].to_numpy(float) / pop * 1000)
+    h["log_pop_density"] = np.log(d["density"].to_numpy(float))
+    for col in ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017"):
+        h[col] = d[col].to_numpy(float)
+    h["share_le_pen"] = d["le_pen_2017"].to_numpy(float) / 100
+    h["share_macron"] = d["macron_2017"].to_numpy(float) / 100
+    for col in POI:
+        x = d[col].to_numpy(float)
+        h[col] = (x - x.mean()) / x.std(ddof=1)
+    # PCA by eigen-decomposition of the correlation matrix of the non-zero terms.
+    terms = search.drop(columns="region").loc[:, lambda s: (s != 0).any()]
+    z = (terms - terms.mean()) / terms.std(ddof=1)
+    w, v = np.linalg.eigh(np.corrcoef(z.to_numpy().T))
+    v = v[:, np.argsort(w)[::-1][:3]]
+    v = v * np.sign(v[np.argmax(np.abs(v), axis=0), range(3)])
+    scores = pd.DataFrame(z.to_numpy() @ v, index=search["region"], columns=["PC1", "PC2", "PC3"])
+    h["PC1"] = scores["PC1"].reindex(d["region"]).to_numpy()
+    h["PC3"] = scores["PC3"].reindex(d["region"]).to_numpy()
+    h["drug_abuse"] = d["drug_abuse_per_1000"].to_numpy(float)
+    h["outcome"] = d["sexual_violence_per_1000"].to_numpy(float)
+    if ebl is not None:
+        at = ebl.loc[ebl["lag_h"] == lag].set_index("commune")["c"].reindex(d["commune"])
+        h["log_cpc_per_1000_lag"] = np.log(at.to_numpy() * d["tor"].to_numpy(float) / pop * 1000)
+    return h
+
+
+CONTROLS = [
+    "log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000", "log_pop_density",
+    "share_singles", "poverty_rate", "unemployment_rate", "turnout_2017", "share_le_pen",
+    "share_macron", *POI, "PC1", "PC3",
+]  # fmt: skip
+
+
+def _sm_fit(h: pd.DataFrame, y: str, X: list[str], cov_type: str = "HC3"):
+    d = h[[y, *X]].dropna()
+    return sm.OLS(d[y], sm.add_constant(d[X])).fit(cov_type=cov_type, use_t=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics against independent computations
+# --------------------------------------------------------------------------------------------
+
+
+def test_table1_matches_pandas_describe(big_inputs, big_result):
+    table = big_inputs[0]
+    t1 = big_result[1].table1
+    for name, col in (("rho_j", "rho"), ("c_j", "c")):
+        ref = table[col].describe()
+        for stat in ("mean", "std", "min", "25%", "50%", "75%", "max"):
+            assert t1.loc[name, stat] == pytest.approx(ref[stat], rel=1e-12)
+        assert t1.loc[name, "n"] == len(table)
+    c, _ = correction_factor(table["rho"].to_numpy())
+    assert t1.loc["c_j", "min"] == pytest.approx(c.min())
+
+
+def test_spearman_matches_scipy(big_inputs, big_result):
+    h = _hand_frame(*big_inputs)
+    sp = big_result[1].spearman.set_index("variable")
+    for var in ("log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000",
+                "log_cpc_per_1000"):  # fmt: skip
+        d = h[["outcome", var]].dropna()
+        ref = scipy.stats.spearmanr(d["outcome"], d[var])
+        assert sp.loc[var, "rho"] == pytest.approx(ref.statistic, abs=1e-12)
+        assert sp.loc[var, "p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert sp.loc[var, "n"] == len(d)
+    assert sp.loc["log_cpc_per_1000", "indicator"] == "log_cpc_per_1000"
+    assert "log_cpc_per_1000_lag" in sp.index  # the Table 7 lag is added to Table 2
+
+
+def test_dependent_tests_match_hand_formulas(big_inputs, big_result):
+    h = _hand_frame(*big_inputs)
+    dep = big_result[1].dependent
+    d = h[["outcome", "log_cpc_per_1000", "log_tor_per_1000"]].dropna()
+    r = scipy.stats.spearmanr(d.to_numpy()).statistic
+    r_jk, r_jh, r_kh, n = r[0, 1], r[0, 2], r[1, 2], len(d)
+    rows = dep.loc[dep["other"] == "log_Tor_per_1000"].set_index("method")
+    # the authors' formula: t = (r_ab - r_ac) / sqrt((1 - r_bc^2) / (n - 3)), df n - 2
+    t = (r_jk - r_jh) / np.sqrt((1 - r_kh**2) / (n - 3))
+    assert rows.loc["koebe2024", "statistic"] == pytest.approx(t, rel=1e-10)
+    assert rows.loc["koebe2024", "p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(t), n - 2))
+    assert not rows.loc["koebe2024", "standard"] and rows.loc["williams", "standard"]
+    assert "replication" in rows.loc["koebe2024", "label"]
+    # Williams' t (Steiger 1980, eq. 7)
+    det = 1 - r_jk**2 - r_jh**2 - r_kh**2 + 2 * r_jk * r_jh * r_kh
+    rbar = (r_jk + r_jh) / 2
+    tw = (r_jk - r_jh) * np.sqrt(
+        (n - 1) * (1 + r_kh) / (2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r_kh) ** 3)
+    )
+    assert rows.loc["williams", "statistic"] == pytest.approx(tw, rel=1e-10)
+    assert rows.loc["williams", "p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(tw), n - 3))
+    assert rows.loc["williams", "n"] == n
+    assert set(dep["other"]) == {"log_YouTube_per_1000", "log_Web_Adult_per_1000",
+                                 "log_Tor_per_1000"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "y", "extra", "nonzero"),
+    [
+        ("table3", 0, "log_cpc_per_1000", ["outcome"], False),
+        ("table3", 1, "outcome", ["log_cpc_per_1000"], False),
+        ("table6", 0, "log_cpc_per_1000", ["outcome"], True),
+        ("table6", 1, "outcome", ["log_cpc_per_1000"], True),
+    ],
+)
+def test_ols_matches_statsmodels(big_inputs, big_result, table, column, y, extra, nonzero):
+    h = _hand_frame(*big_inputs)
+    if nonzero:
+        h = h.loc[h["outcome"] != 0]
+    ref = _sm_fit(h, y, CONTROLS + extra)
+    fit = big_result[1].tables[table].fits[column]
+    res = fit.result
+    assert res.nobs == int(ref.nobs) and res.cov_type == "HC3" and res.use_t
+    pd.testing.assert_series_equal(res.params.sort_index(), ref.params.sort_index(),
+                                   check_names=False, rtol=1e-7)  # fmt: skip
+    pd.testing.assert_series_equal(res.bse.sort_index(), ref.bse.sort_index(),
+                                   check_names=False, rtol=1e-7)  # fmt: skip
+    pd.testing.assert_series_equal(res.pvalues.sort_index(), ref.pvalues.sort_index(),
+                                   check_names=False, rtol=1e-6)  # fmt: skip
+    assert res.rsquared == pytest.approx(ref.rsquared, rel=1e-10)
+    assert res.rsquared_adj == pytest.approx(ref.rsquared_adj, rel=1e-10)
+    # the accounting adds up and names the dropped rows
+    s = fit.sample
+    assert s["n_input"] - sum(x["n"] for x in s["lost"]) == s["n_used"] == res.nobs
+    lost = {x["reason"]: x["n"] for x in s["lost"]}
+    outcome = big_inputs[1]["sexual_violence_per_1000"]
+    assert lost["sexual_violence_per_1000 missing"] == int(outcome.isna().sum())
+    if nonzero:
+        assert lost["outcome is zero (dropped in this table)"] == int((outcome == 0).sum())
+
+
+def test_tables5_and_7_use_a_common_sample(big_inputs, big_result):
+    table, cov, search, ebl = big_inputs
+    h = _hand_frame(table, cov, search, ebl, lag=-2)
+    t5 = big_result[1].tables["table5"]
+    d5 = h.dropna(subset=["log_cpc_per_1000", "outcome", "drug_abuse", *CONTROLS])
+    ref = _sm_fit(d5, "log_cpc_per_1000", CONTROLS + ["drug_abuse", "outcome"])
+    assert t5.fits[1].result.params["drug_abuse"] == pytest.approx(ref.params["drug_abuse"])
+    assert t5.fits[0].result.nobs == t5.fits[1].result.nobs == int(ref.nobs)
+    t7 = big_result[1].tables["table7"]
+    ref7 = _sm_fit(h, "log_cpc_per_1000_lag", CONTROLS + ["outcome"])
+    assert t7.fits[1].result.params["outcome"] == pytest.approx(ref7.params["outcome"])
+    assert t7.fits[1].result.bse["outcome"] == pytest.approx(ref7.bse["outcome"])
+    assert t7.column_labels == ("no lag", "Tor lag -2 h")
+
+
+@pytest.mark.parametrize("cov_type", ["HC0", "HC1", "HC2", "nonrobust"])
+def test_covariance_choice(big_inputs, cov_type):
+    table, cov, search, _ = big_inputs
+    cfg = ValidationConfig(cov_type=cov_type, search_interest=SearchInterestConfig(path="x"))
+    p = vs.prepare(table, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search)
+    res = vs.compute(p, cfg).tables["table3"].fits[1].result
+    ref = _sm_fit(_hand_frame(table, cov, search), "outcome", CONTROLS + ["log_cpc_per_1000"],
+                  cov_type=cov_type)  # fmt: skip
+    assert res.bse["log_cpc_per_1000"] == pytest.approx(ref.bse["log_cpc_per_1000"], rel=1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# Planted truth
+# --------------------------------------------------------------------------------------------
+
+
+def test_planted_coefficients_recovered(big, big_result):
+    """Table 6 (zeros dropped) recovers the planted model; Table 3 has the right signs.
+
+    The generator draws zeros independently of the regressors, so the planted coefficients
+    hold for the non-zero outcomes (Table 6) and are scaled by 1 - zero_share in Table 3.
+    """
+    planted = json.loads((big / "data/truth/truth.json").read_text())["validation"]
+    coefs = planted["coefficients"]
+    prepared, result = big_result
+    t6 = {f.spec.y: f.result for f in result.tables["table6"].fits}["outcome"]
+    ci = t6.conf_int(alpha=0.05)
+    lines = []
+    for term, value in coefs.items():
+        est, lo, hi = t6.params[term], ci.loc[term, "lower"], ci.loc[term, "upper"]
+        lines.append(f"{term}: planted {value:+.4f}, estimate {est:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+        assert lo <= value <= hi, lines[-1]
+        if term != "const":
+            assert np.sign(est) == np.sign(value), lines[-1]
+            assert t6.pvalues[term] < 0.01, lines[-1]
+    logging.getLogger(__name__).info("recovery (Table 6, n=%d):\n%s", t6.nobs, "\n".join(lines))
+    t3 = {f.spec.y: f.result for f in result.tables["table3"].fits}["outcome"]
+    share = 1 - planted["zero_share"]
+    for term, value in coefs.items():
+        if term != "const":
+            assert np.sign(t3.params[term]) == np.sign(value), term
+        lo, hi = t3.conf_int().loc[term]
+        assert lo <= share * value <= hi, term
+    # and cpc responds to the outcome with the right sign in the other direction
+    t6_cpc = {f.spec.y: f.result for f in result.tables["table6"].fits}["log_cpc_per_1000"]
+    assert t6_cpc.params["outcome"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Roles, joins, missing covariates
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_required_role_names_role_and_columns(big_inputs):
+    table = big_inputs[0].drop(columns=["youtube"])
+    with pytest.raises(vs.RoleError, match=r"role 'youtube' -> column 'youtube' not found.*"
+                                           r"Columns found: \['commune'"):  # fmt: skip
+        vs.prepare(table, ValidationConfig())
+    with pytest.raises(vs.RoleError, match="neither role 'c'"):
+        vs.prepare(big_inputs[0].drop(columns=["c", "rho"]).assign(
+            sexual_violence_per_1000=1.0), ValidationConfig())  # fmt: skip
+
+
+def test_c_or_rho_and_the_other_derived(big_inputs, big_result):
+    table, cov, search, _ = big_inputs
+    ref = big_result[0].frame
+    only_rho = vs.prepare(table.drop(columns=["c"]), ValidationConfig(),
+                          covariates=[vs.CovariateInput("c", cov)])  # fmt: skip
+    np.testing.assert_allclose(only_rho.frame["log_cpc_per_1000"], ref["log_cpc_per_1000"])
+    assert only_rho.frame["c_floored"].sum() == (table["rho"] <= 0).sum() > 0
+    only_c = vs.prepare(table.drop(columns=["rho"]), ValidationConfig(),
+                        covariates=[vs.CovariateInput("c", cov)])  # fmt: skip
+    np.testing.assert_allclose(only_c.frame["rho"], table["c"] / K)
+    assert any("rho derived from c" in n.text for n in only_c.notes)
+
+
+def test_external_table_with_renamed_columns(big_inputs, big_result):
+    """The issue's example: code_com, pop, Tor, Web_Adult, YouTube, c, sv_com_17_21."""
+    table, cov, search, _ = big_inputs
+    ext = table.merge(cov[["commune", "sexual_violence_per_1000"]], on="commune").rename(columns={
+        "commune": "code_com", "population": "pop", "tor": "Tor", "web_adult": "Web_Adult",
+        "youtube": "YouTube", "sexual_violence_per_1000": "sv_com_17_21"})[
+        ["code_com", "pop", "Tor", "Web_Adult", "YouTube", "c", "sv_com_17_21"]]  # fmt: skip
+    cfg = parse_validation_config({"columns": {
+        "commune": "code_com", "population": "pop", "tor": "Tor", "web_adult": "Web_Adult",
+        "youtube": "YouTube", "c": "c", "outcome": "sv_com_17_21"}})  # fmt: skip
+    p = vs.prepare(ext, cfg)
+    r = vs.compute(p, cfg)
+    pd.testing.assert_frame_equal(r.spearman.iloc[:4, :4].reset_index(drop=True),
+                                  big_result[1].spearman.iloc[:4, :4])  # fmt: skip
+    assert {k: t.status for k, t in r.tables.items()} == dict.fromkeys(r.tables, "skipped")
+    assert "controls unavailable" in r.tables["table3"].reason
+    assert any("tile counts" in n.text for n in p.notes)  # only the population rule applies
+
+
+def test_lost_join_rows_and_missing_cells_are_counted(big_inputs, big_cfg):
+    table, cov, search, ebl = big_inputs
+    cov = cov.copy()
+    cov.loc[cov.index[:5], "poverty_rate"] = np.nan
+    published = cov["sexual_violence_per_1000"].notna()
+    gone = cov.loc[published & cov["poverty_rate"].notna(), "commune"].iloc[:7]
+    cov2 = cov.loc[~cov["commune"].isin(gone)]
+    p = vs.prepare(table, big_cfg, covariates=[vs.CovariateInput("cov.csv", cov2)],
+                   search_interest=search)  # fmt: skip
+    assert p.joins[0]["unmatched_table_rows"] == 7
+    fit = vs.compute(p, big_cfg).tables["table3"].fits[0]
+    lost = {x["reason"]: x["n"] for x in fit.sample["lost"]}
+    assert lost["no row in cov.csv"] == 7
+    assert lost["poverty_rate missing"] == int(published[:5].sum())
+    assert fit.sample["n_input"] - sum(lost.values()) == fit.result.nobs
+
+
+def test_missing_optional_covariates_skip_tables_or_fit_partially(big_inputs):
+    table, cov, search, _ = big_inputs
+    cov = cov.drop(columns=["drug_abuse_per_1000", "poi_mosque"])
+    cfg = ValidationConfig(search_interest=SearchInterestConfig(path="x"))
+    p = vs.prepare(table, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search)
+    r = vs.compute(p, cfg)
+    assert r.tables["table5"].status == "skipped" and "drug_abuse" in r.tables["table5"].reason
+    assert r.tables["table3"].status == "skipped" and "poi_mosque" in r.tables["table3"].reason
+    assert r.tables["table7"].status == "skipped"  # no estimates_by_lag given
+    assert any(n.scope == "table5" and "skipped" in n.text for n in r.notes)
+    partial = cfg.model_copy(update={"partial_controls": True})
+    r2 = vs.compute(vs.prepare(table, partial, covariates=[vs.CovariateInput("c", cov)],
+                               search_interest=search), partial)  # fmt: skip
+    fit = r2.tables["table3"].fits[0]
+    assert r2.tables["table3"].status == "ok" and "poi_mosque" in fit.dropped_regressors
+    assert "poi_mosque" not in fit.result.params.index
+
+
+def test_table7_needs_the_configured_lag(big_inputs):
+    table, cov, search, ebl = big_inputs
+    cfg = ValidationConfig(lag_h=5, search_interest=SearchInterestConfig(path="x"))
+    p = vs.prepare(table, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search,
+                   estimates_by_lag=ebl)  # fmt: skip
+    assert p.lag_h is None and any("lag 5 h is not in estimates_by_lag" in n.text for n in p.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Disclosure control
+# --------------------------------------------------------------------------------------------
+
+
+def test_small_areas_suppressed_in_public_outputs(big_inputs, big_result):
+    table = big_inputs[0].merge(big_inputs[1][["commune", "sexual_violence_per_1000"]])
+    p = big_result[0]
+    small = (table["population"] < 500) | (table["n_tiles"] < 3)
+    assert p.frame["small_area"].to_numpy().tolist() == small.tolist()
+    assert p.disclosure["n_small_areas"] == int(small.sum()) > 0
+    pub = vs.public_communes(p)
+    assert (
+        pub.loc[small.to_numpy(), ["cpc_per_1000", "tor_per_1000", "c", "rho"]].isna().all().all()
+    )
+    assert pub.loc[~small.to_numpy(), "cpc_per_1000"].notna().all()
+    assert not {"tile_id", "x", "y", "lon", "lat", "geometry"} & set(pub.columns)
+    top = vs.top_communes(p, 10)
+    assert not p.frame.loc[top, "small_area"].any()
+    expected = table.loc[~small].sort_values("cpc_per_1000", ascending=False)["commune"][:10]
+    assert top == expected.tolist()
+    # stricter thresholds from the run's disclosure section; flag mode keeps the values
+    strict = vs.prepare(table, ValidationConfig(small_areas="flag"),
+                        disclosure=DisclosureConfig(min_population=5000, min_tiles=3))  # fmt: skip
+    assert strict.disclosure["n_small_areas"] > p.disclosure["n_small_areas"]
+    assert vs.public_communes(strict)["cpc_per_1000"].notna().all()
+    # statistics without the small areas, when asked
+    excl = ValidationConfig(include_small_areas=False)
+    r = vs.compute(vs.prepare(table, excl), excl)
+    assert r.table1.loc["rho_j", "n"] == int((~small).sum())
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and configuration
+# --------------------------------------------------------------------------------------------
+
+
+def test_to_json_is_strict_and_complete(big_result, big_cfg):
+    p, r = big_result
+    doc = vs.to_json(p, r, big_cfg)
+    text = json.dumps(doc, allow_nan=False)
+    back = json.loads(text)
+    assert set(back["table1"]) == {"rho_j", "c_j"}
+    assert {"indicator", "rho", "p_value", "n"} <= set(back["spearman"][0])
+    assert {"method", "statistic", "p_value", "standard"} <= set(back["dependent_tests"][0])
+    ols = {(m["table"], m["column"]): m for m in back["ols"]}
+    assert set(ols) == {(t, c) for t in ("table3", "table5", "table6", "table7") for c in (1, 2)}
+    m = ols[("table6", 2)]
+    assert m["dependent"] == "outcome" and m["nobs"] == m["sample"]["n_used"]
+    terms = {c["term"]: c for c in m["coefficients"]}
+    assert terms["log_cpc_per_1000"]["ci_lower"] < terms["log_cpc_per_1000"]["coef"]
+    assert back["search_interest_pca"]["covariates"] == ["PC1", "PC3"]
+    assert len(back["search_interest_pca"]["dropped_terms"]) == 7
+
+
+def test_config_is_strict_and_loads_sections(tmp_path):
+    with pytest.raises(ConfigError, match="validation.columns.outcom: unknown key"):
+        parse_validation_config({"columns": {"outcom": "x"}})
+    with pytest.raises(ConfigError, match="unknown"):
+        parse_validation_config({"dependent_methods": ["fisher"]})
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text("validation:\n  columns: {outcome: sv}\n  covariates: [a.csv]\n"
+                   "disclosure: {min_population: 1000}\nestimate: {lag_h: 0}\n")  # fmt: skip
+    v = load_validation_config(cfg, ["validation.cov_type=HC1"])
+    assert v.columns.outcome == "sv" and v.cov_type == "HC1"
+    assert v.covariates[0].path == "a.csv" and v.covariates[0].commune == "commune"
+    assert v.disclosure.min_population == 1000 and v.disclosure.min_tiles == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("validaton: {}\n")
+    with pytest.raises(ConfigError, match="unknown top-level"):
+        load_validation_config(bad)
+    with pytest.raises(Exception, match="frozen"):
+        v.cov_type = "HC0"
