@@ -218,3 +218,32 @@ def test_interrupted_gateway_run_resumes(reference, tmp_path, gateway):
     run = json.loads((tmp_path / "out/run.json").read_text())
     assert run["stages"]["ingest"]["skipped_complete"] >= n_before
     same_outputs(reference, tmp_path / "out")
+
+
+def test_sweep_compares_grids_and_lags(reference, tmp_path, client):
+    cfg = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data",
+                    ingest={"store": str(reference / "cube.zarr")})
+    outcome = reference / "data/covariates/communes.csv"
+    assert main(["sweep", str(cfg), "--lags", "0", "2", "--grids", "communes", "square:2000",
+                 "--outcome", str(outcome), "--cluster", client.scheduler.address]) == 0
+    comp = pd.read_csv(tmp_path / "out/sweep/comparison.csv")
+    assert sorted(zip(comp["grid"], comp["lag_h"], strict=True)) == [
+        ("communes", 0), ("communes", 2), ("square:2000", 0), ("square:2000", 2)]
+    ref = pd.read_csv(reference / "rho_by_lag.csv")
+    row = comp[(comp["grid"] == "communes") & (comp["lag_h"] == 2)].iloc[0]
+    r2 = ref.loc[ref["lag_h"] == 2, "rho"]
+    assert row["n_areas"] == len(r2) and row["rho_median"] == pytest.approx(r2.median())
+    # Spearman of the outcome with log cpc per 1000, recomputed by hand
+    est = pd.read_csv(reference / "estimates_by_lag.csv")
+    e = est[est["lag_h"] == 2].set_index("commune")["cpc_per_1000"]
+    y = pd.read_csv(outcome).set_index("commune")["sexual_violence_per_1000"].reindex(e.index)
+    ok = y.notna() & (e > 0)
+    from scipy.stats import spearmanr
+
+    assert row["spearman_cpc"] == pytest.approx(spearmanr(np.log(e[ok]), y[ok]).statistic)
+    sq = comp[comp["grid"] == "square:2000"]
+    assert sq["spearman_cpc"].isna().all()  # no outcome for square cells
+    assert (tmp_path / "out/sweep/comparison.png").stat().st_size > 1000
+    # the sweep never re-ingested: the shared cube was complete
+    run = json.loads((tmp_path / "out/sweep/square_2000/run.json").read_text())
+    assert run["stages"]["ingest"]["files_done"] == 0
