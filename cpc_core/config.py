@@ -238,7 +238,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: the dotted key (with ``prefix``) and what is allowed."""
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
@@ -247,8 +248,23 @@ def _format_error(err: ValidationError, source: str) -> str:
             msg = "unknown key"
         elif e["type"] == "literal_error":
             msg = f"{msg} (got {e.get('input')!r})"
-        lines.append(f"  {loc}: {msg}")
+        lines.append(f"  {prefix}{loc}: {msg}")
     return "\n".join(lines)
+
+
+def read_yaml(path: str | Path | None) -> tuple[dict, str]:
+    """The mapping in a YAML file (``{}`` for None) and a name for messages."""
+    if path is None:
+        return {}, "<defaults>"
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping of sections")
+    return raw, str(path)
 
 
 def parse_config(raw: dict, source: str = "<config>") -> RunConfig:
@@ -258,7 +274,7 @@ def parse_config(raw: dict, source: str = "<config>") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_error(e, source)) from None
+        raise ConfigError(format_errors(e, source)) from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -271,14 +287,5 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     overrides
         ``KEY=VALUE`` strings (``--set`` on the command line).
     """
-    raw: dict = {}
-    source = "<defaults>"
-    if path is not None:
-        source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: configuration file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raw, source = read_yaml(path)
     return parse_config(apply_overrides(raw, overrides), source)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # cpc_core.config is imported inside the functions only: config.py mounts ValidationConfig as
@@ -263,15 +262,6 @@ class ValidationConfig(_Frozen):
         return self
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid validation configuration"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  validation.{loc}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_validation_config(raw: dict | None, source: str = "<config>") -> ValidationConfig:
     """Validate a raw mapping (the content of the ``validation:`` section).
 
@@ -286,7 +276,7 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     >>> cfg.columns.outcome, cfg.cov_type, cfg.lag_h
     ('sv_com_17_21', 'HC3', -2)
     """
-    from cpc_core.config import ConfigError
+    from cpc_core.config import ConfigError, format_errors
 
     if raw is None:
         raw = {}
@@ -295,7 +285,7 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     try:
         return ValidationConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_error(e, source)) from None
+        raise ConfigError(format_errors(e, source, prefix="validation.")) from None
 
 
 def _run_sections() -> set[str]:
@@ -337,20 +327,9 @@ def load_validation_config(
     >>> cfg.columns.c
     'c_j'
     """
-    from cpc_core.config import ConfigError, apply_overrides
+    from cpc_core.config import ConfigError, apply_overrides, read_yaml
 
-    raw: dict = {}
-    source = "<defaults>"
-    if path is not None:
-        source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: configuration file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping with a 'validation:' section")
+    raw, source = read_yaml(path)
     raw = apply_overrides(raw, list(overrides))
     unknown = set(raw) - {"validation", "disclosure"} - _run_sections()
     if unknown:
