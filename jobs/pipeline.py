@@ -91,6 +91,18 @@ def _tiles_path(cfg: RunConfig, city: str) -> str:
     return cfg.areas.tiles.format(netmob=cfg.netmob_root, city=city)
 
 
+def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
+    """The city's tiles, from a GeoParquet copy once the GeoJSON has been read (~15x faster)."""
+    src = _tiles_path(cfg, city)
+    k = _cache.key(stage="tiles", src=_cache.file_fingerprint(src))
+    path = _cache.cache_dir(cfg.output.dir) / f"tiles-{city}-{k}.parquet"
+    if path.exists():
+        return gpd.read_parquet(path)
+    tiles = geo.read_tile_grid(src)
+    tiles.to_parquet(path)
+    return tiles
+
+
 def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, areas_key: str,
                timer: _Timer) -> geo.Crosswalk:
     k = _cache.key(stage="crosswalk", tiles=_cache.file_fingerprint(_tiles_path(cfg, city)), areas=areas_key,
@@ -103,7 +115,10 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
             return geo.Crosswalk(pd.read_parquet(path), np.array(m["unmatched"], dtype=np.int64),
                                  np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
     with timer(f"crosswalk:{city}"):
-        xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
+        # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
+        with dask.config.set(scheduler="threads"):
+            xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
         xw.table.to_parquet(path)
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))
@@ -242,7 +257,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     cities = sorted(qc["cities"])
 
     with timer("areas"):
-        tiles = {c: geo.read_tile_grid(_tiles_path(cfg, c)) for c in cities}
+        tiles = {c: _tile_grid(cfg, c) for c in cities}
         areas = load_areas(cfg, tiles)
     areas_key = _cache.key(source=cfg.areas.model_dump(), file=_cache.file_fingerprint(cfg.areas_path)
                            if cfg.areas_path else None, n=len(areas))
