@@ -128,7 +128,8 @@ class EstimateConfig(_Frozen):
     c_floor: float = Field(1e-5, gt=0)
     exclude_known_outages: bool = True
     exclude_days: tuple[dt.date, ...] = ()
-    hours_per_chunk: int = Field(168, ge=1)
+    hours_per_chunk: int | None = Field(None, ge=1, description="hours per rollup task; default: a week, "
+                                        "less when that would leave workers idle (>= 4 tasks per thread, >= a day)")
 
     @model_validator(mode="after")
     def _lag_swept(self):

@@ -131,7 +131,10 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
             b = min(a + step, h1)
             blk = arr[si, :, a * SLOTS_PER_HOUR : b * SLOTS_PER_HOUR]
             hourly[k, :, a - h0 : b - h0] = _rollup_block(blk[None], weights)[0]
-            tiles[k] += np.nansum(blk, axis=1, dtype=np.float64)
+            part = blk.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare
+            if not np.isfinite(part).all():
+                part = np.nansum(blk, axis=1, dtype=np.float64)
+            tiles[k] += part
     return hourly, tiles
 
 
@@ -146,9 +149,9 @@ def rollup_store(
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Hourly area traffic and tile window totals straight from a city's cube, in one pass.
 
-    The graph has one task per block of ``hours_per_task`` hours (all requested services):
-    it reads each hour chunk of the store and immediately reduces it to areas, so raw tile data
-    never leaves the task. Same results as :func:`rollup` plus :func:`tile_totals` on
+    The graph has one task per service and block of ``hours_per_task`` hours: it reads each
+    hour chunk of the store and immediately reduces it to areas, so raw tile data never leaves
+    the task. Same results as :func:`rollup` plus :func:`tile_totals` on
     :func:`cpc_core.store.open_cube`, several times faster (no strided re-assembly).
 
     Returns
@@ -175,14 +178,18 @@ def rollup_store(
     n_hours = n_time // SLOTS_PER_HOUR
     sidx = tuple(names.index(s) for s in services)
     wd = dask.delayed(w, pure=True)
-    hourly_blocks, tile_parts = [], []
-    for h0 in range(0, n_hours, hours_per_task):
-        h1 = min(h0 + hours_per_task, n_hours)
-        task = dask.delayed(_rollup_store_task, pure=True, nout=2)(store_path, city, direction, sidx, h0, h1, wd)
-        hourly_blocks.append(da.from_delayed(task[0], (len(sidx), len(areas), h1 - h0), dtype=np.float32))
-        tile_parts.append(da.from_delayed(task[1], (len(sidx), len(tiles)), dtype=np.float64))
-    hourly = da.concatenate(hourly_blocks, axis=2)
-    tot = da.stack(tile_parts).sum(axis=0)
+    per_service, totals = [], []
+    for si in sidx:
+        blocks, parts = [], []
+        for h0 in range(0, n_hours, hours_per_task):
+            h1 = min(h0 + hours_per_task, n_hours)
+            task = dask.delayed(_rollup_store_task, pure=True, nout=2)(store_path, city, direction, (si,), h0, h1, wd)
+            blocks.append(da.from_delayed(task[0], (1, len(areas), h1 - h0), dtype=np.float32))
+            parts.append(da.from_delayed(task[1], (1, len(tiles)), dtype=np.float64))
+        per_service.append(da.concatenate(blocks, axis=2))
+        totals.append(da.stack(parts).sum(axis=0))
+    hourly = da.concatenate(per_service, axis=0)
+    tot = da.concatenate(totals, axis=0)
     minutes = g["time"][0 : n_hours * SLOTS_PER_HOUR : SLOTS_PER_HOUR]
     hours = (np.datetime64("1970-01-01T00:00", "m") + minutes.astype("timedelta64[m]")).astype("datetime64[ns]")
     h = xr.DataArray(hourly, dims=("service", "area", "hour"),

@@ -139,6 +139,20 @@ def _compute_with_progress(client: Client, collections: list, desc: str) -> list
     return dask.compute(*persisted)
 
 
+def _hours_per_task(cfg: RunConfig, client: Client, cities: list[str]) -> int:
+    """A week per rollup task, fewer hours when that would leave threads idle.
+
+    Aim at >= 4 tasks per worker thread (tasks are uneven at the window's end), but never
+    below a day: tasks under ~100 ms would be dominated by the scheduler's overhead.
+    """
+    threads = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+    n_hours = sum(len(store.read_layout(cfg.store_path, c).time) // 4 for c in cities)
+    tasks_at_week = n_hours * len(SERVICES) / 168
+    if tasks_at_week >= 4 * threads:
+        return 168
+    return int(max(24, n_hours * len(SERVICES) // (4 * threads)))
+
+
 def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk],
                    timer: _Timer, key: str) -> tuple[xr.Dataset, xr.Dataset]:
     """Hourly (area, hour) series per service and (tile) window totals, cached under ``key``."""
@@ -150,12 +164,13 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     with timer("rollup"):
         parts, tile_parts = {}, []
         lazy = []
+        hours_per_task = cfg.estimate.hours_per_chunk or _hours_per_task(cfg, client, cities)
         for city in cities:
             xw = xwalks[city]
             codes = xw.areas
             w = xw.matrix(store.read_layout(cfg.store_path, city).tiles, codes)
             parts[city], tot = rollup.rollup_store(cfg.store_path, city, w, codes, list(SERVICES.values()),
-                                                   hours_per_task=cfg.estimate.hours_per_chunk)
+                                                   hours_per_task=hours_per_task)
             tile_parts.append(tot)
             lazy += [parts[city], tot]
         done = _compute_with_progress(client, lazy, "rollup")
