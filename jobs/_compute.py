@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from distributed import Client, as_completed
@@ -54,16 +54,3 @@ def map_with_progress(
             results.append(res)
             bar.update(1)
     return results
-
-
-def dashboard(client: Client) -> str | None:
-    """The dashboard link, logged once when a cluster runs."""
-    link = getattr(client, "dashboard_link", None)
-    if link:
-        logger.info("Dask dashboard: %s", link)
-    return link
-
-
-def chunked(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
