@@ -155,6 +155,17 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(out)
 
 
+def emit(text: str, res: dict, json_path: Path | None, md_path: Path | None) -> None:
+    """Print the Markdown report and write it and the JSON results where asked."""
+    print()
+    print(text)
+    if json_path:
+        write_json(json_path, res)
+    if md_path:
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(text)
+
+
 def write_json(path: str | Path, obj) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(obj, indent=2, default=_json_default))

@@ -361,14 +361,7 @@ def main(argv=None) -> int:
         bl.md_table(["function", "share"], [(k, f"{v:.0%}") for k, v in top["self"][:8]]),
         "",
     ]
-    text = "\n".join(md)
-    print()
-    print(text)
-    if args.json:
-        bl.write_json(args.json, res)
-    if args.md:
-        args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(text)
+    bl.emit("\n".join(md), res, args.json, args.md)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -471,14 +471,7 @@ def main(argv=None) -> int:
             ),
             "",
         ]
-    text = "\n".join(md)
-    print()
-    print(text)
-    if args.json:
-        bl.write_json(args.json, res)
-    if args.md:
-        args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(text)
+    bl.emit("\n".join(md), res, args.json, args.md)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
