@@ -15,7 +15,9 @@ from distributed import Client, LocalCluster
 
 from cpc_core.synth import SynthSpec
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the checkout (CI lays a copy there); /work/shared on the development machines
+SHARED = next((p for p in (Path(__file__).resolve().parents[1].parent / "shared", Path("/work/shared"))
+               if p.is_dir()), Path(__file__).resolve().parents[1].parent / "shared")
 SHARED_COMMUNES = SHARED / "data" / "netmob23-metro-communes"
 
 #: A tiny tree spanning the spring DST day (2019-03-31 has 92 slots) and an all-city outage

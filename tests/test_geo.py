@@ -29,8 +29,9 @@ from cpc_core.geo import (
     tile_polygons,
 )
 from cpc_core.netmob import CITY_DIMS, GRID_CRS
+from tests.conftest import SHARED_COMMUNES
 
-SHARED = Path("/work/shared/data/netmob23-metro-communes")
+SHARED = SHARED_COMMUNES
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"shared NetMob23 commune polygons not found at {SHARED}"
 )
