@@ -4,7 +4,7 @@ Only wiring and compute points: synth (optional) -> ingest -> areas -> crosswalk
 hourly rollup and tile totals (cached, one pass over the cube) -> lagged correlation for all
 lags -> estimate -> outputs. Each stage is a library call.
 
-Output layout (``docs/outputs.md``)::
+Output layout (README "Outputs"; validation: ``docs/outputs-validation.md``)::
 
     <dir>/communes.csv, communes.parquet   one row per area (flagged small areas)
     <dir>/rho_by_lag.csv                   area x lag correlations with n_hours and reason
