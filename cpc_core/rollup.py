@@ -29,7 +29,8 @@ import xarray as xr
 
 from cpc_core import netmob
 
-__all__ = ["combine_cities", "exclude_days", "rollup", "rollup_store", "tile_totals", "window_totals"]
+__all__ = ["combine_cities", "exclude_area_days", "exclude_days", "rollup", "rollup_store", "tile_totals",
+           "window_totals"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,25 @@ def exclude_days(hourly: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:
     local = pd.DatetimeIndex(hourly["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
     drop = np.isin(local.date, list(days))
     keep = xr.DataArray(~drop, dims="hour", coords={"hour": hourly["hour"]})
+    return hourly.where(keep)
+
+
+def exclude_area_days(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
+                      days_by_city: dict[str, Iterable[dt.date]]) -> xr.Dataset | xr.DataArray:
+    """NaN the hours of each area's excluded local days, taken from the area's city.
+
+    Outage days differ by city (Bordeaux and Toulouse had their own), so the mask is per
+    (area, hour), not per hour.
+    """
+    areas = hourly["area"].values
+    local_day = pd.DatetimeIndex(hourly["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ).date
+    city_of = area_city.reindex(areas).to_numpy()
+    drop = np.zeros((len(areas), len(local_day)), dtype=bool)
+    for city, days in days_by_city.items():
+        drop[np.ix_(city_of == city, np.isin(local_day, list(days)))] = True
+    if not drop.any():
+        return hourly
+    keep = xr.DataArray(~drop, dims=("area", "hour"), coords={"area": hourly["area"], "hour": hourly["hour"]})
     return hourly.where(keep)
 
 

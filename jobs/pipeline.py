@@ -193,6 +193,12 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     return hds, tds
 
 
+def _table_hash(df: pd.DataFrame) -> str:
+    import hashlib
+
+    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+
 def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
     """Per area: the city contributing most of its tiles and its (weighted) tile count."""
     rows = [xw.table.assign(city=c) for c, xw in xwalks.items()]
@@ -280,23 +286,16 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     unmatched = {c: int(len(x.unmatched)) for c, x in xwalks.items()}
 
     hkey = _cache.key(stage="hourly", store=_cache.store_fingerprint(cfg.store_path, cities),
-                      xwalks=[_cache.key(t=x.table.to_json(), u=x.unmatched.tolist()) for x in xwalks.values()])
+                      xwalks=[_table_hash(x.table) + _table_hash(pd.DataFrame({"u": x.unmatched}))
+                              for x in xwalks.values()])
     hourly, tile_tot = compute_hourly(cfg, client, cities, xwalks, timer, hkey)
 
     with timer("correlation"):
-        excluded = hourly
         per_city = _area_city(xwalks)
-        if cfg.estimate.exclude_known_outages or cfg.estimate.exclude_days:
-            masks = []
-            for c in cities:
-                days = set(cfg.estimate.exclude_days)
-                if cfg.estimate.exclude_known_outages:
-                    days |= set(netmob.outage_days(c))
-                in_city = xr.DataArray(per_city["city"].reindex(hourly["area"].values).to_numpy() == c, dims="area",
-                                       coords={"area": hourly["area"]})
-                masks.append(in_city & rollup.exclude_days(xr.ones_like(hourly["tor"], dtype=bool), days).isnull())
-            drop = xr.concat(masks, "c").any("c")
-            excluded = hourly.where(~drop)
+        e = cfg.estimate
+        days = {c: set(e.exclude_days) | (set(netmob.outage_days(c)) if e.exclude_known_outages else set())
+                for c in cities}
+        excluded = rollup.exclude_area_days(hourly, per_city["city"], days)
         corr = correlation.lagged_correlation(
             excluded["web_adult"], excluded["tor"], lags=cfg.estimate.lags, transform=cfg.estimate.transform,
             zero_value=cfg.estimate.zero_value, min_pairs=cfg.estimate.min_hours,

@@ -68,3 +68,17 @@ def test_exclude_days_uses_local_days():
     local = hours + pd.Timedelta(hours=2)
     expected_nan = local.date == dt.date(2019, 4, 14)
     np.testing.assert_array_equal(np.isnan(out.values[0]), expected_nan)
+
+
+def test_exclude_area_days_per_city():
+    import datetime as dt
+
+    hours = pd.date_range("2019-04-11T20:00", periods=60, freq="h")  # UTC; Paris = UTC+2
+    h = xr.DataArray(np.ones((3, 60)), dims=("area", "hour"), coords={"area": ["a", "b", "c"], "hour": hours})
+    city = pd.Series({"a": "Bordeaux", "b": "Lyon", "c": "Bordeaux"})
+    out = rollup.exclude_area_days(h, city, {"Bordeaux": [dt.date(2019, 4, 12)], "Lyon": []})
+    local = (hours + pd.Timedelta(hours=2)).date
+    on_day = local == dt.date(2019, 4, 12)
+    np.testing.assert_array_equal(np.isnan(out.values[0]), on_day)
+    np.testing.assert_array_equal(np.isnan(out.values[2]), on_day)
+    assert not np.isnan(out.values[1]).any()
