@@ -426,7 +426,9 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> d
                     res = {"tables": {}, "notes": [{"level": "warning", "scope": "validation",
                                                      "text": f"skipped: {e}"}]}
                 else:
-                    outputs["validation tables and report"] = str(out / "validation")
+                    outputs["validation tables"] = str(out / "validation")
+                    if (out / "validation" / "report.html").exists():
+                        outputs["report"] = str(out / "validation" / "report.html")
             run["validation"] = {"tables": res.get("tables"), "notes": res.get("notes")}
         run["status"] = "ok"
     except BaseException as e:
