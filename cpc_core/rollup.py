@@ -29,8 +29,7 @@ import xarray as xr
 
 from cpc_core import netmob
 
-__all__ = ["combine_cities", "exclude_area_days", "exclude_days", "rollup", "rollup_store", "tile_totals",
-           "window_totals"]
+__all__ = ["combine_cities", "exclude_area_days", "rollup", "rollup_store", "tile_totals", "window_totals"]
 
 logger = logging.getLogger(__name__)
 
@@ -198,17 +197,6 @@ def rollup_store(
                      attrs={"long_name": "hourly traffic per area (sum of tile-slots x crosswalk weights)"})
     t = xr.DataArray(tot, dims=("service", "tile"), coords={"service": services, "tile": tiles}, name="total")
     return h, t
-
-
-def exclude_days(hourly: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:
-    """Set the hours of the given local (Europe/Paris) days to NaN (excluded), lazily."""
-    days = set(days)
-    if not days:
-        return hourly
-    local = pd.DatetimeIndex(hourly["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
-    drop = np.isin(local.date, list(days))
-    keep = xr.DataArray(~drop, dims="hour", coords={"hour": hourly["hour"]})
-    return hourly.where(keep)
 
 
 def exclude_area_days(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,

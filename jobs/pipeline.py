@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -46,21 +47,18 @@ SERVICES = {"tor": "Tor", "web_adult": "Web_Adult", "youtube": "YouTube"}
 
 
 class _Timer:
+    """Per-stage wall time and cache hits, for run.json."""
+
     def __init__(self):
         self.stages: dict[str, dict] = {}
 
-    def __call__(self, name: str, cached: bool = False, **extra):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-                return self
-
-            def __exit__(self, *exc):
-                timer.stages[name] = {"seconds": round(time.perf_counter() - self.t0, 3), "cached": cached, **extra}
-
-        return _Ctx()
+    @contextmanager
+    def __call__(self, name: str, cached: bool = False):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = {"seconds": round(time.perf_counter() - t0, 3), "cached": cached}
 
 
 def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
@@ -70,15 +68,11 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
         cover = pd.concat([t.to_crs("EPSG:4326") for t in tiles.values()], ignore_index=True)
         areas = geo.france_communes(coverage=gpd.GeoDataFrame(geometry=cover.geometry, crs="EPSG:4326"))
     else:
-        path = cfg.areas_path
-        areas = geo.read_areas(path, code=a.code, name=a.name, population=a.population, layer=a.layer)
-        if a.grid == "departments":
-            if not a.department:
-                raise ValueError("areas.department: needed for grid=departments")
-            raw = gpd.read_file(path, layer=a.layer, columns=[a.code, a.department], ignore_geometry=True)
-            if a.department not in raw.columns:
-                raise ValueError(f"{path}: no column {a.department!r} (areas.department); columns found: {list(raw.columns)}")
-            areas["department"] = raw[a.department].astype(str).to_numpy()
+        if a.grid == "departments" and not a.department:
+            raise ValueError("areas.department: needed for grid=departments")
+        extra = {"department": a.department} if a.grid == "departments" else None
+        areas = geo.read_areas(cfg.areas_path, code=a.code, name=a.name, population=a.population, layer=a.layer,
+                               extra=extra)
     if a.grid == "departments":
         areas = geo.departments(areas)
     elif a.grid == "square":
@@ -285,7 +279,8 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     xwalks = {c: _crosswalk(cfg, c, tiles[c], areas, areas_key, timer) for c in cities}
     unmatched = {c: int(len(x.unmatched)) for c, x in xwalks.items()}
 
-    hkey = _cache.key(stage="hourly", store=_cache.store_fingerprint(cfg.store_path, cities),
+    store_fp = _cache.store_fingerprint(cfg.store_path, cities)
+    hkey = _cache.key(stage="hourly", store=store_fp,
                       xwalks=[_table_hash(x.table) + _table_hash(pd.DataFrame({"u": x.unmatched}))
                               for x in xwalks.values()])
     hourly, tile_tot = compute_hourly(cfg, client, cities, xwalks, timer, hkey)
@@ -324,7 +319,9 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         rbl["reason"] = [correlation.CorrelationStatus(int(r)).name for r in rbl["reason"]]
         pop = xr.DataArray(totals["population"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
                            coords={"area": corr["area"]})
-        by_lag = estimate.estimate_by_lag(hourly["tor"].sum("hour").astype(float).sel(area=corr["area"]),
+        tor_total = xr.DataArray(totals["tor"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
+                                 coords={"area": corr["area"]})
+        by_lag = estimate.estimate_by_lag(tor_total,
                                           corr["rho"], pop, onion_share=e.onion_share, csam_share=e.csam_share,
                                           floor=e.c_floor)
         by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
@@ -357,6 +354,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         "areas": int(len(communes)),
         "unmatched_tiles": unmatched,
         "small_areas_flagged": int(communes["small_area"].sum()),
+        "store_fingerprint": store_fp,
     }
 
 
@@ -439,17 +437,17 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> d
         run["stages"] = timer.stages
         run["seconds"] = round(time.perf_counter() - t_start, 2)
         run["outputs"] = outputs
-        run["inputs"] = _input_fingerprints(cfg, run.get("cities", []))
+        run["inputs"] = _input_fingerprints(cfg, run.pop("store_fingerprint", None))
         (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
     logger.info("run %s done in %.1f s: %d areas, results in %s", run_id, run["seconds"], run["areas"], out)
     return {"output_dir": str(out), "outputs": outputs, "run": run}
 
 
-def _input_fingerprints(cfg: RunConfig, cities: list[str]) -> dict:
+def _input_fingerprints(cfg: RunConfig, store_fp: str | None) -> dict:
     fp: dict = {"netmob_root": cfg.netmob_root}
     try:
-        if cities:
-            fp["store"] = {"path": cfg.store_path, "fingerprint": _cache.store_fingerprint(cfg.store_path, cities)}
+        if store_fp:
+            fp["store"] = {"path": cfg.store_path, "fingerprint": store_fp}
         if cfg.areas_path:
             fp["areas"] = _cache.file_fingerprint(cfg.areas_path)
         if cfg.poi_path and Path(cfg.poi_path).exists():

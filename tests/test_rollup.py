@@ -59,17 +59,6 @@ def test_rollup_store_equals_open_cube_path(cube):
         np.testing.assert_allclose(h2.values, ref, rtol=1e-6)
 
 
-def test_exclude_days_uses_local_days():
-    hours = pd.date_range("2019-04-13T20:00", periods=30, freq="h")  # UTC; Paris = UTC+2
-    h = xr.DataArray(np.ones((1, 30)), dims=("area", "hour"), coords={"hour": hours})
-    import datetime as dt
-
-    out = rollup.exclude_days(h, [dt.date(2019, 4, 14)])
-    local = hours + pd.Timedelta(hours=2)
-    expected_nan = local.date == dt.date(2019, 4, 14)
-    np.testing.assert_array_equal(np.isnan(out.values[0]), expected_nan)
-
-
 def test_exclude_area_days_per_city():
     import datetime as dt
 
