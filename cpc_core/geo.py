@@ -27,7 +27,7 @@ import functools
 import importlib.resources
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -201,6 +201,7 @@ def read_areas(
     population: str | None = None,
     layer: str | int | None = None,
     crs: Any = None,
+    extra: Mapping[str, str] | None = None,
 ) -> gpd.GeoDataFrame:
     """Read area polygons (communes, IRIS, any zoning) from a vector file.
 
@@ -221,12 +222,15 @@ def read_areas(
     crs
         CRS of the coordinates when the file states none or states a wrong one; as in
         :func:`read_tile_grid`.
+    extra
+        More columns to keep, ``{output name: file column}`` (e.g. ``{"department":
+        "dep"}``), as strings.
 
     Returns
     -------
     geopandas.GeoDataFrame
-        Columns ``area`` (str), ``name`` (str), ``population`` (float64), ``geometry``, in
-        file order and CRS.
+        Columns ``area`` (str), ``name`` (str), ``population`` (float64), the ``extra``
+        columns, ``geometry``, in file order and CRS.
 
     Raises
     ------
@@ -251,7 +255,9 @@ def read_areas(
                 raise ValueError(f"{path}: {len(layers)} layers, choose one with layer=: {names}")
         frame = gpd.read_file(path, layer=layer, engine="pyogrio")
     found = [c for c in frame.columns if c != frame.geometry.name]
-    for role, column in (("code", code), ("name", name), ("population", population)):
+    extra = dict(extra or {})
+    roles = [("code", code), ("name", name), ("population", population)]
+    for role, column in [*roles, *((f"extra {k}", v) for k, v in extra.items())]:
         if column is not None and column not in frame.columns:
             raise ValueError(
                 f"{path}: column {column!r} ({role}=) not found; columns found: {found}"
@@ -269,9 +275,9 @@ def read_areas(
                 f"{_head(codes[bad])}"
             )
     _check_polygons(frame.geometry, codes, f"{path}: area")
-    out = gpd.GeoDataFrame(
-        {"area": codes, "name": names, "population": pop}, geometry=frame.geometry.values
-    )
+    cols = {"area": codes, "name": names, "population": pop}
+    cols.update({k: frame[v].astype("str").to_numpy() for k, v in extra.items()})
+    out = gpd.GeoDataFrame(cols, geometry=frame.geometry.values)
     out = _with_crs(out, frame.crs, crs, str(path))
     out["geometry"] = _repair(out.geometry, f"{path}")
     return out

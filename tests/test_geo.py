@@ -361,6 +361,17 @@ def test_read_areas_formats(tmp_path, areas, suffix):
         read_areas(path, code="insee")
 
 
+def test_read_areas_extra_columns(tmp_path, areas):
+    source = areas.assign(dep=[f"D{i % 2}" for i in range(len(areas))])
+    path = tmp_path / "areas.gpkg"
+    source.to_file(path)
+    got = read_areas(path, code="area", name="name", extra={"department": "dep"})
+    assert got.columns.tolist() == ["area", "name", "population", "department", "geometry"]
+    assert got["department"].tolist() == source["dep"].tolist()
+    with pytest.raises(ValueError, match=r"column 'dept' \(extra department=\) not found"):
+        read_areas(path, code="area", name="name", extra={"department": "dept"})
+
+
 def test_read_areas_errors(tmp_path, areas):
     path = tmp_path / "two.gpkg"
     areas.to_file(path, layer="communes")
