@@ -370,6 +370,12 @@ def lag_sweep(rho_by_lag: pd.DataFrame, marks: Mapping[str, int] | None = None) 
     data = [d.loc[d["lag_h"] == lag, "rho"].to_numpy(dtype=float) for lag in lags]
     fig = _figure(max(6, 0.55 * len(lags) + 2), 3.8)
     ax = fig.add_subplot()
+    if not lags:
+        # every rho undefined (e.g. a window shorter than estimate.min_hours): say so, don't fail
+        ax.text(0.5, 0.5, "no commune has a defined rho_j at any lag", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
     ax.boxplot(data, positions=lags, widths=0.6, showfliers=False)
     ax.plot(lags, [x.mean() if len(x) else np.nan for x in data], "o-", color="#d95f02",
             ms=3, lw=1, label="mean rho_j")  # fmt: skip

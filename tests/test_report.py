@@ -280,3 +280,15 @@ def test_on_real_pipeline_outputs(tmp_path, client):
         Path(p).stem for p in v["outputs"] if p.endswith(".png")
     }
     assert "report.html" in v["outputs"]
+
+
+def test_lag_sweep_without_any_defined_rho():
+    # a window shorter than estimate.min_hours leaves every rho NaN: the figure says so
+    import numpy as np
+    import pandas as pd
+
+    from cpc_core import figures
+
+    fig = figures.lag_sweep(pd.DataFrame({"lag_h": [0, 1], "rho": [np.nan, np.nan]}))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["no commune has a defined rho_j at any lag"]
