@@ -20,6 +20,7 @@ one run and read the ratios; absolute figures drift by +-30 %.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import cProfile
 import datetime as dt
@@ -153,6 +154,22 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def arg_parser(doc: str) -> argparse.ArgumentParser:
+    """The scripts' common parser: description and example from the module docstring, --cities."""
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("Example::")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cities", nargs="+", default=["Lyon"])
+    return p
+
+
+def new_result(info: dict, spec, workers: int, **more) -> dict:
+    """The header every result JSON starts with: machine, command, dataset, workers."""
+    return {"machine": info, "command": command_line(), "spec": spec.__dict__, "workers": workers, **more}
 
 
 def emit(text: str, res: dict, json_path: Path | None, md_path: Path | None) -> None:
@@ -304,8 +321,9 @@ def measure(client=None, into: dict | None = None, key: str | None = None):
 
 
 def cpu_s(m: dict) -> float:
-    """All CPU seconds of a measurement: driver plus workers."""
-    return m["driver_cpu_s"] + m["workers_cpu_s"]
+    """All CPU seconds of a measurement: driver plus workers (floored at 1 µs, so that
+    ratios on tiny datasets, where the sampled CPU time can read 0, stay defined)."""
+    return max(m["driver_cpu_s"] + m["workers_cpu_s"], 1e-6)
 
 
 def best(runs: list[dict]) -> dict:

@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -73,12 +72,7 @@ def corr_in_memory(hourly_parts: list, lags, repeat: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("Example::")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--cities", nargs="+", default=["Lyon"])
+    p = bl.arg_parser(__doc__)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--days", type=int, default=14)
     p.add_argument("--workers", type=int, default=2)
@@ -99,12 +93,7 @@ def main(argv=None) -> int:
     cube = str(work / "cube.zarr")
     lags = bl.LAGS
     H = args.hours_per_chunk
-    res: dict = {
-        "machine": info,
-        "command": bl.command_line(),
-        "spec": spec.__dict__,
-        "workers": args.workers,
-    }
+    res = bl.new_result(info, spec, args.workers)
 
     with bl.local_client(args.workers) as client:
         bl.warm_workers(client)

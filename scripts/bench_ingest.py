@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -206,12 +205,7 @@ def write_variants(files: list[Path], scratch: Path, n_files: int = 7, repeat: i
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("Example::")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--cities", nargs="+", default=["Lyon"])
+    p = bl.arg_parser(__doc__)
     p.add_argument(
         "--scale",
         type=float,
@@ -236,12 +230,7 @@ def main(argv=None) -> int:
     work = args.root / f"work-ingest-{spec.tag}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    res: dict = {
-        "machine": info,
-        "command": bl.command_line(),
-        "spec": spec.__dict__,
-        "workers": args.workers,
-    }
+    res = bl.new_result(info, spec, args.workers)
 
     from jobs.ingest import run_ingest
 

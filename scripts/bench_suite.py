@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -101,13 +100,7 @@ def run_suite(args) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     W = args.workers
-    res: dict = {
-        "machine": info,
-        "command": bl.command_line(),
-        "spec": spec.__dict__,
-        "workers": W,
-        "parts": {},
-    }
+    res = bl.new_result(info, spec, W, parts={})
     t_start = time.perf_counter()
 
     with bl.local_client(W) as client:
@@ -532,12 +525,7 @@ def combine(paths: list[Path]) -> tuple[dict, str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("Example::")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--cities", nargs="+", default=["Lyon"])
+    p = bl.arg_parser(__doc__)
     p.add_argument(
         "--scale",
         type=float,
