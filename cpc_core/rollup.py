@@ -138,6 +138,38 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     return hourly, tiles
 
 
+def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
+                        n_hours: tuple[int, ...], weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Read local days ``d0:d1`` of the hourly tile array and reduce them to areas at once.
+
+    ``n_hours[i]`` is the number of hours of day ``d0 + i`` (23, 24 or 25); the rest of its
+    row is padding. Returns ``(hourly (1, areas, sum(n_hours)) float32, tile sums (1, tiles)
+    float64)``. Each read is one or more whole day chunks.
+    """
+    from cpc_core import store
+
+    arr = store.open_city(store_path, city)[store.hourly_name(direction)]
+    n_tiles = arr.shape[1]
+    step = int(np.clip(_READ_VALUES // max(n_tiles * store.HOURS_PAD, 1), 1, d1 - d0))
+    out = np.empty((1, weights.shape[0], sum(n_hours)), dtype=np.float32)
+    tiles = np.zeros((1, n_tiles), dtype=np.float64)
+    col = 0
+    for a in range(d0, d1, step):
+        b = min(a + step, d1)
+        blk = arr[si, :, a:b, :]  # (tiles, days, 25)
+        for k in range(b - a):
+            nh = n_hours[a - d0 + k]
+            full = blk[:, k, :]  # contiguous when one day is read per call (large cities)
+            out[0, :, col : col + nh] = (weights @ full)[:, :nh]
+            day = full[:, :nh]
+            part = day.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare
+            if not np.isfinite(part).all():
+                part = np.nansum(day, axis=1, dtype=np.float64)
+            tiles[0] += part
+            col += nh
+    return out, tiles
+
+
 def rollup_store(
     store_path: str,
     city: str,
@@ -146,13 +178,23 @@ def rollup_store(
     services: Iterable[str],
     direction: str = "DL",
     hours_per_task: int = 168,
+    source: str = "auto",
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Hourly area traffic and tile window totals straight from a city's cube, in one pass.
 
-    The graph has one task per service and block of ``hours_per_task`` hours: it reads each
-    hour chunk of the store and immediately reduces it to areas, so raw tile data never leaves
-    the task. Same results as :func:`rollup` plus :func:`tile_totals` on
+    The graph has one task per service and block of about ``hours_per_task`` hours: it reads
+    the store chunk by chunk and immediately reduces each chunk to areas, so raw tile data
+    never leaves the task. Same results as :func:`rollup` plus :func:`tile_totals` on
     :func:`cpc_core.store.open_cube`, several times faster (no strided re-assembly).
+
+    Parameters
+    ----------
+    source
+        ``"hourly"``: the hourly tile array (``<DIR>_hourly``, one chunk per local day; tasks
+        of ``hours_per_task // 24`` days): 4x fewer values and no slot sums, the fast path;
+        ``"slots"``: the 15-minute array, one hour chunk per read; ``"auto"`` (default):
+        hourly when the store has it (layout version >= 2), else slots. Both give the same
+        series up to float32 rounding (the hourly path sums a tile's 4 slots before weighting).
 
     Returns
     -------
@@ -161,6 +203,8 @@ def rollup_store(
     """
     from cpc_core import store
 
+    if source not in ("auto", "hourly", "slots"):
+        raise ValueError(f"source={source!r}; allowed: auto, hourly, slots")
     g = store.open_city(store_path, city)
     names = [str(s) for s in g["service"][:]]
     services = list(services)
@@ -169,6 +213,11 @@ def rollup_store(
         raise ValueError(f"{store_path}/{city}: services {missing} are not in the cube (found {names})")
     if direction not in g:
         raise ValueError(f"{store_path}/{city}: no {direction} traffic in the cube")
+    has_hourly = store.hourly_name(direction) in g
+    if source == "hourly" and not has_hourly:
+        raise ValueError(f"{store_path}/{city}: no {store.hourly_name(direction)} array "
+                         f"(a layout-version-1 store); use source='slots' or re-ingest")
+    use_hourly = has_hourly and source != "slots"
     areas = np.asarray(list(areas), dtype=object)
     w = sp.csr_matrix(weights, dtype=np.float32)
     tiles = g["tile"][:]
@@ -178,13 +227,28 @@ def rollup_store(
     n_hours = n_time // SLOTS_PER_HOUR
     sidx = tuple(names.index(s) for s in services)
     wd = dask.delayed(w, pure=True)
+    if use_hourly:
+        day_hours = [netmob.slots_per_day(d) // SLOTS_PER_HOUR for d in store.read_layout(store_path, city).days]
+        if sum(day_hours) != n_hours:
+            raise ValueError(f"{store_path}/{city}: {sum(day_hours)} hours in the local days, {n_hours} on the time axis")
+        step = max(1, hours_per_task // 24)
+        spans = [(d0, min(d0 + step, len(day_hours))) for d0 in range(0, len(day_hours), step)]
+    else:
+        spans = [(h0, min(h0 + hours_per_task, n_hours)) for h0 in range(0, n_hours, hours_per_task)]
     per_service, totals = [], []
     for si in sidx:
         blocks, parts = [], []
-        for h0 in range(0, n_hours, hours_per_task):
-            h1 = min(h0 + hours_per_task, n_hours)
-            task = dask.delayed(_rollup_store_task, pure=True, nout=2)(store_path, city, direction, (si,), h0, h1, wd)
-            blocks.append(da.from_delayed(task[0], (1, len(areas), h1 - h0), dtype=np.float32))
+        for a, b in spans:
+            if use_hourly:
+                nh = tuple(day_hours[a:b])
+                task = dask.delayed(_rollup_hourly_task, pure=True, nout=2)(store_path, city, direction, si, a, b,
+                                                                            nh, wd)
+                width = sum(nh)
+            else:
+                task = dask.delayed(_rollup_store_task, pure=True, nout=2)(store_path, city, direction, (si,), a, b,
+                                                                           wd)
+                width = b - a
+            blocks.append(da.from_delayed(task[0], (1, len(areas), width), dtype=np.float32))
             parts.append(da.from_delayed(task[1], (1, len(tiles)), dtype=np.float64))
         per_service.append(da.concatenate(blocks, axis=2))
         totals.append(da.stack(parts).sum(axis=0))

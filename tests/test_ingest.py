@@ -71,6 +71,29 @@ def test_dst_day_is_aligned(synth_tree, cube):
     assert int(n_day) == 92
 
 
+def test_hourly_array_sums_the_slots_of_each_local_day(synth_tree, cube):
+    """DL_hourly against the text: each tile's slots summed per UTC hour (pandas, float64), one
+    row of 23/24/25 hours per local day, NaN padding after; the DST day has 23 hours."""
+    lay = store.read_layout(cube, "Lyon")
+    g = store.open_city(cube, "Lyon")
+    hourly = g["DL_hourly"][:]
+    assert hourly.shape == (len(lay.services), len(lay.tiles), len(lay.days), 25)
+    seen_hours = set()
+    for si, service in enumerate(lay.services):
+        for di, day in enumerate(lay.days):
+            f = synth_tree / f"netmob/Lyon/{service}/{day:%Y%m%d}/Lyon_{service}_{day:%Y%m%d}_DL.txt"
+            ids, vals = read_text(f)
+            utc = local_slots_utc(day, vals.shape[1])
+            ref = pd.DataFrame(vals.T, index=utc).groupby(utc.floor("h")).sum().T.to_numpy()
+            nh = ref.shape[1]
+            assert nh == (23 if day == dt.date(2019, 3, 31) else 24)
+            pos = np.searchsorted(lay.tiles, ids)
+            np.testing.assert_allclose(hourly[si, pos, di, :nh], ref, rtol=1e-6)
+            assert np.isnan(hourly[si, :, di, nh:]).all()
+            seen_hours.update(utc.floor("h"))
+    assert len(seen_hours) == len(lay.time) // 4  # the days' hours tile the time axis exactly
+
+
 def test_status_and_qc_of_clean_run(cube):
     g = store.open_city(cube, "Lyon")
     assert (g["DL_status"][:] == store.STATUS["ok"]).all()
@@ -99,6 +122,11 @@ def test_missing_file_is_nan_and_reported(tree_copy, tmp_path, client):
     ds = store.open_cube(s, "Nice")
     day = ds["DL"].sel(service="Web_Adult", time=slice("2019-03-29T23:00", "2019-03-30T22:45")).values
     assert day.shape[1] == 96 and np.isnan(day).all()
+    lay = store.read_layout(s, "Nice")
+    hourly = store.open_city(s, "Nice")["DL_hourly"]
+    si, di = lay.services.index("Web_Adult"), lay.days.index(dt.date(2019, 3, 30))
+    assert np.isnan(hourly[si, :, di, :]).all()
+    assert not np.isnan(hourly[lay.services.index("Tor"), :, di, :24]).any()
     other = ds["DL"].sel(service="Tor", time=slice("2019-03-29T23:00", "2019-03-30T22:45")).values
     assert not np.isnan(other).any()
     # the file appears later: a re-run ingests only it

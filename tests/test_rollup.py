@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
@@ -50,13 +51,54 @@ def test_rollup_store_equals_open_cube_path(cube):
         codes = [f"c{i}" for i in range(5)]
         h1 = rollup.rollup(ds["DL"], w, codes).compute()
         t1 = rollup.tile_totals(ds["DL"]).compute()
-        h2, t2 = rollup.rollup_store(cube, city, w, codes, list(ds["service"].values), hours_per_task=7)
+        ref = reference(ds["DL"].values, assign, 5)
+        svc = list(ds["service"].values)
+        # the 15-minute path does the same float32 arithmetic as rollup(): identical
+        h2, t2 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=7, source="slots")
         h2, t2 = h2.compute(), t2.compute()
         np.testing.assert_array_equal(h1.values, h2.values)
         np.testing.assert_allclose(t1.values, t2.values)
         np.testing.assert_array_equal(h1["hour"].values, h2["hour"].values)
-        ref = reference(ds["DL"].values, assign, 5)
         np.testing.assert_allclose(h2.values, ref, rtol=1e-6)
+        # the hourly path (the default on this store) sums slots first: equal up to rounding,
+        # with tasks of 1 and of 2 days (the DST day's 23 hours inside a task and at its edge)
+        for hours_per_task in (24, 48, 168):
+            h3, t3 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=hours_per_task)
+            h3, t3 = h3.compute(), t3.compute()
+            np.testing.assert_array_equal(h1["hour"].values, h3["hour"].values)
+            np.testing.assert_allclose(h3.values, ref, rtol=1e-6)
+            np.testing.assert_allclose(t3.values, t1.values, rtol=1e-7)  # hours rounded to float32
+
+
+def test_version1_store_without_hourly_array(cube, tmp_path):
+    """A store written before the hourly array existed: rollup reads the 15-minute array,
+    asking for the hourly one fails by name, and extending the store never adds it (its old
+    days would read as missing)."""
+    import datetime as dt
+    import shutil
+
+    import zarr
+
+    old = tmp_path / "v1.zarr"
+    shutil.copytree(cube, old)
+    g = zarr.open_group(old / "Nice", mode="r+")
+    del g["DL_hourly"]
+    n = g["tile"].shape[0]
+    w = _weights(np.arange(n) % 3, 3)
+    codes = ["a", "b", "c"]
+    h_old, t_old = rollup.rollup_store(str(old), "Nice", w, codes, ["Tor"])
+    h_ref, t_ref = rollup.rollup_store(cube, "Nice", w, codes, ["Tor"], source="slots")
+    np.testing.assert_array_equal(h_old.values, h_ref.values)
+    np.testing.assert_array_equal(t_old.values, t_ref.values)
+    with pytest.raises(ValueError, match="no DL_hourly array"):
+        rollup.rollup_store(str(old), "Nice", w, codes, ["Tor"], source="hourly")
+    lay = store.read_layout(str(old), "Nice")
+    later = store.CityLayout("Nice", lay.first_day, lay.last_day + dt.timedelta(days=2), lay.services,
+                             lay.tiles, ("DL", "UL"))
+    store.create_or_extend(str(old), later)
+    g = zarr.open_group(old / "Nice", mode="r")
+    assert "DL_hourly" not in g and "UL_hourly" not in g and "UL" in g
+    assert g["DL"].shape[2] == len(later.time)
 
 
 def test_exclude_area_days_per_city():
