@@ -178,6 +178,19 @@ def test_local_default_size_small_machine(monkeypatch):
     assert cluster_mod._local_size(ClusterSpec(kind="local")) == (1, 1, GiB)
 
 
+def test_worker_environ_keeps_a_users_own_malloc_settings():
+    from cluster import worker_environ
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 65536}):
+        assert worker_environ() == {
+            "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
+        }
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 0,
+                          "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 4096}):
+        assert worker_environ() == {}
+
+
 def test_gateway_without_address_is_a_clear_error():
     with dask.config.set({"gateway.address": None}):
         with pytest.raises(ValueError, match="DASK_GATEWAY__ADDRESS"):
@@ -207,6 +220,9 @@ def test_local_computes_logs_and_closes(cluster_log):
         pids = _worker_pids(client)
         local_cluster = client.cluster
         link = client.dashboard_link
+        # the workers started with cpc's malloc settings, not distributed's eager trim
+        env = client.run(lambda: (os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+        assert set(env.values()) == {(str(32 * 2**20), str(64 * 2**20))}
     assert client.status == "closed"
     assert local_cluster.status == Status.closed
     _assert_dead(pids)
