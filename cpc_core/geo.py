@@ -436,7 +436,10 @@ def square_grid(tiles: gpd.GeoDataFrame, size_m: float, crs: Any = METRIC_CRS) -
     cells = shapely.box(gx, gy, gx + size, gy + size)
     cell_idx, tile_idx = shapely.STRtree(geoms).query(cells, predicate="intersects")
     # "intersects" also holds for cells that only touch a tile's edge: keep positive overlaps.
-    overlap = shapely.area(shapely.intersection(cells[cell_idx], geoms[tile_idx])) > 0
+    # For polygons, "intersects and not touches" means the interiors meet, i.e. a positive-area
+    # overlap; shapely.touches is ~10x cheaper than building the intersections (0.07 s against
+    # 0.78 s for Paris's 81,731 tiles).
+    overlap = ~shapely.touches(cells[cell_idx], geoms[tile_idx])
     keep = np.unique(cell_idx[overlap])
     codes = np.array([f"sq{size}_{x}_{y}" for x, y in zip(gx[keep], gy[keep], strict=True)])
     return gpd.GeoDataFrame(

@@ -406,6 +406,13 @@ def test_square_grid(tiles):
         square_grid(tiles, 0.5)
 
 
+def test_square_grid_drops_cells_that_only_touch_a_tile():
+    # tile a's top edge lies on y=3000: the cell above it touches it, without overlap
+    t = gpd.GeoDataFrame(geometry=[shapely.box(1000, 2950, 1100, 3000), shapely.box(2500, 3100, 2600, 3200)],
+                         crs="EPSG:2154")
+    assert square_grid(t, 1000)["area"].tolist() == ["sq1000_1000_2000", "sq1000_2000_3000"]
+
+
 def test_departments_dissolve_synthetic():
     communes = gpd.GeoDataFrame(
         {
