@@ -334,10 +334,14 @@ def best(runs: list[dict]) -> dict:
 @contextlib.contextmanager
 def local_client(n_workers: int, memory_limit: int | None = None):
     """A LocalCluster of ``n_workers`` single-threaded processes (as ``cluster.get_client`` makes)."""
+    import dask.config
     from distributed import Client, LocalCluster
+
+    from cluster import worker_environ
 
     limit = memory_limit or psutil.virtual_memory().total // n_workers
     with (
+        dask.config.set(worker_environ()),
         LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
@@ -577,6 +581,53 @@ def cube_read_store(
     return float(sum(client.compute(tasks, sync=True)))
 
 
+def _read_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
+                      n_hours: tuple[int, ...]) -> float:
+    """Read days ``d0:d1`` of the hourly tile array as ``rollup._rollup_hourly_task`` does; sum."""
+    from cpc_core import rollup, store
+
+    arr = store.open_city(store_path, city)[store.hourly_name(direction)]
+    step = int(np.clip(rollup._READ_VALUES // max(arr.shape[1] * store.HOURS_PAD, 1), 1, d1 - d0))
+    total = 0.0
+    for a in range(d0, d1, step):
+        blk = arr[si, :, a : min(a + step, d1), :]
+        for k in range(blk.shape[1]):
+            total += float(blk[:, k, : n_hours[a - d0 + k]].sum(dtype=np.float64))
+    return total
+
+
+def cube_read_hourly(
+    client, store_path: str, cities: Sequence[str], hours_per_task: int = 168
+) -> float:
+    """The floor of the hourly rollup: its tasks and day-chunk reads of ``DL_hourly``, summed."""
+    import dask
+
+    from cpc_core import netmob, store
+
+    tasks = []
+    for city in cities:
+        g = store.open_city(store_path, city)
+        names = [str(x) for x in g["service"][:]]
+        hours = [netmob.slots_per_day(d) // 4 for d in store.read_layout(store_path, city).days]
+        step = max(1, hours_per_task // 24)
+        for x in SERVICES:
+            for d0 in range(0, len(hours), step):
+                d1 = min(d0 + step, len(hours))
+                tasks.append(
+                    dask.delayed(_read_hourly_task, pure=False)(
+                        store_path, city, "DL", names.index(x), d0, d1, tuple(hours[d0:d1])
+                    )
+                )
+    return float(sum(client.compute(tasks, sync=True)))
+
+
+def has_hourly(store_path: str, cities: Sequence[str]) -> bool:
+    """Whether every city of the store has the hourly tile array (layout version >= 2)."""
+    from cpc_core import store
+
+    return all(store.has_hourly(store_path, c, "DL") for c in cities)
+
+
 def cube_values(store_path: str, cities: Sequence[str]) -> tuple[int, int]:
     """(values, uncompressed bytes) of the study services in the cube."""
     from cpc_core import store
@@ -635,21 +686,23 @@ def rollup_lazy(
     """Hourly area series and tile totals per city, lazily, as ``compute_hourly`` builds them.
 
     ``method="store"``: ``rollup.rollup_store`` (what the pipeline calls: one task per week reads
-    the hour chunks and reduces them at once); ``method="xarray"``: ``store.open_cube`` +
+    the hourly tile array's day chunks, or the hour chunks of a version-1 store, and reduces
+    them at once); ``method="slots"``: the same from the 15-minute array; ``method="xarray"``: ``store.open_cube`` +
     ``rollup.rollup`` + ``rollup.tile_totals`` (the earlier path), where ``parts`` selects the
     rollup, the tile totals or both and ``aligned`` opens the cube at week chunks.
     """
     from cpc_core import rollup, store
 
     lazy = []
-    if method == "store":
+    if method in ("store", "slots"):
         for city in cities:
             xw = xwalks[city]
             codes = xw.areas
             w = xw.matrix(store.read_layout(store_path, city).tiles, codes)
             lazy += list(
                 rollup.rollup_store(
-                    store_path, city, w, codes, list(SERVICES), hours_per_task=hours_per_chunk
+                    store_path, city, w, codes, list(SERVICES), hours_per_task=hours_per_chunk,
+                    source="slots" if method == "slots" else "auto",
                 )
             )
         return lazy
