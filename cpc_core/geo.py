@@ -565,6 +565,7 @@ def crosswalk(
     method: Literal["centroid", "area"] = "centroid",
     crs: Any = METRIC_CRS,
     npartitions: int | None = None,
+    scheduler: str | None = None,
 ) -> Crosswalk:
     """Assign tiles to areas.
 
@@ -591,6 +592,10 @@ def crosswalk(
         Metric CRS in which centroids and areas are computed.
     npartitions
         Partitions of the tiles; default one per ~20,000 tiles.
+    scheduler
+        Dask scheduler of the one compute (``"threads"``, ``"sync"`` ...); default the active
+        one. Passed to ``dask.compute`` rather than set globally, so that the call is safe in
+        a thread while other work uses a ``distributed.Client``.
 
     Returns
     -------
@@ -628,7 +633,7 @@ def crosswalk(
     else:
         graph = _area_graph(dtiles, areas, target)
     # The one compute of this module: the crosswalk is needed whole to build the matrix.
-    (table,) = dask.compute(graph)
+    (table,) = dask.compute(graph, scheduler=scheduler)
     if method == "centroid":
         overlapping = table.loc[table["overlap"], "tile_id"].to_numpy()
     else:

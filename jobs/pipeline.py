@@ -1,6 +1,7 @@
 """Job: the whole chain for one configuration (``cpc run`` and ``cpc demo``).
 
-Only wiring and compute points: synth (optional) -> ingest -> areas -> crosswalk (cached) ->
+Only wiring and compute points: synth (optional) -> ingest, with areas -> crosswalk (cached)
+built on the driver meanwhile ->
 hourly rollup and tile totals (cached, one pass over the cube) -> lagged correlation for all
 lags -> estimate -> outputs. Each stage is a library call.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +33,7 @@ import xarray as xr
 from distributed import Client, futures_of
 
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
+from cpc_core import ingest as ingest_lib
 from cpc_core.config import RunConfig
 from cpc_core.synth import SynthSpec
 from cpc_core.validation_stage import RoleError
@@ -53,12 +56,14 @@ class _Timer:
         self.stages: dict[str, dict] = {}
 
     @contextmanager
-    def __call__(self, name: str, cached: bool = False):
+    def __call__(self, name: str, cached: bool = False, overlaps: str | None = None):
         t0 = time.perf_counter()
         try:
             yield
         finally:
             self.stages[name] = {"seconds": round(time.perf_counter() - t0, 3), "cached": cached}
+            if overlaps:
+                self.stages[name]["overlaps"] = overlaps
 
 
 def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
@@ -104,15 +109,14 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
     path = _cache.cache_dir(cfg.output.dir) / f"crosswalk-{city}-{k}.parquet"
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
-        with timer(f"crosswalk:{city}", cached=True):
+        with timer(f"crosswalk:{city}", cached=True, overlaps="ingest"):
             m = json.loads(meta.read_text())
             return geo.Crosswalk(pd.read_parquet(path), np.array(m["unmatched"], dtype=np.int64),
                                  np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
-    with timer(f"crosswalk:{city}"):
+    with timer(f"crosswalk:{city}", overlaps="ingest"):
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
-        with dask.config.set(scheduler="threads"):
-            xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs, scheduler="threads")
         xw.table.to_parquet(path)
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))
@@ -248,6 +252,17 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     return written
 
 
+def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
+    """Tile grids, target areas and one crosswalk per city (run beside the ingest)."""
+    with timer("areas", overlaps="ingest"):
+        tiles = {c: _tile_grid(cfg, c) for c in cities}
+        areas = load_areas(cfg, tiles)
+    areas_key = _cache.key(source=cfg.areas.model_dump(), file=_cache.file_fingerprint(cfg.areas_path)
+                           if cfg.areas_path else None, n=len(areas))
+    xwalks = {c: _crosswalk(cfg, c, tiles[c], areas, areas_key, timer) for c in cities}
+    return tiles, areas, xwalks
+
+
 def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, str], out: Path) -> dict:
     """Every stage in order; returns facts for run.json."""
     if cfg.synth is not None:
@@ -259,24 +274,26 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
             with timer("synth"):
                 run_synth(SynthSpec(**cfg.synth.model_dump()), data, client)
         outputs["synthetic data (with truth)"] = str(data)
-    with timer("ingest"):
-        qc = run_ingest(
-            cfg.netmob_root, cfg.store_path, client,
-            cities=cfg.input.cities, services=cfg.input.services, directions=cfg.input.directions,
-            on_error=cfg.ingest.on_error, compressor=cfg.ingest.compressor, tile_chunk=cfg.ingest.tile_chunk,
-            outage_ratio=cfg.ingest.outage_ratio, report_dir=out / "reports",
-        )
+    # The areas and crosswalks need only the geometry files, not the cube: the driver builds
+    # them in a thread while the workers ingest (seconds saved on many cores, where the ingest
+    # is short). Leaving the `with` waits for the thread, also when the ingest fails.
+    found, _ = ingest_lib.discover(cfg.netmob_root, cfg.input.cities, cfg.input.services, cfg.input.directions)
+    cities = sorted(found)
+    with ThreadPoolExecutor(1, thread_name_prefix="cpc-geometry") as pool:
+        geometry = pool.submit(_geometry, cfg, cities, timer)
+        with timer("ingest"):
+            qc = run_ingest(
+                cfg.netmob_root, cfg.store_path, client,
+                cities=cfg.input.cities, services=cfg.input.services, directions=cfg.input.directions,
+                on_error=cfg.ingest.on_error, compressor=cfg.ingest.compressor, tile_chunk=cfg.ingest.tile_chunk,
+                outage_ratio=cfg.ingest.outage_ratio, report_dir=out / "reports",
+            )
+        tiles, areas, xwalks = geometry.result()
     timer.stages["ingest"].update(files_done=sum(qc["files"].values()), skipped_complete=qc["skipped_complete"])
     outputs["cube"] = cfg.store_path
     outputs["ingest QC report"] = qc["report_dir"]
-    cities = sorted(qc["cities"])
-
-    with timer("areas"):
-        tiles = {c: _tile_grid(cfg, c) for c in cities}
-        areas = load_areas(cfg, tiles)
-    areas_key = _cache.key(source=cfg.areas.model_dump(), file=_cache.file_fingerprint(cfg.areas_path)
-                           if cfg.areas_path else None, n=len(areas))
-    xwalks = {c: _crosswalk(cfg, c, tiles[c], areas, areas_key, timer) for c in cities}
+    if sorted(qc["cities"]) != cities:  # pragma: no cover - discover() is what plan() uses
+        raise RuntimeError(f"ingested cities {sorted(qc['cities'])} differ from the cities found {cities}")
     unmatched = {c: int(len(x.unmatched)) for c, x in xwalks.items()}
 
     store_fp = _cache.store_fingerprint(cfg.store_path, cities)

@@ -810,14 +810,16 @@ def run_pipeline_measured(
 
             class _Ctx:
                 def __enter__(ctx):
-                    if sample_workers:
+                    # a stage run beside another (areas and crosswalks during the ingest) keeps
+                    # the workers' samples labelled with the stage they work for
+                    if sample_workers and not extra.get("overlaps"):
                         client.run(_sampler_label, name)
                     ctx.probe = Probe(client).start()
                     return inner.__enter__()
 
                 def __exit__(ctx, *exc):
                     r = inner.__exit__(*exc)
-                    if sample_workers:
+                    if sample_workers and not extra.get("overlaps"):
                         client.run(_sampler_label, "-")
                     m = ctx.probe.stop()
                     m["epoch"] = (ctx.probe.epoch0, ctx.probe.epoch1)

@@ -17,6 +17,8 @@
 #     run(command="bash scripts/device_scaling.sh", carry=[".whl"], timeout_s=600)
 #
 # Environment knobs: CITIES ("Lyon Toulouse"), SCALE (1.0), DAYS (14), WORKERS ("16 1 4 2 8"),
+# FLATNESS (1: the D vs 2D days run at the end, if time is left; 0: never),
+# PUBLIC_AFTER (the worker count after whose suite the public way runs; default the last),
 # BUDGET_S (480: no optional step starts after this many seconds), OUT (default /tmp/cpc-scaling).
 # On any machine with the project's .venv (or network for scripts/setup.sh) it runs as is,
 # e.g. `CITIES=Lyon SCALE=0.1 DAYS=3 WORKERS="1 2" bash scripts/device_scaling.sh` as a dry run.
@@ -52,6 +54,7 @@ CITIES=${CITIES:-"Lyon Toulouse"}
 SCALE=${SCALE:-1.0}
 DAYS=${DAYS:-14}
 WORKERS=${WORKERS:-"16 1 4 2 8"}
+PUBLIC_AFTER=${PUBLIC_AFTER:-$(echo "$WORKERS" | awk '{print $NF}')}  # the public way runs after this count
 RUNS=/tmp/cpc-scaling-runs
 export PYTHONUNBUFFERED=1 CPC_BENCH_DIR=${CPC_BENCH_DIR:-/tmp/cpc-bench} TQDM_DISABLE=1
 rm -rf "$RUNS"
@@ -92,25 +95,30 @@ combine() {
 say "dataset: $CITIES, scale $SCALE, $DAYS days (generated with the most workers)"
 $SUITE --workers "$(nproc)" --generate-only --json "$RUNS/dataset.json.skip" || { say "generation failed"; exit 1; }
 
-# ---------------------------------------------------------------- scaling
+public_way() {
+    if [ "$(elapsed)" -lt "$BUDGET_S" ]; then
+        say "public way (pandas, one core)"
+        $SUITE --public-only --json "$RUNS/public.json" || say "public way failed"
+        combine
+    else
+        say "budget spent: no public way"
+    fi
+}
+
+# ---------------------------------------------------------------- scaling (+ public way)
 for n in $WORKERS; do
     if [ "$(elapsed)" -gt "$BUDGET_S" ]; then say "budget spent: skipping $n workers"; continue; fi
     say "suite at $n workers"
     $SUITE --workers "$n" --repeat 1 --no-public --no-flatness --no-figures --json "$RUNS/w$n.json" \
         --md "$RUNS/w$n.md" || say "suite at $n workers failed"
+    [ -f "$RUNS/w$n.md" ] && cp "$RUNS/w$n.md" "$OUT/suite-w$n.md"
     combine
     say "  done"
+    [ "$n" = "$PUBLIC_AFTER" ] && public_way
 done
-[ -f "$RUNS/w16.md" ] && cp "$RUNS/w16.md" "$OUT/suite-w16.md"
-[ -f "$RUNS/w1.md" ] && cp "$RUNS/w1.md" "$OUT/suite-w1.md"
 
-# ---------------------------------------------------------------- public way, flatness
-if [ "$(elapsed)" -lt "$BUDGET_S" ]; then
-    say "public way (pandas, one core)"
-    $SUITE --public-only --json "$RUNS/public.json" || say "public way failed"
-    combine
-fi
-if [ "$(elapsed)" -lt $(( BUDGET_S - 60 )) ]; then
+# ---------------------------------------------------------------- flatness
+if [ "${FLATNESS:-1}" = 1 ] && [ "$(elapsed)" -lt $(( BUDGET_S - 60 )) ]; then
     say "memory flatness at $(nproc) workers ($DAYS vs $(( 2 * DAYS )) days)"
     $SUITE --workers "$(nproc)" --repeat 1 --no-public --no-reruns --no-floors --no-figures --json "$RUNS/flatness.json.skip" \
         --md "$OUT/flatness.md" || say "flatness failed"
