@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: Lambert-93, the metric CRS the seed study reprojected tiles and communes to.
 METRIC_CRS = "EPSG:2154"
+#: Bump when :func:`read_tile_grid` changes what it returns: cached copies keyed on it expire.
+TILE_GRID_VERSION = 1
 
 #: Tiles per partition of the parallel crosswalk. A partition of 20k tiles takes a few tenths
 #: of a second (well above dask's ~2 ms per-task overhead) and a NetMob city gives 1-5 of them.

@@ -25,12 +25,12 @@ def key(**parts) -> str:
 
 
 def file_fingerprint(path: str | Path) -> dict:
-    """Path, size and modification time of a local file (URLs: the path only)."""
+    """Path (symlinks resolved), size and modification time of a local file (URLs: the path only)."""
     p = str(path)
     if "://" in p:
         return {"path": p}
     st = os.stat(p)
-    return {"path": os.path.abspath(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": os.path.realpath(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def store_fingerprint(store_path: str, cities: list[str]) -> str:
@@ -45,6 +45,23 @@ def store_fingerprint(store_path: str, cities: list[str]) -> str:
             h.update(np.ascontiguousarray(g[f"{d}_status"][:]).tobytes())
             h.update(np.ascontiguousarray(g[f"{d}_total"][:]).tobytes())
     return h.hexdigest()[:16]
+
+
+def shared_dir() -> Path | None:
+    """A cache shared by every run of this user: ``$CPC_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/cpc`` or ``~/.cache/cpc``; None when it cannot be created.
+
+    Only for derived copies of *local input files* keyed by their fingerprint (the parsed
+    tile grids), never for results: those stay in each run's own folder.
+    """
+    base = os.environ.get("CPC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cpc")
+    try:
+        d = Path(base)
+        d.mkdir(parents=True, exist_ok=True)
+        return d if os.access(d, os.W_OK) else None
+    except OSError:
+        return None
 
 
 def cache_dir(out: str | Path) -> Path:

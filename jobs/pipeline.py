@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -91,14 +92,23 @@ def _tiles_path(cfg: RunConfig, city: str) -> str:
 
 
 def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
-    """The city's tiles, from a GeoParquet copy once the GeoJSON has been read (~15x faster)."""
+    """The city's tiles, from a GeoParquet copy once the GeoJSON has been read (~15x faster).
+
+    The copy of a local GeoJSON goes to the user's shared cache (``jobs._cache.shared_dir``,
+    keyed by the file's path, size and mtime), so runs into other output folders (another
+    grid, a sweep's variants) do not parse it again; a URL's copy stays in the run's folder.
+    """
     src = _tiles_path(cfg, city)
-    k = _cache.key(stage="tiles", src=_cache.file_fingerprint(src))
-    path = _cache.cache_dir(cfg.output.dir) / f"tiles-{city}-{k}.parquet"
+    fp = _cache.file_fingerprint(src)
+    k = _cache.key(stage="tiles", src=fp, reader=geo.TILE_GRID_VERSION)
+    shared = _cache.shared_dir() if "size" in fp else None
+    path = (shared or _cache.cache_dir(cfg.output.dir)) / f"tiles-{city}-{k}.parquet"
     if path.exists():
         return gpd.read_parquet(path)
     tiles = geo.read_tile_grid(src)
-    tiles.to_parquet(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tiles.to_parquet(tmp)
+    os.replace(tmp, path)  # atomic: concurrent runs never read a half-written copy
     return tiles
 
 

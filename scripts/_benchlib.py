@@ -360,12 +360,26 @@ def warm_workers(client) -> None:
     """Import and JIT-compile the library on every worker, outside any measurement."""
 
     def _warm():
-        from cpc_core import correlation, parse, textio  # noqa: F401
+        from cpc_core import correlation, parse, store, textio  # noqa: F401
+
+        store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))
 
         parse.parse_bytes(b"1 2 3\n", ncols=2)
         textio.format_netmob(np.array([1]), np.array([[1, 2]]))
         return True
 
+    def _warm_driver():
+        # the correlation kernel and the store's hour splitter run in this process; a fresh
+        # install compiles them once (~2 s, then numba's on-disk cache): not part of a run
+        import xarray as xr
+
+        from cpc_core import correlation, store
+
+        x = xr.DataArray(np.arange(1.0, 49.0).reshape(1, 48), dims=("area", "hour"))
+        correlation.lagged_correlation(x, x, lags=[0, 1], transform="log", zero_value=0.001, min_pairs=10)
+        store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))
+
+    _warm_driver()
     _warm()  # first here: numba writes its cache, the workers then load it instead of compiling
     client.run(_warm)
 

@@ -17,6 +17,7 @@
 #     run(command="bash scripts/device_scaling.sh", carry=[".whl"], timeout_s=600)
 #
 # Environment knobs: CITIES ("Lyon Toulouse"), SCALE (1.0), DAYS (14), WORKERS ("16 1 4 2 8"),
+# LIGHT (worker counts that measure the first run only, e.g. "8 4 1"),
 # FLATNESS (1: the D vs 2D days run at the end, if time is left; 0: never),
 # PUBLIC_AFTER (the worker count after whose suite the public way runs; default the last),
 # BUDGET_S (480: no optional step starts after this many seconds), OUT (default /tmp/cpc-scaling).
@@ -54,6 +55,7 @@ CITIES=${CITIES:-"Lyon Toulouse"}
 SCALE=${SCALE:-1.0}
 DAYS=${DAYS:-14}
 WORKERS=${WORKERS:-"16 1 4 2 8"}
+LIGHT=${LIGHT:-}  # worker counts measured on the first run only (no floors, no re-runs)
 PUBLIC_AFTER=${PUBLIC_AFTER:-$(echo "$WORKERS" | awk '{print $NF}')}  # the public way runs after this count
 RUNS=/tmp/cpc-scaling-runs
 export PYTHONUNBUFFERED=1 CPC_BENCH_DIR=${CPC_BENCH_DIR:-/tmp/cpc-bench} TQDM_DISABLE=1
@@ -82,7 +84,7 @@ fi
 $PY -c "$need" || { say "environment incomplete"; exit 2; }
 say "python: $PY; $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(free -g | awk '/Mem/{print $2}') GiB"
 # compile the numba kernels once, before 16 workers would each try
-$PY -c "from cpc_core import parse, textio, correlation; import numpy as np; parse.parse_bytes(b'1 2\n', 1); textio.format_netmob(np.array([1]), np.array([[1]]))"
+$PY -c "from cpc_core import parse, textio, correlation, store; import numpy as np; parse.parse_bytes(b'1 2\n', 1); textio.format_netmob(np.array([1]), np.array([[1]])); store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))"
 
 SUITE="$PY scripts/bench_suite.py --cities $CITIES --scale $SCALE --days $DAYS"
 combine() {
@@ -108,8 +110,10 @@ public_way() {
 # ---------------------------------------------------------------- scaling (+ public way)
 for n in $WORKERS; do
     if [ "$(elapsed)" -gt "$BUDGET_S" ]; then say "budget spent: skipping $n workers"; continue; fi
-    say "suite at $n workers"
-    $SUITE --workers "$n" --repeat 1 --no-public --no-flatness --no-figures --json "$RUNS/w$n.json" \
+    flags=""
+    case " $LIGHT " in *" $n "*) flags="--no-floors --no-reruns" ;; esac
+    say "suite at $n workers $flags"
+    $SUITE --workers "$n" --repeat 1 --no-public --no-flatness --no-figures $flags --json "$RUNS/w$n.json" \
         --md "$RUNS/w$n.md" || say "suite at $n workers failed"
     [ -f "$RUNS/w$n.md" ] && cp "$RUNS/w$n.md" "$OUT/suite-w$n.md"
     combine

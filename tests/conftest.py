@@ -32,6 +32,21 @@ SMALL_SPEC = SynthSpec(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_shared_cache(tmp_path_factory):
+    """Runs share parsed tile grids through ``$CPC_CACHE_DIR``: a private one per test session,
+    so tests neither read nor fill the user's ``~/.cache/cpc``."""
+    import os
+
+    old = os.environ.get("CPC_CACHE_DIR")
+    os.environ["CPC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cpc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CPC_CACHE_DIR", None)
+    else:
+        os.environ["CPC_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",

@@ -4,6 +4,7 @@ and against the planted truth; invariance to workers and chunking; stage caching
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,6 +15,7 @@ import shapely
 from distributed import Client, LocalCluster
 from pyproj import Transformer
 
+from cpc_core import geo
 from cpc_core.config import parse_config
 from jobs.pipeline import run_pipeline
 
@@ -212,11 +214,16 @@ def test_same_results_one_worker_and_other_chunks(run, tmp_path):
     np.testing.assert_allclose(other_e["cpc_per_1000"], base_e["cpc_per_1000"], rtol=1e-6)
 
 
-def test_other_grids(run, client, tmp_path):
+def test_other_grids(run, client, tmp_path, monkeypatch):
     out, _ = run
     (tmp_path / "data").symlink_to(out / "data")
     shared = {"store": str(out / "cube.zarr")}  # another grid on the same cube: no re-ingest
+    # the tile GeoJSONs were parsed by the base run: another output folder reuses the shared copy
+    parsed = []
+    orig = geo.read_tile_grid
+    monkeypatch.setattr(geo, "read_tile_grid", lambda *a, **k: parsed.append(a[0]) or orig(*a, **k))
     res = run_pipeline(make_cfg(tmp_path, areas={"grid": "square", "square_m": 1000}, ingest=shared), client)
+    assert parsed == []
     sq = pd.read_csv(tmp_path / "communes.csv")
     assert sq["commune"].str.startswith("sq1000_").all() and sq["population"].isna().all()
     base = pd.read_csv(out / "communes.csv")
@@ -227,6 +234,15 @@ def test_other_grids(run, client, tmp_path):
     dep = pd.read_csv(tmp_path / "communes.csv")
     assert sorted(dep["commune"]) == ["D05", "D12"]
     assert dep["youtube"].sum() == pytest.approx(base["youtube"].sum(), rel=1e-6)
+    # a changed GeoJSON (new mtime) is parsed again, never served from the stale copy
+    lyon = out / "data" / "netmob" / "Lyon" / "Lyon.geojson"
+    st = lyon.stat()
+    os.utime(lyon, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        run_pipeline(make_cfg(tmp_path, areas={"grid": "departments"}, ingest=shared), client)
+    finally:
+        os.utime(lyon, ns=(st.st_atime_ns, st.st_mtime_ns))  # the session's run fixture is shared
+    assert [Path(p).name for p in parsed] == ["Lyon.geojson"]
 
 
 @pytest.mark.slow
