@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     spec = bl.DataSpec(cities=tuple(args.cities), scale=args.scale, days=args.days)
     work = args.root / f"work-estimate-{spec.tag}"
     shutil.rmtree(work, ignore_errors=True)
+    os.environ["CPC_CACHE_DIR"] = str(work / "user-cache")  # fresh: the first run parses the tile grids
     work.mkdir(parents=True)
     cube = str(work / "cube.zarr")
     lags = bl.LAGS
