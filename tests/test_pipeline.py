@@ -180,9 +180,34 @@ def test_outputs_and_disclosure(run):
     assert all(v == 0 for v in run_json["unmatched_tiles"].values())
 
 
+def test_poi_outputs_against_point_in_polygon(run):
+    """POI counts per commune against shapely's covers on the raw files; the POI table of the
+    top tiles has the paper's Table 4 columns and only categories with >= min_n POIs."""
+    from cpc_core.profiles import POI_COVARIATE_CATEGORIES
+
+    out, _ = run
+    pois = pd.read_csv(out / "data" / "covariates" / "poi.csv")
+    com = gpd.read_file(out / "data" / "geo" / "communes.gpkg").to_crs("EPSG:2154")
+    pts = gpd.GeoSeries(gpd.points_from_xy(pois["lon"], pois["lat"]), crs="EPSG:4326").to_crs("EPSG:2154")
+    counts = pd.read_csv(out / "poi_counts.csv", dtype={"commune": str}).set_index("commune")
+    checked = 0
+    for cat in POI_COVARIATE_CATEGORIES[:3]:
+        sel = (pois["category"] == cat).to_numpy()
+        for code, geom in zip(com["commune"].astype(str), com.geometry, strict=True):
+            expect = int(sum(geom.covers(p) for p in pts[sel]))
+            assert counts.loc[code, f"poi_{cat}"] == expect, (cat, code)
+            checked += expect
+    assert checked > 0
+    table = pd.read_csv(out / "poi_top_tiles.csv")
+    assert list(table.columns) == ["measure", "category", "n", "mean_value_per_poi"]
+    assert (table["n"] >= 3).all() and set(table["measure"]) <= {"tor_total", "web_adult_total", "youtube_total", "cpc"}
+
+
 def test_rerun_with_other_lag_reuses_stages(run, client):
     out, _ = run
+    before = (out / "poi_counts.csv").read_text()
     res = run_pipeline(make_cfg(out, estimate={"lag_h": 2}), client)
+    assert (out / "poi_counts.csv").read_text() == before  # from the cache, unchanged
     st = res["run"]["stages"]
     assert st["rollup"]["cached"] and st["crosswalk:Lyon"]["cached"] and st["synth"]["cached"]
     assert st["ingest"]["skipped_complete"] > 0 and st["ingest"]["files_done"] == 0
