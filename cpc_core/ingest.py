@@ -216,13 +216,12 @@ def plan(
         want = store.CityLayout(city, days[0], days[-1], svcs, tiles, dirs)
         layout = store.create_or_extend(store_path, want, compressor=compressor, tile_chunk=tile_chunk)
         layouts[city] = layout
-        g = store.open_city(store_path, city)
         all_days = layout.days
         offsets = netmob.day_offsets(layout.first_day, all_days)
         # only the span of the files found now is planned; other stored days are left alone
         span = [d for d in all_days if days[0] <= d <= days[-1]]
         for direction in dirs:
-            status = g[f"{direction}_status"][:]
+            status, _ = store.file_states(store_path, city, direction)
             for s_name in svcs:
                 si = layout.services.index(s_name)
                 for day in span:
@@ -351,14 +350,12 @@ def qc_report(
         layout = store.read_layout(store_path, city)
         if layout is None:
             continue
-        g = store.open_city(store_path, city)
         days = [d.isoformat() for d in layout.days]
         cinfo: dict = {"tiles": int(len(layout.tiles)), "days": [days[0], days[-1]], "services": list(layout.services),
                        "missing": [], "pending": [], "outages": []}
         inv = {v: k for k, v in store.STATUS.items()}
         for d in layout.directions:
-            st = g[f"{d}_status"][:]
-            tot = g[f"{d}_total"][:]
+            st, tot = store.file_states(store_path, city, d)
             for si, s in enumerate(layout.services):
                 for di, day in enumerate(days):
                     name = inv[int(st[si, di])]

@@ -56,6 +56,7 @@ __all__ = [
     "STATUS",
     "CityLayout",
     "create_or_extend",
+    "file_states",
     "has_hourly",
     "hourly_name",
     "open_city",
@@ -399,6 +400,61 @@ def _split_hours(block, hours, hourly):  # pragma: no cover - numba
         for h in range(n_hours, hourly.shape[1]):
             hourly[t, h] = np.nan
     return total
+
+
+def file_states(store: str, city: str, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(<DIR>_status, <DIR>_total)`` of a city, both (service, day), read whole.
+
+    These arrays have one chunk per file (so that parallel ingest tasks never share a chunk),
+    and zarr reads each chunk through its async pipeline at ~0.35 ms apiece: 80 ms per array
+    for Paris's 231 files, ~2 s for a city ingested with all 68 NetMob services, read several
+    times per run. On a local store the chunk files are read and decoded directly (Paris's two
+    arrays: 17 ms against 150-160 ms through zarr, ~9x); any other store or layout goes
+    through zarr. Chunks never written read as the
+    fill value, as in zarr.
+    """
+    g = open_city(store, city)
+    return _read_per_file_array(g[f"{direction}_status"]), _read_per_file_array(g[f"{direction}_total"])
+
+
+def _read_per_file_array(arr) -> np.ndarray:
+    """The whole of a (service, day) array of (1, 1) chunks; see :func:`file_states`."""
+    import os
+
+    from numcodecs import Zstd
+    from zarr.codecs import BytesCodec
+    from zarr.codecs import ZstdCodec as ZZstd
+    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+
+    sp = arr.store_path
+    codecs = list(arr.metadata.codecs)
+    enc = arr.metadata.chunk_key_encoding
+    dtype = np.dtype(arr.dtype)
+    fast = (
+        isinstance(sp.store, LocalStore)
+        and arr.chunks == (1, 1)
+        and isinstance(enc, DefaultChunkKeyEncoding) and enc.separator == "/"
+        and len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZZstd)
+        and (dtype.itemsize == 1 or codecs[0].endian is None or codecs[0].endian.value == "little")
+    )
+    if not fast:
+        return arr[:]
+    out = np.full(arr.shape, arr.metadata.fill_value, dtype=dtype)
+    root = Path(sp.store.root) / sp.path / "c"
+    if not root.is_dir():
+        return out
+    zstd = Zstd()
+    little = dtype.newbyteorder("<")
+    for row in os.scandir(root):
+        if not row.name.isdigit() or int(row.name) >= arr.shape[0]:
+            continue
+        for cell in os.scandir(row.path):
+            if not cell.name.isdigit() or int(cell.name) >= arr.shape[1]:
+                continue
+            with open(cell.path, "rb") as fh:
+                raw = zstd.decode(fh.read())
+            out[int(row.name), int(cell.name)] = np.frombuffer(raw, dtype=little, count=1)[0]
+    return out
 
 
 def _chunk_encoder(arr):

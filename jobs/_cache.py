@@ -38,12 +38,12 @@ def store_fingerprint(store_path: str, cities: list[str]) -> str:
     h = hashlib.sha256()
     for city in sorted(cities):
         lay = store.read_layout(store_path, city)
-        g = store.open_city(store_path, city)
         h.update(json.dumps([city, str(lay.first_day), str(lay.last_day), lay.services, lay.directions]).encode())
         h.update(np.ascontiguousarray(lay.tiles).tobytes())
         for d in lay.directions:
-            h.update(np.ascontiguousarray(g[f"{d}_status"][:]).tobytes())
-            h.update(np.ascontiguousarray(g[f"{d}_total"][:]).tobytes())
+            status, total = store.file_states(store_path, city, d)
+            h.update(np.ascontiguousarray(status).tobytes())
+            h.update(np.ascontiguousarray(total).tobytes())
     return h.hexdigest()[:16]
 
 

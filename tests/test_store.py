@@ -44,3 +44,31 @@ def test_direct_writer_refuses_unaligned_blocks(tmp_path):
     b = g.create_array("y", shape=(1, 6, 16), chunks=(1, 3, 4), dtype="float32", fill_value=np.nan,
                        compressors=store.codec("lz4"))
     assert not store._write_whole_chunks(b, 0, 0, np.ones((6, 4), np.float32))  # several tile chunks
+
+
+def test_file_states_direct_read_equals_zarr(tmp_path):
+    """The direct read of the per-file arrays gives what zarr gives: written chunks, chunks
+    never written (fill values), after the store was extended, and on a store zarr reads
+    through another path (a file:// URL goes to the same LocalStore; the check is the values)."""
+    import datetime as dt
+
+    lay = store.CityLayout("Nice", dt.date(2019, 3, 29), dt.date(2019, 4, 2), ("Tor", "YouTube"),
+                           np.arange(10, dtype=np.int64), ("DL",))
+    s = str(tmp_path / "c.zarr")
+    store.create_or_extend(s, lay)
+    block = np.arange(10 * 96, dtype=np.float32).reshape(10, 96)
+    store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(dt.date(2019, 3, 29)), block, store.STATUS["ok"])
+    store.write_file_block(s, "Nice", "DL", 0, 2, lay.day_slice(dt.date(2019, 3, 31)), None, store.STATUS["missing"])
+    later = store.CityLayout("Nice", lay.first_day, dt.date(2019, 4, 5), ("Tor", "YouTube", "Web_Adult"),
+                             lay.tiles, ("DL",))
+    store.create_or_extend(s, later)
+    store.write_file_block(s, "Nice", "DL", 2, 6, later.day_slice(dt.date(2019, 4, 4)), block, store.STATUS["partial"])
+    status, total = store.file_states(s, "Nice", "DL")
+    g = store.open_city(s, "Nice")
+    np.testing.assert_array_equal(status, g["DL_status"][:])
+    np.testing.assert_array_equal(total, g["DL_total"][:])
+    assert status.dtype == np.int8 and total.dtype == np.float64 and status.shape == (3, 8)
+    assert status[1, 0] == store.STATUS["ok"] and total[1, 0] == block.sum(dtype=np.float64)
+    assert status[0, 2] == store.STATUS["missing"] and np.isnan(total[0, 2])
+    assert status[2, 6] == store.STATUS["partial"] and (status == 0).sum() == 3 * 8 - 3
+    assert np.isnan(total[status == 0]).all()
