@@ -154,12 +154,14 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     out = np.empty((1, weights.shape[0], sum(n_hours)), dtype=np.float32)
     tiles = np.zeros((1, n_tiles), dtype=np.float64)
     col = 0
+    buf = np.empty((n_tiles, store.HOURS_PAD), dtype=np.float32) if step == 1 else None
     for a in range(d0, d1, step):
         b = min(a + step, d1)
-        blk = arr[si, :, a:b, :]  # (tiles, days, 25)
+        # large cities: one day chunk per read, decoded in place; small ones: several per call
+        blk = store.read_day_chunk(arr, si, a, buf)[:, None, :] if step == 1 else arr[si, :, a:b, :]
         for k in range(b - a):
             nh = n_hours[a - d0 + k]
-            full = blk[:, k, :]  # contiguous when one day is read per call (large cities)
+            full = blk[:, k, :]  # (tiles, 25)
             out[0, :, col : col + nh] = (weights @ full)[:, :nh]
             day = full[:, :nh]
             part = day.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare

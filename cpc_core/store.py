@@ -457,6 +457,55 @@ def _read_per_file_array(arr) -> np.ndarray:
     return out
 
 
+def _chunk_decoder(arr):
+    """A function decoding one stored chunk's bytes into a given C-contiguous array, or None.
+
+    The counterpart of :func:`_chunk_encoder`, for the same layouts: little-endian bytes, then
+    blosc or nothing.
+    """
+    from numcodecs import Blosc
+    from zarr.codecs import BloscCodec as ZBlosc
+    from zarr.codecs import BytesCodec
+
+    codecs = list(arr.metadata.codecs)
+    if not codecs or not isinstance(codecs[0], BytesCodec) or np.dtype(arr.dtype).byteorder == ">":
+        return None
+    if len(codecs) == 1:
+        def raw(data, out):
+            out.view(np.uint8).reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
+        return raw
+    if len(codecs) == 2 and isinstance(codecs[1], ZBlosc):
+        blosc = Blosc()
+        return lambda data, out: blosc.decode(data, out=out.view(np.uint8).reshape(-1))
+    return None
+
+
+def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | None = None) -> np.ndarray:
+    """One whole (tiles, 25) chunk of an hourly array, decoded straight into ``out``.
+
+    zarr decodes a chunk into its own buffer and then copies it into the selection's output
+    (~2x the decode for these 8 MB chunks); on a local store with the layout cpc writes, the
+    chunk file is read and decoded in place. A chunk never written reads as NaN (the fill
+    value), as through zarr; any other store or layout goes through zarr.
+    """
+    n_tiles, pad = arr.shape[1], arr.shape[3]
+    if out is None:
+        out = np.empty((n_tiles, pad), dtype=np.float32)
+    sp = arr.store_path
+    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) and arr.chunks == (1, n_tiles, 1, pad) else None
+    if decode is None:
+        out[:] = arr[service_index, :, day_index, :]
+        return out
+    path = Path(sp.store.root) / f"{sp.path}/{arr.metadata.encode_chunk_key((service_index, 0, day_index, 0))}"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        out.fill(np.nan)
+        return out
+    decode(data, out)
+    return out
+
+
 def _chunk_encoder(arr):
     """A function encoding one chunk exactly as the array's codecs would, or None.
 

@@ -72,3 +72,27 @@ def test_file_states_direct_read_equals_zarr(tmp_path):
     assert status[0, 2] == store.STATUS["missing"] and np.isnan(total[0, 2])
     assert status[2, 6] == store.STATUS["partial"] and (status == 0).sum() == 3 * 8 - 3
     assert np.isnan(total[status == 0]).all()
+
+
+@pytest.mark.parametrize("compressor", ["lz4", "zstd", "blosc-zstd", "none"])
+def test_read_day_chunk_equals_zarr(tmp_path, compressor):
+    """The in-place reader of hourly day chunks gives zarr's values, NaN for a chunk never
+    written, and falls back to zarr where it has no decoder (plain zstd)."""
+    import datetime as dt
+
+    lay = store.CityLayout("Nice", dt.date(2019, 3, 30), dt.date(2019, 4, 1), ("Tor",),
+                           np.arange(13, dtype=np.int64), ("DL",))
+    s = str(tmp_path / "c.zarr")
+    store.create_or_extend(s, lay, compressor=compressor)
+    rng = np.random.default_rng(1)
+    day = dt.date(2019, 3, 31)  # 92 slots: 23 hours, two padding columns
+    block = rng.integers(0, 9000, (13, 92)).astype(np.float32)
+    block[4, 7] = np.nan
+    store.write_file_block(s, "Nice", "DL", 0, 1, lay.day_slice(day), block, store.STATUS["partial"])
+    arr = store.open_city(s, "Nice")["DL_hourly"]
+    got = store.read_day_chunk(arr, 0, 1)
+    np.testing.assert_array_equal(got, arr[0, :, 1, :])
+    np.testing.assert_allclose(got[:, :23], block.astype(np.float64).reshape(13, 23, 4).sum(axis=2), rtol=1e-7)
+    assert np.isnan(got[4, 1]) and np.isnan(got[:, 23:]).all() and np.isfinite(np.delete(got[:, :23], 4, 0)).all()
+    buf = np.zeros((13, 25), np.float32)
+    assert store.read_day_chunk(arr, 0, 2, buf) is buf and np.isnan(buf).all()  # never written
