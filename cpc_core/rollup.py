@@ -138,37 +138,48 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     return hourly, tiles
 
 
+def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...]):
+    """Yield ``(tiles, 25)`` blocks of local days ``d0:d1`` of an hourly array, with their hours.
+
+    The read pattern of the hourly rollup (also the benchmark's floor of it): large cities read
+    one day chunk per call, decoded in place (:func:`cpc_core.store.read_day_chunk`; the yielded
+    block is reused, so use it before the next one); small ones read several days per call,
+    where zarr's ~0.5 ms per call would otherwise dominate. ``n_hours[i]`` hours of day
+    ``d0 + i`` are data, the rest of the 25 columns is padding.
+    """
+    from cpc_core import store
+
+    n_tiles = arr.shape[1]
+    step = int(np.clip(_READ_VALUES // max(n_tiles * store.HOURS_PAD, 1), 1, d1 - d0))
+    buf = np.empty((n_tiles, store.HOURS_PAD), dtype=np.float32) if step == 1 else None
+    for a in range(d0, d1, step):
+        b = min(a + step, d1)
+        blk = store.read_day_chunk(arr, si, a, buf)[:, None, :] if step == 1 else arr[si, :, a:b, :]
+        for k in range(b - a):
+            yield blk[:, k, :], n_hours[a - d0 + k]
+
+
 def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
                         n_hours: tuple[int, ...], weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Read local days ``d0:d1`` of the hourly tile array and reduce them to areas at once.
 
-    ``n_hours[i]`` is the number of hours of day ``d0 + i`` (23, 24 or 25); the rest of its
-    row is padding. Returns ``(hourly (1, areas, sum(n_hours)) float32, tile sums (1, tiles)
-    float64)``. Each read is one or more whole day chunks.
+    ``n_hours[i]`` is the number of hours of day ``d0 + i`` (23, 24 or 25). Returns
+    ``(hourly (1, areas, sum(n_hours)) float32, tile sums (1, tiles) float64)``.
     """
     from cpc_core import store
 
     arr = store.open_city(store_path, city)[store.hourly_name(direction)]
-    n_tiles = arr.shape[1]
-    step = int(np.clip(_READ_VALUES // max(n_tiles * store.HOURS_PAD, 1), 1, d1 - d0))
     out = np.empty((1, weights.shape[0], sum(n_hours)), dtype=np.float32)
-    tiles = np.zeros((1, n_tiles), dtype=np.float64)
+    tiles = np.zeros((1, arr.shape[1]), dtype=np.float64)
     col = 0
-    buf = np.empty((n_tiles, store.HOURS_PAD), dtype=np.float32) if step == 1 else None
-    for a in range(d0, d1, step):
-        b = min(a + step, d1)
-        # large cities: one day chunk per read, decoded in place; small ones: several per call
-        blk = store.read_day_chunk(arr, si, a, buf)[:, None, :] if step == 1 else arr[si, :, a:b, :]
-        for k in range(b - a):
-            nh = n_hours[a - d0 + k]
-            full = blk[:, k, :]  # (tiles, 25)
-            out[0, :, col : col + nh] = (weights @ full)[:, :nh]
-            day = full[:, :nh]
-            part = day.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare
-            if not np.isfinite(part).all():
-                part = np.nansum(day, axis=1, dtype=np.float64)
-            tiles[0] += part
-            col += nh
+    for full, nh in day_blocks(arr, si, d0, d1, n_hours):
+        out[0, :, col : col + nh] = (weights @ full)[:, :nh]
+        day = full[:, :nh]
+        part = day.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare
+        if not np.isfinite(part).all():
+            part = np.nansum(day, axis=1, dtype=np.float64)
+        tiles[0] += part
+        col += nh
     return out, tiles
 
 

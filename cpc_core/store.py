@@ -421,30 +421,18 @@ def _read_per_file_array(arr) -> np.ndarray:
     """The whole of a (service, day) array of (1, 1) chunks; see :func:`file_states`."""
     import os
 
-    from numcodecs import Zstd
-    from zarr.codecs import BytesCodec
-    from zarr.codecs import ZstdCodec as ZZstd
     from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
     sp = arr.store_path
-    codecs = list(arr.metadata.codecs)
     enc = arr.metadata.chunk_key_encoding
-    dtype = np.dtype(arr.dtype)
-    fast = (
-        isinstance(sp.store, LocalStore)
-        and arr.chunks == (1, 1)
-        and isinstance(enc, DefaultChunkKeyEncoding) and enc.separator == "/"
-        and len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZZstd)
-        and (dtype.itemsize == 1 or codecs[0].endian is None or codecs[0].endian.value == "little")
-    )
-    if not fast:
+    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) and arr.chunks == (1, 1) else None
+    if decode is None or not (isinstance(enc, DefaultChunkKeyEncoding) and enc.separator == "/"):
         return arr[:]
-    out = np.full(arr.shape, arr.metadata.fill_value, dtype=dtype)
+    out = np.full(arr.shape, arr.metadata.fill_value, dtype=np.dtype(arr.dtype))
     root = Path(sp.store.root) / sp.path / "c"
     if not root.is_dir():
         return out
-    zstd = Zstd()
-    little = dtype.newbyteorder("<")
+    cell_value = np.empty((1, 1), dtype=out.dtype)
     for row in os.scandir(root):
         if not row.name.isdigit() or int(row.name) >= arr.shape[0]:
             continue
@@ -452,31 +440,47 @@ def _read_per_file_array(arr) -> np.ndarray:
             if not cell.name.isdigit() or int(cell.name) >= arr.shape[1]:
                 continue
             with open(cell.path, "rb") as fh:
-                raw = zstd.decode(fh.read())
-            out[int(row.name), int(cell.name)] = np.frombuffer(raw, dtype=little, count=1)[0]
+                decode(fh.read(), cell_value)
+            out[int(row.name), int(cell.name)] = cell_value[0, 0]
     return out
+
+
+def _little_endian_bytes(arr) -> bool:
+    """Whether the array's first codec stores its values as little-endian bytes (cpc's layout)."""
+    from zarr.codecs import BytesCodec
+
+    codecs = list(arr.metadata.codecs)
+    if not codecs or not isinstance(codecs[0], BytesCodec) or np.dtype(arr.dtype).byteorder == ">":
+        return False
+    return np.dtype(arr.dtype).itemsize == 1 or codecs[0].endian is None or codecs[0].endian.value == "little"
 
 
 def _chunk_decoder(arr):
     """A function decoding one stored chunk's bytes into a given C-contiguous array, or None.
 
-    The counterpart of :func:`_chunk_encoder`, for the same layouts: little-endian bytes, then
-    blosc or nothing.
+    The counterpart of :func:`_chunk_encoder`, for the layouts cpc creates: little-endian
+    bytes, then blosc (the traffic arrays), zstd (zarr's default, the per-file arrays) or
+    nothing.
     """
-    from numcodecs import Blosc
+    from numcodecs import Blosc, Zstd
     from zarr.codecs import BloscCodec as ZBlosc
-    from zarr.codecs import BytesCodec
+    from zarr.codecs import ZstdCodec as ZZstd
 
-    codecs = list(arr.metadata.codecs)
-    if not codecs or not isinstance(codecs[0], BytesCodec) or np.dtype(arr.dtype).byteorder == ">":
+    if not _little_endian_bytes(arr):
         return None
+    codecs = list(arr.metadata.codecs)
+
+    def raw(data, out):
+        out.view(np.uint8).reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
+
     if len(codecs) == 1:
-        def raw(data, out):
-            out.view(np.uint8).reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
         return raw
     if len(codecs) == 2 and isinstance(codecs[1], ZBlosc):
         blosc = Blosc()
         return lambda data, out: blosc.decode(data, out=out.view(np.uint8).reshape(-1))
+    if len(codecs) == 2 and isinstance(codecs[1], ZZstd):
+        zstd = Zstd()
+        return lambda data, out: raw(zstd.decode(data), out)
     return None
 
 
@@ -513,10 +517,9 @@ def _chunk_encoder(arr):
     """
     from numcodecs import Blosc
     from zarr.codecs import BloscCodec as ZBlosc
-    from zarr.codecs import BytesCodec
 
     codecs = list(arr.metadata.codecs)
-    if not codecs or not isinstance(codecs[0], BytesCodec) or np.dtype(arr.dtype).byteorder == ">":
+    if not _little_endian_bytes(arr):
         return None
     if len(codecs) == 1:
         return lambda chunk: chunk.tobytes()

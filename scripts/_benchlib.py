@@ -597,18 +597,11 @@ def cube_read_store(
 
 def _read_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
                       n_hours: tuple[int, ...]) -> float:
-    """Read days ``d0:d1`` of the hourly tile array as ``rollup._rollup_hourly_task`` does; sum."""
+    """Read days ``d0:d1`` of the hourly tile array as the rollup does (``rollup.day_blocks``); sum."""
     from cpc_core import rollup, store
 
     arr = store.open_city(store_path, city)[store.hourly_name(direction)]
-    step = int(np.clip(rollup._READ_VALUES // max(arr.shape[1] * store.HOURS_PAD, 1), 1, d1 - d0))
-    buf = np.empty((arr.shape[1], store.HOURS_PAD), dtype=np.float32) if step == 1 else None
-    total = 0.0
-    for a in range(d0, d1, step):
-        blk = store.read_day_chunk(arr, si, a, buf)[:, None, :] if step == 1 else arr[si, :, a : min(a + step, d1), :]
-        for k in range(blk.shape[1]):
-            total += float(blk[:, k, : n_hours[a - d0 + k]].sum(dtype=np.float64))
-    return total
+    return sum(float(blk[:, :nh].sum(dtype=np.float64)) for blk, nh in rollup.day_blocks(arr, si, d0, d1, n_hours))
 
 
 def cube_read_hourly(

@@ -48,8 +48,7 @@ def test_direct_writer_refuses_unaligned_blocks(tmp_path):
 
 def test_file_states_direct_read_equals_zarr(tmp_path):
     """The direct read of the per-file arrays gives what zarr gives: written chunks, chunks
-    never written (fill values), after the store was extended, and on a store zarr reads
-    through another path (a file:// URL goes to the same LocalStore; the check is the values)."""
+    never written (fill values), and chunks written after the store was extended."""
     import datetime as dt
 
     lay = store.CityLayout("Nice", dt.date(2019, 3, 29), dt.date(2019, 4, 2), ("Tor", "YouTube"),
@@ -76,8 +75,8 @@ def test_file_states_direct_read_equals_zarr(tmp_path):
 
 @pytest.mark.parametrize("compressor", ["lz4", "zstd", "blosc-zstd", "none"])
 def test_read_day_chunk_equals_zarr(tmp_path, compressor):
-    """The in-place reader of hourly day chunks gives zarr's values, NaN for a chunk never
-    written, and falls back to zarr where it has no decoder (plain zstd)."""
+    """The in-place reader of hourly day chunks gives zarr's values for every codec cpc
+    offers, and NaN for a chunk never written."""
     import datetime as dt
 
     lay = store.CityLayout("Nice", dt.date(2019, 3, 30), dt.date(2019, 4, 1), ("Tor",),
