@@ -38,6 +38,16 @@ SLOTS_PER_HOUR = 4
 _READ_VALUES = 1 << 16
 
 
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """Per-tile float64 sums of a (tiles, time) block, NaN skipped.
+
+    A plain sum is 3x cheaper than ``nansum`` and NaN is rare, so ``nansum`` runs only when the
+    plain sum comes out non-finite.
+    """
+    part = x.sum(axis=1, dtype=np.float64)
+    return part if np.isfinite(part).all() else np.nansum(x, axis=1, dtype=np.float64)
+
+
 def _rollup_block(block: np.ndarray, weights: sp.csr_matrix) -> np.ndarray:
     """(service=1, tiles, slots) block -> (1, areas, slots // 4) hourly area sums."""
     b = block[0]
@@ -131,10 +141,7 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
             b = min(a + step, h1)
             blk = arr[si, :, a * SLOTS_PER_HOUR : b * SLOTS_PER_HOUR]
             hourly[k, :, a - h0 : b - h0] = _rollup_block(blk[None], weights)[0]
-            part = blk.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare
-            if not np.isfinite(part).all():
-                part = np.nansum(blk, axis=1, dtype=np.float64)
-            tiles[k] += part
+            tiles[k] += _row_sums(blk)
     return hourly, tiles
 
 
@@ -175,10 +182,7 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     for full, nh in day_blocks(arr, si, d0, d1, n_hours):
         out[0, :, col : col + nh] = (weights @ full)[:, :nh]
         day = full[:, :nh]
-        part = day.sum(axis=1, dtype=np.float64)  # 3x cheaper than nansum; NaN is rare
-        if not np.isfinite(part).all():
-            part = np.nansum(day, axis=1, dtype=np.float64)
-        tiles[0] += part
+        tiles[0] += _row_sums(day)
         col += nh
     return out, tiles
 
