@@ -78,12 +78,18 @@ class FileReport:
 
 @dataclass
 class IngestPlan:
-    """Tasks to run, plus what was found complete already (skipped)."""
+    """Tasks to run, plus what was found complete already (skipped).
+
+    ``states`` holds the per-file ``(status, total)`` arrays of every stored (city, direction)
+    as the plan read them: the store's state after the ingest when there are no tasks (a
+    re-run), so the QC report and the store fingerprint need not read them again.
+    """
 
     tasks: list[FileTask]
     skipped: int
     layouts: dict[str, store.CityLayout]
     ignored: list[str]
+    states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def discover(
@@ -202,6 +208,7 @@ def plan(
     tasks: list[FileTask] = []
     skipped = 0
     layouts = {}
+    states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for city in sorted(found):
         files = found[city]
         grid = netmob.CITY_DIMS.get(city)
@@ -220,8 +227,10 @@ def plan(
         offsets = netmob.day_offsets(layout.first_day, all_days)
         # only the span of the files found now is planned; other stored days are left alone
         span = [d for d in all_days if days[0] <= d <= days[-1]]
+        for d in layout.directions:
+            states[city, d] = store.file_states(store_path, city, d)
         for direction in dirs:
-            status, _ = store.file_states(store_path, city, direction)
+            status = states[city, direction][0]
             for s_name in svcs:
                 si = layout.services.index(s_name)
                 for day in span:
@@ -245,7 +254,7 @@ def plan(
                     )
     # biggest work first keeps workers busy to the end; missing files are cheap
     tasks.sort(key=lambda t: (t.path is None, t.key))
-    return IngestPlan(tasks, skipped, layouts, ignored)
+    return IngestPlan(tasks, skipped, layouts, ignored, states)
 
 
 def ingest_file(task: FileTask) -> FileReport:
@@ -322,16 +331,29 @@ def _reject_file(task: FileTask, rep: FileReport, sl: slice, reason: str, data: 
     return rep
 
 
+def read_states(store_path: str, cities: Sequence[str]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Per-file ``(status, total)`` of every stored (city, direction), read once."""
+    out = {}
+    for city in cities:
+        layout = store.read_layout(store_path, city)
+        for d in layout.directions if layout is not None else ():
+            out[city, d] = store.file_states(store_path, city, d)
+    return out
+
+
 def qc_report(
     store_path: str,
     reports: Sequence[FileReport],
     cities: Sequence[str],
     outage_ratio: float = 0.1,
+    states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict:
     """Summarise a run and the store's state.
 
     Outage days are the (service, day) whose stored city total is below ``outage_ratio`` times
-    that service's median daily total (missing days excluded from the median).
+    that service's median daily total (missing days excluded from the median). ``states``:
+    per-file ``(status, total)`` by (city, direction) already read after the run's last write
+    (:func:`read_states`); any (city, direction) not in it is read from the store.
     """
     run = pd.DataFrame([{k: v for k, v in asdict(r).items() if k != "errors"} for r in reports])
     out: dict = {
@@ -355,7 +377,7 @@ def qc_report(
                        "missing": [], "pending": [], "outages": []}
         inv = {v: k for k, v in store.STATUS.items()}
         for d in layout.directions:
-            st, tot = store.file_states(store_path, city, d)
+            st, tot = states[city, d] if states and (city, d) in states else store.file_states(store_path, city, d)
             for si, s in enumerate(layout.services):
                 for di, day in enumerate(days):
                     name = inv[int(st[si, di])]

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import dask
 import dask.array as da
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -46,6 +47,30 @@ def _row_sums(x: np.ndarray) -> np.ndarray:
     """
     part = x.sum(axis=1, dtype=np.float64)
     return part if np.isfinite(part).all() else np.nansum(x, axis=1, dtype=np.float64)
+
+
+@numba.njit(nogil=True, cache=True)
+def _reduce_day(x, nh, indptr, indices, data, out, tiles):  # pragma: no cover - numba
+    """One pass over a (tiles, >= nh) day block: area sums and NaN-skipping tile sums at once.
+
+    ``indptr, indices, data``: the weights in CSC form (column = tile, rows = areas). Adds
+    ``w * x[t, :nh]`` to ``out[area, :]`` (float64; NaN propagates, as in the sparse matmul)
+    and the float64 sum of the non-NaN values of ``x[t, :nh]`` to ``tiles[t]``. Reading the
+    block once instead of twice (scipy's matmul, then numpy's float64 row sums) halves the
+    rollup's compute per day chunk (BENCHMARKS.md, problem 16).
+    """
+    for t in range(x.shape[0]):
+        rs = 0.0
+        for h in range(nh):
+            v = x[t, h]
+            if v == v:
+                rs += v
+        tiles[t] += rs
+        for j in range(indptr[t], indptr[t + 1]):
+            a = indices[j]
+            w = data[j]
+            for h in range(nh):
+                out[a, h] += w * x[t, h]
 
 
 def _rollup_block(block: np.ndarray, weights: sp.csr_matrix) -> np.ndarray:
@@ -176,13 +201,15 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     from cpc_core import store
 
     arr = store.open_city(store_path, city)[store.hourly_name(direction)]
-    out = np.empty((1, weights.shape[0], sum(n_hours)), dtype=np.float32)
+    w = weights if sp.isspmatrix_csc(weights) else sp.csc_matrix(weights)
+    out = np.empty((1, w.shape[0], sum(n_hours)), dtype=np.float32)
     tiles = np.zeros((1, arr.shape[1]), dtype=np.float64)
+    day_sums = np.empty((w.shape[0], store.HOURS_PAD), dtype=np.float64)
     col = 0
     for full, nh in day_blocks(arr, si, d0, d1, n_hours):
-        out[0, :, col : col + nh] = (weights @ full)[:, :nh]
-        day = full[:, :nh]
-        tiles[0] += _row_sums(day)
+        day_sums.fill(0.0)
+        _reduce_day(full, nh, w.indptr, w.indices, w.data, day_sums, tiles[0])
+        out[0, :, col : col + nh] = day_sums[:, :nh]
         col += nh
     return out, tiles
 
@@ -243,7 +270,8 @@ def rollup_store(
     n_time = g[direction].shape[2]
     n_hours = n_time // SLOTS_PER_HOUR
     sidx = tuple(names.index(s) for s in services)
-    wd = dask.delayed(w, pure=True)
+    # the hourly kernel walks the weights tile by tile (CSC); the 15-minute path multiplies (CSR)
+    wd = dask.delayed(w.tocsc() if use_hourly else w, pure=True)
     if use_hourly:
         day_hours = [netmob.slots_per_day(d) // SLOTS_PER_HOUR for d in store.read_layout(store_path, city).days]
         if sum(day_hours) != n_hours:
@@ -301,6 +329,9 @@ def exclude_area_days(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
 
 def window_totals(hourly: xr.DataArray) -> xr.DataArray:
     """Traffic per (service, area) over the window, in float64 (NaN hours skipped)."""
+    if isinstance(hourly.data, np.ndarray):
+        # numpy's nansum with float64 accumulation: ~10x cheaper than xarray's masked float64 copy
+        return hourly.reduce(np.nansum, dim="hour", dtype=np.float64)
     return hourly.astype(np.float64).sum("hour", skipna=True)
 
 

@@ -208,12 +208,15 @@ def create_or_extend(
         g["time"][:] = _time_minutes(out.time)
         g["day"].resize((n_d,))
         g["day"][:] = _day_numbers(out.days)
+    # only arrays whose shape changes: zarr rewrites the metadata of every resize (0.2 s per
+    # re-run for the four arrays of one direction, when nothing had changed)
+    shapes = {d: (n_s, len(out.tiles), n_t) for d in have.directions}
     for d in have.directions:
-        g[d].resize((n_s, len(out.tiles), n_t))
-        if hourly_name(d) in g:
-            g[hourly_name(d)].resize((n_s, len(out.tiles), n_d, HOURS_PAD))
-        g[f"{d}_status"].resize((n_s, n_d))
-        g[f"{d}_total"].resize((n_s, n_d))
+        shapes.update({hourly_name(d): (n_s, len(out.tiles), n_d, HOURS_PAD), f"{d}_status": (n_s, n_d),
+                       f"{d}_total": (n_s, n_d)})
+    for name, shape in shapes.items():
+        if name in g and g[name].shape != shape:
+            g[name].resize(shape)
     for d in directions:
         if d not in have.directions:
             # a new direction of a version-1 store stays version 1: readers pick one layout per city

@@ -33,15 +33,19 @@ def file_fingerprint(path: str | Path) -> dict:
     return {"path": os.path.realpath(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def store_fingerprint(store_path: str, cities: list[str]) -> str:
-    """Hash of what the cube holds: layouts plus every file's status and stored total."""
+def store_fingerprint(store_path: str, cities: list[str], states: dict | None = None) -> str:
+    """Hash of what the cube holds: layouts plus every file's status and stored total.
+
+    ``states``: the per-file ``(status, total)`` arrays by (city, direction) when the caller
+    has just read them (:func:`cpc_core.ingest.read_states`); the rest is read here.
+    """
     h = hashlib.sha256()
     for city in sorted(cities):
         lay = store.read_layout(store_path, city)
         h.update(json.dumps([city, str(lay.first_day), str(lay.last_day), lay.services, lay.directions]).encode())
         h.update(np.ascontiguousarray(lay.tiles).tobytes())
         for d in lay.directions:
-            status, total = store.file_states(store_path, city, d)
+            status, total = states[city, d] if states and (city, d) in states else store.file_states(store_path, city, d)
             h.update(np.ascontiguousarray(status).tobytes())
             h.update(np.ascontiguousarray(total).tobytes())
     return h.hexdigest()[:16]
@@ -52,7 +56,7 @@ def shared_dir() -> Path | None:
     ``$XDG_CACHE_HOME/cpc`` or ``~/.cache/cpc``; None when it cannot be created.
 
     Only for derived copies of *local input files* keyed by their fingerprint (the parsed
-    tile grids), never for results: those stay in each run's own folder.
+    tile grids and POI points, reprojected), never for results: those stay in each run's own folder.
     """
     base = os.environ.get("CPC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cpc")

@@ -10,6 +10,7 @@ from pathlib import Path
 from distributed import Client
 
 from cpc_core import ingest
+from jobs import _cache
 from jobs._compute import map_with_progress
 from jobs._lock import exclusive
 
@@ -51,7 +52,12 @@ def run_ingest(
                            compressor=compressor, tile_chunk=tile_chunk, force=force)
         logger.info("ingest: %d files to do, %d already complete", len(plan.tasks), plan.skipped)
         reports = map_with_progress(client, ingest.ingest_file, plan.tasks, "ingest")
-        qc = ingest.qc_report(store, reports, sorted(plan.layouts), outage_ratio=outage_ratio)
+        planned = sorted(plan.layouts)
+        # the per-file arrays, read once for the report and the fingerprint (the plan's when
+        # nothing was written)
+        states = plan.states if not plan.tasks else ingest.read_states(store, planned)
+        qc = ingest.qc_report(store, reports, planned, outage_ratio=outage_ratio, states=states)
+        qc["store_fingerprint"] = _cache.store_fingerprint(store, planned, states=states)
     qc["skipped_complete"] = plan.skipped
     qc["ignored_paths"] = plan.ignored
     qc["seconds"] = round(time.perf_counter() - t0, 2)

@@ -70,6 +70,50 @@ def test_rollup_store_equals_open_cube_path(cube):
             np.testing.assert_allclose(t3.values, t1.values, rtol=1e-7)  # hours rounded to float32
 
 
+def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
+    """The hourly path's one-pass kernel (area sums and tile sums together) against plain
+    numpy on the 15-minute values: tiles split between two areas with fractional weights, a
+    missing file (a NaN day) and one NaN tile-slot; NaN propagates to exactly the area-hours
+    that contain it, and the tile totals skip it."""
+    import shutil
+
+    from cpc_core import netmob
+
+    s = tmp_path / "holes.zarr"
+    shutil.copytree(cube, s)
+    city = "Lyon"
+    lay = store.read_layout(str(s), city)
+    starts = netmob.day_offsets(lay.first_day, lay.days)
+    si = lay.services.index("Tor")
+
+    def day_slice(di):
+        return slice(int(starts[di]), int(starts[di]) + netmob.slots_per_day(lay.days[di]))
+
+    n = len(lay.tiles)
+    store.write_file_block(str(s), city, "DL", si, 1, day_slice(1), None, store.STATUS["missing"])
+    vals = store.open_cube(str(s), city)["DL"].sel(service="Tor").values  # (tiles, slots)
+    block = vals[:, day_slice(2)].copy()
+    block[3, 9] = np.nan
+    store.write_file_block(str(s), city, "DL", si, 2, day_slice(2), block, store.STATUS["partial"])
+    vals = store.open_cube(str(s), city)["DL"].sel(service="Tor").values.astype(np.float64)
+
+    rng = np.random.default_rng(7)
+    first = np.arange(n) % 4
+    share = rng.uniform(0.1, 0.9, n)
+    rows = np.concatenate([first, (first + 1) % 4])
+    w = sp.csr_matrix((np.concatenate([share, 1 - share]).astype(np.float32),
+                       (rows, np.concatenate([np.arange(n), np.arange(n)]))), shape=(4, n))
+    hourly = vals.reshape(n, -1, 4).sum(axis=2)  # NaN when any slot is NaN
+    dense = w.toarray().astype(np.float64)
+    ref = np.stack([dense[a, dense[a] != 0] @ hourly[dense[a] != 0] for a in range(4)])  # an area's own tiles
+    h, t = rollup.rollup_store(str(s), city, w, list("abcd"), ["Tor"], hours_per_task=48, source="hourly")
+    got, tot = h.values[0], t.values[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    assert np.isnan(ref).any(axis=0).sum() == netmob.slots_per_day(lay.days[1]) // 4 + 1
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    np.testing.assert_allclose(tot, np.nansum(vals, axis=1), rtol=1e-6)
+
+
 def test_version1_store_without_hourly_array(cube, tmp_path):
     """A store written before the hourly array existed: rollup reads the 15-minute array,
     asking for the hourly one fails by name, and extending the store never adds it (its old
