@@ -85,14 +85,27 @@ DONE_STATES = (STATUS["ok"], STATUS["partial"])
 _EPOCH = pd.Timestamp("1970-01-01")
 
 
-def codec(name: str):
+def codec(name: str, array: str = "cube"):
     """Compressor for the traffic arrays by name (``lz4`` default, ``zstd``, ``none``).
 
-    lz4 with byte shuffle was chosen by measurement (``BENCHMARKS.md``): zstd compresses the
-    integer-valued float32 traffic somewhat better but costs about as much CPU as parsing.
+    ``array``: ``"cube"`` (the 15-minute array: written for every file, read rarely) or
+    ``"hourly"`` (the hourly tile array: read by every rollup). With ``lz4`` the hourly array
+    keeps byte shuffle at level 5, which decodes 1.3-2.8x faster than bit shuffle (the
+    rollup's reads); the cube uses bit shuffle at level 1, which encodes up to 2x faster.
+
+    lz4 with bit shuffle at level 1 was chosen by measurement (``BENCHMARKS.md``, problems 8
+    and 18): zstd compresses the float32 traffic better but costs about as much CPU as
+    parsing; against lz4 level 5 with byte shuffle (the default before), bit shuffle at
+    level 1 encodes 1.3-2x faster, decodes as fast and compresses as well or better on
+    integer-valued and on decimal float32 traffic (Tor's mostly-zero chunks excepted, which
+    stay ~70x smaller than raw).
     """
+    if array not in ("cube", "hourly"):
+        raise ValueError(f"array={array!r}; allowed: cube, hourly")
     if name == "lz4":
-        return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+        if array == "hourly":
+            return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+        return BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle")
     if name == "zstd":
         return ZstdCodec(level=1)
     if name == "blosc-zstd":
@@ -289,7 +302,7 @@ def _create_direction(g, direction: str, layout: CityLayout, compressor: str, ti
             chunks=(1, max(1, min(n_tiles, tile_chunk)), 1, HOURS_PAD),
             dtype="float32",
             fill_value=np.nan,
-            compressors=codec(compressor),
+            compressors=codec(compressor, "hourly"),
             config={"write_empty_chunks": True},
             dimension_names=["service", "tile", "day", "local_hour"],
             attributes={"long_name": f"{direction} traffic per tile and UTC hour, one row per local day",
@@ -386,22 +399,36 @@ def _split_hours(block, hours, hourly):  # pragma: no cover - numba
     contiguous; ``hourly`` (tiles, HOURS_PAD): the sum of each hour's 4 slots (float64
     accumulation, NaN when any slot is NaN), NaN-padded past the day's last hour. Returns the
     float64 sum of the non-NaN values (the file total).
+
+    The total adds the float64 hour sums, slot by slot only for an hour with a NaN: a
+    NaN-skipping test on every value kept the loop from vectorising and cost 2.7x the whole
+    split (17 against 6.4 ms for a Paris file; BENCHMARKS.md, problem 17).
     """
     n_tiles, n_slots = block.shape
     n_hours = n_slots // 4
     total = 0.0
     for t in range(n_tiles):
+        row = 0.0
         for h in range(n_hours):
-            acc = 0.0
-            for k in range(4):
-                v = block[t, 4 * h + k]
-                hours[h, t, k] = v
-                acc += v
-                if v == v:
-                    total += v
+            v0 = block[t, 4 * h]
+            v1 = block[t, 4 * h + 1]
+            v2 = block[t, 4 * h + 2]
+            v3 = block[t, 4 * h + 3]
+            hours[h, t, 0] = v0
+            hours[h, t, 1] = v1
+            hours[h, t, 2] = v2
+            hours[h, t, 3] = v3
+            acc = (np.float64(v0) + v1) + (np.float64(v2) + v3)
             hourly[t, h] = acc
+            if acc == acc:
+                row += acc
+            else:
+                for v in (v0, v1, v2, v3):
+                    if v == v:
+                        row += v
         for h in range(n_hours, hourly.shape[1]):
             hourly[t, h] = np.nan
+        total += row
     return total
 
 

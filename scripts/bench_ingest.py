@@ -57,7 +57,8 @@ def codec_micro(store_path: str, city: str, max_chunks: int = 72, repeat: int = 
             )
     raw = sum(c.nbytes for c in chunks)
     impl = {
-        "lz4": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE),
+        "lz4": Blosc(cname="lz4", clevel=1, shuffle=Blosc.BITSHUFFLE),  # store.codec("lz4")
+        "lz4 (before: level 5, byte shuffle)": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE),
         "zstd": Zstd(level=1),
         "blosc-zstd": Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE),
     }

@@ -95,3 +95,21 @@ def test_read_day_chunk_equals_zarr(tmp_path, compressor):
     assert np.isnan(got[4, 1]) and np.isnan(got[:, 23:]).all() and np.isfinite(np.delete(got[:, :23], 4, 0)).all()
     buf = np.zeros((13, 25), np.float32)
     assert store.read_day_chunk(arr, 0, 2, buf) is buf and np.isnan(buf).all()  # never written
+
+
+@pytest.mark.parametrize("n_slots", [92, 96, 100])
+def test_split_hours_against_numpy(n_slots):
+    """The ingest's one-pass split: hour chunks, hourly sums (NaN when a slot is NaN, padded
+    with NaN) and the file total (NaN skipped) equal plain numpy on a block with holes."""
+    rng = np.random.default_rng(n_slots)
+    block = rng.integers(0, 5000, (300, n_slots)).astype(np.float32)
+    block[rng.random(block.shape) < 0.01] = np.nan
+    block[7] = np.nan  # a whole tile missing
+    hours = np.empty((n_slots // 4, 300, 4), np.float32)
+    hourly = np.empty((300, store.HOURS_PAD), np.float32)
+    total = store._split_hours(block, hours, hourly)
+    np.testing.assert_array_equal(hours, block.reshape(300, -1, 4).transpose(1, 0, 2))
+    ref = block.astype(np.float64).reshape(300, -1, 4).sum(axis=2)  # NaN propagates
+    np.testing.assert_array_equal(hourly[:, : n_slots // 4], ref.astype(np.float32))
+    assert np.isnan(hourly[:, n_slots // 4 :]).all()
+    assert total == pytest.approx(np.nansum(block, dtype=np.float64), rel=1e-15)
