@@ -203,9 +203,22 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
         tds["tile_id"] = ("tile_pos", np.concatenate([t["tile"].values for t in tiles]))
         tds["city"] = ("tile_pos", np.concatenate([[c] * t.sizes["tile"] for c, t in zip(cities, tiles, strict=True)]).astype(object))
         tds = tds.drop_vars([v for v in tds.coords if v != "tile_pos"])
-        hds.to_zarr(hpath, mode="w", consolidated=False)
-        tds.to_zarr(tpath, mode="w", consolidated=False)
+        _write_small(hds, hpath)
+        _write_small(tds, tpath)
     return hds, tds
+
+
+def _write_small(ds: xr.Dataset, path: Path) -> None:
+    """Write an in-memory (area x hour or tile) dataset as Zarr: one blosc-lz4 chunk per variable.
+
+    These datasets are a few tens of MB; zarr's default (~1 MB zstd chunks) took 2x the time to
+    write and 1.6x to read for Paris on a 1 km grid (0.15 against 0.07 s per write).
+    """
+    from zarr.codecs import BloscCodec
+
+    enc = {v: {"chunks": ds[v].shape, "compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}
+           for v in ds.data_vars if ds[v].ndim and ds[v].dtype.kind in "fiu"}
+    ds.to_zarr(path, mode="w", consolidated=False, encoding=enc)
 
 
 def _table_hash(df: pd.DataFrame) -> str:
@@ -396,7 +409,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         by_lag_df.to_csv(out / "estimates_by_lag.csv", index=False)
         internal = out / "internal"
         internal.mkdir(exist_ok=True)
-        excluded.to_zarr(internal / "hourly.zarr", mode="w", consolidated=False)
+        _write_small(excluded, internal / "hourly.zarr")
         c_by_area = communes.set_index("commune")["c"]
         tile_area = pd.concat([x.table.assign(city=c) for c, x in xwalks.items()], ignore_index=True)
         tile_area["c"] = tile_area["area"].map(c_by_area).to_numpy() * tile_area["weight"].to_numpy()
@@ -407,7 +420,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
                               "cpc": ("tile_pos", tile_c * tile_tot["tor_total"].values),
                               "tile_id": tile_tot["tile_id"], "city": tile_tot["city"]},
                              attrs={"warning": "tile-level results: internal, never publish (disclosure control)"})
-        tile_ds.to_zarr(internal / "tile_cpc.zarr", mode="w", consolidated=False)
+        _write_small(tile_ds, internal / "tile_cpc.zarr")
     with timer("profiles_poi"):
         outputs.update(_profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key))
     outputs.update({"communes": str(out / "communes.csv"), "rho by lag": str(out / "rho_by_lag.csv"),
