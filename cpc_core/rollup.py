@@ -49,7 +49,7 @@ def _row_sums(x: np.ndarray) -> np.ndarray:
     return part if np.isfinite(part).all() else np.nansum(x, axis=1, dtype=np.float64)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
 def _reduce_day(x, nh, indptr, indices, data, out, tiles):  # pragma: no cover - numba
     """One pass over a (tiles, >= nh) day block: area sums and NaN-skipping tile sums at once.
 
@@ -57,14 +57,15 @@ def _reduce_day(x, nh, indptr, indices, data, out, tiles):  # pragma: no cover -
     ``w * x[t, :nh]`` to ``out[area, :]`` (float64; NaN propagates, as in the sparse matmul)
     and the float64 sum of the non-NaN values of ``x[t, :nh]`` to ``tiles[t]``. Reading the
     block once instead of twice (scipy's matmul, then numpy's float64 row sums) halves the
-    rollup's compute per day chunk (BENCHMARKS.md, problem 16).
+    rollup's compute per day chunk (BENCHMARKS.md, problem 16). ``fastmath={"reassoc"}`` lets
+    the NaN-skipping sum vectorise (1.74 -> 0.92 ms per Paris day chunk) and changes only the
+    order of float64 additions; NaN tests stay exact (no ``nnan`` flag).
     """
     for t in range(x.shape[0]):
         rs = 0.0
         for h in range(nh):
             v = x[t, h]
-            if v == v:
-                rs += v
+            rs += v if v == v else 0.0
         tiles[t] += rs
         for j in range(indptr[t], indptr[t + 1]):
             a = indices[j]
