@@ -227,8 +227,7 @@ def plan(
         offsets = netmob.day_offsets(layout.first_day, all_days)
         # only the span of the files found now is planned; other stored days are left alone
         span = [d for d in all_days if days[0] <= d <= days[-1]]
-        for d in layout.directions:
-            states[city, d] = store.file_states(store_path, city, d)
+        states.update(read_states(store_path, {city: layout}))
         for direction in dirs:
             status = states[city, direction][0]
             for s_name in svcs:
@@ -331,14 +330,10 @@ def _reject_file(task: FileTask, rep: FileReport, sl: slice, reason: str, data: 
     return rep
 
 
-def read_states(store_path: str, cities: Sequence[str]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """Per-file ``(status, total)`` of every stored (city, direction), read once."""
-    out = {}
-    for city in cities:
-        layout = store.read_layout(store_path, city)
-        for d in layout.directions if layout is not None else ():
-            out[city, d] = store.file_states(store_path, city, d)
-    return out
+def read_states(store_path: str, layouts: dict[str, store.CityLayout]
+                ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Per-file ``(status, total)`` of every stored direction of each city, by (city, direction)."""
+    return {(city, d): store.file_states(store_path, city, d) for city, lay in layouts.items() for d in lay.directions}
 
 
 def qc_report(
@@ -377,7 +372,7 @@ def qc_report(
                        "missing": [], "pending": [], "outages": []}
         inv = {v: k for k, v in store.STATUS.items()}
         for d in layout.directions:
-            st, tot = states[city, d] if states and (city, d) in states else store.file_states(store_path, city, d)
+            st, tot = store.file_states(store_path, city, d, known=states)
             for si, s in enumerate(layout.services):
                 for di, day in enumerate(days):
                     name = inv[int(st[si, di])]

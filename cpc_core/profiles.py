@@ -169,6 +169,9 @@ def poi_counts(
 ) -> pd.DataFrame:
     """Count POIs of each category per area (commune covariates), zero where none.
 
+    ``pois``: ``id``, ``category``, ``lon``, ``lat`` (WGS84), or the points of
+    :func:`poi_points`.
+
     Returns
     -------
     pandas.DataFrame

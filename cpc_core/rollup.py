@@ -6,9 +6,11 @@ task reads one (service, all tiles, some hours) block of the cube and returns th
 smaller (areas, hours) block. Raw tile data never moves between workers: measured here at
 ~0.35 GiB/s against ~25 GB/s for memory (``performance.md``).
 
-The weights are one float32 scipy CSR matrix (areas x tiles), shipped once to the workers as a
-single graph key rather than embedded in every task. float32 on purpose: float64 weights were
-4.7x slower and silently promoted the output.
+The weights are one float32 scipy sparse matrix (areas x tiles), shipped once to the workers as
+a single graph key rather than embedded in every task: CSR for the matmul of the 15-minute
+path, CSC for the hourly path's one-pass kernel (:func:`_reduce_day`, which walks it tile by
+tile). float32 on purpose: float64 weights were 4.7x slower in scipy's matmul and silently
+promoted the output.
 
 Missing values propagate: an area-hour is NaN when any of its tile-slots is NaN (a missing
 file, a rejected line). Nothing is zero-filled; the correlation stage excludes NaN hours.
@@ -35,6 +37,9 @@ __all__ = ["combine_cities", "exclude_area_days", "rollup", "rollup_store", "til
 logger = logging.getLogger(__name__)
 
 SLOTS_PER_HOUR = 4
+#: Version of the rollup's arithmetic, part of the key of cached hourly series: 2 = area sums
+#: in float64 by the one-pass kernel (1: float32 inside scipy's matmul).
+ROLLUP_VERSION = 2
 #: Values read per Zarr call in :func:`rollup_store` when a city is small (see there).
 _READ_VALUES = 1 << 16
 
@@ -54,7 +59,8 @@ def _reduce_day(x, nh, indptr, indices, data, out, tiles):  # pragma: no cover -
     """One pass over a (tiles, >= nh) day block: area sums and NaN-skipping tile sums at once.
 
     ``indptr, indices, data``: the weights in CSC form (column = tile, rows = areas). Adds
-    ``w * x[t, :nh]`` to ``out[area, :]`` (float64; NaN propagates, as in the sparse matmul)
+    ``w * x[t, :nh]`` to ``out[area, :]`` (products and sums in float64; NaN propagates, as in
+    the sparse matmul)
     and the float64 sum of the non-NaN values of ``x[t, :nh]`` to ``tiles[t]``. Reading the
     block once instead of twice (scipy's matmul, then numpy's float64 row sums) halves the
     rollup's compute per day chunk (BENCHMARKS.md, problem 16). ``fastmath={"reassoc"}`` lets
@@ -69,7 +75,7 @@ def _reduce_day(x, nh, indptr, indices, data, out, tiles):  # pragma: no cover -
         tiles[t] += rs
         for j in range(indptr[t], indptr[t + 1]):
             a = indices[j]
-            w = data[j]
+            w = np.float64(data[j])
             for h in range(nh):
                 out[a, h] += w * x[t, h]
 
@@ -193,16 +199,19 @@ def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...]):
 
 
 def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
-                        n_hours: tuple[int, ...], weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+                        n_hours: tuple[int, ...], weights: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     """Read local days ``d0:d1`` of the hourly tile array and reduce them to areas at once.
 
-    ``n_hours[i]`` is the number of hours of day ``d0 + i`` (23, 24 or 25). Returns
-    ``(hourly (1, areas, sum(n_hours)) float32, tile sums (1, tiles) float64)``.
+    ``n_hours[i]`` is the number of hours of day ``d0 + i`` (23, 24 or 25); ``weights``
+    (areas x tiles), best in CSC form. Returns ``(hourly (1, areas, sum(n_hours)) float32,
+    tile sums (1, tiles) float64)``; the tile sums skip NaN hours.
     """
     from cpc_core import store
 
     arr = store.open_city(store_path, city)[store.hourly_name(direction)]
     w = weights if sp.isspmatrix_csc(weights) else sp.csc_matrix(weights)
+    if w.shape[1] != arr.shape[1]:  # the numba kernel does not check bounds
+        raise ValueError(f"{store_path}/{city}: weights for {w.shape[1]} tiles, the array has {arr.shape[1]}")
     out = np.empty((1, w.shape[0], sum(n_hours)), dtype=np.float32)
     tiles = np.zeros((1, arr.shape[1]), dtype=np.float64)
     day_sums = np.empty((w.shape[0], store.HOURS_PAD), dtype=np.float64)
@@ -240,6 +249,9 @@ def rollup_store(
         ``"slots"``: the 15-minute array, one hour chunk per read; ``"auto"`` (default):
         hourly when the store has it (layout version >= 2), else slots. Both give the same
         series up to float32 rounding (the hourly path sums a tile's 4 slots before weighting).
+        Tile totals skip NaN at the path's own unit: a NaN hour on the hourly path, a NaN slot
+        on the 15-minute one. The same for ingested data, where NaN always covers a tile's whole
+        file (a missing file, a rejected line).
 
     Returns
     -------

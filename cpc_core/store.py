@@ -93,12 +93,12 @@ def codec(name: str, array: str = "cube"):
     keeps byte shuffle at level 5, which decodes 1.3-2.8x faster than bit shuffle (the
     rollup's reads); the cube uses bit shuffle at level 1, which encodes up to 2x faster.
 
-    lz4 with bit shuffle at level 1 was chosen by measurement (``BENCHMARKS.md``, problems 8
-    and 18): zstd compresses the float32 traffic better but costs about as much CPU as
-    parsing; against lz4 level 5 with byte shuffle (the default before), bit shuffle at
-    level 1 encodes 1.3-2x faster, decodes as fast and compresses as well or better on
-    integer-valued and on decimal float32 traffic (Tor's mostly-zero chunks excepted, which
-    stay ~70x smaller than raw).
+    Chosen by measurement (``BENCHMARKS.md``, problems 8 and 18): zstd compresses the
+    float32 traffic better but costs about as much CPU as parsing; against lz4 level 5 with
+    byte shuffle (the cube's setting before), bit shuffle at level 1 encodes YouTube and
+    Web_Adult chunks 1.1-1.7x and decimal-valued ones ~2x faster (one thread, as in a
+    worker), Tor's mostly-zero ones 1.4x slower, and compresses as well or better (Tor
+    excepted: ~70x instead of ~135x smaller than raw).
     """
     if array not in ("cube", "hourly"):
         raise ValueError(f"array={array!r}; allowed: cube, hourly")
@@ -432,8 +432,11 @@ def _split_hours(block, hours, hourly):  # pragma: no cover - numba
     return total
 
 
-def file_states(store: str, city: str, direction: str) -> tuple[np.ndarray, np.ndarray]:
+def file_states(store: str, city: str, direction: str, known: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(<DIR>_status, <DIR>_total)`` of a city, both (service, day), read whole.
+
+    ``known``: states already read since the store's last write, by (city, direction)
+    (:func:`cpc_core.ingest.read_states`); returned from there when present.
 
     These arrays have one chunk per file (so that parallel ingest tasks never share a chunk),
     and zarr reads each chunk through its async pipeline at ~0.35 ms apiece: 80 ms per array
@@ -443,6 +446,8 @@ def file_states(store: str, city: str, direction: str) -> tuple[np.ndarray, np.n
     through zarr. Chunks never written read as the
     fill value, as in zarr.
     """
+    if known and (city, direction) in known:
+        return known[city, direction]
     g = open_city(store, city)
     return _read_per_file_array(g[f"{direction}_status"]), _read_per_file_array(g[f"{direction}_total"])
 

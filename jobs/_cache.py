@@ -45,7 +45,7 @@ def store_fingerprint(store_path: str, cities: list[str], states: dict | None = 
         h.update(json.dumps([city, str(lay.first_day), str(lay.last_day), lay.services, lay.directions]).encode())
         h.update(np.ascontiguousarray(lay.tiles).tobytes())
         for d in lay.directions:
-            status, total = states[city, d] if states and (city, d) in states else store.file_states(store_path, city, d)
+            status, total = store.file_states(store_path, city, d, known=states)
             h.update(np.ascontiguousarray(status).tobytes())
             h.update(np.ascontiguousarray(total).tobytes())
     return h.hexdigest()[:16]

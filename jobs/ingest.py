@@ -55,7 +55,7 @@ def run_ingest(
         planned = sorted(plan.layouts)
         # the per-file arrays, read once for the report and the fingerprint (the plan's when
         # nothing was written)
-        states = plan.states if not plan.tasks else ingest.read_states(store, planned)
+        states = plan.states if not plan.tasks else ingest.read_states(store, plan.layouts)
         qc = ingest.qc_report(store, reports, planned, outage_ratio=outage_ratio, states=states)
         qc["store_fingerprint"] = _cache.store_fingerprint(store, planned, states=states)
     qc["skipped_complete"] = plan.skipped

@@ -91,31 +91,49 @@ def _tiles_path(cfg: RunConfig, city: str) -> str:
     return cfg.areas.tiles.format(netmob=cfg.netmob_root, city=city)
 
 
-def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
-    """The city's tiles in the metric CRS of the crosswalk, from a GeoParquet copy.
+#: Version of the derived geometry copies (part of their cache keys): bump when what
+#: ``_tile_grid`` or ``_poi_points`` store changes.
+GEOMETRY_CACHE_VERSION = 1
 
-    Every consumer (crosswalk, square grids, the POI table) works in ``crosswalk.crs``, so
-    the copy is reprojected once and stored that way: parsing the GeoJSON is ~15x slower than
-    reading the copy, and reprojecting Paris's 81,731 polygons took another 0.1-0.2 s of each
-    use (twice per grid re-run). The copy of a local GeoJSON goes to the user's shared cache
-    (``jobs._cache.shared_dir``, keyed by the file's path, size and mtime and by the CRS), so
-    runs into other output folders (another grid, a sweep's variants) do not parse it again; a
-    URL's copy stays in the run's folder.
+
+def _cached_geometry(cfg: RunConfig, src: str, name: str, build) -> gpd.GeoDataFrame:
+    """``build()`` (a GeoDataFrame in ``crosswalk.crs``), stored once as GeoParquet.
+
+    The copy of a local file goes to the user's shared cache (``jobs._cache.shared_dir``),
+    keyed by the file's resolved path, size and mtime, the CRS, PROJ's version (a
+    reprojection's result may depend on it) and :data:`GEOMETRY_CACHE_VERSION`, so runs into
+    other output folders (another grid, a sweep's variants) reuse it; a URL's copy stays in the
+    run's folder. Written atomically (temp file + rename): concurrent runs never read half a file.
     """
-    src = _tiles_path(cfg, city)
+    import pyproj
+
     fp = _cache.file_fingerprint(src)
-    k = _cache.key(stage="tiles", src=fp, reader=geo.TILE_GRID_VERSION, crs=cfg.crosswalk.crs)
+    k = _cache.key(stage=name, src=fp, crs=cfg.crosswalk.crs, proj=pyproj.__proj_version__,
+                   version=GEOMETRY_CACHE_VERSION, reader=geo.TILE_GRID_VERSION)
     shared = _cache.shared_dir() if "size" in fp else None
-    path = (shared or _cache.cache_dir(cfg.output.dir)) / f"tiles-{city}-{k}.parquet"
+    path = (shared or _cache.cache_dir(cfg.output.dir)) / f"{name}-{k}.parquet"
     if path.exists():
         # the CRS as configured: the one GeoParquet's PROJJSON gives back is equal but not
         # "exactly the same" to pyproj, and geopandas then reprojects onto itself (0.14 s)
         return gpd.read_parquet(path).set_crs(cfg.crosswalk.crs, allow_override=True)
-    tiles = geo.read_tile_grid(src).to_crs(cfg.crosswalk.crs)
+    frame = build()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tiles.to_parquet(tmp)
-    os.replace(tmp, path)  # atomic: concurrent runs never read a half-written copy
-    return tiles
+    frame.to_parquet(tmp)
+    os.replace(tmp, path)
+    return frame
+
+
+def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
+    """The city's tiles in the metric CRS of the crosswalk, from a cached GeoParquet copy.
+
+    The crosswalk, square grids and the POI table work in ``crosswalk.crs``, so the copy is
+    reprojected once and stored that way: parsing the GeoJSON is ~15x slower than reading the
+    copy, and reprojecting Paris's 81,731 polygons took another 0.1-0.2 s of each use (twice
+    per grid re-run). (Areas from data.gouv's communes reproject the tiles back to WGS84 to
+    select the communes they cover.) Cached by :func:`_cached_geometry`.
+    """
+    src = _tiles_path(cfg, city)
+    return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo.read_tile_grid(src).to_crs(cfg.crosswalk.crs))
 
 
 def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, areas_key: str,
@@ -209,15 +227,21 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
 
 
 def _write_small(ds: xr.Dataset, path: Path) -> None:
-    """Write an in-memory (area x hour or tile) dataset as Zarr: one blosc-lz4 chunk per variable.
+    """Write an in-memory (area x hour or tile) dataset as Zarr, in few large lz4 chunks.
 
     These datasets are a few tens of MB; zarr's default (~1 MB zstd chunks) took 2x the time to
-    write and 1.6x to read for Paris on a 1 km grid (0.15 against 0.07 s per write).
+    write and 1.6x to read for Paris on a 1 km grid (0.15 against 0.07 s per write). One
+    chunk per variable, cut along the first dimension past 256 MiB (blosc refuses buffers over
+    2 GiB: fine grids over many cities reach that).
     """
-    from zarr.codecs import BloscCodec
-
-    enc = {v: {"chunks": ds[v].shape, "compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}
-           for v in ds.data_vars if ds[v].ndim and ds[v].dtype.kind in "fiu"}
+    enc = {}
+    for v in ds.data_vars:
+        var = ds[v]
+        if not var.ndim or var.dtype.kind not in "fiu":
+            continue
+        row = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:])))
+        first = int(max(1, min(var.shape[0], (256 << 20) // row)))
+        enc[v] = {"chunks": (first, *var.shape[1:]), "compressors": [store.codec("lz4", "hourly")]}
     ds.to_zarr(path, mode="w", consolidated=False, encoding=enc)
 
 
@@ -294,22 +318,12 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
 
 
 def _poi_points(cfg: RunConfig) -> gpd.GeoDataFrame:
-    """The POI file's points in the crosswalk's metric CRS, from a cached GeoParquet copy.
+    """The POI file's points in the crosswalk's metric CRS, cached like the tile grids.
 
-    Keyed like the tile grids (the file's path, size and mtime, and the CRS); reading the
-    CSV and reprojecting its points took ~0.1-0.2 s of every run.
+    Reading the CSV and reprojecting its points took ~0.1-0.2 s of every run.
     """
-    fp = _cache.file_fingerprint(cfg.poi_path)
-    k = _cache.key(stage="poi_points", src=fp, crs=cfg.crosswalk.crs)
-    shared = _cache.shared_dir() if "size" in fp else None
-    path = (shared or _cache.cache_dir(cfg.output.dir)) / f"poi-points-{k}.parquet"
-    if path.exists():
-        return gpd.read_parquet(path).set_crs(cfg.crosswalk.crs, allow_override=True)
-    pts = profiles.poi_points(pd.read_csv(cfg.poi_path), cfg.crosswalk.crs)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pts.to_parquet(tmp)
-    os.replace(tmp, path)
-    return pts
+    return _cached_geometry(cfg, cfg.poi_path, "poi-points",
+                            lambda: profiles.poi_points(pd.read_csv(cfg.poi_path), cfg.crosswalk.crs))
 
 
 def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
@@ -356,8 +370,8 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         raise RuntimeError(f"ingested cities {sorted(qc['cities'])} differ from the cities found {cities}")
     unmatched = {c: int(len(x.unmatched)) for c, x in xwalks.items()}
 
-    store_fp = qc.get("store_fingerprint") or _cache.store_fingerprint(cfg.store_path, cities)
-    hkey = _cache.key(stage="hourly", store=store_fp,
+    store_fp = qc["store_fingerprint"]  # computed by the ingest job from the states it read
+    hkey = _cache.key(stage="hourly", store=store_fp, rollup=rollup.ROLLUP_VERSION,
                       xwalks=[_table_hash(x.table) + _table_hash(pd.DataFrame({"u": x.unmatched}))
                               for x in xwalks.values()])
     hourly, tile_tot = compute_hourly(cfg, client, cities, xwalks, timer, hkey)

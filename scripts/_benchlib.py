@@ -367,8 +367,9 @@ def warm_workers(client) -> None:
         store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))
         # the hourly rollup's kernel, on a day block viewed as rollup.day_blocks yields it
         w = sp.csc_matrix(np.ones((1, 2), np.float32))
-        day = np.ones((2, 25), np.float32)[:, None, :][:, 0, :]
-        rollup._reduce_day(day, 24, w.indptr, w.indices, w.data, np.zeros((1, 25)), np.zeros(2))
+        for day in (np.ones((2, 25), np.float32)[:, None, :][:, 0, :],  # large cities: one day per read
+                    np.ones((2, 2, 25), np.float32)[:, 0, :]):  # small ones: several days per read
+            rollup._reduce_day(day, 24, w.indptr, w.indices, w.data, np.zeros((1, 25)), np.zeros(2))
 
         parse.parse_bytes(b"1 2 3\n", ncols=2)
         textio.format_netmob(np.array([1]), np.array([[1, 2]]))

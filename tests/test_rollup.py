@@ -73,8 +73,8 @@ def test_rollup_store_equals_open_cube_path(cube):
 def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
     """The hourly path's one-pass kernel (area sums and tile sums together) against plain
     numpy on the 15-minute values: tiles split between two areas with fractional weights, a
-    missing file (a NaN day) and one NaN tile-slot; NaN propagates to exactly the area-hours
-    that contain it, and the tile totals skip it."""
+    missing file (a NaN day) and one NaN tile-slot on a tile with traffic; NaN propagates to
+    exactly the area-hours that contain it, and the tile totals skip the NaN hours."""
     import shutil
 
     from cpc_core import netmob
@@ -93,7 +93,9 @@ def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
     store.write_file_block(str(s), city, "DL", si, 1, day_slice(1), None, store.STATUS["missing"])
     vals = store.open_cube(str(s), city)["DL"].sel(service="Tor").values  # (tiles, slots)
     block = vals[:, day_slice(2)].copy()
-    block[3, 9] = np.nan
+    busy = int(np.argmax(block[:, 8:12].sum(axis=1)))  # a tile with traffic in that hour
+    assert block[busy, 8:12].sum() > 0
+    block[busy, 9] = np.nan
     store.write_file_block(str(s), city, "DL", si, 2, day_slice(2), block, store.STATUS["partial"])
     vals = store.open_cube(str(s), city)["DL"].sel(service="Tor").values.astype(np.float64)
 
@@ -111,7 +113,9 @@ def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     assert np.isnan(ref).any(axis=0).sum() == netmob.slots_per_day(lay.days[1]) // 4 + 1
     np.testing.assert_allclose(got, ref, rtol=1e-5)
-    np.testing.assert_allclose(tot, np.nansum(vals, axis=1), rtol=1e-6)
+    # tile totals skip NaN hours (the hourly array's unit): the NaN slot drops its whole hour
+    np.testing.assert_allclose(tot, np.nansum(hourly, axis=1), rtol=1e-6)
+    assert tot[busy] < np.nansum(vals[busy]) - 0.5
 
 
 def test_version1_store_without_hourly_array(cube, tmp_path):
