@@ -45,9 +45,22 @@ _MISSING_STYLE = {"facecolor": "white", "edgecolor": "#bdbdbd"}
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+class _Canvas(FigureCanvasAgg):
+    """An Agg canvas that draws only when a figure is rendered.
+
+    geopandas' ``plot`` ends every layer with ``canvas.draw_idle()``, which a non-interactive
+    Agg canvas executes at once as a full draw, constrained layout included: Figure 5 of the
+    20 metropoles (20 maps, two or three layers each) was drawn ~40 times before being saved,
+    17 s on the real commune polygons instead of ~1 s (BENCHMARKS.md, problem 21).
+    """
+
+    def draw_idle(self, *args, **kwargs):
+        pass
+
+
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
+    _Canvas(fig)
     return fig
 
 

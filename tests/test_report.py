@@ -292,3 +292,28 @@ def test_lag_sweep_without_any_defined_rho():
     fig = figures.lag_sweep(pd.DataFrame({"lag_h": [0, 1], "rho": [np.nan, np.nan]}))
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["no commune has a defined rho_j at any lag"]
+
+
+def test_choropleths_draw_once_when_rendered(monkeypatch):
+    """Building Figure 5 draws nothing (geopandas' draw_idle after every layer used to draw the
+    whole figure each time: ~40 draws for 20 metropoles); rendering draws it, and the
+    suppressed areas are still drawn hatched."""
+    import geopandas as gpd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from shapely.geometry import box
+
+    from cpc_core import figures
+
+    draws = []
+    orig = FigureCanvasAgg.draw
+    monkeypatch.setattr(FigureCanvasAgg, "draw", lambda self, *a, **k: (draws.append(1), orig(self, *a, **k))[1])
+    n = 12
+    g = gpd.GeoDataFrame({"cpc_per_1000": np.linspace(1, 50, n), "suppressed": [i % 4 == 0 for i in range(n)],
+                          "city": [f"C{i % 6}" for i in range(n)]},
+                         geometry=[box(i, 0, i + 1, 1) for i in range(n)], crs="EPSG:2154")
+    fig = figures.choropleths(g)
+    assert draws == []
+    assert figures.render(fig, "png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 1 <= len(draws) <= 2
+    hatched = [p for ax in fig.axes for c in ax.collections for p in [c] if c.get_hatch() == "////"]
+    assert len(hatched) == 3  # the three metropoles with a suppressed commune
