@@ -30,8 +30,10 @@ __all__ = [
     "FileReport",
     "FileTask",
     "IngestPlan",
+    "batches",
     "discover",
     "ingest_file",
+    "ingest_files",
     "plan",
     "qc_report",
 ]
@@ -272,7 +274,7 @@ def ingest_file(task: FileTask) -> FileReport:
         store.write_file_block(task.store, k.city, k.direction, task.service_index, task.day_index, sl, None,
                                store.STATUS["missing"])
         return rep
-    tiles = store.open_city(task.store, k.city)["tile"][:]
+    tiles = store.file_arrays(task.store, k.city, k.direction).tiles
     data = _read(task.path)
     rep.nbytes = len(data)
     try:
@@ -314,6 +316,38 @@ def ingest_file(task: FileTask) -> FileReport:
         task.store, k.city, k.direction, task.service_index, task.day_index, sl, block, store.STATUS[state]
     )
     return rep
+
+
+#: Least values per Dask task of the ingest: files smaller than this are grouped (a task's
+#: fixed cost, ~10-15 ms here, was most of the time for the 20 metropoles at 0.1 % of their
+#: tiles). A NetMob file of a real city holds 1.4-7.8 M values: one file per task.
+MIN_TASK_VALUES = 1_000_000
+
+
+def batches(tasks: Sequence[FileTask], layouts: dict[str, store.CityLayout],
+            min_values: int = MIN_TASK_VALUES) -> list[list[FileTask]]:  # fmt: skip
+    """Consecutive tasks grouped so that each group holds at least ``min_values`` values.
+
+    A file's size is taken as its city's tiles x its slots (what it stores, also when missing).
+    Order is kept (the plan puts big work first); a file never straddles two groups.
+    """
+    out: list[list[FileTask]] = []
+    cur: list[FileTask] = []
+    acc = 0
+    for t in tasks:
+        cur.append(t)
+        acc += len(layouts[t.key.city].tiles) * t.ncols
+        if acc >= min_values:
+            out.append(cur)
+            cur, acc = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def ingest_files(tasks: Sequence[FileTask]) -> list[FileReport]:
+    """:func:`ingest_file` for each task in turn (one Dask task for several small files)."""
+    return [ingest_file(t) for t in tasks]
 
 
 def _reject_file(task: FileTask, rep: FileReport, sl: slice, reason: str, data: bytes) -> FileReport:

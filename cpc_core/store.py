@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ __all__ = [
     "STATUS",
     "CityLayout",
     "create_or_extend",
+    "file_arrays",
     "file_states",
     "has_hourly",
     "hourly_name",
@@ -365,8 +367,8 @@ def write_file_block(
     interrupted run may have left. The total is the float64 sum of the stored (non-NaN)
     values, NaN unless ``status`` is a done state.
     """
-    g = open_city(store, city, mode="r+")
-    arr = g[direction]
+    fa = file_arrays(store, city, direction)
+    arr = fa.data
     n_tiles, n_slots = arr.shape[1], time_slice.stop - time_slice.start
     if block is None:
         block = np.full((n_tiles, n_slots), np.nan, dtype=np.float32)
@@ -378,17 +380,73 @@ def write_file_block(
     total = _split_hours(block, hours, hourly)
     if not _write_whole_chunks(arr, service_index, time_slice.start, block, hours=hours):
         arr[service_index, :, time_slice] = block
-    hname = hourly_name(direction)
-    if hname in g:
-        harr = g[hname]
+    harr = fa.hourly
+    if harr is not None:
         if harr.chunks[1] != n_tiles or not _put_chunks(harr, [((service_index, 0, day_index, 0), hourly)]):
             harr[service_index, :, day_index, :] = hourly
     if status not in DONE_STATES:
         total = np.nan
-    g[f"{direction}_total"][service_index, day_index] = total
+    _put_cell(fa.total, service_index, day_index, total)
     # status last: it is what marks the file complete
-    g[f"{direction}_status"][service_index, day_index] = status
+    _put_cell(fa.status, service_index, day_index, status)
     return float(total)
+
+
+def _put_cell(arr, i: int, j: int, value) -> None:
+    """``arr[i, j] = value`` for the per-file arrays (one chunk per cell), written directly."""
+    if arr.chunks != (1, 1) or not _put_chunks(arr, [((i, j), np.full((1, 1), value, dtype=arr.dtype))]):
+        arr[i, j] = value
+
+
+@dataclass(frozen=True)
+class FileArrays:
+    """The arrays an ingest task writes for one (city, direction), and the city's tiles."""
+
+    data: zarr.Array
+    hourly: zarr.Array | None
+    total: zarr.Array
+    status: zarr.Array
+    tiles: np.ndarray
+
+
+_OPENED: dict[tuple, FileArrays] = {}
+
+
+def _stat_key(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def file_arrays(store: str, city: str, direction: str) -> FileArrays:
+    """The arrays :func:`write_file_block` writes and the city's tile list, opened once per process.
+
+    Opening them through zarr took ~13 round trips to its event loop per file (~9 ms: 70 % of
+    a small file's ingest, ~5 % of a Paris file's; BENCHMARKS.md, problem 22). On a local store
+    the handles are kept while the metadata files they were opened from are unchanged (same
+    inode, size and modification time: a resize, an extension or a new store at the same path
+    rewrites them); other stores open them afresh every time.
+    """
+    loc = _location(store)
+    names = (direction, hourly_name(direction), f"{direction}_total", f"{direction}_status", "tile")
+    key = None
+    if "://" not in loc:
+        base = Path(loc).resolve() / city
+        key = (str(base), direction, tuple(_stat_key(base / n / "zarr.json") for n in names))
+        hit = _OPENED.get(key)
+        if hit is not None:
+            return hit
+    g = open_city(store, city, mode="r+")
+    tiles = g["tile"][:]
+    tiles.flags.writeable = False
+    fa = FileArrays(g[direction], g[names[1]] if names[1] in g else None, g[names[2]], g[names[3]], tiles)
+    if key is not None:
+        if len(_OPENED) >= 64:
+            _OPENED.clear()
+        _OPENED[key] = fa
+    return fa
 
 
 @numba.njit(cache=True, nogil=True)
@@ -548,10 +606,11 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
 def _chunk_encoder(arr):
     """A function encoding one chunk exactly as the array's codecs would, or None.
 
-    Only for the layouts cpc creates: little-endian bytes, then blosc or nothing.
+    Only for the layouts cpc creates: little-endian bytes, then blosc, zstd or nothing.
     """
-    from numcodecs import Blosc
+    from numcodecs import Blosc, Zstd
     from zarr.codecs import BloscCodec as ZBlosc
+    from zarr.codecs import ZstdCodec as ZZstd
 
     codecs = list(arr.metadata.codecs)
     if not _little_endian_bytes(arr):
@@ -564,6 +623,9 @@ def _chunk_encoder(arr):
         blosc = Blosc.from_config({"cname": c.cname.name, "clevel": c.clevel, "shuffle": shuffle,
                                    "blocksize": c.blocksize, "typesize": c.typesize})
         return lambda chunk: blosc.encode(chunk.view(np.uint8).reshape(-1))
+    if len(codecs) == 2 and isinstance(codecs[1], ZZstd):
+        zstd = Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
+        return lambda chunk: zstd.encode(chunk.view(np.uint8).reshape(-1))
     return None
 
 

@@ -31,17 +31,20 @@ def map_with_progress(
     *args: Any,
     on_result: Callable[[Any], None] | None = None,
     unit: str = "file",
+    counts: Sequence[int] | None = None,
 ) -> list[Any]:
     """Run ``func(item, *args)`` for every item on the cluster; results in completion order.
 
     The first task error cancels what is still pending and is re-raised, so a failing run
-    stops promptly and names the problem.
+    stops promptly and names the problem. ``counts``: how many ``unit`` each item stands for
+    (an item that is a batch of files), for the progress bar; one each by default.
     """
     if not items:
         return []
     futures = client.map(func, items, *[[a] * len(items) for a in args], pure=False)
+    weight = dict(zip((f.key for f in futures), counts if counts is not None else [1] * len(items), strict=True))
     results = []
-    with progress(len(items), desc, unit) as bar:
+    with progress(sum(weight.values()), desc, unit) as bar:
         ac = as_completed(futures, with_results=False)
         for fut in ac:
             try:
@@ -52,5 +55,5 @@ def map_with_progress(
             if on_result is not None:
                 on_result(res)
             results.append(res)
-            bar.update(1)
+            bar.update(weight[fut.key])
     return results

@@ -51,7 +51,10 @@ def run_ingest(
         plan = ingest.plan(root, store, cities, services, directions, on_error=on_error,
                            compressor=compressor, tile_chunk=tile_chunk, force=force)
         logger.info("ingest: %d files to do, %d already complete", len(plan.tasks), plan.skipped)
-        reports = map_with_progress(client, ingest.ingest_file, plan.tasks, "ingest")
+        # small files travel in groups (a task's fixed cost would dominate them)
+        groups = ingest.batches(plan.tasks, plan.layouts)
+        done = map_with_progress(client, ingest.ingest_files, groups, "ingest", counts=[len(g) for g in groups])
+        reports = [r for group in done for r in group]
         planned = sorted(plan.layouts)
         # the per-file arrays, read once for the report and the fingerprint (the plan's when
         # nothing was written)

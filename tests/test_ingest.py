@@ -288,3 +288,16 @@ def test_fsspec_urls_for_input_and_store(synth_tree, tmp_path, client):
     ids, vals = read_text(synth_tree / "netmob/Nice/Tor/20190329/Nice_Tor_20190329_DL.txt")
     got = ds["DL"].sel(service="Tor", tile=ids).isel(time=slice(0, 96)).values
     np.testing.assert_array_equal(got, vals.astype(np.float32))
+
+
+def test_small_files_are_grouped_into_tasks(synth_tree, tmp_path):
+    """Files smaller than the floor travel in groups that keep the plan's order, hold every
+    task once and reach the floor (but the last); real-size files stay one per task."""
+    p = ingest.plan(str(synth_tree / "netmob"), str(tmp_path / "s.zarr"))
+    size = {id(t): len(p.layouts[t.key.city].tiles) * t.ncols for t in p.tasks}
+    floor = 3 * max(size.values())
+    groups = ingest.batches(p.tasks, p.layouts, min_values=floor)
+    assert [t for g in groups for t in g] == p.tasks
+    assert all(sum(size[id(t)] for t in g) >= floor for g in groups[:-1])
+    assert 1 < len(groups) < len(p.tasks)
+    assert len(ingest.batches(p.tasks, p.layouts, min_values=1)) == len(p.tasks)

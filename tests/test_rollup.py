@@ -54,7 +54,8 @@ def test_rollup_store_equals_open_cube_path(cube):
         ref = reference(ds["DL"].values, assign, 5)
         svc = list(ds["service"].values)
         # the 15-minute path does the same float32 arithmetic as rollup(): identical
-        h2, t2 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=7, source="slots")
+        h2, t2 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=7, source="slots", min_task_values=1)
+        assert len(h2.data.chunks[2]) > 1
         h2, t2 = h2.compute(), t2.compute()
         np.testing.assert_array_equal(h1.values, h2.values)
         np.testing.assert_allclose(t1.values, t2.values)
@@ -63,7 +64,8 @@ def test_rollup_store_equals_open_cube_path(cube):
         # the hourly path (the default on this store) sums slots first: equal up to rounding,
         # with tasks of 1 and of 2 days (the DST day's 23 hours inside a task and at its edge)
         for hours_per_task in (24, 48, 168):
-            h3, t3 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=hours_per_task)
+            h3, t3 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=hours_per_task, min_task_values=1)
+            assert len(h3.data.chunks[2]) == -(-len(store.read_layout(cube, city).days) // (hours_per_task // 24))
             h3, t3 = h3.compute(), t3.compute()
             np.testing.assert_array_equal(h1["hour"].values, h3["hour"].values)
             np.testing.assert_allclose(h3.values, ref, rtol=1e-6)
@@ -108,7 +110,8 @@ def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
     hourly = vals.reshape(n, -1, 4).sum(axis=2)  # NaN when any slot is NaN
     dense = w.toarray().astype(np.float64)
     ref = np.stack([dense[a, dense[a] != 0] @ hourly[dense[a] != 0] for a in range(4)])  # an area's own tiles
-    h, t = rollup.rollup_store(str(s), city, w, list("abcd"), ["Tor"], hours_per_task=48, source="hourly")
+    h, t = rollup.rollup_store(str(s), city, w, list("abcd"), ["Tor"], hours_per_task=48, source="hourly",
+                               min_task_values=1)
     got, tot = h.values[0], t.values[0]
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     assert np.isnan(ref).any(axis=0).sum() == netmob.slots_per_day(lay.days[1]) // 4 + 1
@@ -116,6 +119,22 @@ def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
     # tile totals skip NaN hours (the hourly array's unit): the NaN slot drops its whole hour
     np.testing.assert_allclose(tot, np.nansum(hourly, axis=1), rtol=1e-6)
     assert tot[busy] < np.nansum(vals[busy]) - 0.5
+
+
+def test_small_city_tasks_cover_more_days(cube):
+    """A small city's rollup tasks hold at least ``min_task_values`` tile values: the test
+    cube's ~100-300 tiles make one task per service by default, a week per task without the
+    floor, and the series are the same either way."""
+    ds = store.open_cube(cube, "Nice")
+    n = ds.sizes["tile"]
+    w = _weights(np.arange(n) % 3, 3)
+    n_days = len(store.read_layout(cube, "Nice").days)
+    grouped = rollup.rollup_store(cube, "Nice", w, ["a", "b", "c"], ["Tor", "YouTube"])
+    weekly = rollup.rollup_store(cube, "Nice", w, ["a", "b", "c"], ["Tor", "YouTube"], min_task_values=1)
+    assert grouped[0].data.chunks[2] == (grouped[0].sizes["hour"],)  # one task per service
+    assert len(weekly[0].data.chunks[2]) == -(-n_days // 7)
+    np.testing.assert_array_equal(grouped[0].values, weekly[0].values)
+    np.testing.assert_allclose(grouped[1].values, weekly[1].values, rtol=1e-12)
 
 
 def test_version1_store_without_hourly_array(cube, tmp_path):
