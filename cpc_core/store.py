@@ -393,8 +393,13 @@ def write_file_block(
 
 
 def _put_cell(arr, i: int, j: int, value) -> None:
-    """``arr[i, j] = value`` for the per-file arrays (one chunk per cell), written directly."""
-    if arr.chunks != (1, 1) or not _put_chunks(arr, [((i, j), np.full((1, 1), value, dtype=arr.dtype))]):
+    """``arr[i, j] = value`` for the per-file arrays (one chunk per cell), written directly.
+
+    Atomically (temp file + rename, as zarr does): a status or total cut short by a killed
+    worker would otherwise be an empty chunk that no later run could decode.
+    """
+    if arr.chunks != (1, 1) or not _put_chunks(arr, [((i, j), np.full((1, 1), value, dtype=arr.dtype))],
+                                               atomic=True):
         arr[i, j] = value
 
 
@@ -651,10 +656,11 @@ def _write_whole_chunks(arr, service_index: int, start: int, block: np.ndarray,
     return _put_chunks(arr, [((service_index, 0, h0 + k), hours[k]) for k in range(hours.shape[0])])
 
 
-def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]]) -> bool:
+def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]], atomic: bool = False) -> bool:
     """Encode whole chunks (C-contiguous arrays of the chunk's shape) and store them.
 
     Returns False, writing nothing, when the array's codecs have no direct encoder.
+    ``atomic``: on a local store, write each chunk to a temp file and rename it into place.
     """
     import asyncio
 
@@ -669,8 +675,9 @@ def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]]) -> bool:
              for coords, c in chunks]
     if isinstance(sp.store, LocalStore):
         # plain file writes: zarr's LocalStore makes the folders and a temp file per chunk
-        # (~40 % of a write). A file cut short by a crash is harmless: its status stays
-        # `pending` and the next run rewrites every chunk of that file.
+        # (~40 % of a write). A data chunk cut short by a crash is harmless: its file's
+        # status stays `pending` and the next run rewrites every chunk of that file; the
+        # status and total cells themselves are written atomically (`atomic`).
         root = Path(sp.store.root)
         made: set[Path] = set()
         for key, data in items:
@@ -678,8 +685,11 @@ def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]]) -> bool:
             if path.parent not in made:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made.add(path.parent)
+            target, path = path, (path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path)
             with open(path, "wb") as fh:
                 fh.write(data)
+            if atomic:
+                os.replace(path, target)
         return True
     proto = default_buffer_prototype()
 

@@ -187,34 +187,18 @@ def run_suite(args) -> dict:
 
             if not args.no_reruns:
                 bl.say("re-runs: another lag, another grid")
-                res["rerun_lag"] = bl.run_pipeline_measured(
-                    bl.pipeline_config(
-                        data, cube, work / "run", lag_h=2, figures=not args.no_figures
-                    ),
-                    client,
-                )
-                res["rerun_grid"] = bl.run_pipeline_measured(
-                    bl.pipeline_config(
-                        data, cube, work / "run-square", grid="square", figures=not args.no_figures
-                    ),
-                    client,
-                )
+
+                def rerun(folder: str, **kw):
+                    return bl.pipeline_config(data, cube, work / folder, figures=not args.no_figures, **kw)
+
+                res["rerun_lag"] = bl.run_pipeline_measured(rerun("run", lag_h=2), client)
+                res["rerun_grid"] = bl.run_pipeline_measured(rerun("run-square", grid="square"), client)
                 # the same two re-runs as a user makes them: without the per-stage probes
                 # (two client.run calls per stage to read /proc in every worker), which add
-                # ~0.1-0.3 s to a ~1-3 s run; a third lag, and a fresh folder for the grid so
+                # ~0.1-0.4 s to a ~1-3 s run; a third lag, and a fresh folder for the grid so
                 # that its rollup is not a cache hit
-                res["rerun_lag_plain"] = bl.run_pipeline_plain(
-                    bl.pipeline_config(
-                        data, cube, work / "run", lag_h=3, figures=not args.no_figures
-                    ),
-                    client,
-                )
-                res["rerun_grid_plain"] = bl.run_pipeline_plain(
-                    bl.pipeline_config(
-                        data, cube, work / "run-square-2", grid="square", figures=not args.no_figures
-                    ),
-                    client,
-                )
+                res["rerun_lag_plain"] = bl.run_pipeline_plain(rerun("run", lag_h=3), client)
+                res["rerun_grid_plain"] = bl.run_pipeline_plain(rerun("run-square-2", grid="square"), client)
 
             if not args.no_flatness:
                 spec2 = bl.DataSpec(cities=spec.cities, scale=spec.scale, days=2 * spec.days)

@@ -155,3 +155,23 @@ def test_file_arrays_reopened_when_the_store_changes(tmp_path):
                              ("DL",))
     store.create_or_extend(s, other)
     assert store.file_arrays(s, "Nice", "DL").tiles.tolist() == list(range(100, 107))
+
+
+def test_per_file_cells_are_replaced_atomically(tmp_path, monkeypatch):
+    """A status cell is written to a temp file and renamed into place: a write that dies
+    before the rename leaves the previous value readable, never an empty chunk."""
+    import os
+
+    g = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    a = g.create_array("x", shape=(2, 2), chunks=(1, 1), dtype="int8", fill_value=0)
+    store._put_cell(a, 0, 1, 1)
+
+    def dies(src, dst):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(os, "replace", dies)
+    with pytest.raises(OSError, match="killed"):
+        store._put_cell(a, 0, 1, 2)
+    monkeypatch.undo()
+    assert a[0, 1] == 1
+    assert store._read_per_file_array(a)[0, 1] == 1
