@@ -228,6 +228,24 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     return out, tiles
 
 
+def task_spans(n_tiles: int, n_hours: int, hours_per_task: int, days: int | None = None,
+               min_task_values: int = _MIN_TASK_VALUES) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` blocks of :func:`rollup_store`'s tasks for one service.
+
+    With ``days`` (the hourly array's local days): blocks of ``hours_per_task // 24`` days;
+    without: blocks of ``hours_per_task`` hours of the 15-minute array. Either way a task holds
+    at least ``min_task_values`` tile values (a small city's tasks cover more). The
+    benchmark's read floors use the same blocks, so they read what the rollup's tasks read.
+    """
+    from cpc_core import store
+
+    if days is not None:
+        step = max(1, hours_per_task // 24, -(-min_task_values // max(1, n_tiles * store.HOURS_PAD)))
+        return [(d0, min(d0 + step, days)) for d0 in range(0, days, step)]
+    step = max(1, hours_per_task, -(-min_task_values // max(1, n_tiles * SLOTS_PER_HOUR)))
+    return [(h0, min(h0 + step, n_hours)) for h0 in range(0, n_hours, step)]
+
+
 def rollup_store(
     store_path: str,
     city: str,
@@ -294,15 +312,13 @@ def rollup_store(
     sidx = tuple(names.index(s) for s in services)
     # the hourly kernel walks the weights tile by tile (CSC); the 15-minute path multiplies (CSR)
     wd = dask.delayed(w.tocsc() if use_hourly else w, pure=True)
+    day_hours: list[int] = []  # hours of each local day (hourly path)
     if use_hourly:
         day_hours = [netmob.slots_per_day(d) // SLOTS_PER_HOUR for d in store.read_layout(store_path, city).days]
         if sum(day_hours) != n_hours:
             raise ValueError(f"{store_path}/{city}: {sum(day_hours)} hours in the local days, {n_hours} on the time axis")
-        step = max(1, hours_per_task // 24, -(-min_task_values // max(1, len(tiles) * store.HOURS_PAD)))
-        spans = [(d0, min(d0 + step, len(day_hours))) for d0 in range(0, len(day_hours), step)]
-    else:
-        step = max(1, hours_per_task, -(-min_task_values // max(1, len(tiles) * SLOTS_PER_HOUR)))
-        spans = [(h0, min(h0 + step, n_hours)) for h0 in range(0, n_hours, step)]
+    spans = task_spans(len(tiles), n_hours, hours_per_task, days=len(day_hours) if use_hourly else None,
+                       min_task_values=min_task_values)
     per_service, totals = [], []
     for si in sidx:
         blocks, parts = [], []

@@ -587,18 +587,18 @@ def cube_read_store(
 
     from cpc_core import store
 
+    from cpc_core import rollup
+
     tasks = []
     for city in cities:
         g = store.open_city(store_path, city)
         names = [str(x) for x in g["service"][:]]
-        sidx = tuple(names.index(x) for x in SERVICES)
-        n_hours = g["DL"].shape[2] // 4
-        for h0 in range(0, n_hours, hours_per_task):
-            tasks.append(
-                dask.delayed(_read_store_task, pure=False)(
-                    store_path, city, "DL", sidx, h0, min(h0 + hours_per_task, n_hours)
+        n_tiles, n_hours = g["DL"].shape[1], g["DL"].shape[2] // 4
+        for x in SERVICES:  # one task per service and block, as rollup_store on this array
+            for h0, h1 in rollup.task_spans(n_tiles, n_hours, hours_per_task):
+                tasks.append(
+                    dask.delayed(_read_store_task, pure=False)(store_path, city, "DL", (names.index(x),), h0, h1)
                 )
-            )
     return float(sum(client.compute(tasks, sync=True)))
 
 
@@ -617,17 +617,16 @@ def cube_read_hourly(
     """The floor of the hourly rollup: its tasks and day-chunk reads of ``DL_hourly``, summed."""
     import dask
 
-    from cpc_core import netmob, store
+    from cpc_core import netmob, rollup, store
 
     tasks = []
     for city in cities:
         g = store.open_city(store_path, city)
         names = [str(x) for x in g["service"][:]]
         hours = [netmob.slots_per_day(d) // 4 for d in store.read_layout(store_path, city).days]
-        step = max(1, hours_per_task // 24)
+        spans = rollup.task_spans(g["tile"].shape[0], sum(hours), hours_per_task, days=len(hours))
         for x in SERVICES:
-            for d0 in range(0, len(hours), step):
-                d1 = min(d0 + step, len(hours))
+            for d0, d1 in spans:
                 tasks.append(
                     dask.delayed(_read_hourly_task, pure=False)(
                         store_path, city, "DL", names.index(x), d0, d1, tuple(hours[d0:d1])

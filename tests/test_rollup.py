@@ -180,3 +180,19 @@ def test_exclude_area_days_per_city():
     np.testing.assert_array_equal(np.isnan(out.values[0]), on_day)
     np.testing.assert_array_equal(np.isnan(out.values[2]), on_day)
     assert not np.isnan(out.values[1]).any()
+
+
+@pytest.mark.parametrize("n_tiles", [50, 20_000, 81_731])
+def test_task_spans_cover_the_window_once(n_tiles):
+    """Spans tile the window without gap or overlap; each (but the last) holds a week, or
+    at least the floor of tile values for a small city."""
+    for days in (None, 77):
+        spans = rollup.task_spans(n_tiles, 77 * 24, 168, days=days)
+        n = 77 * 24 if days is None else days
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        per = store.HOURS_PAD if days is not None else 4
+        width = 7 if days is not None else 168
+        for a, b in spans[:-1]:
+            assert (b - a) >= width and ((b - a) == width or (b - a - 1) * n_tiles * per < rollup._MIN_TASK_VALUES)
+            assert (b - a) * n_tiles * per >= rollup._MIN_TASK_VALUES or (b - a) == width
