@@ -317,3 +317,36 @@ def test_choropleths_draw_once_when_rendered(monkeypatch):
     assert 1 <= len(draws) <= 2
     hatched = [p for ax in fig.axes for c in ax.collections for p in [c] if c.get_hatch() == "////"]
     assert len(hatched) == 3  # the three metropoles with a suppressed commune
+
+
+def test_figures_rendered_on_workers_are_the_drivers(run_dir, tmp_path, client):
+    """With a client the figures are rendered on the workers (the pipeline's way): the same
+    files, byte for byte, as rendered on the driver; and an SVG is reproducible (matplotlib's
+    clip-path ids came from uuid4 before)."""
+    cfg = ValidationConfig(figures={"formats": ["png", "svg"]})
+    here = validate.run_validation(run_dir / "communes.csv", tmp_path / "driver", cfg, run_dir=run_dir)
+    there = validate.run_validation(run_dir / "communes.csv", tmp_path / "workers", cfg, run_dir=run_dir,
+                                    client=client)  # fmt: skip
+    names = sorted(Path(p).name for p in here["outputs"].values() if Path(p).parent.name == "figures")
+    assert names == sorted(Path(p).name for p in there["outputs"].values() if Path(p).parent.name == "figures")
+    assert {f"{f}.{x}" for f in FIGURES for x in ("png", "svg")} <= set(names)
+    for n in names:
+        a = (tmp_path / "driver" / "figures" / n).read_bytes()
+        assert a == (tmp_path / "workers" / "figures" / n).read_bytes(), n
+    # the report embeds the same PNGs (it differs otherwise only by its time and folder)
+    def images(which):
+        return re.findall(r'src="data:image/png;base64,([^"]+)"', (tmp_path / which / "report.html").read_text())
+
+    assert len(images("driver")) == len(FIGURES) and images("driver") == images("workers")
+
+
+def test_render_formats_lays_out_once_and_restores_the_engine():
+    from cpc_core import figures
+
+    fig = figures.lag_sweep(pd.DataFrame({"lag_h": [0, 0, 1, 1], "rho": [0.1, 0.2, 0.15, 0.3]}))
+    engine = fig.get_layout_engine()
+    out = figures.render_formats(fig, ["png", "svg", "png"])
+    assert list(out) == ["png", "svg"]
+    assert out["png"][:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in out["svg"][:500]
+    assert fig.get_layout_engine() is engine
+    assert figures.render(fig, "svg") == figures.render(fig, "svg")
