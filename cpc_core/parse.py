@@ -44,6 +44,8 @@ BAD_TILE_ID = 6
 TRUNCATED = 7
 EMPTY_LINE = 8
 NEGATIVE_TILE_ID = 9
+OUT_OF_RANGE = 10
+TILE_ID_RANGE = 11
 DUPLICATE_TILE = 20
 OUTSIDE_GRID = 21
 UNKNOWN_TILE = 22
@@ -58,6 +60,8 @@ REASONS = {
     TRUNCATED: "truncated last line (no newline, too few columns)",
     EMPTY_LINE: "empty line",
     NEGATIVE_TILE_ID: "negative tile id",
+    OUT_OF_RANGE: "value too large to store as float32 (above 3.4e38)",
+    TILE_ID_RANGE: "tile id too large (more than 18 digits)",
     DUPLICATE_TILE: "duplicate tile id",
     OUTSIDE_GRID: "tile id outside the city's grid",
     UNKNOWN_TILE: "tile id not in the city's tile list",
@@ -66,6 +70,13 @@ REASONS = {
 _SP, _TAB, _NL, _CR = 32, 9, 10, 13
 _DOT, _MINUS, _PLUS = 46, 45, 43
 _ZERO, _NINE = 48, 57
+
+#: Digits an int64 accumulates without overflow (10**18 < 2**63): longer digit runs take the
+#: checked path. A 19-digit value wrapped to a negative number before (or, past 2**64, to a
+#: small positive one), and was stored as if it were in the file.
+_MAX_DIGITS = 18
+#: The largest finite float32: a value above it is rejected, never stored as inf.
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -85,7 +96,12 @@ def _count_tokens(buf, start, end):
 
 @numba.njit(cache=True, nogil=True)
 def _parse_value(buf, p, stop):
-    """Parse one non-negative number at ``p``; return (value, new_p, code)."""
+    """Parse one non-negative number at ``p``; return (value, new_p, code).
+
+    Any number of digits: the first 18 of the integer and of the fraction part are exact in an
+    int64, later ones only scale (integer part) or are below float32's precision (fraction);
+    exponents saturate. A value above float32's range is ``OUT_OF_RANGE``, never inf.
+    """
     c = buf[p]
     if c == _MINUS:
         return 0.0, p, NEGATIVE
@@ -95,21 +111,30 @@ def _parse_value(buf, p, stop):
         p += 1
     iv = 0
     nd = 0
+    extra = 0  # integer digits past the first _MAX_DIGITS
     while p < stop:
         d = buf[p] - _ZERO
         if d < 0 or d > 9:
             break
-        iv = iv * 10 + d
+        if nd < _MAX_DIGITS:
+            iv = iv * 10 + d
+        else:
+            extra += 1
         nd += 1
         p += 1
     val = float(iv)
+    if extra:
+        val *= 10.0 ** min(extra, 400)
     if p < stop and buf[p] == _DOT:
         p += 1
         scale = 1.0
         frac = 0
+        nf = 0
         while p < stop and _ZERO <= buf[p] <= _NINE:
-            frac = frac * 10 + (buf[p] - _ZERO)
-            scale *= 10.0
+            if nf < _MAX_DIGITS:
+                frac = frac * 10 + (buf[p] - _ZERO)
+                scale *= 10.0
+            nf += 1
             nd += 1
             p += 1
         val += frac / scale
@@ -123,15 +148,18 @@ def _parse_value(buf, p, stop):
         ev = 0
         ne = 0
         while p < stop and _ZERO <= buf[p] <= _NINE:
-            ev = ev * 10 + (buf[p] - _ZERO)
+            if ev < 100_000:  # saturates: 10**100000 is inf, 10**-100000 is 0
+                ev = ev * 10 + (buf[p] - _ZERO)
             ne += 1
             p += 1
         if ne == 0:
             nd = 0
-        else:
+        elif val != 0.0:  # 0 x 10**huge would be 0 x inf = NaN
             val *= 10.0 ** (esign * ev)
     if nd == 0 or (p < stop and not (buf[p] == _SP or buf[p] == _TAB or buf[p] == _NL or buf[p] == _CR)):
         return 0.0, p, NON_NUMERIC
+    if not val <= _F32_MAX:
+        return 0.0, p, OUT_OF_RANGE
     return val, p, OK
 
 
@@ -170,6 +198,9 @@ def _parse_kernel(buf, ncols, ids, values, status, errcol, ntok):
             ids[line] = tid
             if nd == 0 or (p < n and not (buf[p] == _SP or buf[p] == _TAB)):
                 code = BAD_TILE_ID
+            elif nd > _MAX_DIGITS:
+                code = TILE_ID_RANGE
+                ids[line] = -1  # wrapped: not a tile id
         k = 0
         row = values[line]
         while code == OK:
@@ -182,9 +213,11 @@ def _parse_kernel(buf, ncols, ids, values, status, errcol, ntok):
                 col = k + 1
                 break
             # fast path: a plain integer followed by a separator (what NetMob files hold)
+            # at most _MAX_DIGITS digits: a longer run stops on a digit and takes the checked path
             q = p
             iv = 0
-            while q < n:
+            lim = min(n, p + _MAX_DIGITS)
+            while q < lim:
                 d = np.int64(buf[q]) - _ZERO
                 if d < 0 or d > 9:
                     break
@@ -373,7 +406,7 @@ def _describe(pf: ParsedFile, i: int) -> str:
     reason = REASONS[code]
     if code in (TOO_FEW, TOO_MANY, TRUNCATED):
         return f"{reason}: expected {pf.ncols}, found {int(pf.ntok[i])}"
-    if code in (NON_NUMERIC, NEGATIVE, NAN_VALUE):
+    if code in (NON_NUMERIC, NEGATIVE, NAN_VALUE, OUT_OF_RANGE):
         return f"{reason} in value column {int(pf.errcol[i])}"
     if code in (DUPLICATE_TILE, OUTSIDE_GRID, UNKNOWN_TILE):
         return f"{reason}: {int(pf.tile_ids[i])}"

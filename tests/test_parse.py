@@ -61,7 +61,29 @@ BAD = [
     (b"1.5 1 2 3\n", 3, "tile id is not a non-negative integer", 1),
     (b"-4 1 2 3\n", 3, "negative tile id", 1),
     (b"1 1 2 3x\n", 3, "non-numeric value in value column 3", 1),
+    # overflow: an int64 wrapped these to -9.2e18, 5 and inf before
+    (b"1 1 1e39 3\n", 3, "value too large to store as float32 (above 3.4e38) in value column 2", 1),
+    (b"1 1 2 1e400\n", 3, "value too large to store as float32", 1),
+    (b"1 1 2 3\n2 340282350000000000000000000000000000000 2 3\n", 3, "value too large", 2),
+    (b"18446744073709551716 1 2 3\n", 3, "tile id too large (more than 18 digits)", 1),
 ]
+
+
+@pytest.mark.parametrize("token", [
+    "9223372036854775808",  # 2**63: wrapped to a negative value
+    "18446744073709551621",  # 2**64 + 5: wrapped to 5
+    "99999999999999999999999",
+    "123456789012345678",  # 18 digits: the fast path's limit
+    "1.12345678901234567890123",  # a fraction longer than an int64
+    "0e999999999999999999",  # 0 x 10**huge must stay 0, not NaN
+    "1e-99999999999",
+    "3.4e38",
+])
+def test_long_numbers_are_parsed_exactly_as_python_does(token):
+    pf = parse_bytes(f"7 {token} 1\n".encode(), 2)
+    assert check_file(pf) == []
+    assert pf.tile_ids.tolist() == [7]
+    assert pf.values[0, 0] == np.float32(float(token)), (pf.values[0, 0], float(token))
 
 
 @pytest.mark.parametrize("raw,ncols,reason,line", BAD)
