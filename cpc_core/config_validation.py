@@ -105,6 +105,10 @@ class ColumnsConfig(_Frozen):
     c_lagged: str | None = Field(
         None, description="c at the Table 7 lag, if the table carries it (else estimates_by_lag)"
     )
+    c_floored: str | None = Field(
+        "c_floored",
+        description="the estimate's own flag of floored c_j (re-derived only when absent)",
+    )
 
 
 class CovariateFile(_Frozen):
@@ -183,10 +187,26 @@ class ValidationConfig(_Frozen):
     discover: bool = Field(True, description="look for the files above when not given")
 
     outcome_label: str = "Sexual_violence_per_1000"
-    onion_share: float = Field(0.011, gt=0, le=1)
+    # The method's constants for a table from elsewhere. On a pipeline run's own table the
+    # run's estimate.onion_share, estimate.csam_share and estimate.c_floor are used instead
+    # (jobs/validate.py reads them from the run record): one source per run.
+    onion_share: float = Field(
+        0.011, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
+    )
     porn_share: float = Field(0.41705, gt=0, le=1, description="Figure 1 (global share) only")
-    csam_share: float = Field(0.41502, gt=0, le=1)
-    c_floor: float = Field(1e-5, gt=0)
+    csam_share: float = Field(
+        0.41502, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
+    )
+    c_floor: float = Field(
+        1e-5, gt=0, description="external tables only; a run's table uses estimate.c_floor"
+    )
+    table_lag_h: int | None = Field(
+        None,
+        ge=-48,
+        le=48,
+        description="lag of the table's c_j and rho_j; default: the run's estimate.lag_h for a "
+        "pipeline run's table, else 0 (unlagged)",
+    )
     percent_roles: tuple[str, ...] = Field(
         ("le_pen", "macron"), description="roles given in percent, divided by 100"
     )

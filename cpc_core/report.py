@@ -28,7 +28,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The paper's words of caution (Sections 3-5), shown first and in full in every report.
+#: The paper's words of caution (Sections 3-5) and its stated limits (method.md section 7),
+#: shown first and in full in every report.
 CAUTIONS: tuple[tuple[str, str], ...] = (
     (
         "Area level only (ecological fallacy)",
@@ -59,6 +60,19 @@ CAUTIONS: tuple[tuple[str, str], ...] = (
         "communes with enough recorded cases (a non-random selection of larger communes) and "
         "depends on local reporting behaviour. Official counts are a small fraction of the "
         "estimated number of child victims.",
+    ),
+    (
+        "Zero inflation of the outcome",
+        "About half of the published outcome values are zero. The regressions treat the "
+        "outcome as continuous; zero inflation is handled only by dropping the zero communes "
+        "(Table 6), which changes the sample. No zero-inflated or hurdle model is fitted.",
+    ),
+    (
+        "Spatial dependence not modelled",
+        "Neighbouring communes share traffic, commuters and local conditions, so their "
+        "residuals are likely correlated. The standard errors assume independent communes "
+        "(robust to heteroscedasticity only); no spatial or multilevel model is fitted, "
+        "although the paper names one, so the p-values are likely too small.",
     ),
     (
         "Associations, not causation",

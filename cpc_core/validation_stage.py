@@ -11,7 +11,8 @@ Three steps, each a public function:
 * :func:`prepare` joins the covariate files by commune code, resolves the roles, derives the
   analysis variables (method.md section 6: log traffic per 1000, log cpc per 1000, log
   density, vote shares / 100, standardised POI counts, PC1/PC3 mapped region -> department
-  -> commune, the lagged cpc of Table 7) and flags small areas (disclosure control). For every
+  -> commune, the lagged cpc of Table 7; the unlagged cpc is at lag 0 whatever lag the table
+  was estimated at) and flags small areas (disclosure control). For every
   missing value it records *why* it is missing (no row in a joined file, a missing cell, a
   non-positive value under a log), so each table can say where its rows went.
 * :func:`compute` runs Table 1, Table 2 (Spearman), the dependent-correlation tests and the
@@ -73,6 +74,7 @@ __all__ = [
     "public_communes",
     "to_json",
     "top_communes",
+    "variable_label",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,6 +166,9 @@ _SOURCES: dict[str, str] = {
     "outcome": "role 'outcome'",
     "log_cpc_per_1000_lag": "the lagged c (estimates_by_lag.csv or role 'c_lagged')",
 }
+
+# Optional roles whose absence is normal (c or rho suffices; the others have fallbacks).
+_QUIET_ROLES = ("c", "rho", "c_lagged", "c_floored")
 
 # Filters a model can apply to its rows: name -> (reason text, predicate on the frame).
 _FILTERS = {
@@ -315,6 +320,12 @@ class Prepared:
     notes : tuple of Note
     lag_h : int or None
         The lag of ``log_cpc_per_1000_lag`` when available.
+    table_lag_h : int
+        The lag of the table's ``c`` and ``rho`` (``validation.table_lag_h``; 0 when unset).
+    cpc_lag_h : int
+        The lag of the c_j in ``log_cpc_per_1000``, the "unlagged" variable of Tables 2, 3,
+        5, 6 and of Table 7's first column: 0, unless the table is at another lag and lag 0
+        was not available (then ``table_lag_h``, with a warning note).
     """
 
     frame: pd.DataFrame
@@ -326,6 +337,8 @@ class Prepared:
     disclosure: dict
     notes: tuple[Note, ...]
     lag_h: int | None
+    table_lag_h: int = 0
+    cpc_lag_h: int = 0
 
     @property
     def stats_frame(self) -> pd.DataFrame:
@@ -449,6 +462,66 @@ class _Builder:
         self.why[name] = r
 
 
+def _flags(values: pd.Series) -> pd.Series:
+    """Boolean flags read from a table: bools, 0/1, or the text ``True``/``False``.
+
+    Examples
+    --------
+    >>> _flags(pd.Series([True, "False", "true", 1, None, np.nan])).tolist()
+    [True, False, True, True, False, False]
+    """
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(bool)
+    text = values.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
+                      else str(v).strip().lower())  # fmt: skip
+    return text.isin(("true", "1", "1.0", "yes")).astype(bool)
+
+
+def _floored_from(c: pd.Series, rho: pd.Series | None, c_floor: float) -> pd.Series:
+    """Re-derive "c_j was floored" when the table has no ``c_floored`` column.
+
+    The estimate floors a c_j whose raw value ``onion_share x csam_share x rho_j`` is ``<= 0``
+    (:func:`cpc_core.estimate.correction_factor`), so with rho_j the flag is exactly
+    ``rho_j <= 0``. A positive c_j below the floor (0 < rho_j < rho_j,0) is *not* floored.
+    Without rho_j, a floored c_j can only be recognised by its value: ``c_j <= 0`` (a table
+    that was not floored) or ``c_j`` equal to the floor.
+
+    Examples
+    --------
+    >>> c = pd.Series([4.5e-6, 1e-5, 7e-4])
+    >>> _floored_from(c, pd.Series([0.001, -0.01, 0.2]), 1e-5).tolist()
+    [False, True, False]
+    >>> _floored_from(c, None, 1e-5).tolist()
+    [False, True, False]
+    """
+    if rho is not None:
+        return rho.notna() & (rho <= 0)
+    return c.notna() & ((c <= 0) | np.isclose(c, c_floor, rtol=1e-9, atol=0.0))
+
+
+def _c_at_lag(
+    estimates_by_lag: pd.DataFrame | None, lag: int, index: pd.Index
+) -> tuple[tuple[pd.Series, pd.Series] | None, str]:
+    """c_j at one lag from ``estimates_by_lag`` (values, reason of each missing), or why not."""
+    e = estimates_by_lag
+    if e is None:
+        return None, "no estimates_by_lag"
+    need = {"commune", "lag_h", "c"}
+    if not need <= set(e.columns):
+        return None, f"estimates_by_lag lacks {sorted(need - set(e.columns))}"
+    lags_col = pd.to_numeric(e["lag_h"], errors="coerce")
+    at = e.loc[lags_col == lag]
+    if at.empty:
+        lags = sorted(lags_col.dropna().astype(int).unique().tolist())
+        return None, f"lag {lag} h is not in estimates_by_lag (lags {lags})"
+    at = _index_by_code(at[["commune", "c"]], "commune", "estimates_by_lag")
+    values = _numeric(at["c"]).reindex(index)
+    why = pd.Series("", index=index, dtype=object).where(
+        index.isin(at.index), "no row in estimates_by_lag"
+    )
+    return (values, why), ""
+
+
 def _first_reason(*reasons: pd.Series) -> pd.Series:
     out = reasons[0].copy()
     for r in reasons[1:]:
@@ -480,7 +553,9 @@ def prepare(
         Region x term popularity with the region column named in
         ``config.search_interest.region`` (default ``region``).
     estimates_by_lag : pandas.DataFrame, optional
-        The pipeline's ``estimates_by_lag.csv`` (``commune, lag_h, c, ...``) for Table 7.
+        The pipeline's ``estimates_by_lag.csv`` (``commune, lag_h, c, ...``): c at
+        ``config.lag_h`` for Table 7, and c at lag 0 for the unlagged statistics when the
+        table's c is at another lag (``config.table_lag_h``, see :attr:`Prepared.cpc_lag_h`).
     disclosure : DisclosureThresholds or the run's DisclosureConfig, optional
         Thresholds; ``config.disclosure`` wins, the defaults (500 inhabitants, 3 tiles) last.
     table_name : str
@@ -556,7 +631,7 @@ def prepare(
             f"found; one is needed. Columns found: {found}"
         )
     for role, column in cols.model_dump().items():
-        if column is not None and roles[role] is None and role not in ("c", "rho", "c_lagged"):
+        if column is not None and roles[role] is None and role not in _QUIET_ROLES:
             notes.append(Note("data", f"optional role {role!r}: column {column!r} not found"))
 
     b = _Builder(joined.index)
@@ -595,7 +670,15 @@ def prepare(
     k = config.onion_share * config.csam_share
     if roles["c"] is not None:
         c, why_c = raw("c")
-        floored = c.notna() & (c <= config.c_floor)
+        if roles["c_floored"] is not None:
+            # the estimate's own flag: it knows which c_j it replaced
+            floored = _flags(joined[roles["c_floored"]])
+        else:
+            floored = _floored_from(c, raw("rho")[0] if roles["rho"] is not None else None,
+                                    config.c_floor)  # fmt: skip
+            notes.append(Note("table1", "no c_floored column: floored c_j re-derived as rho_j "
+                                        "<= 0 (the estimate floors c_j <= 0 before flooring), or "
+                                        f"without rho_j as c_j <= 0 or c_j = {config.c_floor:g}"))  # fmt: skip
     else:
         rho_only, why_c = raw("rho")
         c, floored = correction_factor(
@@ -616,8 +699,6 @@ def prepare(
     cpc_rate = c * tor / pop * 1000.0
     why_cpc = _first_reason(why_c, why_pop, why_tor)
     b.put("cpc_per_1000", cpc_rate, why_cpc, "cpc missing")
-    lv, lr = positive(cpc_rate, why_cpc, "tor")
-    b.put("log_cpc_per_1000", np.log(lv), lr, "log cpc per 1000 missing")
 
     v, r = raw("outcome")
     b.put("outcome", v, r, "outcome missing")
@@ -639,37 +720,43 @@ def prepare(
     v, r = raw("n_tiles")
     b.put("n_tiles", v, r, "n_tiles missing")
 
+    # The lags (decisions.md, "Lags of the validation"): the table's c_j is at `table_lag`
+    # (the run's estimate.lag_h); the unlagged statistics (Tables 2, 3, 5, 6 and Table 7's
+    # "no lag" column) need c at lag 0, taken from estimates_by_lag when the table is at
+    # another lag; Table 7's lagged column uses validation.lag_h.
+    table_lag = 0 if config.table_lag_h is None else int(config.table_lag_h)
+    cpc_lag_h = table_lag
+    c0, why_c0 = c, why_c
+    if table_lag != 0:
+        at0, problem = _c_at_lag(estimates_by_lag, 0, joined.index)
+        if at0 is not None:
+            c0, why_c0 = at0
+            cpc_lag_h = 0
+            notes.append(Note("data", f"the commune table's c_j is at Tor lag {table_lag:+d} h "
+                                      "(Table 1, public outputs); the unlagged statistics "
+                                      "(Tables 2, 3, 5, 6 and Table 7's first column) use c_j "
+                                      "at lag 0 from estimates_by_lag"))  # fmt: skip
+        else:
+            notes.append(Note("data", f"c_j at lag 0 is not available ({problem}): the "
+                                      "statistics labelled unlagged use the table's c_j at Tor "
+                                      f"lag {table_lag:+d} h instead (labelled so), and Table 7 "
+                                      "is skipped", "warning"))  # fmt: skip
+    cpc_rate0 = c0 * tor / pop * 1000.0
+    why_cpc0 = _first_reason(why_c0, why_pop, why_tor)
+    lv, lr = positive(cpc_rate0, why_cpc0, "tor")
+    b.put("log_cpc_per_1000", np.log(lv), lr, "log cpc per 1000 missing")
+
     # Table 7: the cpc at the configured lag, from a column or from estimates_by_lag.
-    lag_h = None
+    lag_h, c_lag = None, None
     if roles["c_lagged"] is not None:
         c_lag, why_lag = raw("c_lagged")
         lag_h = config.lag_h
     elif estimates_by_lag is not None:
-        e = estimates_by_lag
-        need = {"commune", "lag_h", "c"}
-        if not need <= set(e.columns):
-            notes.append(Note("table7", f"estimates_by_lag lacks {sorted(need - set(e.columns))}; "
-                                        "no lagged cpc", "warning"))  # fmt: skip
-            c_lag = None
+        at, problem = _c_at_lag(estimates_by_lag, config.lag_h, joined.index)
+        if at is None:
+            notes.append(Note("table7", f"{problem}; no lagged cpc", "warning"))
         else:
-            at = e.loc[pd.to_numeric(e["lag_h"], errors="coerce") == config.lag_h]
-            if at.empty:
-                lags = sorted(
-                    pd.to_numeric(e["lag_h"], errors="coerce").dropna().astype(int).unique()
-                )
-                notes.append(Note("table7", f"lag {config.lag_h} h is not in estimates_by_lag "
-                                            f"(lags {lags}); no lagged cpc", "warning"))  # fmt: skip
-                c_lag = None
-            else:
-                at = _index_by_code(at[["commune", "c"]], "commune", "estimates_by_lag")
-                hit = joined.index.isin(at.index)
-                c_lag = _numeric(at["c"]).reindex(joined.index)
-                why_lag = pd.Series("", index=joined.index, dtype=object).where(
-                    hit, "no row in estimates_by_lag"
-                )
-                lag_h = config.lag_h
-    else:
-        c_lag = None
+            (c_lag, why_lag), lag_h = at, config.lag_h
     if lag_h is not None and c_lag is not None:
         rate = c_lag * tor / pop * 1000.0
         rr = _first_reason(why_lag, why_pop, why_tor)
@@ -749,6 +836,8 @@ def prepare(
         disclosure=disclosure_info,
         notes=tuple(notes),
         lag_h=lag_h,
+        table_lag_h=table_lag,
+        cpc_lag_h=cpc_lag_h,
     )
 
 
@@ -810,11 +899,35 @@ def _search_covariates(
 # --------------------------------------------------------------------------------------------
 
 
-def _label(var: str, config: ValidationConfig, lag_h: int | None = None) -> str:
+def variable_label(
+    var: str, config: ValidationConfig, lag_h: int | None = None, cpc_lag_h: int | None = None
+) -> str:
+    """Display label of an analysis variable, with the lag of each cpc variable.
+
+    Parameters
+    ----------
+    var : str
+        Analysis variable (``"outcome"`` is the configured outcome).
+    config : ValidationConfig
+    lag_h : int, optional
+        Lag of ``log_cpc_per_1000_lag`` (Table 7's second column).
+    cpc_lag_h : int, optional
+        Lag of ``log_cpc_per_1000``; a label states it unless it is 0 (or unknown).
+
+    Examples
+    --------
+    >>> cfg = ValidationConfig()
+    >>> variable_label("log_cpc_per_1000_lag", cfg, -2), variable_label("log_cpc_per_1000", cfg, -2, 0)
+    ('log_cpc_per_1000_lag-2h', 'log_cpc_per_1000')
+    >>> variable_label("log_cpc_per_1000", cfg, cpc_lag_h=-2)
+    'log_cpc_per_1000_lag-2h'
+    """
     if var == "outcome":
         return config.outcome_label
     if var == "log_cpc_per_1000_lag" and lag_h is not None:
         return f"log_cpc_per_1000_lag{lag_h:+d}h"
+    if var == "log_cpc_per_1000" and cpc_lag_h:
+        return f"log_cpc_per_1000_lag{cpc_lag_h:+d}h"
     return LABELS.get(var, var)
 
 
@@ -865,6 +978,15 @@ def _explain(prepared: Prepared, var: str) -> str:
 
 
 def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
+    if spec.key == "table7" and prepared.lag_h is not None:
+        # "no lag" must be lag 0, and the lagged column another lag (else one model twice)
+        if prepared.cpc_lag_h != 0:
+            return TableResult(spec, "skipped", reason=(
+                f"c_j at lag 0 is not available (the table's c_j is at Tor lag "
+                f"{prepared.cpc_lag_h:+d} h): no 'no lag' column"))  # fmt: skip
+        if prepared.lag_h == 0:
+            return TableResult(spec, "skipped", reason="validation.lag_h is 0: its two columns "
+                                                       "would be the same model")  # fmt: skip
     controls = list(_controls(prepared))
     needed = {v for m in spec.models for v in (m.y, *m.extra)}
     missing_core = _unavailable(prepared, sorted(needed))
@@ -903,7 +1025,7 @@ def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) ->
                              tuple(constant) + tuple(missing_controls)))  # fmt: skip
     labels = None
     if spec.key == "table7":
-        labels = ("no lag", f"Tor lag {prepared.lag_h:+d} h")
+        labels = ("no lag (Tor lag 0 h)", f"Tor lag {prepared.lag_h:+d} h")
     elif spec.key == "table5":
         labels = ("(without)", "(with drug abuse)")
     return TableResult(spec, "ok", tuple(fits), column_labels=labels)
@@ -945,7 +1067,8 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     with_outcome = f.loc[f["outcome"].notna()]
     spear = spearman_table(with_outcome, "outcome", indicators)
     spear.insert(0, "variable", spear.pop("indicator"))
-    spear.insert(0, "indicator", [_label(v, config, prepared.lag_h) for v in spear["variable"]])
+    spear.insert(0, "indicator", [variable_label(v, config, prepared.lag_h, prepared.cpc_lag_h)
+                                  for v in spear["variable"]])  # fmt: skip
 
     others = ["log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000"]
     try:
@@ -965,7 +1088,7 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     dep.insert(4, "label", dep["method"].map(METHOD_LABELS))
     dep.insert(5, "standard", dep["method"].isin(STANDARD_METHODS))
     for col in ("outcome", "target", "other"):
-        dep[col] = [_label(v, config) for v in dep[col]]
+        dep[col] = [variable_label(v, config, cpc_lag_h=prepared.cpc_lag_h) for v in dep[col]]
     if "koebe2024" in config.dependent_methods:
         notes.append(Note("dependent_tests", "koebe2024 is the authors' ad-hoc statistic, given "
                                              "only to replicate the paper; its type I error rate "
@@ -1081,9 +1204,15 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def ols_frame(
-    result: ValidationResult, config: ValidationConfig, lag_h: int | None = None
+    result: ValidationResult,
+    config: ValidationConfig,
+    lag_h: int | None = None,
+    cpc_lag_h: int | None = None,
 ) -> pd.DataFrame:
     """All fitted coefficients in long form (one row per table, model and term).
+
+    ``lag_h`` and ``cpc_lag_h`` (:attr:`Prepared.lag_h`, :attr:`Prepared.cpc_lag_h`) put the
+    lag of each cpc variable into its labels (:func:`variable_label`).
 
     Columns: ``table``, ``column`` (1-based), ``model``, ``dependent``, ``term``, ``label``,
     ``coef``, ``se``, ``statistic``, ``p_value``, ``ci_lower``, ``ci_upper``, ``nobs``,
@@ -1104,8 +1233,9 @@ def ols_frame(
             for term in coef.index:
                 rows.append({
                     "table": key, "column": i, "model": r.name,
-                    "dependent": _label(r.y, config, lag_h), "term": term,
-                    "label": _label(term, config, lag_h), "coef": coef.at[term, "coef"],
+                    "dependent": variable_label(r.y, config, lag_h, cpc_lag_h), "term": term,
+                    "label": variable_label(term, config, lag_h, cpc_lag_h),
+                    "coef": coef.at[term, "coef"],
                     "se": coef.at[term, "se"], "statistic": coef.at[term, "statistic"],
                     "p_value": coef.at[term, "p_value"], "ci_lower": ci.at[term, "lower"],
                     "ci_upper": ci.at[term, "upper"], "nobs": r.nobs, "rsquared": r.rsquared,
@@ -1131,7 +1261,7 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
     >>> cfg = ValidationConfig()
     >>> p = prepare(t, cfg)
     >>> sorted(to_json(p, compute(p, cfg), cfg))[:4]
-    ['dependent_tests', 'disclosure', 'joins', 'lag_h']
+    ['cpc_lag_h', 'dependent_tests', 'disclosure', 'joins']
     """
     lag = prepared.lag_h
     table1 = {
@@ -1149,7 +1279,7 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
                 "column": i,
                 "model": r.name,
                 "dependent": r.y,
-                "dependent_label": _label(r.y, config, lag),
+                "dependent_label": variable_label(r.y, config, lag, prepared.cpc_lag_h),
                 "cov_type": r.cov_type,
                 "use_t": r.use_t,
                 "nobs": r.nobs,
@@ -1159,7 +1289,7 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
                 "sample": fit.sample,
                 "dropped_regressors": list(fit.dropped_regressors),
                 "coefficients": [
-                    {"term": t, "label": _label(t, config, lag),
+                    {"term": t, "label": variable_label(t, config, lag, prepared.cpc_lag_h),
                      "coef": _finite(coef.at[t, "coef"]), "se": _finite(coef.at[t, "se"]),
                      "statistic": _finite(coef.at[t, "statistic"]),
                      "p_value": _finite(coef.at[t, "p_value"]),
@@ -1194,6 +1324,8 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
         "tables": tables,
         "search_interest_pca": pca,
         "lag_h": lag,
+        "table_lag_h": prepared.table_lag_h,
+        "cpc_lag_h": prepared.cpc_lag_h,
         "roles": dict(prepared.roles),
         "joins": prepared.joins,
         "disclosure": prepared.disclosure,

@@ -226,18 +226,18 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
                         config: ValidationConfig) -> tuple[dict, list[report.ReportTable]]:  # fmt: skip
     paths: dict[str, str] = {}
     sections = []
+    lags = (prepared.lag_h, prepared.cpc_lag_h)
     labels = {**vs.LABELS, "outcome": config.outcome_label,
-              "log_cpc_per_1000_lag": "log_cpc_per_1000 (lagged)"}  # fmt: skip
-    long = vs.ols_frame(res, config, prepared.lag_h)
+              "log_cpc_per_1000": vs.variable_label("log_cpc_per_1000", config, *lags),
+              "log_cpc_per_1000_lag": vs.variable_label("log_cpc_per_1000_lag", config, *lags)}  # fmt: skip
+    long = vs.ols_frame(res, config, *lags)
     for key, tab in res.tables.items():
         if tab.status != "ok":
             sections.append(report.ReportTable(key, tab.spec.title, skipped=tab.reason))
             continue
         long.loc[long["table"] == key].to_csv(tdir / f"{key}.csv", index=False)
         paths[f"{key}.csv"] = str(tdir / f"{key}.csv")
-        dependent = [
-            config.outcome_label if f.spec.y == "outcome" else "log_cpc_per_1000" for f in tab.fits
-        ]
+        dependent = [vs.variable_label(f.spec.y, config, *lags) for f in tab.fits]
         present = {t for f in tab.fits for t in f.result.params.index}
         order = [t for t in (*_ORDER, *prepared.pcs, "outcome", "log_cpc_per_1000") if t in present]
         built = tables.regression_table(
@@ -272,7 +272,8 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
     n_floor = int(prepared.stats_frame["c_floored"].sum())
     sections.append(report.ReportTable("table1", "Table 1: correction factors", html, (
         f"{n_floor} communes with c_j floored at {config.c_floor:g} (rho_j <= 0).",
-        f"c_j = {config.onion_share} x {config.csam_share} x rho_j.")))  # fmt: skip
+        f"c_j = {config.onion_share} x {config.csam_share} x rho_j, the commune table's, at Tor "
+        f"lag {prepared.table_lag_h:+d} h.")))  # fmt: skip
 
     sp = res.spearman[["indicator", "rho", "p_value", "n"]]
     p, html = _write_frame(tdir, "spearman", sp, "Table 2: Spearman correlation with the outcome",
@@ -282,7 +283,6 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
         f"Outcome: {config.outcome_label}; communes with a published value only.",)))  # fmt: skip
 
     dep = res.dependent
-    dep.to_csv(tdir / "dependent_tests.csv", index=False)
     shown = dep[["other", "label", "n", "r_target", "r_other", "r_target_other", "statistic",
                  "df", "p_value", "ci_lower", "ci_upper"]]  # fmt: skip
     fmt = {c: "{:.3f}" for c in ("r_target", "r_other", "r_target_other", "statistic",
@@ -290,7 +290,10 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
     fmt["p_value"] = "{:.3g}"
     p, html = _write_frame(tdir, "dependent_tests", shown,
                            "Dependent correlations: log cpc per 1000 vs each service", fmt, False)  # fmt: skip
-    p["dependent_tests.csv"] = str(tdir / "dependent_tests.csv")  # the full table, not `shown`
+    # The CSV holds every field (docs/outputs-validation.md), not the display subset that
+    # _write_frame has just written to the same name: overwritten here, after it.
+    dep.to_csv(tdir / "dependent_tests.csv", index=False)
+    p["dependent_tests.csv"] = str(tdir / "dependent_tests.csv")
     paths.update(p)
     sections.append(report.ReportTable("dependent_tests", "Tests of dependent correlations", html,
                                        tuple(n.text for n in res.notes
@@ -480,6 +483,69 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
 # The stage
 # --------------------------------------------------------------------------------------------
 
+# validation.* setting <- the run's estimate.* setting it must equal on the run's own table
+_FROM_ESTIMATE = {"onion_share": "onion_share", "csam_share": "csam_share", "c_floor": "c_floor",
+                  "table_lag_h": "lag_h"}  # fmt: skip
+
+
+def _run_estimate(run: Mapping | None, given: bool, table_path: Path | None,
+                  run_path: Path | None) -> Mapping | None:  # fmt: skip
+    """The run's ``estimate`` section when the commune table is that run's own, else None.
+
+    A run record handed over by the caller (the pipeline) describes the table by contract. A
+    discovered ``run.json`` does so only for the table it recorded (``outputs.communes``), or
+    a ``communes.csv``/``communes.parquet`` in its own folder; any other table is external
+    and keeps the validation's own constants.
+
+    Examples
+    --------
+    >>> run = {"config": {"estimate": {"lag_h": -2}}, "outputs": {"communes": "/r/communes.csv"}}
+    >>> _run_estimate(run, False, Path("/r/communes.parquet"), Path("/elsewhere/run.json"))
+    {'lag_h': -2}
+    >>> _run_estimate(run, False, Path("/r/mine.csv"), Path("/r/run.json")) is None
+    True
+    """
+    est = ((run or {}).get("config") or {}).get("estimate")
+    if not isinstance(est, Mapping):
+        return None
+    if given:
+        return est
+    if table_path is None or run_path is None:
+        return None
+    recorded = ((run or {}).get("outputs") or {}).get("communes")
+    table = table_path.resolve()
+    if recorded and Path(recorded).resolve().with_suffix("") == table.with_suffix(""):
+        return est
+    beside = table.parent == run_path.resolve().parent
+    return est if beside and table.stem == "communes" and table.suffix in (".csv", ".parquet") else None
+
+
+def _use_run_estimate(config: ValidationConfig, est: Mapping | None) -> tuple[ValidationConfig, list[dict]]:
+    """Take the method's constants and the table's lag from the run's estimate section.
+
+    On a pipeline run's own table the estimate's ``onion_share``, ``csam_share``, ``c_floor``
+    and ``lag_h`` are the one source (decisions.md): the validation's copies of them apply to
+    external tables only. A validation value set explicitly to something else is overridden,
+    with a warning note.
+    """
+    if est is None:
+        return config, []
+    updates = {key: est[src] for key, src in _FROM_ESTIMATE.items() if est.get(src) is not None}
+    notes = []
+    for key, value in updates.items():
+        mine = getattr(config, key)
+        if key in config.model_fields_set and mine is not None and mine != value:
+            notes.append({"scope": "data", "level": "warning",
+                          "text": f"validation.{key} = {mine} ignored: the commune table was "
+                                  f"estimated with estimate.{_FROM_ESTIMATE[key]} = {value}"})  # fmt: skip
+    if updates:
+        shown = ", ".join(f"{_FROM_ESTIMATE[k]} = {v}" for k, v in updates.items())
+        notes.append({"scope": "data", "level": "info",
+                      "text": f"the commune table is the run's: its estimate section gives {shown}"})  # fmt: skip
+        logger.info("validation: constants from the run's estimate section: %s", shown)
+    return config.model_copy(update=updates), notes
+
+
 
 def run_validation(
     table: str | Path | pd.DataFrame,
@@ -564,6 +630,17 @@ def run_validation(
         provenance_inputs["search interest"] = _file_info(p)
     cfg_used = config.model_copy(update={"search_interest": si_cfg})
 
+    # The run record: the caller's (the pipeline's), else a discovered run.json. When the
+    # table is the run's own, the estimate's constants and lag are used (one source).
+    run_path = inputs.find("run", None)
+    run = dict(run_record) if run_record is not None else None
+    if run is None and run_path is not None:
+        run = json.loads(run_path.read_text())
+        provenance_inputs["run.json"] = _file_info(run_path)
+    cfg_used, run_notes = _use_run_estimate(
+        cfg_used, _run_estimate(run, run_record is not None, table_path, run_path)
+    )
+
     ebl_path = inputs.find("estimates_by_lag", config.estimates_by_lag)
     ebl = read_table(ebl_path) if ebl_path else None
     if ebl_path:
@@ -587,12 +664,6 @@ def run_validation(
         else f"communes_public.csv: {n_small} small areas flagged (values kept)."
     ]
 
-    run_path = inputs.find("run", None)
-    run = dict(run_record) if run_record is not None else None
-    if run is None and run_path is not None:
-        run = json.loads(run_path.read_text())
-        provenance_inputs["run.json"] = _file_info(run_path)
-
     shown, skipped = [], []
     if config.figures.enabled:
         geo_cfg = config.geo
@@ -615,6 +686,7 @@ def run_validation(
 
     doc = vs.to_json(prepared, result, cfg_used)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
+    doc["notes"] = [*run_notes, *doc["notes"]]
     notes = doc["notes"]
     provenance = {
         "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -642,7 +714,9 @@ def run_validation(
             ("mean rho_j", f"{f['rho'].mean():.4f}"),
             ("mean c_j", f"{f['c'].mean():.6f}"),
             ("regression covariance", f"{config.cov_type} ({'t' if config.use_t else 'z'} p-values)"),
-            ("Table 7 lag", f"{config.lag_h:+d} h" if prepared.lag_h is not None else "not available"),
+            ("lag of the table's c_j", f"{prepared.table_lag_h:+d} h"),
+            ("lag of the unlagged statistics (Tables 2, 3, 5, 6)", f"{prepared.cpc_lag_h:+d} h"),
+            ("Table 7 lag", f"{prepared.lag_h:+d} h" if prepared.lag_h is not None else "not available"),
         ]  # fmt: skip
         page = report.build_report(
             title="Validation of the commune-level cpc estimates", summary=summary,

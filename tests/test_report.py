@@ -88,6 +88,56 @@ def test_tables_json_matches_an_independent_computation(validated, run_dir):
     assert got == pytest.approx(coef["log_cpc_per_1000"])
 
 
+def test_dependent_tests_csv_has_every_field(validated, run_dir):
+    out, _ = validated
+    csv = pd.read_csv(out / "tables" / "dependent_tests.csv")
+    doc = json.loads((out / "tables.json").read_text())
+    assert list(csv.columns) == list(doc["dependent_tests"][0])  # every field of tables.json
+    assert {"method", "alternative", "outcome", "target", "standard"} <= set(csv.columns)
+    # one value against the hand formula (Spearman, the authors' t) on the raw files
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    d = com.merge(cov[["commune", "sexual_violence_per_1000"]], on="commune")
+    x = pd.DataFrame({"y": d["sexual_violence_per_1000"], "cpc": np.log(d["cpc_per_1000"]),
+                      "tor": np.log(d["tor_per_1000"])}).dropna()  # fmt: skip
+    r = scipy.stats.spearmanr(x.to_numpy()).statistic
+    t = (r[0, 1] - r[0, 2]) / np.sqrt((1 - r[1, 2] ** 2) / (len(x) - 3))
+    row = csv.loc[(csv["method"] == "koebe2024") & (csv["other"] == "log_Tor_per_1000")].iloc[0]
+    assert row["statistic"] == pytest.approx(t, rel=1e-9) and row["n"] == len(x)
+    assert row["alternative"] == "two-sided" and not row["standard"]
+    assert row["target"] == "log_cpc_per_1000" and row["outcome"] == "Sexual_violence_per_1000"
+    assert csv.loc[csv["method"] == "williams", "standard"].all()
+
+
+def test_the_runs_table_uses_the_estimates_constants(run_dir, tmp_path):
+    """A run's own table: estimate.* (run record) is the one source; an external one: its own."""
+    run = {"config": {"estimate": {"lag_h": 0, "onion_share": 0.011, "csam_share": 0.5,
+                                   "c_floor": 2e-6}}, "config_hash": "r"}  # fmt: skip
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    n_floored = int(com["c_floored"].sum())
+    assert n_floored > 0
+    mine = ValidationConfig(c_floor=3e-5, figures={"enabled": False})
+    validate.run_validation(run_dir / "communes.csv", tmp_path / "a", mine, run_dir=run_dir,
+                            run_record=run)  # fmt: skip
+    doc = json.loads((tmp_path / "a" / "tables.json").read_text())
+    cfg = doc["meta"]["config"]
+    assert (cfg["csam_share"], cfg["c_floor"], cfg["table_lag_h"]) == (0.5, 2e-6, 0)
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert f"{n_floored} communes with c_j floored at 2e-06" in page
+    assert "c_j = 0.011 x 0.5 x rho_j" in page and "0.41502" not in page.split("<h2>Tables")[1]
+    assert any(n["level"] == "warning" and "validation.c_floor = 3e-05 ignored" in n["text"]
+               for n in doc["notes"])  # fmt: skip
+    # the same file elsewhere is an external table: the discovered run.json is not its record
+    assert (run_dir / "run.json").exists()  # discovered through run_dir, yet not this table's
+    ext = tmp_path / "external" / "mine.csv"
+    ext.parent.mkdir()
+    com.to_csv(ext, index=False)
+    validate.run_validation(ext, tmp_path / "b", mine, run_dir=run_dir)
+    cfg_b = json.loads((tmp_path / "b" / "tables.json").read_text())["meta"]["config"]
+    assert (cfg_b["csam_share"], cfg_b["c_floor"], cfg_b["table_lag_h"]) == (0.41502, 3e-5, None)
+    assert "floored at 3e-05" in (tmp_path / "b" / "report.html").read_text()
+
+
 # --------------------------------------------------------------------------------------------
 # Disclosure control in the outputs
 # --------------------------------------------------------------------------------------------
@@ -124,7 +174,9 @@ def test_report_is_self_contained_and_carries_the_cautions(validated):
     lower = page.lower()
     for phrase in ("ecological fallacy", "mobile traffic only", "wi-fi", "fixed lines",
                    "estimates, not facts", "not propagated", "tip of the iceberg",
-                   "associations, not causation"):  # fmt: skip
+                   "associations, not causation", "zero inflation", "dropping the zero communes",
+                   "spatial dependence not modelled", "neighbouring communes",
+                   "no spatial or multilevel model"):  # fmt: skip
         assert phrase in lower, phrase
     assert lower.index("ecological fallacy") < lower.index("<h2>tables</h2>")  # cautions first
     for section in ("Configuration of this stage", "Input files", "Package versions",

@@ -302,7 +302,7 @@ def test_tables5_and_7_use_a_common_sample(big_inputs, big_result):
     ref7 = _sm_fit(h, "log_cpc_per_1000_lag", CONTROLS + ["outcome"])
     assert t7.fits[1].result.params["outcome"] == pytest.approx(ref7.params["outcome"])
     assert t7.fits[1].result.bse["outcome"] == pytest.approx(ref7.bse["outcome"])
-    assert t7.column_labels == ("no lag", "Tor lag -2 h")
+    assert t7.column_labels == ("no lag (Tor lag 0 h)", "Tor lag -2 h")
 
 
 @pytest.mark.parametrize("cov_type", ["HC0", "HC1", "HC2", "nonrobust"])
@@ -516,3 +516,100 @@ def test_config_is_strict_and_loads_sections(tmp_path):
         load_validation_config(bad)
     with pytest.raises(Exception, match="frozen"):
         v.cov_type = "HC0"
+
+
+# --------------------------------------------------------------------------------------------
+# Lags: the unlagged statistics are at lag 0 whatever lag the table was estimated at
+# --------------------------------------------------------------------------------------------
+
+
+def _table_at_lag(table: pd.DataFrame, ebl: pd.DataFrame, lag: int) -> pd.DataFrame:
+    """The commune table as the pipeline writes it with ``estimate.lag_h = lag``."""
+    at = ebl.loc[ebl["lag_h"] == lag].set_index("commune").reindex(table["commune"])
+    return table.assign(c=at["c"].to_numpy(), c_floored=at["c_floored"].to_numpy(),
+                        rho=np.nan)  # fmt: skip
+
+
+def test_unlagged_statistics_use_lag0_whatever_the_tables_lag(big_inputs):
+    table, cov, search, ebl = big_inputs
+    covs = [vs.CovariateInput("covariates.csv", cov)]
+    t0, t2 = _table_at_lag(table, ebl, 0), _table_at_lag(table, ebl, -2)
+    res = {}
+    for lag, t in ((0, t0), (-2, t2)):
+        cfg = ValidationConfig(table_lag_h=lag, search_interest=SearchInterestConfig(path="x"))
+        p = vs.prepare(t, cfg, covariates=covs, search_interest=search, estimates_by_lag=ebl)
+        res[lag] = (p, vs.compute(p, cfg))
+    (p0, r0), (p2, r2) = res[0], res[-2]
+    assert p2.table_lag_h == -2 and p2.cpc_lag_h == 0 == p0.cpc_lag_h and p2.lag_h == -2
+    # Table 7: the "no lag" column is the same model for both tables, and not the lagged one
+    f0, f2 = r0.tables["table7"].fits, r2.tables["table7"].fits
+    pd.testing.assert_series_equal(f2[0].result.params, f0[0].result.params, rtol=1e-12)
+    assert f2[0].result.params["outcome"] != pytest.approx(f2[1].result.params["outcome"])
+    # ... and it is the statsmodels fit on lag-0 c (independent design matrix)
+    h0 = _hand_frame(t0, cov, search, ebl, lag=-2)
+    ref = _sm_fit(h0.dropna(subset=["log_cpc_per_1000_lag"]), "log_cpc_per_1000",
+                  CONTROLS + ["outcome"])  # fmt: skip
+    assert f2[0].result.params["outcome"] == pytest.approx(ref.params["outcome"], rel=1e-9)
+    assert r2.tables["table7"].column_labels == ("no lag (Tor lag 0 h)", "Tor lag -2 h")
+    # Table 2's unlagged row: lag 0 (scipy on the lag-0 table), labelled without a lag
+    sp = r2.spearman.set_index("variable")
+    d = h0[["outcome", "log_cpc_per_1000"]].dropna()
+    assert sp.loc["log_cpc_per_1000", "rho"] == pytest.approx(
+        scipy.stats.spearmanr(d["outcome"], d["log_cpc_per_1000"]).statistic, abs=1e-12)
+    assert sp.loc["log_cpc_per_1000", "indicator"] == "log_cpc_per_1000"
+    assert sp.loc["log_cpc_per_1000", "rho"] != pytest.approx(sp.loc["log_cpc_per_1000_lag", "rho"])
+    # Tables 3 and 6 too; Table 1 and the public outputs stay the table's (lag -2) c_j
+    for key in ("table3", "table6"):
+        pd.testing.assert_series_equal(r2.tables[key].fits[0].result.params,
+                                       r0.tables[key].fits[0].result.params, rtol=1e-12)  # fmt: skip
+    assert r2.table1.loc["c_j", "mean"] == pytest.approx(t2["c"].mean(), rel=1e-12)
+    assert any("at Tor lag -2 h" in n.text and "lag 0 from estimates_by_lag" in n.text
+               for n in p2.notes)  # fmt: skip
+
+
+def test_lag0_unavailable_is_said_and_labelled(big_inputs):
+    table, cov, search, ebl = big_inputs
+    t2 = _table_at_lag(table, ebl, -2)
+    cfg = ValidationConfig(table_lag_h=-2, search_interest=SearchInterestConfig(path="x"))
+    p = vs.prepare(t2, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search,
+                   estimates_by_lag=ebl.loc[ebl["lag_h"] != 0])  # fmt: skip
+    r = vs.compute(p, cfg)
+    assert p.cpc_lag_h == -2
+    assert any(n.level == "warning" and "c_j at lag 0 is not available" in n.text for n in p.notes)
+    assert "log_cpc_per_1000_lag-2h" in r.spearman["indicator"].tolist()
+    assert "log_cpc_per_1000" not in r.spearman["indicator"].tolist()  # no row claims lag 0
+    assert r.tables["table7"].status == "skipped" and "lag 0" in r.tables["table7"].reason
+    assert set(r.dependent["target"]) == {"log_cpc_per_1000_lag-2h"}
+
+
+# --------------------------------------------------------------------------------------------
+# c_floored: the estimate's flag, re-derived only without it
+# --------------------------------------------------------------------------------------------
+
+
+def test_c_floored_is_the_estimates_flag(big_inputs):
+    t = big_inputs[0].assign(sexual_violence_per_1000=1.0)
+    # small positive rho_j: 0 < c_j < c_floor, *not* floored by the estimate
+    t.loc[t.index[:6], "rho"] = [0.001, 0.002, -0.01, -0.2, 0.0005, 0.3]
+    raw = K * t["rho"].to_numpy()
+    t["c"] = np.where(raw <= 0, 1e-5, raw)
+    floored = raw <= 0  # independent: the estimate's rule, c <= 0 before flooring
+    assert ((t["c"] < 1e-5) & ~floored).sum() >= 3  # the case the old rule miscounted
+    t["c_floored"] = floored
+    p = vs.prepare(t, ValidationConfig())
+    np.testing.assert_array_equal(p.frame["c_floored"].to_numpy(), floored)
+    # written and read back as text (CSV) it is the same flag
+    p_txt = vs.prepare(t.assign(c_floored=t["c_floored"].astype(str)), ValidationConfig())
+    np.testing.assert_array_equal(p_txt.frame["c_floored"].to_numpy(), floored)
+    # an estimate made with another floor: the table's flag wins over validation.c_floor
+    est = estimate(t[["commune", "city", "population", "tor", "web_adult", "youtube"]],
+                   t.set_index("commune")["rho"], csam_share=0.5, floor=1e-6)  # fmt: skip
+    est = est.assign(n_tiles=5, sexual_violence_per_1000=1.0)
+    p_est = vs.prepare(est, ValidationConfig())
+    np.testing.assert_array_equal(p_est.frame["c_floored"].to_numpy(), est["rho"] <= 0)
+    # without the column: re-derived from rho_j (rho_j <= 0), or from c_j alone
+    p_rho = vs.prepare(t.drop(columns=["c_floored"]), ValidationConfig())
+    np.testing.assert_array_equal(p_rho.frame["c_floored"].to_numpy(), floored)
+    assert any("re-derived" in n.text for n in p_rho.notes)
+    p_c = vs.prepare(t.drop(columns=["c_floored", "rho"]), ValidationConfig())
+    np.testing.assert_array_equal(p_c.frame["c_floored"].to_numpy(), floored)
