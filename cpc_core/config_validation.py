@@ -208,7 +208,9 @@ class ValidationConfig(_Frozen):
         "pipeline run's table, else 0 (unlagged)",
     )
     percent_roles: tuple[str, ...] = Field(
-        ("le_pen", "macron"), description="roles given in percent, divided by 100"
+        ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017", "le_pen", "macron"),
+        description="rate roles given in percent (divided by 100); the other rate roles must be "
+        "shares in [0, 1]. The paper's regressions use shares (decisions.md, 'Units')",
     )
     standardise_poi: bool = True
 

@@ -95,14 +95,16 @@ SEARCH_TERMS = (
 ZERO_TERMS = ("zoo preteen", "zoo pre-teen", "pedomom", "pedodad", "site pedoporno", "hurtcore", "girllove")
 N_REGIONS = 21
 
-#: Coefficients planted into the validation outcome (see ``validation_truth``).
+#: Coefficients planted into the validation outcome (see ``validation_truth``). The rates are
+#: written in percent (as INSEE publishes them) and enter the model as shares in [0, 1], the
+#: unit of the paper's regressions: 3.0 per unit share is 0.03 per percentage point.
 VALIDATION_COEFS = {
     "const": 1.2,
     "log_cpc_per_1000": 0.12,
-    "poverty_rate": 0.03,
-    "unemployment_rate": 0.02,
-    "turnout_2017": -0.015,
-    "share_singles": 0.01,
+    "poverty_rate": 3.0,
+    "unemployment_rate": 2.0,
+    "turnout_2017": -1.5,
+    "share_singles": 1.0,
 }
 VALIDATION_NOISE_SD = 0.25
 OUTCOME_ZERO_SHARE = 0.447
@@ -442,7 +444,7 @@ def write_covariates(out: str | Path, spec: SynthSpec, models: Sequence[CityMode
     cov["drug_abuse_per_1000"] = np.clip(0.5 + 0.05 * log_cpc + rng.normal(0, 0.3, n), 0, None)
     lin = VALIDATION_COEFS["const"] + VALIDATION_COEFS["log_cpc_per_1000"] * log_cpc
     for k in ("poverty_rate", "unemployment_rate", "turnout_2017", "share_singles"):
-        lin = lin + VALIDATION_COEFS[k] * cov[k]
+        lin = lin + VALIDATION_COEFS[k] * cov[k] / 100.0  # percent -> share
     sv = lin + rng.normal(0, VALIDATION_NOISE_SD, n)
     n_clipped = int((sv <= 0).sum())
     sv = np.clip(sv, 0.01, None)
@@ -500,7 +502,7 @@ def write_covariates(out: str | Path, spec: SynthSpec, models: Sequence[CityMode
         "outage_factor": OUTAGE_FACTOR,
         "validation": {
             "outcome": "sexual_violence_per_1000",
-            "model": "for communes with a non-zero published outcome: outcome = const + sum(coef * x) + N(0, sd); "
+            "model": "for communes with a non-zero published outcome: outcome = const + sum(coef * x) + N(0, sd), the rates x as shares (their percent / 100); "
                      "zeros are independent of the regressors with probability zero_share; values below 0.01 clipped",
             "coefficients": VALIDATION_COEFS,
             "noise_sd": VALIDATION_NOISE_SD,

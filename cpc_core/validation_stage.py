@@ -167,6 +167,17 @@ _SOURCES: dict[str, str] = {
     "log_cpc_per_1000_lag": "the lagged c (estimates_by_lag.csv or role 'c_lagged')",
 }
 
+#: The rate covariates (method.md section 6): role -> analysis variable. They enter the
+#: regressions as shares in [0, 1], as the paper's coefficients imply (decisions.md, "Units").
+RATE_ROLES: dict[str, str] = {
+    "share_singles": "share_singles",
+    "poverty_rate": "poverty_rate",
+    "unemployment_rate": "unemployment_rate",
+    "turnout_2017": "turnout_2017",
+    "le_pen": "share_le_pen",
+    "macron": "share_macron",
+}
+
 # Optional roles whose absence is normal (c or rho suffices; the others have fallbacks).
 _QUIET_ROLES = ("c", "rho", "c_lagged", "c_floored")
 
@@ -655,6 +666,23 @@ def prepare(
         bad = values.notna() & (values <= 0)
         return values.where(~bad), reason.where(~bad, f"{column} <= 0 (no log)")
 
+    def share(role: str) -> tuple[pd.Series, pd.Series]:
+        """A rate role as a share in [0, 1] (``percent_roles`` divided by 100), checked."""
+        v, r = raw(role)
+        column = roles[role] or role
+        if role in config.percent_roles:
+            n = int(v.notna().sum())
+            if n >= 10 and float(v.max()) <= 1.0:
+                notes.append(Note("data", f"{column}: every value is <= 1 ({n} values), yet the "
+                                          "role is read as percent and divided by 100; if the "
+                                          "column holds shares, remove it from "
+                                          "validation.percent_roles", "warning"))  # fmt: skip
+            v, unit = v / 100.0, "0-100 %"
+        else:
+            unit = "[0, 1] (a share; list the role in validation.percent_roles if in percent)"
+        bad = v.notna() & ((v < 0) | (v > 1))
+        return v.where(~bad), r.where(~bad, f"{column} outside {unit}")
+
     pop, why_pop = positive(*raw("population"), roles["population"] or "population")
     for service in ("tor", "web_adult", "youtube"):
         v, r = raw(service)
@@ -706,12 +734,9 @@ def prepare(
     v, r = raw("density")
     v, r = positive(v, r, roles["density"] or "density")
     b.put("log_pop_density", np.log(v), r, "density missing")
-    for role in ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017"):
-        v, r = raw(role)
-        b.put(role, v / 100.0 if role in config.percent_roles else v, r, f"{role} missing")
-    for role, name in (("le_pen", "share_le_pen"), ("macron", "share_macron")):
-        v, r = raw(role)
-        b.put(name, v / 100.0 if role in config.percent_roles else v, r, f"{role} missing")
+    for role, name in RATE_ROLES.items():
+        v, r = share(role)
+        b.put(name, v, r, f"{role} missing")
     v, r = raw("drug_abuse")
     b.put("drug_abuse", v, r, "drug abuse missing")
     for role in POI_ROLES:

@@ -163,7 +163,7 @@ def _hand_frame(table: pd.DataFrame, cov: pd.DataFrame, search: pd.DataFrame,
     h["log_cpc_per_1000"] = np.log(d["c"].to_numpy(float) * d["tor"].to_numpy(float) / pop * 1000)
     h["log_pop_density"] = np.log(d["density"].to_numpy(float))
     for col in ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017"):
-        h[col] = d[col].to_numpy(float)
+        h[col] = d[col].to_numpy(float) / 100  # written in percent, modelled as shares
     h["share_le_pen"] = d["le_pen_2017"].to_numpy(float) / 100
     h["share_macron"] = d["macron_2017"].to_numpy(float) / 100
     for col in POI:
@@ -415,6 +415,37 @@ def test_lost_join_rows_and_missing_cells_are_counted(big_inputs, big_cfg):
     assert lost["no row in cov.csv"] == 7
     assert lost["poverty_rate missing"] == int(published[:5].sum())
     assert fit.sample["n_input"] - sum(lost.values()) == fit.result.nobs
+
+
+def test_rates_are_shares_and_out_of_range_rates_are_counted(big_inputs, big_cfg):
+    """The six rate roles enter as shares (percent / 100 by default, as the paper's coefficients
+    imply); a rate outside 0-100 % is missing with its reason, never used; a role read as
+    percent whose values are all <= 1 (shares already) is warned about."""
+    table, cov, search, _ = big_inputs
+    cov = cov.copy()
+    p = vs.prepare(table, big_cfg, covariates=[vs.CovariateInput("cov.csv", cov)], search_interest=search)
+    got = p.frame.set_index(p.frame.index.astype(str))
+    ref = cov.set_index("commune")
+    for col in ("poverty_rate", "turnout_2017"):
+        np.testing.assert_allclose(got[col], ref.loc[got.index, col] / 100)
+    np.testing.assert_allclose(got["share_macron"], ref.loc[got.index, "macron_2017"] / 100)
+    assert not any("every value is <= 1" in n.text for n in p.notes)
+
+    published = cov["sexual_violence_per_1000"].notna().to_numpy()
+    bad = np.flatnonzero(published)[:4]
+    cov.loc[cov.index[bad[:3]], "poverty_rate"] = 130.0  # above 100 %
+    cov.loc[cov.index[bad[3]], "poverty_rate"] = -2.0
+    cov["turnout_2017"] = cov["turnout_2017"] / 100  # a share, yet read as percent
+    p = vs.prepare(table, big_cfg, covariates=[vs.CovariateInput("cov.csv", cov)], search_interest=search)
+    assert any(n.level == "warning" and "turnout_2017: every value is <= 1" in n.text for n in p.notes)
+    lost = {x["reason"]: x["n"] for x in vs.compute(p, big_cfg).tables["table3"].fits[0].sample["lost"]}
+    assert lost["poverty_rate outside 0-100 %"] == 4
+
+    # a role not read as percent must hold shares: percentages are then out of range
+    cfg = big_cfg.model_copy(update={"percent_roles": ("le_pen", "macron")})
+    p = vs.prepare(table, cfg, covariates=[vs.CovariateInput("cov.csv", cov)], search_interest=search)
+    assert p.frame["share_singles"].isna().all()
+    assert p.frame["turnout_2017"].notna().any()
 
 
 def test_missing_optional_covariates_skip_tables_or_fit_partially(big_inputs):
