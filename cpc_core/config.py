@@ -126,8 +126,16 @@ class EstimateConfig(_Frozen):
     onion_share: float = Field(0.011, gt=0, le=1)
     csam_share: float = Field(0.41502, gt=0, le=1)
     c_floor: float = Field(1e-5, gt=0)
-    exclude_known_outages: bool = True
-    exclude_days: tuple[dt.date, ...] = ()
+    exclude_known_outages: bool = Field(True, description="handle the known outages (netmob.KNOWN_OUTAGES) with "
+                                        "outage_rule; false: no outage exclusion at all")
+    outage_rule: Literal["known_days", "authors"] = Field(
+        "known_days", description="known_days: exclude each city's whole known outage days (local); authors: the "
+        "authors' rule, per area the hours of zero_web_adult_days with Web_Adult == 0 (replication option)")
+    zero_web_adult_days: tuple[dt.date, ...] = Field(
+        (dt.date(2019, 3, 31), dt.date(2019, 5, 12)),
+        description="local days of the authors' rule (outage_rule: authors): hours with zero Web_Adult are excluded")
+    exclude_days: tuple[dt.date, ...] = Field((), description="extra local days excluded for every area, "
+                                              "whatever the outage_rule")
     hours_per_chunk: int | None = Field(None, ge=1, description="hours per rollup task; default: a week, "
                                         "less when that would leave workers idle (>= 4 tasks per thread, >= a day)")
 
@@ -139,6 +147,13 @@ class EstimateConfig(_Frozen):
             object.__setattr__(self, "lags", tuple(sorted({*self.lags, self.lag_h})))
         return self
 
+    @model_validator(mode="after")
+    def _outage_rule_needs_outages(self):
+        if self.outage_rule == "authors" and not self.exclude_known_outages:
+            raise ValueError("estimate.outage_rule: 'authors' is a rule for the known outages, but "
+                             "exclude_known_outages is false (no outage handling); set one or the other")
+        return self
+
 
 class PoiConfig(_Frozen):
     """Points of interest (method.md section 4): a CSV with id, category, lon, lat (WGS84)."""
@@ -147,6 +162,20 @@ class PoiConfig(_Frozen):
     top_share: float = Field(0.001, gt=0, le=1, description="share of tiles with the highest traffic (0.1 %)")
     min_n: int = Field(3, ge=1, description="categories with fewer POIs in the top tiles are not shown")
     profile_area: str | None = Field(None, description="area of the single-area profile; default the top cpc per 1000")
+    profile_top_n: int = Field(10, ge=1, description="areas with the highest cpc per 1000 (small areas left out) "
+                               "in the profile scope top<N>_cpc")
+    categories: tuple[str, ...] = Field(
+        ("adult_entertainment", "amateur_sports_team", "church_cathedral", "mosque", "religious_organization",
+         "school"),
+        min_length=1, description="POI categories counted per area as covariates (poi_counts.csv, method.md "
+        "section 4)")
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_categories(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicates in {list(v)}")
+        return v
 
 
 class DisclosureConfig(_Frozen):

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import xarray as xr
 
 from cpc_core import netmob
 
 __all__ = [
-    "POI_COVARIATE_CATEGORIES",
     "poi_counts",
     "poi_points",
     "poi_table",
@@ -28,20 +28,36 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: POI categories the paper uses as commune covariates (method.md section 4).
-POI_COVARIATE_CATEGORIES = (
-    "adult_entertainment",
-    "amateur_sports_team",
-    "church_cathedral",
-    "mosque",
-    "religious_organization",
-    "school",
-)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Cells of the weekday x hour grid.
+_N_SLOTS = len(WEEKDAYS) * 24
+
+
+def _slot_means(values: np.ndarray, slot: np.ndarray, n_slots: int = _N_SLOTS) -> np.ndarray:
+    """Kernel of :func:`weekday_hour_profile`: per row, the mean of its finite values per slot.
+
+    ``values`` (area, hour), ``slot`` (hour,) the weekday x hour cell of each hour. Returns
+    (area, n_slots) float64, NaN where a row has no finite value in a cell. Sums and counts are
+    one sparse product each (hours x cells indicator), never a copy per cell.
+    """
+    ok = np.isfinite(values)
+    ind_t = sp.csr_matrix((np.ones(len(slot)), (slot, np.arange(len(slot)))), shape=(n_slots, len(slot)))
+    sums = (ind_t @ np.where(ok, values, 0.0).astype(np.float64).T).T
+    counts = (ind_t @ ok.T.astype(np.float64)).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
 
 
 def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.DataFrame:
-    """Mean traffic per local (Europe/Paris) weekday and hour, summed over areas.
+    """Typical traffic per local (Europe/Paris) weekday and hour, summed over areas.
+
+    Definition: for each area, the mean of its valid (finite) hours in each weekday x hour
+    cell; then the sum of these means over the areas that have one. An excluded or missing
+    hour of one area (a city's own outage day, a rejected file) therefore leaves that area's
+    cell to its other weeks and does not pull the whole cell down, as a mean of area sums
+    would (the other areas' traffic of that hour would be averaged against weeks where all
+    areas count). Without missing hours both definitions agree. A cell where an area has no
+    valid hour at all leaves that area out of the cell's sum.
 
     Parameters
     ----------
@@ -53,19 +69,21 @@ def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.Dat
     Returns
     -------
     pandas.DataFrame
-        7 x 24, index weekday (Mon..Sun), columns local hour 0..23.
+        7 x 24, index weekday (Mon..Sun), columns local hour 0..23; NaN where no area has a
+        valid hour.
 
     Examples
     --------
     >>> prof = weekday_hour_profile(hourly["tor"])  # doctest: +SKIP
     """
-    total = series.sum("area", min_count=1).to_pandas()
-    local = pd.DatetimeIndex(total.index).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
-    df = pd.DataFrame({"v": total.to_numpy(), "wd": local.day_of_week, "h": local.hour})
-    prof = df.groupby(["wd", "h"])["v"].mean().unstack("h").reindex(index=range(7), columns=range(24))
-    prof.index = list(WEEKDAYS)
+    series = series.transpose("area", "hour")
+    local = pd.DatetimeIndex(series["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
+    slot = np.asarray(local.day_of_week * 24 + local.hour, dtype=np.int64)
+    means = _slot_means(np.asarray(series.values), slot)
+    total = np.where(np.isfinite(means).any(axis=0), np.nansum(means, axis=0), np.nan)
+    prof = pd.DataFrame(total.reshape(len(WEEKDAYS), 24), index=list(WEEKDAYS), columns=range(24))
     if normalise:
-        m = np.nanmax(prof.to_numpy())
+        m = np.nanmax(prof.to_numpy()) if np.isfinite(prof.to_numpy()).any() else np.nan
         if m > 0:
             prof = prof / m
     return prof
@@ -165,12 +183,13 @@ def poi_table(
 def poi_counts(
     areas: gpd.GeoDataFrame,
     pois: pd.DataFrame,
-    categories: Sequence[str] = POI_COVARIATE_CATEGORIES,
+    categories: Sequence[str],
 ) -> pd.DataFrame:
     """Count POIs of each category per area (commune covariates), zero where none.
 
     ``pois``: ``id``, ``category``, ``lon``, ``lat`` (WGS84), or the points of
-    :func:`poi_points`.
+    :func:`poi_points`. ``categories``: the categories to count (``poi.categories``; the
+    paper's six are its default).
 
     Returns
     -------

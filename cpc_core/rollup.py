@@ -32,7 +32,18 @@ import xarray as xr
 
 from cpc_core import netmob
 
-__all__ = ["combine_cities", "exclude_area_days", "rollup", "rollup_store", "tile_totals", "window_totals"]
+__all__ = [
+    "area_day_mask",
+    "combine_cities",
+    "exclude_area_days",
+    "exclude_outages",
+    "exclusion_summary",
+    "rollup",
+    "rollup_store",
+    "tile_totals",
+    "window_totals",
+    "zero_hour_mask",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -347,23 +358,137 @@ def rollup_store(
     return h, t
 
 
+def _local_days(hours) -> np.ndarray:
+    """Local (Europe/Paris) calendar day of each UTC hour."""
+    return pd.DatetimeIndex(hours).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ).date
+
+
+def area_day_mask(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
+                  days_by_city: dict[str, Iterable[dt.date]],
+                  all_areas: Iterable[dt.date] = ()) -> xr.DataArray:
+    """(area, hour) bool: True on the excluded local days of each area's city.
+
+    ``days_by_city`` maps a city to its days (the area's city from ``area_city``);
+    ``all_areas`` are days excluded for every area, whatever its city. Only coordinates are
+    read, never the data: the mask is a small numpy array.
+    """
+    areas = hourly["area"].values
+    local_day = _local_days(hourly["hour"].values)
+    city_of = area_city.reindex(areas).to_numpy()
+    drop = np.zeros((len(areas), len(local_day)), dtype=bool)
+    for city, days in days_by_city.items():
+        drop[np.ix_(city_of == city, np.isin(local_day, list(days)))] = True
+    drop[:, np.isin(local_day, list(all_areas))] = True
+    return xr.DataArray(drop, dims=("area", "hour"), coords={"area": hourly["area"], "hour": hourly["hour"]},
+                        name="whole_day")
+
+
 def exclude_area_days(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
                       days_by_city: dict[str, Iterable[dt.date]]) -> xr.Dataset | xr.DataArray:
     """NaN the hours of each area's excluded local days, taken from the area's city.
 
     Outage days differ by city (Bordeaux and Toulouse had their own), so the mask is per
-    (area, hour), not per hour.
+    (area, hour), not per hour (:func:`area_day_mask`).
     """
-    areas = hourly["area"].values
-    local_day = pd.DatetimeIndex(hourly["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ).date
-    city_of = area_city.reindex(areas).to_numpy()
-    drop = np.zeros((len(areas), len(local_day)), dtype=bool)
-    for city, days in days_by_city.items():
-        drop[np.ix_(city_of == city, np.isin(local_day, list(days)))] = True
-    if not drop.any():
+    drop = area_day_mask(hourly, area_city, days_by_city)
+    if not drop.values.any():
         return hourly
-    keep = xr.DataArray(~drop, dims=("area", "hour"), coords={"area": hourly["area"], "hour": hourly["hour"]})
-    return hourly.where(keep)
+    return hourly.where(~drop)
+
+
+def _zero_hours_kernel(values: np.ndarray, on_day: np.ndarray) -> np.ndarray:
+    """Numpy kernel of :func:`zero_hour_mask`: True where ``values == 0`` and ``on_day``.
+
+    Elementwise with broadcasting; NaN (an hour already missing) compares unequal to 0.
+    """
+    return (values == 0) & on_day
+
+
+def zero_hour_mask(series: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:
+    """(area, hour) bool: the hours of local ``days`` where ``series`` is exactly zero.
+
+    The authors' outage rule (``method.md`` section 2): on 2019-03-31 and 2019-05-12 they
+    dropped the hours where a commune's hourly Web_Adult sum was 0. Lazy on Dask input (one
+    elementwise task per chunk).
+
+    Parameters
+    ----------
+    series
+        (area, hour) hourly traffic, ``hour`` in UTC (usually Web_Adult).
+    days
+        Local (Europe/Paris) days the rule applies to.
+    """
+    on_day = xr.DataArray(np.isin(_local_days(series["hour"].values), list(days)), dims="hour",
+                          coords={"hour": series["hour"]})
+    mask = xr.apply_ufunc(_zero_hours_kernel, series, on_day, dask="parallelized", output_dtypes=[bool])
+    return mask.transpose(*series.dims).rename("zero_web_adult")
+
+
+def exclude_outages(
+    hourly: xr.Dataset,
+    area_city: pd.Series,
+    rule: str = "known_days",
+    known_days: dict[str, Iterable[dt.date]] | None = None,
+    extra_days: Iterable[dt.date] = (),
+    zero_days: Iterable[dt.date] = (),
+    zero_var: str = "web_adult",
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Mark the excluded area-hours of every series with NaN, by one of two outage rules.
+
+    Parameters
+    ----------
+    hourly
+        (area, hour) series per service (``tor``, ``web_adult``, ...), ``hour`` in UTC.
+    area_city
+        City of each area (its known outage days come from there).
+    rule
+        ``"known_days"``: each area's city's whole ``known_days`` (local) are excluded.
+        ``"authors"``: the authors' rule, no whole-day exclusion of ``known_days``; instead,
+        per area, the hours of local ``zero_days`` where the area's ``zero_var`` series is 0
+        are excluded in every series.
+    known_days
+        Known outage days by city (``netmob.outage_days``); None or empty: none.
+    extra_days
+        Local days excluded for every area under either rule.
+    zero_days
+        Local days of the authors' rule (``estimate.zero_web_adult_days``).
+    zero_var
+        The series whose zero hours are excluded under ``"authors"``.
+
+    Returns
+    -------
+    (xarray.Dataset, xarray.Dataset)
+        The series with NaN on excluded hours (lazy where ``hourly`` is), and the (area, hour)
+        bool masks ``whole_day`` and ``zero_web_adult`` (all False when the rule does not
+        apply), for :func:`exclusion_summary`.
+    """
+    if rule not in ("known_days", "authors"):
+        raise ValueError(f"rule={rule!r}; allowed: known_days, authors")
+    whole = area_day_mask(hourly, area_city, (known_days or {}) if rule == "known_days" else {}, extra_days)
+    if rule == "authors":
+        zero = zero_hour_mask(hourly[zero_var], zero_days)
+    else:
+        zero = xr.zeros_like(whole).rename("zero_web_adult")
+    drop = whole | zero
+    excluded = hourly if rule == "known_days" and not whole.values.any() else hourly.where(~drop)
+    return excluded, xr.Dataset({"whole_day": whole, "zero_web_adult": zero})
+
+
+def exclusion_summary(masks: xr.Dataset) -> dict[str, int]:
+    """Counts of excluded area-hours by :func:`exclude_outages` (computes lazy masks).
+
+    ``whole_day_area_hours`` and ``zero_web_adult_area_hours`` count the mask's area-hours
+    (an hour in both counts in both), ``area_hours`` their union, ``areas_with_zero_web_adult_hours``
+    the areas with at least one hour excluded by the authors' rule.
+    """
+    m = masks.compute()
+    whole, zero = m["whole_day"], m["zero_web_adult"]
+    return {
+        "area_hours": int((whole | zero).sum()),
+        "whole_day_area_hours": int(whole.sum()),
+        "zero_web_adult_area_hours": int(zero.sum()),
+        "areas_with_zero_web_adult_hours": int(zero.any("hour").sum()),
+    }
 
 
 def window_totals(hourly: xr.DataArray) -> xr.DataArray:

