@@ -528,8 +528,7 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> d
             with timer("validation"):
                 try:
                     res = run_validation(out / "communes.csv", out / "validation", cfg.validation, run_dir=out,
-                                         disclosure=cfg.disclosure, run_record={**run, "stages": timer.stages},
-                                         client=client)
+                                         disclosure=cfg.disclosure, run_record={**run, "stages": timer.stages})
                 except RoleError as e:
                     if e.role != "outcome":
                         raise

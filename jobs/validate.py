@@ -24,7 +24,7 @@ import json
 import logging
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -310,57 +310,30 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
 # --------------------------------------------------------------------------------------------
 
 
-class _Renderer:
-    """Renders figures in every format: on the Dask workers when a client is given, else here.
-
-    The figures are independent and each costs 0.1-0.4 s of matplotlib (more with the real
-    commune polygons): one after another on the driver they were most of the validation
-    stage (BENCHMARKS.md, problem 3). With a client each figure is sent to a worker as soon as
-    it is built (it pickles to well under a megabyte on synthetic runs), so the driver builds
-    the next one meanwhile; :meth:`results` returns the bytes in submission order.
-    """
-
-    def __init__(self, formats: Sequence[str], dpi: int, client=None):
-        self.formats, self.dpi, self.client = list(formats), dpi, client
-        self._out: list = []
-
-    def submit(self, fig) -> None:
-        if self.client is None:
-            self._out.append(figures.render_formats(fig, self.formats, self.dpi))
-        else:
-            self._out.append(self.client.submit(figures.render_formats, fig, formats=self.formats,
-                                                dpi=self.dpi, pure=False))  # fmt: skip
-
-    def results(self) -> list[dict[str, bytes]]:
-        if self.client is None:
-            return list(self._out)
-        try:
-            return self.client.gather(self._out)
-        finally:
-            self.client.cancel(self._out)
-
-
 def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                   paths_in: Mapping[str, Path | None], run_record: Mapping | None,
-                  client=None) -> tuple[dict, list, list, list]:  # fmt: skip
+                  ) -> tuple[dict, list, list, list]:  # fmt: skip
     """Figures 1-5 and the lag sweep; returns paths, report figures, skipped, removed.
 
-    The figures are built here and rendered by a :class:`_Renderer` (on the workers if
-    ``client``).
+    Rendered here, one after another: on two workers rendering them on the cluster measured
+    no faster (BENCHMARKS.md, problem 3), and this stage is the single-node one.
     """
     fdir = out / "figures"
     fdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
     removed: list[str] = []
-    pending: list[tuple[str, str, str]] = []
+    shown: list[report.ReportFigure] = []
     # the report embeds the PNG: rendered first, written only if asked for
-    renderer = _Renderer(dict.fromkeys(("png", *config.figures.formats)), config.figures.dpi, client)
+    formats = list(dict.fromkeys(("png", *config.figures.formats)))
     f = prepared.stats_frame
 
     def add(key: str, title: str, caption: str, fig) -> None:
-        pending.append((key, title, caption))
-        renderer.submit(fig)
+        data = figures.render_formats(fig, formats, dpi=config.figures.dpi)
+        for fmt in config.figures.formats:
+            (fdir / f"{key}.{fmt}").write_bytes(data[fmt])
+            paths[f"{key}.{fmt}"] = str(fdir / f"{key}.{fmt}")
+        shown.append(report.ReportFigure(key, title, caption, data["png"]))
 
     mean_rho = float(f["rho"].mean())
     add("figure1", "Figure 1: composition of the estimates",
@@ -470,12 +443,6 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             "Box plots of rho_j over communes per lag (whiskers 1.5 IQR, no outliers drawn), "
             "with the mean.", figures.lag_sweep(rbl, marks))  # fmt: skip
 
-    shown: list[report.ReportFigure] = []
-    for (key, title, caption), data in zip(pending, renderer.results(), strict=True):
-        for fmt in config.figures.formats:
-            (fdir / f"{key}.{fmt}").write_bytes(data[fmt])
-            paths[f"{key}.{fmt}"] = str(fdir / f"{key}.{fmt}")
-        shown.append(report.ReportFigure(key, title, caption, data["png"]))
     return paths, shown, skipped, removed
 
 
@@ -555,7 +522,6 @@ def run_validation(
     run_dir: str | Path | None = None,
     disclosure: vs.Thresholds | None = None,
     run_record: Mapping | None = None,
-    client=None,
 ) -> dict:
     """Run the validation stage on a commune table and write its outputs.
 
@@ -575,9 +541,6 @@ def run_validation(
         The run's thresholds (``config.disclosure`` wins if set).
     run_record : mapping, optional
         The run record (run.json content) when the pipeline has not written it yet.
-    client : distributed.Client, optional
-        Render the figures on its workers (the pipeline passes its own); without one they are
-        rendered here, one after another. The statistics always run here.
 
     Returns
     -------
@@ -680,7 +643,7 @@ def run_validation(
             if p is not None:
                 provenance_inputs[key] = _file_info(p)
         fig_paths, shown, skipped, removed_fig = _make_figures(out, prepared, cfg_used, paths_in,
-                                                               run, client)  # fmt: skip
+                                                               run)  # fmt: skip
         outputs.update(fig_paths)
         removed += removed_fig
 

@@ -371,25 +371,21 @@ def test_choropleths_draw_once_when_rendered(monkeypatch):
     assert len(hatched) == 3  # the three metropoles with a suppressed commune
 
 
-def test_figures_rendered_on_workers_are_the_drivers(run_dir, tmp_path, client):
-    """With a client the figures are rendered on the workers (the pipeline's way): the same
-    files, byte for byte, as rendered on the driver; and an SVG is reproducible (matplotlib's
-    clip-path ids came from uuid4 before)."""
-    cfg = ValidationConfig(figures={"formats": ["png", "svg"]})
-    here = validate.run_validation(run_dir / "communes.csv", tmp_path / "driver", cfg, run_dir=run_dir)
-    there = validate.run_validation(run_dir / "communes.csv", tmp_path / "workers", cfg, run_dir=run_dir,
-                                    client=client)  # fmt: skip
-    names = sorted(Path(p).name for p in here["outputs"].values() if Path(p).parent.name == "figures")
-    assert names == sorted(Path(p).name for p in there["outputs"].values() if Path(p).parent.name == "figures")
-    assert {f"{f}.{x}" for f in FIGURES for x in ("png", "svg")} <= set(names)
-    for n in names:
-        a = (tmp_path / "driver" / "figures" / n).read_bytes()
-        assert a == (tmp_path / "workers" / "figures" / n).read_bytes(), n
-    # the report embeds the same PNGs (it differs otherwise only by its time and folder)
+def test_figures_are_reproducible(run_dir, tmp_path):
+    """Two validations of one table write the same figure files, byte for byte (matplotlib's
+    SVG clip-path ids came from uuid4 before), and embed the same PNGs in the report."""
+    cfg = ValidationConfig(figures={"formats": ["png", "svg", "pdf"]})
+    runs = [validate.run_validation(run_dir / "communes.csv", tmp_path / k, cfg, run_dir=run_dir) for k in "ab"]
+    names = [sorted(Path(p).name for p in r["outputs"].values() if Path(p).parent.name == "figures") for r in runs]
+    assert names[0] == names[1]
+    assert {f"{f}.{x}" for f in FIGURES for x in ("png", "svg", "pdf")} <= set(names[0])
+    for n in names[0]:
+        assert (tmp_path / "a" / "figures" / n).read_bytes() == (tmp_path / "b" / "figures" / n).read_bytes(), n
+
     def images(which):
         return re.findall(r'src="data:image/png;base64,([^"]+)"', (tmp_path / which / "report.html").read_text())
 
-    assert len(images("driver")) == len(FIGURES) and images("driver") == images("workers")
+    assert len(images("a")) == len(FIGURES) and images("a") == images("b")
 
 
 def test_render_formats_lays_out_once_and_restores_the_engine():
