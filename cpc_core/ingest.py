@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import fsspec
@@ -30,6 +30,7 @@ __all__ = [
     "FileReport",
     "FileTask",
     "IngestPlan",
+    "TileReference",
     "batches",
     "discover",
     "ingest_file",
@@ -41,6 +42,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ON_ERROR = ("fail", "quarantine")
+
+#: Codes of the report entries that are not a parser line code (:data:`cpc_core.parse.REASONS`):
+#: a whole file rejected, and tiles of the city's list that a file lacks (stored NaN).
+FILE_REJECTED = -1
+TILES_ABSENT = -2
+
+UNKNOWN_CITY_NOTE = ("not one of the 20 NetMob23 cities: its tile ids are not checked against a grid "
+                     "(only against the city's own tile list)")
+#: Ignored files listed by name in the Markdown QC report (the JSON lists them all).
+MD_IGNORED_LIST = 50
+#: Rejected entries of one file listed in the Markdown QC report (all are in the JSON and CSV):
+#: a file with the wrong column count on every line would otherwise add a row per line.
+MD_REJECTED_PER_FILE = 20
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,8 @@ class FileTask:
     ncols: int
     on_error: str
     grid_size: int | None
+    #: the files the city's tile list came from, as named in tile-list mismatch errors
+    tiles_from: str = ""
 
 
 @dataclass
@@ -82,7 +98,8 @@ class FileReport:
 class IngestPlan:
     """Tasks to run, plus what was found complete already (skipped).
 
-    ``states`` holds the per-file ``(status, total)`` arrays of every stored (city, direction)
+    ``ignored`` lists the files under the city folders that are not NetMob traffic files
+    (:func:`discover`). ``states`` holds the per-file ``(status, total)`` arrays of every stored (city, direction)
     as the plan read them: the store's state after the ingest when there are no tasks (a
     re-run), so the QC report and the store fingerprint need not read them again.
     """
@@ -92,6 +109,8 @@ class IngestPlan:
     layouts: dict[str, store.CityLayout]
     ignored: list[str]
     states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: per city, where its tile list came from (:func:`_reference_tiles`, or the store)
+    tile_refs: dict[str, TileReference] = field(default_factory=dict)
 
 
 def discover(
@@ -102,8 +121,25 @@ def discover(
 ) -> tuple[dict[str, dict[netmob.FileKey, str]], list[str]]:
     """Find NetMob traffic files under ``root``.
 
-    Returns ``({city: {FileKey: path}}, ignored)`` where ``ignored`` lists ``.txt`` files whose
-    path does not follow the NetMob layout (they are reported, not silently skipped).
+    Every file under a city folder (``<root>/<City>/...``, any depth) is examined. A file is used
+    when its path follows ``<City>/<Service>/<YYYYMMDD>/<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt``;
+    the city's tile geometry ``<City>/<City>.geojson`` is expected there and not listed; every
+    other file (wrong depth, other extension, a name or folder that does not match, an
+    impossible date) is listed in ``ignored``, so that nothing is skipped silently. Files that
+    follow the layout but lie outside the requested services/directions are not listed (they
+    were not asked for); their number is logged.
+
+    Parameters
+    ----------
+    root
+        The NetMob folder (local path or fsspec URL) holding one folder per city.
+    cities, services, directions
+        Restrict to these (None: all found).
+
+    Returns
+    -------
+    tuple
+        ``({city: {FileKey: path}}, ignored)``, ``ignored`` sorted.
 
     Raises
     ------
@@ -114,23 +150,39 @@ def discover(
     if not fs.exists(base):
         raise FileNotFoundError(f"{root}: NetMob input folder does not exist")
     base = base.rstrip("/")
-    pattern_cities = list(cities) if cities else ["*"]
+    if cities:
+        city_dirs = [f"{base}/{c}" for c in cities]
+    else:
+        city_dirs = sorted(e["name"].rstrip("/") for e in fs.ls(base, detail=True) if e["type"] == "directory")
     found: dict[str, dict[netmob.FileKey, str]] = defaultdict(dict)
     ignored: list[str] = []
-    for c in pattern_cities:
-        for path in sorted(fs.glob(f"{base}/{c}/*/*/*.txt")):
+    deselected = 0
+    for cdir in city_dirs:
+        if not fs.isdir(cdir):
+            continue
+        city = cdir.rsplit("/", 1)[-1]
+        for path in sorted(fs.find(cdir)):
+            rel = path[len(cdir) + 1:].split("/")
+            if rel == [f"{city}.geojson"]:
+                continue  # the city's tile geometry, read by the crosswalk
+            if len(rel) != 3 or not path.endswith(".txt"):
+                ignored.append(_unstrip(root, fs, path))
+                continue
             try:
                 key = netmob.parse_file_path(path)
             except ValueError:
-                ignored.append(path)
+                ignored.append(_unstrip(root, fs, path))
                 continue
-            if services and key.service not in services:
-                continue
-            if directions and key.direction not in directions:
+            if (services and key.service not in services) or (directions and key.direction not in directions):
+                deselected += 1
                 continue
             found[key.city][key] = _unstrip(root, fs, path)
     if ignored:
-        logger.warning("ignored %d .txt files outside the NetMob layout, e.g. %s", len(ignored), ignored[0])
+        logger.warning("ignored %d files under the city folders that are not NetMob traffic files "
+                       "(<City>/<Service>/<YYYYMMDD>/<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt), e.g. %s",
+                       len(ignored), ignored[0])
+    if deselected:
+        logger.info("%d NetMob files outside the requested services/directions not planned", deselected)
     if not found:
         raise FileNotFoundError(
             f"{root}: no NetMob traffic files (<City>/<Service>/<YYYYMMDD>/<City>_<Service>_"
@@ -141,7 +193,7 @@ def discover(
         absent = sorted(set(cities) - set(found))
         if absent:
             raise FileNotFoundError(f"{root}: no traffic files for cities {absent}")
-    return dict(found), ignored
+    return dict(found), sorted(ignored)
 
 
 def _unstrip(root: str, fs, path: str) -> str:
@@ -157,13 +209,75 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _reference_tiles(paths: Iterable[tuple[netmob.FileKey, str]], grid_size: int | None, on_error: str):
-    """The city's tile list, from its first file (sorted by service, day, direction).
+def _tile_ids_only(data: bytes, grid_size: int | None) -> np.ndarray:
+    """Sorted unique tile ids of a file: the first token of each line, values not parsed.
 
-    In ``fail`` mode any problem in that file fails the run; in ``quarantine`` mode the first
-    file without errors among the first few is used.
+    Tokens that are not non-negative integers (or lie outside the grid) are skipped: the full
+    parse of that file at ingest reports those lines. ~0.07 s for a 38 MB Paris-size file
+    (81,731 lines), against ~0.1-0.17 s for the full parse (docs/decisions.md).
+    """
+    out = []
+    for line in data.split(b"\n"):
+        tok = line.split(None, 1)
+        if tok and tok[0].isdigit():
+            out.append(int(tok[0]))
+    ids = np.unique(np.array(out, dtype=np.int64))
+    return ids[ids < grid_size] if grid_size is not None else ids
+
+
+@dataclass
+class TileReference:
+    """Where a city's tile list came from: the files compared and the one that disagreed."""
+
+    sources: list[str]
+    deviant: str | None = None
+    #: the store group the list was read from, on a later run ("" when taken from files now)
+    stored_in: str = ""
+
+    @property
+    def from_store(self) -> bool:
+        return bool(self.stored_in)
+
+    def describe(self) -> str:
+        """The sources as named in error messages and reports."""
+        if self.from_store:
+            first = f" (first taken from {', '.join(self.sources)})" if self.sources else ""
+            return f"the tile list stored in {self.stored_in}{first}"
+        return ", ".join(self.sources)
+
+
+def _tile_diff(have: np.ndarray, ref: np.ndarray) -> str:
+    absent = np.setdiff1d(ref, have)
+    extra = np.setdiff1d(have, ref)
+    parts = []
+    if absent.size:
+        parts.append(f"{absent.size} of {ref.size} tiles absent (e.g. {', '.join(map(str, absent[:5]))})")
+    if extra.size:
+        parts.append(f"{extra.size} tiles not in the city's list (e.g. {', '.join(map(str, extra[:5]))})")
+    return "; ".join(parts)
+
+
+def _reference_tiles(paths: Sequence[tuple[netmob.FileKey, str]], grid_size: int | None, on_error: str
+                     ) -> tuple[np.ndarray, TileReference]:  # fmt: skip
+    """The city's tile list, cross-checked on up to three of its files.
+
+    ``paths`` are the city's files in the plan's order (service, day, direction). The *primary*
+    file is the first one, fully parsed and validated (in ``fail`` mode any problem in it fails
+    the run; in ``quarantine`` mode the first file without errors among the first few is used).
+    Two more files, the middle and the last of the plan's order (or others when those are the
+    primary), are read for their tile ids only (:func:`_tile_ids_only`). If the files agree,
+    that is the list; if two of three agree, theirs is the list and the third is the *deviant*
+    (in ``fail`` mode an error naming it; in ``quarantine`` mode it is ingested and reported
+    against the majority's list like any file whose tiles differ); if no two agree, the run
+    fails naming the files.
+
+    Raises
+    ------
+    NetmobFormatError
+        As above; every message names the files the reference was taken from.
     """
     tried = []
+    primary = None
     for i, (key, path) in enumerate(paths):
         try:
             pf = parse.parse_bytes(_read(path), netmob.slots_per_day(key.day), path)
@@ -177,12 +291,49 @@ def _reference_tiles(paths: Iterable[tuple[netmob.FileKey, str]], grid_size: int
             e = errors[0]
             raise parse.NetmobFormatError(path, e.reason, e.line)
         if not errors:
-            return np.sort(pf.tile_ids)
+            primary = (i, np.sort(pf.tile_ids))
+            break
         tried.append(path)
         if i >= 8:
             break
+    if primary is None:
+        raise parse.NetmobFormatError(
+            tried[0] if tried else "?", f"no clean file to take the city's tile list from (tried {len(tried)})"
+        )
+    n = len(paths)
+    picks = [primary[0]]
+    for j in (n // 2, n - 1, 0, 1, 2):
+        if len(picks) == 3:
+            break
+        if 0 <= j < n and j not in picks:
+            picks.append(j)
+    lists = [primary[1]] + [_tile_ids_only(_read(paths[j][1]), grid_size) for j in picks[1:]]
+    names = [paths[j][1] for j in picks]
+    groups: list[list[int]] = []
+    for k, ids in enumerate(lists):
+        for g in groups:
+            if np.array_equal(lists[g[0]], ids):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    if len(groups) == 1:
+        return lists[0], TileReference(names)
+    if len(lists) == 3 and len(groups) == 2:
+        major = max(groups, key=len)
+        odd = next(k for k in range(3) if k not in major)
+        ref = lists[major[0]]
+        srcs = [names[k] for k in major]
+        reason = (f"tile list differs from the city's: {_tile_diff(lists[odd], ref)}; the city's tile list "
+                  f"comes from {', '.join(srcs)}, which agree")
+        if on_error == "fail":
+            raise parse.NetmobFormatError(names[odd], reason)
+        logger.warning("%s: %s (the file is ingested against that list and reported)", names[odd], reason)
+        return ref, TileReference(srcs, deviant=names[odd])
+    desc = "; ".join(f"{nm} ({len(ids)} tiles)" for nm, ids in zip(names, lists, strict=True))
     raise parse.NetmobFormatError(
-        tried[0] if tried else "?", f"no clean file to take the city's tile list from (tried {len(tried)})"
+        names[0], f"the files the city's tile list is taken from disagree and no two agree: {desc} "
+                  "(all files of a city share one tile list; fix or remove the wrong ones)"
     )
 
 
@@ -199,17 +350,40 @@ def plan(
 ) -> IngestPlan:
     """Create or extend the store for the files found and list the work left to do.
 
-    A (city, direction, service, day) is skipped when its status in the store is complete
-    (``ok`` or ``partial``) unless ``force``. Days between a city's first and last day that
-    have no file for some service/direction become tasks with ``path=None`` (stored NaN,
-    reported as missing).
+    The expected files are the same for every city found (docs/decisions.md, "Expected
+    files"): the requested services (else the union found over all cities) x the requested
+    directions (else the union found) x every day from the earliest to the latest day found
+    over all cities. Each expected file that is absent becomes a task with ``path=None``
+    (stored NaN, reported as missing), also at the edges of the window and when a city lacks a
+    whole service or direction. A (city, direction, service, day) is skipped when its status in
+    the store is complete (``ok`` or ``partial``) unless ``force``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``on_error`` or direction, or (from :func:`cpc_core.store.create_or_extend`)
+        a window that would have to be prepended to a stored city.
+    NetmobFormatError
+        When a city's tile list cannot be established (:func:`_reference_tiles`).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r}; allowed: {', '.join(ON_ERROR)}")
+    bad_dirs = sorted(set(directions or ()) - set(netmob.DIRECTIONS))
+    if bad_dirs:
+        raise ValueError(f"directions {bad_dirs} are not NetMob directions; allowed: {', '.join(netmob.DIRECTIONS)}")
     found, ignored = discover(root, cities, services, directions)
+    keys = [k for files in found.values() for k in files]
+    svcs = tuple(sorted(set(services))) if services else tuple(sorted({k.service for k in keys}))
+    dirs = tuple(d for d in netmob.DIRECTIONS if (d in directions if directions else any(k.direction == d for k in keys)))
+    first, last = min(k.day for k in keys), max(k.day for k in keys)
+    nowhere = [s for s in svcs if not any(k.service == s for k in keys)]
+    if nowhere:
+        logger.warning("services %s were requested but no city has a file of them: all their files are missing",
+                       nowhere)
     tasks: list[FileTask] = []
     skipped = 0
     layouts = {}
+    refs: dict[str, TileReference] = {}
     states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for city in sorted(found):
         files = found[city]
@@ -218,18 +392,24 @@ def plan(
         if grid is None:
             logger.warning("%s is not a NetMob23 city: tile ids are not checked against a grid", city)
         have = store.read_layout(store_path, city)
-        tiles = have.tiles if have is not None else _reference_tiles(sorted(files.items()), grid_size, on_error)
-        days = sorted({k.day for k in files})
-        svcs = tuple(sorted({k.service for k in files}))
-        dirs = tuple(d for d in netmob.DIRECTIONS if any(k.direction == d for k in files))
-        want = store.CityLayout(city, days[0], days[-1], svcs, tiles, dirs)
+        if have is not None:
+            tiles = have.tiles
+            src = store.open_city(store_path, city).attrs.get("tiles_from", [])
+            ref = TileReference(list(src), stored_in=f"{store_path}/{city}")
+        else:
+            tiles, ref = _reference_tiles(sorted(files.items()), grid_size, on_error)
+        refs[city] = ref
+        want = store.CityLayout(city, first, last, svcs, tiles, dirs)
         layout = store.create_or_extend(store_path, want, compressor=compressor, tile_chunk=tile_chunk)
+        if have is None:
+            store.open_city(store_path, city, mode="r+").attrs["tiles_from"] = ref.sources
         layouts[city] = layout
         all_days = layout.days
         offsets = netmob.day_offsets(layout.first_day, all_days)
-        # only the span of the files found now is planned; other stored days are left alone
-        span = [d for d in all_days if days[0] <= d <= days[-1]]
+        # only the run's window is planned; other stored days are left alone
+        span = [d for d in all_days if first <= d <= last]
         states.update(read_states(store_path, {city: layout}))
+        absent = 0
         for direction in dirs:
             status = states[city, direction][0]
             for s_name in svcs:
@@ -240,22 +420,27 @@ def plan(
                         skipped += 1
                         continue
                     key = netmob.FileKey(city, s_name, day, direction)
+                    path = files.get(key)
+                    absent += path is None
                     tasks.append(
                         FileTask(
                             store=store_path,
                             key=key,
-                            path=files.get(key),
+                            path=path,
                             service_index=si,
                             day_index=di,
                             start=int(offsets[di]),
                             ncols=netmob.slots_per_day(day),
                             on_error=on_error,
                             grid_size=grid_size,
+                            tiles_from=ref.describe(),
                         )
                     )
+        if absent:
+            logger.warning("%s: %d expected files are absent (stored as NaN, reported as missing)", city, absent)
     # biggest work first keeps workers busy to the end; missing files are cheap
     tasks.sort(key=lambda t: (t.path is None, t.key))
-    return IngestPlan(tasks, skipped, layouts, ignored, states)
+    return IngestPlan(tasks, skipped, layouts, ignored, states, refs)
 
 
 def ingest_file(task: FileTask) -> FileReport:
@@ -282,22 +467,30 @@ def ingest_file(task: FileTask) -> FileReport:
     except parse.NetmobFormatError as e:
         if task.on_error == "fail":
             raise
-        return _reject_file(task, rep, sl, e.reason, data)
-    errors = parse.check_file(pf, grid_size=task.grid_size, tiles=tiles)
+        return _reject_file(task, rep, sl, e.reason, data, line=e.line)
+    errors = [asdict(e) for e in parse.check_file(pf, grid_size=task.grid_size, tiles=tiles)]
+    ref = f"the city's tile list comes from {task.tiles_from}" if task.tiles_from else ""
+    if ref:
+        for e in errors:
+            if e["code"] == parse.UNKNOWN_TILE:
+                e["reason"] = f"{e['reason']} ({ref})"
     rep.lines = pf.n_lines
     rep.values_read = pf.values_read
     ok = pf.ok
     n_missing = len(tiles) - int(ok.sum())
+    # tiles with no line at all (not those whose line was rejected): the file's list differs
+    absent = ~np.isin(tiles, pf.tile_ids[pf.status != parse.BAD_TILE_ID])
+    diff = ""
+    if absent.any():
+        ex = ", ".join(str(t) for t in tiles[absent][:5])
+        diff = f"tile list differs from the city's: {int(absent.sum())} of {len(tiles)} tiles absent (e.g. {ex})"
+        diff += f"; {ref}" if ref else ""
     if task.on_error == "fail":
         if errors:
             e = errors[0]
-            raise parse.NetmobFormatError(task.path, e.reason, e.line)
+            raise parse.NetmobFormatError(task.path, e["reason"], e["line"])
         if n_missing:
-            have = np.isin(tiles, pf.tile_ids)
-            ex = ", ".join(str(t) for t in tiles[~have][:5])
-            raise parse.NetmobFormatError(
-                task.path, f"tile list differs from the city's: {n_missing} of {len(tiles)} tiles absent (e.g. {ex})"
-            )
+            raise parse.NetmobFormatError(task.path, diff)
     ids = pf.tile_ids[ok]
     if ok.all() and np.array_equal(ids, tiles):
         block = pf.values  # the usual case: the file lists exactly the city's tiles, sorted
@@ -305,12 +498,15 @@ def ingest_file(task: FileTask) -> FileReport:
         block = np.full((len(tiles), task.ncols), np.nan, dtype=np.float32)
         block[np.searchsorted(tiles, ids)] = pf.values[ok]
     rep.values_stored = int(ok.sum()) * task.ncols
-    rep.values_rejected = int(sum(e.values for e in errors))
+    rep.values_rejected = int(sum(e["values"] for e in errors))
     rep.tiles_missing = n_missing
-    rep.errors = [asdict(e) for e in errors]
+    rep.errors = errors
     state = "ok" if not errors and not n_missing else "partial"
     if state == "partial" and not ok.any():
-        return _reject_file(task, rep, sl, "no valid line", data)
+        return _reject_file(task, rep, sl, f"no valid line: all {pf.n_lines} lines rejected", data)
+    if diff:
+        # absent tiles lose no value that was read (values 0) but are stored NaN: say which
+        rep.errors.append({"line": None, "code": TILES_ABSENT, "reason": diff, "values": 0})
     rep.status = state
     rep.total = store.write_file_block(
         task.store, k.city, k.direction, task.service_index, task.day_index, sl, block, store.STATUS[state]
@@ -350,7 +546,14 @@ def ingest_files(tasks: Sequence[FileTask]) -> list[FileReport]:
     return [ingest_file(t) for t in tasks]
 
 
-def _reject_file(task: FileTask, rep: FileReport, sl: slice, reason: str, data: bytes) -> FileReport:
+def _reject_file(task: FileTask, rep: FileReport, sl: slice, reason: str, data: bytes,
+                 line: int | None = None) -> FileReport:  # fmt: skip
+    """Store the file as NaN with status ``rejected`` and report why.
+
+    Line errors already in ``rep.errors`` are kept (a file whose every line is bad keeps each
+    line's number and reason); the whole-file entry is added after them, with the values no
+    line entry counted, so that the entries' values add up to ``values_rejected``.
+    """
     k = task.key
     store.write_file_block(task.store, k.city, k.direction, task.service_index, task.day_index, sl, None,
                            store.STATUS["rejected"])
@@ -360,7 +563,9 @@ def _reject_file(task: FileTask, rep: FileReport, sl: slice, reason: str, data: 
         # count the value tokens so that read = stored + rejected holds for whole-file rejects
         rep.values_read = max(len(data.split()) - data.count(b"\n"), 0) if data.strip() else 0
     rep.values_rejected = rep.values_read
-    rep.errors = [{"line": None, "code": -1, "reason": reason, "values": rep.values_rejected}]
+    counted = sum(e["values"] for e in rep.errors)
+    rep.errors = [*rep.errors, {"line": line, "code": FILE_REJECTED, "reason": reason,
+                                "values": rep.values_rejected - counted}]
     return rep
 
 
@@ -376,6 +581,8 @@ def qc_report(
     cities: Sequence[str],
     outage_ratio: float = 0.1,
     states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
+    ignored: Sequence[str] = (),
+    tile_refs: dict[str, TileReference] | None = None,
 ) -> dict:
     """Summarise a run and the store's state.
 
@@ -383,6 +590,10 @@ def qc_report(
     that service's median daily total (missing days excluded from the median). ``states``:
     per-file ``(status, total)`` by (city, direction) already read after the run's last write
     (:func:`read_states`); any (city, direction) not in it is read from the store.
+    ``ignored``: the files :func:`discover` did not use (``ignored_paths``, ``ignored_files``).
+    ``tile_refs``: where each city's tile list came from (:attr:`IngestPlan.tile_refs`).
+    A city folder that is not one of the 20 NetMob23 cities is listed in ``unknown_cities``
+    and its entry says that its tile ids were not checked against a grid.
     """
     run = pd.DataFrame([{k: v for k, v in asdict(r).items() if k != "errors"} for r in reports])
     out: dict = {
@@ -395,6 +606,9 @@ def qc_report(
         "rejected": [
             {"path": r.path, **e} for r in reports for e in r.errors
         ],
+        "ignored_files": len(ignored),
+        "ignored_paths": list(ignored),
+        "unknown_cities": [c for c in cities if c not in netmob.CITY_DIMS],
         "cities": {},
     }
     for city in cities:
@@ -404,6 +618,15 @@ def qc_report(
         days = [d.isoformat() for d in layout.days]
         cinfo: dict = {"tiles": int(len(layout.tiles)), "days": [days[0], days[-1]], "services": list(layout.services),
                        "missing": [], "pending": [], "outages": []}
+        if city not in netmob.CITY_DIMS:
+            cinfo["grid"] = None
+            cinfo["note"] = UNKNOWN_CITY_NOTE
+        else:
+            cinfo["grid"] = list(netmob.CITY_DIMS[city])
+        ref = (tile_refs or {}).get(city)
+        if ref is not None:
+            cinfo["tile_list_from"] = {"files": list(ref.sources), "stored_in": ref.stored_in or None,
+                                       "deviant": ref.deviant}
         inv = {v: k for k, v in store.STATUS.items()}
         for d in layout.directions:
             st, tot = store.file_states(store_path, city, d, known=states)
@@ -436,9 +659,28 @@ def qc_markdown(qc: dict) -> str:
         f"{qc['values_stored']:,} | {qc['values_rejected']:,} |",
         "",
     ]
+    ignored = qc.get("ignored_paths", [])
+    lines.append(f"Ignored files (under the city folders, not NetMob traffic files): {len(ignored)}")
+    lines += [f"- {p}" for p in ignored[:MD_IGNORED_LIST]]
+    if len(ignored) > MD_IGNORED_LIST:
+        lines.append(f"- ... and {len(ignored) - MD_IGNORED_LIST} more (all in the JSON report, `ignored_paths`)")
+    lines.append("")
+    if qc.get("unknown_cities"):
+        lines += [f"Cities that are not NetMob23 cities (tile ids not checked against a grid): "
+                  f"{', '.join(qc['unknown_cities'])}", ""]
     for city, c in qc["cities"].items():
         lines += [f"## {city}", "", f"{c['tiles']:,} tiles, days {c['days'][0]} .. {c['days'][1]}, "
                   f"services {', '.join(c['services'])}", ""]
+        if c.get("note"):
+            lines += [f"**{city} is {c['note']}.**", ""]
+        ref = c.get("tile_list_from")
+        if ref:
+            files = ", ".join(ref["files"]) or "?"
+            lines.append(f"Tile list stored in {ref['stored_in']} (first taken from {files})" if ref["stored_in"]
+                         else f"Tile list from {files}")
+            if ref["deviant"]:
+                lines.append(f"- {ref['deviant']} lists other tiles: reported against this list")
+            lines.append("")
         if c["missing"]:
             lines.append(f"Missing or rejected files (stored as NaN): {len(c['missing'])}")
             lines += [f"- {m['path']} ({m['state']})" for m in c["missing"]]
@@ -450,8 +692,21 @@ def qc_markdown(qc: dict) -> str:
             lines += [f"- {o['day']} {o['service']} {o['direction']}: {o['ratio']:.4f} x median" for o in c["outages"]]
             lines.append("")
     if qc["rejected"]:
-        lines += ["## Rejected", "", "| file | line | reason | values |", "|---|---|---|---|"]
-        lines += [f"| {r['path']} | {r['line'] or ''} | {r['reason']} | {r['values']} |" for r in qc["rejected"]]
+        rej = qc["rejected"]
+        per_file = pd.Series([r["path"] for r in rej]).value_counts(sort=False)
+        lines += ["## Rejected", "", f"{len(rej):,} entries in {len(per_file):,} files, "
+                  f"{sum(r['values'] for r in rej):,} values. Every entry is in the JSON report "
+                  f"(`rejected`) and the run's `rejected-*.csv`; at most {MD_REJECTED_PER_FILE} lines "
+                  "of a file are listed here.", "",
+                  "| file | line | reason | values |", "|---|---|---|---|"]  # fmt: skip
+        shown: dict[str, int] = {}
+        for r in rej:
+            k = shown[r["path"]] = shown.get(r["path"], 0) + 1
+            if k <= MD_REJECTED_PER_FILE:
+                lines.append(f"| {r['path']} | {r['line'] or ''} | {r['reason']} | {r['values']} |")
+            elif k == MD_REJECTED_PER_FILE + 1:
+                more = per_file[r["path"]] - MD_REJECTED_PER_FILE
+                lines.append(f"| {r['path']} | ... | {more:,} more entries of this file (JSON, CSV) | |")
     return "\n".join(lines) + "\n"
 
 

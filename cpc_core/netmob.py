@@ -198,7 +198,10 @@ def parse_file_path(path: str | Path) -> FileKey:
             f"{path}: folders {parts[-4]}/{parts[-3]}/{parts[-2]} do not match the file name "
             f"(expected {city}/{service}/{ymd})"
         )
-    day = dt.datetime.strptime(ymd, "%Y%m%d").date()
+    try:
+        day = dt.datetime.strptime(ymd, "%Y%m%d").date()
+    except ValueError as e:
+        raise ValueError(f"{path}: {ymd} is not a calendar date ({e})") from None
     return FileKey(city, service, day, direction)
 
 

@@ -59,10 +59,10 @@ def run_ingest(
         # the per-file arrays, read once for the report and the fingerprint (the plan's when
         # nothing was written)
         states = plan.states if not plan.tasks else ingest.read_states(store, plan.layouts)
-        qc = ingest.qc_report(store, reports, planned, outage_ratio=outage_ratio, states=states)
+        qc = ingest.qc_report(store, reports, planned, outage_ratio=outage_ratio, states=states,
+                              ignored=plan.ignored, tile_refs=plan.tile_refs)
         qc["store_fingerprint"] = _cache.store_fingerprint(store, planned, states=states)
     qc["skipped_complete"] = plan.skipped
-    qc["ignored_paths"] = plan.ignored
     qc["seconds"] = round(time.perf_counter() - t0, 2)
     out = Path(report_dir) if report_dir else report_dir_for(store)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,8 @@ def run_ingest(
     n_out = sum(len(c["outages"]) for c in qc["cities"].values())
     n_missing = sum(len(c["missing"]) for c in qc["cities"].values())
     logger.info(
-        "ingest done in %.1f s: %d values stored, %d rejected, %d files missing, %d outage days flagged; "
-        "QC report in %s", qc["seconds"], qc["values_stored"], qc["values_rejected"], n_missing, n_out, out,
+        "ingest done in %.1f s: %d values stored, %d rejected, %d files missing, %d outage days flagged, "
+        "%d files ignored (not NetMob traffic files); QC report in %s", qc["seconds"], qc["values_stored"],
+        qc["values_rejected"], n_missing, n_out, qc["ignored_files"], out,
     )
     return qc

@@ -301,3 +301,253 @@ def test_small_files_are_grouped_into_tasks(synth_tree, tmp_path):
     assert all(sum(size[id(t)] for t in g) >= floor for g in groups[:-1])
     assert 1 < len(groups) < len(p.tasks)
     assert len(ingest.batches(p.tasks, p.layouts, min_values=1)) == len(p.tasks)
+
+
+# --- small hand-made trees, ingested without the cluster (plan + ingest_file, as a worker does) ---
+
+TILES = np.array([66, 100, 200, 300])
+
+
+def _write(root: Path, city: str, service: str, day: dt.date, direction: str, tiles=TILES, ncols=None,
+           seed=0) -> Path:
+    """One NetMob file with random integer values; returns its path."""
+    from cpc_core import netmob
+    from cpc_core.textio import format_netmob
+
+    ncols = ncols or netmob.slots_per_day(day)
+    vals = np.random.default_rng(seed).integers(1, 50, size=(len(tiles), ncols))
+    p = root / city / service / f"{day:%Y%m%d}" / f"{city}_{service}_{day:%Y%m%d}_{direction}.txt"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(format_netmob(np.asarray(tiles), vals))
+    return p
+
+
+def _run_local(root: Path, store_path: Path, **kw):
+    p = ingest.plan(str(root), str(store_path), **kw)
+    reps = [ingest.ingest_file(t) for t in p.tasks]
+    qc = ingest.qc_report(str(store_path), reps, sorted(p.layouts), ignored=p.ignored, tile_refs=p.tile_refs)
+    return p, reps, qc
+
+
+@pytest.mark.parametrize("requested", [False, True])
+def test_every_city_expects_the_same_window_services_and_directions(tmp_path, requested):
+    """A: Nice lacks a whole service (Tor), its last day, and all UL files; Lyon lacks one file
+    in the middle. Each absent file of (services x directions x common window) is missing."""
+    days = [dt.date(2019, 3, 29) + dt.timedelta(days=i) for i in range(4)]
+    svcs, dirs = ["Tor", "Web_Adult", "YouTube"], ["DL", "UL"]
+    root = tmp_path / "netmob"
+    written = set()
+    for city in ("Lyon", "Nice"):
+        for s in svcs:
+            for day in days:
+                for d in dirs:
+                    if (city, s, day, d) == ("Lyon", "YouTube", days[2], "DL"):
+                        continue
+                    if city == "Nice" and (s == "Tor" or day == days[-1] or d == "UL"):
+                        continue
+                    _write(root, city, s, day, d)
+                    written.add((city, s, day.isoformat(), d))
+    kw = {"services": svcs, "directions": dirs} if requested else {}
+    _, _, qc = _run_local(root, tmp_path / "c.zarr", **kw)
+    # the reference: every combination not written (plain Python, not the ingest's logic)
+    want = {(c, s, day.isoformat(), d) for c in ("Lyon", "Nice") for s in svcs for day in days for d in dirs} - written
+    got = {(c, m["service"], m["day"], m["direction"]) for c, ci in qc["cities"].items() for m in ci["missing"]}
+    assert got == want and len(want) == 1 + 3 * 4 * 2 - 2 * 3  # Lyon 1; Nice 24 expected, 6 written
+    assert qc["files"]["missing"] == len(want) and qc["files"]["ok"] == len(written)
+    for city in ("Lyon", "Nice"):
+        assert qc["cities"][city]["days"] == ["2019-03-29", "2019-04-01"]
+        assert qc["cities"][city]["services"] == svcs
+    ds = store.open_cube(str(tmp_path / "c.zarr"), "Nice")
+    assert set(ds.data_vars) >= {"DL", "UL"}
+    last = ds["DL"].sel(service="Web_Adult", time=local_slots_utc(days[-1], 96)).values
+    assert last.shape == (4, 96) and np.isnan(last).all()
+    assert np.isnan(ds["UL"].values).all() and np.isnan(ds["DL"].sel(service="Tor").values).all()
+    ok = ds["DL"].sel(service="YouTube", time=local_slots_utc(days[0], 96)).values
+    assert not np.isnan(ok).any()
+
+
+def _tile_tree(root: Path, deviant: tuple, deviant_tiles) -> list[tuple]:
+    keys = [(s, day, d) for s in ("Tor", "YouTube") for day in (dt.date(2019, 3, 20), dt.date(2019, 3, 21))
+            for d in ("DL", "UL")]
+    for s, day, d in keys:
+        _write(root, "Lyon", s, day, d, tiles=deviant_tiles if (s, day, d) == deviant else TILES)
+    return keys
+
+
+def test_tile_list_from_the_majority_when_the_first_file_lacks_a_tile(tmp_path):
+    """B: the plan's first file lacks tile 300; the middle and last files agree on all four."""
+    root = tmp_path / "netmob"
+    first = ("Tor", dt.date(2019, 3, 20), "DL")
+    _tile_tree(root, first, TILES[:-1])
+    refs = ["Lyon_YouTube_20190320_DL.txt", "Lyon_YouTube_20190321_UL.txt"]  # middle and last of 8
+    with pytest.raises(NetmobFormatError) as ei:
+        _run_local(root, tmp_path / "f.zarr")
+    assert ei.value.path.endswith("Lyon_Tor_20190320_DL.txt")
+    assert "1 of 4 tiles absent (e.g. 300)" in ei.value.reason and all(r in ei.value.reason for r in refs)
+
+    p, reps, qc = _run_local(root, tmp_path / "q.zarr", on_error="quarantine")
+    np.testing.assert_array_equal(p.layouts["Lyon"].tiles, TILES)
+    by = {(r.service, r.day, r.direction): r for r in reps}
+    bad = by["Tor", "2019-03-20", "DL"]
+    assert bad.status == "partial" and bad.tiles_missing == 1
+    assert [e["code"] for e in bad.errors] == [ingest.TILES_ABSENT]
+    assert "300" in bad.errors[0]["reason"] and all(r in bad.errors[0]["reason"] for r in refs)
+    assert all(r.status == "ok" for k, r in by.items() if k != ("Tor", "2019-03-20", "DL"))
+    assert qc["cities"]["Lyon"]["tile_list_from"]["deviant"].endswith("Lyon_Tor_20190320_DL.txt")
+    assert any(r["path"] == bad.path and "300" in r["reason"] for r in qc["rejected"])
+    assert qc["values_read"] == qc["values_stored"] + qc["values_rejected"]
+    got = store.open_cube(str(tmp_path / "q.zarr"), "Lyon")["DL"].sel(
+        service="Tor", tile=300, time=local_slots_utc(dt.date(2019, 3, 20), 96)).values
+    assert np.isnan(got).all()
+
+
+def test_tile_list_extra_tile_in_the_middle_file_names_the_reference(tmp_path):
+    """B: the middle file of the plan lists an extra tile; its rejected line names the files the
+    city's list came from."""
+    root = tmp_path / "netmob"
+    middle = ("YouTube", dt.date(2019, 3, 20), "DL")
+    _tile_tree(root, middle, np.append(TILES, 999))
+    p, reps, qc = _run_local(root, tmp_path / "q.zarr", on_error="quarantine")
+    np.testing.assert_array_equal(p.layouts["Lyon"].tiles, TILES)
+    bad = next(r for r in reps if (r.service, r.day, r.direction) == ("YouTube", "2019-03-20", "DL"))
+    assert bad.status == "partial" and [e["line"] for e in bad.errors] == [5]
+    reason = bad.errors[0]["reason"]
+    assert reason.startswith("tile id not in the city's tile list: 999")
+    assert "Lyon_Tor_20190320_DL.txt" in reason and "Lyon_YouTube_20190321_UL.txt" in reason
+    assert qc["cities"]["Lyon"]["tile_list_from"]["deviant"] == bad.path
+
+
+def test_tile_list_fails_when_no_two_reference_files_agree(tmp_path):
+    root = tmp_path / "netmob"
+    keys = _tile_tree(root, ("YouTube", dt.date(2019, 3, 20), "DL"), TILES[1:])  # the middle file
+    _write(root, "Lyon", "YouTube", dt.date(2019, 3, 21), "UL", tiles=TILES[:2])  # the last file
+    assert len(keys) == 8
+    with pytest.raises(NetmobFormatError, match="no two agree") as ei:
+        ingest.plan(str(root), str(tmp_path / "s.zarr"), on_error="quarantine")
+    for name in ("Lyon_Tor_20190320_DL.txt", "Lyon_YouTube_20190320_DL.txt", "Lyon_YouTube_20190321_UL.txt"):
+        assert name in ei.value.reason
+    assert store.read_layout(str(tmp_path / "s.zarr"), "Lyon") is None
+
+
+def test_quarantine_whole_file_reject_keeps_the_line_reasons(tmp_path):
+    """C: a 92-column file on a 96-slot day: every line is bad, the file is rejected, and the
+    report keeps each line's number and reason besides the whole-file entry."""
+    root = tmp_path / "netmob"
+    day = dt.date(2019, 3, 20)
+    _write(root, "Lyon", "AAA", day, "DL")
+    bad = _write(root, "Lyon", "YouTube", day, "DL", ncols=92)
+    _, reps, qc = _run_local(root, tmp_path / "q.zarr", on_error="quarantine")
+    r = next(x for x in reps if x.service == "YouTube")
+    assert r.status == "rejected"
+    lines = [(e["line"], e["reason"]) for e in r.errors]
+    assert lines[:4] == [(i, "too few value columns: expected 96, found 92") for i in (1, 2, 3, 4)]
+    assert lines[4][0] is None and lines[4][1].startswith("no valid line")
+    assert r.values_read == 4 * 92 == r.values_rejected and r.values_stored == 0
+    assert sum(e["values"] for e in r.errors) == r.values_rejected
+    assert qc["values_read"] == qc["values_stored"] + qc["values_rejected"]
+    rows = [x for x in qc["rejected"] if x["path"] == str(bad)]
+    assert [x["line"] for x in rows] == [1, 2, 3, 4, None]
+    md = ingest.qc_markdown(qc)
+    assert f"| {bad} | 3 | too few value columns: expected 96, found 92 | 92 |" in md
+    assert f"| {bad} |  | no valid line" in md
+    assert any(m["state"] == "rejected" and m["service"] == "YouTube" for m in qc["cities"]["Lyon"]["missing"])
+
+
+def test_markdown_lists_at_most_a_few_rejected_lines_per_file():
+    """A file bad on every line (81k lines on a real city) must not make the Markdown report a
+    line per rejected line: the first MD_REJECTED_PER_FILE, then a count; the JSON keeps all."""
+    n = ingest.MD_REJECTED_PER_FILE + 7
+    qc = {"store": "s", "files": dict.fromkeys(("ok", "partial", "missing", "rejected"), 0), "values_read": 0,
+          "values_stored": 0, "values_rejected": 0, "cities": {},
+          "rejected": [{"path": "a.txt", "line": i, "reason": "too few", "values": 92} for i in range(1, n + 1)]
+          + [{"path": "b.txt", "line": 4, "reason": "negative value", "values": 1}]}
+    md = ingest.qc_markdown(qc)
+    assert md.count("| a.txt |") == ingest.MD_REJECTED_PER_FILE + 1
+    assert f"| a.txt | {ingest.MD_REJECTED_PER_FILE} | too few | 92 |" in md
+    assert f"| a.txt | {ingest.MD_REJECTED_PER_FILE + 1} |" not in md
+    assert "| a.txt | ... | 7 more entries of this file (JSON, CSV) | |" in md
+    assert "| b.txt | 4 | negative value | 1 |" in md
+    assert f"{n + 1} entries in 2 files, {92 * n + 1:,} values" in md
+
+
+def test_discover_lists_every_unused_file_under_a_city(tmp_path):
+    """D: every file under a city folder that is not a traffic file is listed, but the city's
+    own GeoJSON."""
+    root = tmp_path / "netmob"
+    day = dt.date(2019, 3, 21)
+    _write(root, "Lyon", "YouTube", day, "DL")
+    d = root / "Lyon/YouTube/20190321"
+    strays = [d / "Lyon_YouTube_20190321_DL.txt.bak", d / "lyon_youtube_20190321_DL.txt",
+              d / "Lyon_YouTube_20190321_DL.TXT", d / "Lyon_YouTube_20190321_DL (copy).txt",
+              root / "Lyon/YouTube/Lyon_YouTube_20190321_UL.txt", root / "Lyon/notes.md",
+              root / "Lyon/YouTube/20190321/extra/Lyon_YouTube_20190321_UL.txt",
+              root / "Lyon/YouTube/20190230/Lyon_YouTube_20190230_DL.txt",
+              root / "Lyon/YouTube/20190322/Lyon_YouTube_20190321_DL.txt"]
+    for s in strays:
+        s.parent.mkdir(parents=True, exist_ok=True)
+        s.write_text("66 1\n")
+    (root / "Lyon/Lyon.geojson").write_text("{}")
+    found, ignored = ingest.discover(str(root))
+    assert list(found["Lyon"].values()) == [str(d / "Lyon_YouTube_20190321_DL.txt")]
+    assert ignored == sorted(str(s) for s in strays)
+    # a selection does not turn unselected traffic files into ignored ones
+    _write(root, "Lyon", "Tor", day, "DL")
+    assert ingest.discover(str(root), services=["YouTube"])[1] == ignored
+
+
+def test_ignored_files_in_the_qc_reports(tree_copy, tmp_path, client):
+    """D: the job's JSON lists every ignored file, the Markdown counts them and lists 50."""
+    strays = [tree_copy / "Nice/Tor" / f"stray_{i:02d}.txt" for i in range(55)]
+    for s in strays:
+        s.write_text("1 2\n")
+    qc = _ingest(tree_copy, str(tmp_path / "c.zarr"), client, cities=["Nice"])
+    assert qc["ignored_paths"] == [str(s) for s in strays] and qc["ignored_files"] == 55
+    js = json.loads(next((tmp_path / "rep").glob("ingest-*.json")).read_text())
+    assert js["ignored_paths"] == qc["ignored_paths"]
+    md = next((tmp_path / "rep").glob("ingest-*.md")).read_text()
+    assert "Ignored files (under the city folders, not NetMob traffic files): 55" in md
+    assert f"- {strays[49]}" in md and f"- {strays[50]}" not in md and "and 5 more" in md
+    assert "Nice.geojson" not in md and (tree_copy / "Nice/Nice.geojson").exists()
+
+
+def test_unknown_city_is_ingested_and_flagged_in_the_qc_report(tmp_path):
+    """E: a folder that is not a NetMob23 city (here a typo) is kept, its QC entry says that
+    its tile ids were not checked against a grid."""
+    root = tmp_path / "netmob"
+    day = dt.date(2019, 3, 20)
+    _write(root, "Marseilles", "YouTube", day, "DL", tiles=[5, 10**9])
+    _write(root, "Lyon", "YouTube", day, "DL")
+    _, reps, qc = _run_local(root, tmp_path / "c.zarr")
+    assert sorted(r.status for r in reps) == ["ok", "ok"]
+    assert qc["unknown_cities"] == ["Marseilles"]
+    assert qc["cities"]["Marseilles"]["grid"] is None and "not checked against a grid" in qc["cities"]["Marseilles"]["note"]
+    assert qc["cities"]["Lyon"]["grid"] == [426, 287] and "note" not in qc["cities"]["Lyon"]
+    md = ingest.qc_markdown(qc)
+    assert "not NetMob23 cities (tile ids not checked against a grid): Marseilles" in md
+    section = md.split("## Marseilles")[1]
+    assert "not checked against a grid" in section
+
+
+def test_parse_file_path_names_the_path_on_an_impossible_date():
+    """F."""
+    from cpc_core import netmob
+
+    p = "/x/Lyon/YouTube/20190230/Lyon_YouTube_20190230_DL.txt"
+    with pytest.raises(ValueError, match=r"^/x/Lyon/YouTube/20190230/Lyon_YouTube_20190230_DL.txt: 20190230 is not"):
+        netmob.parse_file_path(p)
+
+
+def test_tile_list_mismatch_on_a_later_run_names_the_store_and_the_files(tmp_path):
+    """B: on a re-run the reference is the stored list; the error names it and its files."""
+    root = tmp_path / "netmob"
+    _tile_tree(root, (), TILES)
+    s = tmp_path / "s.zarr"
+    _run_local(root, s)
+    f = _write(root, "Lyon", "Tor", dt.date(2019, 3, 21), "UL", tiles=TILES[:-1])
+    p = ingest.plan(str(root), str(s), force=True)
+    assert p.tile_refs["Lyon"].stored_in == f"{s}/Lyon"
+    task = next(t for t in p.tasks if t.path == str(f))
+    with pytest.raises(NetmobFormatError) as ei:
+        ingest.ingest_file(task)
+    assert ei.value.path == str(f) and "1 of 4 tiles absent (e.g. 300)" in ei.value.reason
+    assert f"the tile list stored in {s}/Lyon (first taken from {root}/Lyon/Tor/20190320/" in ei.value.reason
