@@ -479,9 +479,10 @@ def ingest_file(task: FileTask) -> FileReport:
     ok = pf.ok
     n_missing = len(tiles) - int(ok.sum())
     # tiles with no line at all (not those whose line was rejected): the file's list differs
-    absent = ~np.isin(tiles, pf.tile_ids[pf.status != parse.BAD_TILE_ID])
+    usual = bool(ok.all()) and np.array_equal(pf.tile_ids, tiles)  # the city's tiles, sorted
+    absent = None if usual else ~np.isin(tiles, pf.tile_ids[pf.status != parse.BAD_TILE_ID])
     diff = ""
-    if absent.any():
+    if absent is not None and absent.any():
         ex = ", ".join(str(t) for t in tiles[absent][:5])
         diff = f"tile list differs from the city's: {int(absent.sum())} of {len(tiles)} tiles absent (e.g. {ex})"
         diff += f"; {ref}" if ref else ""
@@ -492,8 +493,8 @@ def ingest_file(task: FileTask) -> FileReport:
         if n_missing:
             raise parse.NetmobFormatError(task.path, diff)
     ids = pf.tile_ids[ok]
-    if ok.all() and np.array_equal(ids, tiles):
-        block = pf.values  # the usual case: the file lists exactly the city's tiles, sorted
+    if usual:
+        block = pf.values
     else:
         block = np.full((len(tiles), task.ncols), np.nan, dtype=np.float32)
         block[np.searchsorted(tiles, ids)] = pf.values[ok]
