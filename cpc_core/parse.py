@@ -98,9 +98,10 @@ def _count_tokens(buf, start, end):
 def _parse_value(buf, p, stop):
     """Parse one non-negative number at ``p``; return (value, new_p, code).
 
-    Any number of digits: the first 18 of the integer and of the fraction part are exact in an
-    int64, later ones only scale (integer part) or are below float32's precision (fraction);
-    exponents saturate. A value above float32's range is ``OUT_OF_RANGE``, never inf.
+    Any number of digits: the first 18 significant digits of the integer and of the fraction
+    part are exact in an int64 (leading zeros do not count), later ones only scale the integer
+    part or lie below float32's precision; exponents saturate. A value above float32's range is
+    ``OUT_OF_RANGE``, never inf.
     """
     c = buf[p]
     if c == _MINUS:
@@ -111,13 +112,16 @@ def _parse_value(buf, p, stop):
         p += 1
     iv = 0
     nd = 0
-    extra = 0  # integer digits past the first _MAX_DIGITS
+    sig = 0  # significant integer digits accumulated in iv
+    extra = 0  # significant integer digits past the first _MAX_DIGITS
     while p < stop:
         d = buf[p] - _ZERO
         if d < 0 or d > 9:
             break
-        if nd < _MAX_DIGITS:
+        if sig < _MAX_DIGITS:
             iv = iv * 10 + d
+            if iv:
+                sig += 1
         else:
             extra += 1
         nd += 1
@@ -131,10 +135,11 @@ def _parse_value(buf, p, stop):
         frac = 0
         nf = 0
         while p < stop and _ZERO <= buf[p] <= _NINE:
-            if nf < _MAX_DIGITS:
+            if nf < _MAX_DIGITS:  # leading zeros only scale (0.00012 is 12 / 1e5)
                 frac = frac * 10 + (buf[p] - _ZERO)
                 scale *= 10.0
-            nf += 1
+                if frac:
+                    nf += 1
             nd += 1
             p += 1
         val += frac / scale
@@ -310,6 +315,11 @@ class ParsedFile:
     def ok(self) -> np.ndarray:
         return self.status == OK
 
+    @property
+    def has_tile(self) -> np.ndarray:
+        """Lines that name a valid tile id, whatever their values (tile-list comparisons)."""
+        return ~np.isin(self.status, (BAD_TILE_ID, TILE_ID_RANGE, EMPTY_LINE, NEGATIVE_TILE_ID))
+
 
 def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "<bytes>") -> ParsedFile:
     """Parse the bytes of one NetMob file expecting ``ncols`` values per line.
@@ -343,7 +353,7 @@ def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "
     if buf.size == 0:
         raise NetmobFormatError(path, "empty file")
     n_lines = int(np.count_nonzero(buf == _NL)) + (0 if buf[-1] == _NL else 1)
-    ids = np.zeros(n_lines, dtype=np.int64)
+    ids = np.full(n_lines, -1, dtype=np.int64)  # -1: a line without a tile id (empty, negative)
     values = np.empty((n_lines, ncols), dtype=np.float32)
     status = np.zeros(n_lines, dtype=np.int8)
     errcol = np.zeros(n_lines, dtype=np.int16)

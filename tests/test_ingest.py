@@ -423,10 +423,31 @@ def test_tile_list_fails_when_no_two_reference_files_agree(tmp_path):
     _write(root, "Lyon", "YouTube", dt.date(2019, 3, 21), "UL", tiles=TILES[:2])  # the last file
     assert len(keys) == 8
     with pytest.raises(NetmobFormatError, match="no two agree") as ei:
-        ingest.plan(str(root), str(tmp_path / "s.zarr"), on_error="quarantine")
+        ingest.plan(str(root), str(tmp_path / "s.zarr"), on_error="fail")
     for name in ("Lyon_Tor_20190320_DL.txt", "Lyon_YouTube_20190320_DL.txt", "Lyon_YouTube_20190321_UL.txt"):
         assert name in ei.value.reason
     assert store.read_layout(str(tmp_path / "s.zarr"), "Lyon") is None
+    # quarantine keeps going on the first file's list (the one fully validated) and reports
+    # the others against it: a one-day run of DL and UL that differ is not stopped
+    pl = ingest.plan(str(root), str(tmp_path / "q.zarr"), on_error="quarantine")
+    np.testing.assert_array_equal(store.read_layout(str(tmp_path / "q.zarr"), "Lyon").tiles, TILES)
+    assert pl.tile_refs["Lyon"].sources == [str(root / "Lyon/Tor/20190320/Lyon_Tor_20190320_DL.txt")]
+
+
+def test_tile_list_reference_files_use_the_parsers_rules(tmp_path):
+    """A 20-digit tile id in a reference file is a rejected line (the tile-id reader crashed on
+    it), and two empty reference files are no majority against the validated first file."""
+    root = tmp_path / "netmob"
+    _tile_tree(root, ("Tor", dt.date(2019, 3, 20), "DL"), TILES)
+    middle = root / "Lyon/YouTube/20190320/Lyon_YouTube_20190320_DL.txt"
+    middle.write_bytes(middle.read_bytes() + b"99999999999999999999 " + b"1 " * 95 + b"1\n")
+    pl = ingest.plan(str(root), str(tmp_path / "a.zarr"), on_error="quarantine")
+    np.testing.assert_array_equal(store.read_layout(str(tmp_path / "a.zarr"), "Lyon").tiles, TILES)
+    assert pl.tile_refs["Lyon"].deviant is None
+    for f in (middle, root / "Lyon/YouTube/20190321/Lyon_YouTube_20190321_UL.txt"):
+        f.write_bytes(b"")
+    ingest.plan(str(root), str(tmp_path / "b.zarr"), on_error="quarantine")
+    np.testing.assert_array_equal(store.read_layout(str(tmp_path / "b.zarr"), "Lyon").tiles, TILES)
 
 
 def test_quarantine_whole_file_reject_keeps_the_line_reasons(tmp_path):

@@ -78,8 +78,12 @@ BAD = [
     "0e999999999999999999",  # 0 x 10**huge must stay 0, not NaN
     "1e-99999999999",
     "3.4e38",
+    "0000000000000000000005",  # leading zeros are not significant digits
+    "0000000000000000000005.5",
+    "0.0000000000000000000123",  # 1.23e-20: float32 holds it
+    "0" * 330,
 ])
-def test_long_numbers_are_parsed_exactly_as_python_does(token):
+def test_long_numbers_are_parsed_as_python_does(token):
     pf = parse_bytes(f"7 {token} 1\n".encode(), 2)
     assert check_file(pf) == []
     assert pf.tile_ids.tolist() == [7]
@@ -95,6 +99,13 @@ def test_bad_lines_are_named(raw, ncols, reason, line):
     assert reason in errors[0].reason
     # the rejected line is NaN, never zero
     assert np.isnan(pf.values[line - 1]).all()
+
+
+def test_lines_without_a_tile_id_have_none():
+    # an empty line or a negative id must not read as tile 0 (ids used to start at 0)
+    pf = parse_bytes(b"5 1\n\n-3 2\n7 3\n", 1, "f.txt")
+    assert pf.tile_ids.tolist() == [5, -1, -1, 7]
+    assert 0 not in pf.tile_ids[pf.status != 6]
 
 
 def test_grid_and_tile_list_checks():
