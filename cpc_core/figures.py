@@ -3,8 +3,9 @@
 Each public function takes small, already aggregated data (frames of communes, 7 x 24
 profiles, per-lag correlations) and returns a :class:`matplotlib.figure.Figure`. Figures are
 built with the object-oriented API on the Agg canvas, never through ``pyplot``: no global
-state, no display, safe in worker threads. :func:`render` turns a figure into PNG or SVG
-bytes (SVG text as paths, so no font is needed to view it).
+state, no display. :func:`render` turns a figure into PNG, SVG or PDF bytes (SVG text as
+paths, so no font is needed to view it); it sets matplotlib's SVG id salt for the call
+(``rc_context``, process-global), so render from one thread at a time.
 
 Disclosure control is the caller's job for what goes in (only commune-level values, small
 areas marked) and this module's job for how it is drawn: suppressed areas are drawn grey and
@@ -90,7 +91,7 @@ def render(fig: Figure, fmt: str = "png", dpi: int = 110) -> bytes:
 
 
 def render_formats(fig: Figure, formats: Sequence[str], dpi: int = 110) -> dict[str, bytes]:
-    """:func:`render` in each of ``formats``, in order (the unit of parallel rendering).
+    """:func:`render` in each of ``formats``, in order.
 
     The figure's layout (constrained) is computed for the first format and kept for the
     others, so that a figure costs one layout, not one per format.

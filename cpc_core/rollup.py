@@ -35,7 +35,6 @@ from cpc_core import netmob
 __all__ = [
     "area_day_mask",
     "combine_cities",
-    "exclude_area_days",
     "exclude_outages",
     "exclusion_summary",
     "rollup",
@@ -365,11 +364,12 @@ def _local_days(hours) -> np.ndarray:
 
 def area_day_mask(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
                   days_by_city: dict[str, Iterable[dt.date]],
-                  all_areas: Iterable[dt.date] = ()) -> xr.DataArray:
+                  every_area_days: Iterable[dt.date] = ()) -> xr.DataArray:
     """(area, hour) bool: True on the excluded local days of each area's city.
 
-    ``days_by_city`` maps a city to its days (the area's city from ``area_city``);
-    ``all_areas`` are days excluded for every area, whatever its city. Only coordinates are
+    ``days_by_city`` maps a city to its days (the area's city from ``area_city``): outage days
+    differ by city (Bordeaux and Toulouse had their own), so the mask is per (area, hour).
+    ``every_area_days`` are excluded for every area, whatever its city. Only coordinates are
     read, never the data: the mask is a small numpy array.
     """
     areas = hourly["area"].values
@@ -378,30 +378,9 @@ def area_day_mask(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
     drop = np.zeros((len(areas), len(local_day)), dtype=bool)
     for city, days in days_by_city.items():
         drop[np.ix_(city_of == city, np.isin(local_day, list(days)))] = True
-    drop[:, np.isin(local_day, list(all_areas))] = True
+    drop[:, np.isin(local_day, list(every_area_days))] = True
     return xr.DataArray(drop, dims=("area", "hour"), coords={"area": hourly["area"], "hour": hourly["hour"]},
                         name="whole_day")
-
-
-def exclude_area_days(hourly: xr.Dataset | xr.DataArray, area_city: pd.Series,
-                      days_by_city: dict[str, Iterable[dt.date]]) -> xr.Dataset | xr.DataArray:
-    """NaN the hours of each area's excluded local days, taken from the area's city.
-
-    Outage days differ by city (Bordeaux and Toulouse had their own), so the mask is per
-    (area, hour), not per hour (:func:`area_day_mask`).
-    """
-    drop = area_day_mask(hourly, area_city, days_by_city)
-    if not drop.values.any():
-        return hourly
-    return hourly.where(~drop)
-
-
-def _zero_hours_kernel(values: np.ndarray, on_day: np.ndarray) -> np.ndarray:
-    """Numpy kernel of :func:`zero_hour_mask`: True where ``values == 0`` and ``on_day``.
-
-    Elementwise with broadcasting; NaN (an hour already missing) compares unequal to 0.
-    """
-    return (values == 0) & on_day
 
 
 def zero_hour_mask(series: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArray:
@@ -420,8 +399,8 @@ def zero_hour_mask(series: xr.DataArray, days: Iterable[dt.date]) -> xr.DataArra
     """
     on_day = xr.DataArray(np.isin(_local_days(series["hour"].values), list(days)), dims="hour",
                           coords={"hour": series["hour"]})
-    mask = xr.apply_ufunc(_zero_hours_kernel, series, on_day, dask="parallelized", output_dtypes=[bool])
-    return mask.transpose(*series.dims).rename("zero_web_adult")
+    # NaN (an hour already missing) compares unequal to 0
+    return ((series == 0) & on_day).transpose(*series.dims).rename("zero_web_adult")
 
 
 def exclude_outages(
@@ -431,7 +410,6 @@ def exclude_outages(
     known_days: dict[str, Iterable[dt.date]] | None = None,
     extra_days: Iterable[dt.date] = (),
     zero_days: Iterable[dt.date] = (),
-    zero_var: str = "web_adult",
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Mark the excluded area-hours of every series with NaN, by one of two outage rules.
 
@@ -444,7 +422,7 @@ def exclude_outages(
     rule
         ``"known_days"``: each area's city's whole ``known_days`` (local) are excluded.
         ``"authors"``: the authors' rule, no whole-day exclusion of ``known_days``; instead,
-        per area, the hours of local ``zero_days`` where the area's ``zero_var`` series is 0
+        per area, the hours of local ``zero_days`` where the area's ``web_adult`` series is 0
         are excluded in every series.
     known_days
         Known outage days by city (``netmob.outage_days``); None or empty: none.
@@ -452,8 +430,6 @@ def exclude_outages(
         Local days excluded for every area under either rule.
     zero_days
         Local days of the authors' rule (``estimate.zero_web_adult_days``).
-    zero_var
-        The series whose zero hours are excluded under ``"authors"``.
 
     Returns
     -------
@@ -466,7 +442,7 @@ def exclude_outages(
         raise ValueError(f"rule={rule!r}; allowed: known_days, authors")
     whole = area_day_mask(hourly, area_city, (known_days or {}) if rule == "known_days" else {}, extra_days)
     if rule == "authors":
-        zero = zero_hour_mask(hourly[zero_var], zero_days)
+        zero = zero_hour_mask(hourly["web_adult"], zero_days)
     else:
         zero = xr.zeros_like(whole).rename("zero_web_adult")
     drop = whole | zero
@@ -474,21 +450,21 @@ def exclude_outages(
     return excluded, xr.Dataset({"whole_day": whole, "zero_web_adult": zero})
 
 
-def exclusion_summary(masks: xr.Dataset) -> dict[str, int]:
-    """Counts of excluded area-hours by :func:`exclude_outages` (computes lazy masks).
+def exclusion_summary(masks: xr.Dataset) -> xr.Dataset:
+    """Counts of excluded area-hours by :func:`exclude_outages`, as 0-d variables (lazy where
+    the masks are: the caller computes).
 
     ``whole_day_area_hours`` and ``zero_web_adult_area_hours`` count the mask's area-hours
     (an hour in both counts in both), ``area_hours`` their union, ``areas_with_zero_web_adult_hours``
     the areas with at least one hour excluded by the authors' rule.
     """
-    m = masks.compute()
-    whole, zero = m["whole_day"], m["zero_web_adult"]
-    return {
-        "area_hours": int((whole | zero).sum()),
-        "whole_day_area_hours": int(whole.sum()),
-        "zero_web_adult_area_hours": int(zero.sum()),
-        "areas_with_zero_web_adult_hours": int(zero.any("hour").sum()),
-    }
+    whole, zero = masks["whole_day"], masks["zero_web_adult"]
+    return xr.Dataset({
+        "area_hours": (whole | zero).sum(),
+        "whole_day_area_hours": whole.sum(),
+        "zero_web_adult_area_hours": zero.sum(),
+        "areas_with_zero_web_adult_hours": zero.any("hour").sum(),
+    })
 
 
 def window_totals(hourly: xr.DataArray) -> xr.DataArray:

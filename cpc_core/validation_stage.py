@@ -42,7 +42,7 @@ from cpc_core.config_validation import (
     DisclosureThresholds,
     ValidationConfig,
 )
-from cpc_core.estimate import correction_factor
+from cpc_core.estimate import correction_factor, small_area_flags
 from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
 from cpc_core.validation import (
     STANDARD_METHODS,
@@ -798,20 +798,14 @@ def prepare(
 
     # Disclosure flags: population below the threshold (or unknown), too few tiles.
     d = config.disclosure or disclosure or DisclosureThresholds()
-    small_pop = ~(frame["population"] >= d.min_population)
     if roles["n_tiles"] is not None:
-        few = frame["n_tiles"] < d.min_tiles
-    else:
-        few = pd.Series(False, index=frame.index)
+        tiles = frame["n_tiles"]
+    else:  # unknown tile counts flag nothing (small_area_flags): only the population rule
+        tiles = pd.Series(np.nan, index=frame.index)
         notes.append(Note("disclosure", f"no tile counts (role 'n_tiles'): only the population "
                                         f"threshold ({d.min_population}) is applied", "warning"))  # fmt: skip
-    frame["small_area"] = (small_pop | few).astype(bool)
-    frame["small_area_reason"] = np.select(
-        [small_pop & few, small_pop, few],
-        [f"population < {d.min_population} and tiles < {d.min_tiles}",
-         f"population < {d.min_population} (or unknown)", f"tiles < {d.min_tiles}"],
-        default="",
-    )  # fmt: skip
+    flags = small_area_flags(frame["population"], tiles, d.min_population, d.min_tiles)
+    frame["small_area"], frame["small_area_reason"] = flags["small_area"], flags["small_area_reason"]
     disclosure_info = {
         "min_population": int(d.min_population),
         "min_tiles": int(d.min_tiles),
@@ -819,8 +813,8 @@ def prepare(
         "statistics_include_small_areas": bool(config.include_small_areas),
         "n_areas": int(len(frame)),
         "n_small_areas": int(frame["small_area"].sum()),
-        "n_below_population": int(small_pop.sum()),
-        "n_below_tiles": int(few.sum()),
+        "n_below_population": int((~(frame["population"] >= d.min_population)).sum()),
+        "n_below_tiles": int((tiles < d.min_tiles).sum()),
         "population_in_small_areas": float(frame.loc[frame["small_area"], "population"].sum()),
         "tile_counts_known": roles["n_tiles"] is not None,
     }

@@ -280,9 +280,9 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     for scope, members in scopes.items():
         if not members:
             continue
-        # a scope is small when its areas together fall below the thresholds (unknown
-        # population counts as small): a single-area scope gets that area's flag
-        pop = by_code["population"].reindex(members).sum(skipna=False)
+        # a scope is small when its areas together fall below the thresholds, counting the
+        # known populations only (a lower bound): a single-area scope gets that area's flag
+        pop = by_code["population"].reindex(members).sum()  # known ones: a lower bound, conservative
         n_tiles = by_code["n_tiles"].reindex(members).fillna(0).sum()
         small = bool(estimate.small_area_flags(pd.Series([pop]), pd.Series([n_tiles]), d.min_population,
                                                d.min_tiles)["small_area"].iloc[0])
@@ -401,7 +401,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
             "known_days": {c: [str(d) for d in v] for c, v in known.items()} if e.outage_rule == "known_days" else {},
             "extra_days": [str(d) for d in e.exclude_days],
             "zero_web_adult_days": [str(d) for d in e.zero_web_adult_days] if e.outage_rule == "authors" else [],
-            **rollup.exclusion_summary(masks),
+            **{k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()},
         }
         logger.info("excluded %d area-hours (rule %s): %d on whole days, %d with zero Web_Adult",
                     exclusions["area_hours"], exclusions["rule"], exclusions["whole_day_area_hours"],

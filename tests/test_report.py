@@ -388,12 +388,16 @@ def test_figures_are_reproducible(run_dir, tmp_path):
     assert len(images("a")) == len(FIGURES) and images("a") == images("b")
 
 
-def test_render_formats_lays_out_once_and_restores_the_engine():
+def test_render_formats_lays_out_once_and_restores_the_engine(monkeypatch):
     from cpc_core import figures
 
     fig = figures.lag_sweep(pd.DataFrame({"lag_h": [0, 0, 1, 1], "rho": [0.1, 0.2, 0.15, 0.3]}))
     engine = fig.get_layout_engine()
+    layouts = []
+    orig = type(engine).execute
+    monkeypatch.setattr(type(engine), "execute", lambda self, f: (layouts.append(1), orig(self, f))[1])
     out = figures.render_formats(fig, ["png", "svg", "png"])
+    assert len(layouts) == 1  # the first format's layout serves the others
     assert list(out) == ["png", "svg"]
     assert out["png"][:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in out["svg"][:500]
     assert fig.get_layout_engine() is engine

@@ -168,13 +168,15 @@ def test_version1_store_without_hourly_array(cube, tmp_path):
     assert g["DL"].shape[2] == len(later.time)
 
 
-def test_exclude_area_days_per_city():
+def test_known_outage_days_per_city():
     import datetime as dt
 
     hours = pd.date_range("2019-04-11T20:00", periods=60, freq="h")  # UTC; Paris = UTC+2
     h = xr.DataArray(np.ones((3, 60)), dims=("area", "hour"), coords={"area": ["a", "b", "c"], "hour": hours})
     city = pd.Series({"a": "Bordeaux", "b": "Lyon", "c": "Bordeaux"})
-    out = rollup.exclude_area_days(h, city, {"Bordeaux": [dt.date(2019, 4, 12)], "Lyon": []})
+    out, _ = rollup.exclude_outages(xr.Dataset({"web_adult": h}), city,
+                                    known_days={"Bordeaux": [dt.date(2019, 4, 12)], "Lyon": []})
+    out = out["web_adult"]
     local = (hours + pd.Timedelta(hours=2)).date
     on_day = local == dt.date(2019, 4, 12)
     np.testing.assert_array_equal(np.isnan(out.values[0]), on_day)
@@ -261,7 +263,7 @@ def test_authors_outage_rule_against_pandas():
     # the known outage days are not excluded whole: 04-14 (all cities) and 04-12 (Toulouse) kept
     on_known = day.isin([dt.date(2019, 4, 14), dt.date(2019, 4, 12)]).to_numpy()
     assert np.isfinite(got["tor"].values[:, on_known]).all()
-    s = rollup.exclusion_summary(masks)
+    s = {k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()}
     assert s == {"area_hours": 3 * 24 + 5, "whole_day_area_hours": 3 * 24, "zero_web_adult_area_hours": 5,
                  "areas_with_zero_web_adult_hours": 2}
     # the excluded hours move rho (the test could fail if the rule did nothing)
@@ -276,8 +278,8 @@ def test_authors_outage_rule_against_pandas():
 
 
 def test_default_outage_rule_unchanged():
-    """The default (known_days) excludes each city's whole known outage days, exactly as
-    exclude_area_days did, and nothing else; 'authors' cannot be combined with no outage handling."""
+    """The default (known_days) excludes each city's whole known outage days (computed here from
+    the local days) and nothing else; 'authors' cannot be combined with no outage handling."""
     from cpc_core import netmob
     from cpc_core.config import ConfigError, EstimateConfig, parse_config
 
@@ -289,14 +291,13 @@ def test_default_outage_rule_unchanged():
     known = {c: netmob.outage_days(c) for c in ("Toulouse", "Lyon")}
     got, masks = rollup.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
                                         zero_days=e.zero_web_adult_days)
-    xr.testing.assert_identical(got, rollup.exclude_area_days(ds, city, known))
     local = pd.DatetimeIndex(ds["hour"].values).tz_localize("UTC").tz_convert("Europe/Paris").date
     for i, c in enumerate(city):
         expect = np.isin(local, list(known[c])) | np.isnan(ds["web_adult"].values[i])
         np.testing.assert_array_equal(np.isnan(got["web_adult"].values[i]), expect)
     # zero Web_Adult hours on 03-31 are kept under the default rule
     assert got["web_adult"].sel(area="a", hour="2019-03-31T05:00").item() == 0
-    s = rollup.exclusion_summary(masks)
+    s = {k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()}
     # Toulouse: 04-12, 04-14, 05-12 in the window; Lyon: 04-14, 05-12 (all 24-hour days)
     assert s["whole_day_area_hours"] == 24 * (3 + 2 + 2) and s["zero_web_adult_area_hours"] == 0
     with pytest.raises(ConfigError, match="outage_rule"):
