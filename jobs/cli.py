@@ -14,18 +14,28 @@ import logging
 import sys
 from pathlib import Path
 
-from cluster import ClusterSpec, get_client
 from cpc_core import netmob
 from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
-from cpc_core.parse import NetmobFormatError
+
+# `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
+# them: `cpc --help` and a configuration error answer without them.
 
 logger = logging.getLogger("cpc")
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
-def _cluster_spec(cfg: ClusterConfig, cli_value: str | None) -> ClusterSpec:
+def _client(cfg: ClusterConfig, cli_value: str | None):
+    """A Dask client (context manager) for the cluster of ``--cluster`` or of the config."""
+    from cluster import get_client
+
+    return get_client(_cluster_spec(cfg, cli_value))
+
+
+def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
     """The cluster from ``--cluster`` if given, else from the config's cluster section."""
+    from cluster import ClusterSpec
+
     if cli_value:
         spec = ClusterSpec.from_cli(cli_value)
         if spec.kind == cfg.kind:
@@ -113,10 +123,47 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_cluster(w)
 
+    add_validate_parser(sub)
+    return p
+
+
+def add_validate_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``cpc validate`` to the ``cpc`` sub-command parsers (:func:`jobs.validate.cmd` runs it).
+
+    Defined here, not in :mod:`jobs.validate`, so that building the parser (``cpc --help``)
+    does not import the validation stage, matplotlib and statsmodels.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(prog="cpc")
+    >>> _ = add_validate_parser(p.add_subparsers(dest="command"))
+    >>> p.parse_args(["validate", "--table", "t.csv", "--out", "o"]).command
+    'validate'
+    """
+    v = subparsers.add_parser(
+        "validate",
+        help="validation tables, figures and report from a commune table",
+        description="Run the validation stage (Tables 1-3, 5-7, Figures 1-5, report.html) on "
+        "the pipeline's communes.csv or any commune table (CSV with , or ;, or Parquet).",
+    )
+    v.add_argument("--table", required=True, help="commune table (CSV or Parquet)")
+    v.add_argument("--config", default=None,
+                   help="YAML with a 'validation:' section (roles -> columns, covariate files...); "
+                        "a whole run config is accepted too")  # fmt: skip
+    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--run-dir", default=None,
+                   help="pipeline output folder to take optional inputs from (default: the "
+                        "table's folder)")  # fmt: skip
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. --set validation.cov_type=HC1")  # fmt: skip
+    v.set_defaults(func=_validate)
+    return v
+
+
+def _validate(args) -> int:
     from jobs import validate
 
-    validate.add_parser(sub)
-    return p
+    return validate.cmd(args)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -144,7 +191,7 @@ def cmd_synth(args) -> int:
         seed=args.seed,
         lag_h=args.lag,
     )
-    with get_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
+    with _client(ClusterConfig(), args.cluster) as client:
         summary = run_synth(spec, args.out, client)
     print(json.dumps(summary, indent=2))
     return 0
@@ -153,7 +200,7 @@ def cmd_synth(args) -> int:
 def cmd_ingest(args) -> int:
     from jobs.ingest import run_ingest
 
-    with get_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
+    with _client(ClusterConfig(), args.cluster) as client:
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
                         force=args.force)
@@ -164,7 +211,7 @@ def cmd_ingest(args) -> int:
 def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None) -> int:
     from jobs.pipeline import run_pipeline
 
-    with get_client(_cluster_spec(cfg.cluster, cluster)) as client:
+    with _client(cfg.cluster, cluster) as client:
         result = run_pipeline(cfg, client, run_id=run_id)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():
@@ -178,7 +225,7 @@ def cmd_sweep(cfg: RunConfig, args) -> int:
     for g in args.grids:
         parse_grid(g)
     lags = args.lags if args.lags is not None else list(cfg.estimate.lags)
-    with get_client(_cluster_spec(cfg.cluster, args.cluster)) as client:
+    with _client(cfg.cluster, args.cluster) as client:
         result = run_sweep(cfg, client, lags, args.grids, args.outcome, args.outcome_column, args.outcome_key)
     print(f"sweep: {result['output_dir']}")
     for name, path in result["outputs"].items():
@@ -230,9 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, args.overrides)
             return cmd_submit(cfg, args)
         if args.command == "validate":
-            from jobs import validate
-
-            return validate.cmd(args)
+            return _validate(args)
         if args.command == "sweep":
             cfg = load_config(args.config, args.overrides)
             return cmd_sweep(cfg, args)
@@ -243,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cpc {args.command}: {e}", file=sys.stderr)
         return 2
     except ValueError as e:
+        from cpc_core.parse import NetmobFormatError
+
         if isinstance(e, NetmobFormatError):
             print(f"cpc {args.command}: bad input: {e}", file=sys.stderr)
             return 1

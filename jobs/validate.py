@@ -42,7 +42,7 @@ from cpc_core.config_validation import (
     load_validation_config,
 )
 
-__all__ = ["add_parser", "cmd", "read_table", "run_validation"]
+__all__ = ["cmd", "read_table", "run_validation"]
 
 logger = logging.getLogger(__name__)
 
@@ -699,36 +699,6 @@ def run_validation(
 # --------------------------------------------------------------------------------------------
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``cpc validate`` to the ``cpc`` sub-command parsers.
-
-    Examples
-    --------
-    >>> p = argparse.ArgumentParser(prog="cpc")
-    >>> _ = add_parser(p.add_subparsers(dest="command"))
-    >>> p.parse_args(["validate", "--table", "t.csv", "--out", "o"]).command
-    'validate'
-    """
-    v = subparsers.add_parser(
-        "validate",
-        help="validation tables, figures and report from a commune table",
-        description="Run the validation stage (Tables 1-3, 5-7, Figures 1-5, report.html) on "
-        "the pipeline's communes.csv or any commune table (CSV with , or ;, or Parquet).",
-    )
-    v.add_argument("--table", required=True, help="commune table (CSV or Parquet)")
-    v.add_argument("--config", default=None,
-                   help="YAML with a 'validation:' section (roles -> columns, covariate files...); "
-                        "a whole run config is accepted too")  # fmt: skip
-    v.add_argument("--out", required=True, help="output folder")
-    v.add_argument("--run-dir", default=None,
-                   help="pipeline output folder to take optional inputs from (default: the "
-                        "table's folder)")  # fmt: skip
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. --set validation.cov_type=HC1")  # fmt: skip
-    v.set_defaults(func=cmd)
-    return v
-
-
 def cmd(args: argparse.Namespace) -> int:
     """Run ``cpc validate``; 0 success, 1 data problem, 2 configuration error."""
     try:
@@ -756,8 +726,10 @@ def cmd(args: argparse.Namespace) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m jobs.validate`
+    from jobs.cli import add_validate_parser
+
     parser = argparse.ArgumentParser(prog="cpc")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    add_validate_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["validate", *(argv if argv is not None else sys.argv[1:])])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return cmd(args)

@@ -24,6 +24,7 @@ import scipy.stats
 from cpc_core.config import parse_config
 from cpc_core.config_validation import ValidationConfig
 from jobs import validate
+from jobs.cli import add_validate_parser
 from tests.test_validation_stage import build_run_dir
 
 CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
@@ -252,7 +253,7 @@ def test_report_renders_in_headless_chromium(validated, tmp_path):
 
 def _cli(argv: list[str]) -> int:
     parser = ArgumentParser(prog="cpc")
-    validate.add_parser(parser.add_subparsers(dest="command", required=True))
+    add_validate_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

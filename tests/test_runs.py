@@ -67,6 +67,21 @@ def run_env(extra: dict | None = None) -> dict:
     return env
 
 
+def test_help_and_config_errors_do_not_start_the_heavy_machinery(tmp_path):
+    """`cpc --help` and a bad config answer without importing distributed, the statistics,
+    matplotlib or numba (they cost ~2 s of start-up before)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"estimate": {"lag": 2}}))
+    probe = ("import sys; from jobs.cli import main\n"
+             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "heavy = ('distributed', 'statsmodels', 'scipy.stats', 'matplotlib', 'numba', 'jobs.validate')\n"
+             "print(sorted(m for m in heavy if m in sys.modules))")
+    for args in (["--help"], ["validate", "--help"], ["run", str(cfg)]):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], check=True)
+        assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout[-300:], out.stderr[-300:])
+
+
 def test_bad_config_names_key_before_any_work(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"input": {"netmob": str(tmp_path)}, "estimate": {"lag": 2},
