@@ -29,6 +29,7 @@ def _client(cfg: ClusterConfig, cli_value: str | None):
     """A Dask client (context manager) for the cluster of ``--cluster`` or of the config."""
     from cluster import get_client
 
+    _quiet()
     return get_client(_cluster_spec(cfg, cli_value))
 
 
@@ -166,15 +167,26 @@ def _validate(args) -> int:
     return validate.cmd(args)
 
 
+#: Libraries kept quiet unless -vv: distributed is chatty at INFO about worker start-up; the
+#: dashboard's websocket-origin notice (bokeh) is about its own defaults, not the run.
+_LIBRARY_LEVELS = {"distributed": logging.WARNING, "tornado": logging.WARNING, "pyogrio": logging.WARNING,
+                   "fiona": logging.WARNING, "bokeh": logging.ERROR}
+_quiet_libraries = True
+
+
 def _setup_logging(verbose: int) -> None:
+    global _quiet_libraries
     level = logging.WARNING if verbose < 0 else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # distributed is chatty at INFO about worker start-up; keep it to warnings unless -vv
-    if verbose < 2:
-        for name in ("distributed", "tornado", "pyogrio", "fiona"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # the dashboard's websocket-origin notice is about its own defaults, not the run
-        logging.getLogger("bokeh").setLevel(logging.ERROR)
+    _quiet_libraries = verbose < 2
+    _quiet()
+
+
+def _quiet() -> None:
+    # again after importing distributed: its import sets its loggers' levels (dask config)
+    if _quiet_libraries:
+        for name, lvl in _LIBRARY_LEVELS.items():
+            logging.getLogger(name).setLevel(lvl)
 
 
 def cmd_synth(args) -> int:

@@ -82,6 +82,15 @@ def test_help_and_config_errors_do_not_start_the_heavy_machinery(tmp_path):
         assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout[-300:], out.stderr[-300:])
 
 
+def test_commands_keep_distributed_quiet_unless_asked(tmp_path):
+    """distributed's start-up chatter (INFO) stays out of a command's log without -vv, also
+    now that it is imported only when a command starts its cluster."""
+    args = [*CPC, "synth", "--out", str(tmp_path / "d"), "--cities", "Nice", "--days", "1", "--scale", "0.002"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+    assert "INFO jobs.synth" in out.stderr  # the command's own log is there
+    assert "INFO distributed." not in out.stderr, out.stderr[-1500:]
+
+
 def test_bad_config_names_key_before_any_work(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"input": {"netmob": str(tmp_path)}, "estimate": {"lag": 2},
