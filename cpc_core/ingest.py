@@ -487,11 +487,10 @@ def ingest_file(task: FileTask) -> FileReport:
     usual = bool(ok.all()) and np.array_equal(pf.tile_ids, tiles)  # the city's tiles, sorted
     diff = ""
     if not usual:
-        named = pf.tile_ids[pf.has_tile]  # lines with a tile id, whatever their values
-        absent = np.setdiff1d(tiles, named)
-        if absent.size:
-            diff = f"tile list differs from the city's: {_tile_diff(np.intersect1d(named, tiles), tiles)}"
-            diff += f"; {ref}" if ref else ""
+        # the city's tiles named by a line, whatever its values (extra tiles are rejected lines)
+        absent = _tile_diff(np.intersect1d(pf.tile_ids[pf.has_tile], tiles), tiles)
+        if absent:
+            diff = f"tile list differs from the city's: {absent}" + (f"; {ref}" if ref else "")
     if task.on_error == "fail":
         if errors:
             e = errors[0]

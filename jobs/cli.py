@@ -171,20 +171,18 @@ def _validate(args) -> int:
 #: dashboard's websocket-origin notice (bokeh) is about its own defaults, not the run.
 _LIBRARY_LEVELS = {"distributed": logging.WARNING, "tornado": logging.WARNING, "pyogrio": logging.WARNING,
                    "fiona": logging.WARNING, "bokeh": logging.ERROR}
-_quiet_libraries = True
 
 
 def _setup_logging(verbose: int) -> None:
-    global _quiet_libraries
     level = logging.WARNING if verbose < 0 else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    _quiet_libraries = verbose < 2
     _quiet()
 
 
 def _quiet() -> None:
-    # again after importing distributed: its import sets its loggers' levels (dask config)
-    if _quiet_libraries:
+    """The libraries' levels, unless -vv (root at DEBUG); again after importing distributed,
+    whose import sets its loggers' levels from the dask config."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         for name, lvl in _LIBRARY_LEVELS.items():
             logging.getLogger(name).setLevel(lvl)
 

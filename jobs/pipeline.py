@@ -282,7 +282,7 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
             continue
         # a scope is small when its areas together fall below the thresholds, counting the
         # known populations only (a lower bound): a single-area scope gets that area's flag
-        pop = by_code["population"].reindex(members).sum()  # known ones: a lower bound, conservative
+        pop = by_code["population"].reindex(members).sum()
         n_tiles = by_code["n_tiles"].reindex(members).fillna(0).sum()
         small = bool(estimate.small_area_flags(pd.Series([pop]), pd.Series([n_tiles]), d.min_population,
                                                d.min_tiles)["small_area"].iloc[0])
