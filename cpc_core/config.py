@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cpc_core.config_validation import ValidationConfig
+from cpc_core.errors import UsageError
 from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
 
 __all__ = [
@@ -241,8 +242,8 @@ class RunConfig(_Frozen):
         return str(Path(self.output.dir) / "data" / "netmob")
 
 
-class ConfigError(ValueError):
-    """A configuration problem, with the key and what is allowed."""
+class ConfigError(UsageError):
+    """A configuration problem, with the key and what is allowed (exit code 2)."""
 
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:

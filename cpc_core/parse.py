@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from cpc_core.errors import InputDataError
+
 __all__ = [
     "REASONS",
     "LineError",
@@ -260,7 +262,7 @@ def _parse_kernel(buf, ncols, ids, values, status, errcol, ntok):
     return line
 
 
-class NetmobFormatError(ValueError):
+class NetmobFormatError(InputDataError):
     """A NetMob file that cannot be ingested, with the file, line and reason."""
 
     def __init__(self, path: str, reason: str, line: int | None = None):
