@@ -499,7 +499,7 @@ def _invalid_values(joined: pd.DataFrame, roles: Mapping[str, str | None],
         values = _numeric(raw)
         checks = [("not a number", raw.notna() & values.isna()), ("infinite", np.isinf(values))]
         if role == "population":
-            checks.append(("not positive", values.notna() & (values <= 0)))
+            checks.append(("not positive", np.isfinite(values) & (values <= 0)))
         for reason, mask in checks:
             n = int(mask.sum())
             if not n:
