@@ -492,8 +492,9 @@ def log_per_1000(df: pd.DataFrame, cols: Sequence[str], prefix: str = "log_") ->
 SPEARMAN_EXACT_MAX_N = 8
 
 
-def _spearman_exact_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
-    """Two-sided exact permutation p-value of Spearman's rho (every pairing of x with y).
+def _spearman_exact_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact permutation p-value of Spearman's rho, P(|rho| >= |rho_obs|), over
+    every pairing of x with y.
 
     The ranks (mid-ranks for ties) are computed once; permuting them is permuting the data.
     The p-value counts the observed pairing itself, so it is never 0: at least 2 / n! without
@@ -508,10 +509,13 @@ def _spearman_exact_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
 
     def stat(a, axis=-1):
         a = a - a.mean(axis=axis, keepdims=True)
-        return (a * ry).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * ssy)
+        return np.abs((a * ry).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * ssy))
 
+    # P(|rho| >= |rho_obs|): with ties the null is not symmetric, and scipy's default
+    # two-sided rule (twice the smaller tail) would then differ from it
     res = scipy.stats.permutation_test((rx,), stat, permutation_type="pairings",
-                                       n_resamples=np.inf, vectorized=True)  # fmt: skip
+                                       n_resamples=np.inf, vectorized=True,
+                                       alternative="greater")  # fmt: skip
     return float(res.pvalue)
 
 
@@ -544,7 +548,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if not math.isfinite(rho):
         return math.nan, math.nan
     if x.size <= SPEARMAN_EXACT_MAX_N:
-        p = _spearman_exact_p(x, y, rho)
+        p = _spearman_exact_p(x, y)
     else:
         # No pairing can be more extreme than a perfect one, so its probability bounds every
         # permutation p-value from below; the t approximation ignores that near |rho| = 1

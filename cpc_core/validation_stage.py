@@ -1386,7 +1386,7 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
     >>> cfg = ValidationConfig()
     >>> p = prepare(t, cfg)
     >>> sorted(to_json(p, compute(p, cfg), cfg))[:4]
-    ['cpc_lag_h', 'dependent_tests', 'disclosure', 'joins']
+    ['cpc_lag_h', 'dependent_tests', 'disclosure', 'invalid_values']
     """
     lag = prepared.lag_h
     table1 = {

@@ -143,7 +143,7 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     --------
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "t.csv")
-    >>> _ = open(p, "w").write("code;x\n01004;1,5\n")
+    >>> _ = open(p, "w").write("code;x\\n01004;1,5\\n")
     >>> read_table(p, codes=("code",)).to_dict("records")
     [{'code': '01004', 'x': 1.5}]
     """
