@@ -962,8 +962,19 @@ def _search_covariates(
         raise RoleError(
             f"search interest: no region column {sc.region!r}; columns found: {list(search.columns)}"
         )
-    terms = search.drop(columns=[sc.region]).apply(pd.to_numeric, errors="coerce")
+    raw_terms = search.drop(columns=[sc.region])
+    terms = raw_terms.apply(pd.to_numeric, errors="coerce")
     terms.index = pd.Index(search[sc.region].astype(str).str.strip(), name="region")
+    bad = ~np.isfinite(terms.to_numpy(dtype=float))
+    if bad.any():
+        # The PCA needs every region x term: a gap cannot be left out, only reported.
+        rows, cols = np.nonzero(bad)
+        shown = ", ".join(f"{terms.index[r]} / {terms.columns[c]} = "
+                          f"{clip(raw_terms.iat[r, c], 40)}" for r, c in zip(rows[:5], cols[:5], strict=True))  # fmt: skip
+        raise InputDataError(
+            f"{clip(sc.path)}: {int(bad.sum())} search-interest value(s) missing, not a number "
+            f"or infinite (the PCA needs every region x term), e.g. {shown}"
+        )
     pca = search_interest_pca(terms, n_components=sc.n_components)
     if pca.dropped_terms:
         notes.append(Note("figure2", f"{len(pca.dropped_terms)} all-zero search terms dropped "

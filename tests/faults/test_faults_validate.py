@@ -333,3 +333,22 @@ def test_parquet_with_integer_codes_and_text_numbers(tmp_path):
     pub = pd.read_csv(out / "communes_public.csv", dtype={"commune": str})
     assert pub["commune"].tolist() == [str(c) for c in t["commune"]]
     assert pub["tor_per_1000"].notna().sum() == N - 1
+
+
+def test_search_interest_with_a_non_numeric_cell_names_the_file_region_and_term(tmp_path):
+    """The PCA needs every region x term: a bad cell is an error naming where it is."""
+    t = table()
+    t["region"] = [f"R{i % 6}" for i in range(N)]
+    t["department"] = [f"D{i % 6}" for i in range(N)]
+    path = tmp_path / "t.csv"
+    t.to_csv(path, index=False)
+    rng = np.random.default_rng(1)
+    search = pd.DataFrame(rng.uniform(1, 100, (6, 5)), columns=[f"term{j}" for j in range(5)])
+    search.insert(0, "region", [f"R{i}" for i in range(6)])
+    search = search.astype({"term3": object})
+    search.loc[4, "term3"] = "<1"
+    si = tmp_path / "search.csv"
+    search.to_csv(si, index=False)
+    answer, out = validate(tmp_path, path, "--set", f"validation.search_interest.path={si}")
+    expect(answer, 1, "search.csv", "1 search-interest value(s)", "R4 / term3 = <1")
+    assert_no_outputs(out)
