@@ -49,6 +49,7 @@ import scipy.special
 __all__ = [
     "COV_TYPES",
     "DEPENDENT_CORRELATION_METHODS",
+    "SPEARMAN_EXACT_MAX_N",
     "STANDARD_METHODS",
     "DependentCorrelationResult",
     "OLSResult",
@@ -485,7 +486,56 @@ def log_per_1000(df: pd.DataFrame, cols: Sequence[str], prefix: str = "log_") ->
     return pd.DataFrame({prefix + c: np.log(v) for c, v in values.items()}, index=df.index)
 
 
+#: Largest n for which Spearman's p-value is exact (all n! pairings enumerated; 8! = 40 320
+#: take about 0.1 s, 9! over 1 s). Beyond it the t approximation of :func:`scipy.stats.spearmanr` is used;
+#: below ~10 that approximation is poor (n = 3 with rho = 1 gives t = inf and p = 0).
+SPEARMAN_EXACT_MAX_N = 8
+
+
+def _spearman_exact_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact permutation p-value of Spearman's rho, P(|rho| >= |rho_obs|), over
+    every pairing of x with y.
+
+    The ranks (mid-ranks for ties) are computed once; permuting them is permuting the data.
+    The p-value counts the observed pairing itself, so it is never 0: at least 2 / n! without
+    ties.
+    """
+    import scipy.stats
+
+    rx = scipy.stats.rankdata(x)
+    ry = scipy.stats.rankdata(y)
+    ry = ry - ry.mean()
+    ssy = float((ry * ry).sum())
+
+    def stat(a, axis=-1):
+        a = a - a.mean(axis=axis, keepdims=True)
+        return np.abs((a * ry).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * ssy))
+
+    # P(|rho| >= |rho_obs|): with ties the null is not symmetric, and scipy's default
+    # two-sided rule (twice the smaller tail) would then differ from it
+    res = scipy.stats.permutation_test((rx,), stat, permutation_type="pairings",
+                                       n_resamples=np.inf, vectorized=True,
+                                       alternative="greater")  # fmt: skip
+    return float(res.pvalue)
+
+
+def _perfect_tail(x: np.ndarray) -> float:
+    """P(|rho| = 1) under the permutation null: the smallest possible permutation p-value.
+
+    Only the pairings that keep x's order (and the reverse one) reach |rho| = 1: with tie
+    groups of sizes g_i that is ``2 prod(g_i!) / n!``. Computed in logs; clamped to the
+    smallest positive double, so that it is never reported as 0.
+    """
+    _, counts = np.unique(x, return_counts=True)
+    log_p = math.log(2.0) + sum(math.lgamma(g + 1) for g in counts) - math.lgamma(x.size + 1)
+    return min(1.0, max(math.exp(log_p), float(np.finfo(float).tiny)))
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman's rho and its two-sided p-value; exact for n <= SPEARMAN_EXACT_MAX_N.
+
+    Fewer than 3 pairs or a constant input give NaN (the table reports it, with a note).
+    """
     import scipy.stats
 
     if x.size < 3:
@@ -494,7 +544,17 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         # A constant column gives NaN; that is reported in the table, not as a warning.
         warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
         res = scipy.stats.spearmanr(x, y)
-    return float(res.statistic), float(res.pvalue)
+    rho, p = float(res.statistic), float(res.pvalue)
+    if not math.isfinite(rho):
+        return math.nan, math.nan
+    if x.size <= SPEARMAN_EXACT_MAX_N:
+        p = _spearman_exact_p(x, y)
+    else:
+        # No pairing can be more extreme than a perfect one, so its probability bounds every
+        # permutation p-value from below; the t approximation ignores that near |rho| = 1
+        # (it says p = 0 at |rho| = 1, since it divides by zero).
+        p = max(p, _perfect_tail(x)) if math.isfinite(p) else _perfect_tail(x)
+    return rho, p
 
 
 def spearman_table(df: pd.DataFrame, outcome: str, indicators: Sequence[str]) -> pd.DataFrame:
@@ -515,9 +575,11 @@ def spearman_table(df: pd.DataFrame, outcome: str, indicators: Sequence[str]) ->
     Returns
     -------
     pandas.DataFrame
-        Columns ``indicator``, ``rho``, ``p_value`` (two-sided, from
-        :func:`scipy.stats.spearmanr`) and ``n``, one row per indicator. Fewer than 3
-        usable rows give NaN.
+        Columns ``indicator``, ``rho``, ``p_value`` (two-sided) and ``n``, one row per
+        indicator. The p-value is exact (every pairing enumerated) for ``n <=``
+        :data:`SPEARMAN_EXACT_MAX_N`, else the t approximation of
+        :func:`scipy.stats.spearmanr`; it is never 0. Fewer than 3 usable rows or a
+        constant column give NaN.
 
     Examples
     --------
@@ -536,6 +598,31 @@ def spearman_table(df: pd.DataFrame, outcome: str, indicators: Sequence[str]) ->
         rows.append((col, rho, p, int(keep.sum())))
     logger.debug("spearman_table: %s vs %d indicators", outcome, len(indicators))
     return pd.DataFrame(rows, columns=["indicator", "rho", "p_value", "n"])
+
+
+def _spearman_matrix(data: np.ndarray) -> np.ndarray:
+    """Spearman correlation matrix of the columns of ``data`` (rows = units), always k x k.
+
+    :func:`scipy.stats.spearmanr` collapses its matrix to a single NaN when a column is
+    constant; here such a column gets NaN in its row and column only, and fewer than 2 rows
+    give an all-NaN matrix (NaN plus a note, never an error).
+
+    Examples
+    --------
+    >>> m = _spearman_matrix(np.array([[1.0, 5.0, 2.0], [2.0, 5.0, 1.0], [3.0, 5.0, 3.0]]))
+    >>> np.isnan(m[1]).all(), round(float(m[0, 2]), 2)
+    (np.True_, 0.5)
+    """
+    import scipy.stats
+
+    k = data.shape[1]
+    if data.shape[0] < 2:
+        return np.full((k, k), np.nan)
+    ranks = scipy.stats.rankdata(data, axis=0)
+    ranks = ranks - ranks.mean(axis=0)
+    ss = (ranks * ranks).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ranks.T @ ranks) / np.sqrt(np.outer(ss, ss))
 
 
 def dependent_tests(
@@ -589,7 +676,6 @@ def dependent_tests(
     >>> out[["other", "method", "n"]].values.tolist()
     [['tor', 'steiger', 50], ['tor', 'zou', 50]]
     """
-    import scipy.stats
 
     others = list(others)
     methods = list(methods)
@@ -602,13 +688,8 @@ def dependent_tests(
         o = _column(df, other)
         keep = np.isfinite(y) & np.isfinite(t) & np.isfinite(o)
         n = int(keep.sum())
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            rmat = np.atleast_2d(
-                scipy.stats.spearmanr(np.column_stack([y[keep], t[keep], o[keep]])).statistic
-            )
-        r_jk, r_jh, r_kh = (float(rmat[i, j]) if n >= 2 else math.nan for i, j in _PAIRS)
+        rmat = _spearman_matrix(np.column_stack([y[keep], t[keep], o[keep]]))
+        r_jk, r_jh, r_kh = (float(rmat[i, j]) for i, j in _PAIRS)
         # A table over many indicators should not stop at one undefined comparison (a
         # constant column, too few rows): that row gets NaN and a warning instead.
         defined = n > 3 and all(math.isfinite(r) for r in (r_jk, r_jh, r_kh))

@@ -42,9 +42,11 @@ from cpc_core.config_validation import (
     DisclosureThresholds,
     ValidationConfig,
 )
+from cpc_core.errors import InputDataError, clip
 from cpc_core.estimate import correction_factor, small_area_flags
 from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
 from cpc_core.validation import (
+    SPEARMAN_EXACT_MAX_N,
     STANDARD_METHODS,
     OLSResult,
     dependent_tests,
@@ -87,8 +89,11 @@ class Thresholds(Protocol):
     min_tiles: int
 
 
-class RoleError(ValueError):
-    """A required role has no column: names the role, the column looked for and those found."""
+class RoleError(InputDataError):
+    """A required role has no column: names the role, the column looked for and those found.
+
+    Bad input data (exit code 1): the table lacks a column the method needs.
+    """
 
     def __init__(self, message: str, role: str | None = None):
         super().__init__(message)
@@ -337,6 +342,12 @@ class Prepared:
         The lag of the c_j in ``log_cpc_per_1000``, the "unlagged" variable of Tables 2, 3,
         5, 6 and of Table 7's first column: 0, unless the table is at another lag and lag 0
         was not available (then ``table_lag_h``, with a warning note).
+    invalid : tuple of dict
+        Values of numeric columns left out of the analysis, one entry per (column, reason):
+        ``source`` (file), ``column``, ``role``, ``reason`` (``"not a number"``,
+        ``"infinite"``, ``"not positive"``), ``n``, ``communes`` and ``values`` (the first
+        few, clipped). Each also gives a warning note and a log line: nothing is dropped
+        silently.
     """
 
     frame: pd.DataFrame
@@ -350,6 +361,7 @@ class Prepared:
     lag_h: int | None
     table_lag_h: int = 0
     cpc_lag_h: int = 0
+    invalid: tuple[dict, ...] = ()
 
     @property
     def stats_frame(self) -> pd.DataFrame:
@@ -441,10 +453,62 @@ def _index_by_code(frame: pd.DataFrame, code: str, what: str) -> pd.DataFrame:
     out = out.drop(columns=[code])
     dup = out.index[out.index.duplicated()].unique()
     if len(dup):
-        raise ValueError(
-            f"{what}: {len(dup)} duplicated commune code(s), e.g. {list(dup[:5])}; "
-            "one row per commune is needed to join"
+        n_rows = int(out.index.isin(dup).sum())
+        raise InputDataError(
+            f"{what}: {len(dup)} duplicated commune code(s) in column {code!r} ({n_rows} rows), "
+            f"e.g. {clip(list(dup[:5]))}; one row per commune is needed to join"
         )
+    return out
+
+
+# Roles read as text (codes, names, flags); every other role is numeric.
+_TEXT_ROLES = ("commune", "name", "city", "department", "region", "c_floored")
+# How many communes and values an invalid-value entry lists (the count is always complete).
+_SHOW = 10
+
+
+def _invalid_values(joined: pd.DataFrame, roles: Mapping[str, str | None],
+                    source_of: Mapping[str, str]) -> list[dict]:  # fmt: skip
+    """Values of the numeric role columns that the analysis cannot use, counted per column.
+
+    A cell that is present but not a number (``"abc"``), an infinity (``inf``) or a
+    population <= 0 becomes a missing value downstream; this says how many, where and why,
+    so that it is reported rather than silently dropped.
+
+    Raises
+    ------
+    InputDataError
+        For a column whose type cannot hold numbers at all (dates, durations): converting
+        them would give nonsense, not missing values.
+    """
+    out = []
+    seen = set()
+    for role, column in roles.items():
+        if column is None or role in _TEXT_ROLES or column in seen or column not in joined:
+            continue
+        seen.add(column)
+        raw = joined[column]
+        src = source_of.get(column, "table")
+        if (pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_timedelta64_dtype(raw)
+                or isinstance(raw.dtype, pd.PeriodDtype)):  # fmt: skip
+            raise InputDataError(
+                f"{src}: column {column!r} (role {role!r}) has type {raw.dtype}; numbers are "
+                "needed (convert the column, or map the role to another column with --set "
+                f"validation.columns.{role}=COLUMN)"
+            )
+        values = _numeric(raw)
+        checks = [("not a number", raw.notna() & values.isna()), ("infinite", np.isinf(values))]
+        if role == "population":
+            checks.append(("not positive", np.isfinite(values) & (values <= 0)))
+        for reason, mask in checks:
+            n = int(mask.sum())
+            if not n:
+                continue
+            out.append({
+                "source": src, "column": column, "role": role, "reason": reason, "n": n,
+                "communes": [str(c) for c in joined.index[mask.to_numpy()][:_SHOW]],
+                "values": [clip(v, 40) for v in raw[mask].iloc[:_SHOW]],
+            })  # fmt: skip
     return out
 
 
@@ -598,6 +662,8 @@ def prepare(
     """
     cols = config.columns
     notes: list[Note] = []
+    if cols.commune in table.columns and len(table) == 0:
+        raise InputDataError(f"{table_name}: no rows, only a header: nothing to validate")
     base = _index_by_code(table, cols.commune, table_name)
     source_of = dict.fromkeys(base.columns, table_name)
     matched: dict[str, pd.Series] = {table_name: pd.Series(True, index=base.index)}
@@ -635,15 +701,34 @@ def prepare(
         detail = "; ".join(
             f"role {r!r} -> column {getattr(cols, r)!r} not found" for r in missing_required
         )
-        raise RoleError(f"{detail}. Columns found: {found}", role=missing_required[0])
+        raise RoleError(f"{table_name}: {detail}. Columns found: {clip(found)}",
+                        role=missing_required[0])  # fmt: skip
     if roles["c"] is None and roles["rho"] is None:
         raise RoleError(
-            f"neither role 'c' (column {cols.c!r}) nor role 'rho' (column {cols.rho!r}) was "
-            f"found; one is needed. Columns found: {found}"
+            f"{table_name}: neither role 'c' (column {cols.c!r}) nor role 'rho' (column "
+            f"{cols.rho!r}) was found; one is needed. Columns found: {clip(found)}"
         )
     for role, column in cols.model_dump().items():
         if column is not None and roles[role] is None and role not in _QUIET_ROLES:
             notes.append(Note("data", f"optional role {role!r}: column {column!r} not found"))
+
+    invalid = _invalid_values(joined, roles, source_of)
+    for item in invalid:
+        text = (f"{item['source']}: column {item['column']!r} (role {item['role']!r}): "
+                f"{item['n']} value(s) {item['reason']}, left out of the statistics; communes "
+                f"{', '.join(item['communes'])}{' ...' if item['n'] > _SHOW else ''} (values "
+                f"{', '.join(item['values'])})")  # fmt: skip
+        notes.append(Note("data", text, "warning"))
+        logger.warning("validation: %s", text)
+
+    # Nothing to validate without one numeric outcome (decisions: an error, not empty tables).
+    outcome_col = roles["outcome"]
+    outcome_values = _numeric(joined[outcome_col])
+    if not np.isfinite(outcome_values).any():
+        raise InputDataError(
+            f"{source_of.get(outcome_col, table_name)}: outcome column {outcome_col!r} (role "
+            f"'outcome') has no numeric value in its {len(joined)} row(s): nothing to validate"
+        )
 
     b = _Builder(joined.index)
 
@@ -660,7 +745,9 @@ def prepare(
         reason = reason.where(matched[src], f"no row in {src}")
         reason = reason.where(~((reason == "") & joined[column].isna()), f"{column} missing")
         reason = reason.where(~((reason == "") & values.isna()), f"{column} not a number")
-        return values, reason
+        infinite = np.isinf(values)
+        reason = reason.where(~((reason == "") & infinite), f"{column} infinite")
+        return values.where(~infinite), reason
 
     def positive(values: pd.Series, reason: pd.Series, column: str) -> tuple[pd.Series, pd.Series]:
         bad = values.notna() & (values <= 0)
@@ -857,6 +944,7 @@ def prepare(
         lag_h=lag_h,
         table_lag_h=table_lag,
         cpc_lag_h=cpc_lag_h,
+        invalid=tuple(invalid),
     )
 
 
@@ -874,8 +962,19 @@ def _search_covariates(
         raise RoleError(
             f"search interest: no region column {sc.region!r}; columns found: {list(search.columns)}"
         )
-    terms = search.drop(columns=[sc.region]).apply(pd.to_numeric, errors="coerce")
+    raw_terms = search.drop(columns=[sc.region])
+    terms = raw_terms.apply(pd.to_numeric, errors="coerce")
     terms.index = pd.Index(search[sc.region].astype(str).str.strip(), name="region")
+    bad = ~np.isfinite(terms.to_numpy(dtype=float))
+    if bad.any():
+        # The PCA needs every region x term: a gap cannot be left out, only reported.
+        rows, cols = np.nonzero(bad)
+        shown = ", ".join(f"{terms.index[r]} / {terms.columns[c]} = "
+                          f"{clip(raw_terms.iat[r, c], 40)}" for r, c in zip(rows[:5], cols[:5], strict=True))  # fmt: skip
+        raise InputDataError(
+            f"{clip(sc.path)}: {int(bad.sum())} search-interest value(s) missing, not a number "
+            f"or infinite (the PCA needs every region x term), e.g. {shown}"
+        )
     pca = search_interest_pca(terms, n_components=sc.n_components)
     if pca.dropped_terms:
         notes.append(Note("figure2", f"{len(pca.dropped_terms)} all-zero search terms dropped "
@@ -1088,6 +1187,19 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     spear.insert(0, "variable", spear.pop("indicator"))
     spear.insert(0, "indicator", [variable_label(v, config, prepared.lag_h, prepared.cpc_lag_h)
                                   for v in spear["variable"]])  # fmt: skip
+    published = with_outcome["outcome"]
+    if len(published) > 1 and published.nunique() == 1:
+        notes.append(Note("spearman", f"the outcome is constant (all {len(published)} published "
+                                      f"values are {published.iloc[0]:g}): every correlation "
+                                      "with it is undefined and reported as NaN", "warning"))  # fmt: skip
+    for row in spear.itertuples():
+        if not math.isfinite(row.rho):
+            notes.append(Note("spearman", f"Spearman correlation of the outcome with "
+                                          f"{row.indicator} is undefined (n = {row.n}: fewer "
+                                          "than 3 rows, or a constant column): NaN", "warning"))  # fmt: skip
+        elif row.n <= SPEARMAN_EXACT_MAX_N:
+            notes.append(Note("spearman", f"{row.indicator}: n = {row.n}, so the p-value is the "
+                                          "exact permutation p-value (all n! pairings)"))  # fmt: skip
 
     others = ["log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000"]
     try:
@@ -1104,6 +1216,11 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
         dep = pd.DataFrame(columns=["outcome", "target", "other", "method", "n", "r_target",
                                     "r_other", "r_target_other", "statistic", "df", "p_value",
                                     "ci_lower", "ci_upper", "alternative"])  # fmt: skip
+    undefined = dep.loc[dep["method"].ne("zou") & dep["statistic"].isna(), ["other", "n"]]
+    for other, n in undefined.drop_duplicates("other").itertuples(index=False):
+        notes.append(Note("dependent_tests", f"log_cpc_per_1000 vs {other}: the test is undefined "
+                                             f"(n = {n}: 3 rows or fewer, or a constant column): "
+                                             "NaN", "warning"))  # fmt: skip
     dep.insert(4, "label", dep["method"].map(METHOD_LABELS))
     dep.insert(5, "standard", dep["method"].isin(STANDARD_METHODS))
     for col in ("outcome", "target", "other"):
@@ -1280,7 +1397,7 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
     >>> cfg = ValidationConfig()
     >>> p = prepare(t, cfg)
     >>> sorted(to_json(p, compute(p, cfg), cfg))[:4]
-    ['cpc_lag_h', 'dependent_tests', 'disclosure', 'joins']
+    ['cpc_lag_h', 'dependent_tests', 'disclosure', 'invalid_values']
     """
     lag = prepared.lag_h
     table1 = {
@@ -1348,5 +1465,6 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
         "roles": dict(prepared.roles),
         "joins": prepared.joins,
         "disclosure": prepared.disclosure,
+        "invalid_values": [dict(x) for x in prepared.invalid],
         "notes": [n.as_dict() for n in (*prepared.notes, *result.notes)],
     }

@@ -11,8 +11,10 @@ polygons, run.json), call :mod:`cpc_core.validation_stage` for the statistics,
     <out>/communes_public.csv         per-commune estimates, small areas suppressed
     <out>/report.html                 the self-contained report
 
-Exit status of ``cpc validate``: 0 on success, 1 on a data problem (missing file, required
-role without a column), 2 on a configuration error.
+Exit status of ``cpc validate`` (cpc_core/errors.py): 0 on success; 1 on bad input data (an
+empty or unreadable table, a required role without a column, duplicated codes, no numeric
+outcome); 2 on a usage or configuration error (a ``--table`` that does not exist or is a
+directory, an unknown ``--set`` key). Nothing is written on an error.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import pandas as pd
 
 from cpc_core import figures, profiles, report, tables
 from cpc_core import validation_stage as vs
-from cpc_core.config import ConfigError
 from cpc_core.config_validation import (
     POI_ROLES,
     CovariateFile,
@@ -41,6 +42,7 @@ from cpc_core.config_validation import (
     ValidationConfig,
     load_validation_config,
 )
+from cpc_core.errors import CpcError, InputDataError, UsageError, clip
 
 __all__ = ["cmd", "read_table", "run_validation"]
 
@@ -71,10 +73,45 @@ _ORDER = (
 # --------------------------------------------------------------------------------------------
 
 
-def _sniff_sep(path: Path) -> str:
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        header = fh.readline()
+def _sniff_sep(text: str) -> str:
+    header = text.split("\n", 1)[0]
     return ";" if header.count(";") > header.count(",") else ","
+
+
+def _decode(path: Path) -> str:
+    """The file's text as UTF-8 (a BOM allowed); any other encoding is an error naming the line.
+
+    Not guessed: Latin-1 would decode anything, so a wrong guess would go unnoticed.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputDataError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{data[err.start]:02x}); save the file as "
+            "UTF-8 (a Latin-1/Windows-1252 export: iconv -f cp1252 -t utf-8)"
+        ) from None
+
+
+def _decimal_commas(df: pd.DataFrame, codes: tuple[str, ...]) -> pd.DataFrame:
+    """In a ``;``-separated table, turn text columns of decimal-comma numbers into numbers.
+
+    A column is converted when most of its values read as numbers once "," is "."; the values
+    that do not (``"abc"``) are kept as text, so the validation counts and reports them
+    instead of the whole column staying text.
+    """
+    for c in df.columns:
+        if c in codes or not (df[c].dtype == object or pd.api.types.is_string_dtype(df[c])):
+            continue
+        text = df[c].astype("string")
+        converted = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
+        present = int(df[c].notna().sum())
+        if present and converted.notna().sum() * 2 > present:
+            df[c] = converted.astype(object).where(converted.notna(), df[c])
+            if converted.notna().sum() == present:
+                df[c] = converted.astype(float)
+    return df
 
 
 def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.DataFrame:
@@ -96,8 +133,11 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     Raises
     ------
     FileNotFoundError
-    ValueError
-        For an unknown extension or an unreadable file.
+        The file does not exist.
+    cpc_core.errors.UsageError
+        A directory, or an extension other than .csv/.txt/.tsv/.parquet/.pq.
+    cpc_core.errors.InputDataError
+        An empty file, a file that is not UTF-8, or one that cannot be parsed (the line).
 
     Examples
     --------
@@ -107,31 +147,36 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     >>> read_table(p, codes=("code",)).to_dict("records")
     [{'code': '01004', 'x': 1.5}]
     """
+    import io
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{clip(path)}: is a directory, not a table file (CSV or Parquet)")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # pyarrow's errors have no common base but OSError/ArrowInvalid
+            raise InputDataError(f"{path}: cannot be read as Parquet: {clip(err)}") from None
         for c in codes:
             if c in df.columns:
                 df[c] = df[c].astype(str)
         return df
     if suffix not in (".csv", ".txt", ".tsv"):
-        raise ValueError(f"{path}: expected a .csv or .parquet file")
-    sep = "\t" if suffix == ".tsv" else _sniff_sep(path)
+        raise UsageError(f"{clip(path)}: expected a .csv, .tsv, .txt or .parquet file")
+    text = _decode(path)
+    if not text.strip():
+        raise InputDataError(f"{path}: the file is empty (no header, no rows): nothing to validate")
+    sep = "\t" if suffix == ".tsv" else _sniff_sep(text)
     try:
-        df = pd.read_csv(path, sep=sep, dtype={c: str for c in codes}, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot be read as a table: {err}") from err
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype={c: str for c in codes})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputDataError(f"{path}: cannot be read as a table: {clip(err)}") from None
     if sep == ";":
         # French exports: ';' separators go with decimal commas.
-        for c in df.columns:
-            if c in codes or not (df[c].dtype == object or pd.api.types.is_string_dtype(df[c])):
-                continue
-            converted = pd.to_numeric(df[c].str.replace(",", ".", regex=False), errors="coerce")
-            if converted.notna().sum() == df[c].notna().sum() and df[c].notna().any():
-                df[c] = converted
+        df = _decimal_commas(df, codes)
     return df
 
 
@@ -177,7 +222,7 @@ class _Inputs:
         if explicit is not None:
             p = Path(explicit)
             if not p.exists():
-                raise FileNotFoundError(f"validation: {key} file {p} not found")
+                raise UsageError(f"validation.{key}: {clip(p)}: no such file")
             return p
         if not self.config.discover:
             return None
@@ -555,14 +600,18 @@ def run_validation(
         The table or an explicitly configured input is missing.
     """
     config = config or ValidationConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created once the inputs have been read and checked
     cols = config.columns
     table_path = None if isinstance(table, pd.DataFrame) else Path(table)
     inputs = _Inputs(config, table_path, Path(run_dir) if run_dir else None)
     provenance_inputs: dict[str, dict] = {}
 
     if table_path is not None:
+        if not table_path.exists():
+            raise UsageError(f"--table {clip(table_path)}: no such file")
+        if table_path.is_dir():
+            raise UsageError(f"--table {clip(table_path)}: is a directory, not a table file "
+                             "(CSV or Parquet)")  # fmt: skip
         frame = read_table(table_path, codes=(cols.commune,))
         provenance_inputs["commune table"] = _file_info(table_path)
         name = table_path.name
@@ -578,7 +627,7 @@ def run_validation(
     for cf in cov_files:
         p = Path(cf.path)
         if not p.exists():
-            raise FileNotFoundError(f"validation.covariates: {p} not found")
+            raise UsageError(f"validation.covariates: {clip(p)}: no such file")
         covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
         provenance_inputs[f"covariates {p.name}"] = _file_info(p)
 
@@ -612,6 +661,7 @@ def run_validation(
     prepared = vs.prepare(frame, cfg_used, covariates=covs, search_interest=search,
                           estimates_by_lag=ebl, disclosure=disclosure, table_name=name)  # fmt: skip
     result = vs.compute(prepared, cfg_used)
+    out.mkdir(parents=True, exist_ok=True)
 
     outputs: dict[str, str] = {}
     table_paths, table_sections = _write_tables(out, prepared, result, cfg_used)
@@ -673,6 +723,9 @@ def run_validation(
             ("commune table", name),
             ("communes", len(prepared.frame)),
             ("communes with a published outcome", int(f["outcome"].notna().sum())),
+            ("values left out (not a number, infinite, population <= 0)",
+             "; ".join(f"{x['column']}: {x['n']} {x['reason']}" for x in prepared.invalid)
+             or "none"),
             ("of which zero", int((f["outcome"] == 0).sum())),
             ("mean rho_j", f"{f['rho'].mean():.4f}"),
             ("mean c_j", f"{f['c'].mean():.6f}"),
@@ -691,7 +744,8 @@ def run_validation(
         outputs["report.html"] = str(out / "report.html")
     status = {k: t.status for k, t in result.tables.items()}
     logger.info("validation done: %s; outputs in %s", status, out)
-    return {"out_dir": str(out), "outputs": outputs, "tables": status, "notes": notes}
+    return {"out_dir": str(out), "outputs": outputs, "tables": status, "notes": notes,
+            "invalid": [dict(x) for x in prepared.invalid]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -703,16 +757,15 @@ def cmd(args: argparse.Namespace) -> int:
     """Run ``cpc validate``; 0 success, 1 data problem, 2 configuration error."""
     try:
         config = load_validation_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"cpc validate: {e}", file=sys.stderr)
-        return 2
-    try:
         result = run_validation(args.table, args.out, config, run_dir=args.run_dir)
-    except ConfigError as e:
+    except CpcError as e:  # ConfigError and UsageError: 2; InputDataError (RoleError): 1
+        print(f"cpc validate: {e}", file=sys.stderr)
+        return e.exit_code
+    except FileNotFoundError as e:  # an input named by the configuration or discovered
         print(f"cpc validate: {e}", file=sys.stderr)
         return 2
-    except (vs.RoleError, FileNotFoundError, ValueError) as e:
-        print(f"cpc validate: {e}", file=sys.stderr)
+    except ValueError as e:  # bad data found deeper in the statistics
+        print(f"cpc validate: bad input: {clip(e)}", file=sys.stderr)
         return 1
     print(f"validation outputs: {result['out_dir']}")
     for key, status in result["tables"].items():
@@ -722,6 +775,8 @@ def cmd(args: argparse.Namespace) -> int:
     warnings = [n for n in result["notes"] if n["level"] == "warning"]
     for n in warnings:
         print(f"  note ({n['scope']}): {n['text']}")
+    for x in result.get("invalid", ()):
+        print(f"  left out: {x['source']} column {x['column']!r}: {x['n']} {x['reason']}")
     return 0
 
 

@@ -330,6 +330,34 @@ def test_wrapper_matches_kernel(traffic_da):
     assert ds.attrs["min_pairs"] == 10
 
 
+@pytest.mark.parametrize("min_pairs", [10, 200])
+def test_wrapper_matches_plain_numpy_per_area_per_lag(traffic_da, min_pairs):
+    """The public statistic against an independent computation, not against its kernel:
+    log with exact zeros replaced by 0.001 (the paper), then per area and lag np.corrcoef of
+    log WA(t) and log Tor(t + lag) over the hours where both are finite; fewer than
+    ``min_pairs`` such hours give NaN."""
+    web_adult, tor = traffic_da
+    ds = lagged_correlation(web_adult, tor, min_pairs=min_pairs)
+    lx = np.log(np.where(web_adult.values == 0, 0.001, web_adult.values))
+    ly = np.log(np.where(tor.values == 0, 0.001, tor.values))
+    n_hours = lx.shape[1]
+    n_nan = 0
+    for i, area in enumerate(ds.area.values):
+        for lag in ds.lag.values:
+            lag = int(lag)
+            t = np.arange(max(0, -lag), min(n_hours, n_hours - lag))
+            a, b = lx[i, t], ly[i, t + lag]
+            ok = np.isfinite(a) & np.isfinite(b)
+            got = ds.sel(area=area, lag=lag)
+            assert int(got.n_hours) == ok.sum()
+            if ok.sum() < min_pairs:
+                assert np.isnan(float(got.rho))
+                n_nan += 1
+            else:
+                assert float(got.rho) == pytest.approx(np.corrcoef(a[ok], b[ok])[0, 1], abs=1e-12)
+    assert (n_nan > 0) == (min_pairs == 200)  # the rule was exercised where intended
+
+
 def test_wrapper_numpy_and_dask_identical(traffic_da):
     web_adult, tor = traffic_da
     expected = lagged_correlation(web_adult, tor, min_pairs=10)

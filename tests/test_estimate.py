@@ -205,6 +205,28 @@ def test_estimate_by_lag_matches_pandas_per_lag(totals, lagged):
         np.testing.assert_array_equal(at.c_floored.values, table["c_floored"])
 
 
+def test_estimate_by_lag_by_hand(totals, lagged):
+    """c_j, cpc and cpc per 1000 at every lag from the paper's formulas written out here:
+    c = 0.011 x 0.41502 x rho, replaced by 1e-5 where <= 0, NaN where rho is NaN;
+    cpc = c x Tor; per 1000 = cpc / population x 1000, NaN for a population <= 0 or NaN."""
+    tor, rho_lag, pop = lagged
+    ds = estimate_by_lag(tor, rho_lag, pop)
+    for lag in rho_lag.lag.values:
+        r = rho_lag.sel(lag=lag).values
+        raw = 0.011 * 0.41502 * r
+        floored = np.isfinite(raw) & (raw <= 0)
+        c = np.where(floored, 1e-5, raw)
+        cpc = c * totals["tor"].to_numpy()
+        p = totals["population"].to_numpy(dtype=float)
+        per_1000 = np.where(p > 0, cpc / np.where(p > 0, p, 1.0) * 1000.0, np.nan)
+        at = ds.sel(lag=lag)
+        np.testing.assert_allclose(at.c.values, c, rtol=1e-14)
+        np.testing.assert_allclose(at.cpc.values, cpc, rtol=1e-14)
+        np.testing.assert_allclose(at.cpc_per_1000.values, per_1000, rtol=1e-14)
+        np.testing.assert_array_equal(at.c_floored.values, floored)
+    assert ds.c_floored.values.any() and np.isnan(ds.cpc_per_1000.values).any()
+
+
 def test_estimate_by_lag_numpy_and_dask_identical_and_lazy(lagged):
     tor, rho_lag, pop = lagged
     expected = estimate_by_lag(tor, rho_lag, pop)

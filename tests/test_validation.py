@@ -370,22 +370,23 @@ def test_koebe2024_size_is_off_in_both_directions(h0_samples):
 
 
 def test_kernels_match_public_function(h0_samples):
-    r_jk, r_jh, r_kh = (a[:5] for a in h0_samples[(0.3, 0.3, 0.5, 50)])
+    """Plumbing and reference at once: the vectorised kernels (which the Monte Carlo checks
+    above use) and the public function both against the formulas written out independently
+    in this file (REFERENCES, ref_zou), not against each other."""
+    triples = list(zip(*(a[:5] for a in h0_samples[(0.3, 0.3, 0.5, 50)]), strict=True))
+    r_jk, r_jh, r_kh = (np.array(a) for a in zip(*triples, strict=True))
     for m in DEPENDENT_CORRELATION_METHODS:
         if m == "zou":
-            lo, _ = v._zou_ci(r_jk, r_jh, r_kh, 50, 0.95)
-            got = [
-                compare_dependent_correlations(*t, 50, m).ci[0]
-                for t in zip(r_jk, r_jh, r_kh, strict=True)
-            ]
-            np.testing.assert_allclose(got, lo)
+            want = np.array([ref_zou(*t, 50) for t in triples])
+            np.testing.assert_allclose(np.column_stack(v._zou_ci(r_jk, r_jh, r_kh, 50, 0.95)),
+                                       want, rtol=1e-10)  # fmt: skip
+            got = [compare_dependent_correlations(*t, 50, m).ci for t in triples]
+            np.testing.assert_allclose(got, want, rtol=1e-10)
             continue
-        p = _mc_p_values(m, r_jk, r_jh, r_kh, 50, "less")
-        got = [
-            compare_dependent_correlations(*t, 50, m, "less").p_value
-            for t in zip(r_jk, r_jh, r_kh, strict=True)
-        ]
-        np.testing.assert_allclose(got, p)
+        want = [ref_p(*REFERENCES[m](*t, 50), "less") for t in triples]
+        np.testing.assert_allclose(_mc_p_values(m, r_jk, r_jh, r_kh, 50, "less"), want, rtol=1e-9)
+        got = [compare_dependent_correlations(*t, 50, m, "less").p_value for t in triples]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +462,57 @@ def test_spearman_table_matches_scipy_on_finite_rows():
     assert out["n"].tolist() == [117, 118]
 
 
+def _enumerated_spearman_p(x, y) -> float:
+    """Two-sided permutation p-value of Spearman's rho by hand: every ordering of y's ranks
+    (mid-ranks for ties) against x's, counted with itertools; the observed one included."""
+    import itertools
+
+    rx = pd.Series(x).rank().to_numpy()
+    ry = pd.Series(y).rank().to_numpy()
+    obs = abs(np.corrcoef(rx, ry)[0, 1])
+    hits = sum(abs(np.corrcoef(rx, ry[list(p)])[0, 1]) >= obs - 1e-12
+               for p in itertools.permutations(range(len(x))))  # fmt: skip
+    return hits / math.factorial(len(x))
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 1.0, 4.0, 3.0, 5.0]),  # rho = 0.8
+        ([0.3, 1.2, -0.5, 2.2, 0.9], [5.0, 4.0, 3.0, 2.0, 1.0]),
+        ([1.0, 2.0, 2.0, 3.0, 4.0, 5.0], [1.0, 3.0, 2.0, 2.0, 6.0, 5.0]),  # ties, n = 6
+        ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),  # n = 3, rho = 1: t says p = 0
+    ],
+)
+def test_spearman_small_n_p_value_is_exact(x, y):
+    out = spearman_table(pd.DataFrame({"y": y, "x": x}), "y", ["x"]).iloc[0]
+    assert out["rho"] == pytest.approx(scipy.stats.spearmanr(x, y).statistic, rel=1e-12)
+    assert out["p_value"] == pytest.approx(_enumerated_spearman_p(y, x), rel=1e-12)
+    assert out["p_value"] > 0
+
+
+def test_spearman_p_value_is_never_zero_beyond_the_exact_range():
+    """n = 12 perfectly ordered: the t approximation gives ~1e-64 or 0; no permutation
+    p-value can be below 2 / 12!, the share of the two perfect orderings."""
+    x = np.arange(12.0)
+    out = spearman_table(pd.DataFrame({"y": x, "x": x ** 3}), "y", ["x"]).iloc[0]
+    assert out["rho"] == 1.0 and out["p_value"] == pytest.approx(2 / math.factorial(12))
+    n = 400  # 2 / 400! underflows: the smallest positive double, never 0
+    big = spearman_table(pd.DataFrame({"y": np.arange(n), "x": np.arange(n)}), "y", ["x"])
+    assert big["p_value"].iloc[0] > 0
+
+
+def test_dependent_tests_constant_outcome_is_nan_not_an_error():
+    rng = np.random.default_rng(9)
+    df = pd.DataFrame(rng.normal(size=(20, 2)), columns=["t", "o"])
+    df["y"] = 2.0
+    out = dependent_tests(df, "y", "t", ["o"], methods=["williams", "zou"])
+    assert out["statistic"].isna().all() and out["ci_lower"].isna().all()
+    assert math.isnan(out["r_target"].iloc[0]) and math.isnan(out["r_other"].iloc[0])
+    # the pair that is defined is still reported, as pandas computes it
+    assert out["r_target_other"].iloc[0] == pytest.approx(df["t"].corr(df["o"], method="spearman"))
+
+
 def test_spearman_table_degenerate_inputs():
     df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "c": [1.0] * 4, "s": [1.0, np.nan, np.nan, 2]})
     out = spearman_table(df, "y", ["c", "s"])
@@ -495,11 +547,10 @@ def test_dependent_tests_uses_spearman_on_common_rows():
     assert row["r_target"] == pytest.approx(r.loc["sv", "cpc"])
     assert row["r_other"] == pytest.approx(r.loc["sv", "yt"])
     assert row["r_target_other"] == pytest.approx(r.loc["cpc", "yt"])
-    want = compare_dependent_correlations(
-        r.loc["sv", "cpc"], r.loc["sv", "yt"], r.loc["cpc", "yt"], 290, "williams"
-    )
-    assert row["statistic"] == pytest.approx(want.statistic)
-    assert row["p_value"] == pytest.approx(want.p_value)
+    # Williams' t written out independently (Steiger 1980, formula 7), on pandas' Spearman r
+    want_t, want_df = ref_williams(r.loc["sv", "cpc"], r.loc["sv", "yt"], r.loc["cpc", "yt"], 290)
+    assert row["statistic"] == pytest.approx(want_t, rel=1e-10)
+    assert row["p_value"] == pytest.approx(ref_p(want_t, want_df, "two-sided"), rel=1e-9)
     assert row["df"] == 287
     zou = out[(out.other == "tor") & (out.method == "zou")].iloc[0]
     assert zou["ci_lower"] < zou["ci_upper"] and pd.isna(zou["df"])
