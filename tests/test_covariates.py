@@ -329,3 +329,35 @@ def test_bad_sources_are_refused(sources, tmp_path, fault, code, fragments):
     a = expect(run_cpc("covariates", tmp_path / "spec.yaml", "--out", out), code, *fragments)
     assert len(a.err.strip().splitlines()) == 1 or code == 2
     assert not out.exists()  # nothing half-written
+
+
+def test_built_table_is_accepted_by_cpc_validate(sources, tmp_path):
+    """The table goes into a real ``cpc validate`` on a hand-made commune table of the same codes."""
+    d, truth, _ = sources
+    cov = tmp_path / "cov.csv"
+    expect(run_cpc("covariates", d / "spec.yaml", "--out", cov, "--pad-codes"), 0)
+    rng = np.random.default_rng(7)
+    com = truth["communes"]
+    n = len(com)
+    rho = rng.uniform(0.05, 0.6, n)
+    table = pd.DataFrame({"commune": com["commune"], "city": "Lyon", "name": com["name"],
+                          "population": com["pop"], "tor": rng.integers(1000, 10**6, n),
+                          "web_adult": rng.integers(10**5, 10**7, n), "youtube": rng.integers(10**7, 10**9, n),
+                          "rho": rho, "n_tiles": rng.integers(3, 30, n)})  # fmt: skip
+    table.to_csv(tmp_path / "communes.csv", index=False)
+    cfg = {"validation": {"covariates": [str(cov)], "discover": False, "report": False}}
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump(cfg))
+    expect(run_cpc("validate", "--table", tmp_path / "communes.csv", "--config", tmp_path / "v.yaml",
+                   "--out", tmp_path / "v"), 0)  # fmt: skip
+    tj = json.loads((tmp_path / "v" / "tables.json").read_text())
+    join = tj["joins"][0]
+    # 41 rows: the 40 communes + Paris 75056, which the commune table does not have
+    assert (join["rows"], join["matched"], join["rows_not_in_table"], join["unmatched_table_rows"]) == (41, 40, 1, 0)
+    assert set(join["columns_joined"]) == set(pd.read_csv(cov, nrows=0).columns) - {"commune"}
+    assert join["columns_ignored"] == []
+    # the outcome arrived as the validation's outcome role: Table 2's sample is the published communes
+    published = pd.read_csv(cov, dtype={"commune": str}).set_index("commune")["sexual_violence_per_1000"]
+    assert tj["roles"]["outcome"] == "sexual_violence_per_1000"
+    assert int(published.reindex(com["commune"]).notna().sum()) == n - 1  # 38181 never published
+    assert {row["n"] for row in tj["spearman"]} == {n - 1}
+    assert tj["roles"]["drug_abuse"] == "drug_abuse_per_1000" and tj["roles"]["department"] == "department"
