@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cpc_core.errors import InputDataError, clip
+from cpc_core.errors import InputDataError, UsageError, clip
 
 __all__ = [
     "OUTPUT_COLUMNS",
@@ -276,7 +276,10 @@ def read_table(path: str | Path, encoding: str = "auto", separator: str = "auto"
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise InputDataError(f"{path}: file not found") from None
+        # a path of the spec (or --communes) that names nothing: a usage error, not bad data
+        raise UsageError(f"{path}: file not found; check its path in the spec") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder; the spec needs the file as downloaded") from None
     if path.endswith(".gz") or raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -537,7 +540,7 @@ def _wide(name: str, src: _Source, defaults: dict[str, str], pad: bool):
     cols = {**defaults, **src.columns}
     unknown = set(src.columns) - set(defaults)
     if unknown:
-        raise InputDataError(f"{name}.columns: unknown roles {sorted(unknown)}; roles: {', '.join(defaults)}")
+        raise UsageError(f"{name}.columns: unknown roles {sorted(unknown)}; roles: {', '.join(defaults)}")
     used = {role: _pick(header, c, path, name, role) for role, c in cols.items()}
     df = _frame(header, rows, path)
     losses: list[Loss] = []
@@ -599,7 +602,7 @@ def read_election(src: ElectionSource, pad: bool = False) -> SourceResult:
     header, rows, enc, sep = read_table(path, src.encoding, src.separator)
     unknown = set(src.columns) - set(ELECTION_COLUMNS)
     if unknown:
-        raise InputDataError(f"election.columns: unknown roles {sorted(unknown)}; roles: {', '.join(ELECTION_COLUMNS)}")
+        raise UsageError(f"election.columns: unknown roles {sorted(unknown)}; roles: {', '.join(ELECTION_COLUMNS)}")
     cols = {**ELECTION_COLUMNS, **src.columns}
     for role in ("department", "commune", "turnout", "first_block", "name", "votes_expressed", "votes_registered"):
         _pick(header, cols[role], path, name, role)
@@ -700,10 +703,13 @@ def build_covariates(spec: CovariatesSpec) -> tuple[pd.DataFrame, dict]:
     InputDataError
         A file that cannot be read as its source, a 4-digit code without ``pad_codes``,
         conflicting duplicates, a value out of range.
+    UsageError
+        A source path that names no file, a spec without sources, an unknown column role.
     """
     results = [READERS[k](getattr(spec, k), spec.pad_codes) for k in READERS if getattr(spec, k) is not None]
     if not results:
-        raise InputDataError("covariates: the spec names no source (ssmsi, comparateur, households, election)")
+        raise UsageError("covariates: the spec names no source; give at least one of ssmsi, comparateur, "
+                         "households, election")
     codes = sorted(set().union(*(r.frame.index for r in results)))
     join: dict = {}
     losses = [x for r in results for x in r.losses]

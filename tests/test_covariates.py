@@ -269,68 +269,6 @@ def test_share_of_registered_voters(sources, tmp_path):
     np.testing.assert_allclose(got["macron_2017"], want["macron_2017"], rtol=1e-9)
 
 
-@pytest.mark.parametrize("fault, code, fragments", [
-    ("conflicting_duplicate", 1, ["base-cc-coupl-fam-men-2020.csv", "appears 2 times with different values"]),
-    ("not_a_number", 1, ["base_cc_comparateur.csv", "line 4", "'12,5%' is not a number"]),
-    ("rate_out_of_range", 1, ["poverty_rate = 140 is outside [0, 100]", "TP6020"]),
-    ("unknown_indicator", 1, ["no row with indicator 'Violence sexuelle'", "Violences sexuelles"]),
-    ("missing_column", 1, ["no column like 'Pyy_ACT1564'", "comparateur.columns.labour_force"]),
-    ("no_candidate", 1, ["no candidate named 'LEPEN'", "election.le_pen"]),
-    ("unknown_key", 2, ["ssmsi.year: unknown key"]),
-    ("short_row", 1, ["PR17_T1_communes.txt", "line 3", "blocks of 7 candidate columns"]),
-])  # fmt: skip
-def test_bad_sources_are_refused(sources, tmp_path, fault, code, fragments):
-    d, truth, _ = sources
-    spec = yaml.safe_load((d / "spec.yaml").read_text())
-    spec = {k: ({**v, "path": str(d / v["path"])} if isinstance(v, dict) else (str(d / v) if k != "out" else v))
-            for k, v in spec.items()}  # fmt: skip
-    spec["pad_codes"] = True
-    com = truth["communes"].copy()
-    if fault == "conflicting_duplicate":
-        p = tmp_path / "base-cc-coupl-fam-men-2020.csv"
-        write_households(p, com, duplicate="69382")
-        lines = p.read_bytes().decode("utf-8-sig").splitlines()
-        i = next(k for k, x in enumerate(lines) if x.startswith("69382")) + 1
-        cells = lines[i].split(";")
-        cells[3] = str(float(cells[3]) + 1)  # C20_MEN
-        lines[i] = ";".join(cells)
-        p.write_bytes("\n".join(lines).encode("utf-8-sig"))
-        spec["households"] = str(p)
-    elif fault in ("not_a_number", "rate_out_of_range"):
-        p = tmp_path / "base_cc_comparateur.csv"
-        write_comparateur(p, com, lose_zeros=False)
-        lines = p.read_bytes().decode("latin-1").splitlines()
-        cells = lines[3].split(";")  # cells[9]: TP6020
-        cells[9] = "12,5%" if fault == "not_a_number" else "140"
-        lines[3] = ";".join(cells)
-        p.write_bytes("\n".join(lines).encode("latin-1"))
-        spec["comparateur"] = str(p)
-    elif fault == "unknown_indicator":
-        spec["ssmsi"]["outcome_indicator"] = "Violence sexuelle"
-    elif fault == "missing_column":
-        p = tmp_path / "base_cc_comparateur.csv"
-        write_comparateur(p, com, lose_zeros=False)
-        text = p.read_bytes().decode("latin-1").replace("P20_ACT1564", "P20_ACTIFS", 1)
-        p.write_bytes(text.encode("latin-1"))
-        spec["comparateur"] = str(p)
-    elif fault == "no_candidate":
-        spec["election"]["le_pen"] = "LEPEN"
-    elif fault == "unknown_key":
-        spec["ssmsi"]["year"] = 2017
-    elif fault == "short_row":
-        p = tmp_path / "PR17_T1_communes.txt"
-        write_election(p, truth["election"], com, missing="13205")
-        lines = p.read_bytes().decode("latin-1").splitlines()
-        lines[2] = lines[2].rsplit(";", 2)[0]
-        p.write_bytes("\n".join(lines).encode("latin-1"))
-        spec["election"]["path"] = str(p)
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
-    out = tmp_path / "cov.csv"
-    a = expect(run_cpc("covariates", tmp_path / "spec.yaml", "--out", out), code, *fragments)
-    assert len(a.err.strip().splitlines()) == 1 or code == 2
-    assert not out.exists()  # nothing half-written
-
-
 def test_built_table_is_accepted_by_cpc_validate(sources, tmp_path):
     """The table goes into a real ``cpc validate`` on a hand-made commune table of the same codes."""
     d, truth, _ = sources
@@ -361,3 +299,19 @@ def test_built_table_is_accepted_by_cpc_validate(sources, tmp_path):
     assert int(published.reindex(com["commune"]).notna().sum()) == n - 1  # 38181 never published
     assert {row["n"] for row in tj["spearman"]} == {n - 1}
     assert tj["roles"]["drug_abuse"] == "drug_abuse_per_1000" and tj["roles"]["department"] == "department"
+
+
+def test_regions_from_the_spec(sources, tmp_path):
+    """``regions`` maps departments to Google Trends region names; a department in none is counted."""
+    d, truth, _ = sources
+    spec = yaml.safe_load((d / "spec.yaml").read_text())
+    spec = {"comparateur": str(d / spec["comparateur"]), "pad_codes": True,
+            "regions": {"Rhône-Alpes": ["01", "38", "69"], "Provence-Alpes-Côte d'Azur": ["13"]}}  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    expect(run_cpc("covariates", tmp_path / "spec.yaml", "--out", tmp_path / "cov.csv"), 0)
+    got = pd.read_csv(tmp_path / "cov.csv", dtype=str, keep_default_na=False).set_index("commune")
+    dep_region = {"01": "Rhône-Alpes", "38": "Rhône-Alpes", "69": "Rhône-Alpes", "13": "Provence-Alpes-Côte d'Azur"}
+    want = pd.Series([dep_region.get(c[:2], "") for c in got.index], index=got.index)
+    pd.testing.assert_series_equal(got["region"], want, check_names=False)
+    losses = _losses(json.loads((tmp_path / "cov_report.json").read_text()))
+    assert losses[("regions", "department in no region of the spec: region empty")] == 4  # the 2A communes
