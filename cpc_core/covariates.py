@@ -81,14 +81,25 @@ OUTPUT_COLUMNS = (
     "drug_abuse_per_1000",
 )
 #: Columns in percent, 0-100 (the validation's ``percent_roles`` divide them by 100).
-PERCENT_COLUMNS = ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017", "le_pen_2017", "macron_2017")
+PERCENT_COLUMNS = (
+    "share_singles",
+    "poverty_rate",
+    "unemployment_rate",
+    "turnout_2017",
+    "le_pen_2017",
+    "macron_2017",
+)
 
 #: A commune or arrondissement code of the COG: five digits, or Corsica's 2A/2B + three.
 CODE_RE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 #: A department 01-09 code that lost its leading zero.
 LOST_ZERO_RE = re.compile(r"^\d{4}$")
 #: Cell values the French public files use for "no value" (secret, not available, not applicable).
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "nd", "n.d.", "s", "ns", "nc", "secret", "-", "."})
+MISSING_TOKENS = frozenset(
+    {"", "na", "n/a", "nan", "nd", "n.d.", "s", "ns", "nc", "secret", "-", "."}
+)
+#: Words for the internal key columns in messages.
+KEY_WORDS = {"_code": "commune", "_out": "column", "_year": "year"}
 #: Examples kept per loss reason.
 N_EXAMPLES = 5
 
@@ -105,15 +116,23 @@ class _Strict(BaseModel):
 class _Source(_Strict):
     path: str = Field(description="the file as downloaded (.csv, .txt, .csv.gz)")
     encoding: str = Field("auto", description="auto: UTF-8 (with or without BOM), else Latin-1")
-    separator: Literal["auto", ";", ",", "\t"] = Field("auto", description="auto: sniffed from the header line")
+    separator: Literal["auto", ";", ",", "\t"] = Field(
+        "auto", description="auto: sniffed from the header line"
+    )
 
 
 class SsmsiSource(_Source):
     """SSMSI communal base of recorded crimes and offences (data.gouv.fr), long format."""
 
-    years: tuple[int, int] = Field((2017, 2021), description="first and last year averaged (the paper: 2017-2021)")
-    outcome_indicator: str = Field("Violences sexuelles", description="indicator -> sexual_violence_per_1000")
-    drug_indicator: str | None = Field(None, description="indicator -> drug_abuse_per_1000 (e.g. 'Usage de stupéfiants')")
+    years: tuple[int, int] = Field(
+        (2017, 2021), description="first and last year averaged (the paper: 2017-2021)"
+    )
+    outcome_indicator: str = Field(
+        "Violences sexuelles", description="indicator -> sexual_violence_per_1000"
+    )
+    drug_indicator: str | None = Field(
+        None, description="indicator -> drug_abuse_per_1000 (e.g. 'Usage de stupéfiants')"
+    )
     min_years: int = Field(1, ge=1, description="published years needed for a commune's mean")
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -140,14 +159,17 @@ class ComparateurSource(_Source):
 class HouseholdsSource(_Source):
     """INSEE's census base *couples, familles, ménages* (one row per commune)."""
 
-    columns: dict[str, str] = Field(default_factory=dict, description="overrides of code, households, one_person")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="overrides of code, households, one_person"
+    )
 
 
 class ElectionSource(_Source):
     """Interior ministry's 2017 presidential results per commune, one block per candidate."""
 
     share_of: Literal["expressed", "registered"] = Field(
-        "expressed", description="vote shares of valid votes (% Voix/Exp) or of registered voters (% Voix/Ins)"
+        "expressed",
+        description="vote shares of valid votes (% Voix/Exp) or of registered voters (% Voix/Ins)",
     )
     le_pen: str = Field("LE PEN", description="candidate surname as in the file")
     macron: str = Field("MACRON", description="candidate surname as in the file")
@@ -165,12 +187,15 @@ class CovariatesSpec(_Strict):
     households: HouseholdsSource | None = None
     election: ElectionSource | None = None
     communes: str | None = Field(
-        None, description="optional commune list (e.g. a run's communes.csv, column 'commune'): keep only these"
+        None,
+        description="optional commune list (e.g. a run's communes.csv, column 'commune'): keep only these",
     )
     regions: dict[str, tuple[str, ...]] | None = Field(
         None, description="Google Trends region name -> department codes; adds the 'region' column"
     )
-    pad_codes: bool = Field(False, description="zero-pad 4-digit codes (lost leading zero) instead of refusing")
+    pad_codes: bool = Field(
+        False, description="zero-pad 4-digit codes (lost leading zero) instead of refusing"
+    )
     out: str = Field("covariates.csv", description="output CSV; the report goes next to it")
 
     @field_validator("ssmsi", "comparateur", "households", "election", mode="before")
@@ -194,7 +219,12 @@ class Loss:
     examples: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "reason": self.reason, "rows": self.rows, "examples": self.examples}
+        return {
+            "source": self.source,
+            "reason": self.reason,
+            "rows": self.rows,
+            "examples": self.examples,
+        }
 
 
 @dataclass
@@ -303,7 +333,9 @@ def read_table(path: str | Path, encoding: str = "auto", separator: str = "auto"
     return header, rows, enc, sep
 
 
-def parse_numbers(values: pd.Series, path: str, column: str, lines: pd.Series) -> tuple[pd.Series, dict[str, int]]:
+def parse_numbers(
+    values: pd.Series, path: str, column: str, lines: pd.Series
+) -> tuple[pd.Series, dict[str, int]]:
     """Numbers from published cells: decimal comma or point, spaces as thousands separators.
 
     Empty cells and the usual "no value" markers (``NA``, ``nd``, ``s`` for secret, ...) are
@@ -350,8 +382,14 @@ def _frame(header: list[str], rows: list[tuple[int, list[str]]], path: str) -> p
     width = len(header)
     for line, fields in rows:
         if len(fields) != width:
-            raise InputDataError(f"{path}: line {line}: {len(fields)} fields, the header has {width}")
-    df = pd.DataFrame([f for _, f in rows], columns=header, dtype=str) if rows else pd.DataFrame(columns=header, dtype=str)
+            raise InputDataError(
+                f"{path}: line {line}: {len(fields)} fields, the header has {width}"
+            )
+    df = (
+        pd.DataFrame([f for _, f in rows], columns=header, dtype=str)
+        if rows
+        else pd.DataFrame(columns=header, dtype=str)
+    )
     df["_line"] = [line for line, _ in rows]
     return df
 
@@ -387,8 +425,20 @@ def _codes(raw: pd.Series, lines: pd.Series, path: str, source: str, pad: bool,
                      f"{int(lines.iloc[i])}: {raw.iloc[i]} -> 0{raw.iloc[i]}")  # fmt: skip
     valid = codes.str.match(CODE_RE.pattern)
     if (~valid).any():
-        ex = [f"line {int(ln)}: {clip(c, 20)!r}" for ln, c in zip(lines[~valid].head(N_EXAMPLES), raw[~valid].head(N_EXAMPLES))]
-        losses.append(Loss(source, "not a commune code (5 characters: digits, or 2A/2B + 3 digits)", int((~valid).sum()), ex))
+        ex = [
+            f"line {int(ln)}: {clip(c, 20)!r}"
+            for ln, c in zip(
+                lines[~valid].head(N_EXAMPLES), raw[~valid].head(N_EXAMPLES), strict=False
+            )
+        ]
+        losses.append(
+            Loss(
+                source,
+                "not a commune code (5 characters: digits, or 2A/2B + 3 digits)",
+                int((~valid).sum()),
+                ex,
+            )
+        )
     return codes.where(valid, None)
 
 
@@ -403,9 +453,10 @@ def _dedupe(df: pd.DataFrame, keys: list[str], values: list[str], path: str, sou
     if conflict.any():
         key = conflict[conflict].index[0]
         key = key if isinstance(key, tuple) else (key,)
-        mask = np.logical_and.reduce([d[k] == v for k, v in zip(keys, key)])
+        mask = np.logical_and.reduce([d[k] == v for k, v in zip(keys, key, strict=False)])
         lines = ", ".join(str(x) for x in d.loc[mask, "_line"])
-        raise InputDataError(f"{path}: lines {lines}: {'/'.join(keys)} {'/'.join(map(str, key))} appears "
+        what = "/".join(KEY_WORDS.get(k, k) for k in keys)
+        raise InputDataError(f"{path}: lines {lines}: {what} {'/'.join(map(str, key))} appears "
                              f"{int(mask.sum())} times with different values ({source}); "
                              f"{int(conflict.sum())} such keys. Keep one row per commune")  # fmt: skip
     extra = df.duplicated(keys, keep="first")
@@ -423,8 +474,18 @@ def _dedupe(df: pd.DataFrame, keys: list[str], values: list[str], path: str, sou
 #: unite_de_compte;nombre;taux_pour_mille;est_diffuse;...). The first layout whose columns
 #: are all present is used, unless the spec names the columns.
 SSMSI_LAYOUTS = (
-    {"year": "annee", "indicator": "classe", "published": "valeur.publiée", "rate": "tauxpourmille"},
-    {"year": "annee", "indicator": "indicateur", "published": "est_diffuse", "rate": "taux_pour_mille"},
+    {
+        "year": "annee",
+        "indicator": "classe",
+        "published": "valeur.publiée",
+        "rate": "tauxpourmille",
+    },
+    {
+        "year": "annee",
+        "indicator": "indicateur",
+        "published": "est_diffuse",
+        "rate": "taux_pour_mille",
+    },
 )
 SSMSI_PUBLISHED = {"diff": True, "ndiff": False}
 
@@ -446,7 +507,9 @@ def read_ssmsi(src: SsmsiSource, pad: bool = False) -> SourceResult:
                                  f"set ssmsi.columns.code")  # fmt: skip
         cols["code"] = found[0]
     rest = {k: v for k, v in cols.items() if k != "code"}
-    layout = next((lay for lay in SSMSI_LAYOUTS if all(c in header for c in {**lay, **rest}.values())), None)
+    layout = next(
+        (lay for lay in SSMSI_LAYOUTS if all(c in header for c in {**lay, **rest}.values())), None
+    )
     cols = {**(layout or SSMSI_LAYOUTS[0]), **cols}
     for role in ("year", "indicator", "published", "rate"):
         _pick(header, cols[role], path, name, role)
@@ -458,7 +521,7 @@ def read_ssmsi(src: SsmsiSource, pad: bool = False) -> SourceResult:
         indicators["drug_abuse_per_1000"] = src.drug_indicator
     ind = df[cols["indicator"]].str.strip().str.casefold()
     wanted = {v.casefold(): k for k, v in indicators.items()}
-    for column, label in indicators.items():
+    for label in indicators.values():
         if not (ind == label.casefold()).any():
             present = sorted(df[cols["indicator"]].str.strip().unique())[:30]
             raise InputDataError(f"{path}: no row with indicator {clip(label)!r} in column {cols['indicator']!r}; "
@@ -472,9 +535,13 @@ def read_ssmsi(src: SsmsiSource, pad: bool = False) -> SourceResult:
         i = year.isna().to_numpy().nonzero()[0][0]
         raise InputDataError(f"{path}: line {int(df['_line'].iloc[i])}: year {clip(df[cols['year']].iloc[i])!r} "
                              f"in {cols['year']!r} is not a year")  # fmt: skip
-    df["_year"] = year.where(year >= 100, year + 2000).astype(int)  # the 2023 release writes 16, 17, ...
+    df["_year"] = year.where(year >= 100, year + 2000).astype(
+        int
+    )  # the 2023 release writes 16, 17, ...
     in_window = df["_year"].between(*src.years)
-    notes.append(f"{int((~in_window).sum())} rows of the indicators outside {src.years[0]}-{src.years[1]} not used")
+    notes.append(
+        f"{int((~in_window).sum())} rows of the indicators outside {src.years[0]}-{src.years[1]} not used"
+    )
     df = df[in_window]
     df["_code"] = _codes(df[cols["code"]], df["_line"], path, name, pad, losses, notes)
     df = df[df["_code"].notna()]
@@ -499,7 +566,9 @@ def read_ssmsi(src: SsmsiSource, pad: bool = False) -> SourceResult:
     neg = df["_rate"] < 0
     if neg.any():
         i = neg.to_numpy().nonzero()[0][0]
-        raise InputDataError(f"{path}: line {int(df['_line'].iloc[i])}: negative rate {df['_rate'].iloc[i]}")
+        raise InputDataError(
+            f"{path}: line {int(df['_line'].iloc[i])}: negative rate {df['_rate'].iloc[i]}"
+        )
     g = df.groupby(["_code", "_out"])["_rate"]
     n_years = g.count().unstack()
     mean = g.mean().unstack()
@@ -511,7 +580,7 @@ def read_ssmsi(src: SsmsiSource, pad: bool = False) -> SourceResult:
             continue
         n = n_years[column].reindex(frame.index).fillna(0)
         m = mean[column].reindex(frame.index)
-        too_few = (n < src.min_years)
+        too_few = n < src.min_years
         none = n == 0
         if none.any():
             losses.append(Loss(name, f"{column}: not published in any year {src.years[0]}-{src.years[1]}: empty",
@@ -522,7 +591,9 @@ def read_ssmsi(src: SsmsiSource, pad: bool = False) -> SourceResult:
                                int(short.sum()), list(frame.index[short][:N_EXAMPLES])))  # fmt: skip
         partial = (n >= src.min_years) & (n < span)
         if partial.any():
-            notes.append(f"{column}: {int(partial.sum())} communes averaged over fewer than {span} published years")
+            notes.append(
+                f"{column}: {int(partial.sum())} communes averaged over fewer than {span} published years"
+            )
         frame[column] = m.where(~too_few)
     used = {k: cols[k] for k in ("code", "year", "indicator", "published", "rate")}
     return SourceResult(name, path, frame, len(rows), enc, sep, used, losses, notes)
@@ -540,7 +611,9 @@ def _wide(name: str, src: _Source, defaults: dict[str, str], pad: bool):
     cols = {**defaults, **src.columns}
     unknown = set(src.columns) - set(defaults)
     if unknown:
-        raise UsageError(f"{name}.columns: unknown roles {sorted(unknown)}; roles: {', '.join(defaults)}")
+        raise UsageError(
+            f"{name}.columns: unknown roles {sorted(unknown)}; roles: {', '.join(defaults)}"
+        )
     used = {role: _pick(header, c, path, name, role) for role, c in cols.items()}
     df = _frame(header, rows, path)
     losses: list[Loss] = []
@@ -557,7 +630,9 @@ def _wide(name: str, src: _Source, defaults: dict[str, str], pad: bool):
     return df.set_index("_code").rename_axis("commune"), used, len(rows), enc, sep, losses, notes
 
 
-def _ratio(num: pd.Series, den: pd.Series, scale: float, what: str, name: str, losses: list[Loss]) -> pd.Series:
+def _ratio(
+    num: pd.Series, den: pd.Series, scale: float, what: str, name: str, losses: list[Loss]
+) -> pd.Series:
     zero = den.notna() & (den <= 0)
     if zero.any():
         losses.append(Loss(name, f"{what}: denominator zero or negative: empty", int(zero.sum()),
@@ -580,7 +655,9 @@ def read_households(src: HouseholdsSource, pad: bool = False) -> SourceResult:
     """Share of one-person households among households, in percent."""
     df, used, n, enc, sep, losses, notes = _wide("households", src, HOUSEHOLDS_COLUMNS, pad)
     frame = pd.DataFrame(index=df.index)
-    frame["share_singles"] = _ratio(df["one_person"], df["households"], 100.0, "share_singles", "households", losses)
+    frame["share_singles"] = _ratio(
+        df["one_person"], df["households"], 100.0, "share_singles", "households", losses
+    )
     return SourceResult("households", src.path, frame, n, enc, sep, used, losses, notes)
 
 
@@ -602,9 +679,19 @@ def read_election(src: ElectionSource, pad: bool = False) -> SourceResult:
     header, rows, enc, sep = read_table(path, src.encoding, src.separator)
     unknown = set(src.columns) - set(ELECTION_COLUMNS)
     if unknown:
-        raise UsageError(f"election.columns: unknown roles {sorted(unknown)}; roles: {', '.join(ELECTION_COLUMNS)}")
+        raise UsageError(
+            f"election.columns: unknown roles {sorted(unknown)}; roles: {', '.join(ELECTION_COLUMNS)}"
+        )
     cols = {**ELECTION_COLUMNS, **src.columns}
-    for role in ("department", "commune", "turnout", "first_block", "name", "votes_expressed", "votes_registered"):
+    for role in (
+        "department",
+        "commune",
+        "turnout",
+        "first_block",
+        "name",
+        "votes_expressed",
+        "votes_registered",
+    ):
         _pick(header, cols[role], path, name, role)
     start = header.index(cols["first_block"])
     again = [i for i, h in enumerate(header) if h == cols["first_block"] and i > start]
@@ -621,7 +708,7 @@ def read_election(src: ElectionSource, pad: bool = False) -> SourceResult:
         if len(fields) < start + width or (len(fields) - start) % width:
             raise InputDataError(f"{path}: line {line}: {len(fields)} fields: not {start} commune columns + "
                                  f"blocks of {width} candidate columns")  # fmt: skip
-        rec = {"_line": line, **{c: fields[i] for c, i in zip(fixed, idx)}, "_le_pen": "", "_macron": "",
+        rec = {"_line": line, **{c: fields[i] for c, i in zip(fixed, idx, strict=False)}, "_le_pen": "", "_macron": "",
                "_n_le_pen": 0, "_n_macron": 0}  # fmt: skip
         for b in range(start, len(fields), width):
             who = fields[b + off_name].strip().upper()
@@ -630,7 +717,11 @@ def read_election(src: ElectionSource, pad: bool = False) -> SourceResult:
                     rec[f"_{key}"] = fields[b + off_share]
                     rec[f"_n_{key}"] += 1
         recs.append(rec)
-    df = pd.DataFrame(recs) if recs else pd.DataFrame(columns=["_line", *fixed, "_le_pen", "_macron"])
+    df = (
+        pd.DataFrame(recs)
+        if recs
+        else pd.DataFrame(columns=["_line", *fixed, "_le_pen", "_macron"])
+    )
     losses: list[Loss] = []
     notes: list[str] = []
     for key, cand in (("le_pen", src.le_pen), ("macron", src.macron)):
@@ -639,26 +730,39 @@ def read_election(src: ElectionSource, pad: bool = False) -> SourceResult:
                                  f"of any block; set election.{key}")  # fmt: skip
         twice = df[f"_n_{key}"] > 1 if len(df) else pd.Series([], dtype=bool)
         if twice.any():
-            raise InputDataError(f"{path}: line {int(df.loc[twice, '_line'].iloc[0])}: candidate {cand!r} twice")
+            raise InputDataError(
+                f"{path}: line {int(df.loc[twice, '_line'].iloc[0])}: candidate {cand!r} twice"
+            )
     dep = df[cols["department"]].str.strip().str.upper()
     abroad = dep.str.startswith("Z")
     if abroad.any():
         losses.append(Loss(name, "department Z* (overseas collectivity or French abroad): left out",
                            int(abroad.sum()), [f"line {int(x)}: {d}" for x, d in
-                                               zip(df.loc[abroad, "_line"].head(N_EXAMPLES), dep[abroad].head(N_EXAMPLES))]))  # fmt: skip
+                                               zip(df.loc[abroad, "_line"].head(N_EXAMPLES), dep[abroad].head(N_EXAMPLES), strict=False)]))  # fmt: skip
     df, dep = df[~abroad], dep[~abroad]
     # The commune number is a number within its department: 3 digits once padded. A department
     # number of one digit is a lost leading zero: the code then has 4 digits, under that rule.
     code = dep + df[cols["commune"]].str.strip().str.zfill(3)
     df = df.assign(_code=_codes(code, df["_line"], path, name, pad, losses, notes))
     df = df[df["_code"].notna()].copy()
-    for out, c in (("turnout_2017", cols["turnout"]), ("le_pen_2017", "_le_pen"), ("macron_2017", "_macron")):
-        df[out], missing = parse_numbers(df[c], path, share_col if c.startswith("_") else c, df["_line"])
+    for out, c in (
+        ("turnout_2017", cols["turnout"]),
+        ("le_pen_2017", "_le_pen"),
+        ("macron_2017", "_macron"),
+    ):
+        df[out], missing = parse_numbers(
+            df[c], path, share_col if c.startswith("_") else c, df["_line"]
+        )
         if missing:
             notes.append(f"{out}: missing cells {missing}")
     df = _dedupe(df, ["_code"], ["turnout_2017", "le_pen_2017", "macron_2017"], path, name, losses)
-    frame = df.set_index("_code").rename_axis("commune")[["turnout_2017", "le_pen_2017", "macron_2017"]]
-    used = {**{k: cols[k] for k in ("department", "commune", "turnout", "first_block", "name")}, "share": share_col}
+    frame = df.set_index("_code").rename_axis("commune")[
+        ["turnout_2017", "le_pen_2017", "macron_2017"]
+    ]
+    used = {
+        **{k: cols[k] for k in ("department", "commune", "turnout", "first_block", "name")},
+        "share": share_col,
+    }
     return SourceResult(name, path, frame, len(rows), enc, sep, used, losses, notes)
 
 
@@ -706,10 +810,16 @@ def build_covariates(spec: CovariatesSpec) -> tuple[pd.DataFrame, dict]:
     UsageError
         A source path that names no file, a spec without sources, an unknown column role.
     """
-    results = [READERS[k](getattr(spec, k), spec.pad_codes) for k in READERS if getattr(spec, k) is not None]
+    results = [
+        READERS[k](getattr(spec, k), spec.pad_codes)
+        for k in READERS
+        if getattr(spec, k) is not None
+    ]
     if not results:
-        raise UsageError("covariates: the spec names no source; give at least one of ssmsi, comparateur, "
-                         "households, election")
+        raise UsageError(
+            "covariates: the spec names no source; give at least one of ssmsi, comparateur, "
+            "households, election"
+        )
     codes = sorted(set().union(*(r.frame.index for r in results)))
     join: dict = {}
     losses = [x for r in results for x in r.losses]
@@ -725,7 +835,10 @@ def build_covariates(spec: CovariatesSpec) -> tuple[pd.DataFrame, dict]:
     table = pd.DataFrame({"commune": index})
     for r in results:
         absent = index.difference(r.frame.index)
-        join[r.name] = {"communes_without_a_row": int(len(absent)), "examples": list(absent[:N_EXAMPLES])}
+        join[r.name] = {
+            "communes_without_a_row": int(len(absent)),
+            "examples": list(absent[:N_EXAMPLES]),
+        }
         if len(absent):
             losses.append(Loss(r.name, "commune without a row in this source: its columns empty", int(len(absent)),
                                list(absent[:N_EXAMPLES])))  # fmt: skip
@@ -760,10 +873,12 @@ def build_covariates(spec: CovariatesSpec) -> tuple[pd.DataFrame, dict]:
 def _commune_list(path: str) -> list[str]:
     header, rows, _, _ = read_table(path)
     if "commune" not in header:
-        raise InputDataError(f"{path}: no 'commune' column (the commune list); columns: {clip(', '.join(header))}")
+        raise InputDataError(
+            f"{path}: no 'commune' column (the commune list); columns: {clip(', '.join(header))}"
+        )
     i = header.index("commune")
     codes = [f[i].strip() for _, f in rows]
-    bad = [(ln, c) for (ln, _), c in zip(rows, codes) if not CODE_RE.match(c)]
+    bad = [(ln, c) for (ln, _), c in zip(rows, codes, strict=False) if not CODE_RE.match(c)]
     if bad:
         raise InputDataError(f"{path}: line {bad[0][0]}: {clip(bad[0][1])!r} is not a commune code")
     return sorted(set(codes))
@@ -776,8 +891,16 @@ def report_markdown(report: dict, out: str) -> str:
              "| source | file | encoding | separator | rows read | communes |", "|---|---|---|---|---:|---:|"]  # fmt: skip
     for name, s in report["sources"].items():
         sep = {"\t": "tab"}.get(s["separator"], s["separator"])
-        lines.append(f"| {name} | `{Path(s['path']).name}` | {s['encoding']} | `{sep}` | {s['rows_read']} | {s['communes']} |")
-    lines += ["", "## Rows and values left out", "", "| source | reason | rows | examples |", "|---|---|---:|---|"]
+        lines.append(
+            f"| {name} | `{Path(s['path']).name}` | {s['encoding']} | `{sep}` | {s['rows_read']} | {s['communes']} |"
+        )
+    lines += [
+        "",
+        "## Rows and values left out",
+        "",
+        "| source | reason | rows | examples |",
+        "|---|---|---:|---|",
+    ]
     for x in report["losses"]:
         ex = "; ".join(str(e) for e in x["examples"]).replace("|", "/")
         lines.append(f"| {x['source']} | {x['reason']} | {x['rows']} | {ex} |")
@@ -785,7 +908,10 @@ def report_markdown(report: dict, out: str) -> str:
         lines.append("| - | nothing left out | 0 | |")
     lines += ["", "## Notes", ""]
     for name, s in report["sources"].items():
-        lines.append(f"- {name}: columns used: " + ", ".join(f"{k}=`{v}`" for k, v in s["columns_used"].items()))
+        lines.append(
+            f"- {name}: columns used: "
+            + ", ".join(f"{k}=`{v}`" for k, v in s["columns_used"].items())
+        )
         lines += [f"- {name}: {n}" for n in s["notes"]]
     lines += ["", "## Missing values in the table", "", "| column | missing |", "|---|---:|"]
     lines += [f"| `{c}` | {n} |" for c, n in report["missing_values"].items()]

@@ -64,7 +64,11 @@ def run_covariates(spec: CovariatesSpec) -> dict:
     table, report = build_covariates(spec)
     out = Path(spec.out)
     stem = out.with_suffix("")
-    paths = {"table": str(out), "report_json": f"{stem}_report.json", "report_md": f"{stem}_report.md"}
+    paths = {
+        "table": str(out),
+        "report_json": f"{stem}_report.json",
+        "report_md": f"{stem}_report.md",
+    }
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
@@ -72,10 +76,14 @@ def run_covariates(spec: CovariatesSpec) -> dict:
         table.to_csv(tmp, index=False, float_format="%.10g")
         os.replace(tmp, out)
         report = {"output": str(out), **report}
-        Path(paths["report_json"]).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        Path(paths["report_json"]).write_text(
+            json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        )
         Path(paths["report_md"]).write_text(report_markdown(report, out.name))
     except OSError as e:
-        raise EnvironmentUnavailable(f"{clip(e.filename or out)}: cannot write ({e.strerror})") from None
+        raise EnvironmentUnavailable(
+            f"{clip(e.filename or out)}: cannot write ({e.strerror})"
+        ) from None
     lost = sum(x["rows"] for x in report["losses"])
     logger.info("covariates: %d communes written to %s; %d rows or values left out (see %s)",
                 len(table), out, lost, paths["report_md"])  # fmt: skip

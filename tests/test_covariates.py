@@ -60,7 +60,11 @@ def planted(seed: int = 3) -> dict[str, pd.DataFrame]:
                              "rate": rate if published else np.nan, "estimate": round(float(rng.uniform(0, 2)), 4)})  # fmt: skip
     ssmsi = pd.DataFrame(rows)
     # commune 38181 never published for sexual violence in 2017-2021 (but published in 2016)
-    never = (ssmsi.commune == "38181") & (ssmsi.indicator == INDICATORS[0]) & ssmsi.year.between(2017, 2021)
+    never = (
+        (ssmsi.commune == "38181")
+        & (ssmsi.indicator == INDICATORS[0])
+        & ssmsi.year.between(2017, 2021)
+    )
     ssmsi.loc[never, ["published", "rate"]] = [False, np.nan]
     # 38185 not published for sexual violence in 2018 (its file row will carry an estimate)
     hidden = (ssmsi.commune == "38185") & (ssmsi.indicator == INDICATORS[0]) & (ssmsi.year == 2018)
@@ -88,9 +92,19 @@ def write_ssmsi(path: Path, truth: pd.DataFrame, layout: str) -> int:
     blanked = 0
     for r in truth.itertuples():
         flag = "diff" if r.published else "ndiff"
-        rate = "NA" if not r.published else (_fr(r.rate, 4) if layout == "2023" else f"{r.rate:.4f}")
-        if not r.published and r.commune == "38185" and r.year == 2018 and r.indicator == INDICATORS[0]:
-            rate, blanked = _fr(r.estimate, 4), blanked + 1  # a release that fills non-published cells
+        rate = (
+            "NA" if not r.published else (_fr(r.rate, 4) if layout == "2023" else f"{r.rate:.4f}")
+        )
+        if (
+            not r.published
+            and r.commune == "38185"
+            and r.year == 2018
+            and r.indicator == INDICATORS[0]
+        ):
+            rate, blanked = (
+                _fr(r.estimate, 4),
+                blanked + 1,
+            )  # a release that fills non-published cells
         facts = "NA" if not r.published else str(int(r.rate * 10))
         unit = "victime" if "Violences" in r.indicator else "infraction"
         if layout == "2023":
@@ -137,9 +151,11 @@ def write_election(path: Path, elec: pd.DataFrame, com: pd.DataFrame, missing: s
             "Inscrits;Abstentions;% Abs/Ins;Votants;% Vot/Ins;Blancs;% Blancs/Ins;% Blancs/Vot;Nuls;% Nuls/Ins;"
             "% Nuls/Vot;Exprimés;% Exp/Ins;% Exp/Vot;N°Panneau;Sexe;Nom;Prénom;Voix;% Voix/Ins;% Voix/Exp")  # fmt: skip
     lines = [head]
-    names = dict(zip(com.commune, com.name))
+    names = dict(zip(com.commune, com.name, strict=False))
     extra = [("75", "056", "Paris"), ("ZA", "101", "Les Abymes"), ("ZZ", "1", "Amérique du Nord")]
-    rows = [(c[:2], str(int(c[2:])), names[c], i) for i, c in enumerate(elec.commune) if c != missing]
+    rows = [
+        (c[:2], str(int(c[2:])), names[c], i) for i, c in enumerate(elec.commune) if c != missing
+    ]
     rows += [(d, n, nm, 0) for d, n, nm in extra]
     for dep, num, name, i in rows:
         r = elec.iloc[i]
@@ -154,7 +170,9 @@ def write_election(path: Path, elec: pd.DataFrame, com: pd.DataFrame, missing: s
     path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
 
 
-def expected_table(truth: dict[str, pd.DataFrame], missing: str, share_of: str = "expressed") -> pd.DataFrame:
+def expected_table(
+    truth: dict[str, pd.DataFrame], missing: str, share_of: str = "expressed"
+) -> pd.DataFrame:
     """The covariate table computed with pandas from the planted records."""
     com = truth["communes"].set_index("commune")
     s = truth["ssmsi"]
@@ -176,7 +194,11 @@ def expected_table(truth: dict[str, pd.DataFrame], missing: str, share_of: str =
     # Paris as a whole commune is only in the election file, with the values of its first row
     paris = truth["election"].iloc[0]
     out.loc["75056", ["department", "turnout_2017", "le_pen_2017", "macron_2017"]] = [
-        "75", paris["turnout"], paris["LE PEN" + suffix], paris["MACRON" + suffix]]
+        "75",
+        paris["turnout"],
+        paris["LE PEN" + suffix],
+        paris["MACRON" + suffix],
+    ]
     return out.rename_axis("commune").reset_index()
 
 
@@ -188,7 +210,9 @@ def sources(tmp_path_factory):
     write_ssmsi(d / "ssmsi2023.csv.gz", truth["ssmsi"], "2023")
     write_comparateur(d / "base_cc_comparateur.csv", truth["communes"], lose_zeros=True)
     write_households(d / "base-cc-coupl-fam-men-2020.csv", truth["communes"], duplicate="69382")
-    write_election(d / "PR17_T1_communes.txt", truth["election"], truth["communes"], missing="13205")
+    write_election(
+        d / "PR17_T1_communes.txt", truth["election"], truth["communes"], missing="13205"
+    )
     spec = {"ssmsi": {"path": "ssmsi2024.csv.gz", "drug_indicator": "Usage de stupéfiants"},
             "comparateur": "base_cc_comparateur.csv", "households": "base-cc-coupl-fam-men-2020.csv",
             "election": {"path": "PR17_T1_communes.txt"}, "out": "covariates.csv"}  # fmt: skip
@@ -212,7 +236,7 @@ def test_lost_leading_zeros_are_refused_with_the_fix(sources, tmp_path):
 def test_table_matches_pandas_and_every_loss_is_counted(sources, tmp_path, layout):
     d, truth, blanked = sources
     out = tmp_path / "cov.csv"
-    a = expect(run_cpc("covariates", d / "spec.yaml", "--out", out, "--pad-codes",
+    expect(run_cpc("covariates", d / "spec.yaml", "--out", out, "--pad-codes",
                        "--set", f"ssmsi.path=ssmsi{layout}.csv.gz"), 0, "41 communes")  # fmt: skip
     got = pd.read_csv(out, dtype={"commune": str, "department": str})
     want = expected_table(truth, missing="13205")
@@ -224,21 +248,33 @@ def test_table_matches_pandas_and_every_loss_is_counted(sources, tmp_path, layou
     report = json.loads((tmp_path / "cov_report.json").read_text())
     losses = _losses(report)
     # election: Z* rows out, Paris as 75056 kept but 13205 absent; households: one duplicate
-    assert losses[("election", "department Z* (overseas collectivity or French abroad): left out")] == 2
+    assert (
+        losses[("election", "department Z* (overseas collectivity or French abroad): left out")]
+        == 2
+    )
     assert losses[("households", "duplicate row (same code, identical values): kept once")] == 1
     assert losses[("ssmsi", "value on a non-published (ndiff) row: blanked")] == blanked == 1
     never = "sexual_violence_per_1000: not published in any year 2017-2021: empty"
     assert losses[("ssmsi", never)] == 1
     assert np.isnan(got.set_index("commune").loc["38181", "sexual_violence_per_1000"])
     absent = {k[0]: v for k, v in losses.items() if k[1].startswith("commune without a row")}
-    assert absent == {"election": 1, "comparateur": 1, "households": 1, "ssmsi": 1}  # 13205 resp. 75056
+    assert absent == {
+        "election": 1,
+        "comparateur": 1,
+        "households": 1,
+        "ssmsi": 1,
+    }  # 13205 resp. 75056
     assert report["join"]["election"]["examples"] == ["13205"]
     assert report["sources"]["election"]["encoding"].startswith("latin-1")
     assert report["sources"]["households"]["encoding"] == "utf-8-sig"
     assert report["sources"]["households"]["columns_used"]["households"] == "C20_MEN"  # latest year
-    assert report["missing_values"]["poverty_rate"] == int(got["poverty_rate"].isna().sum()) == 2  # secret + 75056
+    assert (
+        report["missing_values"]["poverty_rate"] == int(got["poverty_rate"].isna().sum()) == 2
+    )  # secret + 75056
     md = (tmp_path / "cov_report.md").read_text()
-    assert "| election | department Z* (overseas collectivity or French abroad): left out | 2 |" in md
+    assert (
+        "| election | department Z* (overseas collectivity or French abroad): left out | 2 |" in md
+    )
     assert "zero-padded" in json.dumps(report["sources"]["comparateur"]["notes"])
     assert "Saint" not in got.to_csv()  # names stay out: the commune table has its own
 
@@ -290,15 +326,25 @@ def test_built_table_is_accepted_by_cpc_validate(sources, tmp_path):
     tj = json.loads((tmp_path / "v" / "tables.json").read_text())
     join = tj["joins"][0]
     # 41 rows: the 40 communes + Paris 75056, which the commune table does not have
-    assert (join["rows"], join["matched"], join["rows_not_in_table"], join["unmatched_table_rows"]) == (41, 40, 1, 0)
+    assert (
+        join["rows"],
+        join["matched"],
+        join["rows_not_in_table"],
+        join["unmatched_table_rows"],
+    ) == (41, 40, 1, 0)
     assert set(join["columns_joined"]) == set(pd.read_csv(cov, nrows=0).columns) - {"commune"}
     assert join["columns_ignored"] == []
     # the outcome arrived as the validation's outcome role: Table 2's sample is the published communes
-    published = pd.read_csv(cov, dtype={"commune": str}).set_index("commune")["sexual_violence_per_1000"]
+    published = pd.read_csv(cov, dtype={"commune": str}).set_index("commune")[
+        "sexual_violence_per_1000"
+    ]
     assert tj["roles"]["outcome"] == "sexual_violence_per_1000"
     assert int(published.reindex(com["commune"]).notna().sum()) == n - 1  # 38181 never published
     assert {row["n"] for row in tj["spearman"]} == {n - 1}
-    assert tj["roles"]["drug_abuse"] == "drug_abuse_per_1000" and tj["roles"]["department"] == "department"
+    assert (
+        tj["roles"]["drug_abuse"] == "drug_abuse_per_1000"
+        and tj["roles"]["department"] == "department"
+    )
 
 
 def test_regions_from_the_spec(sources, tmp_path):
@@ -310,8 +356,15 @@ def test_regions_from_the_spec(sources, tmp_path):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
     expect(run_cpc("covariates", tmp_path / "spec.yaml", "--out", tmp_path / "cov.csv"), 0)
     got = pd.read_csv(tmp_path / "cov.csv", dtype=str, keep_default_na=False).set_index("commune")
-    dep_region = {"01": "Rhône-Alpes", "38": "Rhône-Alpes", "69": "Rhône-Alpes", "13": "Provence-Alpes-Côte d'Azur"}
+    dep_region = {
+        "01": "Rhône-Alpes",
+        "38": "Rhône-Alpes",
+        "69": "Rhône-Alpes",
+        "13": "Provence-Alpes-Côte d'Azur",
+    }
     want = pd.Series([dep_region.get(c[:2], "") for c in got.index], index=got.index)
     pd.testing.assert_series_equal(got["region"], want, check_names=False)
     losses = _losses(json.loads((tmp_path / "cov_report.json").read_text()))
-    assert losses[("regions", "department in no region of the spec: region empty")] == 4  # the 2A communes
+    assert (
+        losses[("regions", "department in no region of the spec: region empty")] == 4
+    )  # the 2A communes

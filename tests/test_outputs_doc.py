@@ -42,8 +42,15 @@ def doc() -> dict[str, str]:
 
 
 def test_tables_of_the_dictionary_are_well_formed(doc):
-    for title in ("communes.csv", "estimates_by_lag.csv", "rho_by_lag.csv", "profiles.csv", "poi_counts.csv",
-                  "validation/communes_public.csv", "<out> (default covariates.csv)"):
+    for title in (
+        "communes.csv",
+        "estimates_by_lag.csv",
+        "rho_by_lag.csv",
+        "profiles.csv",
+        "poi_counts.csv",
+        "validation/communes_public.csv",
+        "<out> (default covariates.csv)",
+    ):
         body = doc[title]
         rows = [r for r in body.splitlines() if r.startswith("| `")]
         assert rows, title
@@ -63,7 +70,14 @@ def test_vocabularies_match_the_code(doc):
 @pytest.mark.integration
 def test_every_output_column_and_file_is_documented(client, tmp_path, doc):
     """A small real run (2 cities, 3 days, 0.5 % of the tiles, with POIs and the validation)."""
-    synth = {"cities": ["Lyon", "Nice"], "start": "2019-03-30", "days": 3, "scale": 0.005, "seed": 5, "lag_h": 0}
+    synth = {
+        "cities": ["Lyon", "Nice"],
+        "start": "2019-03-30",
+        "days": 3,
+        "scale": 0.005,
+        "seed": 5,
+        "lag_h": 0,
+    }
     cfg = parse_config({"synth": synth, "output": {"dir": str(tmp_path)}, "estimate": {"lags": [-1, 0, 1]},
                         "poi": {"path": str(tmp_path / "data" / "covariates" / "poi.csv")}})  # fmt: skip
     run_pipeline(cfg, client)
@@ -91,9 +105,17 @@ def test_every_output_column_and_file_is_documented(client, tmp_path, doc):
         name = re.sub(r"\d{8}T\d{6}", "<stamp>", rel.as_posix())
         if rel.parts[0] == "validation" and rel.parent.name in ("tables", "figures"):
             # named once in the validation section's list, with their suffixes
-            assert f"`{p.stem}`" in doc["validation/"] and f".{p.suffix.lstrip('.')}`" in doc["validation/"], rel
+            assert (
+                f"`{p.stem}`" in doc["validation/"]
+                and f".{p.suffix.lstrip('.')}`" in doc["validation/"]
+            ), rel
             continue
         leaf = name.rsplit("/", 1)[-1]
         assert f"`{name}`" in text or f"`{leaf}`" in text, f"{rel} is not in docs/outputs.md"
-    for d in ("internal/hourly.zarr", "internal/tile_cpc.zarr", "internal/top_tiles.csv", "internal/cache/"):
+    for d in (
+        "internal/hourly.zarr",
+        "internal/tile_cpc.zarr",
+        "internal/top_tiles.csv",
+        "internal/cache/",
+    ):
         assert (tmp_path / d).exists() and d in text

@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from tests.faults.harness import expect, run_cpc
-from tests.test_covariates import planted, write_comparateur, write_election, write_households, write_ssmsi
+from tests.test_covariates import (
+    planted,
+    write_comparateur,
+    write_election,
+    write_households,
+    write_ssmsi,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +68,26 @@ def fault(name: str, d: Path, t: Path, spec: dict) -> dict:
     el = d / "PR17_T1_communes.txt"
     ss = d / "ssmsi.csv.gz"
     if name == "lost_zero":
-        spec["comparateur"]["path"] = str(_edit(com, t / com.name, "latin-1", lambda x: _cell(x, 1, 0, "1001")))
+        spec["comparateur"]["path"] = str(
+            _edit(com, t / com.name, "latin-1", lambda x: _cell(x, 1, 0, "1001"))
+        )
     elif name == "conflicting_duplicate":
+
         def dup(x):
             i = _first(x, "69382")
             cells = x[i].split(";")
             cells[3] = str(float(cells[3]) + 1)  # C20_MEN differs
-            return [*x[: i + 1], ";".join(cells), *x[i + 1:]]
+            return [*x[: i + 1], ";".join(cells), *x[i + 1 :]]
+
         spec["households"]["path"] = str(_edit(hh, t / hh.name, "utf-8-sig", dup))
     elif name == "not_a_number":
-        spec["comparateur"]["path"] = str(_edit(com, t / com.name, "latin-1", lambda x: _cell(x, 3, 9, "12,5%")))
+        spec["comparateur"]["path"] = str(
+            _edit(com, t / com.name, "latin-1", lambda x: _cell(x, 3, 9, "12,5%"))
+        )
     elif name == "rate_out_of_range":
-        spec["comparateur"]["path"] = str(_edit(com, t / com.name, "latin-1", lambda x: _cell(x, 3, 9, "140")))
+        spec["comparateur"]["path"] = str(
+            _edit(com, t / com.name, "latin-1", lambda x: _cell(x, 3, 9, "140"))
+        )
     elif name == "missing_column":
         spec["comparateur"]["path"] = str(_edit(com, t / com.name, "latin-1",
                                                 lambda x: [x[0].replace("P20_ACT1564", "P20_ACTIFS"), *x[1:]]))  # fmt: skip
@@ -90,7 +104,9 @@ def fault(name: str, d: Path, t: Path, spec: dict) -> dict:
         spec["ssmsi"]["path"] = str(_ssmsi_write(t / ss.name, _cell(lines, 5, 6, "oui")))
     elif name == "ssmsi_duplicate_year":
         lines = _ssmsi_lines(ss)
-        i = next(k for k, x in enumerate(lines) if ";2018;Violences sexuelles;" in x and ";diff;" in x)
+        i = next(
+            k for k, x in enumerate(lines) if ";2018;Violences sexuelles;" in x and ";diff;" in x
+        )
         cells = lines[i].split(";")
         cells[5] = "9.9999"
         spec["ssmsi"]["path"] = str(_ssmsi_write(t / ss.name, [*lines, ";".join(cells)]))
@@ -126,8 +142,16 @@ def fault(name: str, d: Path, t: Path, spec: dict) -> dict:
 
 
 CASES = [
-    ("lost_zero", 1, ["base_cc_comparateur.csv", "line 2", "lost its leading zero", "'01001'", "--pad-codes"]),
-    ("conflicting_duplicate", 1, ["base-cc-coupl-fam-men-2020.csv", "appears 2 times with different values"]),
+    (
+        "lost_zero",
+        1,
+        ["base_cc_comparateur.csv", "line 2", "lost its leading zero", "'01001'", "--pad-codes"],
+    ),
+    (
+        "conflicting_duplicate",
+        1,
+        ["base-cc-coupl-fam-men-2020.csv", "commune 69382 appears 2 times with different values"],
+    ),
     ("not_a_number", 1, ["base_cc_comparateur.csv", "line 4", "'12,5%' is not a number"]),
     ("rate_out_of_range", 1, ["poverty_rate = 140 is outside [0, 100]", "TP6020"]),
     ("missing_column", 1, ["no column like 'Pyy_ACT1564'", "comparateur.columns.labour_force"]),
@@ -135,7 +159,7 @@ CASES = [
     ("wrong_encoding", 1, ["PR17_T1_communes.txt", "line 1", "not valid utf-8", "latin-1"]),
     ("truncated_gzip", 1, ["ssmsi.csv.gz", "not a readable gzip file"]),
     ("ssmsi_flag", 1, ["ssmsi.csv.gz", "line 6", "'oui'", "expected diff or ndiff"]),
-    ("ssmsi_duplicate_year", 1, ["ssmsi.csv.gz", "appears 2 times with different values"]),
+    ("ssmsi_duplicate_year", 1, ["ssmsi.csv.gz", "commune/column/year", "/2018 appears 2 times"]),
     ("ssmsi_bad_year", 1, ["ssmsi.csv.gz", "line 5", "'deux mille'", "is not a year"]),
     ("unknown_indicator", 1, ["no row with indicator 'Violence sexuelle'", "Violences sexuelles"]),
     ("no_candidate", 1, ["no candidate named 'LEPEN'", "election.le_pen"]),
@@ -167,5 +191,11 @@ def test_header_only_source_gives_an_empty_table_not_an_error(public, tmp_path):
     d, _, spec = public
     spec = fault("header_only", d, tmp_path, yaml.safe_load(yaml.safe_dump(spec)))
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    expect(run_cpc("covariates", tmp_path / "spec.yaml", "--out", tmp_path / "cov.csv"), 0, "(0 communes)")
-    assert (tmp_path / "cov.csv").read_text().splitlines() == ["commune,department,density,poverty_rate,unemployment_rate"]
+    expect(
+        run_cpc("covariates", tmp_path / "spec.yaml", "--out", tmp_path / "cov.csv"),
+        0,
+        "(0 communes)",
+    )
+    assert (tmp_path / "cov.csv").read_text().splitlines() == [
+        "commune,department,density,poverty_rate,unemployment_rate"
+    ]
