@@ -273,7 +273,10 @@ def _decode(raw: bytes, encoding: str, path: str) -> tuple[str, str]:
     except UnicodeDecodeError:
         # French public files are UTF-8 or Latin-1 (Windows-1252 in practice; cp1252 decodes
         # the same accented letters and keeps the euro sign and typographic quotes).
-        return raw.decode("cp1252", errors="replace"), "latin-1 (cp1252)"
+        try:
+            return raw.decode("cp1252"), "latin-1 (cp1252)"
+        except UnicodeDecodeError:  # a byte cp1252 leaves undefined: plain ISO-8859-1 maps every byte
+            return raw.decode("latin-1"), "latin-1"
 
 
 def read_table(path: str | Path, encoding: str = "auto", separator: str = "auto"
