@@ -125,7 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(w)
 
     add_validate_parser(sub)
+    add_covariates_parser(sub)
     return p
+
+
+def add_covariates_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``cpc covariates`` (:func:`jobs.covariates.cmd` runs it; imported only then)."""
+    c = subparsers.add_parser(
+        "covariates",
+        help="build the validation's covariate table from the public source files as downloaded",
+        description="Read the SSMSI, INSEE and 2017 election files named in SPEC (docs/real-data.md), "
+        "join them on the commune code and write the covariate table with a report of every row left out.",
+    )
+    c.add_argument("spec", help="YAML naming the source files (see jobs/covariates.py)")
+    c.add_argument("--out", default=None, help="output CSV (default: the spec's out)")
+    c.add_argument("--communes", default=None, help="keep only the communes of this table (column 'commune')")
+    c.add_argument("--pad-codes", action="store_true",
+                   help="zero-pad 4-digit codes that lost their leading zero instead of refusing them")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, e.g. --set ssmsi.min_years=3")
+    c.set_defaults(func=_covariates)
+    return c
+
+
+def _covariates(args) -> int:
+    from jobs import covariates
+
+    return covariates.cmd(args)
 
 
 def add_validate_parser(subparsers) -> argparse.ArgumentParser:
@@ -288,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_submit(cfg, args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "covariates":
+            return _covariates(args)
         if args.command == "sweep":
             cfg = load_config(args.config, args.overrides)
             return cmd_sweep(cfg, args)
