@@ -307,7 +307,7 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     try:
         return ValidationConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_errors(e, source, prefix="validation.")) from None
+        raise ConfigError(format_errors(e, source, prefix="validation.", model=ValidationConfig)) from None
 
 
 def _run_sections() -> set[str]:
