@@ -16,7 +16,7 @@ import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -127,6 +127,13 @@ class _Frozen(BaseModel):
     # false with every bound
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    #: fields shown redacted in repr()/str() (and, through their serializers, in every dump)
+    _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, (redact(value) if name in self._REDACTED_FIELDS and value is not None else value)
+
 
 class SynthConfig(_Frozen):
     """Synthetic data to generate before the run (``cpc demo`` and tests)."""
@@ -171,6 +178,8 @@ class IngestConfig(_Frozen):
 class ClusterConfig(_Frozen):
     """Which Dask cluster to use; see ``cluster.ClusterSpec`` for the meaning of each field."""
 
+    _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"address", "proxy_address", "cluster_options"})
+
     kind: Literal["local", "gateway", "address"] = "local"
     n_workers: int | None = Field(None, ge=1, le=1024, description="local workers, 1 .. 1024")
     threads_per_worker: int | None = Field(None, ge=1, le=1024, description="1 .. 1024")
@@ -195,6 +204,12 @@ class ClusterConfig(_Frozen):
             raise ValueError("empty; give a value or leave the key out (unset)")
         return v
 
+    @field_serializer("address", "proxy_address", "cluster_options")
+    def _dump_redacted(self, v: Any) -> Any:
+        # a URL's user:password@ or a token among the options never reaches a dump; the
+        # attributes keep the values (jobs.cli builds the cluster spec from them)
+        return redact(v)
+
     @field_validator("password")
     @classmethod
     def _password_not_empty(cls, v):
@@ -212,6 +227,8 @@ class StorageConfig(_Frozen):
     in every dump of the configuration (run.json, the report, logs, ``cpc config show``). Better
     still, leave credentials to the standard environment (``AWS_*``), which cpc never records.
     """
+
+    _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"options"})
 
     options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage_options; "
                                     "credential values are redacted in every record")

@@ -66,9 +66,15 @@ def _make_cluster_spec(cfg: ClusterConfig, cli_value: str | None):
         spec = ClusterSpec.from_cli(cli_value)
         if spec.kind == cfg.kind:
             # keep the config's details (size, gateway options) for the same kind
-            return ClusterSpec(**{**cfg.model_dump(exclude_none=True), **{k: v for k, v in vars(spec).items() if v is not None}})
+            return ClusterSpec(**{**_set_fields(cfg), **{k: v for k, v in vars(spec).items() if v is not None}})
         return spec
-    return ClusterSpec(**cfg.model_dump(exclude_none=True))
+    return ClusterSpec(**_set_fields(cfg))
+
+
+def _set_fields(cfg: ClusterConfig) -> dict:
+    # the attributes, not model_dump(): dumps are redacted, and the password stays a SecretStr
+    # (unwrapped only where the gateway's auth is built)
+    return {k: getattr(cfg, k) for k in type(cfg).model_fields if getattr(cfg, k) is not None}
 
 
 def _date(value: str) -> dt.date:
@@ -350,6 +356,19 @@ def _describe_os_error(e: OSError) -> tuple[int, str]:
     return code, f"{what}{where} ({remedy})"
 
 
+_PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) for d in ("cpc_core", "jobs", "cluster"))
+
+
+def _raised_by_cpc(e: BaseException) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is cpc's own code (not a library's)."""
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIRS)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``cpc`` command: parse, configure logging, run one command, map any failure to an
     exit code and one line on stderr (docs/errors.md)."""
@@ -387,6 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         code, message = _describe_os_error(e)
         return fail(code, message)
+    except ValueError as e:
+        if _raised_by_cpc(e):
+            # cpc's own checks that predate cpc_core.errors raise a plain ValueError naming the
+            # value and what is allowed: a usage problem, as before
+            return fail(EXIT_USAGE, clip(e, 2000))
+        return fail(EXIT_INTERNAL, f"internal error: {type(e).__name__}: {clip(e)} (re-run with --debug for the "
+                                   "traceback and report it)")
     except MemoryError:
         return fail(EXIT_ENVIRONMENT, "out of memory (use a machine or workers with more memory, or fewer "
                                       "threads per worker)")
