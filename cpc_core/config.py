@@ -58,6 +58,10 @@ MAX_YAML_NODES = 100_000
 #: nesting depth of a configuration's YAML
 MAX_YAML_DEPTH = 64
 
+#: longest file or folder name (NAME_MAX of Linux, macOS and Windows file systems) and path
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+
 #: the placeholders ``areas.tiles`` may use
 TILE_PLACEHOLDERS = ("netmob", "city")
 
@@ -378,6 +382,23 @@ class RunConfig(_Frozen):
     cluster: ClusterConfig = ClusterConfig()
     storage: StorageConfig = StorageConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _paths_fit_the_file_system(self):
+        # a folder name over NAME_MAX fails with ENAMETOOLONG at the first write, after the
+        # cluster has started; said here instead, with the key
+        for key, value in (("output.dir", self.output.dir), ("ingest.store", self.ingest.store),
+                           ("input.netmob", self.input.netmob), ("areas.path", self.areas.path),
+                           ("poi.path", self.poi.path)):
+            if value is None or "://" in value:
+                continue
+            if len(value.encode()) > MAX_PATH_BYTES:
+                raise ValueError(f"{key}: path longer than {MAX_PATH_BYTES} bytes; choose a shorter path")
+            long = [part for part in Path(value).parts if len(part.encode()) > MAX_NAME_BYTES]
+            if long:
+                raise ValueError(f"{key}: the name {clip(long[0], 60)!r} is longer than {MAX_NAME_BYTES} bytes "
+                                 f"(file name too long); choose a shorter path")
+        return self
 
     @model_validator(mode="after")
     def _need_input(self):

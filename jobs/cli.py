@@ -349,11 +349,24 @@ def _describe_os_error(e: OSError) -> tuple[int, str]:
                                                                     errno.ENETUNREACH, errno.ETIMEDOUT):
         return EXIT_ENVIRONMENT, (f"cannot connect: {clip(e)} (check the address, the network and that the "
                                   "service is up, then re-run)")
-    code, what, remedy = _OS_ERRORS.get(e.errno, (EXIT_ENVIRONMENT, e.strerror or type(e).__name__,
-                                                  "check the path and the storage, then re-run"))
+    number = e.errno
+    if number is None:  # raised by a library as FileNotFoundError("...") etc.: no errno set
+        number = next((n for cls, n in _ERRNO_OF_CLASS if isinstance(e, cls)), None)
+    code, what, remedy = _OS_ERRORS.get(number, (EXIT_ENVIRONMENT, e.strerror or type(e).__name__,
+                                                 "check the path and the storage, then re-run"))
     paths = [clip(p) for p in (e.filename, e.filename2) if p is not None]
-    where = f": {' -> '.join(paths)}" if paths else ""
+    if paths:
+        where = f": {' -> '.join(paths)}"
+    elif e.strerror is None and str(e):
+        where = f": {clip(e)}"  # the library's own text names what was missing
+    else:
+        where = ""
     return code, f"{what}{where} ({remedy})"
+
+
+_ERRNO_OF_CLASS = ((FileNotFoundError, errno.ENOENT), (PermissionError, errno.EACCES),
+                   (IsADirectoryError, errno.EISDIR), (NotADirectoryError, errno.ENOTDIR),
+                   (FileExistsError, errno.EEXIST))
 
 
 _PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) for d in ("cpc_core", "jobs", "cluster"))
