@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(w)
 
     add_validate_parser(sub)
+    # --debug also after the command (`cpc run my.yaml --debug`), where users put it
+    for parser in [*sub.choices.values(), *csub.choices.values()]:
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="debug logging and the traceback of an error (-vv)")
     return p
 
 
