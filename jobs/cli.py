@@ -263,6 +263,9 @@ def cmd_synth(args) -> int:
         seed=args.seed,
         lag_h=args.lag,
     )
+    if "://" not in str(args.out):
+        # a folder that cannot be made fails here, in one line, before a cluster starts
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     with _client(ClusterConfig(), args.cluster) as client:
         summary = run_synth(spec, args.out, client)
     print(json.dumps(summary, indent=2))
