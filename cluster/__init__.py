@@ -156,7 +156,7 @@ class ClusterSpec:
     proxy_address: str | None = None
     auth: GatewayAuthKind | None = None
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: Any = field(default=None, repr=False)  # str or pydantic SecretStr
     cluster_options: Mapping[str, Any] | None = None
     workers: int | None = None
     adapt_minimum: int | None = None
@@ -185,8 +185,12 @@ class ClusterSpec:
             _check_memory_limit(self.memory_limit)
         for name in ("address", "proxy_address", "username", "password"):
             value = getattr(self, name)
+            if name == "password" and hasattr(value, "get_secret_value"):
+                # a pydantic SecretStr from the run config: unwrapped only in gateway_auth
+                value = value.get_secret_value()
             if value is not None and (not isinstance(value, str) or not value):
-                raise TypeError(f"ClusterSpec.{name} must be a non-empty str, got {value!r}")
+                shown = "a hidden value" if name == "password" else repr(value)  # never echo a secret
+                raise TypeError(f"ClusterSpec.{name} must be a non-empty str, got {shown}")
         if self.kind == "address":
             _check_scheduler_address(self.address)
         if self.kind == "gateway":

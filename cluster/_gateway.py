@@ -80,7 +80,8 @@ def gateway_auth(spec: ClusterSpec) -> Any:
             # password arrives as an int; format_template expands "{ENV_VAR}"
             # templates as dask-gateway itself does.
             value = format_template(str(configured[name]))
-        return value
+        # the run config's password is a SecretStr: unwrapped here, for BasicAuth only
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
     return BasicAuth(username=pick("username"), password=pick("password"))
 

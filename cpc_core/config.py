@@ -9,27 +9,134 @@ Every constant of the method (``method.md``) is a default here, never a literal 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import difflib
+import re
+import string
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from cpc_core.config_validation import ValidationConfig
-from cpc_core.errors import UsageError
+from cpc_core.errors import UsageError, clip
 from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_YAML_NODES",
+    "REDACTED",
     "ConfigError",
     "RunConfig",
+    "StorageConfig",
     "apply_overrides",
+    "is_secret_key",
     "load_config",
+    "redact",
+    "redacted",
 ]
+
+#: what every secret is replaced with in a record, a log, a message or ``cpc config show``
+REDACTED = "***"
+#: a configuration file larger than this is refused before it is parsed
+MAX_CONFIG_BYTES = 1 << 20
+#: YAML nodes of a configuration after alias expansion (a real config has a few hundred): a
+#: "billion laughs" file of 600 bytes expands to 10^9 and is refused before it is built
+MAX_YAML_NODES = 100_000
+#: nesting depth of a configuration's YAML
+MAX_YAML_DEPTH = 64
+
+#: longest file or folder name (NAME_MAX of Linux, macOS and Windows file systems) and path
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+#: the placeholders ``areas.tiles`` may use
+TILE_PLACEHOLDERS = ("netmob", "city")
+
+# A key whose value is a credential, in any mapping of the config (storage.options, nested
+# client_kwargs, cluster.cluster_options): matched case-insensitively on the key's name.
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "private", "signature",
+                 "session", "apikey", "api_key", "sas")
+_SECRET_KEY = re.compile(r"(^|[_\-.])(key|pwd|pass|auth_kwargs)$|^key[_\-]|access[_\-]?key|account[_\-]?key")
+# user:password@ in a URL (an s3/gateway/http address given with its credentials)
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/@\s:]*):(?P<pw>[^/@\s]*)@")
+
+
+def is_secret_key(key: object) -> bool:
+    """Whether a mapping key names a credential (its value is redacted everywhere).
+
+    Examples
+    --------
+    >>> [k for k in ("key", "secret", "token", "aws_secret_access_key", "Password", "session_token",
+    ...              "account_key", "endpoint_url", "client_kwargs", "region_name", "lag_h")
+    ...  if is_secret_key(k)]
+    ['key', 'secret', 'token', 'aws_secret_access_key', 'Password', 'session_token', 'account_key']
+    """
+    k = str(key).lower()
+    return any(w in k for w in _SECRET_WORDS) or bool(_SECRET_KEY.search(k))
+
+
+def _redact_text(text: str) -> str:
+    return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+
+
+def redact(value: Any) -> Any:
+    """A JSON-able copy of ``value`` with every secret replaced by :data:`REDACTED`.
+
+    Secrets are: :class:`pydantic.SecretStr` values, the value of any key that names a
+    credential (:func:`is_secret_key`, at any depth) and the password of a ``scheme://user:pw@``
+    URL. Everything else is kept, so that the dump stays a faithful record of the run.
+    """
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, BaseModel):
+        return redact(value.model_dump())
+    if isinstance(value, Mapping):
+        return {str(k): (REDACTED if is_secret_key(k) and v is not None else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _redact_text(str(value))
+
+
+def redacted(cfg: BaseModel) -> dict:
+    """The effective configuration (defaults filled in) with every secret as ``"***"``.
+
+    The one dump of a configuration: run.json's ``config``, the report, logs, error messages
+    and ``cpc config show`` all use it. Never feed it back to :func:`parse_config` (the secrets
+    are gone).
+    """
+    return redact(cfg)
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: an infinite share or threshold is never meant, and nan compares
+    # false with every bound
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    #: fields shown redacted in repr()/str() (and, through their serializers, in every dump)
+    _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, (redact(value) if name in self._REDACTED_FIELDS and value is not None else value)
 
 
 class SynthConfig(_Frozen):
@@ -41,7 +148,7 @@ class SynthConfig(_Frozen):
     days: int = Field(28, ge=1, le=366)
     directions: tuple[Literal["DL", "UL"], ...] = ("DL",)
     scale: float = Field(0.01, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed, 0 .. 2^32-1")
     lag_h: int = Field(0, ge=-24, le=24)
 
     @field_validator("cities")
@@ -68,26 +175,72 @@ class IngestConfig(_Frozen):
     store: str | None = Field(None, description="Zarr store path or URL; default <output.dir>/cube.zarr")
     on_error: Literal["fail", "quarantine"] = "fail"
     compressor: Literal["lz4", "zstd", "blosc-zstd", "none"] = "lz4"
-    tile_chunk: int = Field(131_072, ge=1)
+    tile_chunk: int = Field(131_072, ge=1, le=1 << 24, description="tiles per chunk, 1 .. 2^24")
     outage_ratio: float = Field(0.1, gt=0, lt=1, description="QC: a day below this share of the median is an outage")
 
 
 class ClusterConfig(_Frozen):
     """Which Dask cluster to use; see ``cluster.ClusterSpec`` for the meaning of each field."""
 
+    _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"address", "proxy_address", "cluster_options"})
+
     kind: Literal["local", "gateway", "address"] = "local"
-    n_workers: int | None = Field(None, ge=1)
-    threads_per_worker: int | None = Field(None, ge=1)
+    n_workers: int | None = Field(None, ge=1, le=1024, description="local workers, 1 .. 1024")
+    threads_per_worker: int | None = Field(None, ge=1, le=1024, description="1 .. 1024")
     memory_limit: str | None = None
     address: str | None = None
     proxy_address: str | None = None
     auth: Literal["basic", "kerberos", "jupyterhub"] | None = None
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(None, description="gateway user (auth: basic); unset: from dask config "
+                                 "(DASK_GATEWAY__AUTH__KWARGS__USERNAME)")
+    password: SecretStr | None = Field(None, description="gateway password (auth: basic), a secret: never "
+                                       "written anywhere; better from DASK_GATEWAY__AUTH__KWARGS__PASSWORD")
     cluster_options: dict[str, Any] | None = None
-    workers: int | None = Field(None, ge=1)
-    adapt_minimum: int | None = Field(None, ge=0)
-    adapt_maximum: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1, le=10_000, description="fixed gateway workers, 1 .. 10000")
+    adapt_minimum: int | None = Field(None, ge=0, le=10_000, description="0 .. 10000")
+    adapt_maximum: int | None = Field(None, ge=1, le=10_000, description="1 .. 10000")
+
+    @field_validator("address", "proxy_address", "username", "memory_limit")
+    @classmethod
+    def _not_empty(cls, v):
+        # "" is neither a value nor unset: say so (it used to be a TypeError deep in the cluster)
+        if v is not None and not v.strip():
+            raise ValueError("empty; give a value or leave the key out (unset)")
+        return v
+
+    @field_serializer("address", "proxy_address", "cluster_options")
+    def _dump_redacted(self, v: Any) -> Any:
+        # a URL's user:password@ or a token among the options never reaches a dump; the
+        # attributes keep the values (jobs.cli builds the cluster spec from them)
+        return redact(v)
+
+    @field_validator("password")
+    @classmethod
+    def _password_not_empty(cls, v):
+        if v is not None and not v.get_secret_value():
+            raise ValueError("empty; give a value or leave the key out (then DASK_GATEWAY__AUTH__KWARGS__PASSWORD)")
+        return v
+
+
+class StorageConfig(_Frozen):
+    """How object storage is reached: fsspec ``storage_options`` for every ``s3://``, ``gs://``,
+    ``az://`` path of the run.
+
+    ``options`` is handed to fsspec as is (``key``, ``secret``, ``token``, ``endpoint_url``,
+    ``client_kwargs``...). Every value whose key names a credential is a secret: it is redacted
+    in every dump of the configuration (run.json, the report, logs, ``cpc config show``). Better
+    still, leave credentials to the standard environment (``AWS_*``), which cpc never records.
+    """
+
+    _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"options"})
+
+    options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage_options; "
+                                    "credential values are redacted in every record")
+
+    @field_serializer("options")
+    def _dump_redacted(self, v: dict[str, Any]) -> dict[str, Any]:
+        # every dump (model_dump, model_dump_json) is redacted; the attribute keeps the values
+        return redact(v)
 
 
 class AreasConfig(_Frozen):
@@ -101,8 +254,24 @@ class AreasConfig(_Frozen):
     population: str | None = "population"
     department: str | None = Field("department", description="department column, for grid=departments")
     grid: Literal["communes", "departments", "square"] = "communes"
-    square_m: float = Field(1000.0, gt=100, description="cell size of grid=square, metres (coarser than the 100 m tiles)")
-    tiles: str = Field("{netmob}/{city}/{city}.geojson", description="tile GeoJSON per city; {netmob} and {city} are filled in")
+    square_m: float = Field(1000.0, gt=100, le=1_000_000, description="cell size of grid=square, metres (coarser "
+                            "than the 100 m tiles; at most 1000 km)")
+    tiles: str = Field("{netmob}/{city}/{city}.geojson", description="tile GeoJSON per city; {netmob} and {city} are "
+                       "filled in (no other placeholder)")
+
+    @field_validator("tiles")
+    @classmethod
+    def _known_placeholders(cls, v):
+        allowed = ", ".join("{" + p + "}" for p in TILE_PLACEHOLDERS)
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as e:
+            raise ValueError(f"{e} in {clip(v)!r}; placeholders allowed: {allowed} (write {{{{ and }}}} for "
+                             "literal braces)") from None
+        bad = [f for f in fields if f not in TILE_PLACEHOLDERS]
+        if bad:
+            raise ValueError(f"unknown placeholder {clip('{' + bad[0] + '}')} in {clip(v)!r}; allowed: {allowed}")
+        return v
 
     @model_validator(mode="after")
     def _path_for_file(self):
@@ -120,13 +289,14 @@ class EstimateConfig(_Frozen):
     """The method's constants (``method.md``), all defaults from the paper and its code."""
 
     lag_h: int = Field(0, ge=-48, le=48, description="lag of the reported estimate; Tor lag_h hours after Web_Adult")
-    lags: tuple[int, ...] = tuple(range(-6, 7))
+    lags: tuple[Annotated[int, Field(ge=-48, le=48)], ...] = Field(
+        tuple(range(-6, 7)), min_length=1, max_length=97, description="lags swept, each -48 .. 48 like lag_h")
     transform: Literal["log", "none"] = "log"
-    zero_value: float = Field(0.001, gt=0)
-    min_hours: int = Field(168, ge=3)
+    zero_value: float = Field(0.001, gt=0, le=1e6, description="replaces zero traffic before the log (0 .. 1e6)")
+    min_hours: int = Field(168, ge=3, le=100_000, description="hours an area needs for an estimate, 3 .. 100000")
     onion_share: float = Field(0.011, gt=0, le=1)
     csam_share: float = Field(0.41502, gt=0, le=1)
-    c_floor: float = Field(1e-5, gt=0)
+    c_floor: float = Field(1e-5, gt=0, le=1, description="floor of c_j, 0 .. 1")
     exclude_known_outages: bool = Field(True, description="handle the known outages (netmob.KNOWN_OUTAGES) with "
                                         "outage_rule; false: no outage exclusion at all")
     outage_rule: Literal["known_days", "authors"] = Field(
@@ -137,7 +307,8 @@ class EstimateConfig(_Frozen):
         description="local days of the authors' rule (outage_rule: authors): hours with zero Web_Adult are excluded")
     exclude_days: tuple[dt.date, ...] = Field((), description="extra local days excluded for every area, "
                                               "whatever the outage_rule")
-    hours_per_chunk: int | None = Field(None, ge=1, description="hours per rollup task; default: a week, "
+    hours_per_chunk: int | None = Field(None, ge=1, le=100_000, description="hours per rollup task (1 .. 100000); "
+                                        "default: a week, "
                                         "less when that would leave workers idle (>= 4 tasks per thread, >= a day)")
 
     @model_validator(mode="after")
@@ -161,9 +332,11 @@ class PoiConfig(_Frozen):
 
     path: str | None = Field(None, description="POI CSV; default <output.dir>/data/covariates/poi.csv for synthetic runs")
     top_share: float = Field(0.001, gt=0, le=1, description="share of tiles with the highest traffic (0.1 %)")
-    min_n: int = Field(3, ge=1, description="categories with fewer POIs in the top tiles are not shown")
+    min_n: int = Field(3, ge=1, le=1_000_000, description="categories with fewer POIs in the top tiles are not "
+                       "shown (1 .. 1e6)")
     profile_area: str | None = Field(None, description="area of the single-area profile; default the top cpc per 1000")
-    profile_top_n: int = Field(10, ge=1, description="areas with the highest cpc per 1000 (small areas left out) "
+    profile_top_n: int = Field(10, ge=1, le=100_000, description="areas with the highest cpc per 1000 (small areas "
+                               "left out; 1 .. 100000) "
                                "in the profile scope top<N>_cpc")
     categories: tuple[str, ...] = Field(
         ("adult_entertainment", "amateur_sports_team", "church_cathedral", "mosque", "religious_organization",
@@ -182,8 +355,10 @@ class PoiConfig(_Frozen):
 class DisclosureConfig(_Frozen):
     """Statistical disclosure control of every published output."""
 
-    min_population: int = Field(500, ge=0, description="areas below are flagged and their rates suppressed")
-    min_tiles: int = Field(3, ge=1, description="areas with fewer tiles are flagged and their rates suppressed")
+    min_population: int = Field(500, ge=0, le=100_000_000, description="areas below are flagged and their rates "
+                                "suppressed (0 .. 1e8)")
+    min_tiles: int = Field(3, ge=1, le=1_000_000, description="areas with fewer tiles are flagged and their rates "
+                           "suppressed (1 .. 1e6)")
     publish_tile_coordinates: bool = False
 
 
@@ -193,7 +368,7 @@ class OutputConfig(_Frozen):
 
 class RunConfig(_Frozen):
     """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, poi,
-    validation, disclosure, cluster, output."""
+    validation, disclosure, cluster, storage, output."""
 
     synth: SynthConfig | None = None
     input: InputConfig = InputConfig()
@@ -205,7 +380,25 @@ class RunConfig(_Frozen):
     validation: ValidationConfig = ValidationConfig()
     disclosure: DisclosureConfig = DisclosureConfig()
     cluster: ClusterConfig = ClusterConfig()
+    storage: StorageConfig = StorageConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _paths_fit_the_file_system(self):
+        # a folder name over NAME_MAX fails with ENAMETOOLONG at the first write, after the
+        # cluster has started; said here instead, with the key
+        for key, value in (("output.dir", self.output.dir), ("ingest.store", self.ingest.store),
+                           ("input.netmob", self.input.netmob), ("areas.path", self.areas.path),
+                           ("poi.path", self.poi.path)):
+            if value is None or "://" in value:
+                continue
+            if len(value.encode()) > MAX_PATH_BYTES:
+                raise ValueError(f"{key}: path longer than {MAX_PATH_BYTES} bytes; choose a shorter path")
+            long = [part for part in Path(value).parts if len(part.encode()) > MAX_NAME_BYTES]
+            if long:
+                raise ValueError(f"{key}: the name {clip(long[0], 60)!r} is longer than {MAX_NAME_BYTES} bytes "
+                                 f"(file name too long); choose a shorter path")
+        return self
 
     @model_validator(mode="after")
     def _need_input(self):
@@ -246,66 +439,245 @@ class ConfigError(UsageError):
     """A configuration problem, with the key and what is allowed (exit code 2)."""
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader; :func:`safe_load_bounded` checks the composed node graph first."""
+
+
+def _expanded_size(root: yaml.Node, source: str) -> int:
+    """Nodes of ``root`` once every alias is expanded, without expanding anything.
+
+    Aliases compose to the very node they name, so a node's expanded size is computed once and
+    reused (a billion-laughs file costs microseconds here). A node that contains itself (a
+    recursive alias) is refused.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise ConfigError(f"{source}: a YAML alias refers to a node that contains it (line "
+                              f"{node.start_mark.line + 1}); not allowed in a configuration")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: nested deeper than {MAX_YAML_DEPTH} levels (line "
+                              f"{node.start_mark.line + 1})")
+        on_path.add(key)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                n += size(child, depth + 1)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                n += size(k, depth + 1) + size(v, depth + 1)
+        on_path.discard(key)
+        sizes[key] = n
+        if n > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: YAML aliases expand to more than {MAX_YAML_NODES:,} values (line "
+                              f"{node.start_mark.line + 1}); refused (an alias bomb?). Write the values out")
+        return n
+
+    return size(root, 0)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    # The problem and its position only: PyYAML's own text quotes the offending line, which
+    # may be a password's.
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or type(e).__name__
+    return f"{clip(problem, 120)}{where}"
+
+
+def safe_load_bounded(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with a bound on alias expansion and nesting.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source`` when the text expands beyond :data:`MAX_YAML_NODES` values, nests
+        deeper than :data:`MAX_YAML_DEPTH`, has a recursive alias or is not valid YAML.
+    yaml.YAMLError
+        Never: it becomes a :class:`ConfigError`.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _override_value(value: str) -> Any:
+    """A ``--set`` value: YAML where it is YAML, else the text itself.
+
+    ``{netmob}/{city}/x.geojson`` is not YAML and ``{netmob}`` parses as a set-like mapping
+    (every value null) that no one means: both are taken as the string typed.
+    """
+    try:
+        parsed = safe_load_bounded(value, "--set")
+    except ConfigError:
+        return value
+    if isinstance(parsed, dict) and parsed and all(v is None for v in parsed.values()) and value.lstrip().startswith("{"):
+        return value
+    return parsed
+
+
+def _describe_set_item(item: str) -> str:
+    # never echo what may be a credential typed without its "="
+    return "(hidden: it names a credential)" if any(w in item.lower() for w in ("pass", "secret", "token", "key")) \
+        else repr(clip(item, 80))
+
+
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping.
+    """Apply ``key.sub=value`` overrides to a raw config mapping.
+
+    Values are parsed as YAML (numbers, lists, booleans); a value that is not valid YAML is
+    taken as the string typed.
 
     Examples
     --------
     >>> apply_overrides({"ingest": {"on_error": "fail"}}, ["ingest.on_error=quarantine"])
     {'ingest': {'on_error': 'quarantine'}}
+    >>> apply_overrides({}, ["areas.tiles={netmob}/{city}/x.geojson"])
+    {'areas': {'tiles': '{netmob}/{city}/x.geojson'}}
     """
-    out = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    out = copy.deepcopy(raw) if raw else {}
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. ingest.on_error=quarantine")
+            raise ConfigError(f"--set {_describe_set_item(item)}: expected KEY=VALUE, e.g. ingest.on_error=quarantine")
         key, value = item.split("=", 1)
-        node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {clip(key, 80)!r}: empty key part; expected e.g. estimate.lag_h=2")
+        node = out
+        for depth, p in enumerate(parts[:-1]):
+            child = node.setdefault(p, {})
+            if child is None:  # `synth:` with nothing under it, then --set synth.days=2
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {clip(key, 80)}: {'.'.join(parts[:depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = _override_value(value)
     return out
 
 
-def format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per problem: the dotted key (with ``prefix``) and what is allowed."""
-    lines = [f"{source}: invalid configuration"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = e["msg"]
+def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at ``loc`` (for a "did you mean" hint)."""
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is dict:
+        return None
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key_hint(model: type[BaseModel] | None, loc: tuple) -> str:
+    holder = _model_at(model, loc[:-1])
+    if holder is None:
+        return "unknown key"
+    keys = list(holder.model_fields)
+    near = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if near:
+        return f"unknown key (did you mean {near[0]}?)"
+    return f"unknown key; allowed: {clip(', '.join(keys))}"
+
+
+def format_errors(err: ValidationError, source: str, prefix: str = "",
+                  model: type[BaseModel] | None = None) -> str:
+    """One line per problem: the dotted key (with ``prefix``) and what is allowed.
+
+    The offending value is echoed (clipped, :func:`cpc_core.errors.clip`) only for a choice
+    among allowed values, and never when the key names a credential; an unknown key gets the
+    nearest known key of ``model`` ("did you mean lag_h?").
+    """
+    model = model if model is not None else (RunConfig if not prefix else None)
+    lines = [f"{clip(source)}: invalid configuration"]
+    for e in err.errors()[:20]:
+        loc = tuple(e["loc"])
+        dotted = ".".join(clip(x, 60) for x in loc) or "(top level)"
+        secret = any(is_secret_key(x) for x in loc if isinstance(x, str))
+        msg = clip(e["msg"].removeprefix("Value error, "), 400)
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "literal_error":
-            msg = f"{msg} (got {e.get('input')!r})"
-        lines.append(f"  {prefix}{loc}: {msg}")
+            msg = _unknown_key_hint(model, loc)
+        elif e["type"] == "literal_error" and not secret:
+            msg = f"{msg} (got {clip(repr(e.get('input')), 80)})"
+        if secret:
+            msg = msg.replace(str(e.get("input")), REDACTED) if isinstance(e.get("input"), str) and e.get("input") else msg
+        lines.append(f"  {prefix}{dotted}: {msg}")
+    if len(err.errors()) > 20:
+        lines.append(f"  ... and {len(err.errors()) - 20} more")
     return "\n".join(lines)
 
 
 def read_yaml(path: str | Path | None) -> tuple[dict, str]:
-    """The mapping in a YAML file (``{}`` for None) and a name for messages."""
+    """The mapping in a YAML file (``{}`` for None) and a name for messages.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, a folder, unreadable, larger than :data:`MAX_CONFIG_BYTES`, not
+        valid YAML, an alias bomb (:func:`safe_load_bounded`) or not a mapping.
+    """
     if path is None:
         return {}, "<defaults>"
+    name = clip(str(path))
+    p = Path(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if p.is_dir():
+            raise ConfigError(f"{name}: is a folder; give the configuration file (YAML)")
+        with p.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{name}: configuration file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{name}: configuration file not readable (permission denied)") from None
+    except OSError as e:
+        raise ConfigError(f"{name}: configuration file cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a configuration file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: not UTF-8 text (byte {e.start}); not a configuration file") from None
+    raw = safe_load_bounded(text, name) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the configuration must be a mapping of sections")
+        raise ConfigError(f"{name}: the configuration must be a mapping of sections")
     return raw, str(path)
 
 
 def parse_config(raw: dict, source: str = "<config>") -> RunConfig:
     """Validate a raw mapping into a :class:`RunConfig`; raise :class:`ConfigError`."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the configuration must be a mapping of sections")
+        raise ConfigError(f"{clip(source)}: the configuration must be a mapping of sections")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_errors(e, source)) from None
+        raise ConfigError(format_errors(e, source, model=RunConfig)) from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

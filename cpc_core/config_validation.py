@@ -61,7 +61,8 @@ COVARIATE_ROLES = (
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: no share, level or threshold is ever meant infinite
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ColumnsConfig(_Frozen):
@@ -123,7 +124,7 @@ class SearchInterestConfig(_Frozen):
 
     path: str
     region: str = Field("region", description="region column of the file")
-    n_components: int = Field(3, ge=1)
+    n_components: int = Field(3, ge=1, le=100, description="principal components, 1 .. 100")
     keep: tuple[str, ...] = Field(("PC1", "PC3"), description="components used as covariates")
     departments: dict[str, tuple[str, ...]] | None = Field(
         None,
@@ -151,8 +152,8 @@ class GeoConfig(_Frozen):
 class DisclosureThresholds(_Frozen):
     """Small-area thresholds; the same keys as the run config's ``disclosure:`` section."""
 
-    min_population: int = Field(500, ge=0, description="areas below are small areas")
-    min_tiles: int = Field(3, ge=1, description="areas with fewer tiles are small areas")
+    min_population: int = Field(500, ge=0, le=100_000_000, description="areas below are small areas (0 .. 1e8)")
+    min_tiles: int = Field(3, ge=1, le=1_000_000, description="areas with fewer tiles are small areas (1 .. 1e6)")
     publish_tile_coordinates: bool = Field(
         False, description="accepted for compatibility; this stage never writes tile-level data"
     )
@@ -164,7 +165,7 @@ class FiguresConfig(_Frozen):
     enabled: bool = True
     formats: tuple[Literal["png", "svg", "pdf"], ...] = ("png", "svg")
     dpi: int = Field(110, ge=50, le=600)
-    top_n: int = Field(10, ge=1, description="communes in Figure 3's cpc panel (paper: 10)")
+    top_n: int = Field(10, ge=1, le=1000, description="communes in Figure 3's cpc panel (paper: 10; at most 1000)")
 
 
 class ValidationConfig(_Frozen):
@@ -198,7 +199,7 @@ class ValidationConfig(_Frozen):
         0.41502, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
     )
     c_floor: float = Field(
-        1e-5, gt=0, description="external tables only; a run's table uses estimate.c_floor"
+        1e-5, gt=0, le=1, description="external tables only; a run's table uses estimate.c_floor (0 .. 1)"
     )
     table_lag_h: int | None = Field(
         None,
@@ -307,7 +308,7 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     try:
         return ValidationConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_errors(e, source, prefix="validation.")) from None
+        raise ConfigError(format_errors(e, source, prefix="validation.", model=ValidationConfig)) from None
 
 
 def _run_sections() -> set[str]:

@@ -271,6 +271,9 @@ def build_report(
     >>> page.startswith("<!DOCTYPE html>") and "ecological fallacy" in page
     True
     """
+    # secrets redacted once more here: the config and run.json reach this page from elsewhere
+    from cpc_core.config import redact
+
     toc = [
         '<li><a href="#cautions">Cautions</a></li>',
         '<li><a href="#disclosure">Disclosure control</a></li>',
@@ -313,7 +316,7 @@ def build_report(
         f'<section id="notes"><h2>Notes</h2><ul>{note_items or "<li>none</li>"}</ul></section>',
         '<section id="provenance"><h2>Configuration and provenance</h2>',
         "<h3>Configuration of this stage</h3>",
-        f"<pre>{_esc(json.dumps(config, indent=2, default=str))}</pre>",
+        f"<pre>{_esc(json.dumps(redact(config), indent=2, default=str))}</pre>",
         "<h3>Input files</h3>",
         "<table><thead><tr><th>input</th><th>path</th><th>sha256</th><th>bytes</th></tr></thead>"
         f"<tbody>{input_rows}</tbody></table>",
@@ -321,7 +324,7 @@ def build_report(
         _kv_table(dict(versions)),  # type: ignore[arg-type]
         (
             "<h3>Pipeline run (run.json)</h3><details><summary>show</summary>"
-            f"<pre>{_esc(json.dumps(run, indent=2, default=str))}</pre></details>"
+            f"<pre>{_esc(json.dumps(redact(run), indent=2, default=str))}</pre></details>"
             if run
             else '<p class="note">No run.json found: the commune table did not come with a '
             "pipeline run record.</p>"

@@ -1,14 +1,20 @@
 """The ``cpc`` command line: ``synth``, ``ingest``, ``run``, ``demo``, ``validate``, ``sweep``, ``submit``.
 
 Each subcommand validates its arguments and configuration before any work starts, obtains a
-Dask client from ``cluster`` and calls one job function. Exit status: 0 on success, 1 on a
-data error (named file, line and reason), 2 on a usage or configuration error.
+Dask client from ``cluster`` and calls one job function.
+
+Exit status (docs/errors.md): 0 success; 1 bad input data (the file, line and reason); 2 usage or
+configuration (the key or argument and what is allowed); 3 environment unavailable (cluster,
+storage, permissions, disk full: the address or path); 4 internal error (a bug: re-run with
+--debug for the traceback and report it); 130 interrupted. One line on stderr; a traceback
+only with --debug (or -vv).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
 import logging
 import sys
@@ -16,11 +22,16 @@ from pathlib import Path
 
 from cpc_core import netmob
 from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
+from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
 
 # `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
 # them: `cpc --help` and a configuration error answer without them.
 
 logger = logging.getLogger("cpc")
+
+#: exit status of an unexpected exception (a bug in cpc or a library): distinct from 1 (bad
+#: data), so that a CI job never reads a crash as a verdict on the data
+EXIT_INTERNAL = 4
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
@@ -34,16 +45,36 @@ def _client(cfg: ClusterConfig, cli_value: str | None):
 
 
 def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
-    """The cluster from ``--cluster`` if given, else from the config's cluster section."""
+    """The cluster from ``--cluster`` if given, else from the config's cluster section.
+
+    A spec the cluster module refuses (``ValueError``/``TypeError`` naming the field) is a
+    configuration error (exit 2), raised before any cluster starts.
+    """
+    try:
+        return _make_cluster_spec(cfg, cli_value)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CpcError):
+            raise
+        where = f"--cluster {clip(cli_value, 80)}" if cli_value else "cluster section"
+        raise ConfigError(f"{where}: {clip(str(e).replace('ClusterSpec.', 'cluster.'))}") from None
+
+
+def _make_cluster_spec(cfg: ClusterConfig, cli_value: str | None):
     from cluster import ClusterSpec
 
     if cli_value:
         spec = ClusterSpec.from_cli(cli_value)
         if spec.kind == cfg.kind:
             # keep the config's details (size, gateway options) for the same kind
-            return ClusterSpec(**{**cfg.model_dump(exclude_none=True), **{k: v for k, v in vars(spec).items() if v is not None}})
+            return ClusterSpec(**{**_set_fields(cfg), **{k: v for k, v in vars(spec).items() if v is not None}})
         return spec
-    return ClusterSpec(**cfg.model_dump(exclude_none=True))
+    return ClusterSpec(**_set_fields(cfg))
+
+
+def _set_fields(cfg: ClusterConfig) -> dict:
+    # the attributes, not model_dump(): dumps are redacted, and the password stays a SecretStr
+    # (unwrapped only where the gateway's auth is built)
+    return {k: getattr(cfg, k) for k in type(cfg).model_fields if getattr(cfg, k) is not None}
 
 
 def _date(value: str) -> dt.date:
@@ -68,9 +99,20 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cpc", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="cpc", description=__doc__.splitlines()[0],
+                                epilog="exit status: 0 ok, 1 bad input data, 2 usage or configuration, "
+                                       "3 environment (cluster, storage, permissions, disk), 4 internal "
+                                       "error, 130 interrupted (docs/errors.md)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("--debug", action="store_true", help="debug logging and the traceback of an error (-vv)")
+    p.add_argument("--version", action="version", version=f"cpc {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("config", help="show the effective configuration (defaults filled in, secrets as ***)")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cs = csub.add_parser("show", help="print the effective configuration as YAML, secrets redacted")
+    cs.add_argument("config", help="YAML run configuration")
+    cs.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     s = sub.add_parser("synth", help="write synthetic NetMob23-format data with planted truth")
     s.add_argument("--out", required=True, help="output folder (netmob/, geo/, covariates/, truth/)")
@@ -126,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_validate_parser(sub)
     add_covariates_parser(sub)
+    # --debug also after the command (`cpc run my.yaml --debug`), where users put it
+    for parser in [*sub.choices.values(), *csub.choices.values()]:
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="debug logging and the traceback of an error (-vv)")
     return p
 
 
@@ -187,6 +233,22 @@ def add_validate_parser(subparsers) -> argparse.ArgumentParser:
     return v
 
 
+def _version() -> str:
+    from cpc_core import __version__
+
+    return __version__
+
+
+def cmd_config_show(cfg: RunConfig) -> int:
+    """Print the effective configuration (defaults filled in) with every secret as ``***``."""
+    import yaml
+
+    from cpc_core.config import redacted
+
+    print(yaml.safe_dump(redacted(cfg), sort_keys=False), end="")
+    return 0
+
+
 def _validate(args) -> int:
     from jobs import validate
 
@@ -227,6 +289,9 @@ def cmd_synth(args) -> int:
         seed=args.seed,
         lag_h=args.lag,
     )
+    if "://" not in str(args.out):
+        # a folder that cannot be made fails here, in one line, before a cluster starts
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     with _client(ClusterConfig(), args.cluster) as client:
         summary = run_synth(spec, args.out, client)
     print(json.dumps(summary, indent=2))
@@ -288,52 +353,144 @@ def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+#: OSError kinds that are the environment's (exit 3) or the user's choice of a path (exit 2),
+#: each with a remedy; any other OSError is the environment's
+_OS_ERRORS: dict[int, tuple[int, str, str]] = {
+    errno.EACCES: (EXIT_ENVIRONMENT, "permission denied", "check its permissions or choose another path"),
+    errno.EPERM: (EXIT_ENVIRONMENT, "operation not permitted", "check its permissions or choose another path"),
+    errno.ENOSPC: (EXIT_ENVIRONMENT, "no space left on device",
+                   "free space and re-run the same command: completed work is kept and resumed"),
+    errno.EDQUOT: (EXIT_ENVIRONMENT, "disk quota exceeded",
+                   "free space and re-run the same command: completed work is kept and resumed"),
+    errno.EROFS: (EXIT_ENVIRONMENT, "read-only file system", "choose a writable path"),
+    errno.ELOOP: (EXIT_ENVIRONMENT, "too many levels of symbolic links (a symlink loop)",
+                  "remove or fix the link"),
+    errno.EIO: (EXIT_ENVIRONMENT, "input/output error", "check the disk or the mount, then re-run"),
+    errno.ENAMETOOLONG: (EXIT_USAGE, "file name too long",
+                         "choose a shorter path (at most 255 characters per folder or file name)"),
+    errno.ENOENT: (EXIT_USAGE, "no such file or folder", "check the path"),
+    errno.ENOTDIR: (EXIT_USAGE, "not a folder", "check the path: a file stands where a folder is expected"),
+    errno.EISDIR: (EXIT_USAGE, "is a folder", "give a file, not a folder"),
+    errno.EEXIST: (EXIT_USAGE, "already exists", "remove it or choose another path"),
+}
+
+
+def _describe_os_error(e: OSError) -> tuple[int, str]:
+    """Exit code and one line for an ``OSError`` that reached the top: the kind, the path
+    (clipped) and a remedy."""
+    if isinstance(e, (ConnectionError, TimeoutError)) or e.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                                                    errno.ENETUNREACH, errno.ETIMEDOUT):
+        return EXIT_ENVIRONMENT, (f"cannot connect: {clip(e)} (check the address, the network and that the "
+                                  "service is up, then re-run)")
+    number = e.errno
+    if number is None:  # raised by a library as FileNotFoundError("...") etc.: no errno set
+        number = next((n for cls, n in _ERRNO_OF_CLASS if isinstance(e, cls)), None)
+    code, what, remedy = _OS_ERRORS.get(number, (EXIT_ENVIRONMENT, e.strerror or type(e).__name__,
+                                                 "check the path and the storage, then re-run"))
+    paths = [clip(p) for p in (e.filename, e.filename2) if p is not None]
+    if paths:
+        where = f": {' -> '.join(paths)}"
+    elif e.strerror is None and str(e):
+        where = f": {clip(e)}"  # the library's own text names what was missing
+    else:
+        where = ""
+    return code, f"{what}{where} ({remedy})"
+
+
+_ERRNO_OF_CLASS = ((FileNotFoundError, errno.ENOENT), (PermissionError, errno.EACCES),
+                   (IsADirectoryError, errno.EISDIR), (NotADirectoryError, errno.ENOTDIR),
+                   (FileExistsError, errno.EEXIST))
+
+
+_PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) for d in ("cpc_core", "jobs", "cluster"))
+
+
+def _raised_by_cpc(e: BaseException) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is cpc's own code (not a library's)."""
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIRS)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``cpc`` command: parse, configure logging, run one command, map any failure to an
+    exit code and one line on stderr (docs/errors.md)."""
     import signal
 
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose + 1)
+    verbosity = max(args.verbose, 2 if args.debug else 0)
+    _setup_logging(verbosity + 1)
+    debug = verbosity >= 2
     if hasattr(signal, "SIGTERM"):
         try:
             signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         except ValueError:  # not the main thread (e.g. called from a test thread)
             pass
-    try:
-        if args.command == "synth":
-            return cmd_synth(args)
-        if args.command == "ingest":
-            return cmd_ingest(args)
-        if args.command == "demo":
-            cfg = load_config(DEMO_CONFIG, [f"output.dir={args.out}", *args.overrides])
-            return cmd_run(cfg, args.cluster)
-        if args.command == "run":
-            cfg = load_config(args.config, args.overrides)
-            return cmd_run(cfg, args.cluster)
-        if args.command == "submit":
-            cfg = load_config(args.config, args.overrides)
-            return cmd_submit(cfg, args)
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "covariates":
-            return _covariates(args)
-        if args.command == "sweep":
-            cfg = load_config(args.config, args.overrides)
-            return cmd_sweep(cfg, args)
-    except KeyboardInterrupt:
-        print(f"cpc {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"cpc {args.command}: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        from cpc_core.parse import NetmobFormatError
+    name = f"cpc {args.command}"
 
-        if isinstance(e, NetmobFormatError):
-            print(f"cpc {args.command}: bad input: {e}", file=sys.stderr)
-            return 1
-        print(f"cpc {args.command}: {e}", file=sys.stderr)
-        return 2
-    return 2
+    def fail(code: int, message: str) -> int:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{name}: {message}", file=sys.stderr)
+        return code
+
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted; re-run the same command to resume")
+    except CpcError as e:
+        # ConfigError, UsageError, InputDataError (NetmobFormatError), EnvironmentUnavailable
+        from cpc_core.errors import InputDataError
+
+        prefix = "bad input: " if isinstance(e, InputDataError) and not str(e).startswith("bad input") else ""
+        return fail(e.exit_code, f"{prefix}{e}")
+    except OSError as e:
+        code, message = _describe_os_error(e)
+        return fail(code, message)
+    except ValueError as e:
+        if _raised_by_cpc(e):
+            # cpc's own checks that predate cpc_core.errors raise a plain ValueError naming the
+            # value and what is allowed: a usage problem, as before
+            return fail(EXIT_USAGE, clip(e, 2000))
+        return fail(EXIT_INTERNAL, f"internal error: {type(e).__name__}: {clip(e)} (re-run with --debug for the "
+                                   "traceback and report it)")
+    except MemoryError:
+        return fail(EXIT_ENVIRONMENT, "out of memory (use a machine or workers with more memory, or fewer "
+                                      "threads per worker)")
+    except Exception as e:  # noqa: BLE001 - the contract: one line, a distinct code, never a traceback
+        return fail(EXIT_INTERNAL, f"internal error: {type(e).__name__}: {clip(e)} (re-run with --debug for the "
+                                   "traceback and report it)")
+
+
+def _dispatch(args) -> int:
+    if args.command == "config":
+        return cmd_config_show(load_config(args.config, args.overrides))
+    if args.command == "synth":
+        return cmd_synth(args)
+    if args.command == "ingest":
+        return cmd_ingest(args)
+    if args.command == "demo":
+        cfg = load_config(DEMO_CONFIG, [f"output.dir={args.out}", *args.overrides])
+        return cmd_run(cfg, args.cluster)
+    if args.command == "run":
+        cfg = load_config(args.config, args.overrides)
+        return cmd_run(cfg, args.cluster)
+    if args.command == "submit":
+        cfg = load_config(args.config, args.overrides)
+        return cmd_submit(cfg, args)
+    if args.command == "covariates":
+        return _covariates(args)
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "sweep":
+        cfg = load_config(args.config, args.overrides)
+        return cmd_sweep(cfg, args)
+    raise ConfigError(f"unknown command {clip(args.command)}")  # pragma: no cover - argparse checks
 
 
 if __name__ == "__main__":

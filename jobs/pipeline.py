@@ -36,7 +36,7 @@ from distributed import Client, futures_of
 
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
 from cpc_core import ingest as ingest_lib
-from cpc_core.config import RunConfig
+from cpc_core.config import RunConfig, redacted
 from cpc_core.synth import SynthSpec
 from cpc_core.validation_stage import RoleError
 from jobs import _cache
@@ -513,7 +513,7 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> d
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
-    cfg_json = json.loads(cfg.model_dump_json())
+    cfg_json = redacted(cfg)  # secrets as "***": run.json is uploaded and embedded in the report
     run: dict = {
         "run_id": run_id,
         "status": "running",

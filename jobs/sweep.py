@@ -50,6 +50,8 @@ def _variant_config(cfg: RunConfig, grid: str, lags: list[int], out: Path) -> Ru
             raw["areas"]["source"] = "file"
     if cfg.poi_path:
         raw["poi"]["path"] = cfg.poi_path
+    # the sections with secrets as they are: their dumps are redacted
+    raw["cluster"], raw["storage"] = cfg.cluster, cfg.storage
     return parse_config(raw, f"sweep variant {grid}")
 
 
