@@ -301,26 +301,16 @@ def day_block_weights(
 
 
 @numba.njit(nogil=True, cache=True)
-def _boot_kernel(x, y, lags, weights, min_pairs, hours_per_day, out):  # pragma: no cover
-    """Fill ``out`` (area, lag, draw) with rho of every day-resample of every area and lag.
+def _day_stats(x, y, lags, hours_per_day, sums, ext):  # pragma: no cover - numba
+    """Per area, lag and day: the sums of the pairs and their extremes.
 
-    Mirrors ``correlation._lagged_pearson_2d``: centring by the mean of each series' finite
-    values, pairs with both values finite, the same one-pass formula, the same NaN rules
-    (fewer than ``min_pairs`` pairs, constant x or y by exact min/max or variance <= 0).
+    ``sums[a, k, d]`` = (n, Sx, Sy, Sxx, Syy, Sxy) of the pairs ``(x[t], y[t + lag])`` with
+    ``t`` in day ``d`` and both values finite, centred at the mean of each series' finite
+    values (as ``correlation._lagged_pearson_2d``, so the identity resample reproduces it);
+    ``ext[a, k, d]`` = (min x, max x, min y, max y) of those pairs.
     """
     n_areas, n_hours = x.shape
     n_lags = lags.shape[0]
-    n_draws, n_days = weights.shape
-    m_d = np.empty(n_days)
-    sx_d = np.empty(n_days)
-    sy_d = np.empty(n_days)
-    sxx_d = np.empty(n_days)
-    syy_d = np.empty(n_days)
-    sxy_d = np.empty(n_days)
-    xlo_d = np.empty(n_days)
-    xhi_d = np.empty(n_days)
-    ylo_d = np.empty(n_days)
-    yhi_d = np.empty(n_days)
     for a in range(n_areas):
         sum_x = 0.0
         cnt_x = 0
@@ -339,70 +329,60 @@ def _boot_kernel(x, y, lags, weights, min_pairs, hours_per_day, out):  # pragma:
         mean_y = sum_y / cnt_y if cnt_y > 0 else 0.0
         for k in range(n_lags):
             lag = lags[k]
-            for d in range(n_days):
-                m_d[d] = 0.0
-                sx_d[d] = 0.0
-                sy_d[d] = 0.0
-                sxx_d[d] = 0.0
-                syy_d[d] = 0.0
-                sxy_d[d] = 0.0
-                xlo_d[d] = np.inf
-                xhi_d[d] = -np.inf
-                ylo_d[d] = np.inf
-                yhi_d[d] = -np.inf
-            t0 = max(0, -lag)
-            t1 = min(n_hours, n_hours - lag)
-            for t in range(t0, t1):
+            sums[a, k, :, :] = 0.0
+            ext[a, k, :, 0] = np.inf
+            ext[a, k, :, 1] = -np.inf
+            ext[a, k, :, 2] = np.inf
+            ext[a, k, :, 3] = -np.inf
+            for t in range(max(0, -lag), min(n_hours, n_hours - lag)):
                 u = x[a, t]
                 v = y[a, t + lag]
                 if np.isfinite(u) and np.isfinite(v):
                     d = t // hours_per_day
-                    m_d[d] += 1.0
-                    xlo_d[d] = min(xlo_d[d], u)
-                    xhi_d[d] = max(xhi_d[d], u)
-                    ylo_d[d] = min(ylo_d[d], v)
-                    yhi_d[d] = max(yhi_d[d], v)
+                    ext[a, k, d, 0] = min(ext[a, k, d, 0], u)
+                    ext[a, k, d, 1] = max(ext[a, k, d, 1], u)
+                    ext[a, k, d, 2] = min(ext[a, k, d, 2], v)
+                    ext[a, k, d, 3] = max(ext[a, k, d, 3], v)
                     u = u - mean_x
                     v = v - mean_y
-                    sx_d[d] += u
-                    sy_d[d] += v
-                    sxx_d[d] += u * u
-                    syy_d[d] += v * v
-                    sxy_d[d] += u * v
-            for b in range(n_draws):
-                m = 0.0
-                sx = 0.0
-                sy = 0.0
-                sxx = 0.0
-                syy = 0.0
-                sxy = 0.0
-                x_lo = np.inf
-                x_hi = -np.inf
-                y_lo = np.inf
-                y_hi = -np.inf
-                for d in range(n_days):
-                    w = weights[b, d]
-                    if w == 0 or m_d[d] == 0.0:
-                        continue
-                    m += w * m_d[d]
-                    sx += w * sx_d[d]
-                    sy += w * sy_d[d]
-                    sxx += w * sxx_d[d]
-                    syy += w * syy_d[d]
-                    sxy += w * sxy_d[d]
-                    x_lo = min(x_lo, xlo_d[d])
-                    x_hi = max(x_hi, xhi_d[d])
-                    y_lo = min(y_lo, ylo_d[d])
-                    y_hi = max(y_hi, yhi_d[d])
-                out[a, k, b] = np.nan
-                if m < min_pairs:
-                    continue
-                var_x = sxx - sx * sx / m
-                var_y = syy - sy * sy / m
-                if x_lo == x_hi or var_x <= 0.0 or y_lo == y_hi or var_y <= 0.0:
-                    continue
-                r = (sxy - sx * sy / m) / np.sqrt(var_x * var_y)
-                out[a, k, b] = min(1.0, max(-1.0, r))
+                    sums[a, k, d, 0] += 1.0
+                    sums[a, k, d, 1] += u
+                    sums[a, k, d, 2] += v
+                    sums[a, k, d, 3] += u * u
+                    sums[a, k, d, 4] += v * v
+                    sums[a, k, d, 5] += u * v
+
+
+def _resample_rho(sums: np.ndarray, ext: np.ndarray, weights: np.ndarray,
+                  min_pairs: int) -> np.ndarray:
+    """rho (area, lag, draw) of every resample from the per-day sums (one matrix product).
+
+    A resample's sums are ``weights @ sums`` over days. The method's "constant series" rule
+    compares the extremes of the pairs used; a resample can only be constant in x (or y) if
+    every day it uses is, so the extremes are only gathered for the few (area, lag) that have
+    such a day.
+    """
+    n_areas, n_lags, n_days, _ = sums.shape
+    n_draws = weights.shape[0]
+    flat = sums.transpose(2, 0, 1, 3).reshape(n_days, -1)
+    tot = (weights @ flat).reshape(n_draws, n_areas, n_lags, 6).transpose(1, 2, 0, 3)
+    m, sx, sy, sxx, syy, sxy = (tot[..., i] for i in range(6))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_x = sxx - sx * sx / m
+        var_y = syy - sy * sy / m
+        r = (sxy - sx * sy / m) / np.sqrt(var_x * var_y)
+    ok = (m >= min_pairs) & (var_x > 0) & (var_y > 0)
+    nonempty = sums[..., 0] > 0
+    const_x = nonempty & (ext[..., 0] == ext[..., 1])
+    const_y = nonempty & (ext[..., 2] == ext[..., 3])
+    for a, k in zip(*np.nonzero((const_x | const_y).any(axis=2)), strict=True):
+        used = (weights > 0) & nonempty[a, k][None, :]
+        lo_x = np.where(used, ext[a, k, :, 0], np.inf).min(axis=1)
+        hi_x = np.where(used, ext[a, k, :, 1], -np.inf).max(axis=1)
+        lo_y = np.where(used, ext[a, k, :, 2], np.inf).min(axis=1)
+        hi_y = np.where(used, ext[a, k, :, 3], -np.inf).max(axis=1)
+        ok[a, k] &= (lo_x != hi_x) & (lo_y != hi_y)
+    return np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
 
 
 def bootstrap_rho_np(
@@ -449,10 +429,18 @@ def bootstrap_rho_np(
         y = y.astype(np.float64)
     x2 = np.ascontiguousarray(x).reshape(-1, n_hours)
     y2 = np.ascontiguousarray(y).reshape(-1, n_hours)
-    out = np.empty((x2.shape[0], lag_values.size, weights.shape[0]), dtype=np.float64)
-    if x2.shape[0] > 0:
-        _boot_kernel(x2, y2, lag_values, np.ascontiguousarray(weights, dtype=np.float64),
-                     int(min_pairs), int(hours_per_day), out)
+    n_draws = weights.shape[0]
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    out = np.empty((x2.shape[0], lag_values.size, n_draws), dtype=np.float64)
+    # Areas in blocks so that the resampled sums (block x lags x draws x 6 floats) stay
+    # below ~128 MB.
+    block = max(1, int(16e6 // max(1, lag_values.size * n_draws * 6)))
+    for a0 in range(0, x2.shape[0], block):
+        a1 = min(a0 + block, x2.shape[0])
+        sums = np.empty((a1 - a0, lag_values.size, n_days, 6))
+        ext = np.empty((a1 - a0, lag_values.size, n_days, 4))
+        _day_stats(x2[a0:a1], y2[a0:a1], lag_values, int(hours_per_day), sums, ext)
+        out[a0:a1] = _resample_rho(sums, ext, w, int(min_pairs))
     return out.reshape(*lead, lag_values.size, weights.shape[0])
 
 

@@ -255,3 +255,13 @@ def test_propagate_by_hand():
     expected = np.array([(top == a).any(axis=0).sum() for a in range(n_areas)], float)
     expected[3] = (top[:, 5:] == 3).any(axis=0).sum() / (n_draws - 5) * n_draws
     np.testing.assert_allclose(table["p_top10"].to_numpy(), expected / n_draws)
+
+
+def test_bootstrap_on_real_cluster_equals_eager(client):
+    wa, tor = _random_series(seed=8, n_areas=30, days=14)
+    a = xr.DataArray(wa, dims=("area", "hour"))
+    b = xr.DataArray(tor, dims=("area", "hour"))
+    kw = {"lags": [-2, 0], "draws": 40, "seed": 1, "min_pairs": 48}
+    lazy = U.bootstrap_rho(a.chunk({"area": 8}), b.chunk({"area": 8}), **kw)
+    got = client.compute(lazy).result()
+    np.testing.assert_array_equal(got.values, U.bootstrap_rho(a, b, **kw).values)
