@@ -25,9 +25,11 @@ Bootstrap details
   hours that were not paired in the data, whatever the lag.
 * **Sufficient statistics per day.** Pearson's rho of a resample is a function of the sums
   (n, Sx, Sy, Sxx, Syy, Sxy) over its pairs and of the extreme values (for the method's
-  "constant series" rule), and a resample is a multiset of days. The kernel therefore
-  computes per-day sums once per area and lag and each draw is a weighted sum over days:
-  ``O(hours + draws x days)`` per area instead of ``O(draws x hours)``. The sums are centred
+  "constant series" rule), and a resample is a multiset of days. A numba kernel computes
+  per-day sums once per area and lag; all draws of all areas are then one matrix product
+  ``weights (draws x days) @ sums (days x areas.lags.6)``: ``O(hours + draws x days)`` per
+  area instead of ``O(draws x hours)``. Timing on the shared 2-core dev box, 1,341 areas x
+  77 days, 1,000 draws, one process: 1.2 s for one lag, 11 s for 13 lags. The sums are centred
   at the same means as the method's kernel, so the identity resample (every day once)
   reproduces :func:`cpc_core.correlation.lagged_correlation` to rounding (tested).
 * **One resampling of days per draw, shared by all areas.** A draw resamples the *same* days
@@ -98,9 +100,12 @@ __all__ = [
     "day_block_weights",
     "draw_shares",
     "fisher_interval",
+    "area_resample_indices",
     "percentile_interval",
     "propagate",
+    "propagate_draws",
     "rank_probabilities",
+    "spearman_interval",
 ]
 
 logger = logging.getLogger(__name__)
@@ -650,23 +655,20 @@ INTERVAL_COLUMNS: tuple[str, ...] = (
 )
 
 
-def propagate(
+def propagate_draws(
     rho_draws: xr.DataArray,
     tor: xr.DataArray,
     population: xr.DataArray,
     shares: pd.DataFrame | None = None,
     *,
-    level: float = 0.90,
     floor: float = C_FLOOR,
-    top_n: int = 10,
-    top_fraction: float = 0.1,
     area_dim: str = "area",
-) -> pd.DataFrame:
-    """Percentile intervals of rho, c, cpc and cpc per 1000, and rank probabilities.
+) -> xr.Dataset:
+    """Per-draw c, cpc and cpc per 1000 from bootstrap rho and share draws.
 
-    Draw ``b`` combines the bootstrap ``rho_draws[b]`` with the shares of row ``b`` of
-    ``shares`` through :func:`cpc_core.estimate.estimate_by_lag` (the method's formula,
-    including its floor of non-positive c).
+    Draw ``b`` combines ``rho_draws[b]`` with row ``b`` of ``shares`` through
+    :func:`cpc_core.estimate.estimate_by_lag` (the method's formula, including its floor of
+    non-positive c).
 
     Parameters
     ----------
@@ -678,22 +680,16 @@ def propagate(
     shares : pandas.DataFrame, optional
         ``onion_share``, ``csam_share`` per draw (:func:`draw_shares`), at least as many rows
         as draws. ``None`` keeps the method's fixed shares (rho uncertainty only).
-    level : float
-        Interval level (``estimate.uncertainty.level``, default 0.90).
     floor : float
         The method's floor of c.
-    top_n, top_fraction : int, float
-        See :func:`rank_probabilities`; ranks are over all areas passed in.
     area_dim : str
         The area dimension.
 
     Returns
     -------
-    pandas.DataFrame
-        :data:`INTERVAL_COLUMNS`, indexed by the area coordinate. ``n_draws`` counts the
-        draws with a defined rho.
+    xarray.Dataset
+        ``rho``, ``c``, ``cpc``, ``cpc_per_1000`` with dims (``draw``, ``area_dim``).
     """
-    level = _check_level(level)
     if set(rho_draws.dims) != {area_dim, "draw"}:
         raise ValueError(f"rho_draws must have dims ({area_dim!r}, 'draw'), got {rho_draws.dims}")
     rho_draws = rho_draws.transpose("draw", area_dim).load()
@@ -719,19 +715,139 @@ def propagate(
     factor = xr.DataArray(onion * csam / (ONION_SHARE * CSAM_SHARE), dims="draw")
     ds = estimate_by_lag(tor.load(), rho_draws * factor, population.load(),
                          onion_share=ONION_SHARE, csam_share=CSAM_SHARE, floor=floor)
-    c = ds["c"].transpose("draw", area_dim).values
-    cpc = ds["cpc"].transpose("draw", area_dim).values
-    per_1000 = ds["cpc_per_1000"].transpose("draw", area_dim).values
-    rho = rho_draws.values
+    out = ds[["c", "cpc", "cpc_per_1000"]].transpose("draw", area_dim)
+    out["rho"] = rho_draws
+    out.attrs = {"floor": floor}
+    return out
+
+
+def propagate(
+    rho_draws: xr.DataArray,
+    tor: xr.DataArray,
+    population: xr.DataArray,
+    shares: pd.DataFrame | None = None,
+    *,
+    level: float = 0.90,
+    floor: float = C_FLOOR,
+    top_n: int = 10,
+    top_fraction: float = 0.1,
+    area_dim: str = "area",
+) -> pd.DataFrame:
+    """Percentile intervals of rho, c, cpc and cpc per 1000, and rank probabilities.
+
+    Parameters
+    ----------
+    rho_draws, tor, population, shares, floor, area_dim
+        See :func:`propagate_draws`.
+    level : float
+        Interval level (``estimate.uncertainty.level``, default 0.90).
+    top_n, top_fraction : int, float
+        See :func:`rank_probabilities`; ranks are over all areas passed in (pass one city's
+        areas for ranks within a city).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`INTERVAL_COLUMNS`, indexed by the area coordinate. ``n_draws`` counts the
+        draws with a defined rho.
+    """
+    level = _check_level(level)
+    ds = propagate_draws(rho_draws, tor, population, shares, floor=floor, area_dim=area_dim)
+    n_draws = ds.sizes["draw"]
+    rho = ds["rho"].values
+    per_1000 = ds["cpc_per_1000"].values
     out = {}
-    for name, arr in (("rho", rho), ("c", c), ("cpc", cpc), ("cpc_per_1000", per_1000)):
-        out[f"{name}_lo"], out[f"{name}_hi"] = percentile_interval(arr, level, axis=0)
+    for name in ("rho", "c", "cpc", "cpc_per_1000"):
+        out[f"{name}_lo"], out[f"{name}_hi"] = percentile_interval(ds[name].values, level, axis=0)
     out["p_top10"], out["p_top_decile"] = rank_probabilities(per_1000, top_n, top_fraction)
     out["n_draws"] = np.isfinite(rho).sum(axis=0)
-    index = pd.Index(rho_draws[area_dim].values, name=area_dim)
+    index = pd.Index(ds[area_dim].values, name=area_dim)
     table = pd.DataFrame(out, index=index)[list(INTERVAL_COLUMNS)]
     table.attrs = {"level": level, "draws": n_draws}
     n_short = int((table["n_draws"] < n_draws).sum())
     if n_short:
         logger.info("%d areas have undefined rho in some bootstrap draws (left out)", n_short)
     return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Spearman correlations across areas (validation)
+# ---------------------------------------------------------------------------------------------
+
+
+def area_resample_indices(n: int, draws: int, seed: int | np.random.SeedSequence = 0
+                          ) -> np.ndarray:
+    """Indices of ``draws`` resamples of ``n`` areas with replacement, shape (draws, n).
+
+    An int seed is turned into ``SeedSequence([seed, 2])`` (its own stream beside the day
+    resampling and the share draws of the same seed).
+    """
+    draws = _check_draws(draws)
+    return np.random.default_rng(_stream(seed, 2)).integers(0, int(n), size=(draws, int(n)))
+
+
+def spearman_interval(
+    x,
+    y,
+    draws: int = 1000,
+    seed: int | np.random.SeedSequence = 0,
+    level: float = 0.90,
+    x_draws: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Percentile bootstrap interval of Spearman's rho between two per-area variables.
+
+    Each draw resamples areas with replacement (pairs bootstrap) and, when ``x_draws`` is
+    given, takes ``x`` from the matching draw of the estimate (e.g. cpc per 1000 of
+    :func:`propagate_draws`), so that the interval carries both the sampling of areas and
+    the uncertainty of the estimate.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Pairs with a NaN on either side are left out (their number is returned).
+    draws : int
+    seed : int or numpy.random.SeedSequence
+        See :func:`area_resample_indices`.
+    level : float
+    x_draws : numpy.ndarray, shape (draws, n), optional
+        Per-draw values of ``x`` (same areas and order as ``x``).
+
+    Returns
+    -------
+    dict
+        ``rho`` (on the data), ``lo``, ``hi``, ``n`` (pairs used), ``left_out`` (pairs with a
+        NaN), ``draws`` (draws with a defined rho).
+    """
+    import scipy.stats
+
+    level = _check_level(level)
+    x = np.asarray(x, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y differ in length: {x.size} vs {y.size}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = int(keep.sum())
+    if n < 3:
+        raise ValueError(f"spearman_interval: {n} complete pair(s), at least 3 needed")
+    idx = area_resample_indices(n, draws, seed)
+    ys = y[keep][idx]
+    if x_draws is None:
+        xs = x[keep][idx]
+    else:
+        xd = np.asarray(x_draws, dtype=float)
+        if xd.shape != (idx.shape[0], x.size):
+            raise ValueError(f"x_draws must have shape ({idx.shape[0]}, {x.size}), got {xd.shape}")
+        xs = np.take_along_axis(xd[:, keep], idx, axis=1)
+    rx = scipy.stats.rankdata(xs, axis=1)  # average ranks for ties, as spearmanr
+    ry = scipy.stats.rankdata(ys, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    # a draw with a NaN x (an area whose rho is undefined in that draw) is left out
+    if x_draws is not None:
+        boot[~np.isfinite(xs).all(axis=1)] = np.nan
+    lo, hi = percentile_interval(boot, level, axis=0)
+    rho = float(scipy.stats.spearmanr(x[keep], y[keep]).statistic)
+    return {"rho": rho, "lo": float(lo), "hi": float(hi), "n": n,
+            "left_out": int((~keep).sum()), "draws": int(np.isfinite(boot).sum())}
