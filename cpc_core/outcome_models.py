@@ -38,6 +38,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.validation import COV_TYPES, OLSResult, fit_ols
 
 __all__ = [
@@ -70,16 +71,16 @@ def _complete(df: pd.DataFrame, cols: Sequence[str], func: str) -> tuple[pd.Data
     """Numeric copy of ``cols`` with incomplete rows dropped (counted and logged)."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise KeyError(f"{func}: missing column(s) {missing}")
+        raise InputDataError(f"{func}: missing column(s) {missing}")
     data = pd.DataFrame(index=df.index)
     for c in dict.fromkeys(cols):
         try:
             data[c] = df[c].to_numpy(dtype=float, na_value=np.nan)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{func}: column {c!r} is not numeric: {err}") from err
+            raise InputDataError(f"{func}: column {clip(c)} is not numeric: {err}") from err
     infinite = [c for c in data.columns if np.isinf(data[c].to_numpy()).any()]
     if infinite:
-        raise ValueError(f"{func}: infinite values in column(s) {infinite} (a log of zero?)")
+        raise InputDataError(f"{func}: infinite values in column(s) {infinite} (a log of zero?)")
     complete = data.notna().all(axis=1)
     dropped = int((~complete).sum())
     if dropped:
@@ -92,7 +93,7 @@ def _design(data: pd.DataFrame, X: Sequence[str], func: str) -> pd.DataFrame:
     exog.insert(0, "const", 1.0)
     rank = np.linalg.matrix_rank(exog.to_numpy())
     if rank < exog.shape[1]:
-        raise ValueError(f"{func}: design matrix has rank {rank} < {exog.shape[1]} columns")
+        raise InputDataError(f"{func}: design matrix has rank {rank} < {exog.shape[1]} columns")
     return exog
 
 
@@ -123,7 +124,7 @@ def counts_from_rate(rate: pd.Series, population: pd.Series, per: float = 1000.0
     rate = pd.Series(rate, dtype=float)
     population = pd.Series(population, dtype=float).reindex(rate.index)
     if (rate < 0).any():
-        raise ValueError(f"counts_from_rate: {int((rate < 0).sum())} negative rate(s)")
+        raise InputDataError(f"counts_from_rate: {int((rate < 0).sum())} negative rate(s)")
     raw = rate * population / per
     off = (raw - raw.round()).abs() > tolerance
     if off.any():
@@ -236,16 +237,16 @@ def fit_hurdle(
     import statsmodels.api as sm
 
     if positive not in ("linear", "log"):
-        raise ValueError(f"positive must be 'linear' or 'log', got {positive!r}")
+        raise UsageError(f"positive must be 'linear' or 'log', got {clip(positive)}")
     if cov_type not in COV_TYPES or logit_cov_type not in COV_TYPES:
-        raise ValueError(f"cov_type must be one of {COV_TYPES}")
+        raise UsageError(f"cov_type must be one of {COV_TYPES}")
     X = list(X)
     data, dropped = _complete(df, [y, *X], "fit_hurdle")
     if (data[y] < 0).any():
-        raise ValueError(f"fit_hurdle: {int((data[y] < 0).sum())} negative value(s) of {y!r}")
+        raise InputDataError(f"fit_hurdle: {int((data[y] < 0).sum())} negative value(s) of {clip(y)}")
     pos = data[y] > 0
     if pos.all() or not pos.any():
-        raise ValueError(f"fit_hurdle: {y!r} needs both zero and positive values "
+        raise InputDataError(f"fit_hurdle: {clip(y)} needs both zero and positive values "
                          f"({int(pos.sum())} positive of {len(pos)})")
     exog = _design(data, X, "fit_hurdle")
     logit = sm.Logit(pos.astype(float), exog).fit(disp=0, cov_type=logit_cov_type, maxiter=200)
@@ -416,19 +417,19 @@ def fit_count_models(
 
     unknown = [m for m in models if m not in COUNT_MODELS]
     if unknown:
-        raise ValueError(f"unknown count model(s) {unknown}; allowed: {COUNT_MODELS}")
+        raise UsageError(f"unknown count model(s) {unknown}; allowed: {COUNT_MODELS}")
     X, inflate = list(X), list(inflate)
     cols = [count, *X, *inflate, *([exposure] if exposure else [])]
     data, dropped = _complete(df, cols, "fit_count_models")
     y = data[count].to_numpy()
     if (y < 0).any() or np.any(y != np.round(y)):
-        raise ValueError(f"fit_count_models: {count!r} must hold non-negative whole numbers")
+        raise InputDataError(f"fit_count_models: {clip(count)} must hold non-negative whole numbers")
     exog = _design(data, X, "fit_count_models")
     exog_infl = _design(data, inflate, "fit_count_models").add_prefix("inflate_")
     offset_kw = {}
     if exposure:
         if (data[exposure] <= 0).any():
-            raise ValueError(f"fit_count_models: exposure {exposure!r} must be positive")
+            raise InputDataError(f"fit_count_models: exposure {clip(exposure)} must be positive")
         offset_kw = {"exposure": data[exposure].to_numpy()}
 
     fitted: dict[str, CountModelResult] = {}

@@ -41,6 +41,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from cpc_core.errors import InputDataError, UsageError, clip
+
 __all__ = [
     "MoranResult",
     "SpatialResult",
@@ -116,21 +118,21 @@ def build_weights(
     import libpysal
 
     if kind not in ("queen", "knn"):
-        raise ValueError(f"kind must be 'queen' or 'knn', got {kind!r}")
+        raise UsageError(f"kind must be 'queen' or 'knn', got {clip(kind)}")
     if islands not in ("attach", "keep"):
-        raise ValueError(f"islands must be 'attach' or 'keep', got {islands!r}")
+        raise UsageError(f"islands must be 'attach' or 'keep', got {clip(islands)}")
     if gdf.index.has_duplicates:
-        raise ValueError("gdf has duplicate area ids in its index")
+        raise InputDataError("gdf has duplicate area ids in its index")
     if len(gdf) < 3:
-        raise ValueError(f"spatial weights need at least 3 areas, got {len(gdf)}")
+        raise InputDataError(f"spatial weights need at least 3 areas, got {len(gdf)}")
     if gdf.geometry.isna().any() or gdf.geometry.is_empty.any():
         bad = gdf.index[gdf.geometry.isna() | gdf.geometry.is_empty]
-        raise ValueError(f"{len(bad)} area(s) without a geometry, e.g. {list(bad[:5])}")
+        raise InputDataError(f"{len(bad)} area(s) without a geometry, e.g. {list(bad[:5])}")
     found: list = []
     attached = False
     if kind == "knn":
         if not (1 <= int(k) < len(gdf)):
-            raise ValueError(f"k must lie in [1, {len(gdf) - 1}], got {k!r}")
+            raise UsageError(f"k must lie in [1, {len(gdf) - 1}], got {clip(k)}")
         w = libpysal.weights.KNN.from_dataframe(_centroids(gdf), k=int(k), use_index=True)
     else:
         w = libpysal.weights.Queen.from_dataframe(gdf, use_index=True, silence_warnings=True)
@@ -234,7 +236,7 @@ def moran_test(values, w, permutations: int = 999, seed: int | None = 0) -> Mora
     if not np.isfinite(y).all():
         raise ValueError("moran_test: values must be finite (drop or fill missing areas first)")
     if int(permutations) < 1:
-        raise ValueError(f"permutations must be positive, got {permutations!r}")
+        raise UsageError(f"permutations must be positive, got {clip(permutations)}")
     with _seeded_global_rng(seed):
         mi = esda.Moran(y, w, transformation="r", permutations=int(permutations))
     sim = np.asarray(mi.sim)
@@ -321,14 +323,14 @@ def spatial_models(
     import spreg
 
     if method not in ("ml", "gm"):
-        raise ValueError(f"method must be 'ml' or 'gm', got {method!r}")
+        raise UsageError(f"method must be 'ml' or 'gm', got {clip(method)}")
     X = list(X)
     missing = [c for c in [y, *X] if c not in gdf.columns]
     if missing:
-        raise KeyError(f"spatial_models: missing column(s) {missing}")
+        raise InputDataError(f"spatial_models: missing column(s) {missing}")
     data = gdf[[y, *X]].apply(pd.to_numeric, errors="raise").astype(float)
     if np.isinf(data.to_numpy()).any():
-        raise ValueError("spatial_models: infinite values (a log of zero?)")
+        raise InputDataError("spatial_models: infinite values (a log of zero?)")
     complete = data.notna().all(axis=1).to_numpy()
     dropped = int((~complete).sum())
     if dropped:
@@ -337,7 +339,7 @@ def spatial_models(
     data = data.loc[complete]
     n, n_x = len(data), len(X) + 1
     if n <= n_x + 2:
-        raise ValueError(f"spatial_models: {n} complete area(s) for {n_x} coefficient(s)")
+        raise InputDataError(f"spatial_models: {n} complete area(s) for {n_x} coefficient(s)")
     w, info = build_weights(sub, kind=kind, k=k, islands=islands)
     yv = data[[y]].to_numpy()
     xv = data[X].to_numpy()
@@ -410,7 +412,7 @@ def polygon_grid(nrows: int, ncols: int, size: float = 1.0, origin=(0.0, 0.0), c
     import shapely
 
     if nrows < 1 or ncols < 1 or not size > 0:
-        raise ValueError("polygon_grid needs positive nrows, ncols and size")
+        raise UsageError("polygon_grid needs positive nrows, ncols and size")
     x0, y0 = origin
     polys = [shapely.box(x0 + c * size, y0 + r * size, x0 + (c + 1) * size, y0 + (r + 1) * size)
              for r in range(nrows) for c in range(ncols)]
@@ -444,7 +446,7 @@ def sar_errors(w, lam: float, size: int | None = None, sd: float = 1.0,
     import scipy.sparse.linalg
 
     if not (-1 < lam < 1):
-        raise ValueError(f"lam must lie in (-1, 1), got {lam!r}")
+        raise UsageError(f"lam must lie in (-1, 1), got {clip(lam)}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = w.n
     m = w.sparse.tocsr().astype(float)

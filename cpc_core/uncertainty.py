@@ -88,6 +88,7 @@ from cpc_core.correlation import (
     _single_hour_chunk,
     _transform,
 )
+from cpc_core.errors import UsageError, clip
 from cpc_core.estimate import C_FLOOR, CSAM_SHARE, ONION_SHARE, estimate_by_lag
 
 __all__ = [
@@ -136,7 +137,7 @@ class BetaShare:
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"Beta {name} must be a positive finite number, got {value!r}")
+                raise UsageError(f"Beta {name} must be a positive finite number, got {clip(value)}")
 
     @property
     def mean(self) -> float:
@@ -159,7 +160,7 @@ class BetaShare:
         True
         """
         if not (0 < k < n):
-            raise ValueError(f"counts must satisfy 0 < k < n, got k={k!r}, n={n!r}")
+            raise UsageError(f"counts must satisfy 0 < k < n, got k={clip(k)}, n={clip(n)}")
         return cls(float(k), float(n - k), source or f"{k} of {n}")
 
     @classmethod
@@ -172,9 +173,9 @@ class BetaShare:
         0.00209
         """
         if not (0 < mean < 1):
-            raise ValueError(f"mean must lie in (0, 1), got {mean!r}")
+            raise UsageError(f"mean must lie in (0, 1), got {clip(mean)}")
         if not (np.isfinite(concentration) and concentration > 0):
-            raise ValueError(f"concentration must be positive, got {concentration!r}")
+            raise UsageError(f"concentration must be positive, got {clip(concentration)}")
         return cls(mean * concentration, (1 - mean) * concentration,
                    source or f"mean {mean}, concentration {concentration}")
 
@@ -229,13 +230,13 @@ def _stream(seed: int | np.random.SeedSequence, key: int) -> np.random.SeedSeque
     if isinstance(seed, np.random.SeedSequence):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UsageError(f"seed must be a non-negative integer, got {clip(seed)}")
     return np.random.SeedSequence([int(seed), key])
 
 
 def _check_draws(draws: int) -> int:
     if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
-        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+        raise UsageError(f"draws must be a positive integer, got {clip(draws)}")
     return int(draws)
 
 
@@ -284,9 +285,9 @@ def day_block_weights(
     """
     draws = _check_draws(draws)
     if int(n_days) < 1:
-        raise ValueError(f"n_days must be at least 1, got {n_days!r}")
+        raise UsageError(f"n_days must be at least 1, got {clip(n_days)}")
     if not (1 <= int(block_days) <= int(n_days)):
-        raise ValueError(f"block_days must lie in [1, n_days={n_days}], got {block_days!r}")
+        raise UsageError(f"block_days must lie in [1, n_days={n_days}], got {clip(block_days)}")
     n_days, block_days = int(n_days), int(block_days)
     rng = np.random.default_rng(_stream(seed, 0))
     n_blocks = -(-n_days // block_days)
@@ -502,9 +503,9 @@ def bootstrap_rho(
     """
     lag_values = _as_lags(lags)
     if int(min_pairs) < 2:
-        raise ValueError(f"min_pairs must be at least 2, got {min_pairs}")
+        raise UsageError(f"min_pairs must be at least 2, got {min_pairs}")
     if int(hours_per_day) < 1:
-        raise ValueError(f"hours_per_day must be positive, got {hours_per_day}")
+        raise UsageError(f"hours_per_day must be positive, got {hours_per_day}")
     for name, da in (("web_adult", web_adult), ("tor", tor)):
         if not isinstance(da, xr.DataArray):
             raise TypeError(f"{name} must be an xarray.DataArray, got {type(da).__name__}")
@@ -552,7 +553,7 @@ def bootstrap_rho(
 
 def _check_level(level: float) -> float:
     if not (0 < level < 1):
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+        raise UsageError(f"level must lie in (0, 1), got {clip(level)}")
     return float(level)
 
 
@@ -635,7 +636,7 @@ def rank_probabilities(values: np.ndarray, top_n: int = 10, top_fraction: float 
     if values.ndim != 2:
         raise ValueError(f"values must be (draw, area), got shape {values.shape}")
     if not (0 < top_fraction <= 1):
-        raise ValueError(f"top_fraction must lie in (0, 1], got {top_fraction!r}")
+        raise UsageError(f"top_fraction must lie in (0, 1], got {clip(top_fraction)}")
     finite = np.isfinite(values)
     # rank 1 = largest; NaN -> -inf so it sorts last, then masked out.
     ranks = scipy.stats.rankdata(-np.where(finite, values, -np.inf), method="min", axis=1)
@@ -706,7 +707,7 @@ def propagate_draws(
     onion = shares["onion_share"].to_numpy(dtype=np.float64)[:n_draws]
     csam = shares["csam_share"].to_numpy(dtype=np.float64)[:n_draws]
     if not (np.all((onion > 0) & (onion <= 1)) and np.all((csam > 0) & (csam <= 1))):
-        raise ValueError("shares must lie in (0, 1]")
+        raise UsageError("shares must lie in (0, 1]")
     # One vectorised call of the method's formula: draw b's shares enter as the positive
     # factor (onion_b x csam_b) / (ONION_SHARE x CSAM_SHARE) on rho_b, so that
     # c = ONION_SHARE x CSAM_SHARE x rho_b x factor = onion_b x csam_b x rho_b (to one

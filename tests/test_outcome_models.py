@@ -10,6 +10,7 @@ import pytest
 import scipy.stats
 
 from cpc_core import outcome_models as om
+from cpc_core.errors import InputDataError, UsageError
 from cpc_core.synth import OUTCOME_ZERO_SHARE, VALIDATION_COEFS, VALIDATION_NOISE_SD
 from cpc_core.validation import fit_ols
 
@@ -82,7 +83,7 @@ def test_hurdle_rejects_bad_input():
         om.fit_hurdle(df.assign(y=-df["y"] - 1), "y", X)
     with pytest.raises(ValueError, match="both zero and positive"):
         om.fit_hurdle(df.assign(y=df["y"] + 1), "y", X)
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(InputDataError, match="nope"):
         om.fit_hurdle(df, "y", ["nope"])
 
 
@@ -169,3 +170,13 @@ def test_comparison_table_with_paper_ols():
     pos_rows = coefs[(coefs["part"] == "positive")].set_index("term")
     assert pos_rows.loc["log_cpc_per_1000", "coef"] == pytest.approx(
         ols.params["log_cpc_per_1000"])
+
+
+def test_error_classes():
+    df = _planted(50, seed=0)
+    with pytest.raises(UsageError, match="positive must be"):
+        om.fit_hurdle(df, "y", X, positive="sqrt")
+    with pytest.raises(UsageError, match="unknown count model"):
+        om.fit_count_models(df.assign(c=1.0), "c", X, models=("tobit",))
+    with pytest.raises(InputDataError, match="whole numbers"):
+        om.fit_count_models(df, "y", X)
