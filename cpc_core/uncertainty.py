@@ -579,7 +579,7 @@ def fisher_interval(rho, n, level: float = 0.90):
     --------
     >>> lo, hi = fisher_interval(0.0, 103, 0.95)
     >>> round(float(hi), 4)
-    0.1923
+    0.1935
     """
     import scipy.stats
 
