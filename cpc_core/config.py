@@ -88,6 +88,8 @@ class ClusterConfig(_Frozen):
     workers: int | None = Field(None, ge=1)
     adapt_minimum: int | None = Field(None, ge=0)
     adapt_maximum: int | None = Field(None, ge=1)
+    connect_timeout: float | None = Field(None, gt=0, le=86400, description="seconds to reach the gateway/scheduler (default 20)")
+    worker_timeout: float | None = Field(None, gt=0, le=86400, description="seconds a stage waits for its first worker (default 600)")
 
 
 class AreasConfig(_Frozen):
