@@ -32,7 +32,7 @@ from dask.utils import format_bytes, parse_bytes
 from distributed import Client, LocalCluster
 from distributed.system import MEMORY_LIMIT
 
-from cluster._gateway import gateway_client, public_address
+from cluster._gateway import _is_url, gateway_client, public_address
 from cluster._workers import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_WORKER_TIMEOUT,
@@ -225,10 +225,10 @@ class ClusterSpec:
             self._check_gateway()
 
     def _check_gateway(self) -> None:
-        if self.address is not None and urlsplit(self.address).scheme not in ("http", "https"):
+        if self.address is not None and not _is_url(self.address, ("http", "https")):
             raise ValueError(
                 f"ClusterSpec.address for kind='gateway' must be an http:// or https:// "
-                f"URL, got {self.address!r}"
+                f"URL with a host (and a port in 1..65535), got {public_address(self.address)!r}"
             )
         if self.auth is not None and self.auth not in _AUTHS:
             raise ValueError(f"ClusterSpec.auth must be one of {_AUTHS} or None, got {self.auth!r}")
@@ -450,9 +450,8 @@ def _check_memory_limit(value: object) -> None:
 
 
 def _check_scheduler_address(value: str | None) -> None:
-    parts = urlsplit(value or "")
-    if parts.scheme not in _ADDRESS_SCHEMES or not parts.hostname:
+    if not _is_url(value or "", _ADDRESS_SCHEMES):
         raise ValueError(
             "ClusterSpec.address for kind='address' must be a scheduler address "
-            f"'tcp://host:port' or 'tls://host:port', got {value!r}"
+            f"'tcp://host:port' or 'tls://host:port', got {clip(value)!r}"
         )

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import dask.config
 from distributed import Client
@@ -36,11 +37,16 @@ def gateway_client(spec: ClusterSpec) -> Iterator[Client]:
             "kind='gateway' needs an address: set ClusterSpec.address, dask config "
             "'gateway.address' or the environment variable DASK_GATEWAY__ADDRESS"
         )
+    from dask_gateway.utils import format_template
+
     from cluster._workers import DEFAULT_CONNECT_TIMEOUT
 
     timeout = spec.connect_timeout or DEFAULT_CONNECT_TIMEOUT
-    address = spec.address or str(dask.config.get("gateway.address"))
+    address = spec.address or format_template(str(dask.config.get("gateway.address")))
     where = f"Dask Gateway {public_address(address)}"
+    if not _is_url(address, ("http", "https")):  # from dask config: not checked by ClusterSpec
+        raise UsageError(f"dask config gateway.address (DASK_GATEWAY__ADDRESS) must be an http:// or https:// "
+                         f"URL with a host (and a port in 1..65535), got {public_address(address)!r}")
     _check_reachable(address, where, timeout)
     # None values make dask-gateway read gateway.address / proxy-address / auth.* itself.
     gateway = Gateway(
@@ -75,6 +81,16 @@ def gateway_client(spec: ClusterSpec) -> Iterator[Client]:
                 logger.info("Dask Gateway cluster %s stopped", name)
     finally:
         close_gateway(gateway)
+
+
+def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
+    """Whether ``value`` is a URL of one of ``schemes`` with a host and a valid (or no) port."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError when out of range or not a number)
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
 
 
 def public_address(address: str | None) -> str:

@@ -15,19 +15,19 @@ valid workers found" after its timeout). The stages submit their tasks, then cal
   another Python, dask or distributed version is a warning (distributed itself tolerates
   patch differences, and its own handshake rejects what it cannot work with).
 
-Versions are read from the installed distributions' metadata (``importlib.metadata``), the
-version ``pip install cpc==X`` in a worker image gives, by stdlib functions only: a worker
-without cpc at all answers ``PackageNotFoundError`` instead of failing to unpickle.
+Versions are read from the installed distributions' metadata (``importlib.metadata``, through
+distributed's own ``versions`` handler): the version ``pip install cpc==X`` in a worker image
+gives. A worker without cpc at all answers "not installed" instead of failing to unpickle a
+task. Checked: each worker once, when a stage that has work finds it (so on an adaptive cluster
+the workers added later are checked by the next stage, not before their first tasks).
 """
 
 from __future__ import annotations
 
 import logging
-import platform
 import time
 import weakref
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
 from distributed import Client
 
@@ -78,31 +78,28 @@ def _state(client: Client) -> _State:
     return st
 
 
-def _version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
+def _pick(packages: dict) -> dict[str, str]:
+    return {"python": ".".join(str(packages.get("python", "?")).split(".")[:3]),
+            **{n: packages.get(n) or "not installed" for n in CHECKED}}
 
 
 def driver_versions() -> dict[str, str]:
     """This process's Python and :data:`CHECKED` versions (what every worker must match)."""
-    return {"python": platform.python_version(), **{n: _version(n) for n in CHECKED}}
+    from distributed.versions import get_versions
+
+    return _pick(get_versions(["cpc"])["packages"])
 
 
 def _worker_versions(client: Client, workers: list[str]) -> dict[str, dict[str, str]]:
-    """Per worker address: its Python and :data:`CHECKED` versions (stdlib calls only)."""
-    out: dict[str, dict[str, str]] = {w: {} for w in workers}
-    answers = {"python": client.run(platform.python_version, workers=workers, on_error="return")}
-    for name in CHECKED:
-        answers[name] = client.run(version, name, workers=workers, on_error="return")
-    for name, per in answers.items():
-        for w, v in per.items():
-            if w in out:
-                out[w][name] = "not installed" if isinstance(v, PackageNotFoundError) else (
-                    v if isinstance(v, str) else f"unknown ({type(v).__name__})")
-    # a worker that left between the calls answers some and not others: drop it
-    return {w: v for w, v in out.items() if len(v) == len(answers)}
+    """Per worker address: its Python and :data:`CHECKED` versions.
+
+    distributed's own ``versions`` handler (one broadcast, nothing unpickled on the worker,
+    ``importlib.metadata`` there): a worker that is leaving (an adaptive cluster retires idle
+    ones between stages) is left out rather than waited for or failed on.
+    """
+    answers = client.get_versions(packages=["cpc"])["workers"]
+    return {w: _pick(a["packages"]) for w, a in answers.items()
+            if w in workers and isinstance(a, dict) and isinstance(a.get("packages"), dict)}
 
 
 def check_versions(client: Client, workers: list[str]) -> None:
@@ -129,6 +126,12 @@ def check_versions(client: Client, workers: list[str]) -> None:
         st.checked.add(w)
 
 
+def _running(client: Client) -> list[str]:
+    """Addresses of the workers that run (not those closing: adaptive retires idle ones)."""
+    info = client.scheduler_info(n_workers=-1).get("workers", {})
+    return [w for w, d in info.items() if d.get("status", "running") == "running"]
+
+
 def require_workers(client: Client, stage: str) -> None:
     """Wait for a first worker (work must be submitted already), then check new workers.
 
@@ -146,7 +149,7 @@ def require_workers(client: Client, stage: str) -> None:
     """
     st = _state(client)
     t0 = time.monotonic()
-    workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+    workers = _running(client)
     if not workers:
         logger.info("%s: waiting for a first Dask worker on %s (up to %.0f s)", stage, st.where, st.worker_timeout)
         while not workers:
@@ -157,7 +160,7 @@ def require_workers(client: Client, stage: str) -> None:
                     "cluster.worker_timeout"
                 )
             time.sleep(0.2)
-            workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+            workers = _running(client)
         logger.info("%s: first worker after %.1f s", stage, time.monotonic() - t0)
     new = [w for w in workers if w not in st.checked]
     if new:

@@ -42,7 +42,9 @@ def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
         if spec.kind == cfg.kind:
             # keep the config's details (size, gateway options) for the same kind
             return ClusterSpec(**{**cfg.model_dump(exclude_none=True), **{k: v for k, v in vars(spec).items() if v is not None}})
-        return spec
+        # the waits apply to any kind: keep the config's
+        waits = cfg.model_dump(include={"connect_timeout", "worker_timeout"}, exclude_none=True)
+        return ClusterSpec(**{**{k: v for k, v in vars(spec).items() if v is not None}, **waits}) if waits else spec
     return ClusterSpec(**cfg.model_dump(exclude_none=True))
 
 
