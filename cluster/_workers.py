@@ -132,7 +132,7 @@ def _running(client: Client) -> list[str]:
     return [w for w, d in info.items() if d.get("status", "running") == "running"]
 
 
-def require_workers(client: Client, stage: str) -> None:
+def require_workers(client: Client, stage: str, wait: bool = True) -> None:
     """Wait for a first worker (work must be submitted already), then check new workers.
 
     Parameters
@@ -140,6 +140,9 @@ def require_workers(client: Client, stage: str) -> None:
     client : distributed.Client
     stage : str
         The stage waiting, for the message.
+    wait : bool
+        ``False``: only check the workers there now (call it before submitting, so that no
+        task runs on a worker with another cpc version).
 
     Raises
     ------
@@ -150,7 +153,7 @@ def require_workers(client: Client, stage: str) -> None:
     st = _state(client)
     t0 = time.monotonic()
     workers = _running(client)
-    if not workers:
+    if not workers and wait:
         logger.info("%s: waiting for a first Dask worker on %s (up to %.0f s)", stage, st.where, st.worker_timeout)
         while not workers:
             if time.monotonic() - t0 > st.worker_timeout:

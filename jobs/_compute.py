@@ -43,9 +43,11 @@ def map_with_progress(
     """
     if not items:
         return []
-    futures = client.map(func, items, *[[a] * len(items) for a in args], pure=False)
+    # the workers there now are checked (cpc version) before any task can run on them; then,
     # after submitting: an adaptive cluster (a gateway's default, from 0 workers) adds workers
-    # for pending work only; bounded wait for the first one, and a version check of new ones
+    # for pending work only, so the bounded wait for a first one comes after the submission
+    require_workers(client, desc, wait=False)
+    futures = client.map(func, items, *[[a] * len(items) for a in args], pure=False)
     require_workers(client, desc)
     weight = dict(zip((f.key for f in futures), counts if counts is not None else [1] * len(items), strict=True))
     results = []

@@ -35,6 +35,16 @@ def _client(cfg: ClusterConfig, cli_value: str | None):
 
 def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
     """The cluster from ``--cluster`` if given, else from the config's cluster section."""
+    from cpc_core.errors import UsageError
+
+    try:
+        return _cluster_spec_of(cfg, cli_value)
+    except (TypeError, ValueError) as e:
+        # ClusterSpec names its fields; the user wrote them under the config's `cluster:`
+        raise UsageError(str(e).replace("ClusterSpec.", "cluster.")) from None
+
+
+def _cluster_spec_of(cfg: ClusterConfig, cli_value: str | None):
     from cluster import ClusterSpec
 
     if cli_value:

@@ -169,10 +169,11 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
 
 def _compute_with_progress(client: Client, collections: list, desc: str) -> list:
     """Persist collections on the cluster with a progress bar over their chunks; gather."""
+    require_workers(client, desc, wait=False)  # see jobs._compute.map_with_progress
     persisted = client.persist(collections)
     futs = futures_of(persisted)
     if futs:
-        require_workers(client, desc)  # see jobs._compute.map_with_progress
+        require_workers(client, desc)
     with progress(len(futs), desc, unit="task") as bar:
         from distributed import as_completed
 

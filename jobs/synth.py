@@ -9,6 +9,7 @@ from pathlib import Path
 from dask.base import tokenize
 from distributed import Client
 
+from cluster import require_workers
 from cpc_core import synth
 from jobs._compute import map_with_progress
 
@@ -40,6 +41,7 @@ def run_synth(spec: synth.SynthSpec, out: str | Path, client: Client) -> dict:
     # graph: not scatter(), which needs a worker to exist (an adaptive gateway cluster starts
     # with none and adds them for submitted work: "No valid workers found"); a worker that
     # runs a file task fetches its city's model from wherever it was computed
+    require_workers(client, "synth", wait=False)  # check the workers there before any task
     fmodels = {c: client.submit(_model, m, key=f"synth-model-{c}-{tokenize(m)}") for c, m in models.items()}
     jobs = synth.file_jobs(spec)
     sizes = map_with_progress(client, _write_group, jobs, "synth", str(out), spec, fmodels)
