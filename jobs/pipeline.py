@@ -45,7 +45,7 @@ from cluster import require_workers
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
 from cpc_core import ingest as ingest_lib
 from cpc_core.config import RunConfig
-from cpc_core.errors import UsageError, clip
+from cpc_core.errors import EnvironmentUnavailable, UsageError, clip
 from cpc_core.synth import SynthSpec
 from cpc_core.validation_stage import RoleError
 from jobs import _cache
@@ -660,11 +660,18 @@ def run_record(cfg: RunConfig, run_id: str | None = None) -> Iterator[dict]:
         finally:
             run["seconds"] = round(time.perf_counter() - t_start, 2)
             run["inputs"] = _input_fingerprints(cfg, run.pop("store_fingerprint", None))
+            failure = None
             if run["status"] == "ok":
-                run["kept"] = _copy_results(out, rdir)
+                try:
+                    run["kept"] = _copy_results(out, rdir)
+                except OSError as e:  # e.g. disk full: the record still says what happened
+                    failure = EnvironmentUnavailable(f"could not keep the results under {rdir}: {clip(e)}")
+                    run["status"], run["error"] = "failed", _redact(f"EnvironmentUnavailable: {failure}", cfg)
             text = json.dumps(run, indent=2, default=str)
             _write_text(rdir / "run.json", text)
             _write_text(out / "run.json", text)
+            if failure is not None:
+                raise failure
             if run["status"] == "ok":
                 _write_text(out / RUNS_DIR / LATEST, run_id + "\n")
                 logger.info("run %s recorded in %s (runs/%s names it)", run_id, rdir, LATEST)
