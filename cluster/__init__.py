@@ -32,9 +32,24 @@ from dask.utils import format_bytes, parse_bytes
 from distributed import Client, LocalCluster
 from distributed.system import MEMORY_LIMIT
 
-from cluster._gateway import gateway_client
+from cluster._gateway import _is_url, gateway_client, public_address
+from cluster._workers import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_WORKER_TIMEOUT,
+    register,
+    require_workers,
+)
+from cpc_core.errors import EnvironmentUnavailable, clip
 
-__all__ = ["ClusterKind", "GatewayAuthKind", "ClusterSpec", "get_client", "WORKER_MALLOC_ENV", "worker_environ"]
+__all__ = [
+    "ClusterKind",
+    "GatewayAuthKind",
+    "ClusterSpec",
+    "get_client",
+    "require_workers",
+    "WORKER_MALLOC_ENV",
+    "worker_environ",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +147,15 @@ class ClusterSpec:
     dashboard : bool
         ``local``: serve the dashboard (on a free loopback port). All kinds: log
         its link when there is one.
+    connect_timeout : float, optional
+        All kinds: seconds to wait for the gateway's API or the scheduler to answer
+        (default 20). Past it the run stops with an
+        :class:`~cpc_core.errors.EnvironmentUnavailable` naming the address.
+    worker_timeout : float, optional
+        All kinds: seconds a stage with work to do waits for its first worker (default
+        600: a cloud gateway may pull an image and add a node first). An adaptive
+        cluster starts with no worker and adds them when work is submitted, so the wait
+        starts at the first stage's submission, never before.
 
     Raises
     ------
@@ -162,6 +186,8 @@ class ClusterSpec:
     adapt_minimum: int | None = None
     adapt_maximum: int | None = None
     dashboard: bool = True
+    connect_timeout: float | None = None
+    worker_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -179,6 +205,12 @@ class ClusterSpec:
         _check_int("workers", self.workers, minimum=1)
         _check_int("adapt_minimum", self.adapt_minimum, minimum=0)
         _check_int("adapt_maximum", self.adapt_maximum, minimum=1)
+        for name in ("connect_timeout", "worker_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400
+            ):
+                raise ValueError(f"ClusterSpec.{name} must be a number of seconds in (0, 86400], got {value!r}")
         if not isinstance(self.dashboard, bool):
             raise TypeError(f"ClusterSpec.dashboard must be a bool, got {self.dashboard!r}")
         if self.memory_limit is not None:
@@ -197,10 +229,10 @@ class ClusterSpec:
             self._check_gateway()
 
     def _check_gateway(self) -> None:
-        if self.address is not None and urlsplit(self.address).scheme not in ("http", "https"):
+        if self.address is not None and not _is_url(self.address, ("http", "https")):
             raise ValueError(
                 f"ClusterSpec.address for kind='gateway' must be an http:// or https:// "
-                f"URL, got {self.address!r}"
+                f"URL with a host (and a port in 1..65535), got {public_address(self.address)!r}"
             )
         if self.auth is not None and self.auth not in _AUTHS:
             raise ValueError(f"ClusterSpec.auth must be one of {_AUTHS} or None, got {self.auth!r}")
@@ -290,6 +322,17 @@ def get_client(spec: ClusterSpec) -> Iterator[Client]:
     ------
     ValueError
         For ``kind="gateway"`` when neither the spec nor dask config name a gateway.
+    cpc_core.errors.EnvironmentUnavailable
+        When the gateway or scheduler cannot be reached within ``connect_timeout``, refuses
+        the credentials or fails to start a cluster. One line naming the address (never a
+        credential); raised only while opening, never for an error of the block.
+
+    Notes
+    -----
+    No worker is waited for here: an adaptive gateway cluster (from 0 workers) adds them
+    only once work is submitted. Each stage calls :func:`require_workers` after submitting
+    its tasks; it waits up to ``worker_timeout`` for a first worker and checks that every
+    worker runs the driver's cpc version.
 
     Examples
     --------
@@ -300,9 +343,21 @@ def get_client(spec: ClusterSpec) -> Iterator[Client]:
     np.int64(45)
     """
     openers = {"local": _local_client, "gateway": gateway_client, "address": _address_client}
-    with openers[spec.kind](spec) as client:
+    connect = spec.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+    # distributed's own connect timeout (default 30 s, retried) bounds the scheduler
+    # connection of every kind; the gateway's HTTP API gets the same bound (_gateway).
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": f"{connect}s"}),
+        openers[spec.kind](spec) as client,
+    ):
         if spec.dashboard and client.dashboard_link:
             logger.info("Dask dashboard: %s", client.dashboard_link)
+        where = (
+            f"Dask Gateway {public_address(spec.address or dask.config.get('gateway.address', None))}"
+            if spec.kind == "gateway"
+            else f"Dask scheduler {client.scheduler.address}"
+        )
+        register(client, where, spec.worker_timeout or DEFAULT_WORKER_TIMEOUT)
         yield client
 
 
@@ -352,7 +407,18 @@ def _local_size(spec: ClusterSpec) -> tuple[int, int, int]:
 
 @contextmanager
 def _address_client(spec: ClusterSpec) -> Iterator[Client]:
-    with Client(spec.address, set_as_default=True) as client:
+    timeout = spec.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+    try:
+        client = Client(spec.address, set_as_default=True, timeout=timeout)
+    except (OSError, TimeoutError) as e:
+        # distributed retries refused connections until the timeout, then raises OSError
+        # ("Timed out trying to connect to ...") with the address and the last reason.
+        raise EnvironmentUnavailable(
+            f"cannot reach the Dask scheduler at {clip(spec.address)} within {timeout:g} s "
+            f"({type(e).__name__}); check that it is running and reachable from here "
+            "(cluster.connect_timeout to wait longer)"
+        ) from None
+    with client:
         nthreads = client.nthreads()
         logger.info(
             "Dask cluster: existing scheduler %s, %d workers / %d threads now",
@@ -388,9 +454,8 @@ def _check_memory_limit(value: object) -> None:
 
 
 def _check_scheduler_address(value: str | None) -> None:
-    parts = urlsplit(value or "")
-    if parts.scheme not in _ADDRESS_SCHEMES or not parts.hostname:
+    if not _is_url(value or "", _ADDRESS_SCHEMES):
         raise ValueError(
             "ClusterSpec.address for kind='address' must be a scheduler address "
-            f"'tcp://host:port' or 'tls://host:port', got {value!r}"
+            f"'tcp://host:port' or 'tls://host:port', got {clip(value)!r}"
         )

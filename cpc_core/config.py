@@ -200,6 +200,9 @@ class ClusterConfig(_Frozen):
     adapt_minimum: int | None = Field(None, ge=0, le=10_000, description="0 .. 10000")
     adapt_maximum: int | None = Field(None, ge=1, le=10_000, description="1 .. 10000")
 
+    connect_timeout: float | None = Field(None, gt=0, le=86400, description="seconds to reach the gateway/scheduler (default 20)")
+    worker_timeout: float | None = Field(None, gt=0, le=86400, description="seconds a stage waits for its first worker (default 600)")
+
     @field_validator("address", "proxy_address", "username", "memory_limit")
     @classmethod
     def _not_empty(cls, v):

@@ -14,6 +14,8 @@ from typing import Any
 from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
+from cluster import require_workers
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,7 +43,12 @@ def map_with_progress(
     """
     if not items:
         return []
+    # the workers there now are checked (cpc version) before any task can run on them; then,
+    # after submitting: an adaptive cluster (a gateway's default, from 0 workers) adds workers
+    # for pending work only, so the bounded wait for a first one comes after the submission
+    require_workers(client, desc, wait=False)
     futures = client.map(func, items, *[[a] * len(items) for a in args], pure=False)
+    require_workers(client, desc)
     weight = dict(zip((f.key for f in futures), counts if counts is not None else [1] * len(items), strict=True))
     results = []
     with progress(sum(weight.values()), desc, unit) as bar:

@@ -67,7 +67,9 @@ def _make_cluster_spec(cfg: ClusterConfig, cli_value: str | None):
         if spec.kind == cfg.kind:
             # keep the config's details (size, gateway options) for the same kind
             return ClusterSpec(**{**_set_fields(cfg), **{k: v for k, v in vars(spec).items() if v is not None}})
-        return spec
+        # the waits apply to any kind: keep the config's
+        waits = {k: v for k, v in _set_fields(cfg).items() if k in ("connect_timeout", "worker_timeout")}
+        return ClusterSpec(**{**{k: v for k, v in vars(spec).items() if v is not None}, **waits}) if waits else spec
     return ClusterSpec(**_set_fields(cfg))
 
 
@@ -310,10 +312,18 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None) -> int:
-    from jobs.pipeline import run_pipeline
+    """Run the chain; the run record is opened first, so that it records a cluster that cannot
+    be reached (or a bad cluster setting) as well as any stage's failure."""
+    from jobs.pipeline import run_pipeline, run_record
 
-    with _client(cfg.cluster, cluster) as client:
-        result = run_pipeline(cfg, client, run_id=run_id)
+    with run_record(cfg, run_id) as record:
+        spec = _cluster_spec(cfg.cluster, cluster)
+        record["cluster"] = {"kind": spec.kind}
+        from cluster import get_client
+
+        _quiet()
+        with get_client(spec) as client:
+            result = run_pipeline(cfg, client, record=record)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():
         print(f"  {name}: {path}")
@@ -338,10 +348,10 @@ def cmd_submit(cfg: RunConfig, args) -> int:
     """Batch run: no progress bars, the run id logged first, run.json written whatever happens."""
     import os
 
-    from jobs.pipeline import new_run_id
+    from jobs.pipeline import check_run_id, new_run_id
 
     os.environ["TQDM_DISABLE"] = "1"
-    run_id = args.run_id or new_run_id()
+    run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     logger.info("cpc submit: run id %s", run_id)
     return cmd_run(cfg, args.cluster, run_id=run_id)
 

@@ -10,8 +10,12 @@ Output layout (README "Outputs"; validation: ``docs/outputs-validation.md``)::
     <dir>/communes.csv, communes.parquet   one row per area (flagged small areas)
     <dir>/rho_by_lag.csv                   area x lag correlations with n_hours and reason (flagged)
     <dir>/estimates_by_lag.csv             c, cpc and cpc per 1000 for every swept lag (flagged)
-    <dir>/run.json                         configuration, fingerprints, timings, cache hits,
+    <dir>/run.json                         the latest run's record: configuration, fingerprints,
+                                           timings, cache hits, status (ok/failed/interrupted),
                                            excluded (outage) area-hours
+    <dir>/runs/<run_id>/                   every run's run.json, and once it completed a copy of
+                                           its results (the files above, validation/)
+    <dir>/runs/LATEST                      the id of the run whose results are at the top level
     <dir>/reports/                         ingest QC reports
     <dir>/internal/                        NOT for publication: hourly.zarr (area series),
                                            tile_cpc.zarr (tile-level cpc), stage cache
@@ -22,7 +26,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +41,11 @@ import pandas as pd
 import xarray as xr
 from distributed import Client, futures_of
 
+from cluster import require_workers
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
 from cpc_core import ingest as ingest_lib
 from cpc_core.config import RunConfig, redacted
+from cpc_core.errors import EnvironmentUnavailable, UsageError, clip
 from cpc_core.synth import SynthSpec
 from cpc_core.validation_stage import RoleError
 from jobs import _cache
@@ -160,8 +169,11 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
 
 def _compute_with_progress(client: Client, collections: list, desc: str) -> list:
     """Persist collections on the cluster with a progress bar over their chunks; gather."""
+    require_workers(client, desc, wait=False)  # see jobs._compute.map_with_progress
     persisted = client.persist(collections)
     futs = futures_of(persisted)
+    if futs:
+        require_workers(client, desc)
     with progress(len(futs), desc, unit="task") as bar:
         from distributed import as_completed
 
@@ -176,7 +188,10 @@ def _hours_per_task(cfg: RunConfig, client: Client, cities: list[str]) -> int:
     """A week per rollup task, fewer hours when that would leave threads idle.
 
     Aim at >= 4 tasks per worker thread (tasks are uneven at the window's end), but never
-    below a day: tasks under ~100 ms would be dominated by the scheduler's overhead.
+    below a day: tasks under ~100 ms would be dominated by the scheduler's overhead. Sized
+    for the workers there now: with none yet (an adaptive cluster before its first work),
+    for one thread, i.e. week-long tasks on any real window, which also suits the few
+    workers an adaptive cluster starts with.
     """
     threads = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
     n_hours = sum(len(store.read_layout(cfg.store_path, c).time) // 4 for c in cities)
@@ -494,66 +509,215 @@ def cluster_facts(client: Client) -> dict:
             "dashboard": getattr(client, "dashboard_link", None)}
 
 
+#: A run id is a folder name under ``<output.dir>/runs/``: no separators, no traversal.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+#: The results a run publishes at the top of ``output.dir`` and keeps under ``runs/<id>/``
+#: (area-level tables and the validation folder; ``internal/`` is never copied: tile-level).
+RESULT_FILES = ("communes.csv", "communes.parquet", "rho_by_lag.csv", "estimates_by_lag.csv", "profiles.csv",
+                "poi_top_tiles.csv", "poi_counts.csv")
+RESULT_DIRS = ("validation",)
+RUNS_DIR = "runs"
+LATEST = "LATEST"
+
+
 def new_run_id() -> str:
+    """A fresh run id: UTC time and a random suffix, e.g. ``20261206T231500Z-1a2b3c4d``."""
     import uuid
 
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None) -> dict:
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it can name a folder under ``runs/``, else a :class:`UsageError`."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise UsageError(f"--run-id: {clip(run_id)!s} is not a run id: letters, digits, '.', '_', '-', "
+                         "at most 100, starting with a letter or digit")
+    return run_id
+
+
+# -- the run record's files. Every write of this module's record and result copies goes
+# -- through these two helpers (local files today; one place to change for object storage).
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + rename): a reader never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _copy_results(src: Path, dst: Path) -> list[str]:
+    """Copy the result files and folders present in ``src`` to ``dst``; return their names."""
+    copied = []
+    for name in RESULT_FILES:
+        if (src / name).is_file():
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    for name in RESULT_DIRS:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+            copied.append(name + "/")
+    return copied
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _previous_results(out: Path, config_hash: str) -> None:
+    """Say whose results this run replaces at the top of ``out``, and make sure they are kept.
+
+    ``runs/LATEST`` names the last run that completed; its results are the top-level files
+    and a copy under ``runs/<id>/``. A folder written before run records were kept has only
+    the top-level files and run.json: they are copied under ``runs/<its id>/`` first.
+    """
+    runs = out / RUNS_DIR
+    latest = (runs / LATEST).read_text().strip() if (runs / LATEST).is_file() else None
+    prev = _read_json(runs / latest / "run.json") if latest else None
+    if prev is None:
+        top = _read_json(out / "run.json")
+        if not top or top.get("status") != "ok" or not isinstance(top.get("run_id"), str) \
+                or not _RUN_ID.fullmatch(top["run_id"]) or not (out / "communes.csv").exists():
+            return
+        prev, latest = top, top["run_id"]
+        if not (runs / latest / "run.json").exists():
+            kept = _copy_results(out, runs / latest)
+            _write_text(runs / latest / "run.json", json.dumps(top, indent=2, default=str))
+            logger.info("results of run %s (written before run records were kept) copied to %s: %s",
+                        latest, runs / latest, ", ".join(kept))
+    if prev.get("config_hash") == config_hash:
+        logger.info("same configuration as run %s: its results in %s are refreshed (kept in %s)",
+                    latest, out, runs / latest)
+    else:
+        logger.warning("this run's configuration differs from run %s's: its results in %s are being replaced; "
+                       "they are kept in %s", latest, out, runs / latest)
+
+
+def _redact(text: str, cfg: RunConfig) -> str:
+    """``text`` with the gateway password (config or environment) replaced by ``***``."""
+    secrets = [os.environ.get("DASK_GATEWAY__AUTH__KWARGS__PASSWORD")]
+    pw = getattr(cfg.cluster, "password", None)
+    secrets.append(pw.get_secret_value() if hasattr(pw, "get_secret_value") else pw)
+    for secret in secrets:
+        if secret and len(str(secret)) >= 3:
+            text = text.replace(str(secret), "***")
+    return text
+
+
+@contextmanager
+def run_record(cfg: RunConfig, run_id: str | None = None) -> Iterator[dict]:
+    """Hold the output folder and keep the run's record (``run.json``) for the block.
+
+    On entry: takes ``output.dir``'s lock (held to the end: a second run into the same folder
+    waits), writes ``runs/<run_id>/run.json`` with status ``running`` and logs whose results
+    this run will replace. The caller fills the yielded dict (cluster facts, stage facts).
+    On exit, whatever happened: ``status`` ``ok``, ``failed`` or ``interrupted`` (with the
+    error, the gateway password redacted); the record is written to ``runs/<run_id>/run.json``
+    and to the top-level ``run.json`` (the latest attempt). After a run that completed, its
+    results are copied under ``runs/<run_id>/`` and ``runs/LATEST`` names it.
+
+    Open it *before* the Dask client: a cluster that cannot be reached is recorded too.
+
+    Raises
+    ------
+    UsageError
+        For a run id that cannot name a folder, or one that already has a record here.
+    """
+    run_id = check_run_id(run_id or new_run_id())
+    out = Path(cfg.output.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rdir = out / RUNS_DIR / run_id
+    t_start = time.perf_counter()
+    with exclusive(out / ".cpc-run", f"output folder {out}"):
+        if (rdir / "run.json").exists():
+            raise UsageError(f"--run-id: run {run_id} already has a record in {rdir}; its results are never "
+                             "overwritten: choose another run id")
+        cfg_json = redacted(cfg)  # secrets as "***": run.json is uploaded and embedded in the report
+        run: dict = {
+            "run_id": run_id,
+            "status": "running",
+            "config": cfg_json,
+            "config_hash": _cache.key(cfg=cfg_json),
+            "package_versions": package_versions(),
+            "cluster": {"kind": cfg.cluster.kind},
+            "record": str(rdir),
+            "stages": {},
+            "outputs": {},
+        }
+        _write_text(rdir / "run.json", json.dumps(run, indent=2, default=str))
+        _previous_results(out, run["config_hash"])
+        try:
+            yield run
+            run["status"] = "ok"
+        except BaseException as e:
+            run["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            run["error"] = _redact(f"{type(e).__name__}: {e}", cfg)
+            raise
+        finally:
+            run["seconds"] = round(time.perf_counter() - t_start, 2)
+            run["inputs"] = _input_fingerprints(cfg, run.pop("store_fingerprint", None))
+            failure = None
+            if run["status"] == "ok":
+                try:
+                    run["kept"] = _copy_results(out, rdir)
+                except OSError as e:  # e.g. disk full: the record still says what happened
+                    failure = EnvironmentUnavailable(f"could not keep the results under {rdir}: {clip(e)}")
+                    run["status"], run["error"] = "failed", _redact(f"EnvironmentUnavailable: {failure}", cfg)
+            text = json.dumps(run, indent=2, default=str)
+            _write_text(rdir / "run.json", text)
+            _write_text(out / "run.json", text)
+            if failure is not None:
+                raise failure
+            if run["status"] == "ok":
+                _write_text(out / RUNS_DIR / LATEST, run_id + "\n")
+                logger.info("run %s recorded in %s (runs/%s names it)", run_id, rdir, LATEST)
+
+
+def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, record: dict | None = None) -> dict:
     """Run synth (if configured and not yet written), ingest, and the estimation stages.
 
     Writes ``run.json`` next to the outputs in every case: ``status`` is ``ok``, or ``failed``
-    with the error, so a batch job's artifacts always say what happened.
+    with the error, so a batch job's artifacts always say what happened (see
+    :func:`run_record`; pass ``record``, the dict it yields, when the caller opened it, as
+    ``cpc run`` does before opening its client, else this opens one for ``run_id``).
     """
-    run_id = run_id or new_run_id()
+    if record is None:
+        with run_record(cfg, run_id) as record:
+            return run_pipeline(cfg, client, record=record)
+    run = record
+    run_id = run["run_id"]
     logger.info("run %s -> %s", run_id, cfg.output.dir)
     t_start = time.perf_counter()
     timer = _Timer()
+    timer.stages = run["stages"]  # the record sees each stage as it completes
     out = Path(cfg.output.dir)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs: dict[str, str] = {}
-    cfg_json = redacted(cfg)  # secrets as "***": run.json is uploaded and embedded in the report
-    run: dict = {
-        "run_id": run_id,
-        "status": "running",
-        "config": cfg_json,
-        "config_hash": _cache.key(cfg=cfg_json),
-        "package_versions": package_versions(),
-        "cluster": cluster_facts(client),
-    }
-    try:
-        with exclusive(out / ".cpc-run", f"output folder {out}"):
-            run.update(_stages(cfg, client, timer, outputs, out))
-            with timer("validation"):
-                try:
-                    res = run_validation(out / "communes.csv", out / "validation", cfg.validation, run_dir=out,
-                                         disclosure=cfg.disclosure, run_record={**run, "stages": timer.stages})
-                except RoleError as e:
-                    if e.role != "outcome":
-                        raise
-                    # estimates without an outcome are a legitimate run (real data, no SSMSI file
-                    # yet): the validation stage is skipped, loudly, and the record says why
-                    logger.warning("validation skipped: %s (set validation.covariates)", e)
-                    res = {"tables": {}, "notes": [{"level": "warning", "scope": "validation",
-                                                     "text": f"skipped: {e}"}]}
-                else:
-                    outputs["validation tables"] = str(out / "validation")
-                    if (out / "validation" / "report.html").exists():
-                        outputs["report"] = str(out / "validation" / "report.html")
-            run["validation"] = {"tables": res.get("tables"), "notes": res.get("notes")}
-        run["status"] = "ok"
-    except BaseException as e:
-        run["status"] = "failed" if not isinstance(e, KeyboardInterrupt) else "interrupted"
-        run["error"] = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        run["stages"] = timer.stages
-        run["seconds"] = round(time.perf_counter() - t_start, 2)
-        run["outputs"] = outputs
-        run["inputs"] = _input_fingerprints(cfg, run.pop("store_fingerprint", None))
-        (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
-    logger.info("run %s done in %.1f s: %d areas, results in %s", run_id, run["seconds"], run["areas"], out)
+    outputs: dict[str, str] = run["outputs"]
+    run["cluster"] = {**run.get("cluster", {}), **cluster_facts(client)}
+    run.update(_stages(cfg, client, timer, outputs, out))
+    with timer("validation"):
+        try:
+            res = run_validation(out / "communes.csv", out / "validation", cfg.validation, run_dir=out,
+                                 disclosure=cfg.disclosure, run_record=dict(run))
+        except RoleError as e:
+            if e.role != "outcome":
+                raise
+            # estimates without an outcome are a legitimate run (real data, no SSMSI file
+            # yet): the validation stage is skipped, loudly, and the record says why
+            logger.warning("validation skipped: %s (set validation.covariates)", e)
+            res = {"tables": {}, "notes": [{"level": "warning", "scope": "validation",
+                                             "text": f"skipped: {e}"}]}
+        else:
+            outputs["validation tables"] = str(out / "validation")
+            if (out / "validation" / "report.html").exists():
+                outputs["report"] = str(out / "validation" / "report.html")
+    run["validation"] = {"tables": res.get("tables"), "notes": res.get("notes")}
+    outputs["run record (kept)"] = run["record"]
+    logger.info("run %s done in %.1f s: %d areas, results in %s", run_id, time.perf_counter() - t_start,
+                run["areas"], out)
     return {"output_dir": str(out), "outputs": outputs, "run": run}
 
 

@@ -6,12 +6,18 @@ import logging
 import time
 from pathlib import Path
 
+from dask.base import tokenize
 from distributed import Client
 
+from cluster import require_workers
 from cpc_core import synth
 from jobs._compute import map_with_progress
 
 logger = logging.getLogger(__name__)
+
+
+def _model(model):
+    return model
 
 
 def _write_group(job, out, spec, models):
@@ -31,8 +37,12 @@ def run_synth(spec: synth.SynthSpec, out: str | Path, client: Client) -> dict:
     models = {c: synth.build_city(spec, c) for c in spec.cities}
     synth.write_communes(out, [synth.write_city_geography(out, m) for m in models.values()])
     synth.write_covariates(out, spec, list(models.values()))
-    # the per-city models (tiles, weights, hourly series) go to the workers once
-    fmodels = client.scatter(models, broadcast=True)
+    # the per-city models (tiles, weights, hourly series) go to the cluster once, inside the
+    # graph: not scatter(), which needs a worker to exist (an adaptive gateway cluster starts
+    # with none and adds them for submitted work: "No valid workers found"); a worker that
+    # runs a file task fetches its city's model from wherever it was computed
+    require_workers(client, "synth", wait=False)  # check the workers there before any task
+    fmodels = {c: client.submit(_model, m, key=f"synth-model-{c}-{tokenize(m)}") for c, m in models.items()}
     jobs = synth.file_jobs(spec)
     sizes = map_with_progress(client, _write_group, jobs, "synth", str(out), spec, fmodels)
     summary = {

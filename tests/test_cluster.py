@@ -109,6 +109,12 @@ def _assert_dead(pids: list[int], timeout: float = 15.0) -> None:
         ({"kind": "gateway", "adapt_minimum": -1}, ValueError, "adapt_minimum must be >= 0"),
         ({"kind": "gateway", "cluster_options": [("a", 1)]}, TypeError, "cluster_options"),
         ({"kind": "gateway", "proxy_address": ""}, TypeError, "proxy_address must be a non-empty"),
+        ({"kind": "gateway", "address": "http://127.0.0.1:99999"}, ValueError, "port in 1..65535"),
+        ({"kind": "gateway", "address": "https://"}, ValueError, "URL with a host"),
+        ({"kind": "address", "address": "tcp://h:70000"}, ValueError, "scheduler address"),
+        ({"kind": "local", "connect_timeout": 0}, ValueError, r"connect_timeout must be a number of seconds"),
+        ({"kind": "gateway", "worker_timeout": True}, ValueError, r"worker_timeout must be a number of seconds"),
+        ({"kind": "gateway", "worker_timeout": 1e9}, ValueError, r"in \(0, 86400\]"),
         ({"kind": "address"}, ValueError, "'tcp://host:port' or 'tls://host:port'"),
         ({"kind": "address", "address": "http://h:1"}, ValueError, "kind='address'"),
         ({"kind": "address", "address": "tcp://h:1", "n_workers": 1}, ValueError, "n_workers"),
@@ -403,3 +409,65 @@ def test_running_gateway_leaves_no_processes(tmp_path):
         assert len(children) >= 3, [c.cmdline() for c in children]
     assert not psutil.pid_exists(info.pid)
     _assert_dead([c.pid for c in children], timeout=1)
+
+
+# ---------------------------------------------------------------------------
+# workers: a first one waited for after submitting, every one's cpc version checked
+
+
+def test_public_address_drops_credentials():
+    from cluster._gateway import public_address
+
+    assert public_address("https://me:s3cret@gw.example.org:8000/x") == "https://gw.example.org:8000/x"
+    assert public_address("http://u:pw@h:99999") == "http://h:99999"  # unparsable port, still stripped
+    assert public_address("http://h:1/a@b") == "http://h:1/a@b"  # an @ in the path is no credential
+    assert public_address(None) == "(no address)"
+
+
+def test_require_workers_waits_for_a_worker_added_after_submission():
+    """As an adaptive cluster does: no worker until work is submitted. The wait ends when the
+    worker arrives, and the worker's versions are checked (the same installation: passes)."""
+    from cluster._workers import _state, register, require_workers
+
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as lc, \
+            Client(lc) as client:
+        register(client, "test cluster", worker_timeout=60)
+        fut = client.submit(sum, [1, 2, 3])
+        require_workers(client, "t", wait=False)  # no worker: nothing to check, no wait
+        assert client.scheduler_info()["workers"] == {}
+        lc.scale(1)
+        t0 = time.monotonic()
+        require_workers(client, "t")
+        assert time.monotonic() - t0 < 60
+        (worker,) = client.scheduler_info()["workers"]
+        assert _state(client).checked == {worker}
+        assert fut.result() == 6
+
+
+def test_require_workers_times_out_naming_the_cluster():
+    from cluster._workers import register, require_workers
+    from cpc_core.errors import EnvironmentUnavailable
+
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as lc, \
+            Client(lc) as client:
+        register(client, "Dask Gateway http://gw.example.org", worker_timeout=0.5)
+        client.submit(sum, [1])
+        t0 = time.monotonic()
+        with pytest.raises(EnvironmentUnavailable, match=r"no Dask worker started within 0.5 s on Dask "
+                                                         r"Gateway http://gw.example.org \(ingest stage\)"):
+            require_workers(client, "ingest")
+        assert time.monotonic() - t0 < 5
+
+
+def test_version_mismatch_names_both_versions(monkeypatch):
+    """The driver's cpc differs from the worker's (here the driver's reading is changed: the
+    worker-side reading is tested with a real worker in tests/faults/test_faults_gateway.py)."""
+    from cluster import _workers
+    from cpc_core.errors import EnvironmentUnavailable
+
+    real = _workers.driver_versions()
+    monkeypatch.setattr(_workers, "driver_versions", lambda: {**real, "cpc": "0.0.1-driver"})
+    with LocalCluster(n_workers=1, processes=True, host="127.0.0.1", dashboard_address=":0") as lc, \
+            Client(lc) as client:
+        with pytest.raises(EnvironmentUnavailable, match=rf"runs cpc {real['cpc']}, this driver cpc 0.0.1-driver"):
+            _workers.require_workers(client, "synth")

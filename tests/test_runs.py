@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,11 +222,16 @@ def test_whole_run_through_gateway_matches_local(reference, tmp_path, gateway):
     spec = ClusterSpec(kind="gateway", address=gateway.address, proxy_address=gateway.proxy_address,
                        auth="basic", username=gateway.username, password=gateway.password, workers=2)
     with get_client(spec) as c:
+        done, killed = threading.Event(), []
         t = threading.Thread(target=_kill_one_worker_when,
-                             args=(c, lambda: _n_done(str(tmp_path / "out/cube.zarr")) >= 20, threading.Event(), []))
+                             args=(c, lambda: _n_done(str(tmp_path / "out/cube.zarr")) >= 20, done, killed))
         t.start()  # a worker killed mid-run on the gateway as well
-        run_pipeline(parse_config(yaml.safe_load(cfg_path.read_text())), c)
-        t.join()
+        try:
+            run_pipeline(parse_config(yaml.safe_load(cfg_path.read_text())), c)
+        finally:
+            done.set()  # a kill after the run has finished would prove nothing: stop looking
+            t.join()
+    assert killed, "the worker was not killed during the run"
     same_outputs(reference, tmp_path / "out")
 
 
@@ -271,3 +277,120 @@ def test_sweep_compares_grids_and_lags(reference, tmp_path, client):
     # the sweep never re-ingested: the shared cube was complete
     run = json.loads((tmp_path / "out/sweep/square_2000/run.json").read_text())
     assert run["stages"]["ingest"]["files_done"] == 0
+
+
+# -- from zero workers: the gateway's default adaptive cluster, and adapt_minimum 0 ----------
+
+TINY = {"cities": ["Nice"], "start": "2019-03-16", "days": 3, "scale": 0.002, "seed": 5, "lag_h": 1}
+
+
+def _tiny_cfg(path: Path, out: Path, **cluster) -> Path:
+    raw = {"synth": TINY, "estimate": {"min_hours": 24}, "output": {"dir": str(out)}}
+    if cluster:
+        raw["cluster"] = cluster
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_local(tmp_path_factory, client):
+    """The tiny configuration run on the local test cluster: the reference of the gateway runs."""
+    out = tmp_path_factory.mktemp("tiny-local")
+    run_pipeline(parse_config(yaml.safe_load(_tiny_cfg(out / "c.yaml", out).read_text())), client)
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("cluster", [{}, {"adapt_minimum": 0}], ids=["gateway-defaults", "adapt-minimum-0"])
+def test_run_through_gateway_from_zero_workers(tiny_local, tmp_path, gateway, cluster):
+    """`cpc run --cluster gateway` on a cluster that starts with no worker (adaptive from 0, the
+    gateway's default; and adapt_minimum 0): every stage submits first, the scaler adds
+    workers, the results equal a local run's. Before: synth's broadcast scatter raised "No
+    valid workers found" after 30 s."""
+    cfg = _tiny_cfg(tmp_path / "c.yaml", tmp_path / "out", kind="gateway", **cluster)
+    proc = subprocess.run([*CPC, "run", str(cfg), "--cluster", "gateway"], env=run_env(gateway.env()), cwd=ROOT,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "waiting for a first Dask worker on Dask Gateway" in proc.stderr  # it did start from zero
+    run = json.loads((tmp_path / "out/run.json").read_text())
+    assert run["status"] == "ok" and run["cluster"]["kind"] == "gateway"
+    assert run["cluster"]["workers"] == 0  # what the record saw when the run started
+    a = pd.read_csv(tiny_local / "communes.csv").sort_values("commune").reset_index(drop=True)
+    b = pd.read_csv(tmp_path / "out/communes.csv").sort_values("commune").reset_index(drop=True)
+    assert len(a) >= 3
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+
+
+# -- run records: results are never silently overwritten -----------------------------------
+
+def _stage_facts(run: dict) -> dict:
+    return {k: (v["cached"], v.get("files_done")) for k, v in run["stages"].items() if k in ("synth", "ingest", "rollup")}
+
+
+def test_runs_keep_every_record_and_the_top_level_holds_the_latest(tiny_local, tmp_path, client, caplog):
+    """Two runs with different lags on one output folder: both records and results are kept
+    under runs/<id>/, the top level and runs/LATEST are the second's, the log names the run
+    replaced and where it is kept; a re-run of the same configuration redoes no work."""
+    out = tmp_path / "out"
+    raw = yaml.safe_load(_tiny_cfg(tmp_path / "c.yaml", out).read_text())
+    first = run_pipeline(parse_config(raw), client, run_id="lag-a")
+    raw["estimate"]["lag_h"] = 3
+    caplog.set_level("INFO", logger="jobs.pipeline")
+    second = run_pipeline(parse_config(raw), client, run_id="lag-b")
+    assert first["run"]["config_hash"] != second["run"]["config_hash"]
+    assert "differs from run lag-a's" in caplog.text and str(out / "runs/lag-a") in caplog.text
+    runs = out / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["LATEST", "lag-a", "lag-b"]
+    assert (runs / "LATEST").read_text().strip() == "lag-b"
+    for rid, lag in (("lag-a", 0), ("lag-b", 3)):
+        rec = json.loads((runs / rid / "run.json").read_text())
+        assert rec["run_id"] == rid and rec["status"] == "ok" and rec["config"]["estimate"]["lag_h"] == lag
+        for name in ("communes.csv", "rho_by_lag.csv", "estimates_by_lag.csv", "validation/report.html"):
+            assert (runs / rid / name).is_file(), (rid, name)
+    # the kept results are each run's own: lag-a's equal the local reference run (same config)
+    pd.testing.assert_frame_equal(pd.read_csv(runs / "lag-a/communes.csv"), pd.read_csv(tiny_local / "communes.csv"))
+    a, b = pd.read_csv(runs / "lag-a/communes.csv"), pd.read_csv(runs / "lag-b/communes.csv")
+    assert not np.allclose(a["rho"], b["rho"], equal_nan=True)  # another lag, other correlations
+    # the top level is the second run, byte for byte
+    for name in ("communes.csv", "rho_by_lag.csv", "estimates_by_lag.csv", "run.json"):
+        assert (out / name).read_bytes() == (runs / "lag-b" / name).read_bytes(), name
+    top = json.loads((out / "run.json").read_text())
+    assert top["run_id"] == "lag-b" and top["kept"] and "communes.csv" in top["kept"]
+
+    caplog.clear()
+    third = run_pipeline(parse_config(raw), client, run_id="lag-b-again")
+    assert "same configuration as run lag-b" in caplog.text
+    assert _stage_facts(third["run"]) == {"synth": (True, None), "ingest": (False, 0), "rollup": (True, None)}
+    assert (runs / "LATEST").read_text().strip() == "lag-b-again"
+    pd.testing.assert_frame_equal(pd.read_csv(out / "communes.csv"), b)
+
+
+def test_run_ids_are_checked_and_never_reused(tmp_path, client, capsys):
+    out = tmp_path / "out"
+    cfg = _tiny_cfg(tmp_path / "c.yaml", out)
+    (out / "runs/taken").mkdir(parents=True)
+    (out / "runs/taken/run.json").write_text('{"run_id": "taken"}')
+    for bad in ("../escape", "a/b", "", "x" * 101):
+        assert main(["submit", str(cfg), "--run-id", bad, "--cluster", client.scheduler.address]) == 2
+        assert "--run-id" in capsys.readouterr().err
+    assert main(["submit", str(cfg), "--run-id", "taken", "--cluster", client.scheduler.address]) == 2
+    assert "already has a record" in capsys.readouterr().err
+    assert (out / "runs/taken/run.json").read_text() == '{"run_id": "taken"}'
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["taken"] and not (tmp_path / "escape").exists()
+
+
+def test_results_written_before_run_records_are_kept(tiny_local, tmp_path, client, caplog):
+    """A folder from before run records existed (top-level results and run.json only): a
+    new run with another configuration first copies them under runs/<their id>/."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_local, out, ignore=shutil.ignore_patterns("runs", "data", "cube.zarr*", "internal"))
+    old_id = json.loads((out / "run.json").read_text())["run_id"]
+    old = pd.read_csv(out / "communes.csv")
+    raw = yaml.safe_load(_tiny_cfg(tmp_path / "c.yaml", out).read_text())
+    raw["estimate"]["lag_h"] = 2
+    caplog.set_level("INFO", logger="jobs.pipeline")
+    run_pipeline(parse_config(raw), client, run_id="new")
+    assert f"results of run {old_id}" in caplog.text
+    pd.testing.assert_frame_equal(pd.read_csv(out / f"runs/{old_id}/communes.csv"), old)
+    assert json.loads((out / f"runs/{old_id}/run.json").read_text())["run_id"] == old_id
+    assert (out / "runs/LATEST").read_text().strip() == "new"
