@@ -60,7 +60,8 @@ def run_ingest(
         # nothing was written)
         states = plan.states if not plan.tasks else ingest.read_states(store, plan.layouts)
         qc = ingest.qc_report(store, reports, planned, outage_ratio=outage_ratio, states=states,
-                              ignored=plan.ignored, tile_refs=plan.tile_refs)
+                              ignored=plan.ignored, tile_refs=plan.tile_refs,
+                              ignored_reasons=plan.ignored_reasons)
         qc["store_fingerprint"] = _cache.store_fingerprint(store, planned, states=states)
     qc["skipped_complete"] = plan.skipped
     qc["seconds"] = round(time.perf_counter() - t0, 2)
