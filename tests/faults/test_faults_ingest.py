@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +66,11 @@ def plain(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, client) -> Path:
+    from cpc_core.synth import SynthSpec
+    from jobs.synth import run_synth
+
     out = tmp_path_factory.mktemp("faults-ingest")
-    expect(run_cpc("synth", "--out", out, "--cities", CITY, "--services", *SERVICES, "--start", DAYS[0].isoformat(),
-                   "--days", "2", "--scale", "0.002", "--seed", "5", "--cluster", client.scheduler.address), 0)
+    run_synth(SynthSpec(cities=(CITY,), services=SERVICES, start=DAYS[0], days=2, scale=0.002, seed=5), out, client)
     root = out / "netmob"
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.txt")) == sorted(fname(*k) for k in KEYS)
     return root
@@ -489,35 +490,49 @@ LINES = {
     "negative": (_tok(40, "-12"), "negative value in value column 40"),
     "nan-text": (_tok(2, "NaN"), "NaN value in value column 2"),
     "inf-text": (_tok(96, "inf"), "non-numeric value in value column 96"),
-    "duplicate-tile": (_dup, f"duplicate tile id: {{first}}"),
+    "duplicate-tile": (_dup, "duplicate tile id: {first}"),
     "outside-grid": (_outside, f"tile id outside the city's grid: {GRID + 17}"),
 }
 
 
-@pytest.mark.parametrize("mode", ["fail", "quarantine"])
+#: the line cases whose line lacks a valid tile id of its own: that tile is absent from the file
+NO_OWN_TILE = ("duplicate-tile", "outside-grid", "nul-in-tile-id")
+
+
 @pytest.mark.parametrize("case", LINES)
-def test_bad_line(tree, ref, client, case, mode):
+def test_bad_line_fail(tree, ref, client, case):
     edit, reason = LINES[case]
     f = tree / fname(*VICTIM)
     ids, vals = ref[VICTIM]
-    reason = reason.format(first=ids[0])
-    new, tokens = edit(ids, vals, 2)
-    set_line(f, 3, new)
-    a, s, rep = ingest(tree, mode, client)
-    if mode == "fail":
-        expect(a, 1, f"{f}:3: {reason}")
-        nothing_stored(s, VICTIM)
-        return
+    set_line(f, 3, edit(ids, vals, 2)[0])
+    a, s, _ = ingest(tree, "fail", client)
+    expect(a, 1, f"{f}:3: {reason.format(first=ids[0])}")
+    nothing_stored(s, VICTIM)
+
+
+def test_bad_lines_quarantine(tree, ref, client):
+    """Every line case of :data:`LINES` at once, one per line (2, 3, ...) of the same file: each
+    line is rejected with its reason and its tokens counted; every other value is stored."""
+    f = tree / fname(*VICTIM)
+    ids, vals = ref[VICTIM]
+    tokens = {}
+    for j, (case, (edit, _)) in enumerate(LINES.items()):
+        new, tokens[case] = edit(ids, vals, j + 1)
+        set_line(f, j + 2, new)
+    a, s, rep = ingest(tree, "quarantine", client)
     expect(a, 0)
     qc = qc_of(rep)
     rows = [r for r in qc["rejected"] if r["path"] == str(f)]
-    assert [(r["line"], r["values"]) for r in rows if r["line"]] == [(3, tokens)] and reason in rows[0]["reason"]
-    assert qc["values_rejected"] == tokens and qc["files"]["partial"] == 1 and qc["files"]["ok"] == 3
-    # the line's tile is not stored from the bad line (NaN), every other value is
-    check_cube(s, ref, nan_rows={VICTIM: [2]})
-    # a line without its valid tile id leaves that tile absent from the file: reported too
+    by_line = {r["line"]: r for r in rows if r["line"]}
+    for j, (case, (_, reason)) in enumerate(LINES.items()):
+        r = by_line[j + 2]
+        assert reason.format(first=ids[0]) in r["reason"] and r["values"] == tokens[case], (case, r)
+    assert len(by_line) == len(LINES)
+    assert qc["values_rejected"] == sum(tokens.values()) and qc["files"]["partial"] == 1 and qc["files"]["ok"] == 3
+    # a line without a valid tile id of its own leaves that tile absent from the file: reported
     absent = [r for r in rows if r["code"] == -2]
-    if case in ("duplicate-tile", "outside-grid", "nul-in-tile-id"):
-        assert len(absent) == 1 and f"1 of {len(ids)} tiles absent (e.g. {ids[2]})" in absent[0]["reason"]
-    else:
-        assert absent == []
+    lost = [ids[j + 1] for j, case in enumerate(LINES) if case in NO_OWN_TILE]
+    assert len(absent) == 1 and f"{len(lost)} of {len(ids)} tiles absent (e.g. {', '.join(map(str, lost))})" \
+        in absent[0]["reason"]
+    # the bad lines' tiles are not stored from them (NaN); every other value is
+    check_cube(s, ref, nan_rows={VICTIM: list(range(1, len(LINES) + 1))})
