@@ -518,8 +518,8 @@ REFERENCE_TRIES = 9
 def _majority_tiles(valid: Sequence[tuple[str, np.ndarray]], tried: Sequence[str]
                     ) -> tuple[np.ndarray, TileReference]:  # fmt: skip
     """Quarantine, when none of the first files is fully clean: the tiles named by a valid line
-    in a strict majority of the files tried that parsed (docs/decisions.md, "Tile list without a
-    clean file"). Tiles seen in fewer are left out of the list (their lines are rejected as
+    in a strict majority of the files tried that have a valid line (docs/_decisions_ingest.md,
+    "Tile list without a clean file"). Tiles seen in fewer are left out of the list (their lines are rejected as
     unknown tiles by each file's ingest, and counted) and listed in the reference.
 
     Raises
@@ -596,7 +596,8 @@ def _reference_tiles(paths: Sequence[tuple[netmob.FileKey, str]], grid_size: int
             primary = (i, np.sort(pf.tile_ids))
             break
         tried.append(path)
-        valid.append((path, np.unique(pf.tile_ids[pf.ok])))
+        if pf.ok.any():  # a file without a valid line is no voter (like an empty one)
+            valid.append((path, np.unique(pf.tile_ids[pf.ok])))
     if primary is None:
         return _majority_tiles(valid, tried)
     n = len(paths)

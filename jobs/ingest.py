@@ -76,7 +76,7 @@ def run_ingest(
     n_missing = sum(len(c["missing"]) for c in qc["cities"].values())
     logger.info(
         "ingest done in %.1f s: %d values stored, %d rejected, %d files missing, %d outage days flagged, "
-        "%d files ignored (not NetMob traffic files); QC report in %s", qc["seconds"], qc["values_stored"],
+        "%d files ignored (each with its reason in the QC report); QC report in %s", qc["seconds"], qc["values_stored"],
         qc["values_rejected"], n_missing, n_out, qc["ignored_files"], out,
     )
     return qc
