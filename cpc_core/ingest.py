@@ -241,7 +241,8 @@ def survey(
         if not fs.isdir(cdir):
             continue
         city = cdir.rsplit("/", 1)[-1]
-        for path, info in sorted(fs.find(cdir, withdirs=True, detail=True).items()):
+        entries = _listing(root, fs, cdir)
+        for path, info in sorted(entries.items()):
             path = path.rstrip("/")
             if path == cdir:
                 continue
@@ -314,6 +315,31 @@ def survey(
         if absent:
             raise FileNotFoundError(f"{root}: no traffic files for cities {absent}")
     return Survey(dict(found), ignored, sorted(unusable, key=lambda u: u.path))
+
+
+def _listing(root: str, fs, cdir: str) -> dict[str, dict]:
+    """Every entry under a city folder, with its info; an unreadable folder is an error.
+
+    fsspec's walk leaves an unreadable folder out silently (its ``on_error`` is not passed down
+    the recursion), so that its files would read as missing: a folder that shows no entry is
+    listed once more, which raises for an unreadable one (and costs nothing for the others).
+
+    Raises
+    ------
+    EnvironmentUnavailable
+        For a folder the ingest may not list (exit 3: permissions, not data).
+    """
+    try:
+        entries = fs.find(cdir, withdirs=True, detail=True)
+        parents = {p.rstrip("/").rsplit("/", 1)[0] for p in entries}
+        for p, info in entries.items():
+            if info.get("type") == "directory" and p.rstrip("/") not in parents:
+                fs.ls(p, detail=False)
+    except PermissionError as e:
+        where = _unstrip(root, fs, e.filename) if isinstance(e.filename, str) else _unstrip(root, fs, cdir)
+        raise EnvironmentUnavailable(f"{where}: cannot list the folder: permission denied (the environment, "
+                                     "not the data: give the ingest read access)") from None
+    return entries
 
 
 def _is_local(fs) -> bool:

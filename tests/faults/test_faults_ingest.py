@@ -294,6 +294,21 @@ def test_permission_denied_quarantine_keeps_going(tree, ref):
     check_cube(s, ref, nan_files={VICTIM})
 
 
+@pytest.mark.parametrize("mode", ["fail", "quarantine"])
+def test_unreadable_day_folder_is_exit_3_not_missing_files(tree, ref, mode):
+    """fsspec's walk leaves an unreadable folder out silently: its files would have read as
+    missing. It is the environment in both modes (nothing inside can be judged)."""
+    d = (tree / fname(*VICTIM)).parent
+    d.chmod(0)
+    try:
+        prefix = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--") if os.geteuid() == 0 else ()
+        a, s, _ = ingest(tree, mode, prefix=prefix)
+    finally:
+        d.chmod(0o755)
+    expect(a, 3, f"{d}: cannot list the folder: permission denied")
+    assert store.read_layout(s, CITY) is None
+
+
 # --- 4. quarantine when none of the city's first files is fully clean -----------------------
 
 def _all_dirty(tree: Path, ref: dict) -> tuple[dict, int]:
