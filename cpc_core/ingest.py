@@ -477,23 +477,28 @@ def _tile_ids_only(key: netmob.FileKey, path: str, grid_size: int | None, on_err
     Lines whose values are bad still name their tile; lines without a valid tile id (and ids
     outside the grid) are left out, and an empty file has no tiles: the file's own ingest
     reports them. Costs one parse of the
-    file (~0.1 s for a Paris-size file), once per city and new store. A file that cannot be read
-    fails ``fail`` mode here (naming it) and gives None in ``quarantine`` mode (its own ingest
-    quarantines it; another file is compared instead).
+    file (~0.1 s for a Paris-size file), once per city and new store. In ``fail`` mode a file
+    with any problem (unreadable, empty, a bad line) fails here, naming its first problem; in
+    ``quarantine`` mode an unreadable or truncated file gives None (its own ingest quarantines
+    it; another file is compared instead).
     """
     try:
         pf = parse.parse_bytes(_read(path), netmob.slots_per_day(key.day), path)
     except parse.NetmobFormatError:  # an empty file: no tiles (its own ingest rejects it)
+        if on_error == "fail":
+            raise
         return np.empty(0, dtype=np.int64)
     except _Unreadable as e:
         if on_error == "fail":
             raise e.error() from None
         return None
-    if pf.truncated:
-        # a damaged copy says nothing reliable about the tile list; fail mode names it here
-        if on_error == "fail":
-            e = parse.check_file(pf, grid_size=grid_size)[0]
-            raise parse.NetmobFormatError(path, e.reason, e.line)
+    if on_error == "fail":
+        # the file's own first problem (a line, a cut) is what fail mode names, not the tile
+        # list it leads to (a bad tile id reads as an absent tile)
+        errors = parse.check_file(pf, grid_size=grid_size)
+        if errors:
+            raise parse.NetmobFormatError(path, errors[0].reason, errors[0].line)
+    elif pf.truncated:  # a damaged copy says nothing reliable about the tile list
         return None
     ids = np.unique(pf.tile_ids[pf.has_tile])
     return ids[ids < grid_size] if grid_size is not None else ids
