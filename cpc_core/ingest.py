@@ -2,7 +2,9 @@
 
 The stage has three parts, so that the job (``jobs/ingest.py``) only wires and computes:
 
-1. :func:`discover` lists the NetMob files under a root (local path or fsspec URL) and
+1. :func:`survey` lists the NetMob files under a root (local path or fsspec URL; plain or
+   compressed), every other entry with the reason it is not used (a FIFO is never opened), and
+   the files present but unusable (a directory, a broken link, a wrong-case name); then
    :func:`plan` compares them with the store: it creates or extends the city groups and returns
    one :class:`FileTask` per (city, direction, service, day) that is not yet complete,
    including the files that are *missing* (stored as NaN and reported, never as zero).
@@ -38,13 +40,16 @@ __all__ = [
     "FileReport",
     "FileTask",
     "IngestPlan",
+    "Survey",
     "TileReference",
+    "Unusable",
     "batches",
     "discover",
     "ingest_file",
     "ingest_files",
     "plan",
     "qc_report",
+    "survey",
 ]
 
 logger = logging.getLogger(__name__)
