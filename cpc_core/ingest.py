@@ -2,7 +2,9 @@
 
 The stage has three parts, so that the job (``jobs/ingest.py``) only wires and computes:
 
-1. :func:`discover` lists the NetMob files under a root (local path or fsspec URL) and
+1. :func:`survey` lists the NetMob files under a root (local path or fsspec URL; plain or
+   compressed), every other entry with the reason it is not used (a FIFO is never opened), and
+   the files present but unusable (a directory, a broken link, a wrong-case name); then
    :func:`plan` compares them with the store: it creates or extends the city groups and returns
    one :class:`FileTask` per (city, direction, service, day) that is not yet complete,
    including the files that are *missing* (stored as NaN and reported, never as zero).
@@ -15,7 +17,14 @@ The stage has three parts, so that the job (``jobs/ingest.py``) only wires and c
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
 import logging
+import lzma
+import os
+import re
+import stat
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,18 +34,22 @@ import numpy as np
 import pandas as pd
 
 from cpc_core import netmob, parse, store
+from cpc_core.errors import EnvironmentUnavailable
 
 __all__ = [
     "FileReport",
     "FileTask",
     "IngestPlan",
+    "Survey",
     "TileReference",
+    "Unusable",
     "batches",
     "discover",
     "ingest_file",
     "ingest_files",
     "plan",
     "qc_report",
+    "survey",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +85,9 @@ class FileTask:
     grid_size: int | None
     #: the files the city's tile list came from, as named in tile-list mismatch errors
     tiles_from: str = ""
+    #: why the file at ``path`` is present but unusable (quarantine: stored as rejected, never
+    #: opened); "" for a file to read
+    unusable: str = ""
 
 
 @dataclass
@@ -111,6 +127,49 @@ class IngestPlan:
     states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: per city, where its tile list came from (:func:`_reference_tiles`, or the store)
     tile_refs: dict[str, TileReference] = field(default_factory=dict)
+    #: why each ignored file was not used (:func:`survey`)
+    ignored_reasons: dict[str, str] = field(default_factory=dict)
+
+
+#: Why a file under a city folder was not used, when nothing more specific is known.
+NOT_TRAFFIC = "not a NetMob traffic file (<City>/<Service>/<YYYYMMDD>/<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt)"
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A file that is present where a traffic file is expected but cannot be used.
+
+    A directory or a broken symbolic link in its place, a name that differs from the layout
+    only in case, two copies of one file (plain and compressed). ``fail`` mode stops on it
+    ("present but unusable", not "missing"); ``quarantine`` mode stores the file's slot as
+    ``rejected`` with the reason, without opening it. ``environment``: the file system, not the
+    data, is at fault (a symbolic link loop): exit 3 instead of 1 in ``fail`` mode.
+    """
+
+    path: str
+    reason: str
+    key: netmob.FileKey | None
+    environment: bool = False
+
+    def error(self, more: int = 0) -> Exception:
+        """The ``fail`` mode error naming the file (and how many more there are)."""
+        tail = f" (and {more} more present but unusable files)" if more else ""
+        remedy = "; fix or remove it, or run with --on-error quarantine to ingest the rest"
+        if self.environment:
+            return EnvironmentUnavailable(f"{self.path}: present but unusable: {self.reason}{tail}{remedy}")
+        return parse.NetmobFormatError(self.path, f"present but unusable: {self.reason}{tail}{remedy}")
+
+
+@dataclass
+class Survey:
+    """What :func:`survey` found under the city folders."""
+
+    #: the traffic files to read, by city and key
+    found: dict[str, dict[netmob.FileKey, str]]
+    #: every other file under the city folders, with the reason it is not used
+    ignored: dict[str, str]
+    #: files present in a traffic file's place that cannot be used (:class:`Unusable`)
+    unusable: list[Unusable]
 
 
 def discover(
@@ -119,15 +178,39 @@ def discover(
     services: Sequence[str] | None = None,
     directions: Sequence[str] | None = None,
 ) -> tuple[dict[str, dict[netmob.FileKey, str]], list[str]]:
-    """Find NetMob traffic files under ``root``.
+    """``(found, ignored paths)`` of :func:`survey` (the files to read, and the others, sorted).
 
-    Every file under a city folder (``<root>/<City>/...``, any depth) is examined. A file is used
-    when its path follows ``<City>/<Service>/<YYYYMMDD>/<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt``;
-    the city's tile geometry ``<City>/<City>.geojson`` is expected there and not listed; every
-    other file (wrong depth, other extension, a name or folder that does not match, an
-    impossible date) is listed in ``ignored``, so that nothing is skipped silently. Files that
-    follow the layout but lie outside the requested services/directions are not listed (they
-    were not asked for); their number is logged.
+    Files present but unusable (:class:`Unusable`) are in neither; :func:`plan` uses
+    :func:`survey`, which keeps them.
+    """
+    sv = survey(root, cities, services, directions)
+    return sv.found, sorted(sv.ignored)
+
+
+def survey(
+    root: str,
+    cities: Sequence[str] | None = None,
+    services: Sequence[str] | None = None,
+    directions: Sequence[str] | None = None,
+) -> Survey:
+    """Find NetMob traffic files under ``root``, and say why every other file is not used.
+
+    Every entry under a city folder (``<root>/<City>/...``, any depth) is examined. A regular
+    file is used when its path follows
+    ``<City>/<Service>/<YYYYMMDD>/<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt``, also compressed
+    (``.txt.gz``, ``.txt.bz2``, ``.txt.zst``, ``.txt.xz``, read transparently); the city's tile
+    geometry ``<City>/<City>.geojson`` is expected there and not listed. Otherwise:
+
+    - *ignored* (listed with the reason, never opened): wrong depth, other extension, a name
+      or folder that does not match, an impossible date; a FIFO, socket or device (opening one
+      would block a worker forever); a name that differs only in case from a traffic file that
+      is present too;
+    - *unusable* (:class:`Unusable`): in a traffic file's place, a directory, a broken or
+      looping symbolic link, a name that differs only in case (and no correctly named file),
+      or two copies of one file (``X.txt`` and ``X.txt.gz``: neither is used, never both).
+
+    Files that follow the layout but lie outside the requested services/directions are not
+    listed (they were not asked for); their number is logged.
 
     Parameters
     ----------
@@ -135,11 +218,6 @@ def discover(
         The NetMob folder (local path or fsspec URL) holding one folder per city.
     cities, services, directions
         Restrict to these (None: all found).
-
-    Returns
-    -------
-    tuple
-        ``({city: {FileKey: path}}, ignored)``, ``ignored`` sorted.
 
     Raises
     ------
@@ -154,36 +232,84 @@ def discover(
         city_dirs = [f"{base}/{c}" for c in cities]
     else:
         city_dirs = sorted(e["name"].rstrip("/") for e in fs.ls(base, detail=True) if e["type"] == "directory")
-    found: dict[str, dict[netmob.FileKey, str]] = defaultdict(dict)
-    ignored: list[str] = []
+    local = _is_local(fs)
+    copies: dict[netmob.FileKey, list[str]] = defaultdict(list)
+    near: list[tuple[str, netmob.FileKey, str]] = []  # (path, key, expected path): wrong case
+    ignored: dict[str, str] = {}
+    unusable: list[Unusable] = []
     deselected = 0
+
+    def selected(key: netmob.FileKey) -> bool:
+        return not ((services and key.service not in services) or (directions and key.direction not in directions))
+
     for cdir in city_dirs:
         if not fs.isdir(cdir):
             continue
         city = cdir.rsplit("/", 1)[-1]
-        for path in sorted(fs.find(cdir)):
+        entries = _listing(root, fs, cdir)
+        for path, info in sorted(entries.items()):
+            path = path.rstrip("/")
+            if path == cdir:
+                continue
             rel = path[len(cdir) + 1:].split("/")
             if rel == [f"{city}.geojson"]:
                 continue  # the city's tile geometry, read by the crosswalk
-            if len(rel) != 3 or not path.endswith(".txt"):
-                ignored.append(_unstrip(root, fs, path))
+            shown = _unstrip(root, fs, path)
+            key = _layout_key(city, rel)
+            kind = info.get("type")
+            if kind == "directory":
+                if key is not None and selected(key):
+                    unusable.append(Unusable(shown, "a directory, not a file", key))
+                continue  # other folders are walked, not listed
+            if kind != "file":
+                why, environment = _not_regular(path, info, local)
+                if key is not None and why is not None and selected(key):
+                    unusable.append(Unusable(shown, why, key, environment))
+                elif why is not None:
+                    ignored[shown] = why
+                else:
+                    ignored[shown] = (f"not a regular file ({_file_kind(path, local)}): never opened"
+                                      + ("" if key is None else f", so {key.relpath} is missing"))
                 continue
-            try:
-                key = netmob.parse_file_path(path)
-            except ValueError:
-                ignored.append(_unstrip(root, fs, path))
+            if key is None:
+                miss = _case_near_miss(city, rel)
+                if miss is not None:
+                    near.append((shown, miss, f"{cdir}/{miss.relpath}"))
+                else:
+                    ignored[shown] = NOT_TRAFFIC
                 continue
-            if (services and key.service not in services) or (directions and key.direction not in directions):
+            if not selected(key):
                 deselected += 1
                 continue
-            found[key.city][key] = _unstrip(root, fs, path)
+            copies[key].append(shown)
+    found: dict[str, dict[netmob.FileKey, str]] = defaultdict(dict)
+    for key, paths in copies.items():
+        if len(paths) == 1:
+            found[key.city][key] = paths[0]
+        else:
+            unusable.append(Unusable(paths[0], f"{len(paths)} copies of one file: {' and '.join(paths)} (each "
+                                     "would be counted; keep one)", key))
+    services_seen = {k.service.lower(): k.service for k in copies} | {s.lower(): s for s in services or ()}
+    for shown, miss, expected in near:
+        svc = services_seen.get(miss.service.lower(), miss.service)
+        key = netmob.FileKey(miss.city, svc, miss.day, miss.direction)
+        if key in copies:
+            ignored[shown] = f"name differs only in case from {copies[key][0]}, which is used"
+        elif selected(key):
+            unusable.append(Unusable(shown, f"the name differs in case from the layout's {expected}", key))
     if ignored:
-        logger.warning("ignored %d files under the city folders that are not NetMob traffic files "
-                       "(<City>/<Service>/<YYYYMMDD>/<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt), e.g. %s",
-                       len(ignored), ignored[0])
+        logger.warning("ignored %d files under the city folders, e.g. %s: %s", len(ignored),
+                       *next(iter(sorted(ignored.items()))))
+        for path, why in sorted(ignored.items()):
+            if why != NOT_TRAFFIC:
+                logger.warning("ignored %s: %s", path, why)
+    for u in unusable:
+        logger.warning("%s: present but unusable: %s", u.path, u.reason)
     if deselected:
         logger.info("%d NetMob files outside the requested services/directions not planned", deselected)
     if not found:
+        if unusable:
+            raise unusable[0].error(len(unusable) - 1)
         raise FileNotFoundError(
             f"{root}: no NetMob traffic files (<City>/<Service>/<YYYYMMDD>/<City>_<Service>_"
             f"<YYYYMMDD>_<DL|UL>.txt) for cities={cities or 'all'} services={services or 'all'} "
@@ -193,7 +319,105 @@ def discover(
         absent = sorted(set(cities) - set(found))
         if absent:
             raise FileNotFoundError(f"{root}: no traffic files for cities {absent}")
-    return dict(found), sorted(ignored)
+    return Survey(dict(found), ignored, sorted(unusable, key=lambda u: u.path))
+
+
+def _listing(root: str, fs, cdir: str) -> dict[str, dict]:
+    """Every entry under a city folder, with its info; an unreadable folder is an error.
+
+    fsspec's walk leaves an unreadable folder out silently (its ``on_error`` is not passed down
+    the recursion), so that its files would read as missing: a folder that shows no entry is
+    listed once more, which raises for an unreadable one (and costs nothing for the others).
+
+    Raises
+    ------
+    EnvironmentUnavailable
+        For a folder the ingest may not list (exit 3: permissions, not data).
+    """
+    try:
+        entries = fs.find(cdir, withdirs=True, detail=True)
+        parents = {p.rstrip("/").rsplit("/", 1)[0] for p in entries}
+        for p, info in entries.items():
+            if info.get("type") == "directory" and p.rstrip("/") not in parents:
+                fs.ls(p, detail=False)
+    except PermissionError as e:
+        where = _unstrip(root, fs, e.filename) if isinstance(e.filename, str) else _unstrip(root, fs, cdir)
+        raise EnvironmentUnavailable(f"{where}: cannot list the folder: permission denied (the environment, "
+                                     "not the data: give the ingest read access)") from None
+    return entries
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _layout_key(city: str, rel: list[str]) -> netmob.FileKey | None:
+    """The key of a path (relative to its city folder) that follows the layout, else None."""
+    if len(rel) != 3:
+        return None
+    try:
+        key = netmob.parse_file_path("/".join([city, *rel]))
+    except ValueError:
+        return None
+    return key if key.city == city else None
+
+
+_FILE_RE_ANY_CASE = re.compile(r"^(?P<city>[^_/]+)_(?P<service>.+)_(?P<date>\d{8})_(?P<direction>DL|UL)\.txt$",
+                               re.IGNORECASE)
+
+
+def _case_near_miss(city: str, rel: list[str]) -> netmob.FileKey | None:
+    """The key a path would have if its name and folders were spelt in the layout's case.
+
+    ``Lyon/Tor/20190316/lyon_Tor_20190316_DL.txt`` (or ``..._dl.TXT``, or a ``tor`` folder)
+    is present but unusable, not a stray file: the user meant the traffic file.
+    """
+    if len(rel) != 3:
+        return None
+    name = rel[2]
+    lower = name.lower()
+    for suffix in netmob.COMPRESSIONS:
+        if lower.endswith(".txt" + suffix):
+            name = name[: -len(suffix)]
+            break
+    m = _FILE_RE_ANY_CASE.match(name)
+    if m is None or m["city"].lower() != city.lower() or m["service"].lower() != rel[0].lower() or m["date"] != rel[1]:
+        return None
+    try:
+        day = dt.datetime.strptime(m["date"], "%Y%m%d").date()
+    except ValueError:
+        return None
+    return netmob.FileKey(city, rel[0], day, m["direction"].upper())
+
+
+def _file_kind(path: str, local: bool) -> str:
+    if not local:
+        return "not a file"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "unreadable entry"
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _not_regular(path: str, info: dict, local: bool) -> tuple[str | None, bool]:
+    """For an entry that is neither a file nor a folder: why it is unusable (a broken symbolic
+    link, and whether the environment is at fault), or None when it is a FIFO, socket or device
+    (ignored, never opened)."""
+    if not (local and info.get("islink")):
+        return None, False
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (ELOOP): the file system, not the data", True
+        return f"a symbolic link to a missing file ({info.get('destination', '?')})", False
+    return None, False
 
 
 def _unstrip(root: str, fs, path: str) -> str:
@@ -204,23 +428,83 @@ def _unstrip(root: str, fs, path: str) -> str:
     return path
 
 
+class _Unreadable(Exception):
+    """A file that could not be read: why, and whether the environment is at fault."""
+
+    def __init__(self, path: str, reason: str, environment: bool):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.environment = path, reason, environment
+
+    def error(self) -> Exception:
+        """The ``fail`` mode error: exit 3 for the environment (permissions), 1 for the data."""
+        if self.environment:
+            return EnvironmentUnavailable(
+                f"{self.path}: {self.reason} (the environment, not the data: make the file readable, "
+                "or run with --on-error quarantine to ingest the rest)")
+        return parse.NetmobFormatError(self.path, self.reason)
+
+
 def _read(path: str) -> bytes:
-    with fsspec.open(path, "rb") as f:
-        return f.read()
+    """The file's bytes, decompressed when its name says so (``.gz``, ``.bz2``, ``.zst``, ``.xz``).
+
+    Raises
+    ------
+    _Unreadable
+        For a permission error or a symbolic link loop (the environment), or a damaged
+        compressed file (the data).
+    """
+    codec = netmob.split_compression(path)[1]
+    try:
+        with fsspec.open(path, "rb", compression=codec) as f:
+            return f.read()
+    except PermissionError as e:
+        raise _Unreadable(path, f"permission denied ({e.strerror or e})", True) from None
+    except IsADirectoryError:
+        raise _Unreadable(path, "present but unusable: a directory, not a file", False) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _Unreadable(path, "a symbolic link loop (ELOOP): the file system, not the data", True) from None
+        if codec is None or e.errno is not None:
+            raise
+        raise _Unreadable(path, f"damaged {codec} file: {e}", False) from None
+    except (EOFError, zlib.error, lzma.LZMAError) as e:
+        raise _Unreadable(path, f"damaged {codec} file: {e or type(e).__name__}", False) from None
+    except Exception as e:
+        if codec == "zstd" and type(e).__name__ == "ZstdError":
+            raise _Unreadable(path, f"damaged zstd file: {e}", False) from None
+        raise
 
 
-def _tile_ids_only(key: netmob.FileKey, path: str, grid_size: int | None) -> np.ndarray:
+def _tile_ids_only(key: netmob.FileKey, path: str, grid_size: int | None, on_error: str = "fail"
+                   ) -> np.ndarray | None:  # fmt: skip
     """Sorted tile ids of a file's lines that have a valid one (the parser's own rules).
 
     Lines whose values are bad still name their tile; lines without a valid tile id (and ids
     outside the grid) are left out, and an empty file has no tiles: the file's own ingest
     reports them. Costs one parse of the
-    file (~0.1 s for a Paris-size file), once per city and new store.
+    file (~0.1 s for a Paris-size file), once per city and new store. In ``fail`` mode a file
+    with any problem (unreadable, empty, a bad line) fails here, naming its first problem; in
+    ``quarantine`` mode an unreadable or truncated file gives None (its own ingest quarantines
+    it; another file is compared instead).
     """
     try:
         pf = parse.parse_bytes(_read(path), netmob.slots_per_day(key.day), path)
     except parse.NetmobFormatError:  # an empty file: no tiles (its own ingest rejects it)
+        if on_error == "fail":
+            raise
         return np.empty(0, dtype=np.int64)
+    except _Unreadable as e:
+        if on_error == "fail":
+            raise e.error() from None
+        return None
+    if on_error == "fail":
+        # the file's own first problem (a line, a cut) is what fail mode names, not the tile
+        # list it leads to (a bad tile id reads as an absent tile)
+        errors = parse.check_file(pf, grid_size=grid_size)
+        if errors:
+            raise parse.NetmobFormatError(path, errors[0].reason, errors[0].line)
+    elif pf.truncated:  # a damaged copy says nothing reliable about the tile list
+        return None
     ids = np.unique(pf.tile_ids[pf.has_tile])
     return ids[ids < grid_size] if grid_size is not None else ids
 
@@ -233,6 +517,10 @@ class TileReference:
     deviant: str | None = None
     #: the store group the list was read from, on a later run ("" when taken from files now)
     stored_in: str = ""
+    #: how the list was taken when no file was fully clean (quarantine): "" or the rule
+    rule: str = ""
+    #: tiles on a valid line of some of the files but not of a majority: left out of the list
+    left_out: list[int] = field(default_factory=list)
 
     @property
     def from_store(self) -> bool:
@@ -243,6 +531,8 @@ class TileReference:
         if self.from_store:
             first = f" (first taken from {', '.join(self.sources)})" if self.sources else ""
             return f"the tile list stored in {self.stored_in}{first}"
+        if self.rule:
+            return f"{', '.join(self.sources)} ({self.rule})"
         return ", ".join(self.sources)
 
 
@@ -257,13 +547,52 @@ def _tile_diff(have: np.ndarray, ref: np.ndarray) -> str:
     return "; ".join(parts)
 
 
+#: Files a city's tile list is looked for in (quarantine) before the majority rule applies.
+REFERENCE_TRIES = 9
+
+
+def _majority_tiles(valid: Sequence[tuple[str, np.ndarray]], tried: Sequence[str]
+                    ) -> tuple[np.ndarray, TileReference]:  # fmt: skip
+    """Quarantine, when none of the first files is fully clean: the tiles named by a valid line
+    in a strict majority of the files tried that have a valid line (docs/_decisions_ingest.md,
+    "Tile list without a clean file"). Tiles seen in fewer are left out of the list (their lines are rejected as
+    unknown tiles by each file's ingest, and counted) and listed in the reference.
+
+    Raises
+    ------
+    NetmobFormatError
+        If no file tried has a valid line, or no tile is in a majority.
+    """
+    if not valid:
+        raise parse.NetmobFormatError(
+            tried[0] if tried else "?",
+            f"no file with a valid line to take the city's tile list from (tried {len(tried)}: "
+            f"{', '.join(tried[:3])}{' ...' if len(tried) > 3 else ''})")
+    n = len(valid)
+    ids, counts = np.unique(np.concatenate([v for _, v in valid]), return_counts=True)
+    keep = counts * 2 > n
+    tiles, left = ids[keep], ids[~keep]
+    sources = [p for p, _ in valid]
+    if not tiles.size:
+        raise parse.NetmobFormatError(sources[0], f"no tile is on a valid line in a majority of the {n} files "
+                                      f"tried for the city's tile list ({', '.join(sources)})")
+    rule = (f"no file fully clean: the tiles on a valid line in more than half of these {n} files; "
+            f"{left.size} tiles left out")
+    logger.warning("%s: none of the first %d files of the city is fully clean; quarantine takes the tile list "
+                   "from the majority of their valid lines: %d tiles, %d tiles left out (e.g. %s)",
+                   sources[0], len(tried), tiles.size, left.size, ", ".join(map(str, left[:5])) or "none")
+    return tiles, TileReference(sources, rule=rule, left_out=[int(t) for t in left])
+
+
 def _reference_tiles(paths: Sequence[tuple[netmob.FileKey, str]], grid_size: int | None, on_error: str
                      ) -> tuple[np.ndarray, TileReference]:  # fmt: skip
     """The city's tile list, cross-checked on up to three of its files.
 
     ``paths`` are the city's files in the plan's order (service, day, direction). The *primary*
     file is the first one, fully parsed and validated (in ``fail`` mode any problem in it fails
-    the run; in ``quarantine`` mode the first file without errors among the first few is used).
+    the run; in ``quarantine`` mode the first file without errors among the first few is used,
+    and when none of them is clean the list is the majority of their valid lines,
+    :func:`_majority_tiles`).
     Two more files, the middle and the last of the plan's order (or others when those are the
     primary), give their tile ids (:func:`_tile_ids_only`). If the files agree, that is the
     list; if two of three agree on a non-empty list, theirs is the list and the third is the
@@ -279,9 +608,17 @@ def _reference_tiles(paths: Sequence[tuple[netmob.FileKey, str]], grid_size: int
     """
     tried = []
     primary = None
+    valid: list[tuple[str, np.ndarray]] = []  # files with errors: the tile ids of their valid lines
     for i, (key, path) in enumerate(paths):
+        if len(tried) >= REFERENCE_TRIES:
+            break
         try:
             pf = parse.parse_bytes(_read(path), netmob.slots_per_day(key.day), path)
+        except _Unreadable as e:
+            if on_error == "fail":
+                raise e.error() from None
+            tried.append(path)
+            continue
         except parse.NetmobFormatError:
             if on_error == "fail":
                 raise
@@ -295,20 +632,21 @@ def _reference_tiles(paths: Sequence[tuple[netmob.FileKey, str]], grid_size: int
             primary = (i, np.sort(pf.tile_ids))
             break
         tried.append(path)
-        if i >= 8:
-            break
+        if pf.ok.any():  # a file without a valid line is no voter (like an empty one)
+            valid.append((path, np.unique(pf.tile_ids[pf.ok])))
     if primary is None:
-        raise parse.NetmobFormatError(
-            tried[0] if tried else "?", f"no clean file to take the city's tile list from (tried {len(tried)})"
-        )
+        return _majority_tiles(valid, tried)
     n = len(paths)
     picks = [primary[0]]
-    for j in (n // 2, n - 1, 0, 1, 2):
+    lists = [primary[1]]
+    for j in (n // 2, n - 1, 0, 1, 2, 3, 4):
         if len(picks) == 3:
             break
         if 0 <= j < n and j not in picks:
-            picks.append(j)
-    lists = [primary[1]] + [_tile_ids_only(*paths[j], grid_size) for j in picks[1:]]
+            ids = _tile_ids_only(*paths[j], grid_size, on_error)
+            if ids is not None:  # an unreadable file (quarantine) is not compared
+                picks.append(j)
+                lists.append(ids)
     names = [paths[j][1] for j in picks]
     groups: list[list[int]] = []
     for k, ids in enumerate(lists):
@@ -376,7 +714,12 @@ def plan(
     bad_dirs = sorted(set(directions or ()) - set(netmob.DIRECTIONS))
     if bad_dirs:
         raise ValueError(f"directions {bad_dirs} are not NetMob directions; allowed: {', '.join(netmob.DIRECTIONS)}")
-    found, ignored = discover(root, cities, services, directions)
+    sv = survey(root, cities, services, directions)
+    if sv.unusable and on_error == "fail":
+        raise sv.unusable[0].error(len(sv.unusable) - 1)
+    found, ignored = sv.found, dict(sv.ignored)
+    # quarantine: a file present but unusable takes its key's place and is stored as rejected
+    unusable = {u.key: u for u in sv.unusable if u.key is not None and u.key.city in found}
     keys = [k for files in found.values() for k in files]
     svcs = tuple(sorted(set(services))) if services else tuple(sorted({k.service for k in keys}))
     dirs = tuple(d for d in netmob.DIRECTIONS if (d in directions if directions else any(k.direction == d for k in keys)))
@@ -426,6 +769,9 @@ def plan(
                         continue
                     key = netmob.FileKey(city, s_name, day, direction)
                     path = files.get(key)
+                    bad = unusable.pop(key, None)
+                    if bad is not None:
+                        path = bad.path
                     absent += path is None
                     tasks.append(
                         FileTask(
@@ -439,13 +785,17 @@ def plan(
                             on_error=on_error,
                             grid_size=grid_size,
                             tiles_from=ref.describe(),
+                            unusable=bad.reason if bad is not None else "",
                         )
                     )
         if absent:
             logger.warning("%s: %d expected files are absent (stored as NaN, reported as missing)", city, absent)
+    for u in list(unusable.values()) + [u for u in sv.unusable if u.key is None]:
+        # outside this run's window or already complete in the store: listed, not stored
+        ignored[u.path] = f"present but unusable: {u.reason} (not planned in this run)"
     # biggest work first keeps workers busy to the end; missing files are cheap
     tasks.sort(key=lambda t: (t.path is None, t.key))
-    return IngestPlan(tasks, skipped, layouts, ignored, states, refs)
+    return IngestPlan(tasks, skipped, layouts, sorted(ignored), states, refs, ignored)
 
 
 def ingest_file(task: FileTask) -> FileReport:
@@ -464,8 +814,17 @@ def ingest_file(task: FileTask) -> FileReport:
         store.write_file_block(task.store, k.city, k.direction, task.service_index, task.day_index, sl, None,
                                store.STATUS["missing"])
         return rep
+    if task.unusable:  # never opened (a directory, a broken link, a wrong-case name, two copies)
+        if task.on_error == "fail":
+            raise parse.NetmobFormatError(task.path, f"present but unusable: {task.unusable}")
+        return _reject_file(task, rep, sl, f"present but unusable: {task.unusable}", b"")
     tiles = store.file_arrays(task.store, k.city, k.direction).tiles
-    data = _read(task.path)
+    try:
+        data = _read(task.path)
+    except _Unreadable as e:
+        if task.on_error == "fail":
+            raise e.error() from None
+        return _reject_file(task, rep, sl, e.reason, b"")
     rep.nbytes = len(data)
     try:
         pf = parse.parse_bytes(data, task.ncols, task.path)
@@ -508,6 +867,11 @@ def ingest_file(task: FileTask) -> FileReport:
     rep.tiles_missing = n_missing
     rep.errors = errors
     state = "ok" if not errors and not n_missing else "partial"
+    if pf.truncated:
+        # a damaged copy (every real file ends with a newline): where it was cut must not decide
+        # what is stored, so the whole file is quarantined; its line entries are kept
+        return _reject_file(task, rep, sl, f"truncated: the file does not end with a newline (cut in or after "
+                                           f"line {pf.n_lines}); copy it again", data, line=pf.n_lines)
     if state == "partial" and not ok.any():
         return _reject_file(task, rep, sl, f"no valid line: all {pf.n_lines} lines rejected", data)
     if diff:
@@ -589,6 +953,7 @@ def qc_report(
     states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
     ignored: Sequence[str] = (),
     tile_refs: dict[str, TileReference] | None = None,
+    ignored_reasons: dict[str, str] | None = None,
 ) -> dict:
     """Summarise a run and the store's state.
 
@@ -614,6 +979,7 @@ def qc_report(
         ],
         "ignored_files": len(ignored),
         "ignored_paths": list(ignored),
+        "ignored_reasons": {p: (ignored_reasons or {}).get(p, NOT_TRAFFIC) for p in ignored},
         "unknown_cities": [c for c in cities if c not in netmob.CITY_DIMS],
         "cities": {},
     }
@@ -632,7 +998,8 @@ def qc_report(
         ref = (tile_refs or {}).get(city)
         if ref is not None:
             cinfo["tile_list_from"] = {"files": list(ref.sources), "stored_in": ref.stored_in or None,
-                                       "deviant": ref.deviant}
+                                       "deviant": ref.deviant, "rule": ref.rule or None,
+                                       "left_out_tiles": len(ref.left_out), "left_out": list(ref.left_out)}
         inv = {v: k for k, v in store.STATUS.items()}
         for d in layout.directions:
             st, tot = store.file_states(store_path, city, d, known=states)
@@ -667,7 +1034,9 @@ def qc_markdown(qc: dict) -> str:
     ]
     ignored = qc.get("ignored_paths", [])
     lines.append(f"Ignored files (under the city folders, not NetMob traffic files): {len(ignored)}")
-    lines += [f"- {p}" for p in ignored[:MD_IGNORED_LIST]]
+    why = qc.get("ignored_reasons", {})
+    lines += [f"- {p}" + (f" ({why[p]})" if why.get(p, NOT_TRAFFIC) != NOT_TRAFFIC else "")
+              for p in ignored[:MD_IGNORED_LIST]]
     if len(ignored) > MD_IGNORED_LIST:
         lines.append(f"- ... and {len(ignored) - MD_IGNORED_LIST} more (all in the JSON report, `ignored_paths`)")
     lines.append("")
@@ -686,6 +1055,9 @@ def qc_markdown(qc: dict) -> str:
                          else f"Tile list from {files}")
             if ref["deviant"]:
                 lines.append(f"- {ref['deviant']} lists other tiles: reported against this list")
+            if ref.get("rule"):
+                shown = ", ".join(map(str, ref["left_out"][:10])) + (" ..." if ref["left_out_tiles"] > 10 else "")
+                lines.append(f"- {ref['rule']}" + (f": {shown}" if shown else ""))
             lines.append("")
         if c["missing"]:
             lines.append(f"Missing or rejected files (stored as NaN): {len(c['missing'])}")

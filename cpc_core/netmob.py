@@ -37,8 +37,10 @@ __all__ = [
     "STUDY_SERVICES",
     "DIRECTIONS",
     "FileKey",
+    "COMPRESSIONS",
     "day_slots_utc",
     "file_path",
+    "split_compression",
     "parse_file_path",
     "slots_per_day",
     "time_axis",
@@ -145,6 +147,27 @@ _FILE_RE = re.compile(
     r"^(?P<city>[^_/]+)_(?P<service>.+)_(?P<date>\d{8})_(?P<direction>DL|UL)\.txt$"
 )
 
+#: Compressed copies of a traffic file that are read transparently: the suffix after ``.txt``
+#: and fsspec's name of the codec (archives of the dataset are often stored compressed).
+#: Matched exactly (lower case), like the rest of the name.
+COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
+
+
+def split_compression(name: str) -> tuple[str, str | None]:
+    """``(name without a compression suffix, fsspec codec or None)``.
+
+    Examples
+    --------
+    >>> split_compression("Lyon_Tor_20190316_DL.txt.gz")
+    ('Lyon_Tor_20190316_DL.txt', 'gzip')
+    >>> split_compression("Lyon_Tor_20190316_DL.txt")
+    ('Lyon_Tor_20190316_DL.txt', None)
+    """
+    for suffix, codec in COMPRESSIONS.items():
+        if name.endswith(".txt" + suffix):
+            return name[: -len(suffix)], codec
+    return name, None
+
 
 @dataclass(frozen=True, order=True)
 class FileKey:
@@ -180,7 +203,8 @@ def file_path(city: str, service: str, day: dt.date, direction: str) -> str:
 
 
 def parse_file_path(path: str | Path) -> FileKey:
-    """Inverse of :func:`file_path`; accepts a path with any prefix.
+    """Inverse of :func:`file_path`; accepts a path with any prefix, and a compressed copy
+    (``.txt.gz``, ``.txt.bz2``, ``.txt.zst``, ``.txt.xz``: :data:`COMPRESSIONS`).
 
     Raises
     ------
@@ -188,7 +212,7 @@ def parse_file_path(path: str | Path) -> FileKey:
         If the name or its folders do not follow the NetMob layout.
     """
     p = Path(path)
-    m = _FILE_RE.match(p.name)
+    m = _FILE_RE.match(split_compression(p.name)[0])
     parts = p.parts
     if m is None or len(parts) < 4:
         raise ValueError(f"{path}: not a NetMob traffic file name (<City>_<Service>_<YYYYMMDD>_<DL|UL>.txt)")

@@ -59,7 +59,7 @@ REASONS = {
     NEGATIVE: "negative value",
     NAN_VALUE: "NaN value",
     BAD_TILE_ID: "tile id is not a non-negative integer",
-    TRUNCATED: "truncated last line (no newline, too few columns)",
+    TRUNCATED: "truncated last line (the file does not end with a newline)",
     EMPTY_LINE: "empty line",
     NEGATIVE_TILE_ID: "negative tile id",
     OUT_OF_RANGE: "value too large to store as float32 (above 3.4e38)",
@@ -303,6 +303,8 @@ class ParsedFile:
     ntok: np.ndarray
     nbytes: int = 0
     errors: list[LineError] = field(default_factory=list)
+    #: the file does not end with a newline: a damaged copy, its last line is ``TRUNCATED``
+    truncated: bool = False
 
     @property
     def n_lines(self) -> int:
@@ -320,7 +322,8 @@ class ParsedFile:
     @property
     def has_tile(self) -> np.ndarray:
         """Lines that name a valid tile id, whatever their values (tile-list comparisons)."""
-        return ~np.isin(self.status, (BAD_TILE_ID, TILE_ID_RANGE, EMPTY_LINE, NEGATIVE_TILE_ID))
+        # a truncated last line may have been cut inside its tile id
+        return ~np.isin(self.status, (BAD_TILE_ID, TILE_ID_RANGE, EMPTY_LINE, NEGATIVE_TILE_ID, TRUNCATED))
 
 
 def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "<bytes>") -> ParsedFile:
@@ -365,7 +368,17 @@ def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "
     # only blank lines: an empty file (checked after the parse, which is one pass anyway)
     if status[0] == EMPTY_LINE and np.all(status == EMPTY_LINE):
         raise NetmobFormatError(path, "empty file")
-    return ParsedFile(path, ncols, ids, values, status, errcol, ntok, nbytes=int(buf.size))
+    truncated = buf[-1] != _NL
+    if truncated:
+        # Every NetMob file ends with a newline: without one the copy was cut, maybe inside the
+        # last number (``1234`` read as ``12`` with the right column count), so the last line
+        # is never taken as data, whatever it parsed to.
+        start = int(buf.size) - int(np.argmax(buf[::-1] == _NL)) if (buf == _NL).any() else 0
+        ntok[-1] = max(_count_tokens(buf, start, int(buf.size)) - 1, 0)
+        status[-1] = TRUNCATED
+        errcol[-1] = ntok[-1]
+        values[-1] = np.nan
+    return ParsedFile(path, ncols, ids, values, status, errcol, ntok, nbytes=int(buf.size), truncated=bool(truncated))
 
 
 def check_file(
@@ -416,8 +429,10 @@ def check_file(
 def _describe(pf: ParsedFile, i: int) -> str:
     code = int(pf.status[i])
     reason = REASONS[code]
-    if code in (TOO_FEW, TOO_MANY, TRUNCATED):
+    if code in (TOO_FEW, TOO_MANY):
         return f"{reason}: expected {pf.ncols}, found {int(pf.ntok[i])}"
+    if code == TRUNCATED:
+        return f"{reason}: {int(pf.ntok[i])} of {pf.ncols} values, the last maybe cut"
     if code in (NON_NUMERIC, NEGATIVE, NAN_VALUE, OUT_OF_RANGE):
         return f"{reason} in value column {int(pf.errcol[i])}"
     if code in (DUPLICATE_TILE, OUTSIDE_GRID, UNKNOWN_TILE):

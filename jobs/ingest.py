@@ -60,7 +60,8 @@ def run_ingest(
         # nothing was written)
         states = plan.states if not plan.tasks else ingest.read_states(store, plan.layouts)
         qc = ingest.qc_report(store, reports, planned, outage_ratio=outage_ratio, states=states,
-                              ignored=plan.ignored, tile_refs=plan.tile_refs)
+                              ignored=plan.ignored, tile_refs=plan.tile_refs,
+                              ignored_reasons=plan.ignored_reasons)
         qc["store_fingerprint"] = _cache.store_fingerprint(store, planned, states=states)
     qc["skipped_complete"] = plan.skipped
     qc["seconds"] = round(time.perf_counter() - t0, 2)
@@ -75,7 +76,7 @@ def run_ingest(
     n_missing = sum(len(c["missing"]) for c in qc["cities"].values())
     logger.info(
         "ingest done in %.1f s: %d values stored, %d rejected, %d files missing, %d outage days flagged, "
-        "%d files ignored (not NetMob traffic files); QC report in %s", qc["seconds"], qc["values_stored"],
+        "%d files ignored (each with its reason in the QC report); QC report in %s", qc["seconds"], qc["values_stored"],
         qc["values_rejected"], n_missing, n_out, qc["ignored_files"], out,
     )
     return qc

@@ -572,3 +572,76 @@ def test_tile_list_mismatch_on_a_later_run_names_the_store_and_the_files(tmp_pat
         ingest.ingest_file(task)
     assert ei.value.path == str(f) and "1 of 4 tiles absent (e.g. 300)" in ei.value.reason
     assert f"the tile list stored in {s}/Lyon (first taken from {root}/Lyon/Tor/20190320/" in ei.value.reason
+
+
+def test_survey_names_what_is_present_but_unusable_and_never_lists_a_fifo_as_data(tmp_path):
+    """Issue #12: each entry in a traffic file's place is used, ignored with its reason, or
+    present but unusable (with its key, so that quarantine stores its slot as rejected)."""
+    import gzip
+    import os
+
+    from cpc_core import netmob
+
+    root = tmp_path / "netmob"
+    days = [dt.date(2019, 3, 20) + dt.timedelta(days=i) for i in range(6)]
+    paths = [_write(root, "Lyon", "Tor", d, "DL") for d in days]
+    paths[0].unlink()
+    os.mkfifo(paths[0])  # a FIFO: ignored, never opened
+    paths[1].unlink()
+    paths[1].mkdir()  # a directory in its place
+    paths[2].rename(paths[2].with_name(paths[2].name.replace("Lyon_Tor", "lyon_tor")))  # wrong case
+    paths[3].with_name(paths[3].name + ".gz").write_bytes(gzip.compress(paths[3].read_bytes()))  # two copies
+    paths[4].with_name(paths[4].name + ".zst").write_bytes(b"x")
+    paths[4].unlink()  # a compressed file only: used
+    stray = paths[5].with_name(paths[5].name.upper())  # wrong case beside the right file: ignored
+    stray.write_bytes(b"1 2\n")
+    sv = ingest.survey(str(root))
+    assert sv.found["Lyon"] == {netmob.FileKey("Lyon", "Tor", days[4], "DL"): str(paths[4]) + ".zst",
+                                netmob.FileKey("Lyon", "Tor", days[5], "DL"): str(paths[5])}
+    assert "a FIFO" in sv.ignored[str(paths[0])] and "never opened" in sv.ignored[str(paths[0])]
+    assert sv.ignored[str(stray)] == f"name differs only in case from {paths[5]}, which is used"
+    why = {u.path: (u.key.day, u.reason) for u in sv.unusable}
+    assert why[str(paths[1])] == (days[1], "a directory, not a file")
+    wrong = str(paths[2].with_name(paths[2].name.replace("Lyon_Tor", "lyon_tor")))
+    assert why[wrong][0] == days[2] and why[wrong][1].startswith("the name differs in case from the layout's")
+    assert why[str(paths[3])] == (days[3], f"2 copies of one file: {paths[3]} and {paths[3]}.gz (each would be "
+                                           "counted; keep one)")
+    assert len(sv.unusable) == 3
+    # fail mode stops while planning, naming the first and counting the others
+    with pytest.raises(NetmobFormatError, match=r"present but unusable: a directory, not a file \(and 2 more"):
+        ingest.plan(str(root), str(tmp_path / "s.zarr"))
+    assert store.read_layout(str(tmp_path / "s.zarr"), "Lyon") is None
+
+
+def test_majority_tile_list_when_no_first_file_is_clean(tmp_path):
+    """Issue #12: quarantine takes the tiles on a valid line in more than half of the files
+    tried; what is left out is listed and each of its lines is rejected and counted."""
+    root = tmp_path / "netmob"
+    keys = [("Tor", dt.date(2019, 3, 20) + dt.timedelta(days=i), "DL") for i in range(3)]
+    files = [_write(root, "Lyon", s, d, r, seed=i) for i, (s, d, r) in enumerate(keys)]
+    for i, f in enumerate(files):  # one negative value per file, on a different tile each
+        _corrupt_bytes(f, i + 1)
+    files[0].write_bytes(files[0].read_bytes() + b"500 " + b"1 " * 95 + b"1\n")  # in one file only
+    with pytest.raises(NetmobFormatError, match="negative value"):
+        ingest.plan(str(root), str(tmp_path / "f.zarr"))
+    p, reps, qc = _run_local(root, tmp_path / "q.zarr", on_error="quarantine")
+    np.testing.assert_array_equal(p.layouts["Lyon"].tiles, TILES)  # each tile valid in 2 of 3
+    ref = qc["cities"]["Lyon"]["tile_list_from"]
+    assert ref["left_out"] == [500] and ref["left_out_tiles"] == 1 and "more than half of these 3" in ref["rule"]
+    first = next(r for r in reps if r.path == str(files[0]))
+    assert [(e["line"], e["values"]) for e in first.errors] == [(1, 96), (5, 96)]
+    assert first.errors[1]["reason"].startswith("tile id not in the city's tile list: 500")
+    assert qc["values_rejected"] == 4 * 96 and qc["values_read"] == qc["values_stored"] + qc["values_rejected"]
+    # every file bad on every line: no list, an error naming the files tried
+    for f in files:
+        f.write_bytes(b"x 1\n")
+    with pytest.raises(NetmobFormatError, match="no file with a valid line to take the city's tile list from"):
+        ingest.plan(str(root), str(tmp_path / "e.zarr"), on_error="quarantine")
+
+
+def _corrupt_bytes(path: Path, lineno: int) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    toks = lines[lineno - 1].split()
+    toks[3] = b"-1"
+    lines[lineno - 1] = b" ".join(toks) + b"\n"
+    path.write_bytes(b"".join(lines))

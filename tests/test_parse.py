@@ -40,11 +40,34 @@ def test_round_trip_matches_plain_parse(n, m, data):
     assert pf.values_read == n * m
 
 
-def test_decimals_exponents_crlf_and_missing_final_newline():
-    raw = b"5 1.5 2e3 0.25\r\n6 3. 4E-1 +7\r\n7 0 0 0"
+def test_decimals_exponents_and_crlf():
+    raw = b"5 1.5 2e3 0.25\r\n6 3. 4E-1 +7\r\n7 0 0 0\r\n"
     pf = parse_bytes(raw, 3)
-    assert check_file(pf) == []
+    assert check_file(pf) == [] and not pf.truncated
     np.testing.assert_allclose(pf.values, [[1.5, 2000, 0.25], [3, 0.4, 7], [0, 0, 0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("raw,found", [
+    (b"5 1 2 3\n7 1 2 1234"[:-2], 3),  # cut inside the last number: 1234 would read as 12
+    (b"5 1 2 3\n7 1 2 3", 3),  # cut right before the newline: the right column count
+    (b"5 1 2 3\n7 1 2 3\r", 3),
+    (b"5 1 2 3\n7 1", 1),
+    (b"5 1 2 3\n71", 0),  # cut inside the tile id: not a tile of the file
+    (b"7 1 2 3", 3),  # a one-line file
+])
+def test_missing_final_newline_is_a_truncated_last_line(raw, found):
+    """Every NetMob file ends with a newline: without one the last line is never data, whatever
+    it parses to, and its value tokens are counted as rejected."""
+    pf = parse_bytes(raw, 3, "f.txt")
+    errors = check_file(pf)
+    assert pf.truncated
+    last = raw.count(b"\n") + 1
+    assert [(e.line, e.values) for e in errors] == [(last, found)]
+    assert errors[0].reason.startswith("truncated last line (the file does not end with a newline)")
+    assert np.isnan(pf.values[-1]).all() and not pf.has_tile[-1]
+    assert pf.values_read == 3 * (last - 1) + found
+    if last > 1:
+        np.testing.assert_array_equal(pf.values[0], [1, 2, 3])
 
 
 # (content, ncols, expected reason fragment, 1-based line)
@@ -56,7 +79,7 @@ BAD = [
     (b"1 nan 2 3\n", 3, "NaN value in value column 1", 1),
     (b"1 1 2 3\n2 NaN 2 3\n", 3, "NaN value in value column 1", 2),
     (b"1 1 2 3\n1 4 5 6\n", 3, "duplicate tile id: 1", 2),
-    (b"1 1 2 3\n2 1 2", 3, "truncated last line", 2),
+    (b"1 1 2 3\n2 1 2", 3, "truncated last line (the file does not end with a newline): 2 of 3", 2),
     (b"1 1 2 3\n\n2 1 2 3\n", 3, "empty line", 2),
     (b"1.5 1 2 3\n", 3, "tile id is not a non-negative integer", 1),
     (b"-4 1 2 3\n", 3, "negative tile id", 1),
