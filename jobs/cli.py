@@ -311,13 +311,19 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None) -> int:
-    """Run the chain; the run record is opened first, so that it records a cluster that cannot
-    be reached (or a bad cluster setting) as well as any stage's failure."""
+def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batch: bool = False) -> int:
+    """Run the chain.
+
+    ``cpc run`` refuses a bad cluster setting before it touches the output folder, like any
+    other configuration error. ``cpc submit`` (``batch``) opens the run record first, so that
+    its run.json records whatever happens: a bad cluster setting, a cluster that cannot be
+    reached, or any stage's failure.
+    """
     from jobs.pipeline import run_pipeline, run_record
 
+    spec = None if batch else _cluster_spec(cfg.cluster, cluster)
     with run_record(cfg, run_id) as record:
-        spec = _cluster_spec(cfg.cluster, cluster)
+        spec = spec or _cluster_spec(cfg.cluster, cluster)
         record["cluster"] = {"kind": spec.kind}
         from cluster import get_client
 
@@ -353,7 +359,7 @@ def cmd_submit(cfg: RunConfig, args) -> int:
     os.environ["TQDM_DISABLE"] = "1"
     run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     logger.info("cpc submit: run id %s", run_id)
-    return cmd_run(cfg, args.cluster, run_id=run_id)
+    return cmd_run(cfg, args.cluster, run_id=run_id, batch=True)
 
 
 def _terminate_as_interrupt(signum, frame):
