@@ -43,7 +43,7 @@ from cpc_core.config_validation import (
     ValidationConfig,
 )
 from cpc_core.errors import InputDataError, clip
-from cpc_core.estimate import correction_factor, small_area_flags
+from cpc_core.estimate import correction_factor, integer_if_whole, small_area_flags
 from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
 from cpc_core.validation import (
     SPEARMAN_EXACT_MAX_N,
@@ -1303,6 +1303,7 @@ def public_communes(prepared: Prepared) -> pd.DataFrame:
     out["suppressed"] = f["small_area"] & suppress
     for col in _PUBLIC_RATES:
         out[col] = f[col].where(~out["suppressed"])
+    out["population"] = integer_if_whole(out["population"])  # written 15818, not 15818.0
     return out.reset_index()
 
 
