@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import BaseModel, Field, SecretStr
 
 from cpc_core.config import RunConfig, load_config, redacted
