@@ -70,18 +70,22 @@ RhoT = TypeVar("RhoT", float, np.ndarray, pd.Series, xr.DataArray)
 
 
 def integer_if_whole(values: pd.Series) -> pd.Series:
-    """``values`` as pandas' nullable ``Int64`` when every known value is a whole number.
+    """``values`` as integers when every known value is a whole number.
 
     Counts (inhabitants, tiles) arrive as float64, because one missing value makes pandas
-    store the whole column as floats; a CSV then says ``15818.0``. As ``Int64`` they are
-    written ``15818``, and a missing value stays an empty field. A column with a fraction
-    (tile counts under area weights), an infinite value or a value beyond 2^53 (not exact in
-    a float) is returned unchanged, as is a column that is not float.
+    store the whole column as floats; a CSV then says ``15818.0``. As integers they are
+    written ``15818``: numpy ``int64`` when nothing is missing, else pandas' nullable
+    ``Int64``, whose missing values stay empty fields (note: ``DataFrame.to_numpy()`` of a
+    frame with an ``Int64`` column holding ``<NA>`` is an object array). A column with a
+    fraction (tile counts under area weights), an infinite value or a value beyond 2^53 (not
+    exact in a float) is returned unchanged, as is a column that is not float.
 
     Examples
     --------
     >>> integer_if_whole(pd.Series([15818.0, np.nan, 4561.0])).tolist()
     [15818, <NA>, 4561]
+    >>> integer_if_whole(pd.Series([15818.0, 4561.0])).dtype
+    dtype('int64')
     >>> integer_if_whole(pd.Series([2.5, 3.0])).dtype
     dtype('float64')
     """
@@ -90,7 +94,7 @@ def integer_if_whole(values: pd.Series) -> pd.Series:
     known = values.dropna().to_numpy(dtype=np.float64)
     if not (np.isfinite(known).all() and (known == np.round(known)).all() and (np.abs(known) < 2**53).all()):
         return values
-    return values.astype("Int64")
+    return values.astype("Int64" if len(known) < len(values) else np.int64)
 
 
 def _check_share(name: str, value: float, upper: float = 1.0) -> None:

@@ -441,4 +441,4 @@ def test_counts_are_written_as_integers(run):
     pub = pd.read_csv(out / "validation/communes_public.csv", dtype=str, keep_default_na=False)
     assert pub["population"].str.fullmatch(r"\d+").all()
     parquet = pd.read_parquet(out / "communes.parquet").set_index("commune")
-    assert str(parquet["population"].dtype) == "Int64" and str(parquet["n_tiles"].dtype) == "Int64"
+    assert parquet["population"].dtype == np.int64 and parquet["n_tiles"].dtype == np.int64
