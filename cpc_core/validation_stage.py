@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,7 +43,7 @@ from cpc_core.config_validation import (
     ValidationConfig,
 )
 from cpc_core.errors import InputDataError, clip
-from cpc_core.estimate import correction_factor, small_area_flags
+from cpc_core.estimate import correction_factor, integer_if_whole, small_area_flags
 from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
 from cpc_core.validation import (
     SPEARMAN_EXACT_MAX_N,
@@ -56,6 +56,7 @@ from cpc_core.validation import (
 )
 
 __all__ = [
+    "COMPUTE_STEPS",
     "CONTROLS",
     "LABELS",
     "METHOD_LABELS",
@@ -268,6 +269,9 @@ TABLES: tuple[TableSpec, ...] = (
         common_sample=True,
     ),  # fmt: skip
 )
+#: Steps :func:`compute` reports to its ``on_step`` callback: Spearman, the dependent tests,
+#: one per regression table.
+COMPUTE_STEPS = 2 + len(TABLES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1149,7 +1153,8 @@ def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) ->
     return TableResult(spec, "ok", tuple(fits), column_labels=labels)
 
 
-def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
+def compute(prepared: Prepared, config: ValidationConfig,
+            on_step: Callable[[str], None] | None = None) -> ValidationResult:
     """Tables 1, 2, the dependent-correlation tests and the regression tables.
 
     Parameters
@@ -1157,6 +1162,10 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     prepared : Prepared
         From :func:`prepare`.
     config : ValidationConfig
+    on_step : callable, optional
+        Called with the name of each step once it is done (a progress bar's tick), in order:
+        ``"spearman"``, ``"dependent tests"``, then the key of every table of :data:`TABLES`;
+        :data:`COMPUTE_STEPS` steps in all.
 
     Returns
     -------
@@ -1183,7 +1192,9 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     if prepared.lag_h is not None:
         indicators.append("log_cpc_per_1000_lag")
     with_outcome = f.loc[f["outcome"].notna()]
+    step = on_step if on_step is not None else (lambda name: None)
     spear = spearman_table(with_outcome, "outcome", indicators)
+    step("spearman")
     spear.insert(0, "variable", spear.pop("indicator"))
     spear.insert(0, "indicator", [variable_label(v, config, prepared.lag_h, prepared.cpc_lag_h)
                                   for v in spear["variable"]])  # fmt: skip
@@ -1216,6 +1227,7 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
         dep = pd.DataFrame(columns=["outcome", "target", "other", "method", "n", "r_target",
                                     "r_other", "r_target_other", "statistic", "df", "p_value",
                                     "ci_lower", "ci_upper", "alternative"])  # fmt: skip
+    step("dependent tests")
     undefined = dep.loc[dep["method"].ne("zou") & dep["statistic"].isna(), ["other", "n"]]
     for other, n in undefined.drop_duplicates("other").itertuples(index=False):
         notes.append(Note("dependent_tests", f"log_cpc_per_1000 vs {other}: the test is undefined "
@@ -1237,6 +1249,7 @@ def compute(prepared: Prepared, config: ValidationConfig) -> ValidationResult:
     for spec in TABLES:
         res = _fit_table(prepared, spec, config)
         tables[spec.key] = res
+        step(spec.key)
         if res.status == "skipped":
             notes.append(Note(spec.key, f"{spec.title.split(':')[0]} skipped: {res.reason}",
                               "warning"))  # fmt: skip
@@ -1290,6 +1303,7 @@ def public_communes(prepared: Prepared) -> pd.DataFrame:
     out["suppressed"] = f["small_area"] & suppress
     for col in _PUBLIC_RATES:
         out[col] = f[col].where(~out["suppressed"])
+    out["population"] = integer_if_whole(out["population"])  # written 15818, not 15818.0
     return out.reset_index()
 
 

@@ -6,23 +6,18 @@ Everything that executes work lives in ``jobs/``; the library only builds it.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from distributed import Client, as_completed
-from tqdm.auto import tqdm
+
+from jobs._progress import progress
+
+__all__ = ["map_with_progress", "progress"]
 
 from cluster import require_workers
 
 logger = logging.getLogger(__name__)
-
-
-def progress(total: int, desc: str, unit: str = "file"):
-    """A progress bar on stderr (off when stderr is not a terminal, or TQDM_DISABLE is set)."""
-    disable = True if os.environ.get("TQDM_DISABLE") else None
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
 def map_with_progress(

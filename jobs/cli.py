@@ -1,4 +1,4 @@
-"""The ``cpc`` command line: ``synth``, ``ingest``, ``run``, ``demo``, ``validate``, ``sweep``, ``submit``.
+"""The cpc command line: synth, ingest, run, demo, validate, sweep, submit, covariates, config.
 
 Each subcommand validates its arguments and configuration before any work starts, obtains a
 Dask client from ``cluster`` and calls one job function.
@@ -100,6 +100,13 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
                         "or DASK_GATEWAY__* variables) or a scheduler address tcp://host:port")
 
 
+def _add_set(p: argparse.ArgumentParser, what: str = "config",
+             example: str = "ingest.on_error=quarantine") -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a {what} value (a YAML value; repeatable), e.g. --set {example}; keys: "
+                        f"docs/config.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cpc", description=__doc__.splitlines()[0],
                                 epilog="exit status: 0 ok, 1 bad input data, 2 usage or configuration, "
@@ -110,62 +117,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"cpc {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("config", help="show the effective configuration (defaults filled in, secrets as ***)")
+    c = sub.add_parser("config", help="show the effective configuration (defaults filled in, secrets as ***) or "
+                                      "the reference of every key")
     csub = c.add_subparsers(dest="config_command", required=True)
-    cs = csub.add_parser("show", help="print the effective configuration as YAML, secrets redacted")
+    cs = csub.add_parser("show", help="print the effective configuration as YAML, defaults filled in, secrets "
+                                      "redacted")
     cs.add_argument("config", help="YAML run configuration")
-    cs.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(cs, example="estimate.lag_h=2")
+    cr = csub.add_parser("reference", help="print the reference of every configuration key (Markdown: type, "
+                                           "default, allowed values, description; docs/config.md)")
+    cr.add_argument("--out", default=None, help="write it to this file instead of printing it")
 
     s = sub.add_parser("synth", help="write synthetic NetMob23-format data with planted truth")
     s.add_argument("--out", required=True, help="output folder (netmob/, geo/, covariates/, truth/)")
     s.add_argument("--cities", nargs="+", default=None, help="city names or 'all' (default: Paris Lyon Toulouse Nice)")
-    s.add_argument("--services", nargs="+", default=list(netmob.STUDY_SERVICES))
-    s.add_argument("--start", type=_date, default=netmob.NETMOB_START)
-    s.add_argument("--days", type=int, default=28)
-    s.add_argument("--directions", nargs="+", default=["DL"], choices=list(netmob.DIRECTIONS))
+    s.add_argument("--services", nargs="+", default=list(netmob.STUDY_SERVICES), metavar="SERVICE",
+                   help="NetMob23 services to generate (default: Tor Web_Adult YouTube, which carry the planted "
+                        "truth; any other gets a YouTube-like daily shape)")
+    s.add_argument("--start", type=_date, default=netmob.NETMOB_START, metavar="YYYY-MM-DD",
+                   help=f"first day generated (default {netmob.NETMOB_START}, the first day of NetMob23)")
+    s.add_argument("--days", type=int, default=28, help="number of consecutive days generated (default 28)")
+    s.add_argument("--directions", nargs="+", default=["DL"], choices=list(netmob.DIRECTIONS),
+                   help="traffic directions: DL download, UL upload (default DL)")
     s.add_argument("--scale", type=float, default=0.01, help="tiles as a fraction of the real city's count (1.0 = real size)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0,
+                   help="random seed, 0 .. 2^32-1: the same seed gives the same files (default 0)")
     s.add_argument("--lag", type=int, default=0, help="planted lag in hours (Tor follows Web_Adult by LAG hours)")
     _add_cluster(s)
 
     i = sub.add_parser("ingest", help="parse a NetMob tree into a Zarr cube")
     i.add_argument("--input", required=True, help="NetMob root folder or URL (<City>/<Service>/<YYYYMMDD>/...)")
     i.add_argument("--store", required=True, help="Zarr store path or URL")
-    i.add_argument("--cities", nargs="+", default=None)
-    i.add_argument("--services", nargs="+", default=None)
-    i.add_argument("--directions", nargs="+", default=None, choices=list(netmob.DIRECTIONS))
+    i.add_argument("--cities", nargs="+", default=None, help="city folders to ingest, or 'all' (default: every "
+                                                              "city found)")
+    i.add_argument("--services", nargs="+", default=None, help="services to ingest (default: every service found)")
+    i.add_argument("--directions", nargs="+", default=None, choices=list(netmob.DIRECTIONS),
+                   help="traffic directions to ingest (default: both found)")
     i.add_argument("--on-error", choices=["fail", "quarantine"], default="fail",
                    help="fail: stop at the first bad file (default); quarantine: keep the good lines, report the rest")
-    i.add_argument("--compressor", choices=["lz4", "zstd", "blosc-zstd", "none"], default="lz4")
+    i.add_argument("--compressor", choices=["lz4", "zstd", "blosc-zstd", "none"], default="lz4",
+                   help="compression of the cube's arrays (default lz4, the fastest; zstd, the smallest)")
     i.add_argument("--report-dir", default=None, help="where the QC report goes (default <store>.reports/)")
     i.add_argument("--force", action="store_true", help="re-ingest files already complete in the store")
     _add_cluster(i)
 
     d = sub.add_parser("demo", help="generate the default synthetic data set and run the whole chain on it")
     d.add_argument("--out", default="cpc-demo", help="output folder (default ./cpc-demo)")
-    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(d, "demo config", "synth.days=7")
     _add_cluster(d)
 
     r = sub.add_parser("run", help="run the chain described by a YAML config")
     r.add_argument("config", help="YAML run configuration (see configs/)")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set ingest.on_error=quarantine")
+    _add_set(r)
     _add_cluster(r)
 
     b = sub.add_parser("submit", help="batch run for CI: non-interactive, run id, run.json, exit 0 only if every stage succeeded")
-    b.add_argument("config")
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("config", help="YAML run configuration (see configs/)")
+    _add_set(b)
     b.add_argument("--run-id", default=None, help="run id to record (default: time + random suffix)")
     _add_cluster(b)
 
     w = sub.add_parser("sweep", help="re-run over grids and lags on the same cube; one comparison table and plot")
-    w.add_argument("config")
+    w.add_argument("config", help="YAML run configuration whose cube and areas are swept (see configs/)")
     w.add_argument("--lags", nargs="+", type=int, default=None, help="lags (hours) to compare (default: the config's)")
     w.add_argument("--grids", nargs="+", default=["communes"], help="communes, departments, square:<metres>")
     w.add_argument("--outcome", default=None, help="CSV with the validation outcome per area (default: synthetic covariates)")
-    w.add_argument("--outcome-column", default="sexual_violence_per_1000")
-    w.add_argument("--outcome-key", default="commune")
-    w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    w.add_argument("--outcome-column", default="sexual_violence_per_1000",
+                   help="column of the outcome CSV holding the outcome per 1000 inhabitants (default "
+                        "sexual_violence_per_1000)")
+    w.add_argument("--outcome-key", default="commune",
+                   help="column of the outcome CSV holding the commune code (default commune)")
+    _add_set(w)
     _add_cluster(w)
 
     add_validate_parser(sub)
@@ -191,7 +213,7 @@ def add_covariates_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--pad-codes", action="store_true",
                    help="zero-pad 4-digit codes that lost their leading zero instead of refusing them")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec value, e.g. --set ssmsi.min_years=3")
+                   help="override a spec value (repeatable), e.g. --set ssmsi.min_years=3")
     c.set_defaults(func=_covariates)
     return c
 
@@ -239,6 +261,18 @@ def _version() -> str:
     from cpc_core import __version__
 
     return __version__
+
+
+def cmd_config_reference(out: str | None) -> int:
+    """Print (or write to ``out``) the configuration reference, ``docs/config.md``."""
+    from cpc_core.config_reference import render_markdown
+
+    text = render_markdown()
+    if out is None:
+        print(text, end="")
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+    return 0
 
 
 def cmd_config_show(cfg: RunConfig) -> int:
@@ -485,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "config":
+        if args.config_command == "reference":
+            return cmd_config_reference(args.out)
         return cmd_config_show(load_config(args.config, args.overrides))
     if args.command == "synth":
         return cmd_synth(args)

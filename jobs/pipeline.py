@@ -274,7 +274,8 @@ def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
     per = t.groupby(["area", "city"])["weight"].sum().reset_index()
     best = per.sort_values(["area", "weight"], ascending=[True, False]).drop_duplicates("area")
     n = per.groupby("area")["weight"].sum()
-    return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": n})
+    # whole tiles under the centroid rule are integers in the outputs; area weights stay fractional
+    return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": estimate.integer_if_whole(n)})
 
 
 def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key) -> dict[str, str]:

@@ -26,7 +26,7 @@ import json
 import logging
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from cpc_core.config_validation import (
     load_validation_config,
 )
 from cpc_core.errors import CpcError, InputDataError, UsageError, clip
+from jobs._progress import progress
 
 __all__ = ["cmd", "read_table", "run_validation"]
 
@@ -355,10 +356,17 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
 # --------------------------------------------------------------------------------------------
 
 
+#: figures :func:`_make_figures` may draw (Figures 1-5, the lag sweep): steps of the progress bar
+FIGURE_STEPS = 6
+
+
 def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                   paths_in: Mapping[str, Path | None], run_record: Mapping | None,
+                  on_figure: Callable[[str], None] | None = None,
                   ) -> tuple[dict, list, list, list]:  # fmt: skip
     """Figures 1-5 and the lag sweep; returns paths, report figures, skipped, removed.
+
+    ``on_figure(key)`` is called after each figure is written (a progress bar's tick).
 
     Rendered here, one after another: on two workers rendering them on the cluster measured
     no faster (BENCHMARKS.md, problem 3), and this stage is the single-node one.
@@ -379,6 +387,8 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             (fdir / f"{key}.{fmt}").write_bytes(data[fmt])
             paths[f"{key}.{fmt}"] = str(fdir / f"{key}.{fmt}")
         shown.append(report.ReportFigure(key, title, caption, data["png"]))
+        if on_figure is not None:
+            on_figure(key)
 
     mean_rho = float(f["rho"].mean())
     add("figure1", "Figure 1: composition of the estimates",
@@ -598,8 +608,32 @@ def run_validation(
         A required role has no column.
     FileNotFoundError
         The table or an explicitly configured input is missing.
+
+    Notes
+    -----
+    A progress bar in steps (inputs, statistics, each regression table, each figure, the
+    report) is drawn on stderr when it is a terminal, as the other stages' (off with
+    ``TQDM_DISABLE=1``, as ``cpc submit`` sets).
     """
     config = config or ValidationConfig()
+    n_steps = (2 + vs.COMPUTE_STEPS + 1 + (FIGURE_STEPS if config.figures.enabled else 0) + 1
+               + int(config.report))  # fmt: skip
+    with progress(n_steps, "validate", unit="step") as bar:
+
+        def step(name: str) -> None:
+            bar.set_postfix_str(name, refresh=False)
+            bar.update(1)
+
+        result = _validate(table, out_dir, config, run_dir=run_dir, disclosure=disclosure,
+                           run_record=run_record, step=step)  # fmt: skip
+        bar.update(bar.total - bar.n)  # the figures that were skipped
+    return result
+
+
+def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: ValidationConfig, *,
+              run_dir: str | Path | None, disclosure: vs.Thresholds | None, run_record: Mapping | None,
+              step: Callable[[str], None]) -> dict:
+    """:func:`run_validation`'s work; ``step(name)`` after each step of the progress bar."""
     out = Path(out_dir)  # created once the inputs have been read and checked
     cols = config.columns
     table_path = None if isinstance(table, pd.DataFrame) else Path(table)
@@ -658,14 +692,17 @@ def run_validation(
     if ebl_path:
         provenance_inputs["estimates by lag"] = _file_info(ebl_path)
 
+    step("inputs read")
     prepared = vs.prepare(frame, cfg_used, covariates=covs, search_interest=search,
                           estimates_by_lag=ebl, disclosure=disclosure, table_name=name)  # fmt: skip
-    result = vs.compute(prepared, cfg_used)
+    step("prepared")
+    result = vs.compute(prepared, cfg_used, on_step=step)
     out.mkdir(parents=True, exist_ok=True)
 
     outputs: dict[str, str] = {}
     table_paths, table_sections = _write_tables(out, prepared, result, cfg_used)
     outputs.update(table_paths)
+    step("tables written")
 
     pub = vs.public_communes(prepared)
     pub.to_csv(out / "communes_public.csv", index=False)
@@ -693,7 +730,7 @@ def run_validation(
             if p is not None:
                 provenance_inputs[key] = _file_info(p)
         fig_paths, shown, skipped, removed_fig = _make_figures(out, prepared, cfg_used, paths_in,
-                                                               run)  # fmt: skip
+                                                               run, on_figure=step)  # fmt: skip
         outputs.update(fig_paths)
         removed += removed_fig
 
@@ -716,6 +753,7 @@ def run_validation(
     }
     (out / "tables.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
     outputs["tables.json"] = str(out / "tables.json")
+    step("tables.json")
 
     if config.report:
         f = prepared.stats_frame
@@ -742,6 +780,7 @@ def run_validation(
         )  # fmt: skip
         (out / "report.html").write_text(page, encoding="utf-8")
         outputs["report.html"] = str(out / "report.html")
+        step("report")
     status = {k: t.status for k, t in result.tables.items()}
     logger.info("validation done: %s; outputs in %s", status, out)
     return {"out_dir": str(out), "outputs": outputs, "tables": status, "notes": notes,

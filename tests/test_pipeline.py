@@ -422,3 +422,23 @@ def test_poi_and_profile_settings_change_outputs(run, client):
     finally:
         run_pipeline(make_cfg(out), client)  # the module's run fixture is shared
     assert pd.read_csv(out / "poi_counts.csv", dtype={"commune": str}).set_index("commune").equals(before)
+
+
+def test_counts_are_written_as_integers(run):
+    """population and n_tiles: integer text in communes.csv (and communes_public.csv), the
+    values those of the synthetic truth and of the tile grids."""
+    out, _ = run
+    text = pd.read_csv(out / "communes.csv", dtype=str, keep_default_na=False).set_index("commune")
+    for col in ("population", "n_tiles", "n_hours"):
+        assert text[col].str.fullmatch(r"\d+").all(), (col, text[col].head().tolist())
+    truth = pd.read_csv(out / "data/truth/communes.csv", dtype={"commune": str}).set_index("commune")
+    np.testing.assert_array_equal(text["population"].astype(int).to_numpy(),
+                                  truth.loc[text.index, "population"].to_numpy())
+    # centroid rule: n_tiles counts the tiles whose centroid lies in the commune (every tile
+    # of the synthetic grids lies in one), so they add up to the cities' tiles
+    n_grid = sum(len(gpd.read_file(out / f"data/netmob/{c}/{c}.geojson")) for c in SYNTH["cities"])
+    assert text["n_tiles"].astype(int).sum() == n_grid
+    pub = pd.read_csv(out / "validation/communes_public.csv", dtype=str, keep_default_na=False)
+    assert pub["population"].str.fullmatch(r"\d+").all()
+    parquet = pd.read_parquet(out / "communes.parquet").set_index("commune")
+    assert parquet["population"].dtype == np.int64 and parquet["n_tiles"].dtype == np.int64
