@@ -305,16 +305,15 @@ def test_unreadable_config(open_dir):
 
 
 def test_output_dir_permission_denied(open_dir):
-    """EACCES on the output folder (``cpc validate`` creates it first): exit 3, the path and a
-    remedy; nothing written there."""
+    """EACCES on the output folder (``cpc synth`` creates it before any cluster starts): exit 3,
+    the path and a remedy; nothing written there."""
     locked = open_dir / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    table = write(open_dir / "t.csv", "commune,population\n01001,800\n")
-    code, text = _run_unprivileged(["validate", "--table", str(table), "--out", str(locked / "out")],
-                                   open_dir / "home")
+    code, text = _run_unprivileged(["synth", "--out", str(locked / "out"), "--cities", "Nice", "--days", "1",
+                                    "--scale", "0.001"], open_dir / "home")
     assert code == 3, text
-    assert f"cpc validate: permission denied: {locked / 'out'} (check its permissions" in text
+    assert f"cpc synth: permission denied: {locked / 'out'} (check its permissions" in text
     assert "Traceback" not in text
     assert list(locked.iterdir()) == []
 
