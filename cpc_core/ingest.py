@@ -111,6 +111,8 @@ class IngestPlan:
     states: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: per city, where its tile list came from (:func:`_reference_tiles`, or the store)
     tile_refs: dict[str, TileReference] = field(default_factory=dict)
+    #: damage found in the store and repaired by this plan (:func:`cpc_core.store.verify`)
+    damage: list[store.Damage] = field(default_factory=list)
 
 
 def discover(
@@ -352,6 +354,7 @@ def plan(
     compressor: str = "lz4",
     tile_chunk: int = store.MAX_TILE_CHUNK,
     force: bool = False,
+    repair: bool = False,
 ) -> IngestPlan:
     """Create or extend the store for the files found and list the work left to do.
 
@@ -362,6 +365,12 @@ def plan(
     (stored NaN, reported as missing), also at the edges of the window and when a city lacks a
     whole service or direction. A (city, direction, service, day) is skipped when its status in
     the store is complete (``ok`` or ``partial``) unless ``force``.
+
+    The store is checked first (``docs/_decisions_store.md``): lost metadata is recreated
+    (:func:`cpc_core.store.repair_metadata`) and every stored file's chunks are compared with
+    its record (:func:`cpc_core.store.verify`: their sizes, and with ``repair`` their CRCs
+    too); the files of damaged chunks are set to ``pending`` and planned again, each named in
+    a WARNING.
 
     Raises
     ------
@@ -385,6 +394,7 @@ def plan(
     if nowhere:
         logger.warning("services %s were requested but no city has a file of them: all their files are missing",
                        nowhere)
+    damage = store.repair_metadata(store_path, sorted(found), compressor=compressor, tile_chunk=tile_chunk)
     tasks: list[FileTask] = []
     skipped = 0
     layouts = {}
@@ -413,6 +423,7 @@ def plan(
         offsets = netmob.day_offsets(layout.first_day, all_days)
         # only the run's window is planned; other stored days are left alone
         span = [d for d in all_days if first <= d <= last]
+        damage += _repair_chunks(store_path, layout, full=repair)
         states.update(read_states(store_path, {city: layout}))
         absent = 0
         for direction in dirs:
@@ -445,7 +456,27 @@ def plan(
             logger.warning("%s: %d expected files are absent (stored as NaN, reported as missing)", city, absent)
     # biggest work first keeps workers busy to the end; missing files are cheap
     tasks.sort(key=lambda t: (t.path is None, t.key))
-    return IngestPlan(tasks, skipped, layouts, ignored, states, refs)
+    return IngestPlan(tasks, skipped, layouts, ignored, states, refs, damage)
+
+
+#: damaged chunks named one by one in the log; the rest are counted
+LOGGED_DAMAGE = 20
+
+
+def _repair_chunks(store_path: str, layout: store.CityLayout, full: bool) -> list[store.Damage]:
+    """Verify a city's chunks; set the files of damaged ones to ``pending`` (so they are planned
+    again) and name each at WARNING."""
+    found = store.verify(store_path, layout, full=full)
+    for k, d in enumerate(found):
+        if k < LOGGED_DAMAGE:
+            logger.warning("store damaged: %s; the file is ingested again", d.describe(store_path))
+    if len(found) > LOGGED_DAMAGE:
+        logger.warning("store damaged: %d more damaged chunks of %s (all in the QC report)", len(found) - LOGGED_DAMAGE,
+                       layout.city)
+    for direction in {d.direction for d in found}:
+        store.mark_pending(store_path, layout.city, direction,
+                           [c for d in found if d.direction == direction for c in d.cells])
+    return found
 
 
 def ingest_file(task: FileTask) -> FileReport:

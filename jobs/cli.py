@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cpc_core import netmob
 from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
+from cpc_core.errors import EnvironmentUnavailable, StoreDamaged
 
 # `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
 # them: `cpc --help` and a configuration error answer without them.
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--compressor", choices=["lz4", "zstd", "blosc-zstd", "none"], default="lz4")
     i.add_argument("--report-dir", default=None, help="where the QC report goes (default <store>.reports/)")
     i.add_argument("--force", action="store_true", help="re-ingest files already complete in the store")
+    i.add_argument("--repair", action="store_true",
+                   help="check every stored chunk against its checksum (reads the whole store) and re-ingest the "
+                        "files of damaged ones; a plain run checks sizes and metadata only")
     _add_cluster(i)
 
     d = sub.add_parser("demo", help="generate the default synthetic data set and run the whole chain on it")
@@ -213,7 +217,7 @@ def cmd_ingest(args) -> int:
     with _client(ClusterConfig(), args.cluster) as client:
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
-                        force=args.force)
+                        force=args.force, repair=args.repair)
     print(f"cube: {args.store}\nQC report: {qc['report_dir']}")
     return 0
 
@@ -294,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cpc {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except (StoreDamaged, EnvironmentUnavailable) as e:  # each carries its exit code (cpc_core.errors)
+        print(f"cpc {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except (ConfigError, FileNotFoundError) as e:
         print(f"cpc {args.command}: {e}", file=sys.stderr)
         return 2
