@@ -181,8 +181,10 @@ def _group(store: str, mode: str = "r"):
     return zarr.open_group(_location(store), mode=mode, zarr_format=3)
 
 
-def read_layout(store: str, city: str) -> CityLayout | None:
+def read_layout(store: str, city: str, check: bool = True) -> CityLayout | None:
     """Layout of ``city`` in ``store``, or None when the store or the group does not exist.
+
+    ``check``: first look for lost metadata (:func:`lost_metadata`, a few file checks).
 
     Raises
     ------
@@ -190,9 +192,9 @@ def read_layout(store: str, city: str) -> CityLayout | None:
         When the store or the city is there but metadata is lost (a ``zarr.json`` missing or
         unreadable, a coordinate array that cannot be read), naming it and the remedy.
     """
-    lost = lost_metadata(store, city)
+    lost = lost_metadata(store, city) if check else []
     if lost:
-        raise StoreDamaged(f"store damaged: {lost[0].describe(store)}; {REPAIR_HINT}")
+        raise StoreDamaged(damage_message(store, lost))
     try:
         g = _group(store)[city]
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
@@ -615,7 +617,7 @@ def repair_metadata(store: str, cities: Sequence[str], compressor: str = "lz4",
                 by_dir.setdefault(d.direction, set()).add(d.array)
         if not by_dir:
             continue
-        layout = read_layout(store, city)
+        layout = read_layout(store, city, check=False)
         g = open_city(store, city, mode="r+")
         for direction, names in sorted(by_dir.items()):
             hourly = g.attrs.get("layout_version", 1) >= 2
@@ -1277,9 +1279,11 @@ def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]],
             try:
                 with open(path, "wb") as fh:
                     fh.write(data)
-            except OSError:
+            except OSError as e:
                 if atomic:  # a full disk must not leave temp files behind
                     path.unlink(missing_ok=True)
+                if e.filename is None:  # a failed write() names no file: name the chunk
+                    e.filename = str(target)
                 raise
             if atomic:
                 os.replace(path, target)
