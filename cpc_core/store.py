@@ -669,11 +669,19 @@ def verify(store: str, layout: CityLayout, full: bool = False) -> list[Damage]:
         data = [(_member(g, d, store, layout.city), False)]
         if hourly_name(d) in g:
             data.append((g[hourly_name(d)], True))
+        done = status != STATUS["pending"]
         for arr, is_hourly in data:
-            sizes = _chunk_sizes(store, arr)
             n_tc = -(-arr.shape[1] // arr.chunks[1])
             decode = _chunk_decoder(arr) if full else None
-            for i, j in zip(*np.nonzero(status != STATUS["pending"]), strict=True):
+            check = done
+            if not full and n_tc == 1 and "://" not in _location(store):
+                # one listing, compared with the records as arrays: only suspect files are
+                # looked at one chunk at a time (for their messages) below
+                check = done & _suspect_files(arr, is_hourly, layout, offsets, records)
+                if not check.any():
+                    continue
+            sizes = _chunk_sizes(store, arr)
+            for i, j in zip(*np.nonzero(check), strict=True):
                 i, j = int(i), int(j)
                 if (i, j) in seen:
                     continue
@@ -707,6 +715,48 @@ def verify(store: str, layout: CityLayout, full: bool = False) -> list[Damage]:
                                           (source_file(layout, d, i, j),)))
                         seen.add((i, j))
                         break
+    return out
+
+
+def _suspect_files(arr, is_hourly: bool, layout: CityLayout, offsets: np.ndarray,
+                   records: np.ndarray | None) -> np.ndarray:
+    """(service, day) bool: files with a chunk missing or of another size than recorded.
+
+    One ``scandir`` per service (and per day for the hourly array), sizes compared with the
+    records as arrays: ~1 us per chunk instead of ~30 us chunk by chunk in Python.
+    """
+    n_s, n_d = len(layout.services), len(layout.days)
+    base = os.path.join(str(arr.store_path.store.root), arr.store_path.path, "c")
+    n_x = n_d if is_hourly else arr.shape[2] // TIME_CHUNK
+    sizes = np.full((n_s, n_x), -1, dtype=np.int64)
+    for si in range(n_s):
+        try:
+            it = os.scandir(os.path.join(base, str(si), "0"))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for e in it:
+                if not e.name.isdigit() or int(e.name) >= n_x:
+                    continue
+                try:
+                    st = os.stat(os.path.join(e.path, "0")) if is_hourly else e.stat()
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                sizes[si, int(e.name)] = st.st_size
+    if is_hourly:
+        exp = records[:, :, HOURLY_RECORD, 0].astype(np.int64) if records is not None else np.zeros((n_s, n_d), np.int64)
+        return (sizes < 0) | ((exp > 0) & (sizes != exp))
+    hour_day = np.empty(n_x, dtype=np.int64)
+    hour_k = np.empty(n_x, dtype=np.int64)
+    for j, day in enumerate(layout.days):
+        h0, nh = int(offsets[j]) // TIME_CHUNK, netmob.slots_per_day(day) // TIME_CHUNK
+        hour_day[h0:h0 + nh] = j
+        hour_k[h0:h0 + nh] = np.arange(nh)
+    exp = records[:, hour_day, hour_k, 0].astype(np.int64) if records is not None else np.zeros_like(sizes)
+    bad_hour = (sizes < 0) | ((exp > 0) & (sizes != exp))
+    out = np.zeros((n_s, n_d), dtype=bool)
+    si, h = np.nonzero(bad_hour)
+    out[si, hour_day[h]] = True
     return out
 
 
