@@ -423,8 +423,12 @@ def plan(
         offsets = netmob.day_offsets(layout.first_day, all_days)
         # only the run's window is planned; other stored days are left alone
         span = [d for d in all_days if first <= d <= last]
-        damage += _repair_chunks(store_path, layout, full=repair)
-        states.update(read_states(store_path, {city: layout}))
+        verified: dict = {}
+        found_here = _repair_chunks(store_path, layout, full=repair, states=verified)
+        damage += found_here
+        # the per-file arrays verify read, unless it changed them
+        states.update(verified if not found_here and len(verified) == len(layout.directions)
+                      else read_states(store_path, {city: layout}))
         absent = 0
         for direction in dirs:
             status = states[city, direction][0]
@@ -463,10 +467,11 @@ def plan(
 LOGGED_DAMAGE = 20
 
 
-def _repair_chunks(store_path: str, layout: store.CityLayout, full: bool) -> list[store.Damage]:
+def _repair_chunks(store_path: str, layout: store.CityLayout, full: bool,
+                   states: dict | None = None) -> list[store.Damage]:  # fmt: skip
     """Verify a city's chunks; set the files of damaged ones to ``pending`` (so they are planned
-    again) and name each at WARNING."""
-    found = store.verify(store_path, layout, full=full)
+    again) and name each at WARNING. ``states``: see :func:`cpc_core.store.verify`."""
+    found = store.verify(store_path, layout, full=full, states=states)
     for k, d in enumerate(found):
         if k < LOGGED_DAMAGE:
             logger.warning("store damaged: %s; the file is ingested again", d.describe(store_path))

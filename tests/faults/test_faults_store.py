@@ -261,3 +261,34 @@ def test_disk_full_while_writing_chunks_then_resume(tree, clean, tiny_tmpfs, cli
     got = _read(store)
     for name in ARRAYS:
         np.testing.assert_array_equal(got[name], clean[1][name], err_msg=name)
+
+
+# ---------------------------------------------------------------- a whole run
+
+
+@pytest.mark.slow
+def test_run_stops_on_a_damaged_chunk_and_repair_restores_the_results(tmp_path, client):
+    """``cpc demo`` (ingest + rollup + estimates) on a store whose hourly chunk was overwritten
+    with random bytes of the same size: exit 1 naming the chunk, its source file and the
+    remedy; ``cpc ingest --repair`` re-ingests that one file; the next run's communes.csv is
+    identical to the undamaged run's."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--set", "synth.cities=[Lyon]", "--set", "synth.days=2",
+            "--set", "synth.scale=0.002", "--cluster", client.scheduler.address]
+    expect(run_cpc(*args), 0)
+    before = (out / "communes.csv").read_bytes()
+    chunk = out / "cube.zarr" / CITY / "DL_hourly" / "c" / "1" / "0" / "1" / "0"  # Web_Adult, 2nd day
+    chunk.write_bytes(np.random.default_rng(5).bytes(chunk.stat().st_size))
+    for cached in (out / "internal" / "cache").glob("*"):  # make the rollup read the cube again
+        if cached.name.startswith(("hourly-", "tiles-")):
+            shutil.rmtree(cached)
+    src = "Lyon/Web_Adult/20190317/Lyon_Web_Adult_20190317_DL.txt"
+    expect(run_cpc(*args), 1, f"store damaged: {out}/cube.zarr/{CITY}/DL_hourly chunk c/1/0/1/0 (from {src}): "
+                              "checksum (CRC-32) mismatch", "cpc ingest --repair")
+    qc_dir = tmp_path / "qc"
+    expect(run_cpc("ingest", "--repair", "--input", str(out / "data" / "netmob"), "--store", str(out / "cube.zarr"),
+                   "--report-dir", str(qc_dir), "--cluster", client.scheduler.address), 0, f"(from {src})")
+    qc = json.loads(next(qc_dir.glob("ingest-*.json")).read_text())
+    assert qc["files"]["ok"] == 1 and [r["chunk"] for r in qc["repaired"]] == ["c/1/0/1/0"]
+    expect(run_cpc(*args), 0)
+    assert (out / "communes.csv").read_bytes() == before
