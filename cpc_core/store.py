@@ -54,7 +54,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -334,12 +333,8 @@ def _time_minutes(index: pd.DatetimeIndex) -> np.ndarray:
     return ((index - _EPOCH) // pd.Timedelta(minutes=1)).to_numpy().astype(np.int64)
 
 
-def create_or_extend(
-    store: str,
-    want: CityLayout,
-    compressor: str = "lz4",
-    tile_chunk: int = MAX_TILE_CHUNK,
-) -> CityLayout:
+def create_or_extend(store: str, want: CityLayout, compressor: str = "lz4",
+                     tile_chunk: int = MAX_TILE_CHUNK) -> CityLayout:
     """Create the city group, or extend it to cover ``want``; return the resulting layout.
 
     Extending appends services and later days; the tile list never changes. Runs on the
@@ -349,7 +344,21 @@ def create_or_extend(
     ------
     ValueError
         If the tiles differ from the stored ones, or days would have to be prepended.
+    cpc_core.errors.EnvironmentUnavailable
+        When the store cannot be written (disk full, read-only, permissions), naming the path.
     """
+    try:
+        return _create_or_extend_impl(store, want, compressor, tile_chunk)
+    except OSError as e:
+        raise _environment_error(e, f"{store}/{want.city}") from e
+
+
+def _create_or_extend_impl(
+    store: str,
+    want: CityLayout,
+    compressor: str = "lz4",
+    tile_chunk: int = MAX_TILE_CHUNK,
+) -> CityLayout:
     have = read_layout(store, want.city)
     root = _group(store, mode="a")
     if have is None:
@@ -583,8 +592,16 @@ def repair_metadata(store: str, cities: Sequence[str], compressor: str = "lz4",
       tiles, services and days), and the direction's per-file arrays reset, so that every file
       of that direction is ingested again (the other direction is kept).
 
-    Each repair is logged at WARNING.
+    Each repair is logged at WARNING. Storage errors are :class:`EnvironmentUnavailable`.
     """
+    try:
+        return _repair_metadata_impl(store, cities, compressor, tile_chunk)
+    except OSError as e:
+        raise _environment_error(e, str(store)) from e
+
+
+def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "lz4",
+                    tile_chunk: int = MAX_TILE_CHUNK) -> list[Damage]:
     lost = lost_metadata(store)
     for city in cities:
         lost += [d for d in lost_metadata(store, city) if d.city]
@@ -773,6 +790,13 @@ def mark_pending(store: str, city: str, direction: str, cells: Sequence[tuple[in
     """Set the status of the files at ``cells`` (service index, day index) to ``pending``, so that
     the next ingest writes them again (a damaged file is never taken for complete, even if the
     repair is interrupted)."""
+    try:
+        _mark_pending_impl(store, city, direction, cells)
+    except OSError as e:
+        raise _environment_error(e, f"{store}/{city}/{direction}_status") from e
+
+
+def _mark_pending_impl(store: str, city: str, direction: str, cells: Sequence[tuple[int, int]]) -> None:
     g = open_city(store, city, mode="r+")
     arr = g[f"{direction}_status"]
     for i, j in sorted(set(cells)):
@@ -814,7 +838,7 @@ def hourly_records(store: str, city: str, direction: str, si: int, d0: int, d1: 
     written (``(d1 - d0, 2)``, zeros where not recorded; None when the city keeps no records),
     and the source file of each day (for messages)."""
     rec = _records(store, city, direction, si, d0, d1)
-    layout = read_layout(store, city)
+    layout = read_layout(store, city, check=False)  # the rollup checked the metadata on the client
     sources = [source_file(layout, direction, si, d) for d in range(d0, d1)]
     return (None if rec is None else rec[:, HOURLY_RECORD]), sources
 
@@ -833,7 +857,7 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
     """
     if "://" in _location(store):
         return
-    layout = read_layout(store, city)
+    layout = read_layout(store, city, check=False)  # the rollup checked the metadata on the client
     arr = open_city(store, city)[direction]
     if arr.chunks[1] != arr.shape[1]:
         return
