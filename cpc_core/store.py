@@ -98,8 +98,9 @@ MAX_TILE_CHUNK = 131_072
 CHUNK_RECORDS = HOURS_PAD + 1
 HOURLY_RECORD = HOURS_PAD  # the entry of the hourly chunk
 
-REPAIR_HINT = ("run `cpc ingest --repair` with the same --input and --store (or re-run the same command) "
-               "to re-ingest the affected files")
+#: the remedy every StoreDamaged message ends with (a plain re-run repairs lost metadata and
+#: chunks of the wrong size too, but only --repair compares checksums: this one always works)
+REPAIR_HINT = "run `cpc ingest --repair` with the same --input and --store to re-ingest the affected files"
 
 #: Values of ``<DIR>_status``.
 STATUS = {
