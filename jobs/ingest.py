@@ -79,7 +79,7 @@ def run_ingest(
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"ingest-{stamp}.json").write_text(json.dumps(qc, indent=2, default=str))
-        (out / f"ingest-{stamp}.md").write_text(ingest.qc_markdown(qc))
+        (out / f"ingest-{stamp}.md").write_text(ingest.qc_markdown(qc) + _repaired_markdown(qc))
         ingest.rejected_frame(reports).to_csv(out / f"rejected-{stamp}.csv", index=False)
     except OSError as e:
         from cpc_core.store import _environment_error
@@ -94,3 +94,14 @@ def run_ingest(
         qc["values_rejected"], n_missing, n_out, qc["ignored_files"], out,
     )
     return qc
+
+
+def _repaired_markdown(qc: dict) -> str:
+    """The QC report's section on store damage found and repaired by this run (empty if none)."""
+    rows = qc.get("repaired") or []
+    if not rows:
+        return ""
+    lines = ["", f"## Store damage repaired ({len(rows)}; checked: {qc.get('verified', 'sizes')})", "",
+             "| city | array | chunk | reason | source files (ingested again) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['city']} | {r['array']} | {r['chunk']} | {r['reason']} | {', '.join(r['sources'])} |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -159,6 +159,8 @@ def test_damaged_chunk_is_named_and_repaired_by_a_plain_rerun(tree, clean, damag
     assert ans.text.count("store damaged:") == 1
     _assert_repaired(damaged, clean[1], reparsed=1)
     assert _qc(damaged)["repaired"][0]["chunk"] == key
+    md = sorted(damaged.with_name(damaged.name + ".qc").glob("ingest-*.md"), key=os.path.getmtime)[-1].read_text()
+    assert f"| {CITY} | {array} | {key} |" in md and _source(service, day) in md
 
 
 def test_random_bytes_found_by_repair_and_never_read_as_data(tree, clean, damaged, client):
