@@ -8,7 +8,9 @@ and, where there is one, the remedy.
 exit code  meaning
 =========  ==========================================================================
 0          success
-1          bad input data (:class:`InputDataError`): a file, its line and the reason
+1          bad input data (:class:`InputDataError`): a file, its line and the reason;
+           or a damaged store (:class:`StoreDamaged`): the city, array, chunk and the
+           source file it came from, and how to repair it
 2          usage or configuration (:class:`UsageError`): the key and what is allowed
 3          environment unavailable (:class:`EnvironmentUnavailable`): cluster, storage,
            permissions, disk full; the address or path
@@ -27,6 +29,7 @@ __all__ = [
     "CpcError",
     "EnvironmentUnavailable",
     "InputDataError",
+    "StoreDamaged",
     "UsageError",
     "clip",
 ]
@@ -86,3 +89,17 @@ class EnvironmentUnavailable(CpcError, RuntimeError):
     """
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class StoreDamaged(CpcError, RuntimeError):
+    """The cube on disk is damaged: a chunk that does not match its checksum or size, cannot
+    be decoded or is gone, or a ``zarr.json`` that is missing. Exit code 1 (bad data: the data
+    at rest, not the input files and not the environment; retrying does not help, repairing
+    does).
+
+    The message starts with ``store damaged:``, names the city, array, chunk and the source
+    file(s) the chunk came from, and says how to repair (``cpc ingest --repair``, which
+    re-ingests only the affected files).
+    """
+
+    exit_code = EXIT_DATA

@@ -129,6 +129,8 @@ class IngestPlan:
     tile_refs: dict[str, TileReference] = field(default_factory=dict)
     #: why each ignored file was not used (:func:`survey`)
     ignored_reasons: dict[str, str] = field(default_factory=dict)
+    #: damage found in the store and repaired by this plan (:func:`cpc_core.store.verify`)
+    damage: list[store.Damage] = field(default_factory=list)
 
 
 #: Why a file under a city folder was not used, when nothing more specific is known.
@@ -690,6 +692,7 @@ def plan(
     compressor: str = "lz4",
     tile_chunk: int = store.MAX_TILE_CHUNK,
     force: bool = False,
+    repair: bool = False,
 ) -> IngestPlan:
     """Create or extend the store for the files found and list the work left to do.
 
@@ -700,6 +703,12 @@ def plan(
     (stored NaN, reported as missing), also at the edges of the window and when a city lacks a
     whole service or direction. A (city, direction, service, day) is skipped when its status in
     the store is complete (``ok`` or ``partial``) unless ``force``.
+
+    The store is checked first (``docs/_decisions_store.md``): lost metadata is recreated
+    (:func:`cpc_core.store.repair_metadata`) and every stored file's chunks are compared with
+    its record (:func:`cpc_core.store.verify`: their sizes, and with ``repair`` their CRCs
+    too); the files of damaged chunks are set to ``pending`` and planned again, each named in
+    a WARNING.
 
     Raises
     ------
@@ -728,6 +737,7 @@ def plan(
     if nowhere:
         logger.warning("services %s were requested but no city has a file of them: all their files are missing",
                        nowhere)
+    damage = store.repair_metadata(store_path, sorted(found), compressor=compressor, tile_chunk=tile_chunk)
     tasks: list[FileTask] = []
     skipped = 0
     layouts = {}
@@ -756,7 +766,12 @@ def plan(
         offsets = netmob.day_offsets(layout.first_day, all_days)
         # only the run's window is planned; other stored days are left alone
         span = [d for d in all_days if first <= d <= last]
-        states.update(read_states(store_path, {city: layout}))
+        verified: dict = {}
+        found_here = _repair_chunks(store_path, layout, full=repair, states=verified)
+        damage += found_here
+        # the per-file arrays verify read, unless it changed them
+        states.update(verified if not found_here and len(verified) == len(layout.directions)
+                      else read_states(store_path, {city: layout}))
         absent = 0
         for direction in dirs:
             status = states[city, direction][0]
@@ -795,7 +810,28 @@ def plan(
         ignored[u.path] = f"present but unusable: {u.reason} (not planned in this run)"
     # biggest work first keeps workers busy to the end; missing files are cheap
     tasks.sort(key=lambda t: (t.path is None, t.key))
-    return IngestPlan(tasks, skipped, layouts, sorted(ignored), states, refs, ignored)
+    return IngestPlan(tasks, skipped, layouts, sorted(ignored), states, refs, ignored, damage)
+
+
+#: damaged chunks named one by one in the log; the rest are counted
+LOGGED_DAMAGE = 20
+
+
+def _repair_chunks(store_path: str, layout: store.CityLayout, full: bool,
+                   states: dict | None = None) -> list[store.Damage]:  # fmt: skip
+    """Verify a city's chunks; set the files of damaged ones to ``pending`` (so they are planned
+    again) and name each at WARNING. ``states``: see :func:`cpc_core.store.verify`."""
+    found = store.verify(store_path, layout, full=full, states=states)
+    for k, d in enumerate(found):
+        if k < LOGGED_DAMAGE:
+            logger.warning("store damaged: %s; the file is ingested again", d.describe(store_path))
+    if len(found) > LOGGED_DAMAGE:
+        logger.warning("store damaged: %d more damaged chunks of %s (all in the QC report)", len(found) - LOGGED_DAMAGE,
+                       layout.city)
+    for direction in {d.direction for d in found}:
+        store.mark_pending(store_path, layout.city, direction,
+                           [c for d in found if d.direction == direction for c in d.cells])
+    return found
 
 
 def ingest_file(task: FileTask) -> FileReport:

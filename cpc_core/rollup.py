@@ -174,7 +174,8 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     """
     from cpc_core import store
 
-    arr = store.open_city(store_path, city)[direction]
+    g = store.open_city(store_path, city)
+    arr = store._member(g, direction, store_path, city)
     n_tiles = arr.shape[1]
     # Hours per read: one hour (one whole chunk, copied contiguously) for large cities; for
     # small tile counts zarr's ~0.5 ms per call dominates, so several chunks are read at once
@@ -183,15 +184,25 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     hourly = np.empty((len(services), weights.shape[0], h1 - h0), dtype=np.float32)
     tiles = np.zeros((len(services), n_tiles), dtype=np.float64)
     for k, si in enumerate(services):
+        # the chunks' bytes are checked against their records before zarr decodes them: a
+        # damaged chunk is never read as data
+        store.check_hour_chunks(store_path, city, direction, si, h0, h1)
         for a in range(h0, h1, step):
             b = min(a + step, h1)
-            blk = arr[si, :, a * SLOTS_PER_HOUR : b * SLOTS_PER_HOUR]
+            try:
+                blk = arr[si, :, a * SLOTS_PER_HOUR : b * SLOTS_PER_HOUR]
+            except Exception as e:  # a chunk zarr cannot decode (not recorded, so not checked)
+                raise store.StoreDamaged(
+                    f"store damaged: {store_path}/{city}/{direction} chunks c/{si}/0/{a}..c/{si}/0/{b - 1} "
+                    f"(service #{si}, hours {a}..{b - 1}): cannot be decoded ({type(e).__name__}: {e}); "
+                    f"{store.REPAIR_HINT}") from e
             hourly[k, :, a - h0 : b - h0] = _rollup_block(blk[None], weights)[0]
             tiles[k] += _row_sums(blk)
     return hourly, tiles
 
 
-def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...]):
+def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...], records: np.ndarray | None = None,
+               sources: list[str] | None = None):
     """Yield ``(tiles, 25)`` blocks of local days ``d0:d1`` of an hourly array, with their hours.
 
     The read pattern of the hourly rollup (also the benchmark's floor of it): large cities read
@@ -199,15 +210,33 @@ def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...]):
     block is reused, so use it before the next one); small ones read several days per call,
     where zarr's ~0.5 ms per call would otherwise dominate. ``n_hours[i]`` hours of day
     ``d0 + i`` are data, the rest of the 25 columns is padding.
+
+    ``records``: ``(d1 - d0, 2)`` byte size and CRC-32 of each day's chunk as written (its
+    file's chunk record): when given, every chunk is read by
+    :func:`cpc_core.store.read_day_chunk`, which checks it before decoding (one day per call
+    also for small cities: the direct read has no zarr call overhead); ``sources`` names each
+    day's source file in the error.
     """
     from cpc_core import store
 
     n_tiles = arr.shape[1]
     step = int(np.clip(_READ_VALUES // max(n_tiles * store.HOURS_PAD, 1), 1, d1 - d0))
+    if records is not None:
+        step = 1
     buf = np.empty((n_tiles, store.HOURS_PAD), dtype=np.float32) if step == 1 else None
     for a in range(d0, d1, step):
         b = min(a + step, d1)
-        blk = store.read_day_chunk(arr, si, a, buf)[:, None, :] if step == 1 else arr[si, :, a:b, :]
+        if step == 1:
+            rec = None if records is None else tuple(records[a - d0])
+            src = sources[a - d0] if sources else ""
+            blk = store.read_day_chunk(arr, si, a, buf, record=rec, describe=src)[:, None, :]
+        else:
+            try:
+                blk = arr[si, :, a:b, :]
+            except Exception as e:
+                raise store.StoreDamaged(
+                    f"store damaged: {store._where(arr)} chunks c/{si}/0/{a}/0..c/{si}/0/{b - 1}/0 (service #{si}, "
+                    f"days #{a}..#{b - 1}): cannot be decoded ({type(e).__name__}: {e}); {store.REPAIR_HINT}") from e
         for k in range(b - a):
             yield blk[:, k, :], n_hours[a - d0 + k]
 
@@ -222,7 +251,9 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     """
     from cpc_core import store
 
-    arr = store.open_city(store_path, city)[store.hourly_name(direction)]
+    g = store.open_city(store_path, city)
+    arr = store._member(g, store.hourly_name(direction), store_path, city)
+    records, sources = store.hourly_records(store_path, city, direction, si, d0, d1)
     w = weights if sp.isspmatrix_csc(weights) else sp.csc_matrix(weights)
     if w.shape[1] != arr.shape[1]:  # the numba kernel does not check bounds
         raise ValueError(f"{store_path}/{city}: weights for {w.shape[1]} tiles, the array has {arr.shape[1]}")
@@ -230,7 +261,7 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     tiles = np.zeros((1, arr.shape[1]), dtype=np.float64)
     day_sums = np.empty((w.shape[0], store.HOURS_PAD), dtype=np.float64)
     col = 0
-    for full, nh in day_blocks(arr, si, d0, d1, n_hours):
+    for full, nh in day_blocks(arr, si, d0, d1, n_hours, records=records, sources=sources):
         day_sums.fill(0.0)
         _reduce_day(full, nh, w.indptr, w.indices, w.data, day_sums, tiles[0])
         out[0, :, col : col + nh] = day_sums[:, :nh]
@@ -299,6 +330,9 @@ def rollup_store(
 
     if source not in ("auto", "hourly", "slots"):
         raise ValueError(f"source={source!r}; allowed: auto, hourly, slots")
+    lost = store.lost_metadata(store_path, city)  # a few stats: never read another array in a lost one's place
+    if lost:
+        raise store.StoreDamaged(store.damage_message(store_path, lost))
     g = store.open_city(store_path, city)
     names = [str(s) for s in g["service"][:]]
     services = list(services)
@@ -308,10 +342,20 @@ def rollup_store(
     if direction not in g:
         raise ValueError(f"{store_path}/{city}: no {direction} traffic in the cube")
     has_hourly = store.hourly_name(direction) in g
+    if not has_hourly and g.attrs.get("layout_version", 1) >= 2:
+        # the store was written with the hourly array: it is lost, not absent by design (never
+        # read another array in its place without a word)
+        raise store.StoreDamaged(store.damage_message(store_path, [store.Damage(
+            city, store.hourly_name(direction), "zarr.json", "missing or unreadable (the store was written "
+            "with it, layout version 2)")]))
     if source == "hourly" and not has_hourly:
         raise ValueError(f"{store_path}/{city}: no {store.hourly_name(direction)} array "
                          f"(a layout-version-1 store); use source='slots' or re-ingest")
     use_hourly = has_hourly and source != "slots"
+    if not has_hourly and source == "auto":
+        logger.warning("%s/%s: no %s array (a layout-version-1 store): the rollup reads the 15-minute array "
+                       "(same series, ~4x more values read); ingest into a new store for the hourly one",
+                       store_path, city, store.hourly_name(direction))
     areas = np.asarray(list(areas), dtype=object)
     w = sp.csr_matrix(weights, dtype=np.float32)
     tiles = g["tile"][:]

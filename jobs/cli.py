@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compression of the cube's arrays (default lz4, the fastest; zstd, the smallest)")
     i.add_argument("--report-dir", default=None, help="where the QC report goes (default <store>.reports/)")
     i.add_argument("--force", action="store_true", help="re-ingest files already complete in the store")
+    i.add_argument("--repair", action="store_true",
+                   help="check every stored chunk against its checksum (reads the whole store) and re-ingest the "
+                        "files of damaged ones; a plain run checks sizes and metadata only")
     _add_cluster(i)
 
     d = sub.add_parser("demo", help="generate the default synthetic data set and run the whole chain on it")
@@ -340,7 +343,7 @@ def cmd_ingest(args) -> int:
     with _client(ClusterConfig(), args.cluster) as client:
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
-                        force=args.force)
+                        force=args.force, repair=args.repair)
     print(f"cube: {args.store}\nQC report: {qc['report_dir']}")
     return 0
 

@@ -137,14 +137,18 @@ def test_small_city_tasks_cover_more_days(cube):
     np.testing.assert_allclose(grouped[1].values, weekly[1].values, rtol=1e-12)
 
 
-def test_version1_store_without_hourly_array(cube, tmp_path):
-    """A store written before the hourly array existed: rollup reads the 15-minute array,
-    asking for the hourly one fails by name, and extending the store never adds it (its old
-    days would read as missing)."""
+def test_version1_store_without_hourly_array(cube, tmp_path, caplog):
+    """A store written before the hourly array existed: rollup reads the 15-minute array
+    (saying so at WARNING), asking for the hourly one fails by name, and extending the store
+    never adds it (its old days would read as missing). The same store marked version 2 is
+    damaged: its lost hourly array is named, never replaced by the 15-minute one in silence."""
     import datetime as dt
+    import logging
     import shutil
 
     import zarr
+
+    from cpc_core.errors import StoreDamaged
 
     old = tmp_path / "v1.zarr"
     shutil.copytree(cube, old)
@@ -153,7 +157,15 @@ def test_version1_store_without_hourly_array(cube, tmp_path):
     n = g["tile"].shape[0]
     w = _weights(np.arange(n) % 3, 3)
     codes = ["a", "b", "c"]
-    h_old, t_old = rollup.rollup_store(str(old), "Nice", w, codes, ["Tor"])
+    with pytest.raises(StoreDamaged, match=r"Nice/DL_hourly metadata \(zarr.json\): missing"):
+        rollup.rollup_store(str(old), "Nice", w, codes, ["Tor"])
+    # what a store written before the hourly array (and the chunk records) looks like
+    del g["DL_chunks"]
+    g.attrs["layout_version"] = 1
+    del g.attrs["chunk_records"]
+    with caplog.at_level(logging.WARNING, logger="cpc_core.rollup"):
+        h_old, t_old = rollup.rollup_store(str(old), "Nice", w, codes, ["Tor"])
+    assert "no DL_hourly array (a layout-version-1 store): the rollup reads the 15-minute array" in caplog.text
     h_ref, t_ref = rollup.rollup_store(cube, "Nice", w, codes, ["Tor"], source="slots")
     np.testing.assert_array_equal(h_old.values, h_ref.values)
     np.testing.assert_array_equal(t_old.values, t_ref.values)
@@ -165,6 +177,7 @@ def test_version1_store_without_hourly_array(cube, tmp_path):
     store.create_or_extend(str(old), later)
     g = zarr.open_group(old / "Nice", mode="r")
     assert "DL_hourly" not in g and "UL_hourly" not in g and "UL" in g
+    assert "DL_chunks" in g and "UL_chunks" in g and g.attrs["chunk_records"]  # records kept from now on
     assert g["DL"].shape[2] == len(later.time)
 
 

@@ -175,3 +175,151 @@ def test_per_file_cells_are_replaced_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert a[0, 1] == 1
     assert store._read_per_file_array(a)[0, 1] == 1
+
+
+def _small_store(tmp_path):
+    """A city of 10 tiles, two services, the spring DST day (92 slots) and the day before,
+    every file written; the blocks are returned as written."""
+    import datetime as dt
+
+    lay = store.CityLayout("Nice", dt.date(2019, 3, 30), dt.date(2019, 3, 31), ("Tor", "YouTube"),
+                           np.arange(10, dtype=np.int64), ("DL",))
+    s = str(tmp_path / "c.zarr")
+    store.create_or_extend(s, lay)
+    rng = np.random.default_rng(1)
+    blocks = {}
+    for si in range(2):
+        for di, day in enumerate(lay.days):
+            sl = lay.day_slice(day)
+            blocks[si, di] = rng.integers(0, 9000, (10, sl.stop - sl.start)).astype(np.float32)
+            store.write_file_block(s, "Nice", "DL", si, di, sl, blocks[si, di], store.STATUS["ok"])
+    return s, lay, blocks
+
+
+def test_chunk_records_are_the_size_and_crc32_of_the_files_written(tmp_path):
+    import zlib
+    from pathlib import Path
+
+    s, lay, _ = _small_store(tmp_path)
+    rec = zarr.open_group(s, mode="r")["Nice"]["DL_chunks"][:]
+    root = Path(s) / "Nice"
+    for si in range(2):
+        h0 = 0
+        for di, day in enumerate(lay.days):
+            n_hours = (lay.day_slice(day).stop - lay.day_slice(day).start) // 4
+            for k in range(25):
+                if k < n_hours:
+                    data = (root / "DL" / f"c/{si}/0/{h0 + k}").read_bytes()
+                    assert tuple(rec[si, di, k]) == (len(data), zlib.crc32(data))
+                else:
+                    assert tuple(rec[si, di, k]) == (0, 0)  # the DST day has 23 hours
+            data = (root / "DL_hourly" / f"c/{si}/0/{di}/0").read_bytes()
+            assert tuple(rec[si, di, 25]) == (len(data), zlib.crc32(data))
+            h0 += n_hours
+    assert store.verify(s, lay) == [] and store.verify(s, lay, full=True) == []
+
+
+def test_verify_sizes_then_checksums(tmp_path):
+    """The cheap check sees a chunk of the wrong size or a missing one; only the full check
+    sees same-size damage; each names the chunk and its source file."""
+    from pathlib import Path
+
+    s, lay, _ = _small_store(tmp_path)
+    root = Path(s) / "Nice"
+    cut = root / "DL" / "c/1/0/30"  # YouTube, hour 6 of 2019-03-31 (24 hours on the 30th)
+    cut.write_bytes(cut.read_bytes()[:-5])
+    (root / "DL" / "c/0/0/2").unlink()
+    same = root / "DL_hourly" / "c/0/0/1/0"
+    same.write_bytes(bytes(b ^ 0xFF for b in same.read_bytes()))
+    found = {(d.array, d.chunk): d for d in store.verify(s, lay)}
+    assert set(found) == {("DL", "c/1/0/30"), ("DL", "c/0/0/2")}
+    assert found["DL", "c/1/0/30"].sources == ("Nice/YouTube/20190331/Nice_YouTube_20190331_DL.txt",)
+    assert found["DL", "c/1/0/30"].cells == ((1, 1),) and "bytes, " in found["DL", "c/1/0/30"].reason
+    assert found["DL", "c/0/0/2"].reason == "chunk file missing"
+    full = {(d.array, d.chunk): d for d in store.verify(s, lay, full=True)}
+    assert set(full) == set(found) | {("DL_hourly", "c/0/0/1/0")}
+    assert full["DL_hourly", "c/0/0/1/0"].reason == "checksum (CRC-32) mismatch"
+
+
+def test_damaged_chunk_never_read_as_data(tmp_path):
+    from pathlib import Path
+
+    from cpc_core.errors import StoreDamaged
+
+    s, lay, blocks = _small_store(tmp_path)
+    arr = store.open_city(s, "Nice")["DL_hourly"]
+    rec, src = store.hourly_records(s, "Nice", "DL", 0, 0, 2)
+    got = store.read_day_chunk(arr, 0, 1, record=tuple(rec[1]), describe=src[1])
+    np.testing.assert_allclose(got[:, :23], blocks[0, 1].reshape(10, 23, 4).astype(np.float64).sum(axis=2))
+    p = Path(s) / "Nice" / "DL_hourly" / "c/0/0/1/0"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 1  # one bit: blosc may still decode it; the CRC does not let it through
+    p.write_bytes(bytes(data))
+    with pytest.raises(StoreDamaged, match=r"Nice/DL_hourly chunk c/0/0/1/0 \(from Nice/Tor/20190331/"
+                                           r"Nice_Tor_20190331_DL.txt\): checksum \(CRC-32\) mismatch; run `cpc "
+                                           r"ingest --repair`"):
+        store.read_day_chunk(arr, 0, 1, record=tuple(rec[1]), describe=src[1])
+    with pytest.raises(StoreDamaged, match=r"DL chunk c/0/0/30 .* checksum"):
+        (Path(s) / "Nice" / "DL" / "c/0/0/30").write_bytes(bytes(reversed((Path(s) / "Nice" / "DL" / "c/0/0/30")
+                                                                          .read_bytes())))
+        store.check_hour_chunks(s, "Nice", "DL", 0, 0, 47)
+
+
+def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeypatch):
+    """ENOSPC on a chunk write: EnvironmentUnavailable (exit 3) naming the chunk's path; the
+    file's status stays pending and no temp file is left; the same write succeeds later."""
+    import builtins
+    import errno
+
+    from cpc_core.errors import EnvironmentUnavailable
+
+    s, lay, blocks = _small_store(tmp_path)
+    store.mark_pending(s, "Nice", "DL", [(1, 0)])
+    real_open = builtins.open
+    writes = []
+
+    def full_after_three(path, mode="r", *a, **k):
+        if "w" in mode:
+            writes.append(path)
+            if len(writes) > 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(store, "open", full_after_three, raising=False)
+    with pytest.raises(EnvironmentUnavailable, match=r"disk full writing .*c\.zarr/Nice/DL/c/1/0/3: free space"):
+        store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
+    monkeypatch.undo()
+    assert store.file_states(s, "Nice", "DL")[0][1, 0] == store.STATUS["pending"]
+    assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
+    # the status cell itself on a full disk: the temp file is removed
+    monkeypatch.setattr(store, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
+                        raising=False)
+    a = store.open_city(s, "Nice", mode="r+")["DL_status"]
+    with pytest.raises(OSError):
+        store._put_cell(a, 1, 0, store.STATUS["ok"])
+    monkeypatch.undo()
+    assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
+    store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
+    assert store.verify(s, lay, full=True) == []
+    np.testing.assert_array_equal(store.open_city(s, "Nice")["DL"][1, :, :96], blocks[1, 0])
+
+
+def test_repair_metadata_recreates_and_resets(tmp_path):
+    """A lost array's zarr.json: recreated from the expected layout, the direction's files
+    reset to pending (ingested again); a lost group's: rewritten, nothing reset."""
+    from pathlib import Path
+
+    s, lay, _ = _small_store(tmp_path)
+    (Path(s) / "Nice" / "zarr.json").unlink()
+    (Path(s) / "Nice" / "DL_total" / "zarr.json").unlink()
+    with pytest.raises(store.StoreDamaged, match="Nice metadata"):
+        store.read_layout(s, "Nice")
+    lost = store.repair_metadata(s, ["Nice"])
+    assert {(d.city, d.array) for d in lost} == {("Nice", ""), ("Nice", "DL_total")}
+    assert store.lost_metadata(s, "Nice") == []
+    assert store.read_layout(s, "Nice").services == lay.services
+    status, total = store.file_states(s, "Nice", "DL")
+    assert (status == store.STATUS["pending"]).all() and np.isnan(total).all()
+    g = zarr.open_group(s, mode="r")["Nice"]
+    assert g.attrs["layout_version"] == 2 and g["DL_total"].shape == (2, 2)
+    assert store.repair_metadata(s, ["Nice"]) == []  # a second repair finds nothing
