@@ -213,7 +213,13 @@ class ValidationConfig(_Frozen):
         description="rate roles given in percent (divided by 100); the other rate roles must be "
         "shares in [0, 1]. The paper's regressions use shares (decisions.md, 'Units')",
     )
-    standardise_poi: bool = True
+    standardise_poi: bool = Field(True, description="POI counts enter the regressions as z-scores (ddof = 1)")
+    poi_scaling: Literal["model_sample", "statistics_rows"] = Field(
+        "model_sample",
+        description="over which rows the POI z-scores are taken: model_sample (the authors' way, "
+        "R's scale() after dropping incomplete rows: each model's own sample) or statistics_rows "
+        "(once, over every commune the statistics use: one scale for all tables)",
+    )
 
     cov_type: Literal["HC0", "HC1", "HC2", "HC3", "nonrobust"] = "HC3"
     use_t: bool = True

@@ -906,9 +906,11 @@ def prepare(
         "tile_counts_known": roles["n_tiles"] is not None,
     }
 
-    # Standardised POI counts (z-scores over the rows the statistics use).
+    # Standardised POI counts. By default (poi_scaling: model_sample) each model standardises
+    # over its own sample in _fit_table, as the authors' R script did; statistics_rows takes
+    # the z-scores once here, over the rows the statistics use.
     stats_rows = frame.index if config.include_small_areas else frame.index[~frame["small_area"]]
-    if config.standardise_poi:
+    if config.standardise_poi and config.poi_scaling == "statistics_rows":
         for role in POI_ROLES:
             x = frame.loc[stats_rows, role]
             sd = x.std(ddof=1)
@@ -1095,6 +1097,22 @@ def _explain(prepared: Prepared, var: str) -> str:
     return f"{var} ({source})"
 
 
+def _standardise_poi(data: pd.DataFrame) -> pd.DataFrame:
+    """POI counts as z-scores (ddof = 1) over ``data``, the model's sample (R's ``scale()``).
+
+    A constant column is left as it is: the model drops it as a constant regressor.
+    """
+    data = data.copy()
+    for role in POI_ROLES:
+        if role not in data:
+            continue
+        x = data[role]
+        sd = x.std(ddof=1)
+        if x.notna().sum() > 1 and sd > 0:
+            data[role] = (x - x.mean()) / sd
+    return data
+
+
 def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
     if spec.key == "table7" and prepared.lag_h is not None:
         # "no lag" must be lag 0, and the lagged column another lag (else one model twice)
@@ -1130,6 +1148,8 @@ def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) ->
         variables = all_vars if spec.common_sample else [m.y, *controls, *m.extra]
         used, sample = _account(prepared, rows, variables, spec.filters)
         data = prepared.frame.loc[used]
+        if config.standardise_poi and config.poi_scaling == "model_sample":
+            data = _standardise_poi(data)
         regressors = [*controls, *m.extra]
         constant = [v for v in regressors if data[v].nunique(dropna=True) <= 1]
         regressors = [v for v in regressors if v not in constant]

@@ -166,9 +166,8 @@ def _hand_frame(table: pd.DataFrame, cov: pd.DataFrame, search: pd.DataFrame,
         h[col] = d[col].to_numpy(float) / 100  # written in percent, modelled as shares
     h["share_le_pen"] = d["le_pen_2017"].to_numpy(float) / 100
     h["share_macron"] = d["macron_2017"].to_numpy(float) / 100
-    for col in POI:
-        x = d[col].to_numpy(float)
-        h[col] = (x - x.mean()) / x.std(ddof=1)
+    for col in POI:  # raw counts: _sm_fit takes the z-scores over each model's sample
+        h[col] = d[col].to_numpy(float)
     # PCA by eigen-decomposition of the correlation matrix of the non-zero terms.
     terms = search.drop(columns="region").loc[:, lambda s: (s != 0).any()]
     z = (terms - terms.mean()) / terms.std(ddof=1)
@@ -193,8 +192,17 @@ CONTROLS = [
 ]  # fmt: skip
 
 
-def _sm_fit(h: pd.DataFrame, y: str, X: list[str], cov_type: str = "HC3"):
-    d = h[[y, *X]].dropna()
+def _sm_fit(h: pd.DataFrame, y: str, X: list[str], cov_type: str = "HC3", poi_over: str = "sample"):
+    """statsmodels on the complete rows; POI counts as z-scores (ddof 1) over those rows (the
+    authors' R: ``scale()`` after dropping incomplete rows), or over all of ``h``."""
+    base = h.copy()
+    d = base[[y, *X]].dropna()
+    scale_rows = d if poi_over == "sample" else base
+    for col in POI:
+        if col in d:
+            x = scale_rows[col].to_numpy(float)
+            x = x[np.isfinite(x)]
+            d[col] = (d[col] - x.mean()) / x.std(ddof=1)
     return sm.OLS(d[y], sm.add_constant(d[X])).fit(cov_type=cov_type, use_t=True)
 
 
@@ -288,6 +296,33 @@ def test_ols_matches_statsmodels(big_inputs, big_result, table, column, y, extra
     assert lost["sexual_violence_per_1000 missing"] == int(outcome.isna().sum())
     if nonzero:
         assert lost["outcome is zero (dropped in this table)"] == int((outcome == 0).sum())
+
+
+def test_poi_standardised_over_the_model_sample(big_inputs, big_result):
+    """The default (poi_scaling: model_sample) takes the POI z-scores over each model's own
+    sample; statistics_rows keeps the former scaling over every commune. Checked against
+    pandas z-scores and statsmodels; the two scalings give different POI coefficients (the
+    test could fail) but the same t-statistics and the same other coefficients."""
+    table, cov, search, _ = big_inputs
+    h = _hand_frame(table, cov, search)
+    fit = big_result[1].tables["table3"].fits[1].result
+    sample = h[["outcome", *CONTROLS, "log_cpc_per_1000"]].dropna()
+    assert len(sample) < len(h)  # the sample is a strict subset: the scalings differ
+    z = (sample[POI] - sample[POI].mean()) / sample[POI].std(ddof=1)
+    X = sm.add_constant(pd.concat([sample.drop(columns=POI), z], axis=1)[[*CONTROLS, "log_cpc_per_1000"]])
+    ref = sm.OLS(sample["outcome"], X).fit(cov_type="HC3", use_t=True)
+    pd.testing.assert_series_equal(fit.params.sort_index(), ref.params.sort_index(), check_names=False, rtol=1e-7)
+    cfg = ValidationConfig(poi_scaling="statistics_rows", search_interest=SearchInterestConfig(path="x"))
+    p = vs.prepare(table, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search)
+    old = vs.compute(p, cfg).tables["table3"].fits[1].result
+    ref_all = _sm_fit(h, "outcome", CONTROLS + ["log_cpc_per_1000"], poi_over="all")
+    pd.testing.assert_series_equal(old.params.sort_index(), ref_all.params.sort_index(), check_names=False,
+                                   rtol=1e-7)
+    ratio = fit.params[POI] / old.params[POI]
+    assert (abs(ratio - 1) > 1e-3).all()  # each POI coefficient rescaled by its sd ratio
+    np.testing.assert_allclose(ratio, sample[POI].std(ddof=1) / h[POI].std(ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(fit.params[POI] / fit.bse[POI], old.params[POI] / old.bse[POI], rtol=1e-6)
+    assert fit.params["log_cpc_per_1000"] == pytest.approx(old.params["log_cpc_per_1000"], rel=1e-8)
 
 
 def test_tables5_and_7_use_a_common_sample(big_inputs, big_result):
