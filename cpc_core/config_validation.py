@@ -126,6 +126,16 @@ class SearchInterestConfig(_Frozen):
     region: str = Field("region", description="region column of the file")
     n_components: int = Field(3, ge=1, le=100, description="principal components, 1 .. 100")
     keep: tuple[str, ...] = Field(("PC1", "PC3"), description="components used as covariates")
+    ddof: int = Field(
+        0, ge=0, le=1,
+        description="delta degrees of freedom of the z-scores: 0 is the authors' (scikit-learn's "
+        "StandardScaler), 1 is R's scale(); only the scores' scale differs",
+    )  # fmt: skip
+    terms: tuple[str, ...] | None = Field(
+        None, description="the search-term columns, explicitly; default: every column except the "
+        "region column, `exclude`, and columns named like codes/IDs or without a number (reported)",
+    )  # fmt: skip
+    exclude: tuple[str, ...] = Field((), description="columns of the file that are not search terms")
     departments: dict[str, tuple[str, ...]] | None = Field(
         None,
         description="region -> department codes; default: the (region, department) pairs of "

@@ -27,6 +27,7 @@ Regression tables are data, not code paths (:data:`TABLES`): each lists its mode
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -42,9 +43,15 @@ from cpc_core.config_validation import (
     DisclosureThresholds,
     ValidationConfig,
 )
-from cpc_core.errors import InputDataError, clip
+from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.estimate import correction_factor, small_area_flags
-from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
+from cpc_core.search_interest import (
+    SearchPCA,
+    regions_to_departments,
+    score_rule_flips,
+    search_interest_pca,
+    select_terms,
+)
 from cpc_core.validation import (
     SPEARMAN_EXACT_MAX_N,
     STANDARD_METHODS,
@@ -964,7 +971,22 @@ def _search_covariates(
         raise RoleError(
             f"search interest: no region column {sc.region!r}; columns found: {list(search.columns)}"
         )
-    raw_terms = search.drop(columns=[sc.region])
+    try:
+        chosen, left_out = select_terms(search, sc.region, sc.terms, sc.exclude)
+    except KeyError as err:
+        raise UsageError(f"validation.search_interest.terms/exclude: {clip(sc.path)}: "
+                         f"{clip(err.args[0])}") from None  # fmt: skip
+    if left_out:
+        text = "; ".join(f"{c} ({why})" for c, why in left_out.items())
+        logger.warning("search interest: columns that are not terms, left out of the PCA: %s", text)
+        notes.append(Note("figure2", f"{clip(sc.path)}: columns left out of the PCA (not search "
+                                     f"terms): {clip(text)}. List the terms in "
+                                     "validation.search_interest.terms (or the others in exclude) "
+                                     "to state it explicitly", "warning"))  # fmt: skip
+    if not chosen:
+        raise InputDataError(f"{clip(sc.path)}: no search-term column left (columns "
+                             f"{clip(list(search.columns))})")  # fmt: skip
+    raw_terms = search[chosen]
     terms = raw_terms.apply(pd.to_numeric, errors="coerce")
     terms.index = pd.Index(search[sc.region].astype(str).str.strip(), name="region")
     bad = ~np.isfinite(terms.to_numpy(dtype=float))
@@ -977,7 +999,8 @@ def _search_covariates(
             f"{clip(sc.path)}: {int(bad.sum())} search-interest value(s) missing, not a number "
             f"or infinite (the PCA needs every region x term), e.g. {shown}"
         )
-    pca = search_interest_pca(terms, n_components=sc.n_components)
+    pca = search_interest_pca(terms, n_components=sc.n_components, ddof=sc.ddof)
+    pca = dataclasses.replace(pca, excluded_columns=tuple(left_out.items()))
     if pca.dropped_terms:
         notes.append(Note("figure2", f"{len(pca.dropped_terms)} all-zero search terms dropped "
                                      f"before the PCA: {', '.join(pca.dropped_terms)}"))  # fmt: skip
@@ -1470,6 +1493,13 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
                 for term, row in prepared.pca.loadings.to_dict(orient="index").items()
             },
             "covariates": list(prepared.pcs),
+            "ddof": int(prepared.pca.ddof),
+            "terms": [str(t) for t in (*prepared.pca.loadings.index, *prepared.pca.dropped_terms)],
+            "excluded_columns": {str(c): str(why) for c, why in prepared.pca.excluded_columns},
+            "sign_convention": "largest absolute loading positive",
+            "opposite_under_score_rule": score_rule_flips(prepared.pca),
+            "scores": {str(r): {k: _finite(v) for k, v in row.items()}
+                       for r, row in prepared.pca.scores.to_dict(orient="index").items()},
         }
     return {
         "schema": "cpc.validation/1",

@@ -390,7 +390,11 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
         add("figure2", "Figure 2: search-interest PCA loadings",
             f"Loadings of the {len(prepared.pca.loadings)} non-zero search terms; "
             f"{', '.join(prepared.pcs)} are used as covariates. Signs are fixed so that each "
-            "component's largest loading is positive.",
+            "component's largest absolute loading is positive, as scikit-learn >= 1.5 does; the "
+            "authors' scikit-learn PCA may have used the older rule (largest absolute region "
+            "score positive), under which "
+            + (", ".join(vs.score_rule_flips(prepared.pca)) or "no component")
+            + f" has the opposite sign. z-scores with ddof = {prepared.pca.ddof}.",
             figures.pca_loadings(prepared.pca.loadings, prepared.pca.explained_variance_ratio))  # fmt: skip
     else:
         skipped.append(("Figure 2", "no search-interest table"))
@@ -716,6 +720,11 @@ def run_validation(
     }
     (out / "tables.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
     outputs["tables.json"] = str(out / "tables.json")
+    if prepared.pca is not None:
+        # the region scores of every component (the covariates before the region -> commune map)
+        scores = prepared.pca.scores.rename_axis("region").reset_index()
+        scores.to_csv(out / "search_interest_scores.csv", index=False)
+        outputs["search_interest_scores.csv"] = str(out / "search_interest_scores.csv")
 
     if config.report:
         f = prepared.stats_frame

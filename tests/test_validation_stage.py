@@ -170,7 +170,7 @@ def _hand_frame(table: pd.DataFrame, cov: pd.DataFrame, search: pd.DataFrame,
         h[col] = d[col].to_numpy(float)
     # PCA by eigen-decomposition of the correlation matrix of the non-zero terms.
     terms = search.drop(columns="region").loc[:, lambda s: (s != 0).any()]
-    z = (terms - terms.mean()) / terms.std(ddof=1)
+    z = (terms - terms.mean()) / terms.std(ddof=0)  # the authors' StandardScaler (the default)
     w, v = np.linalg.eigh(np.corrcoef(z.to_numpy().T))
     v = v[:, np.argsort(w)[::-1][:3]]
     v = v * np.sign(v[np.argmax(np.abs(v), axis=0), range(3)])
@@ -679,3 +679,43 @@ def test_c_floored_is_the_estimates_flag(big_inputs):
     assert any("re-derived" in n.text for n in p_rho.notes)
     p_c = vs.prepare(t.drop(columns=["c_floored", "rho"]), ValidationConfig())
     np.testing.assert_array_equal(p_c.frame["c_floored"].to_numpy(), floored)
+
+
+# --------------------------------------------------------------------------------------------
+# Search interest: ddof, non-term columns, the region scores written out
+# --------------------------------------------------------------------------------------------
+
+
+def test_search_interest_ids_left_out_and_scores_written(tmp_path):
+    """A raw export with an ID column (code_reg) and a text column: both are left out of the
+    PCA with a warning note naming them (the PCs equal those of the clean table), the default
+    ddof is the authors' 0, and search_interest_scores.csv holds the region scores, checked
+    against a hand SVD of ddof-0 z-scores."""
+    from cpc_core.config_validation import FiguresConfig
+    from jobs.validate import run_validation
+
+    run_dir = build_run_dir(tmp_path / "run", ("Lyon", "Nice"), 0.05, days=7, seed=3, geography=False)
+    clean = pd.read_csv(run_dir / "data/covariates/search_interest.csv")
+    raw = clean.copy()
+    raw.insert(1, "code_reg", np.arange(11, 11 + len(raw)))
+    raw["nom"] = "Region " + raw["region"].astype(str)
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    outs = {}
+    for key, path in (("raw", tmp_path / "raw.csv"), ("clean", run_dir / "data/covariates/search_interest.csv")):
+        cfg = ValidationConfig(figures=FiguresConfig(enabled=False), report=False,
+                               search_interest=SearchInterestConfig(path=str(path)))
+        outs[key] = run_validation(run_dir / "communes.csv", tmp_path / key, cfg, run_dir=run_dir)
+    doc = json.loads((tmp_path / "raw" / "tables.json").read_text())
+    pca = doc["search_interest_pca"]
+    assert pca["ddof"] == 0 and pca["excluded_columns"] == {"code_reg": "named like a code or identifier",
+                                                            "nom": "no numeric value"}
+    assert any("code_reg" in n["text"] and n["level"] == "warning" for n in doc["notes"])
+    got = pd.read_csv(tmp_path / "raw" / "search_interest_scores.csv")
+    same = pd.read_csv(tmp_path / "clean" / "search_interest_scores.csv")
+    pd.testing.assert_frame_equal(got, same)
+    terms = clean.drop(columns="region").loc[:, lambda d: (d != 0).any()].to_numpy(float)
+    z = (terms - terms.mean(0)) / terms.std(0)  # numpy's default ddof = 0
+    u, sv, vt = np.linalg.svd(z, full_matrices=False)
+    flip = np.sign(vt[np.arange(3), np.argmax(np.abs(vt[:3]), axis=1)])
+    np.testing.assert_allclose(got[["PC1", "PC2", "PC3"]].to_numpy(), u[:, :3] * sv[:3] * flip, atol=1e-9)
+    assert got["region"].astype(str).tolist() == clean["region"].astype(str).tolist()
