@@ -411,6 +411,27 @@ class TableResult:
     reason: str = ""
     column_labels: tuple[str, ...] | None = None
 
+    @property
+    def omitted(self) -> tuple[str, ...]:
+        """Controls of the paper's specification left out of any model (missing or constant)."""
+        return tuple(dict.fromkeys(v for f in self.fits for v in f.dropped_regressors))
+
+    @property
+    def title(self) -> str:
+        """The paper's title, marked partial when a control was left out (every format prints it)."""
+        if not self.omitted:
+            return self.spec.title
+        return f"{self.spec.title} [PARTIAL: without {', '.join(self.omitted)}]"
+
+    @property
+    def omission_note(self) -> str:
+        """The omission as a sentence for the table's own note ("" when none)."""
+        if not self.omitted:
+            return ""
+        return (f"Partial table: fitted without {', '.join(self.omitted)} (unavailable, or constant "
+                "in the sample); the paper's specification includes them, so this is not the "
+                "paper's table.")  # fmt: skip
+
 
 @dataclass(frozen=True, eq=False)
 class ValidationResult:
@@ -1395,7 +1416,8 @@ def ols_frame(
 
     Columns: ``table``, ``column`` (1-based), ``model``, ``dependent``, ``term``, ``label``,
     ``coef``, ``se``, ``statistic``, ``p_value``, ``ci_lower``, ``ci_upper``, ``nobs``,
-    ``rsquared``, ``rsquared_adj``, ``cov_type``.
+    ``rsquared``, ``rsquared_adj``, ``cov_type``, ``note`` (the omission of a partial table,
+    :attr:`TableResult.omission_note`, on each of its rows; else empty).
 
     Examples
     --------
@@ -1419,9 +1441,11 @@ def ols_frame(
                     "p_value": coef.at[term, "p_value"], "ci_lower": ci.at[term, "lower"],
                     "ci_upper": ci.at[term, "upper"], "nobs": r.nobs, "rsquared": r.rsquared,
                     "rsquared_adj": r.rsquared_adj, "cov_type": r.cov_type,
+                    "note": tab.omission_note,
                 })  # fmt: skip
     cols = ["table", "column", "model", "dependent", "term", "label", "coef", "se", "statistic",
-            "p_value", "ci_lower", "ci_upper", "nobs", "rsquared", "rsquared_adj", "cov_type"]  # fmt: skip
+            "p_value", "ci_lower", "ci_upper", "nobs", "rsquared", "rsquared_adj", "cov_type",
+            "note"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -1477,8 +1501,9 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
                 ],
             })  # fmt: skip
     tables = {
-        key: {"title": tab.spec.title, "status": tab.status, "reason": tab.reason,
-              "models": [f.result.name for f in tab.fits]}
+        key: {"title": tab.title, "paper_title": tab.spec.title, "status": tab.status,
+              "reason": tab.reason, "models": [f.result.name for f in tab.fits],
+              "omitted_controls": list(tab.omitted), "note": tab.omission_note}
         for key, tab in result.tables.items()
     }  # fmt: skip
     pca = None

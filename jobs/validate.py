@@ -288,18 +288,20 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
         built = tables.regression_table(
             [f.result for f in tab.fits], covariate_labels=labels, dependent_labels=dependent,
             column_labels=tab.column_labels, order=order, digits=config.digits,
+            notes=(tab.omission_note,),
         )  # fmt: skip
-        paths[f"{key}.md"] = _write_text(tdir / f"{key}.md", f"{tab.spec.title}\n\n"
+        # tab.title is the paper's title, marked partial when controls were left out
+        paths[f"{key}.md"] = _write_text(tdir / f"{key}.md", f"{tab.title}\n\n"
                                          + tables.to_markdown(built))  # fmt: skip
         paths[f"{key}.tex"] = _write_text(
-            tdir / f"{key}.tex", tables.to_latex(built, caption=tab.spec.title, label=f"tab:{key}")
+            tdir / f"{key}.tex", tables.to_latex(built, caption=tab.title, label=f"tab:{key}")
         )
-        html = tables.to_html(built, caption=tab.spec.title)
+        html = tables.to_html(built, caption=tab.title)
         paths[f"{key}.html"] = _write_text(tdir / f"{key}.html", html)
         notes = [_sample_lines(f) for f in tab.fits]
         notes.append(f"Covariance: {config.cov_type}, "
                      f"{'t' if config.use_t else 'normal'}-based p-values.")  # fmt: skip
-        sections.append(report.ReportTable(key, tab.spec.title, html, tuple(notes)))
+        sections.append(report.ReportTable(key, tab.title, html, tuple(notes)))
     return paths, sections
 
 

@@ -719,3 +719,40 @@ def test_search_interest_ids_left_out_and_scores_written(tmp_path):
     flip = np.sign(vt[np.arange(3), np.argmax(np.abs(vt[:3]), axis=1)])
     np.testing.assert_allclose(got[["PC1", "PC2", "PC3"]].to_numpy(), u[:, :3] * sv[:3] * flip, atol=1e-9)
     assert got["region"].astype(str).tolist() == clean["region"].astype(str).tolist()
+
+
+def test_partial_tables_say_so_in_every_format(tmp_path):
+    """With a control missing and partial_controls, Tables 3 and 6 keep the paper's title
+    marked PARTIAL and carry the omission in the table itself: Markdown, LaTeX, HTML and CSV,
+    and tables.json. A complete fit carries neither (the check could fail)."""
+    from cpc_core.config_validation import CovariateFile, FiguresConfig
+    from jobs.validate import run_validation
+
+    run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=4,
+                            geography=False)
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    cov.drop(columns=["poi_mosque"]).to_csv(tmp_path / "cov.csv", index=False)
+    base = dict(figures=FiguresConfig(enabled=False), report=False)
+    for key, cfg in (
+        ("partial", ValidationConfig(partial_controls=True, covariates=[CovariateFile(path=str(tmp_path / "cov.csv"))],
+                                     **base)),
+        ("full", ValidationConfig(**base)),
+    ):
+        run_validation(run_dir / "communes.csv", tmp_path / key, cfg, run_dir=run_dir)
+    for key in ("table3", "table6"):
+        tdir = tmp_path / "partial" / "tables"
+        md, tex, html = ((tdir / f"{key}.{e}").read_text() for e in ("md", "tex", "html"))
+        assert md.splitlines()[0].endswith("[PARTIAL: without poi_mosque]")
+        assert "Partial table: fitted without poi_mosque" in md
+        assert "\\caption{" in tex and "PARTIAL: without poi\\_mosque" in tex
+        assert "Partial table: fitted without poi\\_mosque" in tex
+        assert "<caption>" in html and "[PARTIAL: without poi_mosque]</caption>" in html
+        assert "Partial table: fitted without poi_mosque" in html.split("<tfoot>")[1]
+        csv = pd.read_csv(tdir / f"{key}.csv")
+        assert csv["note"].str.startswith("Partial table: fitted without poi_mosque").all()
+        full = tmp_path / "full" / "tables"
+        assert "PARTIAL" not in (full / f"{key}.md").read_text() + (full / f"{key}.html").read_text()
+        assert pd.read_csv(full / f"{key}.csv")["note"].isna().all()
+    doc = json.loads((tmp_path / "partial" / "tables.json").read_text())["tables"]["table3"]
+    assert doc["omitted_controls"] == ["poi_mosque"] and doc["title"].endswith("[PARTIAL: without poi_mosque]")
+    assert doc["paper_title"].startswith("Table 3:")
