@@ -192,6 +192,14 @@ class ValidationConfig(_Frozen):
     covariates: tuple[CovariateFile, ...] | None = None
     search_interest: SearchInterestConfig | None = None
     geo: GeoConfig | None = None
+    poi_counts: str | None = Field(
+        None, description="the pipeline's poi_counts.csv (the counts cpc computed from the POI file); "
+        "default: discovered in the run directory",
+    )  # fmt: skip
+    use_poi_counts: bool = Field(
+        True, description="the POI roles come from poi_counts.csv when there is one (one source: "
+        "the POI columns of the covariate files are then ignored); false: from the table/covariates",
+    )  # fmt: skip
     estimates_by_lag: str | None = Field(None, description="the pipeline's estimates_by_lag.csv")
     rho_by_lag: str | None = Field(None, description="the pipeline's rho_by_lag.csv")
     hourly: str | None = Field(None, description="the pipeline's internal/hourly.zarr")

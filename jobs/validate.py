@@ -54,6 +54,7 @@ _DISCOVER = {
     "covariates": "data/covariates/communes.csv",
     "search_interest": "data/covariates/search_interest.csv",
     "geo": "data/geo/communes.gpkg",
+    "poi_counts": "poi_counts.csv",
     "estimates_by_lag": "estimates_by_lag.csv",
     "rho_by_lag": "rho_by_lag.csv",
     "hourly": "internal/hourly.zarr",
@@ -232,6 +233,42 @@ class _Inputs:
                 logger.info("validation: using %s %s", key, p)
                 return p
         return None
+
+
+def _pipeline_poi_counts(config: ValidationConfig, inputs: _Inputs, covs: list[vs.CovariateInput],
+                         notes: list[dict]) -> tuple[vs.CovariateInput, Path] | None:  # fmt: skip
+    """The pipeline's ``poi_counts.csv`` (and its path) as the one source of the POI roles, or None.
+
+    Its ``poi_<category>`` columns are renamed to the POI roles' configured columns, so that
+    they fill the roles whatever the covariate files call theirs; joined first, they win
+    over the POI columns of any covariate file (those are ignored, and the note says so).
+    """
+    if not config.use_poi_counts:
+        return None
+    path = inputs.find("poi_counts", config.poi_counts)
+    if path is None:
+        return None
+    counts = read_table(path, codes=("commune",))
+    if "commune" not in counts.columns:
+        raise InputDataError(f"{path}: no 'commune' column (columns {clip(list(counts.columns))})")
+    cols = config.columns
+    rename = {role: getattr(cols, role) for role in POI_ROLES
+              if role in counts.columns and getattr(cols, role) is not None}  # fmt: skip
+    if not rename:
+        logger.info("validation: %s has no POI role column; POI counts from the covariate files", path)
+        return None
+    shadowed = [f"{c.name}: {', '.join(t for t in rename.values() if t in c.frame.columns)}"
+                for c in covs if any(t in c.frame.columns for t in rename.values())]  # fmt: skip
+    absent = [r for r in POI_ROLES if r not in rename and getattr(cols, r) is not None]
+    text = (f"POI counts ({', '.join(rename.values())}) from {path}, the pipeline's own counts"
+            + (f"; the POI columns of the covariate files are ignored ({'; '.join(shadowed)})"
+               if shadowed else "")
+            + (f"; not in it (categories not counted by the run), from the other inputs if "
+               f"anywhere: {', '.join(absent)}" if absent else ""))  # fmt: skip
+    logger.info("validation: %s", text)
+    notes.append({"scope": "ols", "text": text, "level": "info"})
+    frame = counts[["commune", *rename]].rename(columns=rename)
+    return vs.CovariateInput(path.name, frame, "commune"), path
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,6 +674,12 @@ def run_validation(
         covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
         provenance_inputs[f"covariates {p.name}"] = _file_info(p)
 
+    source_notes: list[dict] = []
+    poi = _pipeline_poi_counts(config, inputs, covs, source_notes)
+    if poi is not None:
+        covs.insert(0, poi[0])  # joined first: its POI columns win over any later file's
+        provenance_inputs[f"POI counts {poi[1].name}"] = _file_info(poi[1])
+
     si_cfg = config.search_interest
     if si_cfg is None:
         found = inputs.find("search_interest", None)
@@ -705,7 +748,7 @@ def run_validation(
 
     doc = vs.to_json(prepared, result, cfg_used)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
-    doc["notes"] = [*run_notes, *doc["notes"]]
+    doc["notes"] = [*run_notes, *source_notes, *doc["notes"]]
     notes = doc["notes"]
     provenance = {
         "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

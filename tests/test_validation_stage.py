@@ -756,3 +756,40 @@ def test_partial_tables_say_so_in_every_format(tmp_path):
     doc = json.loads((tmp_path / "partial" / "tables.json").read_text())["tables"]["table3"]
     assert doc["omitted_controls"] == ["poi_mosque"] and doc["title"].endswith("[PARTIAL: without poi_mosque]")
     assert doc["paper_title"].startswith("Table 3:")
+
+
+def test_pipeline_poi_counts_are_the_one_source(tmp_path):
+    """A run directory with poi_counts.csv (the counts cpc computed from the POI file) and a
+    covariates file with other POI counts: the regressions use poi_counts.csv (statsmodels on
+    its counts, z-scored over the model's sample), the covariates' POI columns are ignored and
+    a note names the source; use_poi_counts: false takes the covariates' counts instead."""
+    from cpc_core.config_validation import FiguresConfig
+    from jobs.validate import run_validation
+
+    run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=5,
+                            geography=False)
+    table = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    search = pd.read_csv(run_dir / "data/covariates/search_interest.csv")
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame({"commune": cov["commune"], **{c: rng.poisson(3.0, len(cov)) for c in POI},
+                           "small_area": False})
+    counts.to_csv(run_dir / "poi_counts.csv", index=False)
+    assert (counts[POI].to_numpy() != cov[POI].to_numpy()).any()
+    base = dict(figures=FiguresConfig(enabled=False), report=False)
+    got = {}
+    for key, cfg in (("pipeline", ValidationConfig(**base)), ("cov", ValidationConfig(use_poi_counts=False, **base))):
+        run_validation(run_dir / "communes.csv", tmp_path / key, cfg, run_dir=run_dir)
+        got[key] = json.loads((tmp_path / key / "tables.json").read_text())
+    doc = got["pipeline"]
+    assert doc["joins"][0]["name"] == "poi_counts.csv" and doc["joins"][0]["columns_joined"] == POI
+    assert set(POI) <= set(doc["joins"][1]["columns_ignored"])
+    assert any("from" in n["text"] and "poi_counts.csv" in n["text"] and "ignored" in n["text"]
+               for n in doc["notes"])  # fmt: skip
+    for key, source in (("pipeline", counts), ("cov", cov)):
+        mixed = cov.drop(columns=POI).merge(source[["commune", *POI]], on="commune")
+        ref = _sm_fit(_hand_frame(table, mixed, search), "outcome", CONTROLS + ["log_cpc_per_1000"])
+        fit = next(o for o in got[key]["ols"] if o["table"] == "table3" and o["dependent"] == "outcome")
+        coef = {c["term"]: c["coef"] for c in fit["coefficients"]}
+        for term in (*POI, "log_cpc_per_1000"):
+            assert coef[term] == pytest.approx(ref.params[term], rel=1e-7), (key, term)
