@@ -231,6 +231,11 @@ class ValidationConfig(_Frozen):
         description="rate roles given in percent (divided by 100); the other rate roles must be "
         "shares in [0, 1]. The paper's regressions use shares (decisions.md, 'Units')",
     )
+    pad_codes: bool = Field(
+        False, description="zero-pad 4-digit commune codes (a department 01-09 code that lost its "
+        "leading zero) in every input; without it such codes are an error when other codes have 5 "
+        "characters (they would not join), else a warning",
+    )  # fmt: skip
     standardise_poi: bool = Field(True, description="POI counts enter the regressions as z-scores (ddof = 1)")
     poi_scaling: Literal["model_sample", "statistics_rows"] = Field(
         "model_sample",

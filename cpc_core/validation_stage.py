@@ -43,6 +43,7 @@ from cpc_core.config_validation import (
     DisclosureThresholds,
     ValidationConfig,
 )
+from cpc_core.covariates import lost_leading_zero
 from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.estimate import correction_factor, small_area_flags
 from cpc_core.search_interest import (
@@ -471,13 +472,59 @@ def _codes(values: pd.Series) -> pd.Series:
     return values.map(one).astype(object)
 
 
-def _index_by_code(frame: pd.DataFrame, code: str, what: str) -> pd.DataFrame:
+def _lost_zeros(inputs: Sequence[tuple[str, pd.DataFrame, str]], pad: bool,
+                notes: list[Note]) -> bool:  # fmt: skip
+    """Find commune codes that lost their leading zero; return whether to pad them.
+
+    A 4-digit code (:func:`cpc_core.covariates.lost_leading_zero`) next to 5-character codes
+    (in the same or another input) would silently fail to join: an error naming the file, the
+    row and the fix, unless ``pad``. When every code has 4 digits the joins agree; a warning
+    says what the codes may be.
+    """
+    found, cog = [], False
+    for name, frame, code in inputs:
+        if code not in frame.columns:
+            continue
+        codes = _codes(frame[code])
+        cog = cog or bool(codes.str.fullmatch(r"\d{5}|2[AB]\d{3}").any())
+        lost = lost_leading_zero(codes).to_numpy()
+        if lost.any():
+            i = int(np.flatnonzero(lost)[0])
+            found.append(f"{name}: {int(lost.sum())} code(s) in column {code!r}, e.g. data row "
+                         f"{i + 1}: {clip(codes.iloc[i], 20)!r} -> '0{clip(codes.iloc[i], 20)}'")  # fmt: skip
+    if not found:
+        return False
+    what = "; ".join(found)
+    if pad:
+        text = (f"commune codes with 4 digits zero-padded (a department 01-09 code that lost its "
+                f"leading zero): {what}")  # fmt: skip
+        logger.warning("validation: %s", text)
+        notes.append(Note("data", text, "warning"))
+        return True
+    if cog:
+        raise InputDataError(
+            f"{what}: commune codes with 4 digits, a department 01-09 code that lost its leading "
+            "zero (a spreadsheet round trip), while other codes have 5 characters: they would "
+            "not join. Re-export the file keeping the codes as text, or set "
+            "validation.pad_codes: true to zero-pad them"
+        )
+    text = (f"every commune code has 4 digits or is not a French code ({what}): if they are "
+            "French commune codes they lost their leading zero; set validation.pad_codes: true")  # fmt: skip
+    logger.warning("validation: %s", text)
+    notes.append(Note("data", text, "warning"))
+    return False
+
+
+def _index_by_code(frame: pd.DataFrame, code: str, what: str, pad: bool = False) -> pd.DataFrame:
     if code not in frame.columns:
         raise RoleError(
             f"{what}: no commune code column {code!r}; columns found: {list(frame.columns)}"
         )
     out = frame.copy()
-    out.index = pd.Index(_codes(out[code]), name="commune")
+    codes = _codes(out[code])
+    if pad:
+        codes = codes.where(~lost_leading_zero(codes), "0" + codes)
+    out.index = pd.Index(codes, name="commune")
     out = out.drop(columns=[code])
     dup = out.index[out.index.duplicated()].unique()
     if len(dup):
@@ -692,13 +739,15 @@ def prepare(
     notes: list[Note] = []
     if cols.commune in table.columns and len(table) == 0:
         raise InputDataError(f"{table_name}: no rows, only a header: nothing to validate")
-    base = _index_by_code(table, cols.commune, table_name)
+    pad = _lost_zeros([(table_name, table, cols.commune),
+                       *((c.name, c.frame, c.commune) for c in covariates)], config.pad_codes, notes)  # fmt: skip
+    base = _index_by_code(table, cols.commune, table_name, pad)
     source_of = dict.fromkeys(base.columns, table_name)
     matched: dict[str, pd.Series] = {table_name: pd.Series(True, index=base.index)}
     joined = base
     joins = []
     for cov in covariates:
-        right = _index_by_code(cov.frame, cov.commune, cov.name)
+        right = _index_by_code(cov.frame, cov.commune, cov.name, pad)
         ignored = [c for c in right.columns if c in joined.columns]
         new = [c for c in right.columns if c not in joined.columns]
         if ignored:

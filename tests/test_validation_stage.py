@@ -29,6 +29,7 @@ from cpc_core.config_validation import (
     load_validation_config,
     parse_validation_config,
 )
+from cpc_core.errors import InputDataError
 from cpc_core.estimate import correction_factor, estimate
 from cpc_core.synth import (
     SynthSpec,
@@ -793,3 +794,55 @@ def test_pipeline_poi_counts_are_the_one_source(tmp_path):
         coef = {c["term"]: c["coef"] for c in fit["coefficients"]}
         for term in (*POI, "log_cpc_per_1000"):
             assert coef[term] == pytest.approx(ref.params[term], rel=1e-7), (key, term)
+
+
+def _coded_inputs(n: int = 40):
+    """A commune table with real-looking codes of departments 01-09 and 69, and covariates."""
+    rng = np.random.default_rng(2)
+    codes = [f"0{1 + i % 9}{i:03d}" if i % 2 else f"69{i:03d}" for i in range(n)]
+    table = pd.DataFrame({"commune": codes, "population": 5000, "tor": rng.lognormal(9, 1, n),
+                          "web_adult": rng.lognormal(12, 1, n), "youtube": rng.lognormal(16, 1, n),
+                          "rho": rng.normal(0.2, 0.05, n), "n_tiles": 5,
+                          "sexual_violence_per_1000": rng.gamma(2, 1, n)})  # fmt: skip
+    cov = pd.DataFrame({"commune": codes, "density": rng.lognormal(6, 1, n)})
+    return table, cov
+
+
+def test_lost_leading_zeros_refused_with_the_fix_or_padded():
+    """Covariate codes that lost their leading zero (a spreadsheet round trip: '01004' ->
+    '1004') would silently miss the join: refused naming the file, the row and the fix;
+    validation.pad_codes zero-pads them and every row joins, with the same values."""
+    table, cov = _coded_inputs()
+    lost = cov.assign(commune=cov["commune"].str.lstrip("0"))
+    n_lost = int((lost["commune"].str.len() == 4).sum())
+    assert n_lost == 20
+    cfg = ValidationConfig()
+    with pytest.raises(InputDataError) as err:
+        vs.prepare(table, cfg, covariates=[vs.CovariateInput("cov.csv", lost)])
+    msg = str(err.value)
+    first = lost["commune"].str.len().eq(4).idxmax()
+    for frag in ("cov.csv", "20 code(s)", f"data row {first + 1}", f"-> '0{lost['commune'][first]}'",
+                 "lost its leading zero", "validation.pad_codes"):
+        assert frag in msg, (frag, msg)
+    padded = vs.prepare(table, ValidationConfig(pad_codes=True), covariates=[vs.CovariateInput("cov.csv", lost)])
+    assert padded.joins[0]["matched"] == len(table) and padded.joins[0]["unmatched_table_rows"] == 0
+    np.testing.assert_allclose(padded.frame["log_pop_density"].to_numpy(), np.log(cov["density"].to_numpy()))
+    assert any("zero-padded" in n.text and "cov.csv: 20 code(s)" in n.text for n in padded.notes)
+    # the table itself with lost zeros (an Excel export of communes.csv), the covariates intact
+    t_lost = table.assign(commune=table["commune"].str.lstrip("0"))
+    with pytest.raises(InputDataError, match="table: 20 code"):
+        vs.prepare(t_lost, cfg, covariates=[vs.CovariateInput("cov.csv", cov)])
+    p = vs.prepare(t_lost, ValidationConfig(pad_codes=True), covariates=[vs.CovariateInput("cov.csv", cov)])
+    assert sorted(p.frame.index) == sorted(table["commune"])
+
+
+def test_four_digit_codes_everywhere_join_and_are_flagged():
+    """Codes of 4 digits in every input (no 5-character code anywhere) join with each other:
+    not an error, but a warning note says what they may be and names the setting."""
+    table, cov = _coded_inputs()
+    keep = [c for c in table["commune"] if c.startswith("0")]
+    t4 = table[table["commune"].isin(keep)].assign(commune=lambda d: d["commune"].str[1:])
+    c4 = cov[cov["commune"].isin(keep)].assign(commune=lambda d: d["commune"].str[1:])
+    p = vs.prepare(t4, ValidationConfig(), covariates=[vs.CovariateInput("cov.csv", c4)])
+    assert p.joins[0]["matched"] == len(t4)
+    assert any(n.level == "warning" and "validation.pad_codes" in n.text for n in p.notes)
