@@ -133,7 +133,9 @@ def select_terms(
     left: dict[str, str] = {c: "excluded by configuration" for c in exclude}
     if terms is not None:
         chosen = [c for c in cols if c in set(terms) and c not in left]
-        left.update({c: "not among the configured terms" for c in cols if c not in chosen and c not in left})
+        left.update(
+            {c: "not among the configured terms" for c in cols if c not in chosen and c not in left}
+        )
         return chosen, left
     chosen = []
     for c in cols:

@@ -510,7 +510,10 @@ def to_latex(
         "\\hline \\\\[-1.8ex]",
         f"\\textit{{Note:}} & \\multicolumn{{{k}}}{{r}}{{{latex_escape(t.se_note)}}} \\\\",
         f" & \\multicolumn{{{k}}}{{r}}{{{_star_legend('latex')}}} \\\\",
-        *(f"\\multicolumn{{{k + 1}}}{{p{{0.9\\linewidth}}}}{{{latex_escape(n)}}} \\\\" for n in t.notes),
+        *(
+            f"\\multicolumn{{{k + 1}}}{{p{{0.9\\linewidth}}}}{{{latex_escape(n)}}} \\\\"
+            for n in t.notes
+        ),
         "\\end{tabular}",
     ]
     return _latex_wrap("\n".join(lines), caption, label, document)

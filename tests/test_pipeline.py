@@ -101,7 +101,6 @@ def reference(
     local_day = hourly.columns.tz_convert("Europe/Paris").strftime("%Y-%m-%d")
     keep = ~np.isin(local_day, list(exclude_days))
     rows = []
-    on_zero_days = np.isin(local_day, list(zero_wa_days))
     for c in totals.index:
         keep_c = keep & hourly.loc[("Web_Adult", c)].notna().to_numpy()
         wa = np.log(hourly.loc[("Web_Adult", c)].where(lambda s: s > 0, 0.001))[keep_c]

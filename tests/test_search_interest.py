@@ -198,7 +198,9 @@ def test_pca_scores_against_a_hand_svd(ddof):
     np.testing.assert_allclose(pca.loadings.to_numpy(), (vt[:3] * flip[:, None]).T, atol=1e-12)
     np.testing.assert_allclose(pca.explained_variance_ratio, sv[:3] ** 2 / (sv**2).sum())
     # the score variance (ddof of the scaling) is the eigenvalue of the correlation matrix
-    np.testing.assert_allclose(pca.scores.to_numpy().var(axis=0, ddof=ddof), sv[:3] ** 2 / (n - ddof))
+    np.testing.assert_allclose(
+        pca.scores.to_numpy().var(axis=0, ddof=ddof), sv[:3] ** 2 / (n - ddof)
+    )
     # the two choices differ in scale only
     other = search_interest_pca(table, ddof=1 - ddof)
     assert not np.allclose(other.scores, pca.scores)
@@ -214,8 +216,11 @@ def test_select_terms_leaves_out_ids_and_text_and_says_why():
     raw["id"] = range(22)
     terms, left = select_terms(raw, "region")
     assert terms == TERMS
-    assert left == {"code_reg": "named like a code or identifier", "nom_region": "no numeric value",
-                    "id": "named like a code or identifier"}
+    assert left == {
+        "code_reg": "named like a code or identifier",
+        "nom_region": "no numeric value",
+        "id": "named like a code or identifier",
+    }
     # explicit terms win; exclude removes; unknown names are an error naming them
     terms, left = select_terms(raw, "region", terms=["term01", "term02"])
     assert terms == ["term01", "term02"] and left["code_reg"] == "not among the configured terms"

@@ -42,7 +42,9 @@ def write(tmp_path: Path, name: str, df: pd.DataFrame) -> Path:
 
 def validate(tmp_path: Path, *extra: str):
     out = tmp_path / "out"
-    return run_cpc("validate", "--table", write(tmp_path, "t.csv", table()), "--out", out, *extra), out
+    return run_cpc(
+        "validate", "--table", write(tmp_path, "t.csv", table()), "--out", out, *extra
+    ), out
 
 
 def assert_no_outputs(out: Path) -> None:
@@ -65,21 +67,33 @@ def search(tmp_path: Path, **extra_columns) -> Path:
 
 def _lost_cov(tmp_path: Path) -> tuple[Path, int]:
     t = table()
-    cov = pd.DataFrame({"commune": t["commune"].str.lstrip("0"), "density": np.linspace(50, 900, N)})
+    cov = pd.DataFrame(
+        {"commune": t["commune"].str.lstrip("0"), "density": np.linspace(50, 900, N)}
+    )
     return write(tmp_path, "cov.csv", cov), int((cov["commune"].str.len() == 4).sum())
 
 
 def test_covariate_codes_that_lost_their_zero_are_refused_with_the_fix(tmp_path):
     cov, n = _lost_cov(tmp_path)
     answer, out = validate(tmp_path, "--set", f"validation.covariates=[{cov}]")
-    expect(answer, 1, "cov.csv", f"{n} code(s)", "data row 2", "'2001' -> '02001'", "lost its leading zero",
-           "validation.pad_codes")
+    expect(
+        answer,
+        1,
+        "cov.csv",
+        f"{n} code(s)",
+        "data row 2",
+        "'2001' -> '02001'",
+        "lost its leading zero",
+        "validation.pad_codes",
+    )
     assert_no_outputs(out)
 
 
 def test_pad_codes_joins_every_row(tmp_path):
     cov, n = _lost_cov(tmp_path)
-    answer, out = validate(tmp_path, "--set", f"validation.covariates=[{cov}]", "--set", "validation.pad_codes=true")
+    answer, out = validate(
+        tmp_path, "--set", f"validation.covariates=[{cov}]", "--set", "validation.pad_codes=true"
+    )
     expect(answer, 0, "zero-padded")
     doc = json.loads((out / "tables.json").read_text())
     assert doc["joins"][0]["matched"] == N and doc["joins"][0]["unmatched_table_rows"] == 0
@@ -88,10 +102,19 @@ def test_pad_codes_joins_every_row(tmp_path):
 
 def test_table_codes_that_lost_their_zero_are_refused(tmp_path):
     t = table().assign(commune=lambda d: d["commune"].str.lstrip("0"))
-    cov = write(tmp_path, "cov.csv", pd.DataFrame({"commune": table()["commune"], "density": 100.0}))
+    cov = write(
+        tmp_path, "cov.csv", pd.DataFrame({"commune": table()["commune"], "density": 100.0})
+    )
     out = tmp_path / "out"
-    answer = run_cpc("validate", "--table", write(tmp_path, "lost.csv", t), "--out", out,
-                     "--set", f"validation.covariates=[{cov}]")
+    answer = run_cpc(
+        "validate",
+        "--table",
+        write(tmp_path, "lost.csv", t),
+        "--out",
+        out,
+        "--set",
+        f"validation.covariates=[{cov}]",
+    )
     expect(answer, 1, "lost.csv", "lost its leading zero", "validation.pad_codes")
     assert_no_outputs(out)
 
@@ -106,11 +129,15 @@ def test_id_and_text_columns_are_left_out_of_the_pca_and_said(tmp_path):
     answer, out = validate(tmp_path, "--set", f"validation.search_interest.path={si}")
     expect(answer, 0, "code_reg", "left out of the PCA")
     pca = json.loads((out / "tables.json").read_text())["search_interest_pca"]
-    assert pca["excluded_columns"] == {"code_reg": "named like a code or identifier", "nom": "no numeric value"}
+    assert pca["excluded_columns"] == {
+        "code_reg": "named like a code or identifier",
+        "nom": "no numeric value",
+    }
     assert sorted(pca["terms"]) == [f"term{j}" for j in range(5)]
     scores = pd.read_csv(out / "search_interest_scores.csv")
-    assert scores["region"].tolist() == [f"R{i}" for i in range(6)] and list(scores.columns[1:]) == ["PC1", "PC2",
-                                                                                                    "PC3"]
+    assert scores["region"].tolist() == [f"R{i}" for i in range(6)] and list(
+        scores.columns[1:]
+    ) == ["PC1", "PC2", "PC3"]
 
 
 @pytest.mark.parametrize(("setting", "fragment"), [
@@ -119,14 +146,21 @@ def test_id_and_text_columns_are_left_out_of_the_pca_and_said(tmp_path):
 ])  # fmt: skip
 def test_unknown_terms_or_exclude_are_usage_errors(tmp_path, setting, fragment):
     si = search(tmp_path)
-    answer, out = validate(tmp_path, "--set", f"validation.search_interest.path={si}", "--set", setting)
+    answer, out = validate(
+        tmp_path, "--set", f"validation.search_interest.path={si}", "--set", setting
+    )
     expect(answer, 2, "validation.search_interest.terms/exclude", "search.csv", fragment)
     assert_no_outputs(out)
 
 
 def test_a_search_table_without_terms_is_refused(tmp_path):
-    si = write(tmp_path, "search.csv", pd.DataFrame({"region": [f"R{i}" for i in range(6)],
-                                                     "code_reg": range(6), "name": list("abcdef")}))
+    si = write(
+        tmp_path,
+        "search.csv",
+        pd.DataFrame(
+            {"region": [f"R{i}" for i in range(6)], "code_reg": range(6), "name": list("abcdef")}
+        ),
+    )
     answer, out = validate(tmp_path, "--set", f"validation.search_interest.path={si}")
     expect(answer, 1, "search.csv", "no search-term column left")
     assert_no_outputs(out)
@@ -140,6 +174,8 @@ def test_a_search_table_without_terms_is_refused(tmp_path):
 ])  # fmt: skip
 def test_bad_values_of_the_new_settings(tmp_path, setting, fragment):
     si = search(tmp_path)
-    answer, out = validate(tmp_path, "--set", f"validation.search_interest.path={si}", "--set", setting)
+    answer, out = validate(
+        tmp_path, "--set", f"validation.search_interest.path={si}", "--set", setting
+    )
     expect(answer, 2, fragment)
     assert_no_outputs(out)
