@@ -347,10 +347,12 @@ class EstimateConfig(_Frozen):
                                         "outage_rule; false: no outage exclusion at all")
     outage_rule: Literal["known_days", "authors"] = Field(
         "known_days", description="known_days: exclude each city's whole known outage days (local); authors: the "
-        "authors' rule, per area the hours of zero_web_adult_days with Web_Adult == 0 (replication option)")
+        "authors' rule, per area the 15-minute rows of zero_web_adult_days with Web_Adult == 0 dropped in every "
+        "service before the sums to hours (replication option)")
     zero_web_adult_days: tuple[dt.date, ...] = Field(
         (dt.date(2019, 3, 31), dt.date(2019, 5, 12)),
-        description="local days of the authors' rule (outage_rule: authors): hours with zero Web_Adult are excluded")
+        description="local days of the authors' rule (outage_rule: authors): 15-minute rows with zero Web_Adult "
+        "are dropped")
     exclude_days: tuple[dt.date, ...] = Field((), description="extra local days excluded for every area, "
                                               "whatever the outage_rule")
     hours_per_chunk: int | None = Field(None, ge=1, le=100_000, description="hours per rollup task (1 .. 100000); "

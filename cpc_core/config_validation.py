@@ -137,6 +137,16 @@ class SearchInterestConfig(_Frozen):
     region: str = Field("region", description="region column of the file")
     n_components: int = Field(3, ge=1, le=100, description="principal components, 1 .. 100")
     keep: tuple[str, ...] = Field(("PC1", "PC3"), description="components used as covariates")
+    ddof: int = Field(
+        0, ge=0, le=1,
+        description="delta degrees of freedom of the z-scores: 0 is the authors' (scikit-learn's "
+        "StandardScaler), 1 is R's scale(); only the scores' scale differs",
+    )  # fmt: skip
+    terms: tuple[str, ...] | None = Field(
+        None, description="the search-term columns, explicitly; default: every column except the "
+        "region column, `exclude`, and columns named like codes/IDs or without a number (reported)",
+    )  # fmt: skip
+    exclude: tuple[str, ...] = Field((), description="columns of the file that are not search terms")
     departments: dict[str, tuple[str, ...]] | None = Field(
         None,
         description="region -> department codes; default: the (region, department) pairs of "
@@ -199,6 +209,14 @@ class ValidationConfig(_Frozen):
         "data/covariates/search_interest.csv if found")
     geo: GeoConfig | None = Field(None, description="commune polygons for Figure 5's maps (a path or a mapping); "
                                   "null: data/geo/communes.gpkg if found")
+    poi_counts: str | None = Field(
+        None, description="the pipeline's poi_counts.csv (the counts cpc computed from the POI file); "
+        "default: discovered in the run directory",
+    )  # fmt: skip
+    use_poi_counts: bool = Field(
+        True, description="the POI roles come from poi_counts.csv when there is one (one source: "
+        "the POI columns of the covariate files are then ignored); false: from the table/covariates",
+    )  # fmt: skip
     estimates_by_lag: str | None = Field(None, description="the pipeline's estimates_by_lag.csv")
     rho_by_lag: str | None = Field(None, description="the pipeline's rho_by_lag.csv")
     hourly: str | None = Field(None, description="the pipeline's internal/hourly.zarr")
@@ -231,8 +249,19 @@ class ValidationConfig(_Frozen):
         description="rate roles given in percent (divided by 100); the other rate roles must be "
         "shares in [0, 1]. The paper's regressions use shares (decisions.md, 'Units')",
     )
+    pad_codes: bool = Field(
+        False, description="zero-pad 4-digit commune codes (a department 01-09 code that lost its "
+        "leading zero) in every input; without it such codes are an error when other codes have 5 "
+        "characters (they would not join), else a warning",
+    )  # fmt: skip
     standardise_poi: bool = Field(True, description="POI counts as z-scores (over the areas the statistics use) "
                                   "in the regressions, as the paper")
+    poi_scaling: Literal["model_sample", "statistics_rows"] = Field(
+        "model_sample",
+        description="over which rows the POI z-scores are taken: model_sample (the authors' way, "
+        "R's scale() after dropping incomplete rows: each model's own sample) or statistics_rows "
+        "(once, over every commune the statistics use: one scale for all tables)",
+    )
 
     cov_type: Literal["HC0", "HC1", "HC2", "HC3", "nonrobust"] = Field(
         "HC3", description="covariance of the OLS coefficients: heteroskedasticity-robust HC0-HC3 or nonrobust")

@@ -55,6 +55,7 @@ __all__ = [
     "SourceResult",
     "build_covariates",
     "department_of",
+    "lost_leading_zero",
     "parse_numbers",
     "read_table",
     "read_comparateur",
@@ -399,6 +400,20 @@ def _frame(header: list[str], rows: list[tuple[int, list[str]]], path: str) -> p
     return df
 
 
+def lost_leading_zero(codes: pd.Series) -> pd.Series:
+    """True where a commune code has 4 digits: a department 01-09 code that lost its zero.
+
+    The one home of this rule (``cpc covariates`` and ``cpc validate`` use it). The fix is
+    ``"0" + code``.
+
+    Examples
+    --------
+    >>> lost_leading_zero(pd.Series(["1004", "01004", "2A004", "75056", "123"])).tolist()
+    [True, False, False, False, False]
+    """
+    return codes.astype(str).str.strip().str.match(LOST_ZERO_RE.pattern)
+
+
 def department_of(code: str) -> str:
     """The department of a commune code: ``97x`` overseas, else the first two characters.
 
@@ -414,7 +429,7 @@ def _codes(raw: pd.Series, lines: pd.Series, path: str, source: str, pad: bool,
            losses: list[Loss], notes: list[str]) -> pd.Series:  # fmt: skip
     """Normalised commune codes; invalid codes become None (counted), lost zeros refused or padded."""
     codes = raw.astype(str).str.strip().str.upper()
-    lost = codes.str.match(LOST_ZERO_RE.pattern)
+    lost = lost_leading_zero(codes)
     if lost.any():
         n = int(lost.sum())
         i = lost.to_numpy().nonzero()[0][0]

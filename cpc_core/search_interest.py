@@ -12,13 +12,25 @@ flipped so that its entry of largest absolute value is positive (the first such 
 order, on an exact tie). The loadings depend on the regions only through the covariance
 matrix, so the convention -- and every score -- is unchanged when the regions are reordered.
 The published figure may use the opposite sign for some component; only the sign of that
-covariate's regression coefficient changes.
+covariate's regression coefficient changes. The authors used scikit-learn's ``PCA``: since
+scikit-learn 1.5 it applies this same rule (``svd_flip`` on the components); before, it made
+each component's largest absolute *score* (a region) positive. :func:`score_rule_flips` names
+the components whose sign differs between the two rules, for the figure's caption.
+
+Which columns are terms
+-----------------------
+A raw export carries more than terms (the authors' had a region code, ``code_reg``). With no
+explicit ``terms``, :func:`select_terms` leaves out the region column, the ``exclude`` list,
+columns named like codes or identifiers (``code_reg``, ``id``, ``insee``...) and columns
+without a single number (region names), and says which, so that nothing enters the PCA
+silently.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +39,9 @@ import pandas as pd
 __all__ = [
     "SearchPCA",
     "regions_to_departments",
+    "score_rule_flips",
     "search_interest_pca",
+    "select_terms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +66,9 @@ class SearchPCA:
         Per kept term, the centre and scale used for the z-scores.
     ddof : int
         Delta degrees of freedom of ``std`` (and of the eigenvalues).
+    excluded_columns : tuple of (str, str)
+        Columns of the raw table left out as not being terms, with the reason
+        (:func:`select_terms`; filled by the caller).
     """
 
     scores: pd.DataFrame
@@ -61,6 +78,97 @@ class SearchPCA:
     mean: pd.Series
     std: pd.Series
     ddof: int
+    excluded_columns: tuple[tuple[str, str], ...] = ()
+
+
+#: Name tokens of columns that hold codes or identifiers, never search terms.
+ID_TOKENS = frozenset({"code", "codes", "id", "ids", "insee", "cog", "siren", "nuts", "iso"})
+
+
+def _looks_like_id(name: str) -> bool:
+    return any(tok in ID_TOKENS for tok in re.split(r"[^0-9a-z]+", str(name).lower()) if tok)
+
+
+def select_terms(
+    table: pd.DataFrame,
+    region: str,
+    terms: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> tuple[list[str], dict[str, str]]:
+    """The search-term columns of a raw region x term export, and what was left out, and why.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The raw export, one row per region.
+    region : str
+        The region column (never a term).
+    terms : sequence of str, optional
+        The terms, explicitly: used as given (nothing is detected).
+    exclude : sequence of str
+        Columns that are not terms.
+
+    Returns
+    -------
+    (list of str, dict)
+        The term columns in file order, and ``{column: reason}`` for every other column
+        except ``region``.
+
+    Raises
+    ------
+    KeyError
+        A column of ``terms`` or ``exclude`` is not in the table (the message lists them).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"region": ["A", "B"], "code_reg": [11, 24], "nom": ["x", "y"],
+    ...                   "porn": [50, 20], "sexe mineur": [0, 3]})
+    >>> select_terms(t, "region")
+    (['porn', 'sexe mineur'], {'code_reg': 'named like a code or identifier', 'nom': 'no numeric value'})
+    """
+    cols = [c for c in table.columns if c != region]
+    unknown = [c for c in (*(terms or ()), *exclude) if c not in cols]
+    if unknown:
+        raise KeyError(f"not in the table: {unknown}; columns found: {cols}")
+    left: dict[str, str] = {c: "excluded by configuration" for c in exclude}
+    if terms is not None:
+        chosen = [c for c in cols if c in set(terms) and c not in left]
+        left.update(
+            {c: "not among the configured terms" for c in cols if c not in chosen and c not in left}
+        )
+        return chosen, left
+    chosen = []
+    for c in cols:
+        if c in left:
+            continue
+        if _looks_like_id(c):
+            left[c] = "named like a code or identifier"
+        elif table[c].notna().any() and pd.to_numeric(table[c], errors="coerce").isna().all():
+            left[c] = "no numeric value"
+        else:
+            chosen.append(c)
+    return chosen, left
+
+
+def score_rule_flips(pca: SearchPCA) -> list[str]:
+    """Components whose sign differs under the largest-absolute-score rule.
+
+    scikit-learn before 1.5 flipped each component so that the region with the largest
+    absolute score scores positive; cpc (and scikit-learn >= 1.5) makes the largest absolute
+    loading positive. Returns the components the two rules orient oppositely.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"a": [1.0, 2.0, 3.0, 9.0], "b": [2.0, 1.0, 4.0, 3.0]}, index=list("WXYZ"))
+    >>> score_rule_flips(search_interest_pca(table, n_components=2, ddof=0))
+    ['PC2']
+    """
+    out = []
+    for pc in pca.scores.columns:
+        s = pca.scores[pc].to_numpy()
+        if s[np.argmax(np.abs(s))] < 0:
+            out.append(str(pc))
+    return out
 
 
 def _fix_signs(vectors: np.ndarray) -> np.ndarray:

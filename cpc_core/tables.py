@@ -164,12 +164,15 @@ class RegressionTable:
         Coefficient and standard-error rows, then the statistics rows.
     se_note : str
         What the bracketed numbers are (e.g. the covariance estimator).
+    notes : tuple of str
+        Further notes printed under the table in every format (e.g. omitted controls).
     """
 
     dependent: tuple[str, ...]
     column_labels: tuple[str, ...] | None
     rows: tuple[TableRow, ...]
     se_note: str
+    notes: tuple[str, ...] = ()
 
     @property
     def n_models(self) -> int:
@@ -226,6 +229,7 @@ def regression_table(
     digits: int = 2,
     digits_extra: int = 2,
     se_brackets: Literal["()", "[]"] = "()",
+    notes: Sequence[str] = (),
 ) -> RegressionTable:
     """Build a stargazer-style table from fitted models.
 
@@ -248,6 +252,8 @@ def regression_table(
         See :func:`format_coef`; R2 uses ``digits`` too.
     se_brackets : {"()", "[]"}, default "()"
         Parentheses as in stargazer and the paper, or square brackets.
+    notes : sequence of str
+        Notes printed under the table by every renderer.
 
     Returns
     -------
@@ -302,6 +308,7 @@ def regression_table(
         column_labels=None if column_labels is None else tuple(column_labels),
         rows=tuple(rows),
         se_note=_se_note(results, se_brackets),
+        notes=tuple(n for n in notes if n),
     )
 
 
@@ -384,7 +391,8 @@ def to_markdown(table: RegressionTable | Sequence[OLSResult]) -> str:
         cells = [c + s for c, s in zip(r.cells, r.stars, strict=True)]
         body.append([_row_label(r, "markdown", _md_escape), *cells])
     grid = _md_table(header, body, ["l"] + ["c"] * t.n_models)
-    return f"{grid}\n\nNote: {t.se_note} {_star_legend('markdown')}\n"
+    extra = "".join(f"\n{_md_escape(n)}\n" for n in t.notes)
+    return f"{grid}\n\nNote: {t.se_note} {_star_legend('markdown')}\n{extra}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,6 +510,10 @@ def to_latex(
         "\\hline \\\\[-1.8ex]",
         f"\\textit{{Note:}} & \\multicolumn{{{k}}}{{r}}{{{latex_escape(t.se_note)}}} \\\\",
         f" & \\multicolumn{{{k}}}{{r}}{{{_star_legend('latex')}}} \\\\",
+        *(
+            f"\\multicolumn{{{k + 1}}}{{p{{0.9\\linewidth}}}}{{{latex_escape(n)}}} \\\\"
+            for n in t.notes
+        ),
         "\\end{tabular}",
     ]
     return _latex_wrap("\n".join(lines), caption, label, document)
@@ -582,7 +594,8 @@ def to_html(table: RegressionTable | Sequence[OLSResult], *, caption: str | None
         out.append(f"<tr>{_html_cell('td', _row_label(r, 'html', esc))}{cells}</tr>")
     out.append("</tbody>")
     note = f"<em>Note:</em> {esc(t.se_note)} {_star_legend('html')}"
-    out.append(f"<tfoot>\n<tr>{_html_cell('td', note, k + 1)}</tr>\n</tfoot>")
+    extra = "".join(f"\n<tr>{_html_cell('td', esc(n), k + 1)}</tr>" for n in t.notes)
+    out.append(f"<tfoot>\n<tr>{_html_cell('td', note, k + 1)}</tr>{extra}\n</tfoot>")
     out.append("</table>")
     return "\n".join(out) + "\n"
 

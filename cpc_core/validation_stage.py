@@ -27,6 +27,7 @@ Regression tables are data, not code paths (:data:`TABLES`): each lists its mode
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -42,9 +43,16 @@ from cpc_core.config_validation import (
     DisclosureThresholds,
     ValidationConfig,
 )
-from cpc_core.errors import InputDataError, clip
+from cpc_core.covariates import lost_leading_zero
+from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.estimate import correction_factor, integer_if_whole, small_area_flags
-from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
+from cpc_core.search_interest import (
+    SearchPCA,
+    regions_to_departments,
+    score_rule_flips,
+    search_interest_pca,
+    select_terms,
+)
 from cpc_core.validation import (
     SPEARMAN_EXACT_MAX_N,
     STANDARD_METHODS,
@@ -408,6 +416,27 @@ class TableResult:
     reason: str = ""
     column_labels: tuple[str, ...] | None = None
 
+    @property
+    def omitted(self) -> tuple[str, ...]:
+        """Controls of the paper's specification left out of any model (missing or constant)."""
+        return tuple(dict.fromkeys(v for f in self.fits for v in f.dropped_regressors))
+
+    @property
+    def title(self) -> str:
+        """The paper's title, marked partial when a control was left out (every format prints it)."""
+        if not self.omitted:
+            return self.spec.title
+        return f"{self.spec.title} [PARTIAL: without {', '.join(self.omitted)}]"
+
+    @property
+    def omission_note(self) -> str:
+        """The omission as a sentence for the table's own note ("" when none)."""
+        if not self.omitted:
+            return ""
+        return (f"Partial table: fitted without {', '.join(self.omitted)} (unavailable, or constant "
+                "in the sample); the paper's specification includes them, so this is not the "
+                "paper's table.")  # fmt: skip
+
 
 @dataclass(frozen=True, eq=False)
 class ValidationResult:
@@ -447,13 +476,59 @@ def _codes(values: pd.Series) -> pd.Series:
     return values.map(one).astype(object)
 
 
-def _index_by_code(frame: pd.DataFrame, code: str, what: str) -> pd.DataFrame:
+def _lost_zeros(inputs: Sequence[tuple[str, pd.DataFrame, str]], pad: bool,
+                notes: list[Note]) -> bool:  # fmt: skip
+    """Find commune codes that lost their leading zero; return whether to pad them.
+
+    A 4-digit code (:func:`cpc_core.covariates.lost_leading_zero`) next to 5-character codes
+    (in the same or another input) would silently fail to join: an error naming the file, the
+    row and the fix, unless ``pad``. When every code has 4 digits the joins agree; a warning
+    says what the codes may be.
+    """
+    found, cog = [], False
+    for name, frame, code in inputs:
+        if code not in frame.columns:
+            continue
+        codes = _codes(frame[code])
+        cog = cog or bool(codes.str.fullmatch(r"\d{5}|2[AB]\d{3}").any())
+        lost = lost_leading_zero(codes).to_numpy()
+        if lost.any():
+            i = int(np.flatnonzero(lost)[0])
+            found.append(f"{name}: {int(lost.sum())} code(s) in column {code!r}, e.g. data row "
+                         f"{i + 1}: {clip(codes.iloc[i], 20)!r} -> '0{clip(codes.iloc[i], 20)}'")  # fmt: skip
+    if not found:
+        return False
+    what = "; ".join(found)
+    if pad:
+        text = (f"commune codes with 4 digits zero-padded (a department 01-09 code that lost its "
+                f"leading zero): {what}")  # fmt: skip
+        logger.warning("validation: %s", text)
+        notes.append(Note("data", text, "warning"))
+        return True
+    if cog:
+        raise InputDataError(
+            f"{what}: commune codes with 4 digits, a department 01-09 code that lost its leading "
+            "zero (a spreadsheet round trip), while other codes have 5 characters: they would "
+            "not join. Re-export the file keeping the codes as text, or set "
+            "validation.pad_codes: true to zero-pad them"
+        )
+    text = (f"every commune code has 4 digits or is not a French code ({what}): if they are "
+            "French commune codes they lost their leading zero; set validation.pad_codes: true")  # fmt: skip
+    logger.warning("validation: %s", text)
+    notes.append(Note("data", text, "warning"))
+    return False
+
+
+def _index_by_code(frame: pd.DataFrame, code: str, what: str, pad: bool = False) -> pd.DataFrame:
     if code not in frame.columns:
         raise RoleError(
             f"{what}: no commune code column {code!r}; columns found: {list(frame.columns)}"
         )
     out = frame.copy()
-    out.index = pd.Index(_codes(out[code]), name="commune")
+    codes = _codes(out[code])
+    if pad:
+        codes = codes.where(~lost_leading_zero(codes), "0" + codes)
+    out.index = pd.Index(codes, name="commune")
     out = out.drop(columns=[code])
     dup = out.index[out.index.duplicated()].unique()
     if len(dup):
@@ -668,13 +743,15 @@ def prepare(
     notes: list[Note] = []
     if cols.commune in table.columns and len(table) == 0:
         raise InputDataError(f"{table_name}: no rows, only a header: nothing to validate")
-    base = _index_by_code(table, cols.commune, table_name)
+    pad = _lost_zeros([(table_name, table, cols.commune),
+                       *((c.name, c.frame, c.commune) for c in covariates)], config.pad_codes, notes)  # fmt: skip
+    base = _index_by_code(table, cols.commune, table_name, pad)
     source_of = dict.fromkeys(base.columns, table_name)
     matched: dict[str, pd.Series] = {table_name: pd.Series(True, index=base.index)}
     joined = base
     joins = []
     for cov in covariates:
-        right = _index_by_code(cov.frame, cov.commune, cov.name)
+        right = _index_by_code(cov.frame, cov.commune, cov.name, pad)
         ignored = [c for c in right.columns if c in joined.columns]
         new = [c for c in right.columns if c not in joined.columns]
         if ignored:
@@ -910,9 +987,11 @@ def prepare(
         "tile_counts_known": roles["n_tiles"] is not None,
     }
 
-    # Standardised POI counts (z-scores over the rows the statistics use).
+    # Standardised POI counts. By default (poi_scaling: model_sample) each model standardises
+    # over its own sample in _fit_table, as the authors' R script did; statistics_rows takes
+    # the z-scores once here, over the rows the statistics use.
     stats_rows = frame.index if config.include_small_areas else frame.index[~frame["small_area"]]
-    if config.standardise_poi:
+    if config.standardise_poi and config.poi_scaling == "statistics_rows":
         for role in POI_ROLES:
             x = frame.loc[stats_rows, role]
             sd = x.std(ddof=1)
@@ -966,7 +1045,22 @@ def _search_covariates(
         raise RoleError(
             f"search interest: no region column {sc.region!r}; columns found: {list(search.columns)}"
         )
-    raw_terms = search.drop(columns=[sc.region])
+    try:
+        chosen, left_out = select_terms(search, sc.region, sc.terms, sc.exclude)
+    except KeyError as err:
+        raise UsageError(f"validation.search_interest.terms/exclude: {clip(sc.path)}: "
+                         f"{clip(err.args[0])}") from None  # fmt: skip
+    if left_out:
+        text = "; ".join(f"{c} ({why})" for c, why in left_out.items())
+        logger.warning("search interest: columns that are not terms, left out of the PCA: %s", text)
+        notes.append(Note("figure2", f"{clip(sc.path)}: columns left out of the PCA (not search "
+                                     f"terms): {clip(text)}. List the terms in "
+                                     "validation.search_interest.terms (or the others in exclude) "
+                                     "to state it explicitly", "warning"))  # fmt: skip
+    if not chosen:
+        raise InputDataError(f"{clip(sc.path)}: no search-term column left (columns "
+                             f"{clip(list(search.columns))})")  # fmt: skip
+    raw_terms = search[chosen]
     terms = raw_terms.apply(pd.to_numeric, errors="coerce")
     terms.index = pd.Index(search[sc.region].astype(str).str.strip(), name="region")
     bad = ~np.isfinite(terms.to_numpy(dtype=float))
@@ -979,7 +1073,8 @@ def _search_covariates(
             f"{clip(sc.path)}: {int(bad.sum())} search-interest value(s) missing, not a number "
             f"or infinite (the PCA needs every region x term), e.g. {shown}"
         )
-    pca = search_interest_pca(terms, n_components=sc.n_components)
+    pca = search_interest_pca(terms, n_components=sc.n_components, ddof=sc.ddof)
+    pca = dataclasses.replace(pca, excluded_columns=tuple(left_out.items()))
     if pca.dropped_terms:
         notes.append(Note("figure2", f"{len(pca.dropped_terms)} all-zero search terms dropped "
                                      f"before the PCA: {', '.join(pca.dropped_terms)}"))  # fmt: skip
@@ -1099,6 +1194,22 @@ def _explain(prepared: Prepared, var: str) -> str:
     return f"{var} ({source})"
 
 
+def _standardise_poi(data: pd.DataFrame) -> pd.DataFrame:
+    """POI counts as z-scores (ddof = 1) over ``data``, the model's sample (R's ``scale()``).
+
+    A constant column is left as it is: the model drops it as a constant regressor.
+    """
+    data = data.copy()
+    for role in POI_ROLES:
+        if role not in data:
+            continue
+        x = data[role]
+        sd = x.std(ddof=1)
+        if x.notna().sum() > 1 and sd > 0:
+            data[role] = (x - x.mean()) / sd
+    return data
+
+
 def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
     if spec.key == "table7" and prepared.lag_h is not None:
         # "no lag" must be lag 0, and the lagged column another lag (else one model twice)
@@ -1134,6 +1245,8 @@ def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) ->
         variables = all_vars if spec.common_sample else [m.y, *controls, *m.extra]
         used, sample = _account(prepared, rows, variables, spec.filters)
         data = prepared.frame.loc[used]
+        if config.standardise_poi and config.poi_scaling == "model_sample":
+            data = _standardise_poi(data)
         regressors = [*controls, *m.extra]
         constant = [v for v in regressors if data[v].nunique(dropna=True) <= 1]
         regressors = [v for v in regressors if v not in constant]
@@ -1366,7 +1479,8 @@ def ols_frame(
 
     Columns: ``table``, ``column`` (1-based), ``model``, ``dependent``, ``term``, ``label``,
     ``coef``, ``se``, ``statistic``, ``p_value``, ``ci_lower``, ``ci_upper``, ``nobs``,
-    ``rsquared``, ``rsquared_adj``, ``cov_type``.
+    ``rsquared``, ``rsquared_adj``, ``cov_type``, ``note`` (the omission of a partial table,
+    :attr:`TableResult.omission_note`, on each of its rows; else empty).
 
     Examples
     --------
@@ -1390,9 +1504,11 @@ def ols_frame(
                     "p_value": coef.at[term, "p_value"], "ci_lower": ci.at[term, "lower"],
                     "ci_upper": ci.at[term, "upper"], "nobs": r.nobs, "rsquared": r.rsquared,
                     "rsquared_adj": r.rsquared_adj, "cov_type": r.cov_type,
+                    "note": tab.omission_note,
                 })  # fmt: skip
     cols = ["table", "column", "model", "dependent", "term", "label", "coef", "se", "statistic",
-            "p_value", "ci_lower", "ci_upper", "nobs", "rsquared", "rsquared_adj", "cov_type"]  # fmt: skip
+            "p_value", "ci_lower", "ci_upper", "nobs", "rsquared", "rsquared_adj", "cov_type",
+            "note"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -1448,8 +1564,9 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
                 ],
             })  # fmt: skip
     tables = {
-        key: {"title": tab.spec.title, "status": tab.status, "reason": tab.reason,
-              "models": [f.result.name for f in tab.fits]}
+        key: {"title": tab.title, "paper_title": tab.spec.title, "status": tab.status,
+              "reason": tab.reason, "models": [f.result.name for f in tab.fits],
+              "omitted_controls": list(tab.omitted), "note": tab.omission_note}
         for key, tab in result.tables.items()
     }  # fmt: skip
     pca = None
@@ -1464,6 +1581,13 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
                 for term, row in prepared.pca.loadings.to_dict(orient="index").items()
             },
             "covariates": list(prepared.pcs),
+            "ddof": int(prepared.pca.ddof),
+            "terms": [str(t) for t in (*prepared.pca.loadings.index, *prepared.pca.dropped_terms)],
+            "excluded_columns": {str(c): str(why) for c, why in prepared.pca.excluded_columns},
+            "sign_convention": "largest absolute loading positive",
+            "opposite_under_score_rule": score_rule_flips(prepared.pca),
+            "scores": {str(r): {k: _finite(v) for k, v in row.items()}
+                       for r, row in prepared.pca.scores.to_dict(orient="index").items()},
         }
     return {
         "schema": "cpc.validation/1",

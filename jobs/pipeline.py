@@ -242,6 +242,25 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     return hds, tds
 
 
+def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk]) -> xr.Dataset:
+    """15-minute area series on the authors' outage days (estimate.zero_web_adult_days), one task per city.
+
+    The authors' rule drops 15-minute rows, so it needs the slots of those days (not cached:
+    two days of the 15-minute array per city, a small read).
+    """
+    tasks = []
+    for city in cities:
+        xw = xwalks[city]
+        w = xw.matrix(store.read_layout(cfg.store_path, city).tiles, xw.areas)
+        tasks.append(dask.delayed(rollup.area_slots, pure=True)(cfg.store_path, city, w, xw.areas, SERVICES,
+                                                                 cfg.estimate.zero_web_adult_days))
+    parts = client.gather(client.compute(tasks))
+    if len(parts) == 1:
+        return parts[0]
+    stacked = xr.concat(parts, dim="city", join="outer")
+    return stacked.sum("city", min_count=1)
+
+
 def _write_small(ds: xr.Dataset, path: Path) -> None:
     """Write an in-memory (area x hour or tile) dataset as Zarr, in few large lz4 chunks.
 
@@ -410,8 +429,11 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         per_city = _area_city(xwalks)
         e = cfg.estimate
         known = {c: netmob.outage_days(c) for c in cities} if e.exclude_known_outages else {}
+        zero_slots = _authors_slots(cfg, client, cities, xwalks) if e.exclude_known_outages and \
+            e.outage_rule == "authors" else None
         excluded, masks = rollup.exclude_outages(hourly, per_city["city"], rule=e.outage_rule, known_days=known,
-                                                 extra_days=e.exclude_days, zero_days=e.zero_web_adult_days)
+                                                 extra_days=e.exclude_days, zero_days=e.zero_web_adult_days,
+                                                 zero_slots=zero_slots)
         exclusions = {
             "rule": e.outage_rule if e.exclude_known_outages else "none",
             "known_days": {c: [str(d) for d in v] for c, v in known.items()} if e.outage_rule == "known_days" else {},

@@ -55,6 +55,7 @@ _DISCOVER = {
     "covariates": "data/covariates/communes.csv",
     "search_interest": "data/covariates/search_interest.csv",
     "geo": "data/geo/communes.gpkg",
+    "poi_counts": "poi_counts.csv",
     "estimates_by_lag": "estimates_by_lag.csv",
     "rho_by_lag": "rho_by_lag.csv",
     "hourly": "internal/hourly.zarr",
@@ -235,6 +236,42 @@ class _Inputs:
         return None
 
 
+def _pipeline_poi_counts(config: ValidationConfig, inputs: _Inputs, covs: list[vs.CovariateInput],
+                         notes: list[dict]) -> tuple[vs.CovariateInput, Path] | None:  # fmt: skip
+    """The pipeline's ``poi_counts.csv`` (and its path) as the one source of the POI roles, or None.
+
+    Its ``poi_<category>`` columns are renamed to the POI roles' configured columns, so that
+    they fill the roles whatever the covariate files call theirs; joined first, they win
+    over the POI columns of any covariate file (those are ignored, and the note says so).
+    """
+    if not config.use_poi_counts:
+        return None
+    path = inputs.find("poi_counts", config.poi_counts)
+    if path is None:
+        return None
+    counts = read_table(path, codes=("commune",))
+    if "commune" not in counts.columns:
+        raise InputDataError(f"{path}: no 'commune' column (columns {clip(list(counts.columns))})")
+    cols = config.columns
+    rename = {role: getattr(cols, role) for role in POI_ROLES
+              if role in counts.columns and getattr(cols, role) is not None}  # fmt: skip
+    if not rename:
+        logger.info("validation: %s has no POI role column; POI counts from the covariate files", path)
+        return None
+    shadowed = [f"{c.name}: {', '.join(t for t in rename.values() if t in c.frame.columns)}"
+                for c in covs if any(t in c.frame.columns for t in rename.values())]  # fmt: skip
+    absent = [r for r in POI_ROLES if r not in rename and getattr(cols, r) is not None]
+    text = (f"POI counts ({', '.join(rename.values())}) from {path}, the pipeline's own counts"
+            + (f"; the POI columns of the covariate files are ignored ({'; '.join(shadowed)})"
+               if shadowed else "")
+            + (f"; not in it (categories not counted by the run), from the other inputs if "
+               f"anywhere: {', '.join(absent)}" if absent else ""))  # fmt: skip
+    logger.info("validation: %s", text)
+    notes.append({"scope": "ols", "text": text, "level": "info"})
+    frame = counts[["commune", *rename]].rename(columns=rename)
+    return vs.CovariateInput(path.name, frame, "commune"), path
+
+
 # --------------------------------------------------------------------------------------------
 # Writing tables
 # --------------------------------------------------------------------------------------------
@@ -289,18 +326,20 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
         built = tables.regression_table(
             [f.result for f in tab.fits], covariate_labels=labels, dependent_labels=dependent,
             column_labels=tab.column_labels, order=order, digits=config.digits,
+            notes=(tab.omission_note,),
         )  # fmt: skip
-        paths[f"{key}.md"] = _write_text(tdir / f"{key}.md", f"{tab.spec.title}\n\n"
+        # tab.title is the paper's title, marked partial when controls were left out
+        paths[f"{key}.md"] = _write_text(tdir / f"{key}.md", f"{tab.title}\n\n"
                                          + tables.to_markdown(built))  # fmt: skip
         paths[f"{key}.tex"] = _write_text(
-            tdir / f"{key}.tex", tables.to_latex(built, caption=tab.spec.title, label=f"tab:{key}")
+            tdir / f"{key}.tex", tables.to_latex(built, caption=tab.title, label=f"tab:{key}")
         )
-        html = tables.to_html(built, caption=tab.spec.title)
+        html = tables.to_html(built, caption=tab.title)
         paths[f"{key}.html"] = _write_text(tdir / f"{key}.html", html)
         notes = [_sample_lines(f) for f in tab.fits]
         notes.append(f"Covariance: {config.cov_type}, "
                      f"{'t' if config.use_t else 'normal'}-based p-values.")  # fmt: skip
-        sections.append(report.ReportTable(key, tab.spec.title, html, tuple(notes)))
+        sections.append(report.ReportTable(key, tab.title, html, tuple(notes)))
     return paths, sections
 
 
@@ -400,7 +439,11 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
         add("figure2", "Figure 2: search-interest PCA loadings",
             f"Loadings of the {len(prepared.pca.loadings)} non-zero search terms; "
             f"{', '.join(prepared.pcs)} are used as covariates. Signs are fixed so that each "
-            "component's largest loading is positive.",
+            "component's largest absolute loading is positive, as scikit-learn >= 1.5 does; the "
+            "authors' scikit-learn PCA may have used the older rule (largest absolute region "
+            "score positive), under which "
+            + (", ".join(vs.score_rule_flips(prepared.pca)) or "no component")
+            + f" has the opposite sign. z-scores with ddof = {prepared.pca.ddof}.",
             figures.pca_loadings(prepared.pca.loadings, prepared.pca.explained_variance_ratio))  # fmt: skip
     else:
         skipped.append(("Figure 2", "no search-interest table"))
@@ -665,6 +708,12 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
         covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
         provenance_inputs[f"covariates {p.name}"] = _file_info(p)
 
+    source_notes: list[dict] = []
+    poi = _pipeline_poi_counts(config, inputs, covs, source_notes)
+    if poi is not None:
+        covs.insert(0, poi[0])  # joined first: its POI columns win over any later file's
+        provenance_inputs[f"POI counts {poi[1].name}"] = _file_info(poi[1])
+
     si_cfg = config.search_interest
     if si_cfg is None:
         found = inputs.find("search_interest", None)
@@ -736,7 +785,7 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
 
     doc = vs.to_json(prepared, result, cfg_used)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
-    doc["notes"] = [*run_notes, *doc["notes"]]
+    doc["notes"] = [*run_notes, *source_notes, *doc["notes"]]
     notes = doc["notes"]
     provenance = {
         "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -753,6 +802,11 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
     }
     (out / "tables.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
     outputs["tables.json"] = str(out / "tables.json")
+    if prepared.pca is not None:
+        # the region scores of every component (the covariates before the region -> commune map)
+        scores = prepared.pca.scores.rename_axis("region").reset_index()
+        scores.to_csv(out / "search_interest_scores.csv", index=False)
+        outputs["search_interest_scores.csv"] = str(out / "search_interest_scores.csv")
     step("tables.json")
 
     if config.report:

