@@ -169,7 +169,7 @@ def format_p(p: float | None) -> str:
     return format_sig(p, 2)
 
 
-_NUMBER = re.compile(r"^[-+\u2212(\[<]?(\d|\.\d|Inf)")
+_NUMBER = re.compile(r"^[-+\u2212]?[(\[<]?[-+\u2212]?(\d|\.\d|Inf)")
 
 
 def looks_numeric(text: str) -> bool:
@@ -177,7 +177,7 @@ def looks_numeric(text: str) -> bool:
 
     Examples
     --------
-    >>> looks_numeric("-0.0584"), looks_numeric("(0.02)"), looks_numeric("1.2*** "), looks_numeric("Tor")
+    >>> looks_numeric("-0.0584"), looks_numeric("(0.02)"), looks_numeric("[-0.1, 0.2]"), looks_numeric("Tor")
     (True, True, True, False)
     """
     return bool(_NUMBER.match(str(text).strip()))
@@ -710,11 +710,11 @@ def dependent_pivot(dep: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, s
     ...     "ci_lower": [float("nan"), 0.01], "ci_upper": [float("nan"), 0.2]})
     >>> table, note = dependent_pivot(dep)
     >>> table.iloc[0]["Williams t"].splitlines(), table.iloc[0]["Zou interval"]
-    (['2.35', '(p 0.021)'], '[0.0100, 0.200]')
+    (['2.35', '(0.021)'], '[0.0100,\\n0.200]')
     >>> list(table.columns)
-    ['n', 'r(outcome, other)', 'r(cpc, other)', 'Williams t', 'Zou interval']
-    >>> table.index.tolist()
-    ['cpc per 1000, log vs Tor per 1000, log']
+    ['r(outcome, other)', 'r(cpc, other)', 'Williams t', 'Zou interval']
+    >>> table.index.tolist(), table.index.name
+    (['Tor per 1000, log'], 'cpc per 1000, log compared with')
     """
     from cpc_core.labels import METHOD_SHORT, label
 
@@ -737,20 +737,28 @@ def dependent_pivot(dep: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, s
                 continue
             r = by.loc[m]
             if m == "zou" or (pd.isna(r["statistic"]) and pd.notna(r.get("ci_lower"))):
-                cell = f"[{format_sig(r['ci_lower'], digits)}, {format_sig(r['ci_upper'], digits)}]"
+                cell = f"[{format_sig(r['ci_lower'], digits)},\n{format_sig(r['ci_upper'], digits)}]"
             elif pd.isna(r["statistic"]):
                 cell = "undefined"
             else:
-                cell = f"{format_sig(r['statistic'], digits)}\n(p {format_p(r['p_value'])})"
+                cell = f"{format_sig(r['statistic'], digits)}\n({format_p(r['p_value'])})"
             row[METHOD_SHORT.get(m, m)] = cell
-        rows[f"{label(target)} vs {label(other)}"] = row
+        rows[(label(target), label(other))] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "comparison"
-    note = ("Each method: the test statistic and its p-value (in parentheses); Zou: the "
+    targets = {t for t, _ in table.index}
+    note = ("Each method: the test statistic and, in parentheses, its p-value; Zou: the "
             "confidence interval of the difference of the two correlations.")  # fmt: skip
-    if table["r(outcome, cpc)"].nunique() == 1:
-        note += f" r(outcome, cpc) = {table['r(outcome, cpc)'].iloc[0]} on every row."
-        table = table.drop(columns="r(outcome, cpc)")
+    if len(targets) == 1:
+        # one target on every row (the paper's case): named once, in the header and the note
+        (target,) = targets
+        table.index = pd.Index([o for _, o in table.index], name=f"{target} compared with")
+        note += f" Every row compares the outcome's correlation with {target} and with the row's variable."
+    else:
+        table.index = pd.Index([f"{t} vs {o}" for t, o in table.index], name="comparison")
+    for col, what in (("n", "n"), ("r(outcome, cpc)", "r(outcome, cpc)")):
+        if table[col].nunique() == 1:
+            note += f" {what} = {table[col].iloc[0]} on every row."
+            table = table.drop(columns=col)
     return table, note
 
 

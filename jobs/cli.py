@@ -309,11 +309,18 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None) -> int:
+def _command(args, *positional: str) -> str:
+    """The command line as the report names it: ``--set`` values left out (they may be secrets)."""
+    sets = " ".join(f"--set {o.split('=', 1)[0]}=..." for o in getattr(args, "overrides", []) or [])
+    return " ".join(["cpc", args.command, *positional, *([sets] if sets else [])])
+
+
+def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None,
+            command: str | None = None) -> int:
     from jobs.pipeline import run_pipeline
 
     with _client(cfg.cluster, cluster) as client:
-        result = run_pipeline(cfg, client, run_id=run_id)
+        result = run_pipeline(cfg, client, run_id=run_id, command=command)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():
         print(f"  {name}: {path}")
@@ -343,7 +350,7 @@ def cmd_submit(cfg: RunConfig, args) -> int:
     os.environ["TQDM_DISABLE"] = "1"
     run_id = args.run_id or new_run_id()
     logger.info("cpc submit: run id %s", run_id)
-    return cmd_run(cfg, args.cluster, run_id=run_id)
+    return cmd_run(cfg, args.cluster, run_id=run_id, command=_command(args, args.config))
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -476,10 +483,10 @@ def _dispatch(args) -> int:
         return cmd_ingest(args)
     if args.command == "demo":
         cfg = load_config(DEMO_CONFIG, [f"output.dir={args.out}", *args.overrides])
-        return cmd_run(cfg, args.cluster)
+        return cmd_run(cfg, args.cluster, command=_command(args, "--out", args.out))
     if args.command == "run":
         cfg = load_config(args.config, args.overrides)
-        return cmd_run(cfg, args.cluster)
+        return cmd_run(cfg, args.cluster, command=_command(args, args.config))
     if args.command == "submit":
         cfg = load_config(args.config, args.overrides)
         return cmd_submit(cfg, args)
