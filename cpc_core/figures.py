@@ -30,6 +30,7 @@ from matplotlib.ticker import FuncFormatter
 from cpc_core import netmob
 
 __all__ = [
+    "MIN_BOX_POINTS",
     "SUPPRESSED_STYLE",
     "choropleths",
     "composition",
@@ -148,8 +149,8 @@ def composition(
     >>> [ax.get_title() for ax in fig.axes]
     ['Global', 'Local (mean of the communes)']
     """
-    fig = _figure(10, 3.6)
-    axes = fig.subplots(1, 2, sharex=True)
+    fig = _figure(7, 5.6)  # stacked: legible on a narrow screen too
+    axes = fig.subplots(2, 1, sharex=True)
     chains = {
         "Global": [
             ("Tor download traffic", 1.0),

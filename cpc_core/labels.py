@@ -155,5 +155,5 @@ METHOD_SHORT: dict[str, str] = {
     "dunn_clark": "Dunn-Clark z",
     "hotelling": "Hotelling t",
     "zou": "Zou interval",
-    "koebe2024": "koebe2024 t (non-standard)",
+    "koebe2024": "koebe2024 t (authors')",
 }

@@ -76,8 +76,9 @@ def truth_check(estimated: pd.DataFrame, truth: pd.DataFrame, *, table_lag_h: in
     t = truth.assign(commune=truth["commune"].astype(str)).set_index("commune")
     e = estimated.copy()
     e.index = e.index.astype(str)
-    both = e[["rho", "cpc_per_1000"]].join(
-        t[["rho", "rho_latent", "cpc_per_1000"]], how="inner", lsuffix="_est", rsuffix="_true"
+    both = e[["rho", "cpc_per_1000"]].merge(
+        t[["rho", "rho_latent", "cpc_per_1000"]], left_index=True, right_index=True,
+        how="inner", suffixes=("_est", "_true"),
     )
     ok_rho = both[["rho_est", "rho_true", "rho_latent"]].notna().all(axis=1)
     ok_cpc = both[["cpc_per_1000_est", "cpc_per_1000_true"]].notna().all(axis=1)

@@ -283,7 +283,7 @@ def _write_frame(tdir: Path, key: str, raw: pd.DataFrame, shown: pd.DataFrame, t
 def _sample_lines(fit: vs.ModelFit) -> str:
     s = fit.sample
     lost = ", ".join(f"{x['n']} {x['reason']}" for x in s["lost"]) or "none"
-    return f"({fit.spec.name}) {s['n_used']} of {s['n_input']} communes used; rows lost: {lost}"
+    return f"({label(fit.spec.name)}) {s['n_used']} of {s['n_input']} communes used; rows lost: {lost}"
 
 
 def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepared,
@@ -390,7 +390,10 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
 
     dep = res.dependent
     pivot, how = tables.dependent_pivot(dep)
-    notes_dep = (how, *(n.text for n in res.notes if n.scope == "dependent_tests"))
+    methods = "; ".join(f"{labels_mod.METHOD_SHORT.get(m, m)}: {vs.METHOD_LABELS.get(m, m)}"
+                        for m in dict.fromkeys(dep["method"]))  # fmt: skip
+    notes_dep = (how, *(n.text for n in res.notes if n.scope == "dependent_tests"),
+                 f"Methods: {methods}.")  # fmt: skip
     if pivot.empty:
         logger.warning("validation: dependent_tests empty: %s", how)
         sections.append(report.ReportTable("dependent_tests", "Tests of dependent correlations",
@@ -551,9 +554,13 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
         reported = (run_record or {}).get("config", {}).get("estimate", {}).get("lag_h")
         if reported is not None:
             marks = {"reported estimate": int(reported), **marks}
-        add("lag_sweep", "Lag sweep of the correlation rho_j",
-            "Box plots of rho_j over communes per lag (whiskers 1.5 IQR, no outliers drawn), "
-            "with the mean.", figures.lag_sweep(rbl, marks))  # fmt: skip
+        per_lag = rbl.dropna(subset=["rho"]).groupby("lag_h").size()
+        how = ("Box plots of rho_j over communes per lag (whiskers 1.5 IQR, no outliers drawn)"
+               if len(per_lag) and per_lag.min() >= figures.MIN_BOX_POINTS else
+               f"rho_j of each commune per lag, one point each (fewer than "
+               f"{figures.MIN_BOX_POINTS} communes at some lag: a box plot would say less)")  # fmt: skip
+        add("lag_sweep", "Lag sweep of the correlation rho_j", f"{how}, with the mean.",
+            figures.lag_sweep(rbl, marks))  # fmt: skip
 
     return paths, shown, skipped, removed
 
