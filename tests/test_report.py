@@ -89,6 +89,32 @@ def test_tables_json_matches_an_independent_computation(validated, run_dir):
     assert got == pytest.approx(coef["log_cpc_per_1000"])
 
 
+def test_rendered_tables_show_labels_not_identifiers(validated):
+    """One label map for Markdown, LaTeX and HTML: no identifier in any rendered table; the
+    CSV files keep them (scripts select on them)."""
+    from cpc_core.labels import label
+    from cpc_core.tables import latex_escape
+    from cpc_core.validation_stage import LABELS
+
+    out, _ = validated
+    idents = {i for i in (*LABELS, *LABELS.values(), "Sexual_violence_per_1000") if "_" in i}
+    assert "log_YouTube_per_1000" in idents
+    for t in TABLES:
+        for ext in ("md", "html", "tex"):
+            text = (out / "tables" / f"{t}.{ext}").read_text()
+            forms = idents | {latex_escape(i) for i in idents} if ext == "tex" else idents
+            found = [i for i in forms if re.search(rf"(?<![A-Za-z_]){re.escape(i)}(?![A-Za-z_])", text)]
+            assert not found, (t, ext, found)
+    html = (out / "tables" / "table3.html").read_text()
+    assert label("log_YouTube_per_1000") in html and "<style>" in html  # styled standalone
+    assert "log_YouTube_per_1000" in (out / "tables" / "spearman.csv").read_text()
+    page = (out / "report.html").read_text()
+    tables_part = page.split("<h2>Tables</h2>")[1].split("<h2>Figures</h2>")[0]
+    assert "log_YouTube_per_1000" not in tables_part and "YouTube per 1000, log" in tables_part
+    # one caption per table: the section heading, no <caption> repeating it
+    assert "<caption>" not in tables_part
+
+
 def test_dependent_tests_csv_has_every_field(validated, run_dir):
     out, _ = validated
     csv = pd.read_csv(out / "tables" / "dependent_tests.csv")
