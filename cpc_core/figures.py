@@ -359,6 +359,8 @@ def choropleths(areas, value: str = "cpc_per_1000", by: str | None = "city") -> 
     ['A (2 communes)', 'B (1 communes)']
     """
     groups = list(areas.groupby(by, sort=True)) if by and by in areas.columns else [("", areas)]
+    # one title style whatever the source's spelling ("PARIS", "paris"), in that order
+    groups = sorted(((str(k).strip().title(), g) for k, g in groups), key=lambda kg: kg[0])
     n = len(groups)
     ncols = min(2, n)  # two maps a row: each stays legible on a narrow screen
     nrows = int(np.ceil(n / ncols))
@@ -375,8 +377,7 @@ def choropleths(areas, value: str = "cpc_per_1000", by: str | None = "city") -> 
     metric = areas.crs is not None and areas.crs.is_projected
     for ax, (name, g) in zip(axes, groups, strict=False):
         _draw_areas(ax, g, value, cmap, norm)
-        title = str(name).strip().title() if str(name).strip() else "All areas"
-        ax.set_title(f"{title} ({len(g)} communes)", fontsize=11)
+        ax.set_title(f"{name or 'All areas'} ({len(g)} communes)", fontsize=11)
         ax.set_axis_off()
         if metric:
             _scale_bar(ax)
