@@ -253,6 +253,15 @@ def _disclosure(d: Mapping[str, object]) -> dict:
     }
 
 
+def _pre(text: str):
+    """Text for a ``<pre>``, escaped with :func:`html.escape` (quotes as ``&quot;``)."""
+    import html
+
+    from markupsafe import Markup
+
+    return Markup(html.escape(text))
+
+
 def _figure(f: ReportFigure) -> dict:
     return {
         "key": f.key,
@@ -364,10 +373,11 @@ def build_report(
             {"level": n.get("level", "info"), "scope": n.get("scope", ""), "text": n.get("text", "")}
             for n in notes
         ],
-        "config_json": json.dumps(redact(config), indent=2, default=str),
+        # escaped here as before the template (&quot;): scripts grep the page for JSON keys
+        "config_json": _pre(json.dumps(redact(config), indent=2, default=str)),
         "inputs": list((provenance.get("inputs", {}) or {}).items()),  # type: ignore[union-attr]
         "versions": list((provenance.get("versions", {}) or {}).items()),  # type: ignore[union-attr]
-        "run_json": json.dumps(redact(run), indent=2, default=str) if run else "",
+        "run_json": _pre(json.dumps(redact(run), indent=2, default=str)) if run else "",
     }
     return _environment().get_template("report.html.j2").render(context)
 
