@@ -900,10 +900,13 @@ def frame_to_html(
     index: bool = True,
     na_rep: str = "",
     caption: str | None = None,
+    css_class: str | None = None,
 ) -> str:
     """Render a DataFrame as an HTML ``<table>``; all text goes through ``html.escape``.
 
-    Parameters are those of :func:`frame_to_markdown`, plus ``caption``.
+    Parameters are those of :func:`frame_to_markdown`, plus ``caption`` and ``css_class`` (the
+    table's class, e.g. ``"compact"`` for a wide table). Numeric columns are right-aligned
+    (``class="num"``); a newline in a cell is a line break.
 
     Examples
     --------
@@ -933,7 +936,7 @@ def frame_to_html(
         body = esc(text).replace("\n", "<br>")
         return f'<{tag} class="num">{body}</{tag}>' if num else f"<{tag}>{body}</{tag}>"
 
-    out = ["<table>"]
+    out = [f'<table class="{esc(css_class)}">' if css_class else "<table>"]
     if caption is not None:
         out.append(f"<caption>{esc(caption)}</caption>")
     out += ["<thead>", "<tr>" + "".join(cell("th", h, n) for h, n in zip(header, numeric,

@@ -256,8 +256,8 @@ def _caption(title: str, synthetic: bool) -> str:
 
 
 def _write_frame(tdir: Path, key: str, raw: pd.DataFrame, shown: pd.DataFrame, title: str,
-                 formats: dict, index: bool, synthetic: bool,
-                 notes: tuple[str, ...] = ()) -> tuple[dict, str]:  # fmt: skip
+                 formats: dict, index: bool, synthetic: bool, notes: tuple[str, ...] = (),
+                 css_class: str | None = None) -> tuple[dict, str]:  # fmt: skip
     """CSV (``raw``, identifiers) and Markdown, LaTeX, HTML (``shown``, labels) of a table.
 
     Returns the paths and the HTML table for the report, without a caption: the report's
@@ -274,7 +274,7 @@ def _write_frame(tdir: Path, key: str, raw: pd.DataFrame, shown: pd.DataFrame, t
     tex = tables.frame_to_latex(shown, formats=formats, index=index, caption=caption,
                                 label=f"tab:{key}")  # fmt: skip
     paths[f"{key}.tex"] = _write_text(tdir / f"{key}.tex", tex)
-    html = tables.frame_to_html(shown, formats=formats, index=index)
+    html = tables.frame_to_html(shown, formats=formats, index=index, css_class=css_class)
     page = report.table_page(html, caption, synthetic=synthetic, notes=notes)
     paths[f"{key}.html"] = _write_text(tdir / f"{key}.html", page)
     return paths, html
@@ -405,7 +405,7 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
         # formats hold the pivot: one row per comparison, a column per method.
         p, html = _write_frame(tdir, "dependent_tests", dep, pivot,
                                "Tests of dependent correlations: log cpc per 1000 vs each service",
-                               {}, True, synthetic, notes_dep)  # fmt: skip
+                               {}, True, synthetic, notes_dep, css_class="compact")  # fmt: skip
         paths.update(p)
         sections.append(report.ReportTable("dependent_tests", "Tests of dependent correlations",
                                            html, notes_dep))  # fmt: skip
