@@ -589,3 +589,27 @@ def test_render_formats_lays_out_once_and_restores_the_engine(monkeypatch):
     assert out["png"][:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in out["svg"][:500]
     assert fig.get_layout_engine() is engine
     assert figures.render(fig, "svg") == figures.render(fig, "svg")
+
+
+def test_data_kind_rule(run_dir, tmp_path):
+    """synthetic: the run says so, has a synth section, or its data tree holds the generator's
+    marker; real otherwise (docs/outputs-validation.md, "Synthetic or real data")."""
+    from cpc_core.report import data_kind
+
+    assert data_kind({"data": "real", "config": {"synth": {"cities": ["Nice"]}}})[0] == "real"
+    assert data_kind({"config": {"synth": {"cities": ["Nice"]}}})[0] == "synthetic"
+    # a `cpc run` whose input.netmob is <tree>/netmob of a tree written by cpc synth
+    assert (run_dir / "data" / "truth" / "truth.json").is_file()
+    kind, why = data_kind({"config": {"synth": None}}, [run_dir / "data"])
+    assert kind == "synthetic" and "truth.json" in why
+    assert data_kind({"config": {"synth": None}}, [run_dir])[0] == "synthetic"  # <run>/data/truth
+    assert data_kind({"config": {"synth": None}}, [tmp_path])[0] == "real"
+    assert data_kind(None, [])[0] == "real"
+
+
+def test_the_command_line_leaves_set_values_out():
+    from jobs.cli import _command, build_parser
+
+    args = build_parser().parse_args(["run", "c.yaml", "--set", "storage.options.secret=pw-S3CRET"])
+    text = _command(args, args.config)
+    assert text == "cpc run c.yaml --set storage.options.secret=..." and "S3CRET" not in text
