@@ -22,8 +22,8 @@ from __future__ import annotations
 import html
 import logging
 import math
-import re
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal

@@ -35,7 +35,6 @@ import pandas as pd
 from cpc_core import figures, profiles, report, tables
 from cpc_core import labels as labels_mod
 from cpc_core import truth as truthmod
-from cpc_core.labels import label
 from cpc_core import validation_stage as vs
 from cpc_core.config_validation import (
     POI_ROLES,
@@ -46,6 +45,7 @@ from cpc_core.config_validation import (
     load_validation_config,
 )
 from cpc_core.errors import CpcError, InputDataError, UsageError, clip
+from cpc_core.labels import label
 
 __all__ = ["cmd", "read_table", "run_validation"]
 
