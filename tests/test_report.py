@@ -613,3 +613,18 @@ def test_the_command_line_leaves_set_values_out():
     args = build_parser().parse_args(["run", "c.yaml", "--set", "storage.options.secret=pw-S3CRET"])
     text = _command(args, args.config)
     assert text == "cpc run c.yaml --set storage.options.secret=..." and "S3CRET" not in text
+
+
+def test_table4_from_the_pipelines_poi_table(tmp_path):
+    """A POI table beside the commune table is shown with labels; an empty one says why."""
+    t = pd.DataFrame({"measure": ["cpc", "cpc"], "category": ["school", "mosque"], "n": [12, 4],
+                      "mean_value_per_poi": [0.000012, 3.5]})  # fmt: skip
+    t.to_csv(tmp_path / "poi_top_tiles.csv", index=False)
+    t4 = validate._table4(None, tmp_path)
+    assert not t4.skipped and "mean value per poi" in t4.html and "1.20e-05" in t4.html
+    assert "mean_value_per_poi" not in t4.html
+    t.iloc[:0].to_csv(tmp_path / "poi_top_tiles.csv", index=False)
+    t4 = validate._table4(None, tmp_path)
+    assert "is empty" in t4.skipped and "poi.min_n" in t4.skipped
+    (tmp_path / "poi_top_tiles.csv").unlink()
+    assert "came without a poi_top_tiles.csv" in validate._table4(None, tmp_path).skipped
