@@ -25,10 +25,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from cpc_core import netmob
 
 __all__ = [
+    "MIN_BOX_POINTS",
     "SUPPRESSED_STYLE",
     "choropleths",
     "composition",
@@ -36,6 +38,8 @@ __all__ = [
     "pca_loadings",
     "render",
     "render_formats",
+    "sweep_comparison",
+    "truth_scatter",
     "top_commune",
     "weekday_hour_heatmaps",
 ]
@@ -145,8 +149,8 @@ def composition(
     >>> [ax.get_title() for ax in fig.axes]
     ['Global', 'Local (mean of the communes)']
     """
-    fig = _figure(10, 3.6)
-    axes = fig.subplots(1, 2, sharex=True)
+    fig = _figure(7, 5.6)  # stacked: legible on a narrow screen too
+    axes = fig.subplots(2, 1, sharex=True)
     chains = {
         "Global": [
             ("Tor download traffic", 1.0),
@@ -168,10 +172,16 @@ def composition(
         y = np.arange(len(chain))[::-1]
         ax.barh(y, values, color=colours, height=0.6)
         for yi, v in zip(y, values, strict=True):
-            ax.text(v * 1.15, yi, f"{v:.3%}" if v < 0.01 else f"{v:.1%}", va="center", fontsize=9)
+            text = f"{v:.3%}" if v < 0.01 else f"{v:.1%}"
+            if v > 0.05:  # long bars: the value inside the bar's end, so the axis stops at 100 %
+                ax.text(v / 1.15, yi, text, va="center", ha="right", fontsize=9, color="white")
+            else:
+                ax.text(v * 1.15, yi, text, va="center", fontsize=9)
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_xscale("log")
-        ax.set_xlim(5e-5, 10)
+        ax.set_xlim(5e-5, 1.0)  # a share: the axis ends at 100 %
+        ax.set_xticks([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g} %"))
         ax.set_title(title)
         ax.set_xlabel("share of Tor download traffic (log scale)")
     fig.suptitle(
@@ -346,13 +356,15 @@ def choropleths(areas, value: str = "cpc_per_1000", by: str | None = "city") -> 
     ...                       "city": ["A", "A", "B"]},
     ...                      geometry=[box(0, 0, 1, 1), box(1, 0, 2, 1), box(0, 0, 1, 1)])
     >>> [ax.get_title() for ax in choropleths(g).axes[:2]]
-    ['A', 'B']
+    ['A (2 communes)', 'B (1 communes)']
     """
     groups = list(areas.groupby(by, sort=True)) if by and by in areas.columns else [("", areas)]
+    # one title style whatever the source's spelling ("PARIS", "paris"), in that order
+    groups = sorted(((str(k).strip().title(), g) for k, g in groups), key=lambda kg: kg[0])
     n = len(groups)
-    ncols = min(4, n)
+    ncols = min(2, n)  # two maps a row: each stays legible on a narrow screen
     nrows = int(np.ceil(n / ncols))
-    fig = _figure(3.4 * ncols + 1.2, 3.2 * nrows + 0.6)
+    fig = _figure(4.6 * ncols + 1.0, 4.2 * nrows + 0.8)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     shown = areas.loc[~areas["suppressed"].astype(bool), value].astype(float)
     shown = shown[np.isfinite(shown) & (shown > 0)]
@@ -362,36 +374,123 @@ def choropleths(areas, value: str = "cpc_per_1000", by: str | None = "city") -> 
     else:
         norm = Normalize(0, 1)
     cmap = "viridis"
+    metric = areas.crs is not None and areas.crs.is_projected
     for ax, (name, g) in zip(axes, groups, strict=False):
-        suppressed = g["suppressed"].astype(bool)
-        v = g[value].astype(float)
-        ok = ~suppressed & np.isfinite(v) & (v > 0)
-        if ok.any():
-            g.loc[ok].plot(ax=ax, column=value, cmap=cmap, norm=norm, edgecolor="white",
-                           linewidth=0.3)  # fmt: skip
-        if (~ok & ~suppressed).any():
-            g.loc[~ok & ~suppressed].plot(ax=ax, linewidth=0.3, **_MISSING_STYLE)
-        if suppressed.any():
-            g.loc[suppressed].plot(ax=ax, linewidth=0.3, **SUPPRESSED_STYLE)
-        ax.set_title(str(name), fontsize=10)
+        _draw_areas(ax, g, value, cmap, norm)
+        ax.set_title(f"{name or 'All areas'} ({len(g)} communes)", fontsize=11)
         ax.set_axis_off()
+        if metric:
+            _scale_bar(ax)
+        zoom = _central_window(g)
+        if zoom is not None:
+            ins = ax.inset_axes([0.6, 0.55, 0.4, 0.4])
+            _draw_areas(ins, g, value, cmap, norm)
+            ins.set_xlim(zoom[0], zoom[2])
+            ins.set_ylim(zoom[1], zoom[3])
+            ins.set_xticks([])
+            ins.set_yticks([])
+            ins.set_xlabel("")
+            ins.set_ylabel("")
+            ins.set_title("centre, enlarged", fontsize=7)
+            ax.indicate_inset_zoom(ins, edgecolor="#333333")
     for ax in axes[n:]:
         ax.set_visible(False)
     from matplotlib.cm import ScalarMappable
 
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[:n]), shrink=0.7,
-                 label=f"{value} (log scale)")  # fmt: skip
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[:n]), shrink=0.7)
+    bar.set_label(f"{_VALUE_LABELS.get(value, value)}, log scale", fontsize=10)
+    bar.ax.tick_params(labelsize=9)
     fig.legend(
         handles=[Patch(label="suppressed (small area)", **SUPPRESSED_STYLE),
                  Patch(label="no estimate", **_MISSING_STYLE)],
-        loc="lower center", ncols=2, fontsize=8, frameon=False,
+        loc="lower center", ncols=2, fontsize=9, frameon=False,
     )  # fmt: skip
     return fig
+
+
+#: Colour-bar labels of the mapped columns, with their unit (docs/outputs.md).
+_VALUE_LABELS = {
+    "cpc_per_1000": "estimated cpc per 1000 inhabitants\n(NetMob23 traffic units)",
+    "tor_per_1000": "Tor per 1000 inhabitants\n(NetMob23 traffic units)",
+}
+
+
+def _draw_areas(ax, g, value: str, cmap, norm) -> None:
+    suppressed = g["suppressed"].astype(bool)
+    v = g[value].astype(float)
+    ok = ~suppressed & np.isfinite(v) & (v > 0)
+    if ok.any():
+        g.loc[ok].plot(ax=ax, column=value, cmap=cmap, norm=norm, edgecolor="white",
+                       linewidth=0.3)  # fmt: skip
+    if (~ok & ~suppressed).any():
+        g.loc[~ok & ~suppressed].plot(ax=ax, linewidth=0.3, **_MISSING_STYLE)
+    if suppressed.any():
+        g.loc[suppressed].plot(ax=ax, linewidth=0.3, **SUPPRESSED_STYLE)
+
+
+def _nice_length(span: float) -> float:
+    """A round length (1, 2 or 5 x 10^k) of about a quarter of ``span``."""
+    target = span / 4
+    k = 10 ** np.floor(np.log10(target))
+    return float(max(m * k for m in (1, 2, 5) if m * k <= target))
+
+
+def _scale_bar(ax) -> None:
+    """A scale bar in the lower left corner (the map's CRS is metric: x in metres)."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    if not (np.isfinite(x0) and x1 > x0):
+        return
+    length = _nice_length(x1 - x0)
+    xs, ys = x0 + 0.04 * (x1 - x0), y0 + 0.04 * (y1 - y0)
+    ax.plot([xs, xs + length], [ys, ys], color="black", lw=2.5, solid_capstyle="butt")
+    text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    ax.text(xs + length / 2, ys + 0.015 * (y1 - y0), text, ha="center", va="bottom", fontsize=8)
+
+
+def _central_window(g, min_ratio: float = 0.002) -> tuple[float, float, float, float] | None:
+    """A window around the small central communes when they would be unreadable, else None.
+
+    When the smallest quarter of the communes each cover less than ``min_ratio`` of the map's
+    bounding box, the window around them (their centroids' spread, at least a fifth of the
+    map) is shown enlarged in an inset.
+    """
+    if len(g) < 8:
+        return None
+    minx, miny, maxx, maxy = g.total_bounds
+    box = (maxx - minx) * (maxy - miny)
+    if not box > 0:
+        return None
+    areas = g.geometry.area
+    small = areas <= areas.quantile(0.25)
+    if float(areas[small].median()) / box >= min_ratio:
+        return None
+    c = g.geometry[small].centroid
+    cx, cy = float(c.x.median()), float(c.y.median())
+    half = max(float(c.x.quantile(0.75) - c.x.quantile(0.25)),
+               float(c.y.quantile(0.75) - c.y.quantile(0.25)),
+               0.1 * max(maxx - minx, maxy - miny)) / 2  # fmt: skip
+    return cx - half, cy - half, cx + half, cy + half
 
 
 # --------------------------------------------------------------------------------------------
 # Lag sweep
 # --------------------------------------------------------------------------------------------
+
+#: Below this many values a box plot says less than the points themselves: they are drawn.
+MIN_BOX_POINTS = 10
+
+
+def _distribution(ax, positions: Sequence[float], data: Sequence[np.ndarray]) -> None:
+    """Box plots of ``data`` at ``positions``, or the points when any group has < 10 values."""
+    if min((len(x) for x in data), default=0) >= MIN_BOX_POINTS:
+        ax.boxplot(data, positions=positions, widths=0.6, showfliers=False)
+        return
+    rng = np.random.default_rng(0)  # a fixed jitter: the same figure on every render
+    for pos, x in zip(positions, data, strict=True):
+        jitter = rng.uniform(-0.15, 0.15, len(x))
+        ax.plot(np.asarray(pos) + jitter, x, "o", ms=3, color="#3182bd", alpha=0.7)
+
 
 
 def lag_sweep(rho_by_lag: pd.DataFrame, marks: Mapping[str, int] | None = None) -> Figure:
@@ -425,7 +524,7 @@ def lag_sweep(rho_by_lag: pd.DataFrame, marks: Mapping[str, int] | None = None) 
                 transform=ax.transAxes)
         ax.set_axis_off()
         return fig
-    ax.boxplot(data, positions=lags, widths=0.6, showfliers=False)
+    _distribution(ax, lags, data)
     ax.plot(lags, [x.mean() if len(x) else np.nan for x in data], "o-", color="#d95f02",
             ms=3, lw=1, label="mean rho_j")  # fmt: skip
     ax.axhline(0, color="grey", lw=0.5)
@@ -434,6 +533,102 @@ def lag_sweep(rho_by_lag: pd.DataFrame, marks: Mapping[str, int] | None = None) 
     ax.set_xticks(lags, [str(lag) for lag in lags])
     ax.set_xlabel("lag L (hours); rho(L) = corr(log Web_Adult(t), log Tor(t + L))")
     ax.set_ylabel("rho_j")
-    ax.set_title("Lag sweep: distribution of the communes' rho_j", fontsize=10)
+    few = min(len(x) for x in data) < MIN_BOX_POINTS
+    ax.set_title("Lag sweep: the communes' rho_j" + (" (one point per commune)" if few else
+                 " (box plots)"), fontsize=10)  # fmt: skip
     ax.legend(fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep's comparison of variants, the demo's truth check
+# --------------------------------------------------------------------------------------------
+
+
+def sweep_comparison(rho_by_lag: Mapping[str, pd.DataFrame],
+                     table: pd.DataFrame | None = None) -> Figure:  # fmt: skip
+    """``cpc sweep``: rho_j per lag for each variant and, when known, the outcome correlation.
+
+    Parameters
+    ----------
+    rho_by_lag : mapping of variant -> DataFrame
+        Each variant's ``rho_by_lag.csv`` (``lag_h``, ``rho``).
+    table : pandas.DataFrame, optional
+        ``sweep/comparison.csv``: ``grid``, ``lag_h`` and ``spearman_cpc`` (the Spearman
+        correlation of log cpc per 1000 with the outcome), drawn on a second row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> r = {"g": pd.DataFrame({"lag_h": [0, 0, 1, 1], "rho": [0.1, 0.2, 0.0, 0.05]})}
+    >>> t = pd.DataFrame({"grid": ["g", "g"], "lag_h": [0, 1], "spearman_cpc": [0.3, 0.1]})
+    >>> fig = sweep_comparison(r, t)
+    >>> len(fig.axes), fig.axes[1].get_ylabel()
+    (2, 'Spearman(log cpc per 1000, outcome)')
+    """
+    outcome = (table is not None and "spearman_cpc" in table.columns
+               and table["spearman_cpc"].notna().any())  # fmt: skip
+    n = max(1, len(rho_by_lag))
+    fig = _figure(min(4.8 * n, 14), 3.6 + (2.6 if outcome else 0))
+    axes = fig.subplots(2 if outcome else 1, n, squeeze=False, sharey="row")
+    for i, (grid, r) in enumerate(rho_by_lag.items()):
+        ax = axes[0][i]
+        r = r.dropna(subset=["rho"])
+        lags = sorted(r["lag_h"].astype(int).unique())
+        data = [r.loc[r["lag_h"] == lag, "rho"].to_numpy(dtype=float) for lag in lags]
+        if lags:
+            _distribution(ax, lags, data)
+            ax.set_xticks(lags, [str(x) for x in lags])
+        n_areas = r["commune"].nunique() if "commune" in r.columns else max(map(len, data), default=0)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(f"{grid}: rho_j by lag ({n_areas} areas)", fontsize=10)
+        ax.set_xlabel("lag (h), Tor after Web_Adult")
+        if outcome:
+            t = table.loc[table["grid"] == grid].sort_values("lag_h")
+            axo = axes[1][i]
+            axo.plot(t["lag_h"], t["spearman_cpc"], "o-", color="#d95f02", ms=4)
+            axo.axhline(0, color="grey", lw=0.5)
+            axo.set_xlabel("lag (h)")
+            axo.set_title(f"{grid}: correlation with the outcome", fontsize=10)
+    axes[0][0].set_ylabel("rho_j")
+    if outcome:
+        axes[1][0].set_ylabel("Spearman(log cpc per 1000, outcome)")
+    return fig
+
+
+def truth_scatter(rho_true: pd.Series, rho_est: pd.Series, cpc_true: pd.Series,
+                  cpc_est: pd.Series) -> Figure:  # fmt: skip
+    """The demo's check: estimated against planted rho_j, and cpc per 1000 (synthetic data).
+
+    Examples
+    --------
+    >>> s = pd.Series([0.1, 0.2, 0.3])
+    >>> [ax.get_xlabel() for ax in truth_scatter(s, s, s * 10, s * 11).axes]
+    ['planted rho_j', 'planted cpc per 1000 (log)']
+    """
+    fig = _figure(9, 3.8)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(rho_true, rho_est, "o", ms=3, alpha=0.7, color="#3182bd")
+    lo = float(np.nanmin([rho_true.min(), rho_est.min(), 0.0])) if len(rho_true) else 0.0
+    hi = float(np.nanmax([rho_true.max(), rho_est.max(), 0.1])) if len(rho_true) else 1.0
+    ax1.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="y = x")
+    ax1.set_xlabel("planted rho_j")
+    ax1.set_ylabel("estimated rho_j")
+    ax1.set_title("rho_j: recovered vs planted", fontsize=10)
+    ax1.legend(fontsize=8)
+    ok = (cpc_true > 0) & (cpc_est > 0)
+    ax2.plot(cpc_true[ok], cpc_est[ok], "o", ms=3, alpha=0.7, color="#6a3d9a")
+    if ok.any():
+        lo2 = float(min(cpc_true[ok].min(), cpc_est[ok].min()))
+        hi2 = float(max(cpc_true[ok].max(), cpc_est[ok].max()))
+        ax2.plot([lo2, hi2], [lo2, hi2], color="grey", lw=1, ls="--")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("planted cpc per 1000 (log)")
+    ax2.set_ylabel("estimated cpc per 1000 (log)")
+    ax2.set_title("cpc per 1000: estimated vs planted", fontsize=10)
+    fig.suptitle("SYNTHETIC DATA: check against the planted truth", fontsize=10, color="#6a3d9a")
     return fig

@@ -1,4 +1,4 @@
-"""The validation report: one self-contained HTML page.
+"""The validation report: one self-contained HTML page, rendered from a Jinja2 template.
 
 :func:`build_report` assembles already rendered pieces (HTML tables from
 :mod:`cpc_core.tables`, PNG figures from :mod:`cpc_core.figures`) into a page that needs
@@ -6,24 +6,35 @@ nothing else: CSS inline, images as ``data:`` URIs, no script, no web font, no e
 that the browser would fetch. It opens with the paper's cautions (:data:`CAUTIONS`) and ends
 with the configuration and the provenance of the run, so that a printed copy carries both.
 
-Everything inserted as text goes through :func:`html.escape`; the ``html`` of a
-:class:`ReportTable` is trusted (it comes from :mod:`cpc_core.tables`, which escapes).
+The layout lives in ``cpc_core/templates/report.html.j2`` (and ``style.css``, shared with the
+standalone ``tables/*.html`` pages of :func:`table_page`): a layout change needs no code.
+Everything inserted as text is escaped by the template engine (autoescaping); the ``html`` of
+a :class:`ReportTable` is trusted (it comes from :mod:`cpc_core.tables`, which escapes).
+
+Generated data are said: :func:`data_kind` decides whether a run's data are synthetic, and a
+synthetic report carries a banner above everything else, the words in its title and a note
+over the tables.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "CAUTIONS",
+    "SYNTH_MARKER",
     "ReportFigure",
     "ReportTable",
+    "TruthCheck",
     "build_report",
+    "data_kind",
+    "stylesheet",
+    "table_page",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,30 +93,90 @@ CAUTIONS: tuple[tuple[str, str], ...] = (
     ),
 )
 
-_CSS = """
-body{font-family:Georgia,'Times New Roman',serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
-margin-top:2em}h3{margin-top:1.5em}
-.cautions{border:3px solid #b30000;background:#fff4f4;padding:.6em 1.2em;margin:1.2em 0}
-.cautions h2{border:none;margin-top:.3em;color:#b30000}
-.cautions dt{font-weight:bold;margin-top:.5em}.cautions dd{margin-left:1em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-th,td{padding:.15em .6em;text-align:right;border-bottom:1px solid #eee}
-th:first-child,td:first-child{text-align:left}
-table.regression-table td,table.regression-table th{text-align:center;border:none}
-table.regression-table td:first-child{text-align:left}
-table.regression-table thead{border-top:2px solid #222;border-bottom:1px solid #222}
-table.regression-table tbody.statistics{border-top:1px solid #222}
-table.regression-table tfoot{border-top:2px solid #222;font-size:.9em}
-caption{font-weight:bold;text-align:left;padding:.3em 0}
-figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.9em;color:#444}
-.note{font-size:.9em;color:#444}.warning{color:#8a4b00}
-.skipped{background:#f6f6f6;border-left:4px solid #999;padding:.4em .8em}
-pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.8em}
-nav ul{columns:2;font-size:.9em}
-"""
+_TEMPLATES = "templates"
+
+
+def _environment():
+    """The Jinja2 environment of the report and table pages (autoescaping on)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("cpc_core", _TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def stylesheet() -> str:
+    """The CSS shared by the report and the standalone table pages."""
+    from importlib.resources import files
+
+    return files("cpc_core").joinpath(_TEMPLATES, "style.css").read_text(encoding="utf-8")
+
+
+#: Marker file of a data tree written by ``cpc synth`` (cpc_core/synth.py).
+SYNTH_MARKER = ("truth", "truth.json")
+
+
+def data_kind(run: Mapping | None = None, roots: Sequence[str | Path] = ()) -> tuple[str, str]:
+    """Whether a run's input data are ``"synthetic"`` or ``"real"``, and why.
+
+    The rule (docs/decisions.md): a run record that states ``data`` is taken at its word; a
+    configuration with a ``synth`` section generates its data; a data tree that holds the
+    generator's marker (``truth/truth.json`` beside the NetMob tree, or under ``data/`` of a
+    run folder) is generated. Anything else was supplied by the user and is ``"real"``.
+
+    Parameters
+    ----------
+    run : mapping, optional
+        The run record (run.json) or at least its ``config``.
+    roots : sequence of path
+        Folders to look for the marker in: the NetMob root's parent, the run folder.
+
+    Returns
+    -------
+    (str, str)
+        The kind and a short reason.
+
+    Examples
+    --------
+    >>> data_kind({"config": {"synth": {"cities": ["Nice"]}}})
+    ('synthetic', 'the run has a synth section')
+    >>> data_kind({"config": {"synth": None}})
+    ('real', 'no synth section and no cpc synth marker in the data tree')
+    """
+    run = run or {}
+    if run.get("data") in ("synthetic", "real"):
+        return str(run["data"]), str(run.get("data_reason") or "as recorded in run.json")
+    if (run.get("config") or {}).get("synth"):
+        return "synthetic", "the run has a synth section"
+    for root in roots:
+        for base in (Path(root), Path(root) / "data"):
+            marker = base.joinpath(*SYNTH_MARKER)
+            if marker.is_file():
+                return "synthetic", f"generator marker {marker.name} found in {base}"
+    return "real", "no synth section and no cpc synth marker in the data tree"
+
+
+@dataclass(frozen=True)
+class TruthCheck:
+    """The demo's check of its estimates against the generator's planted truth.
+
+    Attributes
+    ----------
+    rows : tuple of (label, value)
+        The statistics shown (n, correlations, errors).
+    verdict : str
+        One sentence: recovered or not, by the stated tolerance.
+    figure : ReportFigure or None
+        Recovered vs planted rho_j.
+    """
+
+    rows: tuple[tuple[str, str], ...]
+    verdict: str
+    figure: ReportFigure | None = None
 
 
 @dataclass(frozen=True)
@@ -140,26 +211,8 @@ class ReportFigure:
     png: bytes
 
 
-def _esc(x) -> str:
-    return html.escape(str(x))
-
-
-def _kv_table(rows: Mapping[str, object] | Sequence[tuple[str, object]]) -> str:
-    items = rows.items() if isinstance(rows, Mapping) else rows
-    body = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in items)
-    return f"<table><tbody>{body}</tbody></table>"
-
-
-def _cautions() -> str:
-    items = "".join(f"<dt>{_esc(t)}</dt><dd>{_esc(d)}</dd>" for t, d in CAUTIONS)
-    return (
-        '<section class="cautions" id="cautions" role="note">'
-        "<h2>Read this first: what these results are not</h2>"
-        f"<dl>{items}</dl></section>"
-    )
-
-
-def _disclosure(d: Mapping[str, object]) -> str:
+def _disclosure(d: Mapping[str, object]) -> dict:
+    """The disclosure section's sentences and rows (the wording is the page's, unchanged)."""
     mode = d.get("mode", "suppress")
     what = (
         "their rates are blanked in every public table and they are drawn grey and hatched "
@@ -190,39 +243,32 @@ def _disclosure(d: Mapping[str, object]) -> str:
             f"{float(d.get('population_in_small_areas', 0)):,.0f}",
         ),
     ]
-    extra = "".join(f"<li>{_esc(x)}</li>" for x in d.get("removed", ()))  # type: ignore[union-attr]
-    return (
-        '<section id="disclosure"><h2>Disclosure control</h2>'
-        f"<p>Areas with fewer than {_esc(d.get('min_population'))} inhabitants (or unknown "
-        f"population) or {_esc(tiles)} are small areas: {_esc(what)}. {_esc(stats)} No tile "
-        "coordinates, tile-level values or tile-level maps appear in any output of this stage; "
-        "figures show communes or sums over many communes only.</p>"
-        f"{_kv_table(rows)}" + (f"<p>What the thresholds removed:</p><ul>{extra}</ul>" if extra else "")
-        + "</section>"
-    )  # fmt: skip
+    return {
+        "min_population": d.get("min_population"),
+        "tiles": tiles,
+        "what": what,
+        "stats": stats,
+        "rows": rows,
+        "removed": list(d.get("removed", ()) or ()),  # type: ignore[call-overload]
+    }
 
 
-def _table_section(t: ReportTable) -> str:
-    parts = [f'<section id="{_esc(t.key)}"><h3>{_esc(t.title)}</h3>']
-    if t.skipped:
-        parts.append(f'<p class="skipped">Not produced: {_esc(t.skipped)}</p>')
-    else:
-        parts.append(t.html)
-    if t.notes:
-        parts.append(
-            '<ul class="note">' + "".join(f"<li>{_esc(n)}</li>" for n in t.notes) + "</ul>"
-        )
-    parts.append("</section>")
-    return "\n".join(parts)
+def _pre(text: str):
+    """Text for a ``<pre>``, escaped with :func:`html.escape` (quotes as ``&quot;``)."""
+    import html
+
+    from markupsafe import Markup
+
+    return Markup(html.escape(text))
 
 
-def _figure_section(f: ReportFigure) -> str:
-    data = base64.b64encode(f.png).decode("ascii")
-    return (
-        f'<figure id="{_esc(f.key)}"><img src="data:image/png;base64,{data}" '
-        f'alt="{_esc(f.title)}"><figcaption><strong>{_esc(f.title)}.</strong> '
-        f"{_esc(f.caption)}</figcaption></figure>"
-    )
+def _figure(f: ReportFigure) -> dict:
+    return {
+        "key": f.key,
+        "title": f.title,
+        "caption": f.caption,
+        "data": base64.b64encode(f.png).decode("ascii"),
+    }
 
 
 def build_report(
@@ -236,8 +282,12 @@ def build_report(
     notes: Sequence[Mapping[str, str]] = (),
     config: Mapping[str, object],
     provenance: Mapping[str, object],
+    command: str = "cpc validate",
+    run_id: str | None = None,
+    data: tuple[str, str] = ("real", ""),
+    truth: TruthCheck | None = None,
 ) -> str:
-    """Assemble the self-contained HTML report.
+    """Assemble the self-contained HTML report from ``templates/report.html.j2``.
 
     Parameters
     ----------
@@ -245,6 +295,7 @@ def build_report(
     summary : sequence of (label, value)
         Key facts shown under the cautions (areas, sample sizes...).
     tables : sequence of ReportTable
+        In order; a skipped one shows its reason in place and in "Outputs not produced".
     figures : sequence of ReportFigure
     skipped_figures : sequence of (title, reason)
     disclosure : mapping
@@ -253,10 +304,19 @@ def build_report(
     notes : sequence of mapping
         ``{"scope", "text", "level"}`` (:class:`cpc_core.validation_stage.Note`).
     config : mapping
-        The stage's configuration (JSON-able), printed in full.
+        The stage's configuration (JSON-able), printed in full (collapsed).
     provenance : mapping
         ``inputs`` (name -> {path, sha256, bytes}), ``versions`` (package -> version),
         ``generated_utc`` and, when the pipeline wrote one, ``run`` (its run.json).
+    command : str, default "cpc validate"
+        The command that produced the report (``cpc demo``, ``cpc run CONFIG``...).
+    run_id : str, optional
+        The pipeline run's id.
+    data : (str, str)
+        ``("synthetic" | "real", reason)`` (:func:`data_kind`); synthetic data put a banner
+        at the top of the page.
+    truth : TruthCheck, optional
+        The check against the planted truth (synthetic data only).
 
     Returns
     -------
@@ -267,74 +327,80 @@ def build_report(
     --------
     >>> page = build_report(title="t", summary=[("areas", 3)], tables=[], figures=[],
     ...                     disclosure={"min_population": 500, "min_tiles": 3}, config={},
-    ...                     provenance={})
+    ...                     provenance={}, data=("synthetic", "test"))
     >>> page.startswith("<!DOCTYPE html>") and "ecological fallacy" in page
+    True
+    >>> 'id="synthetic-banner"' in page
     True
     """
     # secrets redacted once more here: the config and run.json reach this page from elsewhere
     from cpc_core.config import redact
 
-    toc = [
-        '<li><a href="#cautions">Cautions</a></li>',
-        '<li><a href="#disclosure">Disclosure control</a></li>',
-    ]
-    toc += [f'<li><a href="#{_esc(t.key)}">{_esc(t.title)}</a></li>' for t in tables]
-    toc += [f'<li><a href="#{_esc(f.key)}">{_esc(f.title)}</a></li>' for f in figures]
-    toc += [
-        '<li><a href="#notes">Notes</a></li>',
-        '<li><a href="#provenance">Configuration and provenance</a></li>',
-    ]
-    note_items = "".join(
-        f'<li class="{_esc(n.get("level", "info"))}"><strong>{_esc(n.get("scope", ""))}</strong>: '
-        f"{_esc(n.get('text', ''))}</li>"
-        for n in notes
-    )
-    skipped = "".join(f"<li>{_esc(t)}: {_esc(r)}</li>" for t, r in skipped_figures)
-    inputs = provenance.get("inputs", {}) or {}
-    input_rows = "".join(
-        f"<tr><td>{_esc(name)}</td><td>{_esc(info.get('path', ''))}</td>"
-        f"<td><code>{_esc(info.get('sha256', ''))}</code></td><td>{_esc(info.get('bytes', ''))}</td></tr>"
-        for name, info in inputs.items()
-    )  # type: ignore[union-attr]
-    versions = provenance.get("versions", {}) or {}
+    kind, reason = data
+    if kind not in ("synthetic", "real"):
+        raise ValueError(f"data must be 'synthetic' or 'real', got {kind!r}")
     run = provenance.get("run")
-    body = [
-        f"<header><h1>{_esc(title)}</h1>"
-        f'<p class="note">Generated {_esc(provenance.get("generated_utc", ""))} by cpc validate. '
-        "A reproduction of Koebe et al., 'Unveiling local patterns of child pornography "
-        "consumption in France using Tor'. Public-health research on child sexual abuse: "
-        "area-level aggregates only.</p></header>",
-        _cautions(),
-        "<nav><h2>Contents</h2><ul>" + "".join(toc) + "</ul></nav>",
-        '<section id="summary"><h2>Summary</h2>' + _kv_table(list(summary)) + "</section>",
-        _disclosure(disclosure),
-        "<h2>Tables</h2>",
-        *(_table_section(t) for t in tables),
-        "<h2>Figures</h2>",
-        *(_figure_section(f) for f in figures),
-        (f'<p class="skipped">Figures not produced:</p><ul>{skipped}</ul>' if skipped else ""),
-        f'<section id="notes"><h2>Notes</h2><ul>{note_items or "<li>none</li>"}</ul></section>',
-        '<section id="provenance"><h2>Configuration and provenance</h2>',
-        "<h3>Configuration of this stage</h3>",
-        f"<pre>{_esc(json.dumps(redact(config), indent=2, default=str))}</pre>",
-        "<h3>Input files</h3>",
-        "<table><thead><tr><th>input</th><th>path</th><th>sha256</th><th>bytes</th></tr></thead>"
-        f"<tbody>{input_rows}</tbody></table>",
-        "<h3>Package versions</h3>",
-        _kv_table(dict(versions)),  # type: ignore[arg-type]
-        (
-            "<h3>Pipeline run (run.json)</h3><details><summary>show</summary>"
-            f"<pre>{_esc(json.dumps(redact(run), indent=2, default=str))}</pre></details>"
-            if run
-            else '<p class="note">No run.json found: the commune table did not come with a '
-            "pipeline run record.</p>"
+    missing = [(t.title, t.skipped) for t in tables if t.skipped]
+    missing += [(str(t), str(r)) for t, r in skipped_figures]
+    context = {
+        "css": stylesheet(),
+        "title": title,
+        "synthetic": kind == "synthetic",
+        "synthetic_detail": (
+            "The check against the planted truth is below." if truth is not None else ""
         ),
-        "</section>",
-    ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(b for b in body if b)
-        + "\n</body></html>\n"
+        "data_kind": kind,
+        "data_reason": reason,
+        "generated_utc": provenance.get("generated_utc", ""),
+        "command": command,
+        "run_id": run_id,
+        "cautions": CAUTIONS,
+        "summary": list(summary),
+        "truth": (
+            None
+            if truth is None
+            else {
+                "rows": truth.rows,
+                "verdict": truth.verdict,
+                "figure": _figure(truth.figure) if truth.figure else None,
+            }
+        ),
+        "disclosure": _disclosure(disclosure),
+        "tables": tables,
+        "figures": [_figure(f) for f in figures],
+        "missing": missing,
+        "notes": [
+            {"level": n.get("level", "info"), "scope": n.get("scope", ""), "text": n.get("text", "")}
+            for n in notes
+        ],
+        # escaped here as before the template (&quot;): scripts grep the page for JSON keys
+        "config_json": _pre(json.dumps(redact(config), indent=2, default=str)),
+        "inputs": list((provenance.get("inputs", {}) or {}).items()),  # type: ignore[union-attr]
+        "versions": list((provenance.get("versions", {}) or {}).items()),  # type: ignore[union-attr]
+        "run_json": _pre(json.dumps(redact(run), indent=2, default=str)) if run else "",
+    }
+    return _environment().get_template("report.html.j2").render(context)
+
+
+def table_page(fragment: str, title: str, *, synthetic: bool = False,
+               notes: Sequence[str] = ()) -> str:  # fmt: skip
+    """A standalone, styled HTML page around one rendered table (``tables/*.html``).
+
+    Parameters
+    ----------
+    fragment : str
+        The ``<table>`` (trusted: from :mod:`cpc_core.tables`, which escapes).
+    title : str
+    synthetic : bool
+        Say on the page that the data are generated.
+    notes : sequence of str
+
+    Examples
+    --------
+    >>> page = table_page("<table></table>", "Table 1", synthetic=True)
+    >>> "<style>" in page and "synthetic data" in page.lower()
+    True
+    """
+    return _environment().get_template("table.html.j2").render(
+        css=stylesheet(), title=title, table=fragment, synthetic=synthetic, notes=list(notes)
     )

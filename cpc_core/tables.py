@@ -23,6 +23,7 @@ import html
 import logging
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +37,10 @@ __all__ = [
     "RegressionTable",
     "TableRow",
     "format_coef",
+    "format_p",
+    "format_sig",
+    "dependent_pivot",
+    "looks_numeric",
     "frame_to_html",
     "frame_to_latex",
     "frame_to_markdown",
@@ -106,6 +111,76 @@ def format_coef(x: float, digits: int = 2, digits_extra: int = 2) -> str:
         if float(s) != 0.0:
             return s
     return f"{0.0:.{digits}f}"
+
+
+def format_sig(x: float | None, digits: int = 3, sci_below: float = 1e-3,
+               sci_from: float = 1e6) -> str:  # fmt: skip
+    """A number to ``digits`` significant digits; very small or large ones in scientific form.
+
+    Every value keeps its significant digits: a c_j of 1e-05 prints as ``1.00e-05``, never as
+    ``0.0000`` (a fixed number of decimals turns small values into zeros).
+
+    Parameters
+    ----------
+    x : float or None
+    digits : int, default 3
+    sci_below, sci_from : float
+        Magnitudes below ``sci_below`` or from ``sci_from`` on are written as ``d.dde-XX``.
+
+    Returns
+    -------
+    str
+        Empty for None/NaN; ``"0"`` for zero.
+
+    Examples
+    --------
+    >>> [format_sig(v) for v in (0.16651, -0.0584, 1e-05, 0.000766, 1234.5, 0.0, 2.0)]
+    ['0.167', '-0.0584', '1.00e-05', '7.66e-04', '1.23e+03', '0', '2.00']
+    """
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    x = float(x)
+    if math.isinf(x):
+        return "Inf" if x > 0 else "-Inf"
+    if x == 0:
+        return "0"
+    mag = abs(x)
+    if mag < sci_below or mag >= sci_from:
+        return f"{x:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(mag)))
+    text = f"{x:.{decimals}f}"
+    if decimals == 0 and len(text.lstrip("-")) > digits:  # 1234.5 -> 4 digits: scientific
+        return f"{x:.{digits - 1}e}"
+    return text
+
+
+def format_p(p: float | None) -> str:
+    """A p-value: two significant digits, ``<1e-16`` under double precision's resolution.
+
+    Examples
+    --------
+    >>> format_p(0.04567), format_p(1.33e-06), format_p(0.0), format_p(float("nan"))
+    ('0.046', '1.3e-06', '<1e-16', '')
+    """
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return ""
+    if p < 1e-16:
+        return "<1e-16"
+    return format_sig(p, 2)
+
+
+_NUMBER = re.compile(r"^[-+\u2212]?[(\[<]?[-+\u2212]?(\d|\.\d|Inf)")
+
+
+def looks_numeric(text: str) -> bool:
+    """Whether a formatted cell is a number (right-aligned, math minus in LaTeX).
+
+    Examples
+    --------
+    >>> looks_numeric("-0.0584"), looks_numeric("(0.02)"), looks_numeric("[-0.1, 0.2]"), looks_numeric("Tor")
+    (True, True, True, False)
+    """
+    return bool(_NUMBER.match(str(text).strip()))
 
 
 def stars(p: float) -> str:
@@ -303,13 +378,26 @@ def regression_table(
 
     if column_labels is None and any(r.name != r.y for r in results):
         column_labels = [r.name for r in results]
+    dependent = tuple(dependent_labels or (r.y for r in results))
+    if column_labels is not None and all(
+        _same_label(c, d) for c, d in zip(column_labels, dependent, strict=True)
+    ):
+        # model names that only repeat the dependent variable would be a second, identical
+        # header row (Table 3's "log_cpc" under "log_cpc_per_1000"): dropped
+        column_labels = None
     return RegressionTable(
-        dependent=tuple(dependent_labels or (r.y for r in results)),
+        dependent=dependent,
         column_labels=None if column_labels is None else tuple(column_labels),
         rows=tuple(rows),
         se_note=_se_note(results, se_brackets),
         notes=tuple(n for n in notes if n),
     )
+
+
+def _same_label(a: str, b: str) -> bool:
+    from cpc_core.labels import label
+
+    return a == b or label(a) == label(b)
 
 
 def _as_table(table: RegressionTable | Sequence[OLSResult]) -> RegressionTable:
@@ -424,7 +512,7 @@ def latex_escape(text: str) -> str:
     >>> print(latex_escape("log_Tor_per_1000 (50%) & {x}"))
     log\\_Tor\\_per\\_1000 (50\\%) \\& \\{x\\}
     """
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text).replace("\n", " "))
 
 
 def _latex_number(text: str) -> str:
@@ -547,7 +635,7 @@ def to_html(table: RegressionTable | Sequence[OLSResult], *, caption: str | None
     >>> from cpc_core.validation import fit_ols
     >>> df = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2, 5.1], "x<1>": np.arange(5.0)})
     >>> out = to_html([fit_ols(df, "y", ["x<1>"], cov_type="HC1")])
-    >>> "<td>x&lt;1&gt;</td><td>1.03<sup>***</sup></td>" in out
+    >>> '<td>x&lt;1&gt;</td><td class="num">1.03<sup>***</sup></td>' in out
     True
     """
     t = _as_table(table)
@@ -588,7 +676,7 @@ def to_html(table: RegressionTable | Sequence[OLSResult], *, caption: str | None
         if r.kind == "nobs":
             out.append('</tbody>\n<tbody class="statistics">')
         cells = "".join(
-            _html_cell("td", esc(c) + (f"<sup>{s}</sup>" if s else ""))
+            f'<td class="num">{esc(c)}' + (f"<sup>{s}</sup>" if s else "") + "</td>"
             for c, s in zip(r.cells, r.stars, strict=True)
         )
         out.append(f"<tr>{_html_cell('td', _row_label(r, 'html', esc))}{cells}</tr>")
@@ -598,6 +686,93 @@ def to_html(table: RegressionTable | Sequence[OLSResult], *, caption: str | None
     out.append(f"<tfoot>\n<tr>{_html_cell('td', note, k + 1)}</tr>{extra}\n</tfoot>")
     out.append("</table>")
     return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The dependent-correlation tests, pivoted
+# --------------------------------------------------------------------------------------------
+
+
+def dependent_pivot(dep: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, str]:
+    """The dependent-correlation tests as one row per comparison and a column per method.
+
+    Each method's cell holds its statistic and, on a second line, its p-value in parentheses;
+    Zou's method gives an interval for the difference of the correlations instead. Labels come
+    from :mod:`cpc_core.labels`.
+
+    Parameters
+    ----------
+    dep : pandas.DataFrame
+        Long form, one row per comparison and method (``tables.json``'s ``dependent_tests``):
+        ``target, other, method, n, r_target, r_other, r_target_other, statistic, p_value,
+        ci_lower, ci_upper``.
+    digits : int, default 3
+        Significant digits of the statistics and correlations.
+
+    Returns
+    -------
+    (pandas.DataFrame, str)
+        The formatted table (text cells) and a note on what is shown, including the
+        correlation of the outcome with the target when it is the same on every row.
+
+    Examples
+    --------
+    >>> dep = pd.DataFrame({"target": "log_cpc_per_1000", "other": ["log_Tor_per_1000"] * 2,
+    ...     "method": ["williams", "zou"], "n": 64, "r_target": 0.4, "r_other": 0.3,
+    ...     "r_target_other": 0.9, "statistic": [2.345, float("nan")], "p_value": [0.0213, float("nan")],
+    ...     "ci_lower": [float("nan"), 0.01], "ci_upper": [float("nan"), 0.2]})
+    >>> table, note = dependent_pivot(dep)
+    >>> table.iloc[0]["Williams t"].splitlines(), table.iloc[0]["Zou interval"]
+    (['2.35', '(0.021)'], '[0.0100,\\n0.200]')
+    >>> list(table.columns)
+    ['r(outcome, other)', 'r(cpc, other)', 'Williams t', 'Zou interval']
+    >>> table.index.tolist(), table.index.name
+    (['Tor per 1000, log'], 'cpc per 1000, log compared with')
+    """
+    from cpc_core.labels import METHOD_SHORT, label
+
+    if dep.empty:
+        return pd.DataFrame(), "No test could be computed (see the notes)."
+    methods = list(dict.fromkeys(dep["method"]))
+    rows = {}
+    for (target, other), g in dep.groupby(["target", "other"], sort=False):
+        first = g.iloc[0]
+        row = {
+            "n": str(int(first["n"])) if pd.notna(first["n"]) else "",
+            "r(outcome, cpc)": format_sig(first["r_target"], digits),
+            "r(outcome, other)": format_sig(first["r_other"], digits),
+            "r(cpc, other)": format_sig(first["r_target_other"], digits),
+        }
+        by = g.set_index("method")
+        for m in methods:
+            if m not in by.index:
+                row[METHOD_SHORT.get(m, m)] = ""
+                continue
+            r = by.loc[m]
+            if m == "zou" or (pd.isna(r["statistic"]) and pd.notna(r.get("ci_lower"))):
+                cell = f"[{format_sig(r['ci_lower'], digits)},\n{format_sig(r['ci_upper'], digits)}]"
+            elif pd.isna(r["statistic"]):
+                cell = "undefined"
+            else:
+                cell = f"{format_sig(r['statistic'], digits)}\n({format_p(r['p_value'])})"
+            row[METHOD_SHORT.get(m, m)] = cell
+        rows[(label(target), label(other))] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    targets = {t for t, _ in table.index}
+    note = ("Each method: the test statistic and, in parentheses, its p-value; Zou: the "
+            "confidence interval of the difference of the two correlations.")  # fmt: skip
+    if len(targets) == 1:
+        # one target on every row (the paper's case): named once, in the header and the note
+        (target,) = targets
+        table.index = pd.Index([o for _, o in table.index], name=f"{target} compared with")
+        note += f" Every row compares the outcome's correlation with {target} and with the row's variable."
+    else:
+        table.index = pd.Index([f"{t} vs {o}" for t, o in table.index], name="comparison")
+    for col, what in (("n", "n"), ("r(outcome, cpc)", "r(outcome, cpc)")):
+        if table[col].nunique() == 1:
+            note += f" {what} = {table[col].iloc[0]} on every row."
+            table = table.drop(columns=col)
+    return table, note
 
 
 # --------------------------------------------------------------------------------------------
@@ -621,7 +796,7 @@ def _format_value(x: object, fmt: Callable[[float], str], na_rep: str) -> tuple[
         return str(int(x)), True
     if isinstance(x, numbers.Real):
         return fmt(float(x)), True
-    return str(x), False
+    return str(x), looks_numeric(str(x))
 
 
 def _frame_cells(
@@ -738,10 +913,13 @@ def frame_to_html(
     index: bool = True,
     na_rep: str = "",
     caption: str | None = None,
+    css_class: str | None = None,
 ) -> str:
     """Render a DataFrame as an HTML ``<table>``; all text goes through ``html.escape``.
 
-    Parameters are those of :func:`frame_to_markdown`, plus ``caption``.
+    Parameters are those of :func:`frame_to_markdown`, plus ``caption`` and ``css_class`` (the
+    table's class, e.g. ``"compact"`` for a wide table). Numeric columns are right-aligned
+    (``class="num"``); a newline in a cell is a line break.
 
     Examples
     --------
@@ -749,22 +927,36 @@ def frame_to_html(
     >>> print(frame_to_html(df))
     <table>
     <thead>
-    <tr><th></th><th>a&lt;b</th></tr>
+    <tr><th></th><th class="num">a&lt;b</th></tr>
     </thead>
     <tbody>
-    <tr><td>x&amp;y</td><td>1.5</td></tr>
+    <tr><td>x&amp;y</td><td class="num">1.5</td></tr>
     </tbody>
     </table>
     <BLANKLINE>
     """
     header, rows = _frame_cells(df, formats, float_format, index, na_rep)
     esc = html.escape
-    out = ["<table>"]
+    # a column is numeric when all its non-empty cells are: header and cells right-aligned
+    numeric = [
+        bool(cells) and all(is_num for _, is_num in cells)
+        for cells in ([c for c in col if c[0] != na_rep] for col in zip(*rows, strict=True))
+    ] if rows else [False] * len(header)  # fmt: skip
+    if index and numeric:
+        numeric[0] = False
+
+    def cell(tag: str, text: str, num: bool) -> str:
+        body = esc(text).replace("\n", "<br>")
+        return f'<{tag} class="num">{body}</{tag}>' if num else f"<{tag}>{body}</{tag}>"
+
+    out = [f'<table class="{esc(css_class)}">' if css_class else "<table>"]
     if caption is not None:
         out.append(f"<caption>{esc(caption)}</caption>")
-    out += ["<thead>", "<tr>" + "".join(_html_cell("th", esc(h)) for h in header) + "</tr>"]
+    out += ["<thead>", "<tr>" + "".join(cell("th", h, n) for h, n in zip(header, numeric,
+                                                                           strict=True)) + "</tr>"]
     out += ["</thead>", "<tbody>"]
     for r in rows:
-        out.append("<tr>" + "".join(_html_cell("td", esc(text)) for text, _ in r) + "</tr>")
+        out.append("<tr>" + "".join(cell("td", text, n) for (text, _), n in zip(r, numeric,
+                                                                               strict=True)) + "</tr>")
     out += ["</tbody>", "</table>"]
     return "\n".join(out) + "\n"

@@ -348,7 +348,14 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batch: bool = False) -> int:
+def _command(args, *positional: str) -> str:
+    """The command line as the report names it: ``--set`` values left out (they may be secrets)."""
+    sets = " ".join(f"--set {o.split('=', 1)[0]}=..." for o in getattr(args, "overrides", []) or [])
+    return " ".join(["cpc", args.command, *positional, *([sets] if sets else [])])
+
+
+def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batch: bool = False,
+            command: str | None = None) -> int:
     """Run the chain.
 
     ``cpc run`` refuses a bad cluster setting before it touches the output folder, like any
@@ -366,7 +373,7 @@ def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batc
 
         _quiet()
         with get_client(spec) as client:
-            result = run_pipeline(cfg, client, record=record)
+            result = run_pipeline(cfg, client, record=record, command=command)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():
         print(f"  {name}: {path}")
@@ -396,7 +403,7 @@ def cmd_submit(cfg: RunConfig, args) -> int:
     os.environ["TQDM_DISABLE"] = "1"
     run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     logger.info("cpc submit: run id %s", run_id)
-    return cmd_run(cfg, args.cluster, run_id=run_id, batch=True)
+    return cmd_run(cfg, args.cluster, run_id=run_id, batch=True, command=_command(args, args.config))
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -531,10 +538,10 @@ def _dispatch(args) -> int:
         return cmd_ingest(args)
     if args.command == "demo":
         cfg = load_config(DEMO_CONFIG, [f"output.dir={args.out}", *args.overrides])
-        return cmd_run(cfg, args.cluster)
+        return cmd_run(cfg, args.cluster, command=_command(args, "--out", args.out))
     if args.command == "run":
         cfg = load_config(args.config, args.overrides)
-        return cmd_run(cfg, args.cluster)
+        return cmd_run(cfg, args.cluster, command=_command(args, args.config))
     if args.command == "submit":
         cfg = load_config(args.config, args.overrides)
         return cmd_submit(cfg, args)

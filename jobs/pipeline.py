@@ -44,6 +44,7 @@ from distributed import Client, futures_of
 from cluster import require_workers
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, store
 from cpc_core import ingest as ingest_lib
+from cpc_core import report as report_lib
 from cpc_core.config import RunConfig, redacted
 from cpc_core.errors import EnvironmentUnavailable, UsageError, clip
 from cpc_core.synth import SynthSpec
@@ -297,8 +298,14 @@ def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
     return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": estimate.integer_if_whole(n)})
 
 
-def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key) -> dict[str, str]:
-    """Weekday x hour profiles (Figure 3), top tiles and the POI table (Table 4), POI counts."""
+def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key,
+                      missing: list | None = None) -> dict[str, str]:
+    """Weekday x hour profiles (Figure 3), top tiles and the POI table (Table 4), POI counts.
+
+    An absent or empty POI table is logged and, with its reason, appended to ``missing``
+    (run.json's ``missing``, shown in the report).
+    """
+    missing = [] if missing is None else missing
     c = communes.set_index("commune")["c"]
     cpc_hourly = excluded["tor"] * xr.DataArray(c.reindex(excluded["area"].values).to_numpy(), dims="area",
                                                 coords={"area": excluded["area"]})
@@ -345,6 +352,13 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         table = profiles.poi_table(top, gpd.GeoDataFrame(top_tiles, crs=cfg.crosswalk.crs), pois,
                                    min_n=cfg.poi.min_n)
         table.to_csv(out / "poi_top_tiles.csv", index=False)
+        if table.empty:
+            n_per = max(1, int(np.ceil(cfg.poi.top_share * len(tv))))
+            why = (f"poi_top_tiles.csv is empty: the top {cfg.poi.top_share:g} share of the {len(tv)} "
+                   f"tiles is {n_per} tile(s) per measure, and no POI category has poi.min_n = "
+                   f"{cfg.poi.min_n} POIs in them (raise poi.top_share or lower poi.min_n)")
+            logger.warning("Table 4: %s", why)
+            missing.append({"output": "poi_top_tiles.csv", "table": "table4", "reason": why})
         # POI counts depend on the areas and the POI file only, not on the lag: cached
         ckey = _cache.key(stage="poi_counts", areas=areas_key, poi=_cache.file_fingerprint(cfg.poi_path),
                           crs=cfg.crosswalk.crs, categories=list(cfg.poi.categories))
@@ -362,7 +376,13 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         written.update({"POI table of the top tiles": str(out / "poi_top_tiles.csv"),
                         "POI counts per area": str(out / "poi_counts.csv")})
     elif cfg.poi_path:
-        logger.warning("POI file %s not found: no POI table", cfg.poi_path)
+        why = f"no POI table: the POI file {cfg.poi_path} was not found (poi.path)"
+        logger.warning("Table 4: %s", why)
+        missing.append({"output": "poi_top_tiles.csv", "table": "table4", "reason": why})
+    else:
+        why = "no POI table: no POI file configured (poi.path)"
+        logger.warning("Table 4: %s", why)
+        missing.append({"output": "poi_top_tiles.csv", "table": "table4", "reason": why})
     return written
 
 
@@ -496,7 +516,9 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
                              attrs={"warning": "tile-level results: internal, never publish (disclosure control)"})
         _write_small(tile_ds, internal / "tile_cpc.zarr")
     with timer("profiles_poi"):
-        outputs.update(_profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key))
+        missing: list[dict] = []
+        outputs.update(_profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key,
+                                         missing))
     outputs.update({"communes": str(out / "communes.csv"), "rho by lag": str(out / "rho_by_lag.csv"),
                     "estimates by lag": str(out / "estimates_by_lag.csv"),
                     "internal (not for publication)": str(internal)})
@@ -507,6 +529,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         "small_areas_flagged": int(communes["small_area"].sum()),
         "exclusions": exclusions,
         "store_fingerprint": store_fp,
+        "missing": missing,
     }
 
 
@@ -700,17 +723,20 @@ def run_record(cfg: RunConfig, run_id: str | None = None) -> Iterator[dict]:
                 logger.info("run %s recorded in %s (runs/%s names it)", run_id, rdir, LATEST)
 
 
-def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, record: dict | None = None) -> dict:
+def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, record: dict | None = None,
+                 command: str | None = None) -> dict:
     """Run synth (if configured and not yet written), ingest, and the estimation stages.
 
     Writes ``run.json`` next to the outputs in every case: ``status`` is ``ok``, or ``failed``
     with the error, so a batch job's artifacts always say what happened (see
     :func:`run_record`; pass ``record``, the dict it yields, when the caller opened it, as
-    ``cpc run`` does before opening its client, else this opens one for ``run_id``).
+    ``cpc run`` does before opening its client, else this opens one for ``run_id``). ``command``
+    (the command line, named in the report) and ``data`` (``synthetic`` or ``real``,
+    :func:`cpc_core.report.data_kind`) are recorded in it.
     """
     if record is None:
         with run_record(cfg, run_id) as record:
-            return run_pipeline(cfg, client, record=record)
+            return run_pipeline(cfg, client, record=record, command=command)
     run = record
     run_id = run["run_id"]
     logger.info("run %s -> %s", run_id, cfg.output.dir)
@@ -719,6 +745,9 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
     timer.stages = run["stages"]  # the record sees each stage as it completes
     out = Path(cfg.output.dir)
     outputs: dict[str, str] = run["outputs"]
+    run["command"] = command or run.get("command") or "jobs.pipeline.run_pipeline (library call)"
+    run["data"], run["data_reason"] = report_lib.data_kind({"config": {"synth": cfg.synth is not None}},
+                                                           [Path(cfg.netmob_root).parent])
     run["cluster"] = {**run.get("cluster", {}), **cluster_facts(client)}
     run.update(_stages(cfg, client, timer, outputs, out))
     with timer("validation"):

@@ -98,24 +98,13 @@ def summarise(grid: str, out: Path, outcome: pd.Series | None) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, rbl: dict[str, pd.DataFrame], path: Path) -> None:
-    import matplotlib
+    """The comparison plot: rho_j per lag for each variant (points below 10 areas), and the
+    outcome correlation per variant when an outcome is known (cpc_core.figures)."""
+    from cpc_core import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(rbl), figsize=(5 * len(rbl), 3.6), squeeze=False, sharey=True)
-    for ax, (grid, r) in zip(axes[0], rbl.items(), strict=True):
-        lags = sorted(r["lag_h"].unique())
-        ax.boxplot([r.loc[r["lag_h"] == lag, "rho"].dropna() for lag in lags], tick_labels=[str(x) for x in lags],
-                   showfliers=False)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_title(f"{grid}: rho_j by lag")
-        ax.set_xlabel("lag (h), Tor after Web_Adult")
-    axes[0][0].set_ylabel("rho_j")
-    fig.tight_layout()
+    fig = figures.sweep_comparison(rbl, table)
     fig.savefig(path, dpi=120)
     fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
 
 
 def run_sweep(cfg: RunConfig, client: Client, lags: list[int], grids: list[str],

@@ -61,7 +61,7 @@ def test_every_output_is_written(validated):
         assert b"<svg" in (out / "figures" / f"{f}.svg").read_bytes()[:500]
     assert (out / "report.html").exists() and (out / "communes_public.csv").exists()
     tex = (out / "tables" / "table3.tex").read_text()
-    assert "\\begin{tabular}" in tex and "log\\_cpc\\_per\\_1000" in tex
+    assert "\\begin{tabular}" in tex and "cpc per 1000, log" in tex
     md = (out / "tables" / "table6.md").read_text()
     assert "| Observations |" in md and "HC3" in md
 
@@ -87,6 +87,32 @@ def test_tables_json_matches_an_independent_computation(validated, run_dir):
     coef = {c["term"]: c["coef"] for c in m["coefficients"]}
     got = csv.loc[(csv["column"] == 2) & (csv["term"] == "log_cpc_per_1000"), "coef"].item()
     assert got == pytest.approx(coef["log_cpc_per_1000"])
+
+
+def test_rendered_tables_show_labels_not_identifiers(validated):
+    """One label map for Markdown, LaTeX and HTML: no identifier in any rendered table; the
+    CSV files keep them (scripts select on them)."""
+    from cpc_core.labels import label
+    from cpc_core.tables import latex_escape
+    from cpc_core.validation_stage import LABELS
+
+    out, _ = validated
+    idents = {i for i in (*LABELS, *LABELS.values(), "Sexual_violence_per_1000") if "_" in i}
+    assert "log_YouTube_per_1000" in idents
+    for t in TABLES:
+        for ext in ("md", "html", "tex"):
+            text = (out / "tables" / f"{t}.{ext}").read_text()
+            forms = idents | {latex_escape(i) for i in idents} if ext == "tex" else idents
+            found = [i for i in forms if re.search(rf"(?<![A-Za-z_]){re.escape(i)}(?![A-Za-z_])", text)]
+            assert not found, (t, ext, found)
+    html = (out / "tables" / "table3.html").read_text()
+    assert label("log_YouTube_per_1000") in html and "<style>" in html  # styled standalone
+    assert "log_YouTube_per_1000" in (out / "tables" / "spearman.csv").read_text()
+    page = (out / "report.html").read_text()
+    tables_part = page.split("<h2>Tables</h2>")[1].split("<h2>Figures</h2>")[0]
+    assert "log_YouTube_per_1000" not in tables_part and "YouTube per 1000, log" in tables_part
+    # one caption per table: the section heading, no <caption> repeating it
+    assert "<caption>" not in tables_part
 
 
 def test_dependent_tests_csv_has_every_field(validated, run_dir):
@@ -159,7 +185,7 @@ def test_no_tile_level_data_and_small_areas_suppressed(validated, run_dir):
     page = (out / "report.html").read_text()
     n_small = int(small.sum())
     assert "Disclosure control" in page
-    assert re.search(rf"small areas \(suppressed or flagged\)</td><td>{n_small}<", page)
+    assert re.search(rf"small areas \(suppressed or flagged\)</td><td[^>]*>{n_small}<", page)
     assert f"rates of {n_small} small areas blanked" in page
 
 
@@ -171,7 +197,9 @@ def test_report_is_self_contained_and_carries_the_cautions(validated):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
     imgs = re.findall(r'<img [^>]*src="([^"]*)"', page)
-    assert len(imgs) == len(FIGURES) and all(s.startswith("data:image/png;base64,") for s in imgs)
+    # the figures and the check against the planted truth (the fixture's data are generated)
+    assert len(imgs) == len(FIGURES) + 1
+    assert all(s.startswith("data:image/png;base64,") for s in imgs)
     lower = page.lower()
     for phrase in ("ecological fallacy", "mobile traffic only", "wi-fi", "fixed lines",
                    "estimates, not facts", "not propagated", "tip of the iceberg",
@@ -183,7 +211,7 @@ def test_report_is_self_contained_and_carries_the_cautions(validated):
     for section in ("Configuration of this stage", "Input files", "Package versions",
                     "Pipeline run (run.json)", "test-run"):  # fmt: skip
         assert section in page, section
-    assert "koebe2024: the authors&#x27; replication formula (non-standard)" in page
+    assert "koebe2024: the authors&#39; replication formula (non-standard)" in page  # Jinja2's escape
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,10 +268,168 @@ def test_report_renders_in_headless_chromium(validated, tmp_path):
     dom, console = _open_in_browser(out / "report.html", tmp_path)
     assert 'data-probe="done"' in dom, "the page did not finish loading"
     flags = re.search(r'data-images="([^"]*)"', dom).group(1).split(",")
-    assert flags == ["1"] * len(FIGURES), f"images that did not load: {flags}"
+    assert flags == ["1"] * (len(FIGURES) + 1), f"images that did not load: {flags}"
     assert console == [], console
     assert "Validation of the commune-level cpc estimates" in dom
     assert "Read this first" in dom
+
+
+# The widths a colleague reads the report at: a desktop, a small laptop window, a phone.
+WIDTHS = (1280, 800, 414)
+
+# Records, once the page has loaded, what the layout checks need. In an iframe (the width
+# test) it writes to the host page, whose DOM --dump-dom prints.
+_LAYOUT_PROBE = (
+    "<script>window.addEventListener('load',function(){"
+    "var host=(window.parent!==window)?parent.document.body:document.body;var r=[];"
+    "for(var i=0;i<document.images.length;i++){var m=document.images[i];"
+    "r.push(m.complete&&m.naturalWidth>0?1:0);}"
+    "host.setAttribute('data-images',r.join(','));"
+    "host.setAttribute('data-scroll-width',document.documentElement.scrollWidth);"
+    "host.setAttribute('data-inner-width',window.innerWidth);"
+    "host.setAttribute('data-banner',document.getElementById('synthetic-banner')?'1':'0');"
+    "host.setAttribute('data-probe','done');});</script>"
+)
+
+
+def _open_at_width(page: Path, tmp: Path, width: int) -> tuple[dict, list[str]]:
+    """Load ``page`` in headless Chromium in a frame ``width`` CSS pixels wide.
+
+    A frame, because the browser's window cannot be narrower than 500 px; the page lays out
+    to its frame's width as to a window's (media queries included). The page goes in as
+    ``srcdoc``, so it keeps the host's origin and the probe may write to the host.
+    """
+    import html as html_lib
+
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium binary on PATH: run scripts/install-browser.sh")
+    inner = page.read_text().replace("</body>", _LAYOUT_PROBE + "</body>")
+    host = tmp / f"host-{width}-{page.parent.name}.html"
+    host.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe style="width:{width}px;'
+                    f'height:900px;border:0" srcdoc="{html_lib.escape(inner)}"></iframe></body></html>')  # fmt: skip
+    cmd = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp / 'profile'}",
+        "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+        f"--window-size={max(width, 500) + 40},900",
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom", host.as_uri(),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", proc.stdout).group(0)
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return attrs, console
+
+
+@pytest.fixture(scope="module")
+def validated_real(run_dir, tmp_path_factory):
+    """The same commune table and covariates, copied where no generator marker is: real input."""
+    ext = tmp_path_factory.mktemp("external")
+    shutil.copy(run_dir / "communes.csv", ext / "communes.csv")
+    shutil.copy(run_dir / "data/covariates/communes.csv", ext / "covariates.csv")
+    out = ext / "validation"
+    cfg = ValidationConfig(covariates=[{"path": str(ext / "covariates.csv")}], discover=False,
+                           figures={"formats": ["png"]})  # fmt: skip
+    validate.run_validation(ext / "communes.csv", out, cfg)
+    return out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_report_layout_at_reading_widths(validated, validated_real, tmp_path, width):
+    """At 1280, 800 and 414 px: no horizontal scrolling, every image decoded, a silent
+    console; the synthetic banner on generated data and not on a run that declares real input."""
+    for out, synthetic in ((validated[0], True), (validated_real, False)):
+        attrs, console = _open_at_width(out / "report.html", tmp_path, width)
+        assert attrs.get("probe") == "done", "the page did not finish loading"
+        assert int(attrs["inner-width"]) == width
+        assert int(attrs["scroll-width"]) <= width, (out, attrs)
+        flags = attrs["images"].split(",")
+        assert flags and set(flags) == {"1"}, f"images that did not load: {flags}"
+        assert console == [], console
+        assert attrs["banner"] == ("1" if synthetic else "0"), out
+
+
+def test_the_width_check_catches_overflow(tmp_path):
+    wide = tmp_path / "wide" / "page.html"
+    wide.parent.mkdir()
+    wide.write_text('<!DOCTYPE html><html><body><div style="width:900px">x</div>'
+                    "</body></html>")  # fmt: skip
+    attrs, _ = _open_at_width(wide, tmp_path, 800)
+    assert int(attrs["scroll-width"]) > 800 and attrs["banner"] == "0"
+
+
+def test_synthetic_data_are_said_everywhere(validated, validated_real):
+    out, _ = validated
+    page = (out / "report.html").read_text()
+    assert page.index('id="synthetic-banner"') < page.index("Read this first")  # above all else
+    assert "<title>[SYNTHETIC DATA]" in page
+    doc = json.loads((out / "tables.json").read_text())
+    assert doc["meta"]["data"] == "synthetic"
+    for t in TABLES:
+        assert "SYNTHETIC DATA" in (out / "tables" / f"{t}.md").read_text().splitlines()[0], t
+        assert "SYNTHETIC DATA" in (out / "tables" / f"{t}.tex").read_text(), t
+        assert "SYNTHETIC DATA" in (out / "tables" / f"{t}.html").read_text(), t
+    # the check against the planted truth, with its figure
+    assert 'id="truth-check"' in page and 'id="truth_check"' in page
+    assert "rank correlation of cpc per 1000" in page
+    real = (validated_real / "report.html").read_text()
+    assert "synthetic-banner" not in real and "SYNTHETIC" not in real
+    assert json.loads((validated_real / "tables.json").read_text())["meta"]["data"] == "real"
+    assert "SYNTHETIC" not in (validated_real / "tables" / "table1.md").read_text()
+
+
+def test_truth_check_matches_an_independent_computation(validated, run_dir):
+    """The demo's numbers against the planted truth, recomputed with scipy on the raw files."""
+    out, _ = validated
+    page = (out / "report.html").read_text()
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    truth = pd.read_csv(run_dir / "data/truth/communes.csv", dtype={"commune": str})
+    m = com.merge(truth, on="commune", suffixes=("_est", "_true"))
+    rank = scipy.stats.spearmanr(m["cpc_per_1000_est"], m["cpc_per_1000_true"]).statistic
+    r = np.corrcoef(m["rho_est"], m["rho_true"])[0, 1]
+    med = (m["rho_est"] - m["rho_latent"]).abs().median()
+    row = re.search(r"rank correlation of cpc per 1000, estimated vs planted \(Spearman\)</td>"
+                    r'<td class="num">([^<]+)<', page).group(1)  # fmt: skip
+    assert float(row) == pytest.approx(rank, abs=5e-4)
+    row = re.search(r"correlation of estimated and planted rho_j \(Pearson\)</td>"
+                    r'<td class="num">([^<]+)<', page).group(1)  # fmt: skip
+    assert float(row) == pytest.approx(r, abs=5e-4)
+    # this fixture plants rho itself as the estimate: the realised rho differs, and the
+    # verdict must say the tolerance was missed rather than claim a recovery
+    assert med > 0.01 and "NOT recovered" in page
+
+
+def test_header_names_the_command_and_the_run(run_dir, validated_real, tmp_path):
+    rec = {"run_id": "20260101T000000Z-abcd1234", "command": "cpc demo --out x",
+           "config": {"synth": {"cities": ["Nice"]}}}  # fmt: skip
+    validate.run_validation(run_dir / "communes.csv", tmp_path / "v",
+                            ValidationConfig(figures={"enabled": False}), run_dir=run_dir,
+                            run_record=rec)  # fmt: skip
+    page = (tmp_path / "v" / "report.html").read_text()
+    assert "by <code>cpc demo --out x</code>, run <code>20260101T000000Z-abcd1234</code>" in page
+    assert "cpc validate" not in page.split("</header>")[0]
+    # a run that declares real data: no banner, though the folder holds the generator's marker
+    validate.run_validation(run_dir / "communes.csv", tmp_path / "r",
+                            ValidationConfig(figures={"enabled": False}), run_dir=run_dir,
+                            run_record={**rec, "data": "real", "config": {}})  # fmt: skip
+    assert "synthetic-banner" not in (tmp_path / "r" / "report.html").read_text()
+    # cpc validate on an external table names itself
+    assert "by <code>cpc validate</code>" in (validated_real / "report.html").read_text()
+
+
+def test_missing_outputs_are_explained(validated, caplog):
+    out, _ = validated
+    page = (out / "report.html").read_text()
+    missing = page.split('id="missing"')[1].split("</section>")[0]
+    assert "Table 4: points of interest in the top tiles" in missing
+    assert "poi_top_tiles.csv" in missing
+    run = {"run_id": "r1", "command": "cpc demo --out x", "data": "synthetic",
+           "missing": [{"output": "poi_top_tiles.csv", "reason": "poi_top_tiles.csv is empty: "
+                        "the top 0.001 share of the 1983 tiles is 2 tile(s)"}]}  # fmt: skip
+    t4 = validate._table4(run, None)
+    assert t4.skipped.startswith("poi_top_tiles.csv is empty") and not t4.html
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +572,7 @@ def test_figures_are_reproducible(run_dir, tmp_path):
     def images(which):
         return re.findall(r'src="data:image/png;base64,([^"]+)"', (tmp_path / which / "report.html").read_text())
 
-    assert len(images("a")) == len(FIGURES) and images("a") == images("b")
+    assert len(images("a")) == len(FIGURES) + 1 and images("a") == images("b")
 
 
 def test_render_formats_lays_out_once_and_restores_the_engine(monkeypatch):
@@ -403,3 +589,42 @@ def test_render_formats_lays_out_once_and_restores_the_engine(monkeypatch):
     assert out["png"][:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in out["svg"][:500]
     assert fig.get_layout_engine() is engine
     assert figures.render(fig, "svg") == figures.render(fig, "svg")
+
+
+def test_data_kind_rule(run_dir, tmp_path):
+    """synthetic: the run says so, has a synth section, or its data tree holds the generator's
+    marker; real otherwise (docs/outputs-validation.md, "Synthetic or real data")."""
+    from cpc_core.report import data_kind
+
+    assert data_kind({"data": "real", "config": {"synth": {"cities": ["Nice"]}}})[0] == "real"
+    assert data_kind({"config": {"synth": {"cities": ["Nice"]}}})[0] == "synthetic"
+    # a `cpc run` whose input.netmob is <tree>/netmob of a tree written by cpc synth
+    assert (run_dir / "data" / "truth" / "truth.json").is_file()
+    kind, why = data_kind({"config": {"synth": None}}, [run_dir / "data"])
+    assert kind == "synthetic" and "truth.json" in why
+    assert data_kind({"config": {"synth": None}}, [run_dir])[0] == "synthetic"  # <run>/data/truth
+    assert data_kind({"config": {"synth": None}}, [tmp_path])[0] == "real"
+    assert data_kind(None, [])[0] == "real"
+
+
+def test_the_command_line_leaves_set_values_out():
+    from jobs.cli import _command, build_parser
+
+    args = build_parser().parse_args(["run", "c.yaml", "--set", "storage.options.secret=pw-S3CRET"])
+    text = _command(args, args.config)
+    assert text == "cpc run c.yaml --set storage.options.secret=..." and "S3CRET" not in text
+
+
+def test_table4_from_the_pipelines_poi_table(tmp_path):
+    """A POI table beside the commune table is shown with labels; an empty one says why."""
+    t = pd.DataFrame({"measure": ["cpc", "cpc"], "category": ["school", "mosque"], "n": [12, 4],
+                      "mean_value_per_poi": [0.000012, 3.5]})  # fmt: skip
+    t.to_csv(tmp_path / "poi_top_tiles.csv", index=False)
+    t4 = validate._table4(None, tmp_path)
+    assert not t4.skipped and "mean value per poi" in t4.html and "1.20e-05" in t4.html
+    assert "mean_value_per_poi" not in t4.html
+    t.iloc[:0].to_csv(tmp_path / "poi_top_tiles.csv", index=False)
+    t4 = validate._table4(None, tmp_path)
+    assert "is empty" in t4.skipped and "poi.min_n" in t4.skipped
+    (tmp_path / "poi_top_tiles.csv").unlink()
+    assert "came without a poi_top_tiles.csv" in validate._table4(None, tmp_path).skipped

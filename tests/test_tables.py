@@ -145,7 +145,8 @@ def test_paper_like_cells(paper_like):
         "0.10*", "(0.06)", "1.26**", "(0.52)", "630", "0.41", "0.39",
     ]  # fmt: skip
     assert t.dependent == ("log_cpc_per_1000", "Sexual_violence_per_1000")
-    assert t.column_labels == ("log_cpc", "Sexual_violence")
+    # the model names only repeat the dependent variables: no second, identical header row
+    assert t.column_labels is None
     assert t.se_note == "Heteroscedasticity-robust standard errors (HC3) in parentheses."
 
 
@@ -232,8 +233,8 @@ def test_markdown_grid_survives_pipes(paper_like):
     assert _md_split(grid[4]) == ["a\\|b", "1.00**"]
     two = [ln for ln in to_markdown(paper_like).splitlines() if ln.startswith("|")]
     assert {len(_md_split(line)) for line in two} == {3}
-    assert _md_split(two[2]) == ["", "log_cpc", "Sexual_violence"]
-    assert _md_split(two[3]) == ["", "(1)", "(2)"]
+    assert _md_split(two[2]) == ["", "(1)", "(2)"]  # no row repeating the dependent variables
+    assert _md_split(two[3])[0] == "log_YouTube_per_1000"
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,8 +425,8 @@ def _parse(out: str) -> _TableParser:
 def test_html_longley_cells(longley_hc1):
     out = to_html([longley_hc1], caption="Longley <1947-1962>")
     assert "<caption>Longley &lt;1947-1962&gt;</caption>" in out
-    assert "<tr><td>UNEMP</td><td>-2.02<sup>***</sup></td></tr>" in out
-    assert "<tr><td>R<sup>2</sup></td><td>1.00</td></tr>" in out
+    assert '<tr><td>UNEMP</td><td class="num">-2.02<sup>***</sup></td></tr>' in out
+    assert '<tr><td>R<sup>2</sup></td><td class="num">1.00</td></tr>' in out
     p = _parse(out)
     assert {sum(span for _, span in row) for row in p.rows} == {2}
     texts = [[c for c, _ in row] for row in p.rows]
@@ -511,7 +512,7 @@ def test_frame_to_html(table1):
     df.index = ["<rho>", "c&j"]
     out = frame_to_html(df, caption="Table <1>")
     assert "<caption>Table &lt;1&gt;</caption>" in out
-    assert "<tr><td>&lt;rho&gt;</td><td>0.2</td><td>3</td></tr>" in out
+    assert '<tr><td>&lt;rho&gt;</td><td class="num">0.2</td><td class="num">3</td></tr>' in out
     p = _parse(out)
     assert [[c for c, _ in row] for row in p.rows] == [
         ["", "mean", "n"],
@@ -525,3 +526,73 @@ def test_renderers_accept_results_or_table(paper_like):
     assert isinstance(t, RegressionTable)
     assert to_latex(paper_like) == to_latex(t)
     assert to_html(paper_like) == to_html(t)
+
+
+# --------------------------------------------------------------------------------------------
+# Significant digits, the label map, the pivot of the dependent tests (issue 16)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x", [1e-05, -3.3e-07, 0.000766, 0.0584, -0.16651, 0.99949, 2.5, 47.123,
+                               999.4, 123456.0, 1.234e9])  # fmt: skip
+def test_format_sig_keeps_three_significant_digits(x):
+    from cpc_core.tables import format_sig
+
+    text = format_sig(x)
+    assert float(text) != 0.0  # never 0.0000 for a nonzero value
+    # the value agrees with x to three significant digits (independent: numpy's rounding)
+    ref = float(f"{x:.2e}")
+    assert float(text) == pytest.approx(ref, rel=1e-12), (x, text)
+    mantissa = text.split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+    assert len(mantissa) == 3, (x, text)
+
+
+def test_format_sig_small_values_in_scientific_notation():
+    from cpc_core.tables import format_p, format_sig
+
+    assert format_sig(1e-05) == "1.00e-05" and format_sig(0.0) == "0" and format_sig(None) == ""
+    assert format_p(3.2e-20) == "<1e-16" and format_p(0.04567) == "0.046"
+
+
+def test_every_identifier_has_a_readable_label():
+    from cpc_core import labels
+    from cpc_core.validation_stage import LABELS, METHOD_LABELS
+
+    for ident in (*LABELS, *LABELS.values(), "log_cpc_per_1000_lag-2h", "PC1", "PC3"):
+        text = labels.label(ident)
+        assert "_" not in text and text != ident or ident in ("Constant",), (ident, text)
+    assert set(METHOD_LABELS) <= set(labels.METHOD_SHORT)
+
+
+def test_dependent_pivot_one_row_per_comparison_a_column_per_method():
+    from cpc_core.labels import METHOD_SHORT
+    from cpc_core.tables import dependent_pivot
+
+    rng = np.random.default_rng(3)
+    others = ["log_YouTube_per_1000", "log_Web_Adult_per_1000", "log_Tor_per_1000"]
+    methods = ["williams", "steiger", "zou", "koebe2024"]
+    rows = []
+    for o in others:
+        r_other = rng.uniform(0.1, 0.5)
+        for m in methods:
+            stat, p = (np.nan, np.nan) if m == "zou" else (rng.normal(0, 2), rng.uniform(0, 1))
+            lo, hi = (rng.uniform(-0.2, 0), rng.uniform(0, 0.2)) if m == "zou" else (np.nan, np.nan)
+            rows.append({"target": "log_cpc_per_1000", "other": o, "method": m, "n": 64,
+                         "r_target": 0.389, "r_other": r_other, "r_target_other": 0.6,
+                         "statistic": stat, "p_value": p, "ci_lower": lo, "ci_upper": hi})
+    long = pd.DataFrame(rows)
+    table, note = dependent_pivot(long)
+    assert table.index.tolist() == ["YouTube per 1000, log", "Web Adult per 1000, log",
+                                    "Tor per 1000, log"]  # fmt: skip
+    assert [c for c in table.columns if c in METHOD_SHORT.values()] == [METHOD_SHORT[m] for m in methods]
+    assert "n = 64 on every row" in note and "r(outcome, cpc) = 0.389" in note
+    for rec in rows:
+        cell = table.loc[table.index[others.index(rec["other"])], METHOD_SHORT[rec["method"]]]
+        if rec["method"] == "zou":
+            lo, hi = (float(x) for x in cell.strip("[]").split(",\n"))
+            assert lo == pytest.approx(rec["ci_lower"], rel=5e-3)
+            assert hi == pytest.approx(rec["ci_upper"], rel=5e-3)
+        else:
+            stat, p = cell.split("\n")
+            assert float(stat) == pytest.approx(rec["statistic"], rel=5e-3)
+            assert float(p.strip("()")) == pytest.approx(rec["p_value"], rel=5e-2)
