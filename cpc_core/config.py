@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cpc_core import storage
 from cpc_core.config_validation import ValidationConfig
 from cpc_core.errors import UsageError
 from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
@@ -191,6 +192,12 @@ class OutputConfig(_Frozen):
     dir: str = "cpc-output"
 
 
+class StorageConfig(_Frozen):
+    """fsspec ``storage_options`` for the run's object-storage URLs (docs/cloud.md)."""
+
+    options: dict[str, Any] = {}
+
+
 class RunConfig(_Frozen):
     """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, poi,
     validation, disclosure, cluster, output."""
@@ -206,6 +213,7 @@ class RunConfig(_Frozen):
     disclosure: DisclosureConfig = DisclosureConfig()
     cluster: ClusterConfig = ClusterConfig()
     output: OutputConfig = OutputConfig()
+    storage: StorageConfig = StorageConfig()
 
     @model_validator(mode="after")
     def _need_input(self):
@@ -217,14 +225,14 @@ class RunConfig(_Frozen):
 
     @property
     def store_path(self) -> str:
-        return self.ingest.store or str(Path(self.output.dir) / "cube.zarr")
+        return self.ingest.store or storage.join(self.output.dir, "cube.zarr")
 
     @property
     def areas_path(self) -> str | None:
         if self.areas.path is not None:
             return self.areas.path
         if self.areas.source == "synthetic":
-            return str(Path(self.output.dir) / "data" / "geo" / "communes.gpkg")
+            return storage.join(self.output.dir, "data", "geo", "communes.gpkg")
         return None
 
     @property
@@ -232,14 +240,14 @@ class RunConfig(_Frozen):
         if self.poi.path is not None:
             return self.poi.path
         if self.synth is not None:
-            return str(Path(self.output.dir) / "data" / "covariates" / "poi.csv")
+            return storage.join(self.output.dir, "data", "covariates", "poi.csv")
         return None
 
     @property
     def netmob_root(self) -> str:
         if self.input.netmob is not None:
             return self.input.netmob
-        return str(Path(self.output.dir) / "data" / "netmob")
+        return storage.join(self.output.dir, "data", "netmob")
 
 
 class ConfigError(UsageError):

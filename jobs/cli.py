@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cpc_core import netmob
 from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
+from cpc_core.errors import CpcError
 
 # `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
 # them: `cpc --help` and a configuration error answer without them.
@@ -294,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cpc {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except CpcError as e:  # the error contract: each class carries its exit code
+        print(f"cpc {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except (ConfigError, FileNotFoundError) as e:
         print(f"cpc {args.command}: {e}", file=sys.stderr)
         return 2

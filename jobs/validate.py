@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpc_core import figures, profiles, report, tables
+from cpc_core import figures, profiles, report, storage, tables
 from cpc_core import validation_stage as vs
 from cpc_core.config import ConfigError
 from cpc_core.config_validation import (
@@ -72,7 +72,7 @@ _ORDER = (
 
 
 def _sniff_sep(path: Path) -> str:
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+    with storage.open_file(path, "r", encoding="utf-8-sig", errors="replace") as fh:
         header = fh.readline()
     return ";" if header.count(";") > header.count(",") else ","
 
@@ -107,7 +107,7 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     >>> read_table(p, codes=("code",)).to_dict("records")
     [{'code': '01004', 'x': 1.5}]
     """
-    path = Path(path)
+    path = storage.path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -147,7 +147,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _remote_file_info(path: storage.RemotePath) -> dict:
+    """:func:`_file_info` of an object (or every object under a prefix), through fsspec."""
+    fs, base = storage._fs(str(path))
+    with storage.guard(path, "reading"):
+        files = sorted(fs.find(base)) if fs.isdir(base) else [base]
+        h = hashlib.sha256()
+        size = 0
+        for f in files:
+            if f != base:
+                h.update(f[len(base):].lstrip("/").encode())
+            data = fs.cat_file(f)
+            size += len(data)
+            h.update(data)
+    return {"path": str(path), "sha256": h.hexdigest(), "bytes": int(size)}
+
+
 def _file_info(path: Path) -> dict:
+    if isinstance(path, storage.RemotePath):
+        return _remote_file_info(path)
     size = (
         sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         if path.is_dir()
@@ -175,7 +193,7 @@ class _Inputs:
 
     def find(self, key: str, explicit: str | None) -> Path | None:
         if explicit is not None:
-            p = Path(explicit)
+            p = storage.path(explicit)
             if not p.exists():
                 raise FileNotFoundError(f"validation: {key} file {p} not found")
             return p
@@ -406,7 +424,7 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
     else:
         import geopandas as gpd
 
-        g = gpd.read_file(geo_cfg.path, layer=geo_cfg.layer)
+        g = gpd.read_file(storage.buffer(geo_cfg.path), layer=geo_cfg.layer)
         if geo_cfg.commune not in g.columns:
             raise ValueError(f"{geo_cfg.path}: no column {geo_cfg.commune!r}; columns found: "
                              f"{list(g.columns)}")  # fmt: skip
@@ -481,7 +499,7 @@ def _run_estimate(run: Mapping | None, given: bool, table_path: Path | None,
         return None
     recorded = ((run or {}).get("outputs") or {}).get("communes")
     table = table_path.resolve()
-    if recorded and Path(recorded).resolve().with_suffix("") == table.with_suffix(""):
+    if recorded and storage.path(recorded).resolve().with_suffix("") == table.with_suffix(""):
         return est
     beside = table.parent == run_path.resolve().parent
     return est if beside and table.stem == "communes" and table.suffix in (".csv", ".parquet") else None
@@ -555,11 +573,11 @@ def run_validation(
         The table or an explicitly configured input is missing.
     """
     config = config or ValidationConfig()
-    out = Path(out_dir)
+    out = storage.path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cols = config.columns
-    table_path = None if isinstance(table, pd.DataFrame) else Path(table)
-    inputs = _Inputs(config, table_path, Path(run_dir) if run_dir else None)
+    table_path = None if isinstance(table, pd.DataFrame) else storage.path(table)
+    inputs = _Inputs(config, table_path, storage.path(run_dir) if run_dir else None)
     provenance_inputs: dict[str, dict] = {}
 
     if table_path is not None:
@@ -576,7 +594,7 @@ def run_validation(
         cov_files = [CovariateFile(path=str(found))] if found else []
     covs = []
     for cf in cov_files:
-        p = Path(cf.path)
+        p = storage.path(cf.path)
         if not p.exists():
             raise FileNotFoundError(f"validation.covariates: {p} not found")
         covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
