@@ -220,8 +220,9 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None) -> int:
-    from jobs.pipeline import run_pipeline
+    from jobs.pipeline import preflight, run_pipeline
 
+    preflight(cfg)  # storage problems answered before a cluster is started
     with _client(cfg.cluster, cluster) as client:
         result = run_pipeline(cfg, client, run_id=run_id)
     print(f"results: {result['output_dir']}")
