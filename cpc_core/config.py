@@ -10,11 +10,13 @@ Every constant of the method (``method.md``) is a default here, never a literal 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from cpc_core import storage
 from cpc_core.config_validation import ValidationConfig
@@ -192,10 +194,26 @@ class OutputConfig(_Frozen):
     dir: str = "cpc-output"
 
 
+#: storage option names that hold a secret (s3fs key/secret/token, gcsfs token, adlfs account_key...)
+_SECRET_KEY = re.compile(r"key|secret|token|password|credential|sas|connection_string", re.I)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if _SECRET_KEY.search(str(k)) else _redact(v) for k, v in value.items()}
+    return value
+
+
 class StorageConfig(_Frozen):
     """fsspec ``storage_options`` for the run's object-storage URLs (docs/cloud.md)."""
 
     options: dict[str, Any] = {}
+
+    @field_serializer("options")
+    def _redacted(self, options: dict[str, Any]) -> dict[str, Any]:
+        # every dump (run.json, the report, `config show`) shows secrets as ***; the values
+        # themselves are read as cfg.storage.options
+        return _redact(options)
 
 
 class RunConfig(_Frozen):
