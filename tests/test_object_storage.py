@@ -140,6 +140,7 @@ def test_fingerprint_of_an_object_follows_its_content(s3, monkeypatch):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_whole_run_on_the_bucket_matches_local_and_writes_nothing_locally(s3, bucket_data, local_reference,
                                                                           tmp_path):
     s3.fs().mkdir("cpc-out")
@@ -179,6 +180,7 @@ def test_whole_run_on_the_bucket_matches_local_and_writes_nothing_locally(s3, bu
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_run_through_the_gateway_reads_and_writes_only_the_bucket(s3, bucket_data, local_reference, tmp_path):
     """Credentials in ``storage.options`` only: the gateway's workers have no AWS_* variables,
     so the bucket is reachable from them only through the options cpc installs on them."""

@@ -23,6 +23,14 @@ from tests.s3 import running_s3, upload_tree
 SENTINEL = "SeNtInEl-s3cr3t-7f3a"
 
 
+@pytest.fixture(autouse=True)
+def _no_aws_settings_of_the_user(monkeypatch):
+    """Each case gives its own AWS_* settings: none of the environment's leak in."""
+    for k in list(os.environ):
+        if k.startswith("AWS_") and k != "AWS_CA_BUNDLE":
+            monkeypatch.delenv(k)
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     with running_s3(tmp_path_factory.mktemp("moto")) as info:
@@ -61,8 +69,7 @@ def cpc_run(tmp_path: Path, cfg: dict, env: dict | None = None, aws: dict | None
     path.write_text(yaml.safe_dump(cfg))
     cwd = tmp_path / "cwd"
     cwd.mkdir(exist_ok=True)
-    full = {k: "" for k in os.environ if k.startswith("AWS_")}
-    full.update({"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull})
+    full = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     full.update(aws or {})
     full.update(env or {})
     return run_cpc("run", str(path), env=full, cwd=cwd, timeout=400), cwd
