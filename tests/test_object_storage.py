@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,7 @@ def bucket_data(s3, synth_tree):
 
 def config(base: str, out: str, store: str | None = None, **sections) -> dict:
     """A run configuration reading everything under ``base`` and writing to ``out``."""
-    j = (lambda *p: storage.join(base, *p))
+    j = partial(storage.join, base)
     raw = {"input": {"netmob": j("netmob")},
            "areas": {"source": "file", "path": j("geo", "communes.gpkg"),
                      "tiles": "{netmob}/{city}/{city}.geojson"},
@@ -181,7 +182,8 @@ def test_whole_run_on_the_bucket_matches_local_and_writes_nothing_locally(s3, bu
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_run_through_the_gateway_reads_and_writes_only_the_bucket(s3, bucket_data, local_reference, tmp_path):
+def test_run_through_the_gateway_reads_and_writes_only_the_bucket(s3, bucket_data, local_reference, tmp_path,
+                                                                 monkeypatch):
     """Credentials in ``storage.options`` only: the gateway's workers have no AWS_* variables,
     so the bucket is reachable from them only through the options cpc installs on them."""
     s3.fs().mkdir("cpc-gw")
@@ -192,7 +194,10 @@ def test_run_through_the_gateway_reads_and_writes_only_the_bucket(s3, bucket_dat
     cfg = config(bucket_data, "s3://cpc-gw/results", store="s3://cpc-gw/cube.zarr", storage={"options": opts},
                  cluster={"kind": "gateway", "workers": 2})
     del cfg["cluster"]["n_workers"], cfg["cluster"]["threads_per_worker"]
-    assert not any(k.startswith("AWS_") for k in os.environ)
+    for k in list(os.environ):  # the gateway (and so its workers) starts without any AWS setting
+        if k.startswith("AWS_") and k != "AWS_CA_BUNDLE":
+            monkeypatch.delenv(k)
+    (tmp_path / "gw").mkdir()
     with running_gateway(tmp_path / "gw") as gw:
         before = listing(cwd)
         proc = run(cfg, cfg_dir, {**gw.env(), "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def bucket_data(s3, synth_tree):
 
 
 def cfg_for(base: str, out: str, **sections) -> dict:
-    j = (lambda *p: storage.join(base, *p))
+    j = partial(storage.join, base)
     raw = {"input": {"netmob": j("netmob")},
            "areas": {"source": "file", "path": j("geo", "communes.gpkg")},
            "poi": {"path": j("covariates", "poi.csv")},
