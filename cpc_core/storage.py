@@ -322,6 +322,17 @@ def open_file(p: str | os.PathLike, mode: str = "rb", **kwargs: Any) -> Iterator
         yield fh
 
 
+def pandas_options(p: str | os.PathLike) -> dict[str, Any]:
+    """Keyword arguments that make pandas open ``p`` through fsspec.
+
+    pandas hands an ``s3://`` string given to ``read_parquet``/``to_parquet`` without
+    ``storage_options`` to pyarrow's own S3 client, which ignores ``storage.options`` (fsspec's
+    defaults). An explicit, empty ``storage_options`` sends it through fsspec, which applies
+    them. Local paths: nothing (pandas refuses storage options there).
+    """
+    return {"storage_options": {}} if is_remote(str(p)) else {}
+
+
 def buffer(p: str | os.PathLike) -> str | io.BytesIO:
     """What a reader (pyogrio, geopandas, pandas) should be given for ``p``: the local path
     itself, or the object's bytes in memory (read through fsspec, so with the configured

@@ -169,13 +169,13 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
     if path.exists() and meta.exists():
         with timer(f"crosswalk:{city}", cached=True, overlaps="ingest"):
             m = json.loads(meta.read_text())
-            return geo.Crosswalk(pd.read_parquet(path), np.array(m["unmatched"], dtype=np.int64),
+            return geo.Crosswalk(pd.read_parquet(path, **storage.pandas_options(path)), np.array(m["unmatched"], dtype=np.int64),
                                  np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
     with timer(f"crosswalk:{city}", overlaps="ingest"):
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
         xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs, scheduler="threads")
-        xw.table.to_parquet(path)
+        xw.table.to_parquet(path, **storage.pandas_options(path))
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))
     return xw
@@ -338,10 +338,10 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
                           crs=cfg.crosswalk.crs, categories=list(cfg.poi.categories))
         cpath = _cache.cache_dir(cfg.output.dir) / f"poi-counts-{ckey}.parquet"
         if cpath.exists():
-            counts = pd.read_parquet(cpath)
+            counts = pd.read_parquet(cpath, **storage.pandas_options(cpath))
         else:
             counts = profiles.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
-            counts.to_parquet(cpath)
+            counts.to_parquet(cpath, **storage.pandas_options(cpath))
         # areas without tiles are not in communes.csv: 0 tiles, so flagged
         counts["small_area"] = estimate.small_area_flags(
             areas.set_index("area")["population"].reindex(counts.index),
@@ -469,7 +469,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         by_lag_df["small_area"] = by_lag_df["commune"].map(small).fillna(True).astype(bool)
     with timer("write"):
         communes.to_csv(out / "communes.csv", index=False)
-        communes.to_parquet(out / "communes.parquet", index=False)
+        communes.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
         rbl.to_csv(out / "rho_by_lag.csv", index=False)
         by_lag_df.to_csv(out / "estimates_by_lag.csv", index=False)
         internal = out / "internal"

@@ -112,7 +112,7 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
+        df = pd.read_parquet(path, **storage.pandas_options(path))
         for c in codes:
             if c in df.columns:
                 df[c] = df[c].astype(str)
