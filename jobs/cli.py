@@ -209,8 +209,13 @@ def cmd_synth(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from cpc_core import storage
     from jobs.ingest import run_ingest
 
+    for key, path in (("--input", args.input), ("--store", args.store), ("--report-dir", args.report_dir)):
+        storage.check_scheme(path, key)  # storage problems answered before a cluster is started
+        if path:
+            storage.check_bucket(path, key)
     with _client(ClusterConfig(), args.cluster) as client:
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
