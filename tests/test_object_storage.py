@@ -209,3 +209,27 @@ def test_run_through_the_gateway_reads_and_writes_only_the_bucket(s3, bucket_dat
     record = json.loads(read_object(s3, "s3://cpc-gw/results/run.json"))
     assert record["status"] == "ok" and record["cluster"]["scheduler"].startswith("gateway://")
     assert s3.secret not in json.dumps(record)
+
+
+@pytest.mark.integration
+def test_ingest_qc_report_goes_next_to_a_bucket_store(s3, synth_tree, tmp_path):
+    """``cpc ingest`` into a store on the bucket: the QC report lands at ``<store>.reports/``
+    on the bucket (it went to ./ingest-reports before), and the counts it gives are the files'."""
+    s3.fs().mkdir("cpc-qc")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(s3.env(), PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
+    proc = subprocess.run([*CPC, "ingest", "--input", str(synth_tree / "netmob"), "--store", "s3://cpc-qc/cube.zarr",
+                           "--cities", "Lyon", "--services", "Tor"], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(cwd.iterdir()) == []
+    fs = s3.fs()
+    reports = fs.glob("cpc-qc/cube.zarr.reports/ingest-*.json")
+    assert len(reports) == 1 and fs.glob("cpc-qc/cube.zarr.reports/rejected-*.csv")
+    qc = json.loads(fs.cat_file(reports[0]))
+    # independent count: the values of the Lyon Tor files (tile id + one value per slot)
+    files = sorted((synth_tree / "netmob" / "Lyon" / "Tor").rglob("*.txt"))
+    n_values = sum(len(line.split()) - 1 for f in files for line in f.read_text().splitlines() if line.strip())
+    assert qc["values_stored"] + qc["values_rejected"] == n_values and qc["values_rejected"] == 0

@@ -231,3 +231,13 @@ def test_truncated_areas_file_on_the_bucket_is_bad_data_naming_it(s3, bucket_dat
     ans, _ = cpc_run(tmp_path, cfg, aws=s3.env())
     expect(ans, 1, f"s3://{key}")
     assert not (tmp_path / "out" / "communes.csv").exists()
+
+
+def test_ingest_into_a_missing_bucket_is_environment(s3, synth_tree, tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    ans = run_cpc("ingest", "--input", str(synth_tree / "netmob"), "--store", "s3://no-such-store/cube.zarr",
+                  env={**s3.env(), "AWS_CONFIG_FILE": os.devnull}, cwd=cwd, timeout=200)
+    expect(ans, 3, "--store", "bucket s3://no-such-store does not exist")
+    assert not s3.fs().exists("no-such-store")
+    assert list(cwd.iterdir()) == []  # no ./ingest-reports, no 's3:' folder
