@@ -218,7 +218,7 @@ def translate(exc: BaseException, url: str, what: str) -> BaseException | None:
                                                                   "SignatureDoesNotMatch", "Forbidden")):
         return EnvironmentUnavailable(f"{u}: {what}: access denied by the storage (check the credentials: "
                                       "AWS_* environment variables or storage.options, and the bucket's policy)")
-    if "NoSuchBucket" in text or ("bucket" in text.lower() and isinstance(exc, FileNotFoundError)):
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
         return EnvironmentUnavailable(f"{u}: {what}: bucket {_bucket(url)} does not exist (or is not visible "
                                       "with these credentials)")
     connection = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionError", "ClientConnectorError",
