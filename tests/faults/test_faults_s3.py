@@ -140,11 +140,12 @@ def test_missing_configured_object_is_usage_naming_the_key(s3, bucket_data, tmp_
 
 
 def test_missing_tile_grid_object_is_usage_naming_the_key_and_city(s3, bucket_data, tmp_path):
-    cfg = cfg_for(bucket_data, "s3://cpc-out/notiles",
-                  areas={"tiles": bucket_data + "/grids/{city}.geojson"})
+    # the store and outputs local: the grid is looked for beside a (quick) local ingest
+    cfg = cfg_for(bucket_data, str(tmp_path / "out"), areas={"tiles": bucket_data + "/grids/{city}.geojson"})
     ans, _ = cpc_run(tmp_path, cfg, aws=s3.env())
     expect(ans, 2, "areas.tiles", "Lyon", f"{bucket_data}/grids/Lyon.geojson")
-    assert not s3.fs().exists("cpc-out/notiles/communes.csv")
+    assert not (tmp_path / "out" / "communes.csv").exists()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize("url", ["foo://bucket/results", "hdfs://namenode/results"])
