@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from cpc_core import storage
 from cpc_core.config_validation import ValidationConfig
 from cpc_core.errors import UsageError, clip
 from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
@@ -419,6 +420,7 @@ class OutputConfig(_Frozen):
                      "run.json, the cube by default")
 
 
+
 class RunConfig(_Frozen):
     """A whole run: synth (optional), input, ingest, areas, crosswalk, estimate, poi,
     validation, disclosure, cluster, storage, output."""
@@ -465,14 +467,14 @@ class RunConfig(_Frozen):
 
     @property
     def store_path(self) -> str:
-        return self.ingest.store or str(Path(self.output.dir) / "cube.zarr")
+        return self.ingest.store or storage.join(self.output.dir, "cube.zarr")
 
     @property
     def areas_path(self) -> str | None:
         if self.areas.path is not None:
             return self.areas.path
         if self.areas.source == "synthetic":
-            return str(Path(self.output.dir) / "data" / "geo" / "communes.gpkg")
+            return storage.join(self.output.dir, "data", "geo", "communes.gpkg")
         return None
 
     @property
@@ -480,14 +482,14 @@ class RunConfig(_Frozen):
         if self.poi.path is not None:
             return self.poi.path
         if self.synth is not None:
-            return str(Path(self.output.dir) / "data" / "covariates" / "poi.csv")
+            return storage.join(self.output.dir, "data", "covariates", "poi.csv")
         return None
 
     @property
     def netmob_root(self) -> str:
         if self.input.netmob is not None:
             return self.input.netmob
-        return str(Path(self.output.dir) / "data" / "netmob")
+        return storage.join(self.output.dir, "data", "netmob")
 
 
 class ConfigError(UsageError):

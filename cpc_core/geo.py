@@ -42,6 +42,8 @@ import scipy.sparse
 import shapely
 from pyproj import CRS
 
+from cpc_core import storage
+from cpc_core.errors import InputDataError, clip
 from cpc_core.netmob import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
 
 __all__ = [
@@ -69,6 +71,48 @@ _TILES_PER_PARTITION = 20_000
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 _PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
+
+
+def _vector_source(path: str | Path) -> tuple[str, Any]:
+    """``(label, source)`` of a vector file: a local path as is (``file://`` removed), an
+    object-storage URL as its bytes, read through fsspec (:mod:`cpc_core.storage`) so that it
+    uses the run's credentials and endpoint rather than GDAL's own network drivers.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the path, when there is no such file or object.
+    """
+    if not storage.is_remote(path):
+        local = Path(storage.local_path(path))
+        if not local.exists():
+            raise FileNotFoundError(f"{local}: no such file")
+        return str(local), local
+    label = str(path)
+    try:
+        return label, storage.read_bytes(label)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label}: no such object") from None
+
+
+def _read_vector(label: str, source: Any, layer: str | int | None = None, parquet: bool = False,
+                 ) -> gpd.GeoDataFrame:  # fmt: skip
+    """Read a vector file (or its bytes); a file GDAL/Arrow cannot read is bad input data,
+    named, not a library traceback."""
+    import io
+
+    data = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        if parquet:
+            return gpd.read_parquet(data)
+        return gpd.read_file(data, layer=layer, engine="pyogrio")
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError,
+            pyogrio.errors.GeometryError, OSError, ValueError) as e:
+        if isinstance(e, FileNotFoundError | PermissionError | InputDataError):
+            raise
+        reason = clip(str(e).replace(str(source) if not isinstance(source, bytes) else label, "").strip(" :"))
+        raise InputDataError(f"{label}: cannot be read as a vector file (truncated or corrupt?): "
+                             f"{reason}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,11 +152,11 @@ def read_tile_grid(path: str | Path, crs: Any = None) -> gpd.GeoDataFrame:
     >>> tiles.columns.tolist()  # doctest: +SKIP
     ['tile_id', 'geometry']
     """
-    path = Path(path)
-    frame = gpd.read_file(path, engine="pyogrio")
+    path, source = _vector_source(path)
+    frame = _read_vector(path, source)
     if "tile_id" not in frame.columns:
         found = [c for c in frame.columns if c != frame.geometry.name]
-        raise ValueError(f"{path}: no 'tile_id' property; properties found: {found}")
+        raise InputDataError(f"{path}: no 'tile_id' property; properties found: {found}")
     tile_ids = _as_tile_ids(frame["tile_id"], str(path))
     _check_polygons(frame.geometry, tile_ids, f"{path}: tile")
     out = gpd.GeoDataFrame({"tile_id": tile_ids}, geometry=frame.geometry.values)
@@ -246,16 +290,22 @@ def read_areas(
     >>> areas.columns.tolist()  # doctest: +SKIP
     ['area', 'name', 'population', 'geometry']
     """
-    path = Path(path)
-    if path.suffix.lower() in _PARQUET_SUFFIXES:
-        frame = gpd.read_parquet(path)
+    path, source = _vector_source(path)
+    if Path(path).suffix.lower() in _PARQUET_SUFFIXES:
+        frame = _read_vector(path, source, parquet=True)
     else:
         if layer is None:
-            layers = pyogrio.list_layers(path)
+            import io
+
+            try:
+                layers = pyogrio.list_layers(io.BytesIO(source) if isinstance(source, bytes) else source)
+            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as e:
+                raise InputDataError(f"{path}: cannot be read as a vector file (truncated or corrupt?): "
+                                     f"{clip(str(e).replace(str(source), '').strip(' :'))}") from None
             if len(layers) > 1:
                 names = [str(n) for n in layers[:, 0]]
                 raise ValueError(f"{path}: {len(layers)} layers, choose one with layer=: {names}")
-        frame = gpd.read_file(path, layer=layer, engine="pyogrio")
+        frame = _read_vector(path, source, layer=layer)
     found = [c for c in frame.columns if c != frame.geometry.name]
     extra = dict(extra or {})
     roles = [("code", code), ("name", name), ("population", population)]
@@ -1133,3 +1183,29 @@ def _restore_former(communes: gpd.GeoDataFrame, former_codes: Any) -> gpd.GeoDat
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=communes.crs).sort_values(
         "area", ignore_index=True
     )
+
+
+def check_tile_ids(city: str, grid: Crosswalk, data_tiles: Any, grid_file: str, data_source: str) -> None:
+    """Check that a city's traffic data and its tile grid describe the same tiles.
+
+    Every tile of the data must be a tile of the grid, and every tile the crosswalk assigns
+    to an area must be in the data (grid tiles outside every area may be absent from it).
+
+    Raises
+    ------
+    cpc_core.errors.InputDataError
+        Naming the city, both files and a few of the ids that differ (bad input data, exit 1).
+    """
+    data = pd.Index(np.asarray(data_tiles))
+    only_data = data.difference(pd.Index(grid.tiles))
+    assigned = pd.Index(np.unique(grid.table["tile_id"].to_numpy()))
+    only_grid = assigned.difference(data)
+    if len(only_data) or len(only_grid):
+        parts = []
+        if len(only_data):
+            parts.append(f"{len(only_data)} tile ids of the data are not in the grid ({_head(only_data)})")
+        if len(only_grid):
+            parts.append(f"{len(only_grid)} tiles of the grid are not in the data ({_head(only_grid)})")
+        raise InputDataError(
+            f"{city}: the tile grid {clip(grid_file)} and the traffic data {clip(data_source)} disagree: "
+            f"{'; '.join(parts)}. Use the grid file that belongs to this city's data (areas.tiles)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpc_core import store
+from cpc_core import storage, store
 
 
 def key(**parts) -> str:
@@ -25,12 +25,30 @@ def key(**parts) -> str:
 
 
 def file_fingerprint(path: str | Path) -> dict:
-    """Path (symlinks resolved), size and modification time of a local file (URLs: the path only)."""
+    """Path (symlinks resolved), size and modification time of a local file; of an object:
+    its URL, size and ETag (or modification time), as the store reports them."""
     p = str(path)
+    if storage.is_remote(p):
+        return _object_fingerprint(p)
+    p = storage.local_path(p)
     if "://" in p:
         return {"path": p}
     st = os.stat(p)
     return {"path": os.path.realpath(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _object_fingerprint(url: str) -> dict:
+    """URL, size and version tag of an object (the URL only when it cannot be read: the
+    reader names the problem)."""
+    fs, q = storage._fs(url)
+    try:
+        info = fs.info(q)
+    except (FileNotFoundError, PermissionError, OSError):
+        return {"path": url}
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("content_md5")
+    mtime = info.get("LastModified") or info.get("mtime") or info.get("updated") or info.get("last_modified")
+    return {"path": url, "size": info.get("size"), "tag": str(tag) if tag else None,
+            "mtime": str(mtime) if mtime else None}
 
 
 def store_fingerprint(store_path: str, cities: list[str], states: dict | None = None) -> str:
@@ -68,7 +86,8 @@ def shared_dir() -> Path | None:
         return None
 
 
-def cache_dir(out: str | Path) -> Path:
-    d = Path(out) / "internal" / "cache"
+def cache_dir(out: str | Path) -> Path | storage.RemotePath:
+    """``<output.dir>/internal/cache`` (a local folder, created, or an object-storage prefix)."""
+    d = storage.path(out) / "internal" / "cache"
     d.mkdir(parents=True, exist_ok=True)
     return d

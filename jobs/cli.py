@@ -338,8 +338,13 @@ def cmd_synth(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from cpc_core import storage
     from jobs.ingest import run_ingest
 
+    for key, path in (("--input", args.input), ("--store", args.store), ("--report-dir", args.report_dir)):
+        storage.check_scheme(path, key)  # storage problems answered before a cluster is started
+        if path:
+            storage.check_bucket(path, key)
     with _client(ClusterConfig(), args.cluster) as client:
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
@@ -363,8 +368,9 @@ def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batc
     its run.json records whatever happens: a bad cluster setting, a cluster that cannot be
     reached, or any stage's failure.
     """
-    from jobs.pipeline import run_pipeline, run_record
+    from jobs.pipeline import preflight, run_pipeline, run_record
 
+    preflight(cfg)  # storage problems answered before a cluster is started or a record written
     spec = None if batch else _cluster_spec(cfg.cluster, cluster)
     with run_record(cfg, run_id) as record:
         spec = spec or _cluster_spec(cfg.cluster, cluster)

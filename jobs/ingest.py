@@ -9,7 +9,7 @@ from pathlib import Path
 
 from distributed import Client
 
-from cpc_core import ingest
+from cpc_core import ingest, storage
 from jobs import _cache
 from jobs._compute import map_with_progress
 from jobs._lock import exclusive
@@ -17,12 +17,10 @@ from jobs._lock import exclusive
 logger = logging.getLogger(__name__)
 
 
-def report_dir_for(store: str) -> Path:
-    """Default place of a run's QC reports: ``<store>.reports/`` next to a local store."""
-    local = str(store).removeprefix("file://")
-    if "://" in local:
-        return Path("ingest-reports")
-    return Path(local.rstrip("/") + ".reports")
+def report_dir_for(store: str):
+    """Default place of a run's QC reports: ``<store>.reports/`` next to the store, a local
+    folder or an object-storage prefix alike (never the working directory)."""
+    return storage.path(str(storage.local_path(store)).rstrip("/") + ".reports")
 
 
 def run_ingest(
@@ -75,17 +73,13 @@ def run_ingest(
                        "sources": list(d.sources)} for d in plan.damage]
     qc["verified"] = "checksums" if repair else "sizes"
     qc["seconds"] = round(time.perf_counter() - t0, 2)
-    out = Path(report_dir) if report_dir else report_dir_for(store)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    try:
+    out = storage.path(report_dir) if report_dir else report_dir_for(store)
+    with storage.guard(out, "writing the QC report"):
         out.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
         (out / f"ingest-{stamp}.json").write_text(json.dumps(qc, indent=2, default=str))
         (out / f"ingest-{stamp}.md").write_text(ingest.qc_markdown(qc) + _repaired_markdown(qc))
         ingest.rejected_frame(reports).to_csv(out / f"rejected-{stamp}.csv", index=False)
-    except OSError as e:
-        from cpc_core.store import _environment_error
-
-        raise _environment_error(e, str(out)) from e
     qc["report_dir"] = str(out)
     n_out = sum(len(c["outages"]) for c in qc["cities"].values())
     n_missing = sum(len(c["missing"]) for c in qc["cities"].values())

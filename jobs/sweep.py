@@ -16,6 +16,7 @@ import pandas as pd
 from distributed import Client
 from scipy import stats
 
+from cpc_core import storage
 from cpc_core.config import RunConfig, parse_config
 from jobs.pipeline import run_pipeline
 
@@ -37,6 +38,8 @@ def parse_grid(value: str) -> dict:
 
 def _variant_config(cfg: RunConfig, grid: str, lags: list[int], out: Path) -> RunConfig:
     raw = cfg.model_dump(mode="json")
+    # the dump shows secrets as ***: the variant needs the values themselves
+    raw["storage"] = {"options": dict(cfg.storage.options)}
     raw["areas"].update(parse_grid(grid))
     raw["estimate"]["lags"] = sorted(set(lags) | {cfg.estimate.lag_h})
     raw["output"]["dir"] = str(out)
@@ -58,8 +61,8 @@ def _variant_config(cfg: RunConfig, grid: str, lags: list[int], out: Path) -> Ru
 def outcome_table(cfg: RunConfig, path: str | None, column: str, key: str) -> pd.Series | None:
     """The validation outcome per area, from ``path`` or a synthetic run's covariates."""
     if path is None and cfg.synth is not None:
-        path = str(Path(cfg.output.dir) / "data" / "covariates" / "communes.csv")
-    if path is None or not Path(path).exists():
+        path = storage.join(cfg.output.dir, "data", "covariates", "communes.csv")
+    if path is None or not storage.exists(path):
         return None
     t = pd.read_csv(path, sep=None, engine="python")
     for col in (column, key):
@@ -103,8 +106,16 @@ def plot(table: pd.DataFrame, rbl: dict[str, pd.DataFrame], path: Path) -> None:
     from cpc_core import figures
 
     fig = figures.sweep_comparison(rbl, table)
-    fig.savefig(path, dpi=120)
-    fig.savefig(path.with_suffix(".svg"))
+    if isinstance(path, storage.RemotePath):  # matplotlib writes local files only
+        import io
+
+        for target, kw in ((path, {"dpi": 120, "format": "png"}), (path.with_suffix(".svg"), {"format": "svg"})):
+            buf = io.BytesIO()
+            fig.savefig(buf, **kw)
+            target.write_bytes(buf.getvalue())
+    else:
+        fig.savefig(path, dpi=120)
+        fig.savefig(path.with_suffix(".svg"))
 
 
 def run_sweep(cfg: RunConfig, client: Client, lags: list[int], grids: list[str],
@@ -114,7 +125,7 @@ def run_sweep(cfg: RunConfig, client: Client, lags: list[int], grids: list[str],
     for g in grids:
         parse_grid(g)  # fail on a bad grid before any work
     base = run_pipeline(cfg, client)
-    sweep_dir = Path(cfg.output.dir) / "sweep"
+    sweep_dir = storage.path(cfg.output.dir) / "sweep"
     sweep_dir.mkdir(parents=True, exist_ok=True)
     outcome = outcome_table(cfg, outcome_path, outcome_column, outcome_key)
     tables, rbl = [], {}

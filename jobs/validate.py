@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpc_core import figures, profiles, report, tables
+from cpc_core import figures, profiles, report, storage, tables
 from cpc_core import labels as labels_mod
 from cpc_core import truth as truthmod
 from cpc_core import validation_stage as vs
@@ -154,7 +154,7 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     """
     import io
 
-    path = Path(path)
+    path = storage.path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
@@ -162,7 +162,7 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         try:
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(path, **storage.pandas_options(path))
         except Exception as err:  # pyarrow's errors have no common base but OSError/ArrowInvalid
             raise InputDataError(f"{path}: cannot be read as Parquet: {clip(err)}") from None
         for c in codes:
@@ -197,7 +197,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _remote_file_info(path: storage.RemotePath) -> dict:
+    """:func:`_file_info` of an object (or every object under a prefix), through fsspec."""
+    fs, base = storage._fs(str(path))
+    with storage.guard(path, "reading"):
+        files = sorted(fs.find(base)) if fs.isdir(base) else [base]
+        h = hashlib.sha256()
+        size = 0
+        for f in files:
+            if f != base:
+                h.update(f[len(base):].lstrip("/").encode())
+            data = fs.cat_file(f)
+            size += len(data)
+            h.update(data)
+    return {"path": str(path), "sha256": h.hexdigest(), "bytes": int(size)}
+
+
 def _file_info(path: Path) -> dict:
+    if isinstance(path, storage.RemotePath):
+        return _remote_file_info(path)
     size = (
         sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         if path.is_dir()
@@ -225,7 +243,7 @@ class _Inputs:
 
     def find(self, key: str, explicit: str | None) -> Path | None:
         if explicit is not None:
-            p = Path(explicit)
+            p = storage.path(explicit)
             if not p.exists():
                 raise UsageError(f"validation.{key}: {clip(p)}: no such file")
             return p
@@ -573,7 +591,7 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
     else:
         import geopandas as gpd
 
-        g = gpd.read_file(geo_cfg.path, layer=geo_cfg.layer)
+        g = gpd.read_file(storage.buffer(geo_cfg.path), layer=geo_cfg.layer)
         if geo_cfg.commune not in g.columns:
             raise ValueError(f"{geo_cfg.path}: no column {geo_cfg.commune!r}; columns found: "
                              f"{list(g.columns)}")  # fmt: skip
@@ -652,7 +670,7 @@ def _run_estimate(run: Mapping | None, given: bool, table_path: Path | None,
         return None
     recorded = ((run or {}).get("outputs") or {}).get("communes")
     table = table_path.resolve()
-    if recorded and Path(recorded).resolve().with_suffix("") == table.with_suffix(""):
+    if recorded and storage.path(recorded).resolve().with_suffix("") == table.with_suffix(""):
         return est
     beside = table.parent == run_path.resolve().parent
     return est if beside and table.stem == "communes" and table.suffix in (".csv", ".parquet") else None
@@ -745,19 +763,19 @@ def run_validation(
             bar.update(1)
 
         result = _validate(table, out_dir, config, run_dir=run_dir, disclosure=disclosure,
-                           run_record=run_record, step=step)  # fmt: skip
+                           run_record=run_record, command=command, step=step)  # fmt: skip
         bar.update(bar.total - bar.n)  # the figures that were skipped
     return result
 
 
 def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: ValidationConfig, *,
               run_dir: str | Path | None, disclosure: vs.Thresholds | None, run_record: Mapping | None,
-              step: Callable[[str], None]) -> dict:
+              command: str | None, step: Callable[[str], None]) -> dict:
     """:func:`run_validation`'s work; ``step(name)`` after each step of the progress bar."""
-    out = Path(out_dir)  # created once the inputs have been read and checked
+    out = storage.path(out_dir)  # created once the inputs have been read and checked
     cols = config.columns
-    table_path = None if isinstance(table, pd.DataFrame) else Path(table)
-    inputs = _Inputs(config, table_path, Path(run_dir) if run_dir else None)
+    table_path = None if isinstance(table, pd.DataFrame) else storage.path(table)
+    inputs = _Inputs(config, table_path, storage.path(run_dir) if run_dir else None)
     provenance_inputs: dict[str, dict] = {}
 
     if table_path is not None:
@@ -779,7 +797,7 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
         cov_files = [CovariateFile(path=str(found))] if found else []
     covs = []
     for cf in cov_files:
-        p = Path(cf.path)
+        p = storage.path(cf.path)
         if not p.exists():
             raise UsageError(f"validation.covariates: {clip(p)}: no such file")
         covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
