@@ -4,7 +4,7 @@ The library never reads configuration files; ``jobs/`` calls :func:`load_config`
 the typed sections to the stages. Unknown keys are errors (a typo must not silently fall back
 to a default), and every error names the key and what is allowed.
 
-Every constant of the method (``method.md``) is a default here, never a literal in the code.
+Every constant of the method (``docs/method.md``, section 12) is a default here, never a literal in the code.
 """
 
 from __future__ import annotations
@@ -329,7 +329,7 @@ class CrosswalkConfig(_Frozen):
 
 
 class EstimateConfig(_Frozen):
-    """The method's constants (``method.md``), all defaults from the paper and its code."""
+    """The method's constants (``docs/method.md`` section 12), all defaults from the paper and its code."""
 
     lag_h: int = Field(0, ge=-48, le=48, description="lag of the reported estimate; Tor lag_h hours after Web_Adult")
     lags: tuple[Annotated[int, Field(ge=-48, le=48)], ...] = Field(
@@ -377,7 +377,7 @@ class EstimateConfig(_Frozen):
 
 
 class PoiConfig(_Frozen):
-    """Points of interest (method.md section 4): a CSV with id, category, lon, lat (WGS84)."""
+    """Points of interest (docs/method.md section 4): a CSV with id, category, lon, lat (WGS84)."""
 
     path: str | None = Field(None, description="POI CSV; default <output.dir>/data/covariates/poi.csv for synthetic runs")
     top_share: float = Field(0.001, gt=0, le=1, description="share of tiles with the highest traffic (0.1 %)")
@@ -390,7 +390,7 @@ class PoiConfig(_Frozen):
     categories: tuple[str, ...] = Field(
         ("adult_entertainment", "amateur_sports_team", "church_cathedral", "mosque", "religious_organization",
          "school"),
-        min_length=1, description="POI categories counted per area as covariates (poi_counts.csv, method.md "
+        min_length=1, description="POI categories counted per area as covariates (poi_counts.csv, docs/method.md "
         "section 4)")
 
     @field_validator("categories")
@@ -431,7 +431,7 @@ class RunConfig(_Frozen):
     ingest: IngestConfig = Field(IngestConfig(), description="the Zarr cube and how it is written")
     areas: AreasConfig = Field(AreasConfig(), description="the target areas (communes, departments, squares)")
     crosswalk: CrosswalkConfig = Field(CrosswalkConfig(), description="assignment of tiles to areas")
-    estimate: EstimateConfig = Field(EstimateConfig(), description="the method's constants (method.md)")
+    estimate: EstimateConfig = Field(EstimateConfig(), description="the method's constants (docs/method.md)")
     poi: PoiConfig = Field(PoiConfig(), description="points of interest: covariates and the top-tile profile")
     validation: ValidationConfig = Field(ValidationConfig(), description="the validation tables, figures and "
                                          "report")

@@ -7,7 +7,7 @@ run configuration, or read on its own by ``cpc validate`` through
 section (plus, optionally, ``disclosure:``) or a whole run configuration (its other sections
 are ignored).
 
-Every constant of the method (``method.md`` sections 1, 6) is a default here.
+Every constant of the method (``docs/method.md`` sections 1, 6 and 12) is a default here.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = [
 
 #: Roles that must resolve to a column (``c`` or ``rho``: at least one of the two).
 REQUIRED_ROLES = ("commune", "population", "tor", "web_adult", "youtube", "outcome")
-#: The six POI count roles of the regressions (method.md section 4), in table order.
+#: The six POI count roles of the regressions (docs/method.md section 4), in table order.
 POI_ROLES = (
     "poi_adult_entertainment",
     "poi_amateur_sports_team",
@@ -130,7 +130,7 @@ class CovariateFile(_Frozen):
 
 
 class SearchInterestConfig(_Frozen):
-    """Google Trends popularity per region (method.md section 5) -> PCA -> commune covariates."""
+    """Google Trends popularity per region (docs/method.md section 5) -> PCA -> commune covariates."""
 
     path: str = Field(description="CSV of Google Trends popularity: one row per region, one column per search "
                       "term")
@@ -191,7 +191,7 @@ class FiguresConfig(_Frozen):
 
 
 class ValidationConfig(_Frozen):
-    """The validation and report stage (method.md sections 6-7; the paper's Tables 1-7).
+    """The validation and report stage (docs/method.md sections 6-7; the paper's Tables 1-7).
 
     Paths left at ``None`` are looked for next to the commune table (or in the run directory
     handed to ``run_validation``): ``data/covariates/communes.csv``,

@@ -3,7 +3,7 @@
 Everything here is a property of the published dataset (Martinez-Durive et al. 2023), not a
 tunable: city names and grid shapes, the file layout, the 15-minute slots of a *local*
 (Europe/Paris) day and how they map to UTC instants, and the known outage days. See
-``../shared/reference/netmob23.md`` in the project's shared material and ``docs/decisions.md``.
+``docs/method.md`` section 2.1, ``docs/real-data.md`` and ``docs/decisions.md``.
 
 The time axis rule
 ------------------

@@ -2,7 +2,7 @@
 
 A NetMob file is ``tile_id v_1 ... v_n`` per line, space separated, no header, with ``n`` the
 number of 15-minute slots of that local day (96, or 92 on the spring DST day). Parsing is the
-whole cost of ingest (``../shared/reference/performance.md``), so this module has a
+whole cost of ingest (``docs/benchmarks-history.md``), so this module has a
 format-specific kernel compiled with numba that parses *and validates* in one pass over the
 bytes: it measured ~2x faster than pandas' or pyarrow's general CSV readers here, and those
 would still need a second pass to find negative values, NaN text or ragged lines.

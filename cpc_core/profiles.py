@@ -1,4 +1,4 @@
-"""Tile-level results, weekday x hour profiles and points of interest (method.md sections 3-4).
+"""Tile-level results, weekday x hour profiles and points of interest (docs/method.md sections 3-4).
 
 Everything here is small (areas x hours, tiles x services) and runs on the client after the
 Dask stages. Outputs that name tiles stay internal (disclosure control); the POI table and the

@@ -39,7 +39,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The paper's words of caution (Sections 3-5) and its stated limits (method.md section 7),
+#: The paper's words of caution (Sections 3-5) and its stated limits (docs/method.md section 7),
 #: shown first and in full in every report.
 CAUTIONS: tuple[tuple[str, str], ...] = (
     (

@@ -514,7 +514,7 @@ def authors_slot_hours(slots: xr.Dataset, key: str = "web_adult") -> tuple[xr.Da
     """The authors' outage rule on 15-minute rows: drop the slots with zero ``key``, sum to hours.
 
     The authors' notebook drops, on the two outage days, the (commune, 15-minute) rows whose
-    Web_Adult is 0, then sums the remaining rows to hours (method.md section 2). A row holds
+    Web_Adult is 0, then sums the remaining rows to hours (docs/method.md section 2.4). A row holds
     every service, so a dropped slot is dropped for every service. An hour whose four slots
     are all dropped has no row left and is missing (NaN); a NaN slot that is kept (a missing
     file) makes its hour NaN, as everywhere in the rollup.

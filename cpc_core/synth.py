@@ -21,7 +21,7 @@ hour ``t``:
 Hourly commune values are split over tiles (heavy-tailed weights; Tor onto a few "hot" tiles
 per commune and hour, so most tile-hours are zero) and over the four 15-minute slots, then
 rounded stochastically to integers (unbiased). Known outage days carry 1/1000 of the traffic.
-Levels are calibrated on the published commune aggregates (``method.md`` section 8): per
+Levels are calibrated on the published commune aggregates (``docs/method.md`` section 8): per
 commune Tor is ~1,500 times less than YouTube and ~20 times less than Web_Adult (medians).
 
 Everything is deterministic for a seed: each file draws from its own
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 #: Default cities of the demo-sized data set (a large, two medium and a small metropole).
 DEMO_CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
 
-# Calibration (method.md section 8), per commune over the 77-day window.
+# Calibration (docs/method.md section 8), per commune over the 77-day window.
 _YT_MEDIAN_77D = 9.7e9
 _YT_PER_WA = 74.0  # median YouTube / Web_Adult
 _WA_PER_TOR = 19.0  # median Web_Adult / Tor
@@ -144,7 +144,7 @@ class SynthSpec:
         return [self.start + dt.timedelta(days=i) for i in range(self.days)]
 
     def n_communes(self, city: str) -> int:
-        """Communes per city: the real count (``method.md``) times ``scale ** 0.25``."""
+        """Communes per city: the real count (``docs/method.md`` section 8) times ``scale ** 0.25``."""
         real = _REAL_COMMUNES[city]
         return max(3, int(round(real * self.scale**0.25)))
 

@@ -623,7 +623,7 @@ def expanded_level(level: float, n_blocks: int) -> float:
     Examples
     --------
     >>> round(expanded_level(0.90, 14), 4)
-    0.9165
+    0.9339
     """
     import scipy.stats
 

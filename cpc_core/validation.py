@@ -1,7 +1,7 @@
 """Validation statistics: correlations with the outcome, dependent-correlation tests, robust OLS.
 
 This module is the statistics behind the paper's Tables 1, 2, 3 and 5-7 (see
-``../shared/reference/method.md`` sections 6-7). It is built in two layers:
+``docs/method.md`` sections 6-7). It is built in two layers:
 
 * numpy kernels (``_williams_t``, ``_zou_ci``, ``_p_value``, ``_describe``, ...) that take
   arrays and broadcast, so a Monte Carlo check can evaluate thousands of replicates at once;

@@ -9,7 +9,7 @@ dataclasses out; reading files and writing outputs is ``jobs/validate.py``'s job
 Three steps, each a public function:
 
 * :func:`prepare` joins the covariate files by commune code, resolves the roles, derives the
-  analysis variables (method.md section 6: log traffic per 1000, log cpc per 1000, log
+  analysis variables (docs/method.md section 6.2: log traffic per 1000, log cpc per 1000, log
   density, vote shares / 100, standardised POI counts, PC1/PC3 mapped region -> department
   -> commune, the lagged cpc of Table 7; the unlagged cpc is at lag 0 whatever lag the table
   was estimated at) and flags small areas (disclosure control). For every
@@ -115,7 +115,7 @@ class RoleError(InputDataError):
 
 #: Traffic regressors (log per 1000 inhabitants).
 TRAFFIC = ("log_youtube_per_1000", "log_web_adult_per_1000", "log_tor_per_1000")
-#: Commune covariates, in the paper's row order (method.md section 6).
+#: Commune covariates, in the paper's row order (docs/method.md section 6).
 COVARIATES = (
     "log_pop_density",
     "share_singles",
@@ -181,7 +181,7 @@ _SOURCES: dict[str, str] = {
     "log_cpc_per_1000_lag": "the lagged c (estimates_by_lag.csv or role 'c_lagged')",
 }
 
-#: The rate covariates (method.md section 6): role -> analysis variable. They enter the
+#: The rate covariates (docs/method.md section 6.2): role -> analysis variable. They enter the
 #: regressions as shares in [0, 1], as the paper's coefficients imply (decisions.md, "Units").
 RATE_ROLES: dict[str, str] = {
     "share_singles": "share_singles",
@@ -862,7 +862,7 @@ def prepare(
         b.put(f"log_{service}_per_1000", np.log(lv), lr, f"log {service} per 1000 missing")
     b.put("population", pop, why_pop, "population missing")
 
-    # c and rho: either may be derived from the other (method.md section 2).
+    # c and rho: either may be derived from the other (docs/method.md section 2.8).
     k = config.onion_share * config.csam_share
     if roles["c"] is not None:
         c, why_c = raw("c")

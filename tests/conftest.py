@@ -15,7 +15,11 @@ from distributed import Client, LocalCluster
 
 from cpc_core.synth import SynthSpec
 
-# ../shared beside the checkout (CI lays a copy there); /work/shared on the development machines
+# Optional test data, never part of the project nor needed by the code: real NetMob23 commune
+# polygons in a folder ``shared/data`` supplied beside the checkout (../shared; CI lays a copy
+# there, development machines may have it at /work/shared). Tests that need it skip, saying so,
+# when it is absent. This is the only place the repository looks outside itself
+# (tests/test_repo_hygiene.py).
 SHARED = next((p for p in (Path(__file__).resolve().parents[1].parent / "shared", Path("/work/shared"))
                if p.is_dir()), Path(__file__).resolve().parents[1].parent / "shared")
 SHARED_COMMUNES = SHARED / "data" / "netmob23-metro-communes"

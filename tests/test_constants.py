@@ -1,6 +1,6 @@
 """The method's constants, stated literally from the paper, against every place they are defined.
 
-The values below are the independent reference (Koebe et al.; ``method.md``): they are typed
+The values below are the independent reference (Koebe et al.; ``docs/method.md`` section 12): they are typed
 here, never imported. Each constant is then checked wherever the code defines a default for
 it: module constants, configuration models (run and validation), function defaults, and any
 other function of the library whose parameter of that name has a default (a scan, so that a

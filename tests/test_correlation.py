@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import dask
 import dask.array as dsa
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -23,6 +19,7 @@ from cpc_core.correlation import (
     lagged_correlation,
     transform,
 )
+from tests import raise_if_dask_computes
 
 LAGS = np.arange(-6, 7)
 
@@ -30,30 +27,6 @@ LAGS = np.arange(-6, 7)
 # ---------------------------------------------------------------------------------------------
 # helpers and fixtures
 # ---------------------------------------------------------------------------------------------
-
-
-class _CountingScheduler:
-    """A dask scheduler that counts the computes it is asked for and fails beyond a limit."""
-
-    def __init__(self, max_computes: int) -> None:
-        self.total_computes = 0
-        self.max_computes = max_computes
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.total_computes += 1
-        if self.total_computes > self.max_computes:
-            raise RuntimeError(
-                f"too many dask computations: {self.total_computes} > {self.max_computes}"
-            )
-        return dask.get(dsk, keys, **kwargs)
-
-
-@contextlib.contextmanager
-def raise_if_dask_computes(max_computes: int = 0) -> Iterator[_CountingScheduler]:
-    """Fail if code inside the block computes a dask graph more than ``max_computes`` times."""
-    scheduler = _CountingScheduler(max_computes)
-    with dask.config.set(scheduler=scheduler):
-        yield scheduler
 
 
 def _traffic(rng: np.random.Generator, shape: tuple[int, ...], p_zero: float, p_nan: float):

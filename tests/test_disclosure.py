@@ -1,6 +1,6 @@
 """Disclosure control exactly at its thresholds: 499/500/501 inhabitants, 2/3/4 tiles, unknowns.
 
-The rule, stated here as the independent reference (method.md, the paper): an area is small
+The rule, stated here as the independent reference (docs/method.md section 9, the paper): an area is small
 when its population is below 500 or unknown, or when it has fewer than 3 tiles (an unknown
 tile count does not flag). It is checked on every public output that carries a flag:
 

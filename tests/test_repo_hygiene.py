@@ -1,0 +1,45 @@
+"""Nothing in the repository refers to files outside it.
+
+A user of the repository has only the repository: a reference to ``../shared`` or
+``/work/shared`` (the development machines' shared material) points at a file they do not have.
+The one exception is the optional test data lookup in ``tests/conftest.py`` (real commune
+polygons supplied beside the checkout); ``docs/benchmarks-history.md`` records past runs verbatim.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ALLOWED = {"tests/conftest.py", "docs/benchmarks-history.md", "tests/test_repo_hygiene.py"}
+# Built from pieces so that this file does not match itself when read as text.
+FORBIDDEN = ("../" + "shared", "/work/" + "shared", "shared/" + "reference")
+
+
+def _tracked() -> list[str]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:  # an exported tree has no git
+        pytest.skip(f"not a git checkout ({exc})")
+    return [p for p in out.stdout.decode().split("\0") if p]
+
+
+def test_no_tracked_file_refers_outside_the_repository():
+    files = _tracked()
+    assert "cpc_core/netmob.py" in files  # the listing is the real one, not empty
+    offenders = []
+    for rel in files:
+        if rel in ALLOWED:
+            continue
+        path = ROOT / rel
+        if not path.is_file():  # deleted in the work tree but still tracked
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            for needle in FORBIDDEN:
+                if needle in line:
+                    offenders.append(f"{rel}:{lineno}: {needle}")
+    assert not offenders, "references outside the repository:\n" + "\n".join(offenders)
