@@ -117,6 +117,52 @@ def redact(value: Any) -> Any:
     return _redact_text(str(value))
 
 
+#: environment variables whose values are credentials: never echoed, whatever the message
+SECRET_ENV = ("DASK_GATEWAY__AUTH__KWARGS__PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+              "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON")
+
+
+def _secret_values(value: Any, under_secret: bool = False) -> list[str]:
+    """Every secret string inside ``value`` (a config model, mapping or list)."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields
+                for s in _secret_values(getattr(value, name), under_secret or is_secret_key(name))]
+    if isinstance(value, Mapping):
+        return [s for k, v in value.items() for s in _secret_values(v, under_secret or is_secret_key(k))]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [s for v in value for s in _secret_values(v, under_secret)]
+    if under_secret and value is not None and not isinstance(value, bool):
+        return [str(value)]
+    return []
+
+
+def redact_message(text: str, cfg: BaseModel | None = None) -> str:
+    """``text`` (an error message, a log line) with every secret replaced by :data:`REDACTED`.
+
+    Removes the secrets of ``cfg`` (``SecretStr`` values and the values of credential-named
+    keys, e.g. in ``storage.options`` or ``cluster.cluster_options``), the values of the
+    credential environment variables (:data:`SECRET_ENV`) and the password of any
+    ``scheme://user:pw@`` URL.
+
+    Examples
+    --------
+    >>> redact_message("failed: s3://me:hunter22@host/b (token abc123)",
+    ...                StorageConfig(options={"token": "abc123"}))
+    'failed: s3://me:***@host/b (token ***)'
+    """
+    import os
+
+    secrets = [os.environ.get(name) for name in SECRET_ENV]
+    if cfg is not None:
+        secrets += _secret_values(cfg)
+    # longest first, so that a secret containing another is replaced whole
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _redact_text(text)
+
+
 def redacted(cfg: BaseModel) -> dict:
     """The effective configuration (defaults filled in) with every secret as ``"***"``.
 

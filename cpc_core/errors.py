@@ -14,6 +14,7 @@ exit code  meaning
 2          usage or configuration (:class:`UsageError`): the key and what is allowed
 3          environment unavailable (:class:`EnvironmentUnavailable`): cluster, storage,
            permissions, disk full; the address or path
+4          internal error: any other exception, a bug (``--debug`` shows the traceback)
 130        interrupted (Ctrl-C, SIGTERM): re-run the same command to resume
 =========  ==========================================================================
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "EXIT_DATA",
     "EXIT_ENVIRONMENT",
+    "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -38,6 +40,7 @@ EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
 
 #: longest echo of a user-supplied value in any message

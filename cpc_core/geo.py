@@ -43,7 +43,7 @@ import shapely
 from pyproj import CRS
 
 from cpc_core import storage
-from cpc_core.errors import InputDataError, clip
+from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.netmob import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
 
 __all__ = [
@@ -304,14 +304,14 @@ def read_areas(
                                      f"{clip(str(e).replace(str(source), '').strip(' :'))}") from None
             if len(layers) > 1:
                 names = [str(n) for n in layers[:, 0]]
-                raise ValueError(f"{path}: {len(layers)} layers, choose one with layer=: {names}")
+                raise UsageError(f"areas.layer: {path} has {len(layers)} layers, choose one: {names}")
         frame = _read_vector(path, source, layer=layer)
     found = [c for c in frame.columns if c != frame.geometry.name]
     extra = dict(extra or {})
     roles = [("code", code), ("name", name), ("population", population)]
     for role, column in [*roles, *((f"extra {k}", v) for k, v in extra.items())]:
         if column is not None and column not in frame.columns:
-            raise ValueError(
+            raise UsageError(
                 f"{path}: column {column!r} ({role}=) not found; columns found: {found}"
             )
     codes = _as_codes(frame[code], f"{path}: column {code!r}")
@@ -322,7 +322,7 @@ def read_areas(
         pop = pd.to_numeric(frame[population], errors="coerce").to_numpy(np.float64)
         bad = frame[population].notna().to_numpy() & np.isnan(pop)
         if bad.any():
-            raise ValueError(
+            raise InputDataError(
                 f"{path}: column {population!r} has non-numeric values for areas "
                 f"{_head(codes[bad])}"
             )
@@ -872,41 +872,41 @@ def _head(values: Any, n: int = 10) -> str:
 def _as_tile_ids(values: pd.Series, source: str) -> np.ndarray:
     """Validate tile ids: non-null, integral, non-negative, unique."""
     if values.isna().any():
-        raise ValueError(f"{source}: {int(values.isna().sum())} features have no tile_id")
+        raise InputDataError(f"{source}: {int(values.isna().sum())} features have no tile_id")
     if pd.api.types.is_integer_dtype(values.dtype):
         ids = values.to_numpy(np.int64)
     elif pd.api.types.is_float_dtype(values.dtype):
         # Some writers store integers as doubles: accept them when they are whole.
         fractional = np.mod(values.to_numpy(), 1) != 0
         if fractional.any():
-            raise ValueError(
+            raise InputDataError(
                 f"{source}: tile_id must be integers; found {_head(values[fractional], 5)}"
             )
         ids = values.to_numpy().astype(np.int64)
     else:
         # Strings (GDAL turns a column of mixed numbers and text into text) or objects.
-        raise ValueError(
+        raise InputDataError(
             f"{source}: tile_id must be integers; found {values.dtype} values such as "
             f"{_head(values.head(5).map(repr))}"
         )
     if (ids < 0).any():
-        raise ValueError(f"{source}: negative tile_id: {_head(ids[ids < 0])}")
+        raise InputDataError(f"{source}: negative tile_id: {_head(ids[ids < 0])}")
     dup = pd.Index(ids).duplicated()
     if dup.any():
-        raise ValueError(f"{source}: duplicate tile_id: {_head(np.unique(ids[dup]))}")
+        raise InputDataError(f"{source}: duplicate tile_id: {_head(np.unique(ids[dup]))}")
     return ids
 
 
 def _as_codes(values: pd.Series, source: str) -> np.ndarray:
     """Area codes as strings; integral floats (codes read as numbers) lose their ``.0``."""
     if values.isna().any():
-        raise ValueError(f"{source}: {int(values.isna().sum())} areas have no code")
+        raise InputDataError(f"{source}: {int(values.isna().sum())} areas have no code")
     if pd.api.types.is_float_dtype(values.dtype) and np.all(np.mod(values.to_numpy(), 1) == 0):
         values = values.astype(np.int64)
     codes = values.astype(str).to_numpy(dtype=object).astype(str)
     dup = pd.Index(codes).duplicated()
     if dup.any():
-        raise ValueError(f"{source}: duplicate area codes: {_head(np.unique(codes[dup]))}")
+        raise InputDataError(f"{source}: duplicate area codes: {_head(np.unique(codes[dup]))}")
     return codes
 
 
@@ -916,10 +916,10 @@ def _check_polygons(geoms: gpd.GeoSeries, ids: np.ndarray, source: str) -> None:
     missing = geoms.isna().to_numpy() | geoms.is_empty.to_numpy()
     wrong = ~missing & ~np.isin(kinds, _POLYGONAL)
     if missing.any():
-        raise ValueError(f"{source}s without geometry: {_head(ids[missing])}")
+        raise InputDataError(f"{source}s without geometry: {_head(ids[missing])}")
     if wrong.any():
         found = sorted(set(kinds[wrong]))
-        raise ValueError(f"{source}s with non-polygon geometry ({found}): {_head(ids[wrong])}")
+        raise InputDataError(f"{source}s with non-polygon geometry ({found}): {_head(ids[wrong])}")
 
 
 def _repair(geoms: gpd.GeoSeries, source: str) -> gpd.GeoSeries:
@@ -946,7 +946,7 @@ def _with_crs(frame: gpd.GeoDataFrame, stated: Any, given: Any, source: str) -> 
             )
         return frame.set_crs(given_crs, allow_override=True)
     if stated is None:
-        raise ValueError(f"{source}: the file states no CRS; pass crs=")
+        raise InputDataError(f"{source}: the file states no CRS; pass crs=")
     return frame.set_crs(stated, allow_override=True)
 
 

@@ -21,17 +21,13 @@ import sys
 from pathlib import Path
 
 from cpc_core import netmob
-from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config
-from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
+from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config, redact_message
+from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
 
 # `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
 # them: `cpc --help` and a configuration error answer without them.
 
 logger = logging.getLogger("cpc")
-
-#: exit status of an unexpected exception (a bug in cpc or a library): distinct from 1 (bad
-#: data), so that a CI job never reads a crash as a verdict on the data
-EXIT_INTERNAL = 4
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
@@ -370,7 +366,8 @@ def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batc
     """
     from jobs.pipeline import preflight, run_pipeline, run_record
 
-    preflight(cfg)  # storage problems answered before a cluster is started or a record written
+    if not batch:  # answered before anything is written; submit records them (run_record)
+        preflight(cfg)
     spec = None if batch else _cluster_spec(cfg.cluster, cluster)
     with run_record(cfg, run_id) as record:
         spec = spec or _cluster_spec(cfg.cluster, cluster)
@@ -502,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"{name}: {message}", file=sys.stderr)
+        # no secret of the environment or of a URL reaches the terminal or a CI log
+        print(f"{name}: {redact_message(message)}", file=sys.stderr)
         return code
 
     try:

@@ -45,7 +45,7 @@ from cluster import require_workers
 from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, storage, store
 from cpc_core import ingest as ingest_lib
 from cpc_core import report as report_lib
-from cpc_core.config import RunConfig, redacted
+from cpc_core.config import RunConfig, redact_message, redacted
 from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
 from cpc_core.synth import SynthSpec
 from cpc_core.validation_stage import RoleError
@@ -693,21 +693,18 @@ def _previous_results(out: Path, config_hash: str) -> None:
 
 
 def _redact(text: str, cfg: RunConfig) -> str:
-    """``text`` with the gateway password (config or environment) replaced by ``***``."""
-    secrets = [os.environ.get("DASK_GATEWAY__AUTH__KWARGS__PASSWORD")]
-    pw = getattr(cfg.cluster, "password", None)
-    secrets.append(pw.get_secret_value() if hasattr(pw, "get_secret_value") else pw)
-    for secret in secrets:
-        if secret and len(str(secret)) >= 3:
-            text = text.replace(str(secret), "***")
-    return text
+    """``text`` with every secret of ``cfg`` and of the environment replaced by ``***``
+    (:func:`cpc_core.config.redact_message`)."""
+    return redact_message(text, cfg)
 
 
-def preflight(cfg: RunConfig) -> None:
+def preflight(cfg: RunConfig, keys: tuple[str, ...] | None = None) -> None:
     """Check the run's paths before anything starts: schemes (exit 2), buckets (exit 3) and
     the configured input files (exit 2, naming the key); install ``storage.options``.
 
-    Local paths are not touched here: their checks stay where they were.
+    ``keys``: only these configuration keys (e.g. ``("output.dir",)``, checked before the run
+    record is written; :func:`run_record` checks the rest inside the record). Local paths are
+    not touched here: their checks stay where they were.
     """
     paths = {"output.dir": cfg.output.dir, "ingest.store": cfg.ingest.store, "input.netmob": cfg.input.netmob,
              "areas.path": cfg.areas.path, "areas.tiles": cfg.areas.tiles, "poi.path": cfg.poi.path}
@@ -718,6 +715,8 @@ def preflight(cfg: RunConfig) -> None:
         paths["validation.search_interest.path"] = v.search_interest.path
     if v.geo is not None:
         paths["validation.geo.path"] = v.geo.path
+    if keys is not None:
+        paths = {k: p for k, p in paths.items() if k in keys}
     for key, p in paths.items():
         storage.check_scheme(p, key)
     urls = [p for p in paths.values() if storage.is_remote(p)]
@@ -754,7 +753,7 @@ def run_record(cfg: RunConfig, run_id: str | None = None) -> Iterator[dict]:
         For a run id that cannot name a folder, or one that already has a record here.
     """
     run_id = check_run_id(run_id or new_run_id())
-    preflight(cfg)  # schemes, buckets and configured files, before anything is written
+    preflight(cfg, keys=("output.dir",))  # the record's own folder, before anything is written
     out = storage.path(cfg.output.dir)
     with storage.guard(out, "creating the output folder"):
         out.mkdir(parents=True, exist_ok=True)
@@ -779,6 +778,7 @@ def run_record(cfg: RunConfig, run_id: str | None = None) -> Iterator[dict]:
         _write_text(rdir / "run.json", json.dumps(run, indent=2, default=str))
         _previous_results(out, run["config_hash"])
         try:
+            preflight(cfg)  # every other path: a missing bucket or file is recorded as the failure
             yield run
             run["status"] = "ok"
         except BaseException as e:

@@ -18,6 +18,7 @@ from scipy import stats
 
 from cpc_core import storage
 from cpc_core.config import RunConfig, parse_config
+from cpc_core.errors import InputDataError
 from jobs.pipeline import run_pipeline
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def outcome_table(cfg: RunConfig, path: str | None, column: str, key: str) -> pd
     t = pd.read_csv(path, sep=None, engine="python")
     for col in (column, key):
         if col not in t.columns:
-            raise ValueError(f"{path}: no column {col!r}; columns found: {list(t.columns)}")
+            raise InputDataError(f"{path}: no column {col!r}; columns found: {list(t.columns)}")
     return t.set_index(t[key].astype(str))[column]
 
 

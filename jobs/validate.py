@@ -163,6 +163,8 @@ def read_table(path: str | Path, codes: tuple[str, ...] = ("commune",)) -> pd.Da
     if suffix in (".parquet", ".pq"):
         try:
             df = pd.read_parquet(path, **storage.pandas_options(path))
+        except (PermissionError, FileNotFoundError, IsADirectoryError, CpcError):
+            raise  # the environment or the path, not the file's content
         except Exception as err:  # pyarrow's errors have no common base but OSError/ArrowInvalid
             raise InputDataError(f"{path}: cannot be read as Parquet: {clip(err)}") from None
         for c in codes:
@@ -593,7 +595,7 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
 
         g = gpd.read_file(storage.buffer(geo_cfg.path), layer=geo_cfg.layer)
         if geo_cfg.commune not in g.columns:
-            raise ValueError(f"{geo_cfg.path}: no column {geo_cfg.commune!r}; columns found: "
+            raise InputDataError(f"{geo_cfg.path}: no column {geo_cfg.commune!r}; columns found: "
                              f"{list(g.columns)}")  # fmt: skip
         g = g[[geo_cfg.commune, *(["city"] if "city" in g.columns else []), "geometry"]]
         g[geo_cfg.commune] = g[geo_cfg.commune].astype(str)
@@ -977,22 +979,14 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
 
 
 def cmd(args: argparse.Namespace) -> int:
-    """Run ``cpc validate``; 0 success, 1 data problem, 2 configuration error."""
-    try:
-        config = load_validation_config(args.config, args.overrides)
-        command = " ".join(["cpc validate --table", str(args.table)]
-                           + (["--run-dir", str(args.run_dir)] if args.run_dir else []))  # fmt: skip
-        result = run_validation(args.table, args.out, config, run_dir=args.run_dir,
-                                command=command)  # fmt: skip
-    except CpcError as e:  # ConfigError and UsageError: 2; InputDataError (RoleError): 1
-        print(f"cpc validate: {e}", file=sys.stderr)
-        return e.exit_code
-    except FileNotFoundError as e:  # an input named by the configuration or discovered
-        print(f"cpc validate: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # bad data found deeper in the statistics
-        print(f"cpc validate: bad input: {clip(e)}", file=sys.stderr)
-        return 1
+    """Run ``cpc validate``. Errors reach ``jobs.cli.main``, which maps them to the exit codes of
+    ``docs/errors.md`` (1 data, 2 configuration, 3 environment, 4 internal) and shows the
+    traceback only with ``--debug``."""
+    config = load_validation_config(args.config, args.overrides)
+    command = " ".join(["cpc validate --table", str(args.table)]
+                       + (["--run-dir", str(args.run_dir)] if args.run_dir else []))  # fmt: skip
+    result = run_validation(args.table, args.out, config, run_dir=args.run_dir,
+                            command=command)  # fmt: skip
     print(f"validation outputs: {result['out_dir']}")
     for key, status in result["tables"].items():
         print(f"  {key}: {status}")
