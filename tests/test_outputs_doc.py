@@ -7,6 +7,7 @@ checks that every column of its per-area tables and every file it writes is docu
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def test_every_output_column_and_file_is_documented(client, tmp_path, doc):
     cfg = parse_config({"synth": synth, "output": {"dir": str(tmp_path)}, "estimate": {"lags": [-1, 0, 1]},
                         "poi": {"path": str(tmp_path / "data" / "covariates" / "poi.csv")}})  # fmt: skip
     run_pipeline(cfg, client)
+    # issue #16: a run on generated data says so in its record
+    assert json.loads((tmp_path / "run.json").read_text())["data"] == "synthetic"
     per_area = {"communes.csv": "communes.csv", "estimates_by_lag.csv": "estimates_by_lag.csv",
                 "rho_by_lag.csv": "rho_by_lag.csv", "profiles.csv": "profiles.csv",
                 "validation/communes_public.csv": "validation/communes_public.csv"}  # fmt: skip
