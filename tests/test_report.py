@@ -628,3 +628,18 @@ def test_table4_from_the_pipelines_poi_table(tmp_path):
     assert "is empty" in t4.skipped and "poi.min_n" in t4.skipped
     (tmp_path / "poi_top_tiles.csv").unlink()
     assert "came without a poi_top_tiles.csv" in validate._table4(None, tmp_path).skipped
+
+
+def test_configuration_collapsed_and_every_figure_enlarges(validated):
+    """Issue #16: the configuration dump is collapsed like run.json, and every figure can be
+    opened at full size (legible at 414 px): each image sits in a zoom toggle whose checked
+    state lifts the width limit."""
+    out, _ = validated
+    page = (out / "report.html").read_text()
+    provenance = page.split('id="provenance"')[1]
+    pres = re.findall(r"(<details><summary>[^<]*</summary>)?<pre>", provenance)
+    assert len(pres) >= 2 and all(pres), "a <pre> dump in the provenance section is not collapsed"
+    images = re.findall(r"<img ", page)
+    zoomable = re.findall(r'<label class="zoom"><input type="checkbox"[^>]*><span><img ', page)
+    assert len(images) >= 5 and len(zoomable) == len(images)
+    assert ".zoom input:checked+span img{max-width:none" in page  # the CSS is inlined
