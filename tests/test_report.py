@@ -9,6 +9,7 @@ is disabled for the browser, so anything the page tried to fetch would fail and 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -643,3 +644,26 @@ def test_configuration_collapsed_and_every_figure_enlarges(validated):
     zoomable = re.findall(r'<label class="zoom"><input type="checkbox"[^>]*><span><img ', page)
     assert len(images) >= 5 and len(zoomable) == len(images)
     assert ".zoom input:checked+span img{max-width:none" in page  # the CSS is inlined
+
+
+def test_missing_outputs_are_said_in_the_log_too(run_dir, tmp_path, caplog):
+    """Issue #16: every absent output says why in the report and in the log. An external
+    table without covariates or a run record: Tables 2-7 and Table 4 cannot be produced."""
+    import logging
+
+    shutil.copy(run_dir / "communes.csv", tmp_path / "communes.csv")
+    shutil.copy(run_dir / "data/covariates/communes.csv", tmp_path / "covariates.csv")
+    cov = pd.read_csv(tmp_path / "covariates.csv", dtype={"commune": str})
+    cov.drop(columns=["drug_abuse_per_1000"]).to_csv(tmp_path / "covariates.csv", index=False)
+    cfg = ValidationConfig(covariates=[{"path": str(tmp_path / "covariates.csv")}], discover=False,
+                           figures={"enabled": False})  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="jobs.validate"):
+        validate.run_validation(tmp_path / "communes.csv", tmp_path / "out", cfg)
+    logged = [r.getMessage() for r in caplog.records if "not produced" in r.getMessage()]
+    page = (tmp_path / "out" / "report.html").read_text()
+    missing = page.split('id="missing"')[1].split("</section>")[0]
+    for key in ("table4", "table5"):
+        line = next((m for m in logged if f"validation: {key} not produced: " in m), None)
+        assert line is not None, (key, logged)
+        reason = line.split(" not produced: ", 1)[1]
+        assert reason in html.unescape(missing), (key, reason)
