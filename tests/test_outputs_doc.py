@@ -84,6 +84,11 @@ def test_every_output_column_and_file_is_documented(client, tmp_path, doc):
     run_pipeline(cfg, client)
     # issue #16: a run on generated data says so in its record
     assert json.loads((tmp_path / "run.json").read_text())["data"] == "synthetic"
+    # integers written as integers (centroid crosswalk: whole tiles; legal populations)
+    text = pd.read_csv(tmp_path / "communes.csv", dtype=str, keep_default_na=False)
+    for col in ("population", "n_tiles"):
+        values = text[col][text[col] != ""]
+        assert len(values) and values.str.fullmatch(r"\d+").all(), (col, values.head().tolist())
     per_area = {"communes.csv": "communes.csv", "estimates_by_lag.csv": "estimates_by_lag.csv",
                 "rho_by_lag.csv": "rho_by_lag.csv", "profiles.csv": "profiles.csv",
                 "validation/communes_public.csv": "validation/communes_public.csv"}  # fmt: skip
