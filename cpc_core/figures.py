@@ -625,8 +625,13 @@ def truth_scatter(rho_true: pd.Series, rho_est: pd.Series, cpc_true: pd.Series,
         lo2 = float(min(cpc_true[ok].min(), cpc_est[ok].min()))
         hi2 = float(max(cpc_true[ok].max(), cpc_est[ok].max()))
         ax2.plot([lo2, hi2], [lo2, hi2], color="grey", lw=1, ls="--")
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+    else:
+        # a log axis without one positive value cannot be drawn (matplotlib raises at render);
+        # the panel says so instead of failing the report (tiny runs, all cpc suppressed or 0)
+        ax2.text(0.5, 0.5, "no commune with a positive planted and\nestimated cpc per 1000",
+                 ha="center", va="center", transform=ax2.transAxes, fontsize=9)
     ax2.set_xlabel("planted cpc per 1000 (log)")
     ax2.set_ylabel("estimated cpc per 1000 (log)")
     ax2.set_title("cpc per 1000: estimated vs planted", fontsize=10)

@@ -22,6 +22,7 @@ import errno
 import logging
 import lzma
 import os
+import posixpath
 import re
 import stat
 import zlib
@@ -430,6 +431,28 @@ def _unstrip(root: str, fs, path: str) -> str:
     return path
 
 
+def relative_to_root(root: str, path: str) -> str:
+    """``path`` relative to the input ``root`` (POSIX separators), as the cube records it.
+
+    A local path is resolved against the working directory first; a URL (``s3://...``) loses
+    the root's URL prefix. A path outside the root is reduced to its name, never recorded whole.
+    """
+    if "://" in root or "://" in path:
+        base = root.rstrip("/") + "/"
+        return path[len(base):] if path.startswith(base) else posixpath.basename(path)
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return os.path.basename(path)
+    return rel.replace(os.sep, "/")
+
+
+def _under_root(root: str, rel: str) -> str:
+    """Inverse of :func:`relative_to_root` for messages (an absolute path or URL is kept)."""
+    if "://" in rel or os.path.isabs(rel):
+        return rel
+    return f"{root.rstrip('/')}/{rel}"
+
+
 class _Unreadable(Exception):
     """A file that could not be read: why, and whether the environment is at fault."""
 
@@ -753,14 +776,17 @@ def plan(
         if have is not None:
             tiles = have.tiles
             src = store.open_city(store_path, city).attrs.get("tiles_from", [])
-            ref = TileReference(list(src), stored_in=f"{store_path}/{city}")
+            # recorded relative to the input root (older stores: absolute); named in full in messages
+            ref = TileReference([_under_root(root, p) for p in src], stored_in=f"{store_path}/{city}")
         else:
             tiles, ref = _reference_tiles(sorted(files.items()), grid_size, on_error)
         refs[city] = ref
         want = store.CityLayout(city, first, last, svcs, tiles, dirs)
         layout = store.create_or_extend(store_path, want, compressor=compressor, tile_chunk=tile_chunk)
         if have is None:
-            store.open_city(store_path, city, mode="r+").attrs["tiles_from"] = ref.sources
+            # relative to the input root: the cube may be shared, the machine's paths are not its data
+            store.open_city(store_path, city, mode="r+").attrs["tiles_from"] = [
+                relative_to_root(root, p) for p in ref.sources]
         layouts[city] = layout
         all_days = layout.days
         offsets = netmob.day_offsets(layout.first_day, all_days)

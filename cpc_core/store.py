@@ -220,6 +220,34 @@ def read_layout(store: str, city: str, check: bool = True) -> CityLayout | None:
 COORDINATES = ("tile", "service", "time", "day")
 _ROOT_META = {"attributes": {}, "zarr_format": 3, "node_type": "group"}
 
+#: Version of the CF-style attributes (``units``, ``long_name``, ``description``) the arrays
+#: carry; a city group records it as ``cf_attributes``, and :func:`create_or_extend` adds the
+#: attributes to the arrays of a store written before (one metadata write per array, once).
+CF_ATTRIBUTES = 1
+
+#: The unit of the traffic values (docs/outputs.md, "Units"): NetMob23 gives the operator's
+#: normalised volumes no physical unit, so the unit is named, not a udunits string.
+TRAFFIC_UNITS = "NetMob23 traffic units"
+
+#: CF-style attributes of the coordinates. ``time`` and ``day`` keep their CF encoding
+#: (``units`` "minutes/days since 1970-01-01"), which xarray decodes to datetimes.
+COORDINATE_ATTRS: dict[str, dict] = {
+    "tile": {"units": "1", "long_name": "NetMob23 tile id",
+             "description": "id of the tile on the city's NetMob23 100 m grid (row-major), ascending; "
+                            "the tile geometries are in the city's NetMob23 GeoJSON"},
+    "service": {"units": "1", "long_name": "NetMob23 service",
+                "description": "name of the mobile service, as in the NetMob23 file names (e.g. Tor, "
+                               "Web_Adult, YouTube)"},
+    "time": {"units": "minutes since 1970-01-01", "calendar": "proleptic_gregorian",
+             "standard_name": "time", "long_name": "start of the 15-minute slot (UTC)",
+             "description": "UTC instant at which each 15-minute slot of the local (Europe/Paris) "
+                            "NetMob23 days starts; a DST day has 92 or 100 slots"},
+    "day": {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
+            "long_name": "local (Europe/Paris) day of the NetMob file",
+            "description": "the date in the NetMob23 file name; one file per city, service, day and "
+                           "direction"},
+}
+
 
 def _city_attrs(city: str, hourly: bool) -> dict:
     """The attributes :func:`_create` gives a city group (``tiles_from`` is added by the ingest)."""
@@ -230,6 +258,9 @@ def _city_attrs(city: str, hourly: bool) -> dict:
         "grid_crs": netmob.GRID_CRS,
         "time_rule": "UTC instants of the 15-minute slots of local Europe/Paris days",
         "chunk_records": True,
+        "cf_attributes": CF_ATTRIBUTES,
+        "description": f"NetMob23 mobile traffic of {city} per tile, service and 15-minute slot, as "
+                       "ingested by cpc (docs/outputs.md, cube.zarr); NaN = missing, never zero-filled",
     }
 
 
@@ -406,6 +437,9 @@ def _create_or_extend_impl(
                         store, want.city, chunks_name(d))
     if not g.attrs.get("chunk_records"):
         g.attrs["chunk_records"] = True
+    if g.attrs.get("cf_attributes", 0) < CF_ATTRIBUTES:
+        _add_cf_attributes(g, out, compressor, tile_chunk)
+        logger.info("%s/%s: added units, long_name and description to the arrays", store, want.city)
     for d in directions:
         if d not in have.directions:
             # a new direction of a version-1 store stays version 1: readers pick one layout per city
@@ -416,12 +450,30 @@ def _create_or_extend_impl(
     return out
 
 
+def _add_cf_attributes(g, layout: CityLayout, compressor: str, tile_chunk: int) -> None:
+    """Give the arrays of a store written before :data:`CF_ATTRIBUTES` their attributes.
+
+    Only attributes change (each array's ``zarr.json``); the chunks are not touched.
+    """
+    names = set(g.array_keys())
+    for name, attrs in COORDINATE_ATTRS.items():
+        if name in names:
+            g[name].attrs.update(attrs)
+    for d in layout.directions:
+        for name, spec in _direction_specs(d, layout, compressor, tile_chunk).items():
+            if name in names:
+                g[name].attrs.update(spec["attributes"])
+    g.attrs.update({"cf_attributes": CF_ATTRIBUTES, "description": _city_attrs(layout.city, True)["description"]})
+
+
 def _create(root, want: CityLayout, compressor: str, tile_chunk: int) -> CityLayout:
     g = root.create_group(want.city)
     g.attrs.update(_city_attrs(want.city, hourly=True))
     tiles = np.asarray(want.tiles, dtype=np.int64)
-    g.create_array("tile", shape=tiles.shape, dtype="int64", dimension_names=["tile"])[:] = tiles
-    svc = g.create_array("service", shape=(len(want.services),), dtype=str, dimension_names=["service"])
+    g.create_array("tile", shape=tiles.shape, dtype="int64", dimension_names=["tile"],
+                   attributes=COORDINATE_ATTRS["tile"])[:] = tiles
+    svc = g.create_array("service", shape=(len(want.services),), dtype=str, dimension_names=["service"],
+                         attributes=COORDINATE_ATTRS["service"])
     svc[:] = np.array(want.services, dtype=object)
     time = g.create_array(
         "time",
@@ -429,7 +481,7 @@ def _create(root, want: CityLayout, compressor: str, tile_chunk: int) -> CityLay
         dtype="int64",
         chunks=(1 << 16,),
         dimension_names=["time"],
-        attributes={"units": "minutes since 1970-01-01", "calendar": "proleptic_gregorian"},
+        attributes=COORDINATE_ATTRS["time"],
     )
     time[:] = _time_minutes(want.time)
     day = g.create_array(
@@ -437,8 +489,7 @@ def _create(root, want: CityLayout, compressor: str, tile_chunk: int) -> CityLay
         shape=(len(want.days),),
         dtype="int64",
         dimension_names=["day"],
-        attributes={"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
-                    "long_name": "local (Europe/Paris) day of the NetMob file"},
+        attributes=COORDINATE_ATTRS["day"],
     )
     day[:] = _day_numbers(want.days)
     for d in want.directions:
@@ -485,7 +536,9 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             config={"write_empty_chunks": True},
             dimension_names=["service", "tile", "day", "local_hour"],
             attributes={"long_name": f"{direction} traffic per tile and UTC hour, one row per local day",
-                        "units": "1 (normalised by the operator)", "direction": direction,
+                        "units": f"{TRAFFIC_UNITS} per hour", "direction": direction,
+                        "description": f"the {direction} values of the files summed to UTC hours (the "
+                                       "4 slots of each hour); NaN if any slot is missing",
                         "comment": "column k of day d is the k-th UTC hour of local day d (the sum of "
                                    "its 4 slots; NaN if any is); columns past the day's 23/24/25 "
                                    "hours are NaN padding"},
@@ -500,7 +553,10 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             config={"write_empty_chunks": True},
             dimension_names=["service", "tile", "time"],
             attributes={"long_name": f"{direction} traffic per tile and 15-minute slot",
-                        "units": "1 (normalised by the operator)", "direction": direction},
+                        "units": f"{TRAFFIC_UNITS} per 15-minute slot", "direction": direction,
+                        "description": f"the {direction} values of the NetMob23 files (volumes normalised "
+                                       "by the operator, no physical unit); NaN = missing or rejected, "
+                                       "never zero-filled"},
         ),
         f"{direction}_status": dict(
             shape=(n_s, n_d),
@@ -508,7 +564,11 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             dtype="int8",
             fill_value=0,
             dimension_names=["service", "day"],
-            attributes={"flag_values": list(STATUS.values()), "flag_meanings": " ".join(STATUS)},
+            attributes={"flag_values": list(STATUS.values()), "flag_meanings": " ".join(STATUS),
+                        "units": "1", "long_name": f"ingest state of each {direction} file",
+                        "description": "per (service, day) file: 0 pending (never ingested or "
+                                       "interrupted), 1 ok, 2 partial (some lines rejected, stored as "
+                                       "NaN), 3 missing (no file, NaN), 4 rejected (whole file, NaN)"},
         ),
         f"{direction}_total": dict(
             shape=(n_s, n_d),
@@ -516,7 +576,10 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             dtype="float64",
             fill_value=np.nan,
             dimension_names=["service", "day"],
-            attributes={"long_name": f"sum of stored {direction} values of the file"},
+            attributes={"long_name": f"sum of stored {direction} values of the file",
+                        "units": TRAFFIC_UNITS,
+                        "description": f"per (service, day) file, the sum over tiles and slots of the "
+                                       f"{direction} values stored (NaN ignored), for quality checks"},
         ),
         chunks_name(direction): dict(
             shape=(n_s, n_d, CHUNK_RECORDS, 2),
@@ -528,6 +591,9 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             compressors=None,
             dimension_names=["service", "day", "file_chunk", "size_crc32"],
             attributes={"long_name": f"byte size and CRC-32 of each chunk a {direction} file wrote, as written",
+                        "units": "1",
+                        "description": "[..., 0]: the chunk's size in bytes, [..., 1]: its CRC-32, "
+                                       "compared by cpc ingest to find damaged chunks",
                         "comment": f"entries 0..24: the file's hour chunks of {direction} in time order; "
                                    f"entry 25: its {hourly_name(direction)} chunk; 0, 0: not recorded"},
         ),
@@ -627,8 +693,9 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
         if any(not d.array for d in mine):
             names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(cdir, detail=False)}
             hourly = any(hourly_name(x) in names for x in netmob.DIRECTIONS)
-            meta = {"attributes": {**_city_attrs(city, hourly), "tiles_from": []}, "zarr_format": 3,
-                    "node_type": "group"}
+            # cf_attributes 0: the arrays may predate them; create_or_extend adds them if so
+            meta = {"attributes": {**_city_attrs(city, hourly), "tiles_from": [], "cf_attributes": 0},
+                    "zarr_format": 3, "node_type": "group"}
             meta["attributes"]["chunk_records"] = all(chunks_name(x) in names for x in netmob.DIRECTIONS
                                                       if x in names)
             fs.pipe_file(f"{cdir}/zarr.json", json.dumps(meta, indent=2).encode())

@@ -9,6 +9,7 @@ is disabled for the browser, so anything the page tried to fetch would fail and 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -628,3 +629,41 @@ def test_table4_from_the_pipelines_poi_table(tmp_path):
     assert "is empty" in t4.skipped and "poi.min_n" in t4.skipped
     (tmp_path / "poi_top_tiles.csv").unlink()
     assert "came without a poi_top_tiles.csv" in validate._table4(None, tmp_path).skipped
+
+
+def test_configuration_collapsed_and_every_figure_enlarges(validated):
+    """Issue #16: the configuration dump is collapsed like run.json, and every figure can be
+    opened at full size (legible at 414 px): each image sits in a zoom toggle whose checked
+    state lifts the width limit."""
+    out, _ = validated
+    page = (out / "report.html").read_text()
+    provenance = page.split('id="provenance"')[1]
+    pres = re.findall(r"(<details><summary>[^<]*</summary>)?<pre>", provenance)
+    assert len(pres) >= 2 and all(pres), "a <pre> dump in the provenance section is not collapsed"
+    images = re.findall(r"<img ", page)
+    zoomable = re.findall(r'<label class="zoom"><input type="checkbox"[^>]*><span><img ', page)
+    assert len(images) >= 5 and len(zoomable) == len(images)
+    assert ".zoom input:checked+span img{max-width:none" in page  # the CSS is inlined
+
+
+def test_missing_outputs_are_said_in_the_log_too(run_dir, tmp_path, caplog):
+    """Issue #16: every absent output says why in the report and in the log. An external
+    table without covariates or a run record: Tables 2-7 and Table 4 cannot be produced."""
+    import logging
+
+    shutil.copy(run_dir / "communes.csv", tmp_path / "communes.csv")
+    shutil.copy(run_dir / "data/covariates/communes.csv", tmp_path / "covariates.csv")
+    cov = pd.read_csv(tmp_path / "covariates.csv", dtype={"commune": str})
+    cov.drop(columns=["drug_abuse_per_1000"]).to_csv(tmp_path / "covariates.csv", index=False)
+    cfg = ValidationConfig(covariates=[{"path": str(tmp_path / "covariates.csv")}], discover=False,
+                           figures={"enabled": False})  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="jobs.validate"):
+        validate.run_validation(tmp_path / "communes.csv", tmp_path / "out", cfg)
+    logged = [r.getMessage() for r in caplog.records if "not produced" in r.getMessage()]
+    page = (tmp_path / "out" / "report.html").read_text()
+    missing = page.split('id="missing"')[1].split("</section>")[0]
+    for key in ("table4", "table5"):
+        line = next((m for m in logged if f"validation: {key} not produced: " in m), None)
+        assert line is not None, (key, logged)
+        reason = line.split(" not produced: ", 1)[1]
+        assert reason in html.unescape(missing), (key, reason)
