@@ -963,6 +963,11 @@ def prepare(
     for role in ("name", "city", "department", "region"):
         if roles[role] is not None:
             frame[role] = joined[roles[role]].where(joined[roles[role]].notna(), None)
+    # the estimate's intervals (estimate.uncertainty) ride along to the public table, which
+    # blanks them with the rates; they enter no statistic here
+    for col in _PUBLIC_INTERVALS:
+        if col in joined.columns:
+            frame[col] = joined[col]
 
     # Disclosure flags: population below the threshold (or unknown), too few tiles.
     d = config.disclosure or disclosure or DisclosureThresholds()

@@ -469,6 +469,9 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
     if (path / "zarr.json").exists():
         with timer("uncertainty_bootstrap", cached=True):
             rho = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None)["rho"].load()
+            # Zarr v3 gives the codes back as numpy's StringDType, which does not align with
+            # the object codes of the estimate
+            rho = rho.assign_coords(area=np.array([str(a) for a in rho["area"].values], dtype=object))
         return rho, bkey
     with timer("uncertainty_bootstrap"):
         # area chunks so that every worker thread gets a few tasks; each task is
@@ -483,7 +486,7 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
         (rho,) = _compute_with_progress(client, [lazy], "bootstrap")
         rho = rho.astype(np.float64)
         ds = rho.to_dataset(name="rho")
-        ds["area"] = ds["area"].astype(str).astype(object)
+        ds = ds.assign_coords(area=np.array([str(a) for a in ds["area"].values], dtype=object))
         tmp = path.with_name(path.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
