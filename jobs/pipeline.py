@@ -432,6 +432,8 @@ def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
 UNCERTAINTY_VERSION = 1
 #: Columns the uncertainty stage adds to communes.csv (``n_draws`` stays in run.json's summary).
 UNCERTAINTY_COLUMNS = tuple(c for c in uncertainty.INTERVAL_COLUMNS if c != "n_draws")
+#: Fewest day blocks of a bootstrap: fewer leave the expanded percentile level at or next to 1.
+MIN_BLOCKS = 4
 
 
 def _series_hash(ds: xr.Dataset, names: tuple[str, ...]) -> str:
@@ -505,6 +507,23 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
     e, u = cfg.estimate, cfg.estimate.uncertainty
     lags = tuple(e.lags) if u.all_lags else (e.lag_h,)
     t0 = time.perf_counter()
+    n_days = -(-excluded.sizes["hour"] // 24)
+    n_blocks = -(-n_days // u.block_days) if u.block_days <= n_days else 0
+    why = None
+    if n_blocks < MIN_BLOCKS:
+        why = (f"{n_days} day(s) of data make {n_blocks} block(s) of estimate.uncertainty.block_days="
+               f"{u.block_days} day(s); the bootstrap needs at least {MIN_BLOCKS} (a longer window or shorter blocks)")
+    elif u.expand and uncertainty.expanded_level(u.level, n_blocks) >= 1 - 1e-12:
+        why = (f"the expanded level of estimate.uncertainty.level={u.level} over {n_blocks} blocks is 1: too few "
+               "blocks for this level (a lower level, shorter blocks, or expand: false)")
+    if why:
+        # the columns stay (empty) so that the table's schema does not depend on the window
+        logger.warning("uncertainty: intervals not computed (columns left empty): %s", why)
+        table = pd.DataFrame([(a, lag) for lag in lags for a in excluded["area"].values], columns=["commune", "lag_h"])
+        for col in uncertainty.INTERVAL_COLUMNS:
+            table[col] = 0 if col == "n_draws" else np.nan
+        return table, {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks, "skipped": why,
+                       "seconds": round(time.perf_counter() - t0, 3)}
     rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, lags)
     tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, draws=bkey, level=u.level, expand=u.expand,
                       vary_shares=u.vary_shares, onion=[e.onion_share, u.onion_share_concentration],

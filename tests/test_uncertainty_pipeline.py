@@ -187,3 +187,25 @@ def test_all_lags_table(runs):
     # the planted lag (SYNTH lag_h=2) has the highest median interval centre
     centre = ((ibl["rho_lo"] + ibl["rho_hi"]) / 2).groupby(ibl["lag_h"]).median()
     assert centre.idxmax() == 2
+
+
+def test_too_short_window_leaves_the_columns_empty_and_says_why(tmp_path, client):
+    synth = {"cities": ["Nice"], "start": "2019-04-01", "days": 3, "scale": 0.005, "seed": 1, "lag_h": 0}
+    from cpc_core.config import parse_config
+
+    cfg = parse_config({"synth": synth, "output": {"dir": str(tmp_path)},
+                        "estimate": {"lags": [0], "min_hours": 24, "uncertainty": {"draws": 50}}})
+    res = run_pipeline(cfg, client)
+    com = pd.read_csv(tmp_path / "communes.csv")
+    assert set(INTERVALS) <= set(com.columns) and com[INTERVALS].isna().all().all()
+    assert com["rho"].notna().any()  # the estimate itself is there
+    unc = res["run"]["uncertainty"]
+    assert unc["n_blocks"] == 2 and "at least 4" in unc["skipped"]
+    assert "uncertainty_bootstrap" not in res["run"]["stages"]
+    # every column of the table (the interval columns included) is in the data dictionary
+    from tests.test_outputs_doc import DOC, documented_columns, sections
+
+    doc = sections(DOC.read_text(encoding="utf-8"))
+    assert set(com.columns) <= set(documented_columns(doc["communes.csv"]))
+    pub = pd.read_csv(tmp_path / "validation/communes_public.csv", nrows=1)
+    assert set(pub.columns) <= set(documented_columns(doc["validation/communes_public.csv"]))
