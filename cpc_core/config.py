@@ -374,6 +374,34 @@ class CrosswalkConfig(_Frozen):
                      "grids are laid (EPSG:2154, Lambert-93)")
 
 
+class UncertaintyConfig(_Frozen):
+    """Per-area intervals (docs/method.md, "Uncertainty"): a moving-block bootstrap over days of rho_j
+    and Monte Carlo draws of the two global shares, propagated into c_j, cpc_j and cpc per 1000."""
+
+    enabled: bool = Field(True, description="compute the interval columns (rho_lo .. cpc_per_1000_hi, p_top10, "
+                          "p_top_decile) of communes.csv; false: the table without them")
+    draws: int = Field(1000, ge=10, le=100_000, description="bootstrap and Monte Carlo draws (10 .. 100000); "
+                       "1000 keeps the Monte Carlo error of a 90 % interval's end below ~1 % of its width")
+    level: float = Field(0.90, gt=0, lt=1, description="coverage of the intervals, a fraction in (0, 1)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed of the day resampling and the share "
+                      "draws: the same seed gives the same intervals")
+    block_days: int = Field(2, ge=1, le=366, description="length in days of the resampled blocks of the hourly "
+                            "series (1 .. 366); whole days keep the daily cycle")
+    expand: bool = Field(True, description="read the percentiles at Hesterberg's expanded level for the number "
+                         "of day blocks (corrects the undercoverage of few blocks); false: plain percentiles")
+    all_lags: bool = Field(False, description="also bootstrap every swept lag (intervals_by_lag.csv); false: only "
+                           "estimate.lag_h")
+    vary_shares: bool = Field(True, description="draw the onion and CSAM shares from their Beta distributions; "
+                              "false: fixed shares (rho's uncertainty only)")
+    onion_share_concentration: float = Field(
+        2500.0, gt=0, le=1e9, description="alpha + beta of the onion share's Beta, whose mean is "
+        "estimate.onion_share (Tor metrics publish no sample size: 2500, an sd of 19 % of the mean, is an "
+        "assumption)")
+    csam_share_concentration: float = Field(
+        253.0, gt=0, le=1e9, description="alpha + beta of the CSAM share's Beta, whose mean is estimate.csam_share "
+        "(253: the DUTA sites behind 105/253, i.e. Beta(105, 148))")
+
+
 class EstimateConfig(_Frozen):
     """The method's constants (``docs/method.md`` section 12), all defaults from the paper and its code."""
 
@@ -405,6 +433,8 @@ class EstimateConfig(_Frozen):
     hours_per_chunk: int | None = Field(None, ge=1, le=100_000, description="hours per rollup task (1 .. 100000); "
                                         "default: a week, "
                                         "less when that would leave workers idle (>= 4 tasks per thread, >= a day)")
+    uncertainty: UncertaintyConfig = Field(UncertaintyConfig(), description="intervals and rank probabilities "
+                                           "per area (docs/method.md, Uncertainty)")
 
     @model_validator(mode="after")
     def _lag_swept(self):

@@ -49,7 +49,7 @@ Bootstrap details
   are too thin for ``n`` = 14-28 blocks. :func:`propagate` therefore reads the quantiles at
   the level of Hesterberg's (2015) expanded percentile interval, :func:`expanded_level`:
   ``1 - 2 Phi(-sqrt(n / (n - 1)) t_{n-1, (1 + level) / 2})`` with ``n`` the number of
-  blocks (0.917 instead of 0.90 for 14 blocks); ``expand=False`` gives plain percentiles.
+  blocks (0.934 instead of 0.90 for 14 blocks); ``expand=False`` gives plain percentiles.
   Measured 90 % coverage of the planted rho (999 draws, 28 days):
 
   ============================  =======  =======  ========  =======

@@ -963,6 +963,11 @@ def prepare(
     for role in ("name", "city", "department", "region"):
         if roles[role] is not None:
             frame[role] = joined[roles[role]].where(joined[roles[role]].notna(), None)
+    # the estimate's intervals (estimate.uncertainty) ride along to the public table, which
+    # blanks them with the rates; they enter no statistic here
+    for col in _PUBLIC_INTERVALS:
+        if col in joined.columns:
+            frame[col] = joined[col]
 
     # Disclosure flags: population below the threshold (or unknown), too few tiles.
     d = config.disclosure or disclosure or DisclosureThresholds()
@@ -1382,6 +1387,10 @@ def compute(prepared: Prepared, config: ValidationConfig,
 _PUBLIC_RATES = (
     "cpc_per_1000", "tor_per_1000", "web_adult_per_1000", "youtube_per_1000", "c", "rho",
 )  # fmt: skip
+#: Interval columns of the uncertainty stage (published where present, blanked like the rates).
+_PUBLIC_INTERVALS = (
+    "rho_lo", "rho_hi", "c_lo", "c_hi", "cpc_per_1000_lo", "cpc_per_1000_hi", "p_top10", "p_top_decile",
+)  # fmt: skip
 
 
 def public_communes(prepared: Prepared) -> pd.DataFrame:
@@ -1416,6 +1425,10 @@ def public_communes(prepared: Prepared) -> pd.DataFrame:
     out["suppressed"] = f["small_area"] & suppress
     for col in _PUBLIC_RATES:
         out[col] = f[col].where(~out["suppressed"])
+    # the uncertainty of a rate discloses as much as the rate: blanked with it
+    for col in _PUBLIC_INTERVALS:
+        if col in f:
+            out[col] = f[col].where(~out["suppressed"])
     out["population"] = integer_if_whole(out["population"])  # written 15818, not 15818.0
     return out.reset_index()
 

@@ -42,7 +42,7 @@ import xarray as xr
 from distributed import Client, futures_of
 
 from cluster import require_workers
-from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, storage, store
+from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, storage, store, uncertainty
 from cpc_core import ingest as ingest_lib
 from cpc_core import report as report_lib
 from cpc_core.config import RunConfig, redact_message, redacted
@@ -428,6 +428,156 @@ def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
     return tiles, areas, areas_key, xwalks
 
 
+#: Bumped when the uncertainty stage's computation changes (invalidates its cache entries).
+UNCERTAINTY_VERSION = 1
+#: Columns the uncertainty stage adds to communes.csv (``n_draws`` stays in run.json's summary).
+UNCERTAINTY_COLUMNS = tuple(c for c in uncertainty.INTERVAL_COLUMNS if c != "n_draws")
+#: Fewest day blocks of a bootstrap: fewer leave the expanded percentile level at or next to 1.
+MIN_BLOCKS = 4
+
+
+def _series_hash(ds: xr.Dataset, names: tuple[str, ...]) -> str:
+    """Hash of the values (NaN layout included) and coordinates of hourly area series."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(json.dumps([str(a) for a in ds["area"].values]).encode())
+    h.update(np.asarray(ds["hour"].values).astype("datetime64[ns]").astype(np.int64).tobytes())
+    for v in names:
+        h.update(np.ascontiguousarray(ds[v].values).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_replace(tmp: Path, path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    os.replace(tmp, path)
+
+
+def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset,
+                     lags: tuple[int, ...]) -> tuple[xr.DataArray, str]:
+    """Block-bootstrap rho draws (area, lag, draw) on the cluster, cached on their inputs.
+
+    The key holds the hourly series themselves (after the outage exclusion) and every setting
+    the draws depend on, but not the level or the share distributions: changing those re-reads
+    the draws and re-runs only the cheap propagation.
+    """
+    e, u = cfg.estimate, cfg.estimate.uncertainty
+    bkey = _cache.key(stage="bootstrap", version=UNCERTAINTY_VERSION,
+                      series=_series_hash(excluded, ("web_adult", "tor")), lags=list(lags), draws=u.draws,
+                      block_days=u.block_days, seed=u.seed, transform=e.transform, zero_value=e.zero_value,
+                      min_pairs=e.min_hours)
+    path = _cache.cache_dir(cfg.output.dir) / f"bootstrap-{bkey}.zarr"
+    if (path / "zarr.json").exists():
+        with timer("uncertainty_bootstrap", cached=True):
+            rho = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None)["rho"].load()
+            # Zarr v3 gives the codes back as numpy's StringDType, which does not align with
+            # the object codes of the estimate
+            rho = rho.assign_coords(area=np.array([str(a) for a in rho["area"].values], dtype=object))
+        return rho, bkey
+    with timer("uncertainty_bootstrap"):
+        # area chunks so that every worker thread gets a few tasks; each task is
+        # O(hours + draws x days) per area (uncertainty.bootstrap_rho_np)
+        threads = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+        n_area = excluded.sizes["area"]
+        chunk = max(1, -(-n_area // (4 * threads)))
+        series = excluded[["web_adult", "tor"]].chunk({"area": chunk, "hour": -1})
+        lazy = uncertainty.bootstrap_rho(series["web_adult"], series["tor"], lags=lags, draws=u.draws,
+                                         block_days=u.block_days, seed=u.seed, transform=e.transform,
+                                         zero_value=e.zero_value, min_pairs=e.min_hours)
+        (rho,) = _compute_with_progress(client, [lazy], "bootstrap")
+        rho = rho.astype(np.float64)
+        ds = rho.to_dataset(name="rho")
+        ds = ds.assign_coords(area=np.array([str(a) for a in ds["area"].values], dtype=object))
+        tmp = path.with_name(path.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        _write_small(ds, tmp)
+        _atomic_replace(tmp, path)
+    return rho, bkey
+
+
+def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset,
+                       tor_total: xr.DataArray, pop: xr.DataArray, small: pd.Series) -> tuple[pd.DataFrame, dict]:
+    """Intervals and rank probabilities per area and lag (``lag_h`` column), cached.
+
+    Ranks (``p_top10``, ``p_top_decile``) are over the areas that are not small, as the
+    report's top lists are; small areas get NaN there.
+    """
+    e, u = cfg.estimate, cfg.estimate.uncertainty
+    lags = tuple(e.lags) if u.all_lags else (e.lag_h,)
+    t0 = time.perf_counter()
+    n_days = -(-excluded.sizes["hour"] // 24)
+    n_blocks = -(-n_days // u.block_days) if u.block_days <= n_days else 0
+    why = None
+    if n_blocks < MIN_BLOCKS:
+        why = (f"{n_days} day(s) of data make {n_blocks} block(s) of estimate.uncertainty.block_days="
+               f"{u.block_days} day(s); the bootstrap needs at least {MIN_BLOCKS} (a longer window or shorter blocks)")
+    elif u.expand and uncertainty.expanded_level(u.level, n_blocks) >= 1 - 1e-12:
+        why = (f"the expanded level of estimate.uncertainty.level={u.level} over {n_blocks} blocks is 1: too few "
+               "blocks for this level (a lower level, shorter blocks, or expand: false)")
+    if why:
+        # the columns stay (empty) so that the table's schema does not depend on the window
+        logger.warning("uncertainty: intervals not computed (columns left empty): %s", why)
+        table = pd.DataFrame([(a, lag) for lag in lags for a in excluded["area"].values], columns=["commune", "lag_h"])
+        for col in uncertainty.INTERVAL_COLUMNS:
+            table[col] = 0 if col == "n_draws" else np.nan
+        return table, {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks, "skipped": why,
+                       "seconds": round(time.perf_counter() - t0, 3)}
+    rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, lags)
+    tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, draws=bkey, level=u.level, expand=u.expand,
+                      vary_shares=u.vary_shares, onion=[e.onion_share, u.onion_share_concentration],
+                      csam=[e.csam_share, u.csam_share_concentration], seed=u.seed, floor=e.c_floor,
+                      tor=_table_hash(tor_total.to_dataframe(name="t").reset_index()),
+                      pop=_table_hash(pop.to_dataframe(name="p").reset_index()),
+                      small=_table_hash(small.reset_index()))
+    path = _cache.cache_dir(cfg.output.dir) / f"intervals-{tkey}.parquet"
+    if path.exists():
+        with timer("uncertainty", cached=True):
+            table = pd.read_parquet(path)
+    else:
+        with timer("uncertainty"):
+            shares = None
+            if u.vary_shares:
+                shares = uncertainty.draw_shares(
+                    u.draws, u.seed,
+                    onion=uncertainty.BetaShare.from_mean(e.onion_share, u.onion_share_concentration,
+                                                          "estimate.onion_share, uncertainty.onion_share_concentration"),
+                    csam=uncertainty.BetaShare.from_mean(e.csam_share, u.csam_share_concentration,
+                                                         "estimate.csam_share, uncertainty.csam_share_concentration"))
+            ranked = [a for a in rho_draws["area"].values if not bool(small.get(a, True))]
+            parts = []
+            for lag in lags:
+                r = rho_draws.sel(lag=lag, drop=True)
+                r.attrs = dict(rho_draws.attrs)
+                kw = {"shares": shares, "level": u.level, "floor": e.c_floor, "expand": u.expand}
+                t = uncertainty.propagate(r, tor_total, pop, **kw)
+                # rank probabilities among the areas that are not small (the report's top lists)
+                if ranked:
+                    tr = uncertainty.propagate(r.sel(area=ranked), tor_total.sel(area=ranked), pop.sel(area=ranked),
+                                               **kw)
+                    for col in ("p_top10", "p_top_decile"):
+                        t[col] = tr[col].reindex(t.index)
+                else:
+                    t[["p_top10", "p_top_decile"]] = np.nan
+                quantile_level = t.attrs["quantile_level"]
+                t = t.reset_index().rename(columns={"area": "commune"})
+                t.insert(1, "lag_h", lag)
+                parts.append(t)
+            table = pd.concat(parts, ignore_index=True)
+            table.attrs = {}
+            table["quantile_level"] = quantile_level
+            tmp = path.with_name(path.name + ".tmp")
+            table.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+    n_blocks = int(rho_draws.attrs.get("n_blocks", 0))
+    facts = {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks,
+             "quantile_level": float(table["quantile_level"].iloc[0]) if len(table) else None,
+             "areas_with_undefined_draws": int((table["n_draws"] < u.draws).sum()),
+             "seconds": round(time.perf_counter() - t0, 3)}
+    return table.drop(columns=["quantile_level"]), facts
+
+
 def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, str], out: Path) -> dict:
     """Every stage in order; returns facts for run.json."""
     if cfg.synth is not None:
@@ -524,11 +674,27 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
                                           floor=e.c_floor)
         by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
         by_lag_df["small_area"] = by_lag_df["commune"].map(small).fillna(True).astype(bool)
+    unc_facts = None
+    intervals_by_lag = None
+    if e.uncertainty.enabled:
+        unc, unc_facts = _uncertainty_stage(cfg, client, timer, excluded, tor_total, pop, small)
+        at = unc[unc["lag_h"] == e.lag_h].set_index("commune")
+        for col in UNCERTAINTY_COLUMNS:
+            communes[col] = at[col].reindex(communes["commune"]).to_numpy()
+        if e.uncertainty.all_lags:
+            intervals_by_lag = unc.drop(columns=["n_draws"])
+            intervals_by_lag["small_area"] = intervals_by_lag["commune"].map(small).fillna(True).astype(bool)
     with timer("write"):
         communes.to_csv(out / "communes.csv", index=False)
         communes.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
         rbl.to_csv(out / "rho_by_lag.csv", index=False)
         by_lag_df.to_csv(out / "estimates_by_lag.csv", index=False)
+        ibl = out / "intervals_by_lag.csv"
+        if intervals_by_lag is not None:
+            intervals_by_lag.to_csv(ibl, index=False)
+            outputs["intervals by lag"] = str(ibl)
+        elif ibl.exists():  # from an earlier run with all_lags: never leave a stale table
+            ibl.unlink()
         internal = out / "internal"
         internal.mkdir(exist_ok=True)
         _write_small(excluded, internal / "hourly.zarr")
@@ -558,6 +724,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         "exclusions": exclusions,
         "store_fingerprint": store_fp,
         "missing": missing,
+        "uncertainty": unc_facts if unc_facts is not None else {"enabled": False},
     }
 
 
