@@ -1788,13 +1788,18 @@ def fit_outcome_models(prepared: Prepared, result: ValidationResult, config: Val
         counts = {n: c for n, c in counts.items() if n not in bad}
         if any(c for c in counts.values()):
             status["counts"] = "ok" + (f" (without {', '.join(bad)})" if bad else "")
-    comparison = om.comparison_table(ols=ols, hurdle=hurdle, counts=counts)
-    coefs = om.coefficient_table(ols=ols, hurdle=hurdle, counts=counts)
+    # which paper table each OLS is: Table 6 (positive rows), Table 3 (all rows, spreg's OLS)
+    names = {"ols": "ols (Table 6)"}
+    spatial_names = {"ols": "ols (Table 3)", "error": "spatial error", "lag": "spatial lag"}
+    comparison = om.comparison_table(ols=ols, hurdle=hurdle, counts=counts).replace(
+        {"model": names})
+    coefs = om.coefficient_table(ols=ols, hurdle=hurdle, counts=counts).replace({"model": names})
     if spatial is not None:
-        sc = spatial.coefficients.assign(model=lambda d: "spatial " + d["model"], part="mean")
+        sc = spatial.coefficients.assign(model=lambda d: d["model"].map(spatial_names),
+                                         part="mean")
         coefs = pd.concat([coefs, sc[["model", "part", "term", "coef", "se", "p_value"]]],
                           ignore_index=True)
-        fit = spatial.fit.assign(model=lambda d: "spatial " + d["model"], sample="all rows",
+        fit = spatial.fit.assign(model=lambda d: d["model"].map(spatial_names), sample="all rows",
                                  outcome="outcome", comparable="all rows with a polygon, rate",
                                  converged=True)
         comparison = pd.concat([comparison, fit.drop(columns=["method", "spatial_param"])
