@@ -201,6 +201,8 @@ class ReportTable:
         Sample accounting and remarks, shown under the table.
     skipped : str
         Why the table is absent ("" when present).
+    reading : str
+        A paragraph that reads the table for the reader, shown above it ("" for none).
     """
 
     key: str
@@ -208,6 +210,7 @@ class ReportTable:
     html: str = ""
     notes: tuple[str, ...] = ()
     skipped: str = ""
+    reading: str = ""
 
 
 @dataclass(frozen=True)

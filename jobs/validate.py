@@ -552,7 +552,8 @@ def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
     reading = _outcome_models_reading(m)
     if m.comparison.empty:
         why = "; ".join(f"{k}: {v}" for k, v in m.status.items())
-        return {}, report.ReportTable("outcome_models", title, skipped=why)
+        return {}, report.ReportTable("outcome_models", title, skipped=why,
+                                      notes=tuple(n.text for n in m.notes))
     cols = ["model", "sample", "comparable", "nobs", "k", "llf", "aic", "bic", "vuong_vs",
             "vuong_stat", "vuong_p", "converged"]
     shown = labels_mod.relabel(m.comparison[cols], index=False)
@@ -569,7 +570,7 @@ def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
     p2, _ = _write_frame(tdir, "outcome_models_coefficients", m.coefficients, shown_c,
                          title + ": coefficients", fmt, False, synthetic, (reading,))
     paths.update(p2)
-    return paths, report.ReportTable("outcome_models", title, html, notes)
+    return paths, report.ReportTable("outcome_models", title, html, notes[1:], reading=reading)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +185,8 @@ def test_tables_render_in_every_format_and_the_report_has_the_section(validated)
     assert "hurdle (linear)" in md and "SYNTHETIC DATA" in md and "Moran's I" in md
     page = (out / "report.html").read_text()
     assert 'id="outcome_models"' in page and "Outcome models beside the paper&#39;s OLS" in page
-    assert "Moran&#39;s I of the OLS residuals is" in page
+    assert re.search(r'<p class="reading">Fitted on Table 3&#39;s outcome model .*Moran&#39;s I '
+                     r'of the OLS residuals is', page)
     # the cautions point to the models and keep their warnings
     lower = page.lower()
     assert "no zero-inflated or hurdle model" in lower and "outcome models beside the paper" in lower
