@@ -190,6 +190,25 @@ class FiguresConfig(_Frozen):
     top_n: int = Field(10, ge=1, le=1000, description="communes in Figure 3's cpc panel (paper: 10; at most 1000)")
 
 
+class ModelsConfig(_Frozen):
+    """Outcome models beside the paper's OLS (issue #15): hurdle, counts, spatial."""
+
+    hurdle: bool = Field(True, description="fit the two-part (hurdle) model of the outcome on all rows: logit "
+                         "for outcome > 0 and OLS of the positive part, beside the paper's OLS")
+    hurdle_positive: Literal["linear", "log"] = Field(
+        "linear", description="scale of the hurdle's positive part: linear (the paper's OLS of Table 6) or log")
+    count_models: bool = Field(True, description="fit Poisson, NB2, ZIP and ZINB of the counts (outcome x "
+                               "population / 1000) with AIC/BIC and Vuong tests; needs the population")
+    spatial: bool = Field(True, description="Moran's I of the OLS residuals and the spatial error and lag "
+                          "models; needs commune polygons (validation.geo), else reported as not run")
+    weights: Literal["queen", "knn"] = Field("queen", description="spatial weights: queen contiguity of the "
+                                             "polygons or k nearest centroids")
+    k: int = Field(5, ge=1, le=50, description="neighbours of the knn weights (1 .. 50)")
+    permutations: int = Field(999, ge=99, le=99_999, description="permutations of Moran's I test "
+                              "(99 .. 99999; at least 99 for a 1 % test)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the permutations (0 .. 2^32-1)")
+
+
 class ValidationConfig(_Frozen):
     """The validation and report stage (docs/method.md sections 6-7; the paper's Tables 1-7).
 
@@ -294,6 +313,8 @@ class ValidationConfig(_Frozen):
     digits: int = Field(2, ge=1, le=6, description="decimals of the coefficients in the regression tables")
     figures: FiguresConfig = Field(FiguresConfig(), description="which figures, in what formats")
     report: bool = Field(True, description="write the self-contained report.html")
+    models: ModelsConfig = Field(ModelsConfig(), description="outcome models beside the paper's OLS: "
+                                 "hurdle, count and spatial models (tables/outcome_models.*)")
 
     @field_validator("covariates", mode="before")
     @classmethod

@@ -76,14 +76,23 @@ CAUTIONS: tuple[tuple[str, str], ...] = (
         "Zero inflation of the outcome",
         "About half of the published outcome values are zero. The regressions treat the "
         "outcome as continuous; zero inflation is handled only by dropping the zero communes "
-        "(Table 6), which changes the sample. No zero-inflated or hurdle model is fitted.",
+        "(Table 6), which changes the sample. The paper fits no zero-inflated or hurdle "
+        "model; the section 'Outcome models beside the paper's OLS' does: a hurdle model "
+        "(logit of a positive value, OLS of the positive part) and Poisson, negative binomial, "
+        "ZIP and ZINB models of the counts behind the rate, with AIC/BIC and Vuong tests. "
+        "They are fitted on the same published values, so the selection of communes that "
+        "publish a value remains.",
     ),
     (
         "Spatial dependence not modelled",
         "Neighbouring communes share traffic, commuters and local conditions, so their "
         "residuals are likely correlated. The standard errors assume independent communes "
-        "(robust to heteroscedasticity only); no spatial or multilevel model is fitted, "
-        "although the paper names one, so the p-values are likely too small.",
+        "(robust to heteroscedasticity only); in Tables 3-7 no spatial or multilevel model "
+        "is fitted, although the paper names one, so their p-values are likely too small. "
+        "The section 'Outcome models beside the paper's OLS' tests this with Moran's I of "
+        "Table 3's OLS residuals (permutation p-value, weights from the commune polygons) and "
+        "fits spatial error and lag models; without commune polygons it is not run, and it "
+        "does not correct the paper's tables.",
     ),
     (
         "Associations, not causation",
@@ -192,6 +201,8 @@ class ReportTable:
         Sample accounting and remarks, shown under the table.
     skipped : str
         Why the table is absent ("" when present).
+    reading : str
+        A paragraph that reads the table for the reader, shown above it ("" for none).
     """
 
     key: str
@@ -199,6 +210,7 @@ class ReportTable:
     html: str = ""
     notes: tuple[str, ...] = ()
     skipped: str = ""
+    reading: str = ""
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,13 @@ class SynthSpec:
     scale: float = 0.01
     seed: int = 0
     lag_h: int = 0
+    #: lambda of simultaneous autoregressive (SAR) errors of the validation outcome over the
+    #: communes' queen contiguity: ``u = (I - lambda W)^-1 eps``; 0 gives independent errors.
+    spatial_errors: float = 0.0
 
     def __post_init__(self):
+        if not -1 < self.spatial_errors < 1:
+            raise ValueError(f"spatial_errors={self.spatial_errors}: must lie in (-1, 1)")
         unknown = [c for c in self.cities if c not in netmob.CITY_DIMS]
         if unknown:
             raise ValueError(f"unknown cities {unknown}; allowed: {', '.join(netmob.CITIES)}")
@@ -417,8 +422,38 @@ def planted_cpc_per_1000(communes: pd.DataFrame, onion_share: float = 0.011, csa
     return c * communes["tor_expected"] / communes["population"] * 1000
 
 
-def write_covariates(out: str | Path, spec: SynthSpec, models: Sequence[CityModel]) -> pd.DataFrame:
-    """Validation inputs under ``covariates/`` and the truth under ``truth/``; returns communes."""
+def spatial_outcome_errors(spec: SynthSpec, communes: pd.Series, geography) -> np.ndarray:
+    """SAR errors ``(I - lambda W)^-1 eps`` of the validation outcome, one per commune.
+
+    ``W`` is the row-standardised queen contiguity of the commune polygons (islands attached
+    to their nearest neighbour, :func:`cpc_core.spatial.build_weights`); ``eps ~ N(0,
+    VALIDATION_NOISE_SD^2)`` from its own stream of the seed, so the other draws of the
+    generator do not change with ``spatial_errors``.
+
+    Parameters
+    ----------
+    spec : SynthSpec
+    communes : pandas.Series
+        Commune codes, in the order of the returned errors.
+    geography : geopandas.GeoDataFrame
+        Commune polygons with a ``commune`` column (:func:`write_city_geography`).
+    """
+    from cpc_core.spatial import build_weights, sar_errors
+
+    g = geography.set_index("commune").loc[list(communes)]
+    w, _ = build_weights(g, kind="queen")
+    u = sar_errors(w, spec.spatial_errors, sd=VALIDATION_NOISE_SD, seed=_rng(spec.seed, 779))
+    return pd.Series(u, index=w.id_order).reindex(list(communes)).to_numpy()
+
+
+def write_covariates(out: str | Path, spec: SynthSpec, models: Sequence[CityModel],
+                     geography=None) -> pd.DataFrame:
+    """Validation inputs under ``covariates/`` and the truth under ``truth/``; returns communes.
+
+    ``geography`` (the commune polygons, from :func:`write_city_geography`) is needed when
+    ``spec.spatial_errors`` is not 0: the outcome's errors are then spatially autocorrelated
+    over their contiguity (:func:`spatial_outcome_errors`).
+    """
     out = Path(out)
     rng = _rng(spec.seed, 777)
     com = pd.concat([m.communes for m in models], ignore_index=True)
@@ -445,7 +480,12 @@ def write_covariates(out: str | Path, spec: SynthSpec, models: Sequence[CityMode
     lin = VALIDATION_COEFS["const"] + VALIDATION_COEFS["log_cpc_per_1000"] * log_cpc
     for k in ("poverty_rate", "unemployment_rate", "turnout_2017", "share_singles"):
         lin = lin + VALIDATION_COEFS[k] * cov[k] / 100.0  # percent -> share
-    sv = lin + rng.normal(0, VALIDATION_NOISE_SD, n)
+    noise = rng.normal(0, VALIDATION_NOISE_SD, n)  # drawn always: the later draws stay the same
+    if spec.spatial_errors != 0:
+        if geography is None:
+            raise ValueError("spatial_errors needs the commune polygons (geography)")
+        noise = spatial_outcome_errors(spec, com["commune"], geography)
+    sv = lin + noise
     n_clipped = int((sv <= 0).sum())
     sv = np.clip(sv, 0.01, None)
     zero = rng.random(n) < OUTCOME_ZERO_SHARE
@@ -506,6 +546,10 @@ def write_covariates(out: str | Path, spec: SynthSpec, models: Sequence[CityMode
                      "zeros are independent of the regressors with probability zero_share; values below 0.01 clipped",
             "coefficients": VALIDATION_COEFS,
             "noise_sd": VALIDATION_NOISE_SD,
+            "spatial_errors": {"lambda": spec.spatial_errors, "weights": "queen contiguity of the "
+                               "commune polygons, row-standardised, islands attached to their "
+                               "nearest neighbour", "model": "u = (I - lambda W)^-1 eps, eps ~ "
+                               "N(0, noise_sd^2); lambda 0: independent errors"},
             "zero_share": OUTCOME_ZERO_SHARE,
             "clipped": n_clipped,
             "regressor_log_cpc_per_1000": "log of the planted cpc per 1000 (truth/communes.csv)",

@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0,
                    help="random seed, 0 .. 2^32-1: the same seed gives the same files (default 0)")
     s.add_argument("--lag", type=int, default=0, help="planted lag in hours (Tor follows Web_Adult by LAG hours)")
+    s.add_argument("--spatial-errors", type=float, default=0.0, metavar="LAMBDA",
+                   help="plant spatially autocorrelated (SAR) errors of the validation outcome over the "
+                        "communes' contiguity, -1 < LAMBDA < 1 (default 0: independent errors)")
     _add_cluster(s)
 
     i = sub.add_parser("ingest", help="parse a NetMob tree into a Zarr cube")
@@ -323,6 +326,7 @@ def cmd_synth(args) -> int:
         scale=args.scale,
         seed=args.seed,
         lag_h=args.lag,
+        spatial_errors=args.spatial_errors,
     )
     if "://" not in str(args.out):
         # a folder that cannot be made fails here, in one line, before a cluster starts

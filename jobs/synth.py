@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+import pandas as pd
 from dask.base import tokenize
 from distributed import Client
 
@@ -35,8 +36,9 @@ def run_synth(spec: synth.SynthSpec, out: str | Path, client: Client) -> dict:
     out = Path(out)
     t0 = time.perf_counter()
     models = {c: synth.build_city(spec, c) for c in spec.cities}
-    synth.write_communes(out, [synth.write_city_geography(out, m) for m in models.values()])
-    synth.write_covariates(out, spec, list(models.values()))
+    geography = [synth.write_city_geography(out, m) for m in models.values()]
+    synth.write_communes(out, geography)
+    synth.write_covariates(out, spec, list(models.values()), pd.concat(geography, ignore_index=True))
     # the per-city models (tiles, weights, hourly series) go to the cluster once, inside the
     # graph: not scatter(), which needs a worker to exist (an adaptive gateway cluster starts
     # with none and adds them for submitted work: "No valid workers found"); a worker that

@@ -479,6 +479,100 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
     return paths, sections
 
 
+def _read_polygons(geo_cfg: GeoConfig | None):
+    """Commune polygons indexed by the commune code (None without ``validation.geo``)."""
+    if geo_cfg is None:
+        return None
+    import geopandas as gpd
+
+    g = gpd.read_file(storage.buffer(geo_cfg.path), layer=geo_cfg.layer)
+    if geo_cfg.commune not in g.columns:
+        raise InputDataError(f"{clip(geo_cfg.path)}: no column {clip(geo_cfg.commune)!r}; columns "
+                             f"found: {clip(', '.join(map(str, g.columns)))}")
+    g[geo_cfg.commune] = g[geo_cfg.commune].astype(str)
+    dup = g[geo_cfg.commune].duplicated()
+    if dup.any():
+        raise InputDataError(f"{clip(geo_cfg.path)}: {int(dup.sum())} duplicate commune code(s) in "
+                             f"column {clip(geo_cfg.commune)!r}, e.g. "
+                             f"{clip(g.loc[dup, geo_cfg.commune].iloc[0])}")
+    return g.set_index(geo_cfg.commune)[["geometry"]]
+
+
+def _outcome_models_reading(m: vs.OutcomeModels) -> str:
+    """One paragraph: what the models beside the paper's OLS say (numbers from ``m``)."""
+    parts = [f"Fitted on Table 3's outcome model ({m.nobs} communes, zeros included) with its "
+             "regressors."]
+    term = "log_cpc_per_1000"
+    if m.hurdle is not None:
+        h = m.hurdle
+        pos = h.positive_part
+        b = pos.params.get(term, float("nan"))
+        p = pos.pvalues.get(term, float("nan"))
+        parts.append(
+            f"Hurdle: {h.n_positive} of {h.nobs} values are positive; the logit of a positive "
+            f"value finds {'an' if h.zero_wald_p < 0.05 else 'no'} association with the "
+            f"regressors at 5 % (robust Wald p = {tables.format_p(h.zero_wald_p)}, logit "
+            f"coefficient of {label(term)} {tables.format_sig(h.zero_params.get(term, float('nan')))}); "
+            f"in the positive part the coefficient of {label(term)} is "
+            f"{tables.format_sig(b)} (p = {tables.format_p(p)}).")
+    elif not m.status["hurdle"].startswith("disabled"):
+        parts.append(f"Hurdle model {m.status['hurdle']}.")
+    if m.counts:
+        comp = m.comparison[m.comparison["comparable"] == "all rows, count"]
+        best = comp.loc[comp["aic"].idxmin(), "model"] if comp["aic"].notna().any() else None
+        vu = comp.dropna(subset=["vuong_stat"])
+        vtxt = "; ".join(f"{r.model} vs {r.vuong_vs}: V = {r.vuong_stat:.2f} "
+                         f"(p = {tables.format_p(r.vuong_p)})" for r in vu.itertuples())
+        parts.append(f"Count models (counts = outcome x population / 1000): lowest AIC {best}"
+                     + (f"; Vuong {vtxt}" if vtxt else "") + ".")
+    elif not m.status["counts"].startswith("disabled"):
+        parts.append(f"Count models {m.status['counts']}.")
+    if m.spatial is not None:
+        mo = m.spatial.moran
+        fit = m.spatial.fit.set_index("model")
+        parts.append(
+            f"Moran's I of the OLS residuals is {mo.I:.3f} (expected {mo.expected_I:.3f}; "
+            f"one-sided permutation p = {tables.format_p(mo.p_upper)}, {mo.permutations} "
+            f"permutations, {m.spatial.weights.kind} weights, {len(m.spatial.weights.islands)} "
+            f"island(s)): {'spatial dependence, so Table 3' + chr(39) + 's p-values are likely too small' if mo.p_upper < 0.05 else 'no evidence of spatial dependence at 5 %'}. "
+            f"Spatial error lambda = {fit.at['error', 'spatial_param']:.3f}, spatial lag rho = "
+            f"{fit.at['lag', 'spatial_param']:.3f}; AIC OLS {fit.at['ols', 'aic']:.1f}, error "
+            f"{fit.at['error', 'aic']:.1f}, lag {fit.at['lag', 'aic']:.1f}.")
+    elif not m.status["spatial"].startswith("disabled"):
+        parts.append(f"Spatial models {m.status['spatial']}.")
+    parts.append("AIC/BIC rank models only within one 'comparable' group (same outcome scale and "
+                 "rows).")
+    return " ".join(parts)
+
+
+def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
+                            ) -> tuple[dict, report.ReportTable]:  # fmt: skip
+    """tables/outcome_models.* (fit comparison) and outcome_models_coefficients.*."""
+    title = "Outcome models beside the paper's OLS: hurdle, count and spatial models"
+    reading = _outcome_models_reading(m)
+    if m.comparison.empty:
+        why = "; ".join(f"{k}: {v}" for k, v in m.status.items())
+        return {}, report.ReportTable("outcome_models", title, skipped=why,
+                                      notes=tuple(n.text for n in m.notes))
+    cols = ["model", "sample", "comparable", "nobs", "k", "llf", "aic", "bic", "vuong_vs",
+            "vuong_stat", "vuong_p", "converged"]
+    shown = labels_mod.relabel(m.comparison[cols], index=False)
+    sig = {label(c): "{:.2f}" for c in ("llf", "aic", "bic", "vuong_stat")}
+    sig[label("vuong_p")] = tables.format_p
+    notes = (reading, *(n.text for n in m.notes))
+    paths, html = _write_frame(tdir, "outcome_models", m.comparison, shown, title, sig, False,
+                               synthetic, notes, css_class="compact")  # fmt: skip
+    coefs = m.coefficients.assign(label=[label(t) for t in m.coefficients["term"]])
+    shown_c = labels_mod.relabel(coefs[["model", "part", "label", "coef", "se", "p_value"]],
+                                 index=False)
+    fmt = {label("coef"): tables.format_sig, label("se"): tables.format_sig,
+           label("p_value"): tables.format_p}
+    p2, _ = _write_frame(tdir, "outcome_models_coefficients", m.coefficients, shown_c,
+                         title + ": coefficients", fmt, False, synthetic, (reading,))
+    paths.update(p2)
+    return paths, report.ReportTable("outcome_models", title, html, notes[1:], reading=reading)
+
+
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
@@ -860,6 +954,17 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
     table_paths, table_sections = _write_tables(out, prepared, result, cfg_used, synthetic,
                                                 _table4(own_run, run_dir_path))  # fmt: skip
     outputs.update(table_paths)
+    geo_cfg = config.geo
+    if geo_cfg is None:
+        found = inputs.find("geo", None)
+        geo_cfg = GeoConfig(path=str(found)) if found is not None else None
+    polygons = None
+    if config.models.spatial and geo_cfg is not None:
+        polygons = _read_polygons(geo_cfg)
+    outcome_models = vs.fit_outcome_models(prepared, result, cfg_used, polygons)
+    om_paths, om_section = _outcome_models_outputs(out / "tables", outcome_models, synthetic)
+    outputs.update(om_paths)
+    table_sections.append(om_section)
     step("tables written")
 
     pub = vs.public_communes(prepared)
@@ -912,7 +1017,9 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
 
     doc = vs.to_json(prepared, result, cfg_used)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
-    doc["notes"] = [*run_notes, *source_notes, *doc["notes"]]
+    doc["outcome_models"] = vs.outcome_models_json(outcome_models)
+    doc["notes"] = [*run_notes, *source_notes, *doc["notes"],
+                    *(n.as_dict() for n in outcome_models.notes)]
     notes = doc["notes"]
     provenance = {
         "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

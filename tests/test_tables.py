@@ -360,15 +360,15 @@ def test_latex_compiles(tmp_path, paper_like):
 
 
 def test_every_tex_table_the_validation_writes_compiles(tmp_path):
-    """Each .tex file of a real validation run (Tables 1, 2, 3, 5, 6, 7 and the dependent
-    tests), included as written into a minimal article, compiles."""
+    """Each .tex file of a real validation run (Tables 1, 2, 3, 5, 6, 7, the dependent
+    tests and the outcome models), included as written into a minimal article, compiles."""
     _pdflatex()
     from cpc_core.config_validation import FiguresConfig, ValidationConfig
     from jobs.validate import run_validation
     from tests.test_validation_stage import build_run_dir
 
     run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7,
-                            seed=1, geography=False)  # fmt: skip
+                            seed=1, geography=True)  # fmt: skip (polygons: the spatial rows)
     out = tmp_path / "validation"
     res = run_validation(run_dir / "communes.csv", out,
                          ValidationConfig(figures=FiguresConfig(enabled=False), report=False),
@@ -376,7 +376,10 @@ def test_every_tex_table_the_validation_writes_compiles(tmp_path):
     assert set(res["tables"].values()) == {"ok"}, res["tables"]
     written = sorted(p.name for p in (out / "tables").glob("*.tex"))
     assert written == sorted(f"{t}.tex" for t in ("table1", "spearman", "dependent_tests",
-                                                  "table3", "table5", "table6", "table7"))  # fmt: skip
+                                                  "table3", "table5", "table6", "table7",
+                                                  "outcome_models",
+                                                  "outcome_models_coefficients"))  # fmt: skip
+    assert "spatial error" in (out / "tables" / "outcome_models.tex").read_text()
     for name in written:
         doc = ("\\documentclass{article}\n\\begin{document}\n"
                + (out / "tables" / name).read_text(encoding="utf-8") + "\\end{document}\n")  # fmt: skip

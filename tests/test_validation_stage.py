@@ -70,6 +70,7 @@ def build_run_dir(
     seed: int = 0,
     geography: bool = True,
     lags: tuple[int, ...] = (-2, -1, 0, 1, 2),
+    spatial_errors: float = 0.0,
 ) -> Path:
     """Write what the pipeline would: communes.csv, *_by_lag.csv, internal/hourly.zarr, data/.
 
@@ -77,12 +78,15 @@ def build_run_dir(
     rho_j (so its cpc per 1000 is the planted one); the lagged tables are computed from the
     generator's hourly commune series.
     """
-    spec = SynthSpec(cities=cities, days=days, scale=scale, seed=seed)
+    spec = SynthSpec(cities=cities, days=days, scale=scale, seed=seed, spatial_errors=spatial_errors)
     models = [build_city(spec, c) for c in spec.cities]
     data = out / "data"
-    if geography:
-        write_communes(data, [write_city_geography(data, m) for m in models])
-    write_covariates(data, spec, models)
+    polygons = None
+    if geography or spatial_errors:
+        polygons = [write_city_geography(data, m) for m in models]
+        write_communes(data, polygons)
+        polygons = pd.concat(polygons, ignore_index=True)
+    write_covariates(data, spec, models, polygons)
     truth = pd.read_csv(data / "truth" / "communes.csv", dtype={"commune": str})
     totals = truth.rename(columns={f"{s}_expected": s for s in ("tor", "web_adult", "youtube")})
     com = estimate(totals[["commune", "city", "population", "tor", "web_adult", "youtube"]],
