@@ -197,8 +197,9 @@ class ModelsConfig(_Frozen):
                          "for outcome > 0 and OLS of the positive part, beside the paper's OLS")
     hurdle_positive: Literal["linear", "log"] = Field(
         "linear", description="scale of the hurdle's positive part: linear (the paper's OLS of Table 6) or log")
-    count_models: bool = Field(True, description="fit Poisson, NB2, ZIP and ZINB of the counts (outcome x "
-                               "population / 1000) with AIC/BIC and Vuong tests; needs the population")
+    count_models: bool = Field(False, description="fit Poisson, NB2, ZIP and ZINB of the counts (outcome x "
+                               "population / 1000) with AIC/BIC and Vuong tests; needs the population. Off by "
+                               "default: ~12 s per validation (ZINB), and meant for outcomes that are counts")
     spatial: bool = Field(True, description="Moran's I of the OLS residuals and the spatial error and lag "
                           "models; needs commune polygons (validation.geo), else reported as not run")
     weights: Literal["queen", "knn"] = Field("queen", description="spatial weights: queen contiguity of the "

@@ -806,9 +806,12 @@ def prepare(
     outcome_col = roles["outcome"]
     outcome_values = _numeric(joined[outcome_col])
     if not np.isfinite(outcome_values).any():
-        raise InputDataError(
+        # a RoleError of the outcome: `cpc validate` exits 1; the pipeline skips the stage
+        # loudly, as for a missing outcome column (a grid without an outcome, e.g. squares)
+        raise RoleError(
             f"{source_of.get(outcome_col, table_name)}: outcome column {outcome_col!r} (role "
-            f"'outcome') has no numeric value in its {len(joined)} row(s): nothing to validate"
+            f"'outcome') has no numeric value in its {len(joined)} row(s): nothing to validate",
+            role="outcome",
         )
 
     b = _Builder(joined.index)

@@ -211,6 +211,7 @@ def test_run_through_the_gateway_reads_and_writes_only_the_bucket(s3, bucket_dat
     assert s3.secret not in json.dumps(record)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_ingest_qc_report_goes_next_to_a_bucket_store(s3, synth_tree, tmp_path):
     """``cpc ingest`` into a store on the bucket: the QC report lands at ``<store>.reports/``

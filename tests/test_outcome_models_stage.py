@@ -36,7 +36,8 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def validated(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("validation")
-    validate.run_validation(run_dir / "communes.csv", out, ValidationConfig(), run_dir=run_dir)
+    validate.run_validation(run_dir / "communes.csv", out, ValidationConfig(models=ModelsConfig(count_models=True)),
+                            run_dir=run_dir)
     return out, json.loads((out / "tables.json").read_text())
 
 

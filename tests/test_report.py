@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import subprocess
-from argparse import ArgumentParser
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ import scipy.stats
 from cpc_core.config import parse_config
 from cpc_core.config_validation import ValidationConfig
 from jobs import validate
-from jobs.cli import add_validate_parser
 from tests.test_validation_stage import build_run_dir
 
 CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
@@ -439,10 +437,10 @@ def test_missing_outputs_are_explained(validated, caplog):
 
 
 def _cli(argv: list[str]) -> int:
-    parser = ArgumentParser(prog="cpc")
-    add_validate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``cpc ARGV`` in process, through the command line's error contract (exit codes)."""
+    from jobs.cli import main
+
+    return main(argv)
 
 
 def test_cli_on_an_external_semicolon_table(run_dir, tmp_path, capsys):

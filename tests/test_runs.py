@@ -235,6 +235,7 @@ def test_whole_run_through_gateway_matches_local(reference, tmp_path, gateway):
     same_outputs(reference, tmp_path / "out")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_interrupted_gateway_run_resumes(reference, tmp_path, gateway):
     cfg_path = write_cfg(tmp_path / "c.yaml", tmp_path / "out", data=reference / "data")
@@ -300,6 +301,7 @@ def tiny_local(tmp_path_factory, client):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("cluster", [{}, {"adapt_minimum": 0}], ids=["gateway-defaults", "adapt-minimum-0"])
 def test_run_through_gateway_from_zero_workers(tiny_local, tmp_path, gateway, cluster):

@@ -330,6 +330,7 @@ def sentinel_gateway(tmp_path_factory):
         yield info
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("channel", ["config", "environment"])
 def test_no_secret_in_any_file_or_output_of_a_gateway_run(tmp_path, sentinel_gateway, channel):
