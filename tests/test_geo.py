@@ -380,7 +380,7 @@ def test_read_areas_errors(tmp_path, areas):
     areas.to_file(path, layer="communes")
     areas.to_file(path, layer="iris")
     with pytest.raises(
-        ValueError, match=r"two.gpkg: 2 layers, choose one with layer=: \['communes', 'iris'\]"
+        ValueError, match=r"areas.layer: .*two.gpkg has 2 layers, choose one: \['communes', 'iris'\]"
     ):
         read_areas(path, code="area", name="name")
     assert len(read_areas(path, code="area", name="name", layer="iris")) == len(areas)
