@@ -3,7 +3,7 @@
 A user of the repository has only the repository: a reference to ``../shared`` or
 ``/work/shared`` (the development machines' shared material) points at a file they do not have.
 The one exception is the optional test data lookup in ``tests/conftest.py`` (real commune
-polygons supplied beside the checkout); ``docs/benchmarks-history.md`` records past runs verbatim.
+polygons supplied beside the checkout).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ALLOWED = {"tests/conftest.py", "docs/benchmarks-history.md", "tests/test_repo_hygiene.py"}
+ALLOWED = {"tests/conftest.py", "tests/test_repo_hygiene.py"}
 # Built from pieces so that this file does not match itself when read as text.
 FORBIDDEN = ("../" + "shared", "/work/" + "shared", "shared/" + "reference")
 
