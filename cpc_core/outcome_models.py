@@ -138,8 +138,22 @@ def counts_from_rate(rate: pd.Series, population: pd.Series, per: float = 1000.0
 # ---------------------------------------------------------------------------------------------
 
 
+class _InformationCriteria:
+    """AIC and BIC of a fit with ``llf``, ``k`` parameters and ``nobs`` observations."""
+
+    @property
+    def aic(self) -> float:
+        """``-2 llf + 2 k``."""
+        return -2 * self.llf + 2 * self.k
+
+    @property
+    def bic(self) -> float:
+        """``-2 llf + k log(n)``."""
+        return -2 * self.llf + self.k * math.log(self.nobs)
+
+
 @dataclass(frozen=True, eq=False)
-class HurdleResult:
+class HurdleResult(_InformationCriteria):
     """A two-part model: logit for ``y > 0`` and a linear model of the positive part.
 
     Attributes
@@ -184,15 +198,6 @@ class HurdleResult:
     cov_type: str
     positive_llf: float
 
-    @property
-    def aic(self) -> float:
-        """``-2 llf + 2 k``."""
-        return -2 * self.llf + 2 * self.k
-
-    @property
-    def bic(self) -> float:
-        """``-2 llf + k log(n)``."""
-        return -2 * self.llf + self.k * math.log(self.nobs)
 
 
 def fit_hurdle(
@@ -304,7 +309,7 @@ def _ols_ssr(data: pd.DataFrame, y: str, X: Sequence[str]) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class CountModelResult:
+class CountModelResult(_InformationCriteria):
     """One fitted count model.
 
     Attributes
@@ -336,15 +341,6 @@ class CountModelResult:
     llf_obs: np.ndarray
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def aic(self) -> float:
-        """``-2 llf + 2 k``."""
-        return -2 * self.llf + 2 * self.k
-
-    @property
-    def bic(self) -> float:
-        """``-2 llf + k log(n)``."""
-        return -2 * self.llf + self.k * math.log(self.nobs)
 
 
 def _fit_mle(model, start, methods, cov_type: str, notes: list[str]):
