@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cpc_core import storage, store
+from cpc_core import storage
+from cpc_core.cube import store
 
 
 def key(**parts) -> str:
@@ -55,7 +56,7 @@ def store_fingerprint(store_path: str, cities: list[str], states: dict | None = 
     """Hash of what the cube holds: layouts plus every file's status and stored total.
 
     ``states``: the per-file ``(status, total)`` arrays by (city, direction) when the caller
-    has just read them (:func:`cpc_core.ingest.read_states`); the rest is read here.
+    has just read them (:func:`cpc_core.cube.ingest.read_states`); the rest is read here.
     """
     h = hashlib.sha256()
     for city in sorted(cities):

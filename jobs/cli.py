@@ -20,8 +20,8 @@ import logging
 import sys
 from pathlib import Path
 
-from cpc_core import netmob
-from cpc_core.config import ClusterConfig, ConfigError, RunConfig, load_config, redact_message
+from cpc_core.netmob import facts as netmob
+from cpc_core.config.core import ClusterConfig, ConfigError, RunConfig, load_config, redact_message
 from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
 
 # `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
@@ -267,7 +267,7 @@ def _version() -> str:
 
 def cmd_config_reference(out: str | None) -> int:
     """Print (or write to ``out``) the configuration reference, ``docs/config.md``."""
-    from cpc_core.config_reference import render_markdown
+    from cpc_core.config.reference import render_markdown
 
     text = render_markdown()
     if out is None:
@@ -281,7 +281,7 @@ def cmd_config_show(cfg: RunConfig) -> int:
     """Print the effective configuration (defaults filled in) with every secret as ``***``."""
     import yaml
 
-    from cpc_core.config import redacted
+    from cpc_core.config.core import redacted
 
     print(yaml.safe_dump(redacted(cfg), sort_keys=False), end="")
     return 0
@@ -314,7 +314,7 @@ def _quiet() -> None:
 
 
 def cmd_synth(args) -> int:
-    from cpc_core.synth import DEMO_CITIES, SynthSpec
+    from cpc_core.synth.generator import DEMO_CITIES, SynthSpec
     from jobs.synth import run_synth
 
     spec = SynthSpec(

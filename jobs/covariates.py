@@ -18,7 +18,7 @@ section 2; ``docs/outputs.md`` lists the table's columns)::
 
 The table is written as UTF-8 CSV (codes as text), and the loss report next to it as
 ``<out stem>_report.json`` and ``<out stem>_report.md``. The library computes
-(:mod:`cpc_core.covariates`); this module reads the spec and writes the files.
+(:mod:`cpc_core.validation.covariates`); this module reads the spec and writes the files.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import os
 import sys
 from pathlib import Path
 
-from cpc_core.config import ConfigError, apply_overrides, format_errors, read_yaml
-from cpc_core.covariates import CovariatesSpec, build_covariates, report_markdown
+from cpc_core.config.core import ConfigError, apply_overrides, format_errors, read_yaml
+from cpc_core.validation.covariates import CovariatesSpec, build_covariates, report_markdown
 from cpc_core.errors import CpcError, EnvironmentUnavailable, clip
 
 logger = logging.getLogger(__name__)

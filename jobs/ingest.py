@@ -9,7 +9,8 @@ from pathlib import Path
 
 from distributed import Client
 
-from cpc_core import ingest, storage
+from cpc_core import storage
+from cpc_core.cube import ingest
 from jobs import _cache
 from jobs._compute import map_with_progress
 from jobs._lock import exclusive
@@ -46,7 +47,7 @@ def run_ingest(
 
     Raises
     ------
-    cpc_core.parse.NetmobFormatError
+    cpc_core.netmob.parse.NetmobFormatError
         In ``fail`` mode, for the first bad file (file, line, reason).
     cpc_core.errors.EnvironmentUnavailable
         When the store or the report folder cannot be written (disk full, permissions).

@@ -42,13 +42,21 @@ import xarray as xr
 from distributed import Client, futures_of
 
 from cluster import require_workers
-from cpc_core import correlation, estimate, geo, netmob, profiles, rollup, storage, store, uncertainty
-from cpc_core import ingest as ingest_lib
-from cpc_core import report as report_lib
-from cpc_core.config import RunConfig, redact_message, redacted
+from cpc_core import storage
+from cpc_core.estimate import correlation
+from cpc_core.estimate import cpc as estimate
+from cpc_core.geo import areas as geo
+from cpc_core.netmob import facts as netmob
+from cpc_core.estimate import profiles
+from cpc_core.estimate import rollup
+from cpc_core.cube import store
+from cpc_core.estimate import uncertainty
+from cpc_core.cube import ingest as ingest_lib
+from cpc_core.render import report as report_lib
+from cpc_core.config.core import RunConfig, redact_message, redacted
 from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
-from cpc_core.synth import SynthSpec
-from cpc_core.validation_stage import RoleError
+from cpc_core.synth.generator import SynthSpec
+from cpc_core.validation.stage import RoleError
 from jobs import _cache
 from jobs._compute import progress
 from jobs._lock import exclusive
@@ -861,7 +869,7 @@ def _previous_results(out: Path, config_hash: str) -> None:
 
 def _redact(text: str, cfg: RunConfig) -> str:
     """``text`` with every secret of ``cfg`` and of the environment replaced by ``***``
-    (:func:`cpc_core.config.redact_message`)."""
+    (:func:`cpc_core.config.core.redact_message`)."""
     return redact_message(text, cfg)
 
 
@@ -987,7 +995,7 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
     :func:`run_record`; pass ``record``, the dict it yields, when the caller opened it, as
     ``cpc run`` does before opening its client, else this opens one for ``run_id``). ``command``
     (the command line, named in the report) and ``data`` (``synthetic`` or ``real``,
-    :func:`cpc_core.report.data_kind`) are recorded in it.
+    :func:`cpc_core.render.report.data_kind`) are recorded in it.
     """
     if record is None:
         with run_record(cfg, run_id) as record:

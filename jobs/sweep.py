@@ -17,7 +17,7 @@ from distributed import Client
 from scipy import stats
 
 from cpc_core import storage
-from cpc_core.config import RunConfig, parse_config
+from cpc_core.config.core import RunConfig, parse_config
 from cpc_core.errors import InputDataError
 from jobs.pipeline import run_pipeline
 
@@ -103,8 +103,8 @@ def summarise(grid: str, out: Path, outcome: pd.Series | None) -> pd.DataFrame:
 
 def plot(table: pd.DataFrame, rbl: dict[str, pd.DataFrame], path: Path) -> None:
     """The comparison plot: rho_j per lag for each variant (points below 10 areas), and the
-    outcome correlation per variant when an outcome is known (cpc_core.figures)."""
-    from cpc_core import figures
+    outcome correlation per variant when an outcome is known (cpc_core.render.figures)."""
+    from cpc_core.render import figures
 
     fig = figures.sweep_comparison(rbl, table)
     if isinstance(path, storage.RemotePath):  # matplotlib writes local files only

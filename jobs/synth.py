@@ -11,7 +11,7 @@ from dask.base import tokenize
 from distributed import Client
 
 from cluster import require_workers
-from cpc_core import synth
+from cpc_core.synth import generator as synth
 from jobs._compute import map_with_progress
 
 logger = logging.getLogger(__name__)

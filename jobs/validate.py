@@ -2,8 +2,8 @@
 
 Only wiring and input/output: read the commune table and the optional inputs (covariate
 files, search interest, estimates by lag, rho by lag, the hourly area series, commune
-polygons, run.json), call :mod:`cpc_core.validation_stage` for the statistics,
-:mod:`cpc_core.figures` for the figures and :mod:`cpc_core.report` for the page, and write::
+polygons, run.json), call :mod:`cpc_core.validation.stage` for the statistics,
+:mod:`cpc_core.render.figures` for the figures and :mod:`cpc_core.render.report` for the page, and write::
 
     <out>/tables.json                 every statistic, machine-readable (docs/outputs-validation.md)
     <out>/tables/<table>.csv|md|tex|html   one file per table and format
@@ -32,11 +32,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpc_core import figures, profiles, report, storage, tables
-from cpc_core import labels as labels_mod
-from cpc_core import truth as truthmod
-from cpc_core import validation_stage as vs
-from cpc_core.config_validation import (
+from cpc_core import storage
+from cpc_core.render import figures
+from cpc_core.estimate import profiles
+from cpc_core.render import report
+from cpc_core.render import tables
+from cpc_core.render import labels as labels_mod
+from cpc_core.synth import truth as truthmod
+from cpc_core.validation import stage as vs
+from cpc_core.config.validation_options import (
     POI_ROLES,
     CovariateFile,
     GeoConfig,
@@ -46,7 +50,7 @@ from cpc_core.config_validation import (
 )
 from cpc_core.errors import CpcError, InputDataError, UsageError, clip
 from jobs._progress import progress
-from cpc_core.labels import label
+from cpc_core.render.labels import label
 
 __all__ = ["cmd", "read_table", "run_validation"]
 
@@ -823,7 +827,7 @@ def run_validation(
     run_dir : path, optional
         The pipeline's output directory: optional inputs are looked for there first, then
         next to ``table``.
-    disclosure : cpc_core.config.DisclosureConfig, optional
+    disclosure : cpc_core.config.core.DisclosureConfig, optional
         The run's thresholds (``config.disclosure`` wins if set).
     run_record : mapping, optional
         The run record (run.json content) when the pipeline has not written it yet.
@@ -838,7 +842,7 @@ def run_validation(
 
     Raises
     ------
-    cpc_core.validation_stage.RoleError
+    cpc_core.validation.stage.RoleError
         A required role has no column.
     FileNotFoundError
         The table or an explicitly configured input is missing.

@@ -51,7 +51,7 @@ import cloudpickle  # noqa: E402
 # Workers cannot import this file (scripts/ is not on their path): ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-from cpc_core import netmob  # noqa: E402
+from cpc_core.netmob import facts as netmob  # noqa: E402
 
 logger = logging.getLogger("bench")
 
@@ -362,7 +362,11 @@ def warm_workers(client) -> None:
     def _warm():
         import scipy.sparse as sp
 
-        from cpc_core import correlation, parse, rollup, store, textio  # noqa: F401
+        from cpc_core.estimate import correlation
+        from cpc_core.netmob import parse
+        from cpc_core.estimate import rollup
+        from cpc_core.cube import store
+        from cpc_core.netmob import textio  # noqa: F401
 
         store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))
         # the hourly rollup's kernel, on a day block viewed as rollup.day_blocks yields it
@@ -380,7 +384,8 @@ def warm_workers(client) -> None:
         # install compiles them once (~2 s, then numba's on-disk cache): not part of a run
         import xarray as xr
 
-        from cpc_core import correlation, store
+        from cpc_core.estimate import correlation
+        from cpc_core.cube import store
 
         x = xr.DataArray(np.arange(1.0, 49.0).reshape(1, 48), dims=("area", "hour"))
         correlation.lagged_correlation(x, x, lags=[0, 1], transform="log", zero_value=0.001, min_pairs=10)
@@ -419,7 +424,7 @@ def ensure_dataset(spec: DataSpec, client, root: Path = DEFAULT_ROOT) -> tuple[P
 
     Returns the dataset folder and the generation's measurement (None when it was reused).
     """
-    from cpc_core.synth import SynthSpec
+    from cpc_core.synth.generator import SynthSpec
     from jobs.synth import run_synth
 
     out = dataset_dir(spec, root)
@@ -512,7 +517,7 @@ def pandas_loop(files: Sequence[Path]) -> int:
 
 def cpc_parse_loop(files: Sequence[Path]) -> int:
     """cpc's validating parser alone, one core: read the bytes, ``parse_bytes``, ``check_file``."""
-    from cpc_core import parse
+    from cpc_core.netmob import parse
 
     n = 0
     for f in files:
@@ -550,7 +555,7 @@ def cube_read(
     one local day of slots, then ``rollup``'s rechunk to ``hours_per_chunk`` hours);
     ``aligned=True`` opens it directly at ``hours_per_chunk`` hours per Dask chunk.
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     parts = []
     for city in cities:
@@ -566,7 +571,8 @@ def _read_store_task(
     store_path: str, city: str, direction: str, services: tuple[int, ...], h0: int, h1: int
 ) -> float:
     """Read hours ``h0:h1`` of the cube with the rollup's read pattern and only sum them."""
-    from cpc_core import rollup, store
+    from cpc_core.estimate import rollup
+    from cpc_core.cube import store
 
     arr = store.open_city(store_path, city)[direction]
     n_tiles = arr.shape[1]
@@ -585,9 +591,9 @@ def cube_read_store(
     """The floor of ``rollup.rollup_store``: its tasks and zarr reads, with a sum for the reduction."""
     import dask
 
-    from cpc_core import store
+    from cpc_core.cube import store
 
-    from cpc_core import rollup
+    from cpc_core.estimate import rollup
 
     tasks = []
     for city in cities:
@@ -605,7 +611,8 @@ def cube_read_store(
 def _read_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
                       n_hours: tuple[int, ...]) -> float:
     """Read days ``d0:d1`` of the hourly tile array as the rollup does (``rollup.day_blocks``); sum."""
-    from cpc_core import rollup, store
+    from cpc_core.estimate import rollup
+    from cpc_core.cube import store
 
     arr = store.open_city(store_path, city)[store.hourly_name(direction)]
     return sum(float(blk[:, :nh].sum(dtype=np.float64)) for blk, nh in rollup.day_blocks(arr, si, d0, d1, n_hours))
@@ -617,7 +624,9 @@ def cube_read_hourly(
     """The floor of the hourly rollup: its tasks and day-chunk reads of ``DL_hourly``, summed."""
     import dask
 
-    from cpc_core import netmob, rollup, store
+    from cpc_core.netmob import facts as netmob
+    from cpc_core.estimate import rollup
+    from cpc_core.cube import store
 
     tasks = []
     for city in cities:
@@ -637,14 +646,14 @@ def cube_read_hourly(
 
 def has_hourly(store_path: str, cities: Sequence[str]) -> bool:
     """Whether every city of the store has the hourly tile array (layout version >= 2)."""
-    from cpc_core import store
+    from cpc_core.cube import store
 
     return all(store.has_hourly(store_path, c, "DL") for c in cities)
 
 
 def cube_values(store_path: str, cities: Sequence[str]) -> tuple[int, int]:
     """(values, uncompressed bytes) of the study services in the cube."""
-    from cpc_core import store
+    from cpc_core.cube import store
 
     n = 0
     for city in cities:
@@ -669,7 +678,7 @@ def crosswalks(
     import geopandas as gpd
     import pandas as pd
 
-    from cpc_core import geo
+    from cpc_core.geo import areas as geo
 
     tiles = {c: geo.read_tile_grid(Path(data) / "netmob" / c / f"{c}.geojson") for c in cities}
     if grid == "square":
@@ -705,7 +714,8 @@ def rollup_lazy(
     ``rollup.rollup`` + ``rollup.tile_totals`` (the earlier path), where ``parts`` selects the
     rollup, the tile totals or both and ``aligned`` opens the cube at week chunks.
     """
-    from cpc_core import rollup, store
+    from cpc_core.estimate import rollup
+    from cpc_core.cube import store
 
     lazy = []
     if method in ("store", "slots"):
@@ -742,7 +752,8 @@ def rollup_lazy(
 
 def correlate(hourly_parts: list, lags: Sequence[int] = LAGS):
     """All-lag correlation of log Web_Adult and log Tor per area (the pipeline's call)."""
-    from cpc_core import correlation, rollup
+    from cpc_core.estimate import correlation
+    from cpc_core.estimate import rollup
 
     hourly = rollup.combine_cities(dict(enumerate(hourly_parts)))
     return correlation.lagged_correlation(
@@ -766,7 +777,7 @@ def pipeline_config(
     figures: bool = True,
 ):
     """A RunConfig reading the benchmark dataset (no synth section: the data exist)."""
-    from cpc_core.config import parse_config
+    from cpc_core.config.core import parse_config
 
     areas = {
         "source": "file",

@@ -40,7 +40,7 @@ def codec_micro(store_path: str, city: str, max_chunks: int = 72, repeat: int = 
     import numcodecs
     from numcodecs import Blosc, Zstd
 
-    from cpc_core import store
+    from cpc_core.cube import store
 
     numcodecs.blosc.use_threads = (
         False  # what a Dask worker thread gets (zarr calls it off the main thread)
@@ -104,7 +104,10 @@ def file_breakdown(data: Path, scratch: Path, files: list[Path], n_files: int = 
     lz4, the file's total and status). A sampling profiler over all threads (zarr compresses and
     writes on its own threads) says where the write phase goes.
     """
-    from cpc_core import ingest, netmob, parse, store
+    from cpc_core.cube import ingest
+    from cpc_core.netmob import facts as netmob
+    from cpc_core.netmob import parse
+    from cpc_core.cube import store
 
     plan = ingest.plan(str(data / "netmob"), str(scratch))
     t = {"read": 0.0, "parse": 0.0, "validate": 0.0, "write": 0.0}
@@ -166,7 +169,9 @@ def write_variants(files: list[Path], scratch: Path, n_files: int = 7, repeat: i
     """
     import zarr
 
-    from cpc_core import netmob, parse, store
+    from cpc_core.netmob import facts as netmob
+    from cpc_core.netmob import parse
+    from cpc_core.cube import store
 
     picked = files[:: max(1, len(files) // n_files)][:n_files]
     blocks = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from cpc_core.synth import SynthSpec
+from cpc_core.synth.generator import SynthSpec
 
 # Optional test data, never part of the project nor needed by the code: real NetMob23 commune
 # polygons in a folder ``shared/data`` supplied beside the checkout (../shared; CI lays a copy

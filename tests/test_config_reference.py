@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
-from cpc_core.config import RunConfig, load_config, redacted
-from cpc_core.config_reference import iter_keys, iter_sections, render_markdown
+from cpc_core.config.core import RunConfig, load_config, redacted
+from cpc_core.config.reference import iter_keys, iter_sections, render_markdown
 from jobs.cli import DEMO_CONFIG, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]

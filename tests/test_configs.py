@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpc_core.config import load_config
+from cpc_core.config.core import load_config
 from jobs.cli import DEMO_CONFIG
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -27,7 +27,7 @@ def test_demo_config_is_the_embedded_default():
 def test_method_options_are_config_defaults():
     """The outage rule, the POI covariate categories and the profile scope are config keys
     with the paper's defaults, validated at the edge."""
-    from cpc_core.config import ConfigError, parse_config
+    from cpc_core.config.core import ConfigError, parse_config
 
     cfg = load_config(None, ["synth.days=2"])
     assert cfg.estimate.outage_rule == "known_days" and cfg.estimate.exclude_known_outages

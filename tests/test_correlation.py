@@ -1,4 +1,4 @@
-"""Tests for cpc_core.correlation: kernel against scipy / pandas, wrapper on numpy and dask."""
+"""Tests for cpc_core.estimate.correlation: kernel against scipy / pandas, wrapper on numpy and dask."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpc_core.correlation import (
+from cpc_core.estimate.correlation import (
     CorrelationStatus,
     _lagged_pearson,
     best_lag,

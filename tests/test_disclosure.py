@@ -4,7 +4,7 @@ The rule, stated here as the independent reference (docs/method.md section 9, th
 when its population is below 500 or unknown, or when it has fewer than 3 tiles (an unknown
 tile count does not flag). It is checked on every public output that carries a flag:
 
-* :func:`cpc_core.estimate.small_area_flags`, which the pipeline calls for ``communes.csv``,
+* :func:`cpc_core.estimate.cpc.small_area_flags`, which the pipeline calls for ``communes.csv``,
   ``communes.parquet``, ``rho_by_lag.csv``, ``estimates_by_lag.csv``, the profiles and the
   POI counts (jobs/pipeline.py), with the run configuration's default thresholds;
 * the validation stage: ``communes_public.csv`` (blanked rates in ``suppress`` mode, flags
@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpc_core.config import DisclosureConfig
-from cpc_core.config_validation import DisclosureThresholds, FiguresConfig, ValidationConfig
-from cpc_core.estimate import small_area_flags
+from cpc_core.config.core import DisclosureConfig
+from cpc_core.config.validation_options import DisclosureThresholds, FiguresConfig, ValidationConfig
+from cpc_core.estimate.cpc import small_area_flags
 from jobs.validate import run_validation
 
 POPULATIONS = (499, 500, 501, None)

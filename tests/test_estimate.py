@@ -1,4 +1,4 @@
-"""Tests for cpc_core.estimate: hand computations and the paper's published numbers."""
+"""Tests for cpc_core.estimate.cpc: hand computations and the paper's published numbers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cpc_core.estimate import (
+from cpc_core.estimate.cpc import (
     C_FLOOR,
     CSAM_SHARE,
     ESTIMATE_COLUMNS,
@@ -105,7 +105,7 @@ def test_correction_factor_rejects_bad_constants(kwargs):
 
 
 def test_estimate_by_hand(totals, rho, caplog):
-    with caplog.at_level(logging.INFO, logger="cpc_core.estimate"):
+    with caplog.at_level(logging.INFO, logger="cpc_core.estimate.cpc"):
         out = estimate(totals, rho)
     assert list(out.columns) == [*ESTIMATE_COLUMNS, "c_floored"]
     assert out["commune"].tolist() == totals["commune"].tolist()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpc_core import figures
+from cpc_core.render import figures
 
 
 def test_figure1_share_axis_ends_at_100_percent():

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import zarr
 
-from cpc_core import ingest, store
-from cpc_core.parse import NetmobFormatError
+from cpc_core.cube import ingest
+from cpc_core.cube import store
+from cpc_core.netmob.parse import NetmobFormatError
 from jobs.ingest import run_ingest
 
 
 def local_slots_utc(day: dt.date, ncols: int) -> pd.DatetimeIndex:
-    """Independent of cpc_core.netmob: localise the 96 wall-clock slots, drop the ones that do
+    """Independent of cpc_core.netmob.facts: localise the 96 wall-clock slots, drop the ones that do
     not exist (spring DST), convert to UTC."""
     wall = pd.date_range(pd.Timestamp(day), periods=96, freq="15min")
     loc = wall.tz_localize("Europe/Paris", nonexistent="NaT", ambiguous="NaT").dropna()
@@ -250,7 +251,7 @@ def test_extend_with_new_days_and_service(tree_copy, tmp_path, client):
 
 
 def test_outage_days_flagged(tmp_path, client):
-    from cpc_core.synth import SynthSpec
+    from cpc_core.synth.generator import SynthSpec
     from jobs.synth import run_synth
 
     spec = SynthSpec(cities=("Nice",), services=("Tor", "Web_Adult"), start=dt.date(2019, 4, 12), days=4,
@@ -311,8 +312,8 @@ TILES = np.array([66, 100, 200, 300])
 def _write(root: Path, city: str, service: str, day: dt.date, direction: str, tiles=TILES, ncols=None,
            seed=0) -> Path:
     """One NetMob file with random integer values; returns its path."""
-    from cpc_core import netmob
-    from cpc_core.textio import format_netmob
+    from cpc_core.netmob import facts as netmob
+    from cpc_core.netmob.textio import format_netmob
 
     ncols = ncols or netmob.slots_per_day(day)
     vals = np.random.default_rng(seed).integers(1, 50, size=(len(tiles), ncols))
@@ -551,7 +552,7 @@ def test_unknown_city_is_ingested_and_flagged_in_the_qc_report(tmp_path):
 
 def test_parse_file_path_names_the_path_on_an_impossible_date():
     """F."""
-    from cpc_core import netmob
+    from cpc_core.netmob import facts as netmob
 
     p = "/x/Lyon/YouTube/20190230/Lyon_YouTube_20190230_DL.txt"
     with pytest.raises(ValueError, match=r"^/x/Lyon/YouTube/20190230/Lyon_YouTube_20190230_DL.txt: 20190230 is not"):
@@ -580,7 +581,7 @@ def test_survey_names_what_is_present_but_unusable_and_never_lists_a_fifo_as_dat
     import gzip
     import os
 
-    from cpc_core import netmob
+    from cpc_core.netmob import facts as netmob
 
     root = tmp_path / "netmob"
     days = [dt.date(2019, 3, 20) + dt.timedelta(days=i) for i in range(6)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from cpc_core.config import load_config
-from cpc_core.config_validation import POI_ROLES
-from cpc_core.covariates import OUTPUT_COLUMNS
+from cpc_core.config.core import load_config
+from cpc_core.config.validation_options import POI_ROLES
+from cpc_core.validation.covariates import OUTPUT_COLUMNS
 from jobs.covariates import load_spec
 from tests.faults.harness import expect, run_cpc
 
@@ -20,7 +20,7 @@ CONFIG = REPO / "configs" / "netmob23.yaml"
 SPEC = REPO / "configs" / "covariates" / "netmob23.yaml"
 
 #: The roles Tables 3, 5, 6 and 7 read from the covariate table (docs/real-data.md, section
-#: 2.0; cpc_core.validation_stage: the controls, the outcome and Table 5's drug abuse), written
+#: 2.0; cpc_core.validation.stage: the controls, the outcome and Table 5's drug abuse), written
 #: out here rather than taken from the code under test.
 COVARIATE_ROLES = ("outcome", "density", "share_singles", "poverty_rate", "unemployment_rate",
                    "turnout_2017", "le_pen", "macron", "drug_abuse")

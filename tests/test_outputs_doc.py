@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cpc_core import store
-from cpc_core.config import parse_config
-from cpc_core.correlation import CorrelationStatus
-from cpc_core.covariates import OUTPUT_COLUMNS
+from cpc_core.cube import store
+from cpc_core.config.core import parse_config
+from cpc_core.estimate.correlation import CorrelationStatus
+from cpc_core.validation.covariates import OUTPUT_COLUMNS
 from jobs.pipeline import run_pipeline
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"

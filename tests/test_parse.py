@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpc_core.parse import NetmobFormatError, check_file, parse_bytes
-from cpc_core.textio import format_netmob
+from cpc_core.netmob.parse import NetmobFormatError, check_file, parse_bytes
+from cpc_core.netmob.textio import format_netmob
 
 
 def plain_parse(text: str, ncols: int):

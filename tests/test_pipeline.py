@@ -15,8 +15,8 @@ import shapely
 from distributed import Client, LocalCluster
 from pyproj import Transformer
 
-from cpc_core import geo
-from cpc_core.config import parse_config
+from cpc_core.geo import areas as geo
+from cpc_core.config.core import parse_config
 from jobs.pipeline import run_pipeline
 
 SYNTH = {
@@ -216,7 +216,7 @@ def test_small_area_flag_in_every_per_area_table(run):
 def test_poi_outputs_against_point_in_polygon(run):
     """POI counts per commune against shapely's covers on the raw files; the POI table of the
     top tiles has the paper's Table 4 columns and only categories with >= min_n POIs."""
-    from cpc_core.config import PoiConfig
+    from cpc_core.config.core import PoiConfig
 
     out, _ = run
     pois = pd.read_csv(out / "data" / "covariates" / "poi.csv")
@@ -321,7 +321,7 @@ def test_other_grids(run, client, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_table1_reproduced_within_sampling_error(tmp_path, client):
     """All 20 metropoles, the paper's 77 days: the recovered rho_j summary against Table 1."""
-    from cpc_core import netmob
+    from cpc_core.netmob import facts as netmob
 
     synth = {"cities": list(netmob.CITIES), "services": ["Tor", "Web_Adult", "YouTube"], "days": 77,
              "scale": 0.001, "seed": 3}

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from cpc_core.config import parse_config
-from cpc_core.config_validation import ValidationConfig
+from cpc_core.config.core import parse_config
+from cpc_core.config.validation_options import ValidationConfig
 from jobs import validate
 from tests.test_validation_stage import build_run_dir
 
@@ -91,9 +91,9 @@ def test_tables_json_matches_an_independent_computation(validated, run_dir):
 def test_rendered_tables_show_labels_not_identifiers(validated):
     """One label map for Markdown, LaTeX and HTML: no identifier in any rendered table; the
     CSV files keep them (scripts select on them)."""
-    from cpc_core.labels import label
-    from cpc_core.tables import latex_escape
-    from cpc_core.validation_stage import LABELS
+    from cpc_core.render.labels import label
+    from cpc_core.render.tables import latex_escape
+    from cpc_core.validation.stage import LABELS
 
     out, _ = validated
     idents = {i for i in (*LABELS, *LABELS.values(), "Sexual_violence_per_1000") if "_" in i}
@@ -525,7 +525,7 @@ def test_lag_sweep_without_any_defined_rho():
     import numpy as np
     import pandas as pd
 
-    from cpc_core import figures
+    from cpc_core.render import figures
 
     fig = figures.lag_sweep(pd.DataFrame({"lag_h": [0, 1], "rho": [np.nan, np.nan]}))
     texts = [t.get_text() for t in fig.axes[0].texts]
@@ -540,7 +540,7 @@ def test_choropleths_draw_once_when_rendered(monkeypatch):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from shapely.geometry import box
 
-    from cpc_core import figures
+    from cpc_core.render import figures
 
     draws = []
     orig = FigureCanvasAgg.draw
@@ -575,7 +575,7 @@ def test_figures_are_reproducible(run_dir, tmp_path):
 
 
 def test_render_formats_lays_out_once_and_restores_the_engine(monkeypatch):
-    from cpc_core import figures
+    from cpc_core.render import figures
 
     fig = figures.lag_sweep(pd.DataFrame({"lag_h": [0, 0, 1, 1], "rho": [0.1, 0.2, 0.15, 0.3]}))
     engine = fig.get_layout_engine()
@@ -593,7 +593,7 @@ def test_render_formats_lays_out_once_and_restores_the_engine(monkeypatch):
 def test_data_kind_rule(run_dir, tmp_path):
     """synthetic: the run says so, has a synth section, or its data tree holds the generator's
     marker; real otherwise (docs/outputs-validation.md, "Synthetic or real data")."""
-    from cpc_core.report import data_kind
+    from cpc_core.render.report import data_kind
 
     assert data_kind({"data": "real", "config": {"synth": {"cities": ["Nice"]}}})[0] == "real"
     assert data_kind({"config": {"synth": {"cities": ["Nice"]}}})[0] == "synthetic"

@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 import xarray as xr
 
-from cpc_core import rollup, store
+from cpc_core.estimate import rollup
+from cpc_core.cube import store
 from tests import raise_if_dask_computes
 
 
@@ -87,7 +88,7 @@ def test_hourly_kernel_fractional_weights_and_missing_values(cube, tmp_path):
     exactly the area-hours that contain it, and the tile totals skip the NaN hours."""
     import shutil
 
-    from cpc_core import netmob
+    from cpc_core.netmob import facts as netmob
 
     s = tmp_path / "holes.zarr"
     shutil.copytree(cube, s)
@@ -171,7 +172,7 @@ def test_version1_store_without_hourly_array(cube, tmp_path, caplog):
     del g["DL_chunks"]
     g.attrs["layout_version"] = 1
     del g.attrs["chunk_records"]
-    with caplog.at_level(logging.WARNING, logger="cpc_core.rollup"):
+    with caplog.at_level(logging.WARNING, logger="cpc_core.estimate.rollup"):
         h_old, t_old = rollup.rollup_store(str(old), "Nice", w, codes, ["Tor"])
     assert "no DL_hourly array (a layout-version-1 store): the rollup reads the 15-minute array" in caplog.text
     h_ref, t_ref = rollup.rollup_store(cube, "Nice", w, codes, ["Tor"], source="slots")
@@ -253,8 +254,9 @@ def test_authors_outage_rule_against_pandas():
     Checked against an independent pandas computation of the mask and of rho."""
     import datetime as dt
 
-    from cpc_core import correlation, netmob
-    from cpc_core.config import EstimateConfig
+    from cpc_core.estimate import correlation
+    from cpc_core.netmob import facts as netmob
+    from cpc_core.config.core import EstimateConfig
 
     ds = _outage_series()
     city = pd.Series({"a": "Toulouse", "b": "Lyon", "c": "Lyon"})
@@ -305,8 +307,8 @@ def test_authors_outage_rule_against_pandas():
 def test_default_outage_rule_unchanged():
     """The default (known_days) excludes each city's whole known outage days (computed here from
     the local days) and nothing else; 'authors' cannot be combined with no outage handling."""
-    from cpc_core import netmob
-    from cpc_core.config import ConfigError, EstimateConfig, parse_config
+    from cpc_core.netmob import facts as netmob
+    from cpc_core.config.core import ConfigError, EstimateConfig, parse_config
 
     e = EstimateConfig()
     assert (e.exclude_known_outages, e.outage_rule, e.exclude_days) == (True, "known_days", ())
@@ -338,7 +340,7 @@ def test_authors_rule_drops_15_minute_rows_before_the_hour_sums(tmp_path):
     values, grouped by area and slot, filtered, then by hour."""
     import datetime as dt
 
-    from cpc_core import netmob
+    from cpc_core.netmob import facts as netmob
 
     path = str(tmp_path / "cube.zarr")
     services = ("Tor", "Web_Adult", "YouTube")

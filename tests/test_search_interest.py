@@ -1,4 +1,4 @@
-"""Tests for cpc_core.search_interest: PCA against an independent eigen-decomposition."""
+"""Tests for cpc_core.validation.search_interest: PCA against an independent eigen-decomposition."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpc_core.search_interest import (
+from cpc_core.validation.search_interest import (
     SearchPCA,
     regions_to_departments,
     score_rule_flips,
@@ -85,7 +85,7 @@ def test_pca_stable_under_row_permutation(seed):
 
 
 def test_pca_drops_and_reports_all_zero_terms(caplog):
-    with caplog.at_level(logging.INFO, logger="cpc_core.search_interest"):
+    with caplog.at_level(logging.INFO, logger="cpc_core.validation.search_interest"):
         pca = search_interest_pca(_table(zero_terms=("term00", "term17")))
     assert pca.dropped_terms == ("term00", "term17")
     assert "term00" not in pca.loadings.index and "term00" not in pca.mean.index
@@ -174,7 +174,7 @@ def test_regions_to_departments_errors(scores, caplog):
     bigger = {**MAPPING, "Lorraine": ["54", "55", "57", "88"]}
     with pytest.raises(ValueError, match="missing from scores"):
         regions_to_departments(scores, bigger)
-    with caplog.at_level(logging.WARNING, logger="cpc_core.search_interest"):
+    with caplog.at_level(logging.WARNING, logger="cpc_core.validation.search_interest"):
         out = regions_to_departments(scores, bigger, allow_missing_regions=True)
     assert "54" not in out.index and "Lorraine" in caplog.text
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpc_core.config import (
+from cpc_core.config.core import (
     REDACTED,
     ClusterConfig,
     ConfigError,
@@ -192,7 +192,7 @@ def test_config_show_prints_defaults_with_secrets_redacted(tmp_path):
 
 def test_report_redacts_what_it_is_given():
     """The report is redacted once more: a config or run record from elsewhere is not trusted."""
-    from cpc_core.report import build_report
+    from cpc_core.render.report import build_report
 
     page = build_report(title="t", summary=[], tables=[], figures=[],
                         disclosure={"min_population": 500, "min_tiles": 3},

@@ -1,4 +1,4 @@
-"""Tests of cpc_core.spatial: weights, Moran's I (by hand), planted SAR errors, test size."""
+"""Tests of cpc_core.validation.spatial: weights, Moran's I (by hand), planted SAR errors, test size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import shapely
 
-from cpc_core import spatial as sp
+from cpc_core.validation import spatial as sp
 
 
 def _queen_by_hand(nrows, ncols):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from cpc_core import store
+from cpc_core.cube import store
 
 
 @pytest.mark.parametrize("compressor", ["lz4", "zstd", "blosc-zstd", "none"])

@@ -11,7 +11,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from cpc_core import netmob, store
+from cpc_core.netmob import facts as netmob
+from cpc_core.cube import store
 
 
 def _walk_attrs(node, out: list[str]) -> None:

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import shapely
 
-from cpc_core import netmob, synth
+from cpc_core.netmob import facts as netmob
+from cpc_core.synth import generator as synth
 from tests.conftest import SMALL_SPEC
 
 
@@ -141,7 +142,7 @@ def _xcorr(wa: np.ndarray, tor: np.ndarray, ok: np.ndarray, lag: int) -> np.ndar
 @pytest.mark.parametrize("lag", [3, -2])
 def test_planted_lag_is_where_the_cross_correlation_peaks(lag):
     """Tor follows Web_Adult by ``lag_h`` hours: corr(WA(t), Tor(t + L)) peaks at L = lag_h
-    (the sign convention of cpc_core.correlation). A generator whose lag has the wrong sign
+    (the sign convention of cpc_core.estimate.correlation). A generator whose lag has the wrong sign
     peaks at -lag_h and fails here in about a second."""
     spec = synth.SynthSpec(cities=("Nice",), days=7, scale=0.005, seed=5, lag_h=lag)
     m = synth.build_city(spec, "Nice")

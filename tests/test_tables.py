@@ -1,4 +1,4 @@
-"""Tests for cpc_core.tables: number rules, exact cells, and escaping in every format.
+"""Tests for cpc_core.render.tables: number rules, exact cells, and escaping in every format.
 
 The fitted-model tables use the Longley data shipped with statsmodels, whose coefficients are
 NIST-certified and whose HC1 standard errors are Stata's (see tests/test_validation.py), so
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from cpc_core.tables import (
+from cpc_core.render.tables import (
     RegressionTable,
     format_coef,
     frame_to_html,
@@ -32,7 +32,7 @@ from cpc_core.tables import (
     to_latex,
     to_markdown,
 )
-from cpc_core.validation import OLSResult, fit_ols, summary_table1
+from cpc_core.validation.statistics import OLSResult, fit_ols, summary_table1
 
 NASTY = r"a_b%c&d#e$f{g}h~i^j\k"  # every LaTeX special character
 
@@ -363,7 +363,7 @@ def test_every_tex_table_the_validation_writes_compiles(tmp_path):
     """Each .tex file of a real validation run (Tables 1, 2, 3, 5, 6, 7, the dependent
     tests and the outcome models), included as written into a minimal article, compiles."""
     _pdflatex()
-    from cpc_core.config_validation import FiguresConfig, ValidationConfig
+    from cpc_core.config.validation_options import FiguresConfig, ValidationConfig
     from jobs.validate import run_validation
     from tests.test_validation_stage import build_run_dir
 
@@ -539,7 +539,7 @@ def test_renderers_accept_results_or_table(paper_like):
 @pytest.mark.parametrize("x", [1e-05, -3.3e-07, 0.000766, 0.0584, -0.16651, 0.99949, 2.5, 47.123,
                                999.4, 123456.0, 1.234e9])  # fmt: skip
 def test_format_sig_keeps_three_significant_digits(x):
-    from cpc_core.tables import format_sig
+    from cpc_core.render.tables import format_sig
 
     text = format_sig(x)
     assert float(text) != 0.0  # never 0.0000 for a nonzero value
@@ -551,15 +551,15 @@ def test_format_sig_keeps_three_significant_digits(x):
 
 
 def test_format_sig_small_values_in_scientific_notation():
-    from cpc_core.tables import format_p, format_sig
+    from cpc_core.render.tables import format_p, format_sig
 
     assert format_sig(1e-05) == "1.00e-05" and format_sig(0.0) == "0" and format_sig(None) == ""
     assert format_p(3.2e-20) == "<1e-16" and format_p(0.04567) == "0.046"
 
 
 def test_every_identifier_has_a_readable_label():
-    from cpc_core import labels
-    from cpc_core.validation_stage import LABELS, METHOD_LABELS
+    from cpc_core.render import labels
+    from cpc_core.validation.stage import LABELS, METHOD_LABELS
 
     for ident in (*LABELS, *LABELS.values(), "log_cpc_per_1000_lag-2h", "PC1", "PC3"):
         text = labels.label(ident)
@@ -568,8 +568,8 @@ def test_every_identifier_has_a_readable_label():
 
 
 def test_dependent_pivot_one_row_per_comparison_a_column_per_method():
-    from cpc_core.labels import METHOD_SHORT
-    from cpc_core.tables import dependent_pivot
+    from cpc_core.render.labels import METHOD_SHORT
+    from cpc_core.render.tables import dependent_pivot
 
     rng = np.random.default_rng(3)
     others = ["log_YouTube_per_1000", "log_Web_Adult_per_1000", "log_Tor_per_1000"]

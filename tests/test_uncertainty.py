@@ -1,4 +1,4 @@
-"""Tests of cpc_core.uncertainty: block bootstrap of rho, share draws, propagation.
+"""Tests of cpc_core.estimate.uncertainty: block bootstrap of rho, share draws, propagation.
 
 References are independent: planted correlations, np.corrcoef on explicitly resampled pairs,
 scipy's Beta and normal distributions, and by-hand quantiles.
@@ -12,10 +12,11 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from cpc_core import netmob, synth
-from cpc_core import uncertainty as U
-from cpc_core.correlation import lagged_correlation, transform
-from cpc_core.estimate import CSAM_SHARE, ONION_SHARE
+from cpc_core.netmob import facts as netmob
+from cpc_core.synth import generator as synth
+from cpc_core.estimate import uncertainty as U
+from cpc_core.estimate.correlation import lagged_correlation, transform
+from cpc_core.estimate.cpc import CSAM_SHARE, ONION_SHARE
 from tests import raise_if_dask_computes
 
 

@@ -191,7 +191,7 @@ def test_all_lags_table(runs):
 
 def test_too_short_window_leaves_the_columns_empty_and_says_why(tmp_path, client):
     synth = {"cities": ["Nice"], "start": "2019-04-01", "days": 3, "scale": 0.005, "seed": 1, "lag_h": 0}
-    from cpc_core.config import parse_config
+    from cpc_core.config.core import parse_config
 
     cfg = parse_config({"synth": synth, "output": {"dir": str(tmp_path)},
                         "estimate": {"lags": [0], "min_hours": 24, "uncertainty": {"draws": 50}}})

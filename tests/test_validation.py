@@ -1,4 +1,4 @@
-"""Tests for cpc_core.validation.
+"""Tests for cpc_core.validation.statistics.
 
 References used:
 
@@ -27,8 +27,8 @@ import statsmodels.api as sm
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cpc_core import validation as v
-from cpc_core.validation import (
+from cpc_core.validation import statistics as v
+from cpc_core.validation.statistics import (
     DEPENDENT_CORRELATION_METHODS,
     STANDARD_METHODS,
     DependentCorrelationResult,
@@ -565,7 +565,7 @@ def test_dependent_tests_reports_undefined_comparisons_as_nan(caplog):
     df["const"] = 1.0
     df["sparse"] = np.r_[rng.normal(size=3), np.full(27, np.nan)]
     df["ok"] = rng.normal(size=30)
-    with caplog.at_level("WARNING", logger="cpc_core.validation"):
+    with caplog.at_level("WARNING", logger="cpc_core.validation.statistics"):
         out = dependent_tests(df, "y", "t", ["const", "sparse", "ok"], methods=["williams", "zou"])
     assert out.loc[out.other != "ok", ["statistic", "p_value"]].isna().all().all()
     assert out.loc[out.other == "ok", "p_value"].notna().iloc[0]

@@ -1,6 +1,6 @@
 """Validation stage: every statistic against an independent computation, planted truth.
 
-The data come from the real synthetic generator (``cpc_core.synth``) without the NetMob files:
+The data come from the real synthetic generator (``cpc_core.synth.generator``) without the NetMob files:
 the commune table is the paper's Equation 1 applied to the generator's expected traffic and
 planted rho_j, so the planted cpc per 1000 is known exactly and the validation regressions can
 be checked against the planted coefficients (``truth.json``). The independent computations
@@ -20,18 +20,18 @@ import scipy.stats
 import statsmodels.api as sm
 import xarray as xr
 
-from cpc_core import netmob
-from cpc_core import validation_stage as vs
-from cpc_core.config import ConfigError, DisclosureConfig
-from cpc_core.config_validation import (
+from cpc_core.netmob import facts as netmob
+from cpc_core.validation import stage as vs
+from cpc_core.config.core import ConfigError, DisclosureConfig
+from cpc_core.config.validation_options import (
     SearchInterestConfig,
     ValidationConfig,
     load_validation_config,
     parse_validation_config,
 )
 from cpc_core.errors import InputDataError
-from cpc_core.estimate import correction_factor, estimate
-from cpc_core.synth import (
+from cpc_core.estimate.cpc import correction_factor, estimate
+from cpc_core.synth.generator import (
     SynthSpec,
     build_city,
     write_city_geography,
@@ -696,7 +696,7 @@ def test_search_interest_ids_left_out_and_scores_written(tmp_path):
     PCA with a warning note naming them (the PCs equal those of the clean table), the default
     ddof is the authors' 0, and search_interest_scores.csv holds the region scores, checked
     against a hand SVD of ddof-0 z-scores."""
-    from cpc_core.config_validation import FiguresConfig
+    from cpc_core.config.validation_options import FiguresConfig
     from jobs.validate import run_validation
 
     run_dir = build_run_dir(tmp_path / "run", ("Lyon", "Nice"), 0.05, days=7, seed=3, geography=False)
@@ -730,7 +730,7 @@ def test_partial_tables_say_so_in_every_format(tmp_path):
     """With a control missing and partial_controls, Tables 3 and 6 keep the paper's title
     marked PARTIAL and carry the omission in the table itself: Markdown, LaTeX, HTML and CSV,
     and tables.json. A complete fit carries neither (the check could fail)."""
-    from cpc_core.config_validation import CovariateFile, FiguresConfig
+    from cpc_core.config.validation_options import CovariateFile, FiguresConfig
     from jobs.validate import run_validation
 
     run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=4,
@@ -774,7 +774,7 @@ def test_pipeline_poi_counts_are_the_one_source(tmp_path):
     covariates file with other POI counts: the regressions use poi_counts.csv (statsmodels on
     its counts, z-scored over the model's sample), the covariates' POI columns are ignored and
     a note names the source; use_poi_counts: false takes the covariates' counts instead."""
-    from cpc_core.config_validation import FiguresConfig
+    from cpc_core.config.validation_options import FiguresConfig
     from jobs.validate import run_validation
 
     run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=5,

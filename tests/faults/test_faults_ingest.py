@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from cpc_core import store
+from cpc_core.cube import store
 from tests.faults.harness import CPC, ROOT, Answer, expect, run_cpc
 
 CITY = "Nice"
@@ -53,7 +53,7 @@ VICTIM = ("Web_Adult", DAYS[1])
 
 
 def slots_utc(day: dt.date) -> pd.DatetimeIndex:
-    """Independent of cpc_core.netmob: the day's 96 wall-clock slots in UTC (no DST day here)."""
+    """Independent of cpc_core.netmob.facts: the day's 96 wall-clock slots in UTC (no DST day here)."""
     wall = pd.date_range(pd.Timestamp(day), periods=96, freq="15min")
     return wall.tz_localize("Europe/Paris").tz_convert("UTC").tz_localize(None)
 
@@ -66,7 +66,7 @@ def plain(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, client) -> Path:
-    from cpc_core.synth import SynthSpec
+    from cpc_core.synth.generator import SynthSpec
     from jobs.synth import run_synth
 
     out = tmp_path_factory.mktemp("faults-ingest")

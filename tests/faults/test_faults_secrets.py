@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpc_core.config import ConfigError, load_config
+from cpc_core.config.core import ConfigError, load_config
 from tests.faults.harness import CPC, ROOT, expect, run_cpc
 
 BOMB_LEVELS = "abcdefghi"

@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from cpc_core import netmob
+from cpc_core.netmob import facts as netmob
 
 __all__ = [
     "area_day_mask",
@@ -117,10 +117,10 @@ def rollup(
     ----------
     traffic
         (service, tile, time) 15-minute traffic of one city, Dask-backed (from
-        :func:`cpc_core.store.open_cube`); the time axis starts on a whole UTC hour.
+        :func:`cpc_core.cube.store.open_cube`); the time axis starts on a whole UTC hour.
     weights
         (areas, tiles) crosswalk weights in the order of ``traffic.tile`` (see
-        ``cpc_core.geo.Crosswalk.matrix``).
+        ``cpc_core.geo.areas.Crosswalk.matrix``).
     areas
         Area codes, the rows of ``weights``.
     hours_per_chunk
@@ -174,7 +174,7 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     (tiles, hours) array from hour chunks first would cost strided copies several times the
     read itself (measured in BENCHMARKS.md).
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     g = store.open_city(store_path, city)
     arr = store._member(g, direction, store_path, city)
@@ -208,18 +208,18 @@ def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...], records
     """Yield ``(tiles, 25)`` blocks of local days ``d0:d1`` of an hourly array, with their hours.
 
     The read pattern of the hourly rollup (also the benchmark's floor of it): large cities read
-    one day chunk per call, decoded in place (:func:`cpc_core.store.read_day_chunk`; the yielded
+    one day chunk per call, decoded in place (:func:`cpc_core.cube.store.read_day_chunk`; the yielded
     block is reused, so use it before the next one); small ones read several days per call,
     where zarr's ~0.5 ms per call would otherwise dominate. ``n_hours[i]`` hours of day
     ``d0 + i`` are data, the rest of the 25 columns is padding.
 
     ``records``: ``(d1 - d0, 2)`` byte size and CRC-32 of each day's chunk as written (its
     file's chunk record): when given, every chunk is read by
-    :func:`cpc_core.store.read_day_chunk`, which checks it before decoding (one day per call
+    :func:`cpc_core.cube.store.read_day_chunk`, which checks it before decoding (one day per call
     also for small cities: the direct read has no zarr call overhead); ``sources`` names each
     day's source file in the error.
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     n_tiles = arr.shape[1]
     step = int(np.clip(_READ_VALUES // max(n_tiles * store.HOURS_PAD, 1), 1, d1 - d0))
@@ -251,7 +251,7 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     (areas x tiles), best in CSC form. Returns ``(hourly (1, areas, sum(n_hours)) float32,
     tile sums (1, tiles) float64)``; the tile sums skip NaN hours.
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     g = store.open_city(store_path, city)
     arr = store._member(g, store.hourly_name(direction), store_path, city)
@@ -280,7 +280,7 @@ def task_spans(n_tiles: int, n_hours: int, hours_per_task: int, days: int | None
     at least ``min_task_values`` tile values (a small city's tasks cover more). The
     benchmark's read floors use the same blocks, so they read what the rollup's tasks read.
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     if days is not None:
         step = max(1, hours_per_task // 24, -(-min_task_values // max(1, n_tiles * store.HOURS_PAD)))
@@ -306,7 +306,7 @@ def rollup_store(
     small city, so that a task holds at least ~2 M tile values): it reads
     the store chunk by chunk and immediately reduces each chunk to areas, so raw tile data
     never leaves the task. Same results as :func:`rollup` plus :func:`tile_totals` on
-    :func:`cpc_core.store.open_cube`, several times faster (no strided re-assembly).
+    :func:`cpc_core.cube.store.open_cube`, several times faster (no strided re-assembly).
 
     Parameters
     ----------
@@ -328,7 +328,7 @@ def rollup_store(
     (xarray.DataArray, xarray.DataArray)
         ``(service, area, hour)`` float32 and ``(service, tile)`` float64, both lazy.
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     if source not in ("auto", "hourly", "slots"):
         raise ValueError(f"source={source!r}; allowed: auto, hourly, slots")
@@ -484,7 +484,7 @@ def area_slots(
         One (area, slot) float64 variable per service, ``slot`` the UTC start of each
         15-minute slot; no slot when no day is in the cube. NaN propagates (a missing file).
     """
-    from cpc_core import store
+    from cpc_core.cube import store
 
     g = store.open_city(store_path, city)
     names = [str(s) for s in g["service"][:]]

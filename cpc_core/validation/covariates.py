@@ -66,7 +66,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Output columns in order (the defaults of ``cpc_core.config_validation.ColumnsConfig``).
+#: Output columns in order (the defaults of ``cpc_core.config.validation_options.ColumnsConfig``).
 OUTPUT_COLUMNS = (
     "commune",
     "department",

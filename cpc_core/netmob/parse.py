@@ -334,7 +334,7 @@ def parse_bytes(data: bytes | memoryview | np.ndarray, ncols: int, path: str = "
     data
         The file's content.
     ncols
-        Value columns per line for the file's day (:func:`cpc_core.netmob.slots_per_day`).
+        Value columns per line for the file's day (:func:`cpc_core.netmob.facts.slots_per_day`).
     path
         Used in error messages only.
 

@@ -6,7 +6,7 @@ report, the Markdown, LaTeX and HTML tables, figure axes) goes through :func:`la
 three table formats and the page can never disagree on a name.
 
 Both spellings of a variable are keys: the analysis name (``log_youtube_per_1000``) and the
-paper's identifier that :data:`cpc_core.validation_stage.LABELS` gives it
+paper's identifier that :data:`cpc_core.validation.stage.LABELS` gives it
 (``log_YouTube_per_1000``); the lagged cpc variable (``log_cpc_per_1000_lag-2h``) is matched by
 pattern. An identifier not in the map is shown with its underscores as spaces, never raw.
 """
@@ -146,7 +146,7 @@ def relabel(df, columns: bool = True, index: bool = True, values: tuple[str, ...
 
 
 #: Short column labels of the dependent-correlation methods (the long ones, with the
-#: references, are :data:`cpc_core.validation_stage.METHOD_LABELS`).
+#: references, are :data:`cpc_core.validation.stage.METHOD_LABELS`).
 METHOD_SHORT: dict[str, str] = {
     "williams": "Williams t",
     "steiger": "Steiger z",

@@ -34,7 +34,9 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from cpc_core import netmob, parse, store
+from cpc_core.netmob import facts as netmob
+from cpc_core.netmob import parse
+from cpc_core.cube import store
 from cpc_core.errors import EnvironmentUnavailable
 
 __all__ = [
@@ -57,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 ON_ERROR = ("fail", "quarantine")
 
-#: Codes of the report entries that are not a parser line code (:data:`cpc_core.parse.REASONS`):
+#: Codes of the report entries that are not a parser line code (:data:`cpc_core.netmob.parse.REASONS`):
 #: a whole file rejected, and tiles of the city's list that a file lacks (stored NaN).
 FILE_REJECTED = -1
 TILES_ABSENT = -2
@@ -130,7 +132,7 @@ class IngestPlan:
     tile_refs: dict[str, TileReference] = field(default_factory=dict)
     #: why each ignored file was not used (:func:`survey`)
     ignored_reasons: dict[str, str] = field(default_factory=dict)
-    #: damage found in the store and repaired by this plan (:func:`cpc_core.store.verify`)
+    #: damage found in the store and repaired by this plan (:func:`cpc_core.cube.store.verify`)
     damage: list[store.Damage] = field(default_factory=list)
 
 
@@ -728,15 +730,15 @@ def plan(
     the store is complete (``ok`` or ``partial``) unless ``force``.
 
     The store is checked first (``docs/_decisions_store.md``): lost metadata is recreated
-    (:func:`cpc_core.store.repair_metadata`) and every stored file's chunks are compared with
-    its record (:func:`cpc_core.store.verify`: their sizes, and with ``repair`` their CRCs
+    (:func:`cpc_core.cube.store.repair_metadata`) and every stored file's chunks are compared with
+    its record (:func:`cpc_core.cube.store.verify`: their sizes, and with ``repair`` their CRCs
     too); the files of damaged chunks are set to ``pending`` and planned again, each named in
     a WARNING.
 
     Raises
     ------
     ValueError
-        For an unknown ``on_error`` or direction, or (from :func:`cpc_core.store.create_or_extend`)
+        For an unknown ``on_error`` or direction, or (from :func:`cpc_core.cube.store.create_or_extend`)
         a window that would have to be prepended to a stored city.
     NetmobFormatError
         When a city's tile list cannot be established (:func:`_reference_tiles`).
@@ -846,7 +848,7 @@ LOGGED_DAMAGE = 20
 def _repair_chunks(store_path: str, layout: store.CityLayout, full: bool,
                    states: dict | None = None) -> list[store.Damage]:  # fmt: skip
     """Verify a city's chunks; set the files of damaged ones to ``pending`` (so they are planned
-    again) and name each at WARNING. ``states``: see :func:`cpc_core.store.verify`."""
+    again) and name each at WARNING. ``states``: see :func:`cpc_core.cube.store.verify`."""
     found = store.verify(store_path, layout, full=full, states=states)
     for k, d in enumerate(found):
         if k < LOGGED_DAMAGE:

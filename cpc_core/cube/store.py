@@ -67,7 +67,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-from cpc_core import netmob
+from cpc_core.netmob import facts as netmob
 from cpc_core.errors import EnvironmentUnavailable, StoreDamaged
 
 __all__ = [
@@ -1180,7 +1180,7 @@ def file_states(store: str, city: str, direction: str, known: dict | None = None
     """``(<DIR>_status, <DIR>_total)`` of a city, both (service, day), read whole.
 
     ``known``: states already read since the store's last write, by (city, direction)
-    (:func:`cpc_core.ingest.read_states`); returned from there when present.
+    (:func:`cpc_core.cube.ingest.read_states`); returned from there when present.
 
     These arrays have one chunk per file (so that parallel ingest tasks never share a chunk),
     and zarr reads each chunk through its async pipeline at ~0.35 ms apiece: 80 ms per array

@@ -2,7 +2,7 @@
 
 Two layers, as elsewhere in ``cpc_core``:
 
-* :func:`regression_table` turns fitted :class:`~cpc_core.validation.OLSResult` objects into a
+* :func:`regression_table` turns fitted :class:`~cpc_core.validation.statistics.OLSResult` objects into a
   :class:`RegressionTable`: every number already formatted to a string, stars kept apart, so
   the layout is decided once and each renderer only decides markup;
 * the renderers :func:`to_markdown`, :func:`to_latex` and :func:`to_html` (and
@@ -30,7 +30,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cpc_core.validation import OLSResult
+from cpc_core.validation.statistics import OLSResult
 
 __all__ = [
     "STAR_LEVELS",
@@ -259,7 +259,7 @@ class RegressionTable:
         Examples
         --------
         >>> import numpy as np
-        >>> from cpc_core.validation import fit_ols
+        >>> from cpc_core.validation.statistics import fit_ols
         >>> df = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2, 5.1], "x": np.arange(5.0)})
         >>> regression_table([fit_ols(df, "y", ["x"])]).to_frame().index.tolist()
         ['x', '', 'Constant', '', 'Observations', 'R2', 'Adjusted R2']
@@ -337,7 +337,7 @@ def regression_table(
     Examples
     --------
     >>> import numpy as np
-    >>> from cpc_core.validation import fit_ols
+    >>> from cpc_core.validation.statistics import fit_ols
     >>> df = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2, 5.1], "x": np.arange(5.0)})
     >>> table = regression_table([fit_ols(df, "y", ["x"], cov_type="HC1")])
     >>> [(r.label, r.cells[0] + r.stars[0]) for r in table.rows[:2]]
@@ -395,7 +395,7 @@ def regression_table(
 
 
 def _same_label(a: str, b: str) -> bool:
-    from cpc_core.labels import label
+    from cpc_core.render.labels import label
 
     return a == b or label(a) == label(b)
 
@@ -464,7 +464,7 @@ def to_markdown(table: RegressionTable | Sequence[OLSResult]) -> str:
     Examples
     --------
     >>> import numpy as np
-    >>> from cpc_core.validation import fit_ols
+    >>> from cpc_core.validation.statistics import fit_ols
     >>> df = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2, 5.1], "x": np.arange(5.0)})
     >>> print(to_markdown([fit_ols(df, "y", ["x"], cov_type="HC1")]).splitlines()[3])
     | x | 1.03*** |
@@ -561,7 +561,7 @@ def to_latex(
     Examples
     --------
     >>> import numpy as np
-    >>> from cpc_core.validation import fit_ols
+    >>> from cpc_core.validation.statistics import fit_ols
     >>> df = pd.DataFrame({"y_1": [1.0, 2.1, 2.9, 4.2, 5.1], "x_1": np.arange(5.0)})
     >>> tex = to_latex([fit_ols(df, "y_1", ["x_1"], cov_type="HC1")])
     >>> [line for line in tex.splitlines() if line.startswith("x")]
@@ -632,7 +632,7 @@ def to_html(table: RegressionTable | Sequence[OLSResult], *, caption: str | None
     Examples
     --------
     >>> import numpy as np
-    >>> from cpc_core.validation import fit_ols
+    >>> from cpc_core.validation.statistics import fit_ols
     >>> df = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2, 5.1], "x<1>": np.arange(5.0)})
     >>> out = to_html([fit_ols(df, "y", ["x<1>"], cov_type="HC1")])
     >>> '<td>x&lt;1&gt;</td><td class="num">1.03<sup>***</sup></td>' in out
@@ -698,7 +698,7 @@ def dependent_pivot(dep: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, s
 
     Each method's cell holds its statistic and, on a second line, its p-value in parentheses;
     Zou's method gives an interval for the difference of the correlations instead. Labels come
-    from :mod:`cpc_core.labels`.
+    from :mod:`cpc_core.render.labels`.
 
     Parameters
     ----------
@@ -729,7 +729,7 @@ def dependent_pivot(dep: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, s
     >>> table.index.tolist(), table.index.name
     (['Tor per 1000, log'], 'cpc per 1000, log compared with')
     """
-    from cpc_core.labels import METHOD_SHORT, label
+    from cpc_core.render.labels import METHOD_SHORT, label
 
     if dep.empty:
         return pd.DataFrame(), "No test could be computed (see the notes)."

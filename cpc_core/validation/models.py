@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cpc_core.errors import InputDataError, UsageError, clip
-from cpc_core.validation import COV_TYPES, OLSResult, fit_ols
+from cpc_core.validation.statistics import COV_TYPES, OLSResult, fit_ols
 
 __all__ = [
     "COUNT_MODELS",
@@ -167,7 +167,7 @@ class HurdleResult(_InformationCriteria):
     zero_wald_stat, zero_wald_p : float
         Robust Wald test that every slope of the logit is zero (chi-square, df = slopes).
     positive_part : OLSResult
-        The positive part (from :func:`cpc_core.validation.fit_ols`).
+        The positive part (from :func:`cpc_core.validation.statistics.fit_ols`).
     nobs, n_positive, dropped : int
         Rows used, of them positive, rows dropped for missing values.
     llf : float

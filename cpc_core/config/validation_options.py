@@ -17,9 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# cpc_core.config is imported inside the functions only: config.py mounts ValidationConfig as
+# cpc_core.config.core is imported inside the functions only: config.py mounts ValidationConfig as
 # its `validation:` section, and a module-level import here would make the two a cycle.
-from cpc_core.validation import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
+from cpc_core.validation.statistics import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
 __all__ = [
     "COVARIATE_ROLES",
@@ -371,7 +371,7 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     >>> cfg.columns.outcome, cfg.cov_type, cfg.lag_h
     ('sv_com_17_21', 'HC3', -2)
     """
-    from cpc_core.config import ConfigError, format_errors
+    from cpc_core.config.core import ConfigError, format_errors
 
     if raw is None:
         raw = {}
@@ -386,7 +386,7 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
 def _run_sections() -> set[str]:
     # The other sections of a run config are tolerated (and ignored) so that `cpc validate`
     # accepts the run's own YAML; imported lazily to read the field names only.
-    from cpc_core.config import RunConfig
+    from cpc_core.config.core import RunConfig
 
     return set(RunConfig.model_fields)
 
@@ -422,7 +422,7 @@ def load_validation_config(
     >>> cfg.columns.c
     'c_j'
     """
-    from cpc_core.config import ConfigError, apply_overrides, read_yaml
+    from cpc_core.config.core import ConfigError, apply_overrides, read_yaml
 
     raw, source = read_yaml(path)
     raw = apply_overrides(raw, list(overrides))

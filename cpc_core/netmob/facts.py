@@ -12,7 +12,7 @@ Europe/Paris on ``D``: 96 on a normal day, 92 on 2019-03-31 (02:00-02:45 do not 
 on an autumn fall-back day. The store keeps UTC instants, so a contiguous run of days maps to
 a contiguous, regular 15-minute UTC axis and nothing is shifted. Because Paris offsets are whole
 hours, every UTC hour lies inside exactly one local day; the cube is therefore chunked by hour
-along time so that each file owns whole chunks (see :mod:`cpc_core.store`).
+along time so that each file owns whole chunks (see :mod:`cpc_core.cube.store`).
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """The validation report: one self-contained HTML page, rendered from a Jinja2 template.
 
 :func:`build_report` assembles already rendered pieces (HTML tables from
-:mod:`cpc_core.tables`, PNG figures from :mod:`cpc_core.figures`) into a page that needs
+:mod:`cpc_core.render.tables`, PNG figures from :mod:`cpc_core.render.figures`) into a page that needs
 nothing else: CSS inline, images as ``data:`` URIs, no script, no web font, no external link
 that the browser would fetch. It opens with the paper's cautions (:data:`CAUTIONS`) and ends
 with the configuration and the provenance of the run, so that a printed copy carries both.
 
-The layout lives in ``cpc_core/templates/report.html.j2`` (and ``style.css``, shared with the
+The layout lives in ``cpc_core/render/templates/report.html.j2`` (and ``style.css``, shared with the
 standalone ``tables/*.html`` pages of :func:`table_page`): a layout change needs no code.
 Everything inserted as text is escaped by the template engine (autoescaping); the ``html`` of
-a :class:`ReportTable` is trusted (it comes from :mod:`cpc_core.tables`, which escapes).
+a :class:`ReportTable` is trusted (it comes from :mod:`cpc_core.render.tables`, which escapes).
 
 Generated data are said: :func:`data_kind` decides whether a run's data are synthetic, and a
 synthetic report carries a banner above everything else, the words in its title and a note
@@ -110,7 +110,7 @@ def _environment():
     import jinja2
 
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("cpc_core", _TEMPLATES),
+        loader=jinja2.PackageLoader("cpc_core.render", _TEMPLATES),
         autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -122,10 +122,10 @@ def stylesheet() -> str:
     """The CSS shared by the report and the standalone table pages."""
     from importlib.resources import files
 
-    return files("cpc_core").joinpath(_TEMPLATES, "style.css").read_text(encoding="utf-8")
+    return files("cpc_core.render").joinpath(_TEMPLATES, "style.css").read_text(encoding="utf-8")
 
 
-#: Marker file of a data tree written by ``cpc synth`` (cpc_core/synth.py).
+#: Marker file of a data tree written by ``cpc synth`` (cpc_core/synth/generator.py).
 SYNTH_MARKER = ("truth", "truth.json")
 
 
@@ -196,7 +196,7 @@ class ReportTable:
     ----------
     key, title : str
     html : str
-        Rendered table (trusted: from :mod:`cpc_core.tables`); empty when skipped.
+        Rendered table (trusted: from :mod:`cpc_core.render.tables`); empty when skipped.
     notes : tuple of str
         Sample accounting and remarks, shown under the table.
     skipped : str
@@ -311,10 +311,10 @@ def build_report(
     figures : sequence of ReportFigure
     skipped_figures : sequence of (title, reason)
     disclosure : mapping
-        :attr:`cpc_core.validation_stage.Prepared.disclosure`, optionally with ``removed``
+        :attr:`cpc_core.validation.stage.Prepared.disclosure`, optionally with ``removed``
         (a list of sentences saying what each output lost to the thresholds).
     notes : sequence of mapping
-        ``{"scope", "text", "level"}`` (:class:`cpc_core.validation_stage.Note`).
+        ``{"scope", "text", "level"}`` (:class:`cpc_core.validation.stage.Note`).
     config : mapping
         The stage's configuration (JSON-able), printed in full (collapsed).
     provenance : mapping
@@ -346,7 +346,7 @@ def build_report(
     True
     """
     # secrets redacted once more here: the config and run.json reach this page from elsewhere
-    from cpc_core.config import redact
+    from cpc_core.config.core import redact
 
     kind, reason = data
     if kind not in ("synthetic", "real"):
@@ -401,7 +401,7 @@ def table_page(fragment: str, title: str, *, synthetic: bool = False,
     Parameters
     ----------
     fragment : str
-        The ``<table>`` (trusted: from :mod:`cpc_core.tables`, which escapes).
+        The ``<table>`` (trusted: from :mod:`cpc_core.render.tables`, which escapes).
     title : str
     synthetic : bool
         Say on the page that the data are generated.

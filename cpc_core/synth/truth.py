@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from cpc_core.report import ReportFigure, TruthCheck
+from cpc_core.render.report import ReportFigure, TruthCheck
 
 __all__ = ["MAX_MEDIAN_ERROR", "MIN_RANK_CORRELATION", "find_truth", "truth_check"]
 
@@ -70,8 +70,8 @@ def truth_check(estimated: pd.DataFrame, truth: pd.DataFrame, *, table_lag_h: in
     >>> check.verdict.startswith("Recovered"), dict(check.rows)["communes compared"]
     (True, '4')
     """
-    from cpc_core import figures
-    from cpc_core.tables import format_sig
+    from cpc_core.render import figures
+    from cpc_core.render.tables import format_sig
 
     t = truth.assign(commune=truth["commune"].astype(str)).set_index("commune")
     e = estimated.copy()

@@ -1,9 +1,9 @@
 """The validation stage: a commune table in, the paper's Tables 1-3 and 5-7 out.
 
-This module only wires the tested statistics of :mod:`cpc_core.validation` (Spearman,
-dependent-correlation tests, robust OLS) and :mod:`cpc_core.search_interest` (PCA of the
+This module only wires the tested statistics of :mod:`cpc_core.validation.statistics` (Spearman,
+dependent-correlation tests, robust OLS) and :mod:`cpc_core.validation.search_interest` (PCA of the
 Google Trends terms) to a commune table whose columns are named by *roles*
-(:class:`~cpc_core.config_validation.ColumnsConfig`). It is pure: frames in, frames and
+(:class:`~cpc_core.config.validation_options.ColumnsConfig`). It is pure: frames in, frames and
 dataclasses out; reading files and writing outputs is ``jobs/validate.py``'s job.
 
 Three steps, each a public function:
@@ -37,23 +37,23 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from cpc_core.config_validation import (
+from cpc_core.config.validation_options import (
     POI_ROLES,
     REQUIRED_ROLES,
     DisclosureThresholds,
     ValidationConfig,
 )
-from cpc_core.covariates import lost_leading_zero
+from cpc_core.validation.covariates import lost_leading_zero
 from cpc_core.errors import InputDataError, UsageError, clip
-from cpc_core.estimate import correction_factor, integer_if_whole, small_area_flags
-from cpc_core.search_interest import (
+from cpc_core.estimate.cpc import correction_factor, integer_if_whole, small_area_flags
+from cpc_core.validation.search_interest import (
     SearchPCA,
     regions_to_departments,
     score_rule_flips,
     search_interest_pca,
     select_terms,
 )
-from cpc_core.validation import (
+from cpc_core.validation.statistics import (
     SPEARMAN_EXACT_MAX_N,
     STANDARD_METHODS,
     OLSResult,
@@ -445,11 +445,11 @@ class ValidationResult:
     Attributes
     ----------
     table1 : pandas.DataFrame
-        :func:`~cpc_core.validation.summary_table1` of rho_j and c_j.
+        :func:`~cpc_core.validation.statistics.summary_table1` of rho_j and c_j.
     spearman : pandas.DataFrame
         ``indicator`` (label), ``variable``, ``rho``, ``p_value``, ``n``.
     dependent : pandas.DataFrame
-        :func:`~cpc_core.validation.dependent_tests` plus ``label`` and ``standard``.
+        :func:`~cpc_core.validation.statistics.dependent_tests` plus ``label`` and ``standard``.
     tables : dict of str -> TableResult
     notes : tuple of Note
     """
@@ -480,7 +480,7 @@ def _lost_zeros(inputs: Sequence[tuple[str, pd.DataFrame, str]], pad: bool,
                 notes: list[Note]) -> bool:  # fmt: skip
     """Find commune codes that lost their leading zero; return whether to pad them.
 
-    A 4-digit code (:func:`cpc_core.covariates.lost_leading_zero`) next to 5-character codes
+    A 4-digit code (:func:`cpc_core.validation.covariates.lost_leading_zero`) next to 5-character codes
     (in the same or another input) would silently fail to join: an error naming the file, the
     row and the fix, unless ``pad``. When every code has 4 digits the joins agree; a warning
     says what the codes may be.
@@ -635,7 +635,7 @@ def _floored_from(c: pd.Series, rho: pd.Series | None, c_floor: float) -> pd.Ser
     """Re-derive "c_j was floored" when the table has no ``c_floored`` column.
 
     The estimate floors a c_j whose raw value ``onion_share x csam_share x rho_j`` is ``<= 0``
-    (:func:`cpc_core.estimate.correction_factor`), so with rho_j the flag is exactly
+    (:func:`cpc_core.estimate.cpc.correction_factor`), so with rho_j the flag is exactly
     ``rho_j <= 0``. A positive c_j below the floor (0 < rho_j < rho_j,0) is *not* floored.
     Without rho_j, a floored c_j can only be recognised by its value: ``c_j <= 0`` (a table
     that was not floored) or ``c_j`` equal to the floor.
@@ -1647,9 +1647,9 @@ class OutcomeModels:
     nobs : int
         Rows of Table 3's outcome model (all published values, zeros included).
     comparison : pandas.DataFrame
-        :func:`~cpc_core.outcome_models.comparison_table` (OLS of Table 6, hurdle, counts).
+        :func:`~cpc_core.validation.models.comparison_table` (OLS of Table 6, hurdle, counts).
     coefficients : pandas.DataFrame
-        :func:`~cpc_core.outcome_models.coefficient_table` plus the spatial models' rows.
+        :func:`~cpc_core.validation.models.coefficient_table` plus the spatial models' rows.
     hurdle, counts, spatial
         The raw results (None where not fitted).
     notes : tuple of Note
@@ -1696,12 +1696,12 @@ def fit_outcome_models(prepared: Prepared, result: ValidationResult, config: Val
     All are fitted on Table 3's outcome model: its rows (all published values, zeros
     included) and its regressors (log cpc per 1000 and the controls).
 
-    - hurdle (:func:`~cpc_core.outcome_models.fit_hurdle`): a logit of ``outcome > 0`` and an
+    - hurdle (:func:`~cpc_core.validation.models.fit_hurdle`): a logit of ``outcome > 0`` and an
       OLS of the positive part (``validation.models.hurdle_positive``; linear is Table 6's
       model), HC0 / the configured covariance;
-    - counts (:func:`~cpc_core.outcome_models.fit_count_models`): Poisson, NB2, ZIP, ZINB of
+    - counts (:func:`~cpc_core.validation.models.fit_count_models`): Poisson, NB2, ZIP, ZINB of
       ``round(outcome x population / 1000)`` with the population / 1000 as exposure;
-    - spatial (:func:`~cpc_core.spatial.spatial_models`): Moran's I of the OLS residuals
+    - spatial (:func:`~cpc_core.validation.spatial.spatial_models`): Moran's I of the OLS residuals
       (permutations), spatial error and lag models (ML), over the polygons in ``geo``.
 
     A model that cannot be fitted (no zeros, no polygons...) is reported as skipped with its
@@ -1718,7 +1718,7 @@ def fit_outcome_models(prepared: Prepared, result: ValidationResult, config: Val
     -------
     OutcomeModels
     """
-    from cpc_core import outcome_models as om
+    from cpc_core.validation import models as om
 
     mc = config.models
     notes: list[Note] = []
@@ -1771,7 +1771,7 @@ def fit_outcome_models(prepared: Prepared, result: ValidationResult, config: Val
         if geo is None:
             skip("spatial", "no commune polygons (validation.geo)")
         else:
-            from cpc_core import spatial as sp
+            from cpc_core.validation import spatial as sp
 
             missing = data.index.difference(geo.index)
             if len(missing):
