@@ -362,10 +362,10 @@ def warm_workers(client) -> None:
     def _warm():
         import scipy.sparse as sp
 
-        from cpc_core.estimate import correlation
-        from cpc_core.netmob import parse
-        from cpc_core.estimate import rollup
-        from cpc_core.cube import store
+        from cpc_core.estimate import correlation  # noqa: F401
+        from cpc_core.netmob import parse  # noqa: F401
+        from cpc_core.estimate import rollup  # noqa: F401
+        from cpc_core.cube import store  # noqa: F401
         from cpc_core.netmob import textio  # noqa: F401
 
         store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))

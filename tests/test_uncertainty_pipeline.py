@@ -4,10 +4,8 @@ and the disabled stage leaving the old table untouched."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

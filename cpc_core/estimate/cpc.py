@@ -150,9 +150,30 @@ def correction_factor(
     return c, np.asarray(floored)
 
 
-def _per_1000(values: pd.Series, population: pd.Series) -> pd.Series:
-    # `population` has already had its non-positive and missing values turned into NaN.
+def per_1000(values, population):
+    """A quantity per 1000 inhabitants: ``values / population x 1000``.
+
+    The one home of the per-1000 formula (numpy, pandas or xarray, lazy or not). Missing or
+    non-positive populations give NaN, never an infinite or negative rate.
+
+    >>> per_1000(np.array([2.0, 2.0, 2.0]), np.array([500.0, 0.0, np.nan]))
+    array([ 4., nan, nan])
+    """
+    if isinstance(population, (pd.Series, xr.DataArray)):
+        population = population.where(population > 0)
+    else:
+        population = np.asarray(population, dtype=np.float64)
+        population = np.where(population > 0, population, np.nan)
     return values / population * 1000.0
+
+
+def cpc_per_1000(c, tor, population):
+    """Equation 1 per 1000 inhabitants: ``cpc_j / pop_j x 1000`` with ``cpc_j = c_j x Tor_j``.
+
+    >>> float(cpc_per_1000(0.5, 200.0, 1000.0))
+    100.0
+    """
+    return per_1000(c * tor, population)
 
 
 def estimate(
@@ -236,9 +257,9 @@ def estimate(
             int((~valid_pop).sum()),
         )
     pop = pop.where(valid_pop)
-    out["cpc_per_1000"] = _per_1000(out["cpc"], pop)
+    out["cpc_per_1000"] = per_1000(out["cpc"], pop)
     for service in _SERVICES:
-        out[f"{service}_per_1000"] = _per_1000(out[service], pop)
+        out[f"{service}_per_1000"] = per_1000(out[service], pop)
     out["c_floored"] = floored.to_numpy()
     # inhabitants are counted: written 15818, not 15818.0 (the rates above used the floats)
     out["population"] = integer_if_whole(out["population"])
@@ -357,13 +378,13 @@ def estimate_by_lag(
         if n_bad:
             logger.warning("%d areas with missing or non-positive population", n_bad)
     cpc = c * tor
-    cpc_per_1000 = cpc / population.where(population > 0) * 1000.0
+    rate = per_1000(cpc, population)
     ds = xr.Dataset(
         {
             "c": c.assign_attrs(long_name="correction factor"),
             "c_floored": floored.assign_attrs(long_name=f"c <= 0 replaced by {floor}"),
             "cpc": cpc.assign_attrs(long_name="estimated CSAM-linked Tor download traffic"),
-            "cpc_per_1000": cpc_per_1000.assign_attrs(long_name="cpc per 1000 inhabitants"),
+            "cpc_per_1000": rate.assign_attrs(long_name="cpc per 1000 inhabitants"),
         }
     )
     ds.attrs = {"onion_share": onion_share, "csam_share": csam_share, "floor": floor}
