@@ -4,7 +4,8 @@ The library never reads configuration files; ``jobs/`` calls :func:`load_config`
 the typed sections to the stages. Unknown keys are errors (a typo must not silently fall back
 to a default), and every error names the key and what is allowed.
 
-Every constant of the method (``docs/method.md``, section 12) is a default here, never a literal in the code.
+Every constant of the method (``docs/method.md``, section 12) is a default here, imported from
+its one home (:mod:`cpc_core.estimate.cpc`), never a literal.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pydantic import (
 from cpc_core import storage
 from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.errors import UsageError, clip
+from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, MIN_HOURS, ONION_SHARE, ZERO_VALUE
 from cpc_core.netmob.facts import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
 
 __all__ = [
@@ -411,13 +413,13 @@ class EstimateConfig(_Frozen):
     transform: Literal["log", "none"] = Field(
         "log", description="transform of hourly traffic before the correlation: log (zeros replaced by "
         "zero_value; the authors' choice) or none")
-    zero_value: float = Field(0.001, gt=0, le=1e6, description="replaces zero traffic before the log (0 .. 1e6)")
-    min_hours: int = Field(168, ge=3, le=100_000, description="hours an area needs for an estimate, 3 .. 100000")
-    onion_share: float = Field(0.011, gt=0, le=1, description="share of Tor traffic to onion services, a fraction "
+    zero_value: float = Field(ZERO_VALUE, gt=0, le=1e6, description="replaces zero traffic before the log (0 .. 1e6)")
+    min_hours: int = Field(MIN_HOURS, ge=3, le=100_000, description="hours an area needs for an estimate, 3 .. 100000")
+    onion_share: float = Field(ONION_SHARE, gt=0, le=1, description="share of Tor traffic to onion services, a fraction "
                                "(Tor metrics 2019: 0.011); a factor of c_j")
-    csam_share: float = Field(0.41502, gt=0, le=1, description="share of pornographic onion sites that are CSAM, a "
+    csam_share: float = Field(CSAM_SHARE, gt=0, le=1, description="share of pornographic onion sites that are CSAM, a "
                               "fraction (105/253, DUTA); a factor of c_j")
-    c_floor: float = Field(1e-5, gt=0, le=1, description="floor of c_j, 0 .. 1")
+    c_floor: float = Field(C_FLOOR, gt=0, le=1, description="floor of c_j, 0 .. 1")
     exclude_known_outages: bool = Field(True, description="handle the known outages (netmob.KNOWN_OUTAGES) with "
                                         "outage_rule; false: no outage exclusion at all")
     outage_rule: Literal["known_days", "authors"] = Field(

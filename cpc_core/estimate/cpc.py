@@ -8,7 +8,10 @@
 - :func:`estimate_by_lag` -- the same for every swept lag, on xarray (lazy on dask input).
 - :func:`small_area_flags` -- the disclosure flag of every published per-area table.
 
-Every constant is a keyword default, so a configuration can override it.
+This module is the one home of the method's constants and of the cpc formula: the
+configuration models (``cpc_core.config``), the synthetic truth (``cpc_core.synth``) and the
+validation import them from here. Every constant is a keyword default, so a configuration can
+override it.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ __all__ = [
     "ONION_SHARE",
     "PORN_SHARE",
     "C_FLOOR",
+    "MIN_HOURS",
+    "ZERO_VALUE",
     "correction_factor",
+    "cpc_per_1000",
     "estimate",
     "estimate_by_lag",
     "integer_if_whole",
+    "per_1000",
     "small_area_flags",
 ]
 
@@ -47,6 +54,10 @@ CSAM_SHARE = 0.41502
 GLOBAL_SHARE = ONION_SHARE * PORN_SHARE * CSAM_SHARE
 #: Replacement for non-positive c_j (paper: 1e-5, i.e. rho_j,0 = 1e-5 / (0.011 x 0.41502)).
 C_FLOOR = 1e-5
+#: Replaces zero hourly traffic before the log of the correlation (the authors' code).
+ZERO_VALUE = 0.001
+#: Valid hours an area needs for rho_j: one week (``estimate.min_hours``).
+MIN_HOURS = 168
 
 #: Columns of :func:`estimate`'s table, in order (``c_floored`` is appended after them).
 ESTIMATE_COLUMNS: tuple[str, ...] = (

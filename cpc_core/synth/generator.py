@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, correction_factor, cpc_per_1000
 from cpc_core.netmob import facts as netmob
 from cpc_core.netmob.textio import format_netmob
 
@@ -415,11 +416,16 @@ def write_communes(out: str | Path, communes: Sequence) -> Path:
     return gp
 
 
-def planted_cpc_per_1000(communes: pd.DataFrame, onion_share: float = 0.011, csam_share: float = 0.41502,
-                         floor: float = 1e-5) -> np.ndarray:
-    """cpc per 1000 implied by the planted rho and the expected Tor totals (paper's Eq. 1)."""
-    c = np.where(communes["rho"] > 0, onion_share * csam_share * communes["rho"], floor)
-    return c * communes["tor_expected"] / communes["population"] * 1000
+def planted_cpc_per_1000(communes: pd.DataFrame, onion_share: float = ONION_SHARE, csam_share: float = CSAM_SHARE,
+                         floor: float = C_FLOOR) -> pd.Series:
+    """cpc per 1000 implied by the planted rho and the expected Tor totals (paper's Eq. 1).
+
+    The estimate's own formula (:func:`cpc_core.estimate.cpc.correction_factor` and
+    :func:`~cpc_core.estimate.cpc.cpc_per_1000`) applied to the planted values, so that the
+    truth and the estimate cannot drift apart.
+    """
+    c, _ = correction_factor(communes["rho"], onion_share=onion_share, csam_share=csam_share, floor=floor)
+    return cpc_per_1000(c, communes["tor_expected"], communes["population"])
 
 
 def spatial_outcome_errors(spec: SynthSpec, communes: pd.Series, geography) -> np.ndarray:
