@@ -40,13 +40,13 @@ from cpc_core.render import tables
 from cpc_core.render import labels as labels_mod
 from cpc_core.synth import truth as truthmod
 from cpc_core.validation import stage as vs
+from cpc_core.config.core import load_validation_config
 from cpc_core.config.validation_options import (
     POI_ROLES,
     CovariateFile,
     GeoConfig,
     SearchInterestConfig,
     ValidationConfig,
-    load_validation_config,
 )
 from cpc_core.errors import CpcError, InputDataError, UsageError, clip
 from jobs._progress import progress

@@ -22,11 +22,10 @@ import xarray as xr
 
 from cpc_core.netmob import facts as netmob
 from cpc_core.validation import stage as vs
-from cpc_core.config.core import ConfigError, DisclosureConfig
+from cpc_core.config.core import ConfigError, DisclosureConfig, load_validation_config
 from cpc_core.config.validation_options import (
     SearchInterestConfig,
     ValidationConfig,
-    load_validation_config,
     parse_validation_config,
 )
 from cpc_core.errors import InputDataError

@@ -3,22 +3,23 @@
 :class:`ValidationConfig` is a frozen pydantic model with ``extra="forbid"``: a typo in a key
 is an error, never a silent default. It can be mounted as the ``validation:`` section of the
 run configuration, or read on its own by ``cpc validate`` through
-:func:`load_validation_config`, which accepts either a file holding only a ``validation:``
-section (plus, optionally, ``disclosure:``) or a whole run configuration (its other sections
-are ignored).
+:func:`cpc_core.config.core.load_validation_config`, which accepts either a file holding only a
+``validation:`` section (plus, optionally, ``disclosure:``) or a whole run configuration (its
+other sections are ignored); that function lives beside the run configuration, whose sections
+it must know, so that this module never imports ``config.core``.
 
 Every constant of the method (``docs/method.md`` sections 1, 6 and 12) is a default here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-# cpc_core.config.core is imported inside the functions only: config.py mounts ValidationConfig as
-# its `validation:` section, and a module-level import here would make the two a cycle.
+# the shared helpers come from config.base, never from config.core (which mounts ValidationConfig
+# as its `validation:` section): no import circle
+from cpc_core.config.base import ConfigError, _Frozen, format_errors
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, PORN_SHARE
 from cpc_core.validation.statistics import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
@@ -33,7 +34,6 @@ __all__ = [
     "GeoConfig",
     "SearchInterestConfig",
     "ValidationConfig",
-    "load_validation_config",
     "parse_validation_config",
 ]
 
@@ -59,11 +59,6 @@ COVARIATE_ROLES = (
     "macron",
     *POI_ROLES,
 )
-
-
-class _Frozen(BaseModel):
-    # allow_inf_nan=False: no share, level or threshold is ever meant infinite
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ColumnsConfig(_Frozen):
@@ -372,8 +367,6 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
     >>> cfg.columns.outcome, cfg.cov_type, cfg.lag_h
     ('sv_com_17_21', 'HC3', -2)
     """
-    from cpc_core.config.core import ConfigError, format_errors
-
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -382,60 +375,3 @@ def parse_validation_config(raw: dict | None, source: str = "<config>") -> Valid
         return ValidationConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_errors(e, source, prefix="validation.", model=ValidationConfig)) from None
-
-
-def _run_sections() -> set[str]:
-    # The other sections of a run config are tolerated (and ignored) so that `cpc validate`
-    # accepts the run's own YAML; imported lazily to read the field names only.
-    from cpc_core.config.core import RunConfig
-
-    return set(RunConfig.model_fields)
-
-
-def load_validation_config(
-    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
-) -> ValidationConfig:
-    """Read a YAML file with a ``validation:`` section, apply overrides, validate.
-
-    Parameters
-    ----------
-    path : str or Path or None
-        YAML with a top-level ``validation:`` mapping (and optionally ``disclosure:``, or any
-        other run-config section, ignored); None for the defaults.
-    overrides : sequence of str
-        ``KEY=VALUE`` with keys relative to the file's top level, e.g.
-        ``validation.cov_type=HC1`` or ``disclosure.min_population=1000``.
-
-    Returns
-    -------
-    ValidationConfig
-        With ``disclosure`` taken from the file's top-level ``disclosure:`` section when the
-        validation section does not set it.
-
-    Raises
-    ------
-    ConfigError
-        Missing file, invalid YAML, unknown top-level section or key, bad value.
-
-    Examples
-    --------
-    >>> cfg = load_validation_config(None, ["validation.columns.c=c_j"])
-    >>> cfg.columns.c
-    'c_j'
-    """
-    from cpc_core.config.core import ConfigError, apply_overrides, read_yaml
-
-    raw, source = read_yaml(path)
-    raw = apply_overrides(raw, list(overrides))
-    unknown = set(raw) - {"validation", "disclosure"} - _run_sections()
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown top-level section(s) {sorted(unknown)}; expected 'validation:' "
-            "(and optionally 'disclosure:' or the other sections of a run config)"
-        )
-    section = raw.get("validation") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{source}: 'validation:' must be a mapping")
-    if "disclosure" in raw and "disclosure" not in section:
-        section = {**section, "disclosure": raw["disclosure"]}
-    return parse_validation_config(section, source)
