@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cpc_core import disclosure
+from cpc_core.config import base as config_base
 from cpc_core.config import core as run_config
 from cpc_core.config import validation_options as config_validation
 from cpc_core.estimate import correlation
@@ -50,6 +52,11 @@ PLACES = [
     ("estimate.CSAM_SHARE", estimate.CSAM_SHARE, CSAM_SHARE),
     ("estimate.C_FLOOR", estimate.C_FLOOR, C_FLOOR),
     ("estimate.GLOBAL_SHARE", estimate.GLOBAL_SHARE, ONION_SHARE * PORN_SHARE * CSAM_SHARE),
+    ("estimate.ZERO_VALUE", estimate.ZERO_VALUE, ZERO_VALUE),
+    ("estimate.MIN_HOURS", estimate.MIN_HOURS, MIN_HOURS),
+    ("disclosure.MIN_POPULATION", disclosure.MIN_POPULATION, MIN_POPULATION),
+    ("disclosure.MIN_TILES", disclosure.MIN_TILES, MIN_TILES),
+    ("disclosure.Thresholds()", disclosure.Thresholds(), disclosure.Thresholds(MIN_POPULATION, MIN_TILES)),
     ("run config estimate.zero_value", _default(run_config.EstimateConfig, "zero_value"), ZERO_VALUE),
     ("run config estimate.min_hours", _default(run_config.EstimateConfig, "min_hours"), MIN_HOURS),
     ("run config estimate.onion_share", _default(run_config.EstimateConfig, "onion_share"), ONION_SHARE),
@@ -99,7 +106,8 @@ BY_PARAMETER = {
     "min_hours": MIN_HOURS, "cov_type": COV_TYPE, "min_population": MIN_POPULATION,
     "min_tiles": MIN_TILES,
 }  # fmt: skip
-MODULES = (estimate, correlation, synth, validation, validation_stage, config_validation, run_config)
+MODULES = (estimate, correlation, synth, validation, validation_stage, disclosure, config_base, config_validation,
+           run_config)
 
 
 def test_every_function_default_of_a_constant_is_the_papers():
@@ -125,7 +133,7 @@ def test_every_pydantic_default_of_a_constant_is_the_papers():
     import pydantic
 
     seen = []
-    for mod in (run_config, config_validation):
+    for mod in (config_base, run_config, config_validation):
         for name, cls in inspect.getmembers(mod, inspect.isclass):
             if not issubclass(cls, pydantic.BaseModel) or cls.__module__ != mod.__name__:
                 continue

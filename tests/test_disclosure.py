@@ -4,7 +4,8 @@ The rule, stated here as the independent reference (docs/method.md section 9, th
 when its population is below 500 or unknown, or when it has fewer than 3 tiles (an unknown
 tile count does not flag). It is checked on every public output that carries a flag:
 
-* :func:`cpc_core.estimate.cpc.small_area_flags`, which the pipeline calls for ``communes.csv``,
+* :func:`cpc_core.disclosure.small_area_flags` (and :class:`cpc_core.disclosure.Thresholds`,
+  the option object the configuration converts into), which the pipeline calls for ``communes.csv``,
   ``communes.parquet``, ``rho_by_lag.csv``, ``estimates_by_lag.csv``, the profiles and the
   POI counts (jobs/pipeline.py), with the run configuration's default thresholds;
 * the validation stage: ``communes_public.csv`` (blanked rates in ``suppress`` mode, flags
@@ -25,9 +26,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpc_core.config.core import DisclosureConfig
+from cpc_core.config.core import ConfigError, DisclosureConfig, parse_config
 from cpc_core.config.validation_options import DisclosureThresholds, FiguresConfig, ValidationConfig
-from cpc_core.estimate.cpc import small_area_flags
+from cpc_core.disclosure import Thresholds, small_area_flags
 from jobs.validate import run_validation
 
 POPULATIONS = (499, 500, 501, None)
@@ -74,6 +75,8 @@ N_BELOW_TILES = sum(t is not None and t < 3 for _, t in CASES)
 def test_the_defaults_are_500_inhabitants_and_3_tiles():
     assert DisclosureConfig().min_population == 500 and DisclosureConfig().min_tiles == 3
     assert DisclosureThresholds().min_population == 500 and DisclosureThresholds().min_tiles == 3
+    assert Thresholds().min_population == 500 and Thresholds().min_tiles == 3
+    assert DisclosureConfig().to_thresholds() == Thresholds(500, 3)
 
 
 def test_flags_of_the_run_tables_at_the_thresholds():
@@ -85,6 +88,30 @@ def test_flags_of_the_run_tables_at_the_thresholds():
     got = list(zip(flags["small_area"].tolist(), flags["small_area_reason"].tolist(), strict=True))
     assert got == WANT
     assert (N_SMALL, N_BELOW_POP, N_BELOW_TILES) == (10, 8, 4)  # the reference itself
+    # the option object the library takes gives the same flags, from the config's conversion
+    thr = d.to_thresholds()
+    both = thr.flags(t["population"], t["n_tiles"])
+    assert list(zip(both["small_area"], both["small_area_reason"], strict=True)) == WANT
+
+
+def test_one_disclosure_model_for_the_run_and_the_validation_section():
+    """The run's ``disclosure:`` section and ``validation.disclosure`` are one type, converted into
+    the plain :class:`Thresholds` by one method; bad thresholds fail at the edge, naming the key."""
+    assert DisclosureThresholds is DisclosureConfig
+    assert ValidationConfig.model_fields["disclosure"].annotation == DisclosureConfig | None
+    cfg = parse_config({"synth": {}, "disclosure": {"min_population": 1000, "min_tiles": 5}})
+    assert cfg.disclosure.to_thresholds() == Thresholds(min_population=1000, min_tiles=5)
+    for raw, key in (({"min_tiles": 0}, "disclosure.min_tiles"), ({"min_population": -1}, "disclosure.min_population"),
+                     ({"min_people": 5}, "disclosure.min_people")):
+        with pytest.raises(ConfigError, match=key):
+            parse_config({"synth": {}, "disclosure": raw})
+    # the plain type refuses the same values itself (a library caller never meets pydantic)
+    for kwargs in ({"min_tiles": 0}, {"min_population": -1}, {"min_population": 2.5}, {"min_tiles": True}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            Thresholds(**kwargs)
+    # 500 and 3 themselves are not small; one less is
+    flags = Thresholds().flags(pd.Series([499.0, 500.0, 500.0]), pd.Series([3.0, 3.0, 2.0]))
+    assert flags["small_area"].tolist() == [True, False, True]
 
 
 @pytest.mark.parametrize("mode", ["suppress", "flag"])

@@ -12,6 +12,8 @@ no import circle.
 - :func:`redact`, :func:`redacted`, :func:`redact_message`, :func:`is_secret_key` -- secrets
   never reach a record, a log or a message.
 - ``_Frozen`` -- the base of every configuration model (frozen, unknown keys forbidden).
+- :class:`DisclosureConfig` -- the ``disclosure:`` section, mounted by the run configuration
+  and by the ``validation:`` section (hence here, below both).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Any, ClassVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from cpc_core import disclosure
 
 from cpc_core.errors import UsageError, clip
 
@@ -37,6 +41,7 @@ __all__ = [
     "REDACTED",
     "SECRET_ENV",
     "ConfigError",
+    "DisclosureConfig",
     "apply_overrides",
     "format_errors",
     "is_secret_key",
@@ -173,6 +178,32 @@ class _Frozen(BaseModel):
     def __repr_args__(self):
         for name, value in super().__repr_args__():
             yield name, (redact(value) if name in self._REDACTED_FIELDS and value is not None else value)
+
+
+class DisclosureConfig(_Frozen):
+    """Statistical disclosure control of every published output.
+
+    The thresholds of :mod:`cpc_core.disclosure`; :meth:`to_thresholds` converts the section into
+    the library's :class:`cpc_core.disclosure.Thresholds`.
+    """
+
+    min_population: int = Field(disclosure.MIN_POPULATION, ge=0, le=disclosure.MAX_MIN_POPULATION,
+                                description="areas below are flagged and their rates suppressed (0 .. 1e8)")
+    min_tiles: int = Field(disclosure.MIN_TILES, ge=1, le=disclosure.MAX_MIN_TILES,
+                           description="areas with fewer tiles are flagged and their rates suppressed (1 .. 1e6)")
+    publish_tile_coordinates: bool = Field(False, description="reserved, no effect today: no published output "
+                                           "carries tile coordinates whatever its value (tile-level "
+                                           "intermediates stay under internal/)")
+
+    def to_thresholds(self) -> disclosure.Thresholds:
+        """The plain option object the library takes.
+
+        Examples
+        --------
+        >>> DisclosureConfig(min_population=1000).to_thresholds()
+        Thresholds(min_population=1000, min_tiles=3)
+        """
+        return disclosure.Thresholds(min_population=self.min_population, min_tiles=self.min_tiles)
 
 
 class ConfigError(UsageError):

@@ -27,6 +27,7 @@ from cpc_core.config.base import (  # noqa: F401 - re-exported
     REDACTED,
     SECRET_ENV,
     ConfigError,
+    DisclosureConfig,
     _Frozen,
     apply_overrides,
     format_errors,
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_YAML_NODES",
     "REDACTED",
     "ConfigError",
+    "DisclosureConfig",
     "RunConfig",
     "StorageConfig",
     "apply_overrides",
@@ -357,18 +359,6 @@ class PoiConfig(_Frozen):
         if len(set(v)) != len(v):
             raise ValueError(f"duplicates in {list(v)}")
         return v
-
-
-class DisclosureConfig(_Frozen):
-    """Statistical disclosure control of every published output."""
-
-    min_population: int = Field(500, ge=0, le=100_000_000, description="areas below are flagged and their rates "
-                                "suppressed (0 .. 1e8)")
-    min_tiles: int = Field(3, ge=1, le=1_000_000, description="areas with fewer tiles are flagged and their rates "
-                           "suppressed (1 .. 1e6)")
-    publish_tile_coordinates: bool = Field(False, description="reserved, no effect today: no published output "
-                                           "carries tile coordinates whatever its value (tile-level "
-                                           "intermediates stay under internal/)")
 
 
 class OutputConfig(_Frozen):

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 # the shared helpers come from config.base, never from config.core (which mounts ValidationConfig
 # as its `validation:` section): no import circle
-from cpc_core.config.base import ConfigError, _Frozen, format_errors
+from cpc_core.config.base import ConfigError, DisclosureConfig, _Frozen, format_errors
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, PORN_SHARE
 from cpc_core.validation.statistics import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
@@ -166,14 +166,9 @@ class GeoConfig(_Frozen):
     commune: str = Field("commune", description="commune code column of the file (joined to columns.commune)")
 
 
-class DisclosureThresholds(_Frozen):
-    """Small-area thresholds; the same keys as the run config's ``disclosure:`` section."""
-
-    min_population: int = Field(500, ge=0, le=100_000_000, description="areas below are small areas (0 .. 1e8)")
-    min_tiles: int = Field(3, ge=1, le=1_000_000, description="areas with fewer tiles are small areas (1 .. 1e6)")
-    publish_tile_coordinates: bool = Field(
-        False, description="accepted for compatibility; this stage never writes tile-level data"
-    )
+#: The ``disclosure:`` section has one model, shared with the run configuration (the old name is
+#: kept for existing imports).
+DisclosureThresholds = DisclosureConfig
 
 
 class FiguresConfig(_Frozen):
@@ -304,7 +299,7 @@ class ValidationConfig(_Frozen):
     small_areas: Literal["suppress", "flag"] = Field(
         "suppress", description="suppress: rates blanked, maps hatched; flag: shown and marked"
     )
-    disclosure: DisclosureThresholds | None = Field(
+    disclosure: DisclosureConfig | None = Field(
         None, description="thresholds; default the run's disclosure section"
     )
     digits: int = Field(2, ge=1, le=6, description="decimals of the coefficients in the regression tables")

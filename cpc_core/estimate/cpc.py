@@ -6,7 +6,8 @@
 - :func:`estimate` -- the per-area table: ``cpc_j = c_j x Tor_j`` and per-1000 rates of every
   service (pandas in, pandas out).
 - :func:`estimate_by_lag` -- the same for every swept lag, on xarray (lazy on dask input).
-- :func:`small_area_flags` -- the disclosure flag of every published per-area table.
+
+The disclosure rule (``small_area_flags``) lives in :mod:`cpc_core.disclosure`.
 
 This module is the one home of the method's constants and of the cpc formula: the
 configuration models (``cpc_core.config``), the synthetic truth (``cpc_core.synth``) and the
@@ -23,6 +24,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+# moved to cpc_core.disclosure (its one home); still importable from here for old callers
+from cpc_core.disclosure import small_area_flags  # noqa: F401
+
 __all__ = [
     "CSAM_SHARE",
     "ESTIMATE_COLUMNS",
@@ -38,7 +42,6 @@ __all__ = [
     "estimate_by_lag",
     "integer_if_whole",
     "per_1000",
-    "small_area_flags",
 ]
 
 logger = logging.getLogger(__name__)
@@ -275,42 +278,6 @@ def estimate(
     # inhabitants are counted: written 15818, not 15818.0 (the rates above used the floats)
     out["population"] = integer_if_whole(out["population"])
     return out[[*ESTIMATE_COLUMNS, "c_floored"]]
-
-
-def small_area_flags(population: pd.Series, n_tiles: pd.Series, min_population: int,
-                     min_tiles: int) -> pd.DataFrame:
-    """Disclosure flags of areas: population below ``min_population`` (or unknown), or fewer tiles.
-
-    Parameters
-    ----------
-    population
-        Population per area (the index); NaN (unknown) counts as small.
-    n_tiles
-        (Weighted) tile count per area, aligned on ``population``'s index; NaN is not flagged
-        (pass 0 for an area without tiles).
-    min_population, min_tiles
-        The thresholds (``disclosure.min_population``, ``disclosure.min_tiles``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``small_area`` (bool) and ``small_area_reason`` (empty when not small), same index.
-
-    Examples
-    --------
-    >>> f = small_area_flags(pd.Series([100, 900]), pd.Series([5, 1]), 500, 3)
-    >>> f["small_area"].tolist(), f["small_area_reason"].tolist()
-    ([True, True], ['population < 500', 'tiles < 3'])
-    """
-    pop = pd.Series(population, dtype=np.float64)
-    tiles = pd.Series(n_tiles, dtype=np.float64).reindex(pop.index)
-    small_pop = ~(pop >= min_population)
-    few_tiles = tiles < min_tiles
-    reason = np.select([small_pop & few_tiles, small_pop, few_tiles],
-                       [f"population < {min_population} and tiles < {min_tiles}", f"population < {min_population}",
-                        f"tiles < {min_tiles}"], default="")
-    return pd.DataFrame({"small_area": (small_pop | few_tiles).to_numpy(dtype=bool), "small_area_reason": reason},
-                        index=pop.index)
 
 
 def _commune_table(totals: pd.DataFrame, population: str) -> pd.DataFrame:
