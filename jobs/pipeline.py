@@ -55,7 +55,6 @@ from cpc_core.cube import ingest as ingest_lib
 from cpc_core.render import report as report_lib
 from cpc_core.config.core import RunConfig, redact_message, redacted
 from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
-from cpc_core.synth.generator import SynthSpec
 from cpc_core.validation.stage import RoleError
 from jobs import _cache
 from jobs._compute import progress
@@ -598,7 +597,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
                 logger.info("synthetic data already in %s: not regenerated", data)
         else:
             with timer("synth"):
-                run_synth(SynthSpec(**cfg.synth.model_dump()), data, client)
+                run_synth(cfg.synth.to_spec(), data, client)
         outputs["synthetic data (with truth)"] = str(data)
     # The areas and crosswalks need only the geometry files, not the cube: the driver builds
     # them in a thread while the workers ingest (seconds saved on many cores, where the ingest

@@ -45,3 +45,65 @@ def test_method_options_are_config_defaults():
             load_config(None, ["synth.days=2", *bad])
     with pytest.raises(ConfigError, match="outage_rule"):
         parse_config({"synth": {}, "estimate": {"outage_rule": "authors", "exclude_known_outages": False}})
+
+
+def test_config_modules_import_no_circle():
+    """config.base and config.validation_options never import config.core (at module level or
+    inside a function): the package has no import circle (issue #13)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "cpc_core" / "config"
+    for name in ("base.py", "validation_options.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m.startswith("cpc_core.config.core")}, (name, imported)
+        if name == "base.py":
+            assert not {m for m in imported if m.startswith("cpc_core.config.validation_options")}, imported
+
+
+def test_synth_section_converts_into_the_generators_spec():
+    """One option type per concept: the synth section's fields are SynthSpec's, with its defaults,
+    and to_spec() is the conversion; a bad city fails at the edge naming the key."""
+    import dataclasses
+    import datetime as dt
+
+    from cpc_core.config.core import ConfigError, SynthConfig, parse_config
+    from cpc_core.synth.generator import SynthSpec
+
+    spec_fields = {f.name: f.default for f in dataclasses.fields(SynthSpec)}
+    for name, info in SynthConfig.model_fields.items():
+        assert name in spec_fields, name
+        assert info.default == spec_fields[name], (name, info.default, spec_fields[name])
+    assert SynthConfig().to_spec() == SynthSpec()
+    cfg = parse_config({"synth": {"cities": ["Nice", "Lyon"], "days": 3, "start": "2019-04-01", "seed": 7,
+                                  "lag_h": -2, "scale": 0.002}})
+    assert cfg.synth.to_spec() == SynthSpec(cities=("Nice", "Lyon"), days=3, start=dt.date(2019, 4, 1), seed=7,
+                                            lag_h=-2, scale=0.002)
+    with pytest.raises(ConfigError, match=r"synth\.cities: unknown cities \['Atlantis'\]"):
+        parse_config({"synth": {"cities": ["Atlantis"]}})
+    with pytest.raises(ValueError, match=r"unknown cities \['Atlantis'\]"):
+        SynthSpec(cities=("Atlantis",))
+
+
+def test_cluster_section_converts_into_the_cluster_spec():
+    """The cluster section's fields are ClusterSpec's; to_spec() keeps the password a secret,
+    applies overrides (None ignored) and lets ClusterSpec refuse what it refuses."""
+    import dataclasses
+
+    from pydantic import SecretStr
+
+    from cluster import ClusterSpec
+    from cpc_core.config.core import ClusterConfig
+
+    spec_fields = {f.name for f in dataclasses.fields(ClusterSpec)}
+    assert set(ClusterConfig.model_fields) <= spec_fields, set(ClusterConfig.model_fields) - spec_fields
+    assert ClusterConfig().to_spec() == ClusterSpec(kind="local")
+    gw = ClusterConfig(kind="gateway", address="https://gw.example:443", auth="basic", username="u",
+                       password="pw-1234", workers=4)
+    spec = gw.to_spec(workers=None, connect_timeout=5)
+    assert (spec.kind, spec.address, spec.workers, spec.connect_timeout) == ("gateway", "https://gw.example:443", 4, 5)
+    assert isinstance(spec.password, SecretStr) and spec.password.get_secret_value() == "pw-1234"
+    assert "pw-1234" not in repr(spec) and "pw-1234" not in repr(gw)
+    with pytest.raises(ValueError, match="applies only to kind"):
+        ClusterConfig(kind="local", workers=3).to_spec()

@@ -41,7 +41,8 @@ from cpc_core.config.base import (  # noqa: F401 - re-exported
 from cpc_core.config.validation_options import ValidationConfig, parse_validation_config
 from cpc_core.errors import clip
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, MIN_HOURS, ONION_SHARE, ZERO_VALUE
-from cpc_core.netmob.facts import CITIES, CITY_DIMS, NETMOB_START, STUDY_SERVICES
+from cpc_core.netmob.facts import STUDY_SERVICES
+from cpc_core.synth.generator import SynthSpec, check_cities
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -71,29 +72,42 @@ TILE_PLACEHOLDERS = ("netmob", "city")
 
 
 class SynthConfig(_Frozen):
-    """Synthetic data to generate before the run (``cpc demo`` and tests)."""
+    """Synthetic data to generate before the run (``cpc demo`` and tests).
 
-    cities: tuple[str, ...] = Field(("Paris", "Lyon", "Toulouse", "Nice"), description="NetMob23 cities to "
+    The defaults are :class:`cpc_core.synth.generator.SynthSpec`'s; :meth:`to_spec` converts the
+    section into it (``spatial_errors`` is left to ``cpc synth``).
+    """
+
+    cities: tuple[str, ...] = Field(SynthSpec.cities, description="NetMob23 cities to "
                                     "generate, by their NetMob23 names (e.g. Paris, Lyon, Saint-Etienne)")
-    services: tuple[str, ...] = Field(STUDY_SERVICES, description="services to generate (NetMob23 names); "
+    services: tuple[str, ...] = Field(SynthSpec.services, description="services to generate (NetMob23 names); "
                                       "Tor, Web_Adult and YouTube carry the planted truth, any other gets a "
                                       "YouTube-like daily shape")
-    start: dt.date = Field(NETMOB_START, description="first day generated (YYYY-MM-DD, local time)")
-    days: int = Field(28, ge=1, le=366, description="number of consecutive days generated")
-    directions: tuple[Literal["DL", "UL"], ...] = Field(("DL",), description="traffic directions generated: "
-                                                        "DL download, UL upload")
-    scale: float = Field(0.01, gt=0, le=1, description="tiles as a fraction of the real city's tile count "
-                         "(1.0: real size); communes scale as scale^0.25")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed: the same seed gives the same files")
-    lag_h: int = Field(0, ge=-24, le=24, description="planted lag in hours: Tor follows Web_Adult by lag_h hours")
+    start: dt.date = Field(SynthSpec.start, description="first day generated (YYYY-MM-DD, local time)")
+    days: int = Field(SynthSpec.days, ge=1, le=366, description="number of consecutive days generated")
+    directions: tuple[Literal["DL", "UL"], ...] = Field(SynthSpec.directions, description="traffic directions "
+                                                        "generated: DL download, UL upload")
+    scale: float = Field(SynthSpec.scale, gt=0, le=1, description="tiles as a fraction of the real city's tile "
+                         "count (1.0: real size); communes scale as scale^0.25")
+    seed: int = Field(SynthSpec.seed, ge=0, le=2**32 - 1, description="random seed: the same seed gives the same "
+                      "files")
+    lag_h: int = Field(SynthSpec.lag_h, ge=-24, le=24, description="planted lag in hours: Tor follows Web_Adult "
+                       "by lag_h hours")
 
     @field_validator("cities")
     @classmethod
     def _known_cities(cls, v):
-        bad = [c for c in v if c not in CITY_DIMS]
-        if bad:
-            raise ValueError(f"unknown cities {bad}; allowed: {', '.join(CITIES)}")
-        return v
+        return check_cities(v)
+
+    def to_spec(self) -> SynthSpec:
+        """The generator's option object.
+
+        Examples
+        --------
+        >>> SynthConfig(cities=["Nice"], days=2).to_spec().days
+        2
+        """
+        return SynthSpec(**dict(self))
 
 
 class InputConfig(_Frozen):
@@ -123,7 +137,11 @@ class IngestConfig(_Frozen):
 
 
 class ClusterConfig(_Frozen):
-    """Which Dask cluster to use; see ``cluster.ClusterSpec`` for the meaning of each field."""
+    """Which Dask cluster to use; see ``cluster.ClusterSpec`` for the meaning of each field.
+
+    Every field is one of :class:`cluster.ClusterSpec`'s (the option object the cluster module
+    takes and validates); :meth:`to_spec` converts the section into it.
+    """
 
     _REDACTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"address", "proxy_address", "cluster_options"})
 
@@ -180,6 +198,35 @@ class ClusterConfig(_Frozen):
         if v is not None and not v.get_secret_value():
             raise ValueError("empty; give a value or leave the key out (then DASK_GATEWAY__AUTH__KWARGS__PASSWORD)")
         return v
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The fields set (not None), as attributes: the password stays a ``SecretStr``.
+
+        Not :meth:`model_dump`, whose output is redacted (``address``, ``cluster_options``).
+        """
+        return {k: getattr(self, k) for k in type(self).model_fields if getattr(self, k) is not None}
+
+    def to_spec(self, **overrides: Any) -> Any:
+        """The cluster module's ``ClusterSpec``: the fields set here, then ``overrides`` (None ignored).
+
+        Imported here, not at the top: the cluster module brings ``distributed``, which reading a
+        configuration does not need.
+
+        Raises
+        ------
+        ValueError, TypeError
+            From ``ClusterSpec``, naming the field (``jobs.cli`` turns them into a
+            :class:`ConfigError` naming the section).
+
+        Examples
+        --------
+        >>> spec = ClusterConfig(kind="local", n_workers=2).to_spec(threads_per_worker=1)
+        >>> type(spec).__name__, spec.n_workers, spec.threads_per_worker
+        ('ClusterSpec', 2, 1)
+        """
+        from cluster import ClusterSpec
+
+        return ClusterSpec(**{**self.spec_fields(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
 class StorageConfig(_Frozen):

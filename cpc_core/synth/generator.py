@@ -49,6 +49,8 @@ __all__ = [
     "CityModel",
     "SynthSpec",
     "build_city",
+    "check_cities",
+    "planted_cpc_per_1000",
     "write_city_geography",
     "write_communes",
     "write_covariates",
@@ -113,7 +115,12 @@ OUTCOME_ZERO_SHARE = 0.447
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """What to generate. ``scale`` is the number of tiles as a fraction of the real city's."""
+    """What to generate. ``scale`` is the number of tiles as a fraction of the real city's.
+
+    The library's option object; the configuration's ``synth:`` section
+    (:class:`cpc_core.config.core.SynthConfig`) takes its defaults from here and converts into
+    it with ``to_spec()``.
+    """
 
     cities: tuple[str, ...] = DEMO_CITIES
     services: tuple[str, ...] = netmob.STUDY_SERVICES
@@ -130,9 +137,7 @@ class SynthSpec:
     def __post_init__(self):
         if not -1 < self.spatial_errors < 1:
             raise ValueError(f"spatial_errors={self.spatial_errors}: must lie in (-1, 1)")
-        unknown = [c for c in self.cities if c not in netmob.CITY_DIMS]
-        if unknown:
-            raise ValueError(f"unknown cities {unknown}; allowed: {', '.join(netmob.CITIES)}")
+        check_cities(self.cities)
         bad = [d for d in self.directions if d not in netmob.DIRECTIONS]
         if bad:
             raise ValueError(f"unknown directions {bad}; allowed: DL, UL")
@@ -153,6 +158,23 @@ class SynthSpec:
         """Communes per city: the real count (``docs/method.md`` section 8) times ``scale ** 0.25``."""
         real = _REAL_COMMUNES[city]
         return max(3, int(round(real * self.scale**0.25)))
+
+
+def check_cities(cities: Sequence[str]) -> tuple[str, ...]:
+    """``cities`` as a tuple, or a ``ValueError`` naming the unknown ones and the allowed names.
+
+    The one check of a city name, for :class:`SynthSpec` and the configuration's ``synth:``
+    section.
+
+    Examples
+    --------
+    >>> check_cities(["Nice"])
+    ('Nice',)
+    """
+    unknown = [c for c in cities if c not in netmob.CITY_DIMS]
+    if unknown:
+        raise ValueError(f"unknown cities {unknown}; allowed: {', '.join(netmob.CITIES)}")
+    return tuple(cities)
 
 
 _REAL_COMMUNES = {
