@@ -107,3 +107,24 @@ def test_cluster_section_converts_into_the_cluster_spec():
     assert "pw-1234" not in repr(spec) and "pw-1234" not in repr(gw)
     with pytest.raises(ValueError, match="applies only to kind"):
         ClusterConfig(kind="local", workers=3).to_spec()
+
+
+def test_the_reported_lag_is_always_swept():
+    """estimate.lag_h joins estimate.lags when absent (sorted), while validating: the frozen model
+    is never changed afterwards; duplicates are an error naming estimate.lags."""
+    import pydantic
+
+    from cpc_core.config.core import ConfigError, EstimateConfig, parse_config
+
+    assert EstimateConfig().lags == tuple(range(-6, 7))
+    assert EstimateConfig(lag_h=10).lags == (*range(-6, 7), 10)
+    assert EstimateConfig(lag_h=-2, lags=[3, 0]).lags == (-2, 0, 3)
+    assert EstimateConfig(lag_h=3, lags=[3, 0]).lags == (3, 0)  # already swept: left as given
+    cfg = parse_config({"synth": {}, "estimate": {"lag_h": "4", "lags": ["0", "1"]}})
+    assert cfg.estimate.lags == (0, 1, 4)
+    with pytest.raises(pydantic.ValidationError):
+        cfg.estimate.lags = (0,)  # frozen
+    with pytest.raises(ConfigError, match=r"estimate\.lags: duplicates in \[1, 1\]"):
+        parse_config({"synth": {}, "estimate": {"lags": [1, 1]}})
+    with pytest.raises(ConfigError, match=r"estimate\.lag_h: Input should be less than or equal to 48"):
+        parse_config({"synth": {}, "estimate": {"lag_h": 49}})

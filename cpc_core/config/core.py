@@ -15,7 +15,15 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from cpc_core import storage
 
@@ -338,7 +346,8 @@ class EstimateConfig(_Frozen):
 
     lag_h: int = Field(0, ge=-48, le=48, description="lag of the reported estimate; Tor lag_h hours after Web_Adult")
     lags: tuple[Annotated[int, Field(ge=-48, le=48)], ...] = Field(
-        tuple(range(-6, 7)), min_length=1, max_length=97, description="lags swept, each -48 .. 48 like lag_h")
+        tuple(range(-6, 7)), min_length=1, max_length=97, validate_default=True,
+        description="lags swept, each -48 .. 48 like lag_h; lag_h is added when absent")
     transform: Literal["log", "none"] = Field(
         "log", description="transform of hourly traffic before the correlation: log (zeros replaced by "
         "zero_value; the authors' choice) or none")
@@ -367,13 +376,17 @@ class EstimateConfig(_Frozen):
     uncertainty: UncertaintyConfig = Field(UncertaintyConfig(), description="intervals and rank probabilities "
                                            "per area (docs/method.md, Uncertainty)")
 
-    @model_validator(mode="after")
-    def _lag_swept(self):
-        if len(set(self.lags)) != len(self.lags):
-            raise ValueError("estimate.lags: duplicates")
-        if self.lag_h not in self.lags:
-            object.__setattr__(self, "lags", tuple(sorted({*self.lags, self.lag_h})))
-        return self
+    @field_validator("lags")
+    @classmethod
+    def _lag_swept(cls, v: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        # The reported lag is always swept. Done while validating (lag_h is declared before
+        # lags, so it is validated first), never by changing the frozen model afterwards.
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicates in {list(v)}")
+        lag_h = info.data.get("lag_h")  # absent when lag_h itself was invalid
+        if lag_h is not None and lag_h not in v:
+            v = tuple(sorted({*v, lag_h}))
+        return v
 
     @model_validator(mode="after")
     def _outage_rule_needs_outages(self):
