@@ -10,16 +10,20 @@ small areas. The rule and its thresholds live here only:
   ``disclosure:`` section converts into it with ``DisclosureConfig.to_thresholds()``).
 - :func:`small_area_flags` -- the flag and its reason, per area.
 
-No published output carries tile coordinates: tile-level intermediates stay under
+The module imports numpy and pandas only inside :func:`small_area_flags`: the configuration
+imports it for the thresholds and loads without them. No published output carries tile
+coordinates: tile-level intermediates stay under
 ``internal/`` (the configuration's ``disclosure.publish_tile_coordinates`` is reserved).
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["MIN_POPULATION", "MIN_TILES", "Thresholds", "small_area_flags"]
 
@@ -50,6 +54,7 @@ class Thresholds:
 
     Examples
     --------
+    >>> import pandas as pd
     >>> Thresholds()
     Thresholds(min_population=500, min_tiles=3)
     >>> Thresholds(min_population=1000).flags(pd.Series([999, 1000]), pd.Series([3, 3]))["small_area"].tolist()
@@ -62,7 +67,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         for name, low, high in (("min_population", 0, MAX_MIN_POPULATION), ("min_tiles", 1, MAX_MIN_TILES)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
                 raise ValueError(f"disclosure.{name} must be an integer in {low} .. {high:,}, got {value!r}")
 
     def flags(self, population: pd.Series, n_tiles: pd.Series) -> pd.DataFrame:
@@ -91,10 +96,16 @@ def small_area_flags(population: pd.Series, n_tiles: pd.Series, min_population: 
 
     Examples
     --------
+    >>> import pandas as pd
     >>> f = small_area_flags(pd.Series([100, 900]), pd.Series([5, 1]), 500, 3)
     >>> f["small_area"].tolist(), f["small_area_reason"].tolist()
     ([True, True], ['population < 500', 'tiles < 3'])
     """
+    # imported here: the configuration imports this module for the thresholds alone and must
+    # load without numpy and pandas (a configuration error answers at once)
+    import numpy as np
+    import pandas as pd
+
     pop = pd.Series(population, dtype=np.float64)
     tiles = pd.Series(n_tiles, dtype=np.float64).reindex(pop.index)
     small_pop = ~(pop >= min_population)

@@ -128,3 +128,19 @@ def test_the_reported_lag_is_always_swept():
         parse_config({"synth": {}, "estimate": {"lags": [1, 1]}})
     with pytest.raises(ConfigError, match=r"estimate\.lag_h: Input should be less than or equal to 48"):
         parse_config({"synth": {}, "estimate": {"lag_h": 49}})
+
+
+def test_the_configurations_method_modules_load_without_numpy():
+    """The homes of the constants, the disclosure thresholds and the shared config helpers import
+    no numpy, pandas or xarray: the configuration takes its defaults from them, and a
+    configuration error must answer without loading the numeric stack (issue #14)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "import cpc_core.estimate.constants, cpc_core.disclosure, cpc_core.config.base\n"
+            "print(json.dumps(sorted(m for m in ('numpy', 'pandas', 'xarray', 'scipy') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert json.loads(out.stdout) == [], out.stdout

@@ -5,7 +5,7 @@ the typed sections to the stages. Unknown keys are errors (a typo must not silen
 to a default), and every error names the key and what is allowed.
 
 Every constant of the method (``docs/method.md``, section 12) is a default here, imported from
-its one home (:mod:`cpc_core.estimate.cpc`), never a literal.
+its one home (:mod:`cpc_core.estimate.constants`), never a literal.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ from cpc_core.config.base import (  # noqa: F401 - re-exported
 )
 from cpc_core.config.validation_options import ValidationConfig, parse_validation_config
 from cpc_core.errors import clip
-from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, MIN_HOURS, ONION_SHARE, ZERO_VALUE
+from cpc_core.estimate.constants import C_FLOOR, CSAM_SHARE, MIN_HOURS, ONION_SHARE, ZERO_VALUE
 from cpc_core.netmob.facts import STUDY_SERVICES
-from cpc_core.synth.generator import SynthSpec, check_cities
+from cpc_core.synth.spec import SynthSpec, check_cities
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -82,7 +82,7 @@ TILE_PLACEHOLDERS = ("netmob", "city")
 class SynthConfig(_Frozen):
     """Synthetic data to generate before the run (``cpc demo`` and tests).
 
-    The defaults are :class:`cpc_core.synth.generator.SynthSpec`'s; :meth:`to_spec` converts the
+    The defaults are :class:`cpc_core.synth.spec.SynthSpec`'s; :meth:`to_spec` converts the
     section into it (``spatial_errors`` is left to ``cpc synth``).
     """
 

@@ -9,10 +9,10 @@
 
 The disclosure rule (``small_area_flags``) lives in :mod:`cpc_core.disclosure`.
 
-This module is the one home of the method's constants and of the cpc formula: the
-configuration models (``cpc_core.config``), the synthetic truth (``cpc_core.synth``) and the
-validation import them from here. Every constant is a keyword default, so a configuration can
-override it.
+This module is the one home of the cpc formula, and offers the method's constants (defined in
+:mod:`cpc_core.estimate.constants`, which imports nothing so that the configuration loads
+without numpy): the configuration models, the synthetic truth and the validation use them.
+Every constant is a keyword default, so a configuration can override it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ import xarray as xr
 
 # moved to cpc_core.disclosure (its one home); still importable from here for old callers
 from cpc_core.disclosure import small_area_flags  # noqa: F401
+from cpc_core.estimate.constants import (
+    C_FLOOR,
+    CSAM_SHARE,
+    GLOBAL_SHARE,
+    MIN_HOURS,
+    ONION_SHARE,
+    PORN_SHARE,
+    ZERO_VALUE,
+)
 
 __all__ = [
     "CSAM_SHARE",
@@ -45,22 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Share of Tor traffic that goes to onion services (Tor metrics, 2019-03-16..05-31).
-ONION_SHARE = 0.011
-#: Share of onion pages that are pornographic: 2,267,628 / 5,437,248 (DarkBERT crawl).
-PORN_SHARE = 0.41705
-#: Share of pornographic onion sites that are CSAM: 105 / 253 (DUTA).
-CSAM_SHARE = 0.41502
-#: Global estimate of the CSAM share of Tor download traffic, ONION x PORN x CSAM = 0.19 %
-#: (Figure 1, left). Locally, the area's rho_j takes the place of PORN_SHARE.
-GLOBAL_SHARE = ONION_SHARE * PORN_SHARE * CSAM_SHARE
-#: Replacement for non-positive c_j (paper: 1e-5, i.e. rho_j,0 = 1e-5 / (0.011 x 0.41502)).
-C_FLOOR = 1e-5
-#: Replaces zero hourly traffic before the log of the correlation (the authors' code).
-ZERO_VALUE = 0.001
-#: Valid hours an area needs for rho_j: one week (``estimate.min_hours``).
-MIN_HOURS = 168
 
 #: Columns of :func:`estimate`'s table, in order (``c_floored`` is appended after them).
 ESTIMATE_COLUMNS: tuple[str, ...] = (
