@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpc_core.config.core import load_config
+from cpc_core.config import load_config
 from jobs.cli import DEMO_CONFIG
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -131,15 +131,15 @@ def test_the_reported_lag_is_always_swept():
 
 
 def test_the_configurations_method_modules_load_without_numpy():
-    """The homes of the constants, the disclosure thresholds and the shared config helpers import
-    no numpy, pandas or xarray: the configuration takes its defaults from them, and a
-    configuration error must answer without loading the numeric stack (issue #14)."""
+    """The homes of the constants and of the disclosure thresholds import no numpy, pandas or
+    xarray: the configuration takes its defaults from them, and a configuration error must answer
+    without loading the numeric stack (issue #14)."""
     import json
     import subprocess
     import sys
 
     code = ("import json, sys\n"
-            "import cpc_core.estimate.constants, cpc_core.disclosure, cpc_core.config.base\n"
+            "import cpc_core.estimate.constants, cpc_core.disclosure\n"
             "print(json.dumps(sorted(m for m in ('numpy', 'pandas', 'xarray', 'scipy') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
