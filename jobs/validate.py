@@ -355,8 +355,8 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
     sections = []
     lags = (prepared.lag_h, prepared.cpc_lag_h)
     names = {**vs.LABELS, "outcome": config.outcome_label,
-             "log_cpc_per_1000": vs.variable_label("log_cpc_per_1000", config, *lags),
-             "log_cpc_per_1000_lag": vs.variable_label("log_cpc_per_1000_lag", config, *lags)}  # fmt: skip
+             "log_cpc_per_1000": vs.variable_label("log_cpc_per_1000", config.outcome_label, *lags),
+             "log_cpc_per_1000_lag": vs.variable_label("log_cpc_per_1000_lag", config.outcome_label, *lags)}  # fmt: skip
     shown_labels = {k: label(v) for k, v in names.items()}  # identifiers -> readers' labels
     long = vs.ols_frame(res, config, *lags)
     for key, tab in res.tables.items():
@@ -366,7 +366,7 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
             continue
         long.loc[long["table"] == key].to_csv(tdir / f"{key}.csv", index=False)
         paths[f"{key}.csv"] = str(tdir / f"{key}.csv")
-        dependent = [label(vs.variable_label(f.spec.y, config, *lags)) for f in tab.fits]
+        dependent = [label(vs.variable_label(f.spec.y, config.outcome_label, *lags)) for f in tab.fits]
         present = {t for f in tab.fits for t in f.result.params.index}
         order = [t for t in (*_ORDER, *prepared.pcs, "outcome", "log_cpc_per_1000") if t in present]
         built = tables.regression_table(
