@@ -12,20 +12,24 @@ Writing files is ``jobs/validate.py``'s job.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.estimate.cpc import integer_if_whole
-from cpc_core.validation.results import Prepared, ValidationResult
+from cpc_core.validation.results import ModelFit, Prepared, ValidationResult
 from cpc_core.validation.search_interest import score_rule_flips
 from cpc_core.validation.specs import variable_label
 
 __all__ = [
     "PUBLIC_INTERVALS",
     "PUBLIC_RATES",
+    "FittedModel",
     "finite",
+    "fitted_models",
     "ols_frame",
     "public_communes",
     "records",
@@ -136,6 +140,55 @@ def records(df: pd.DataFrame) -> list[dict]:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class FittedModel:
+    """One fitted model of a regression table, its coefficients as plain records.
+
+    Attributes
+    ----------
+    table : str
+        The table's key.
+    column : int
+        1-based column of the model in its table.
+    fit : ModelFit
+    dependent_label : str
+    coefficients : list of dict
+        One per term: ``term``, ``label``, ``coef``, ``se``, ``statistic``, ``p_value``,
+        ``ci_lower``, ``ci_upper``.
+    note : str
+        The table's omission note (:attr:`TableResult.omission_note`).
+    """
+
+    table: str
+    column: int
+    fit: ModelFit
+    dependent_label: str
+    coefficients: list[dict]
+    note: str
+
+
+def fitted_models(result: ValidationResult, conf_level: float, outcome_label: str,
+                  lag_h: int | None = None, cpc_lag_h: int | None = None) -> Iterator[FittedModel]:  # fmt: skip
+    """Every fitted model of every regression table with its coefficients, in table order.
+
+    The one coefficient loop behind :func:`ols_frame` (long CSV) and :func:`to_json`.
+    """
+    for key, tab in result.tables.items():
+        for i, fit in enumerate(tab.fits, start=1):
+            r = fit.result
+            coef = r.to_frame()
+            ci = r.conf_int(alpha=1 - conf_level)
+            terms = [
+                {"term": t, "label": variable_label(t, outcome_label, lag_h, cpc_lag_h),
+                 "coef": coef.at[t, "coef"], "se": coef.at[t, "se"],
+                 "statistic": coef.at[t, "statistic"], "p_value": coef.at[t, "p_value"],
+                 "ci_lower": ci.at[t, "lower"], "ci_upper": ci.at[t, "upper"]}
+                for t in coef.index
+            ]  # fmt: skip
+            yield FittedModel(key, i, fit, variable_label(r.y, outcome_label, lag_h, cpc_lag_h),
+                              terms, tab.omission_note)  # fmt: skip
+
+
 def ols_frame(
     result: ValidationResult,
     config: ValidationConfig,
@@ -158,24 +211,14 @@ def ols_frame(
     ...           ValidationConfig()).empty
     True
     """
-    rows = []
-    for key, tab in result.tables.items():
-        for i, fit in enumerate(tab.fits, start=1):
-            r = fit.result
-            coef = r.to_frame()
-            ci = r.conf_int(alpha=1 - config.conf_level)
-            for term in coef.index:
-                rows.append({
-                    "table": key, "column": i, "model": r.name,
-                    "dependent": variable_label(r.y, config.outcome_label, lag_h, cpc_lag_h), "term": term,
-                    "label": variable_label(term, config.outcome_label, lag_h, cpc_lag_h),
-                    "coef": coef.at[term, "coef"],
-                    "se": coef.at[term, "se"], "statistic": coef.at[term, "statistic"],
-                    "p_value": coef.at[term, "p_value"], "ci_lower": ci.at[term, "lower"],
-                    "ci_upper": ci.at[term, "upper"], "nobs": r.nobs, "rsquared": r.rsquared,
-                    "rsquared_adj": r.rsquared_adj, "cov_type": r.cov_type,
-                    "note": tab.omission_note,
-                })  # fmt: skip
+    rows = [
+        {"table": m.table, "column": m.column, "model": m.fit.result.name,
+         "dependent": m.dependent_label, **c, "nobs": m.fit.result.nobs,
+         "rsquared": m.fit.result.rsquared, "rsquared_adj": m.fit.result.rsquared_adj,
+         "cov_type": m.fit.result.cov_type, "note": m.note}
+        for m in fitted_models(result, config.conf_level, config.outcome_label, lag_h, cpc_lag_h)
+        for c in m.coefficients
+    ]  # fmt: skip
     cols = ["table", "column", "model", "dependent", "term", "label", "coef", "se", "statistic",
             "p_value", "ci_lower", "ci_upper", "nobs", "rsquared", "rsquared_adj", "cov_type",
             "note"]  # fmt: skip
@@ -206,34 +249,17 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
         for q, row in result.table1.to_dict(orient="index").items()
     }
     ols = []
-    for key, tab in result.tables.items():
-        for i, fit in enumerate(tab.fits, start=1):
-            r = fit.result
-            coef = r.to_frame()
-            ci = r.conf_int(alpha=1 - config.conf_level)
-            ols.append({
-                "table": key,
-                "column": i,
-                "model": r.name,
-                "dependent": r.y,
-                "dependent_label": variable_label(r.y, config.outcome_label, lag, prepared.cpc_lag_h),
-                "cov_type": r.cov_type,
-                "use_t": r.use_t,
-                "nobs": r.nobs,
-                "rsquared": finite(r.rsquared),
-                "rsquared_adj": finite(r.rsquared_adj),
-                "df_resid": finite(r.df_resid),
-                "sample": fit.sample,
-                "dropped_regressors": list(fit.dropped_regressors),
-                "coefficients": [
-                    {"term": t, "label": variable_label(t, config.outcome_label, lag, prepared.cpc_lag_h),
-                     "coef": finite(coef.at[t, "coef"]), "se": finite(coef.at[t, "se"]),
-                     "statistic": finite(coef.at[t, "statistic"]),
-                     "p_value": finite(coef.at[t, "p_value"]),
-                     "ci_lower": finite(ci.at[t, "lower"]), "ci_upper": finite(ci.at[t, "upper"])}
-                    for t in coef.index
-                ],
-            })  # fmt: skip
+    for m in fitted_models(result, config.conf_level, config.outcome_label, lag, prepared.cpc_lag_h):
+        r = m.fit.result
+        ols.append({
+            "table": m.table, "column": m.column, "model": r.name, "dependent": r.y,
+            "dependent_label": m.dependent_label, "cov_type": r.cov_type, "use_t": r.use_t,
+            "nobs": r.nobs, "rsquared": finite(r.rsquared), "rsquared_adj": finite(r.rsquared_adj),
+            "df_resid": finite(r.df_resid), "sample": m.fit.sample,
+            "dropped_regressors": list(m.fit.dropped_regressors),
+            "coefficients": [{k: v if k in ("term", "label") else finite(v) for k, v in c.items()}
+                             for c in m.coefficients],
+        })  # fmt: skip
     tables = {
         key: {"title": tab.title, "paper_title": tab.spec.title, "status": tab.status,
               "reason": tab.reason, "models": [f.result.name for f in tab.fits],

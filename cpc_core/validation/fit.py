@@ -96,7 +96,16 @@ def _explain(prepared: Prepared, var: str) -> str:
 
 
 def fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
-    if spec.key == "table7" and prepared.lag_h is not None:
+    """Fit the models of one regression table, or say why it is skipped.
+
+    Every model regresses its ``y`` on the common controls (:data:`CONTROLS` and the PCs)
+    plus its ``extra`` regressors, over the statistics rows after the table's filters; the
+    spec's own rules (``common_sample``, ``compares_lags``, ``column_labels``) are applied
+    here, with no table named in the code. POI counts are standardised over each model's
+    sample unless ``poi_scaling`` is ``statistics_rows``; a control constant in the sample
+    is dropped (and reported).
+    """
+    if spec.compares_lags and prepared.lag_h is not None:
         # "no lag" must be lag 0, and the lagged column another lag (else one model twice)
         if prepared.cpc_lag_h != 0:
             return TableResult(spec, "skipped", reason=(
@@ -143,12 +152,7 @@ def fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> 
         sample["n_used"] = res.nobs
         fits.append(ModelFit(m, res, tuple(regressors), sample,
                              tuple(constant) + tuple(missing_controls)))  # fmt: skip
-    labels = None
-    if spec.key == "table7":
-        labels = ("no lag (Tor lag 0 h)", f"Tor lag {prepared.lag_h:+d} h")
-    elif spec.key == "table5":
-        labels = ("(without)", "(with drug abuse)")
-    return TableResult(spec, "ok", tuple(fits), column_labels=labels)
+    return TableResult(spec, "ok", tuple(fits), column_labels=spec.labels(prepared.lag_h))
 
 
 def compute(prepared: Prepared, config: ValidationConfig,

@@ -137,17 +137,24 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A regression table: its models, row filters and whether they share one sample.
+    """A regression table: its models, row filters, sample, lag and label rules.
 
     Attributes
     ----------
     key, title : str
     models : tuple of ModelSpec
     filters : tuple of str
-        Keys of row filters (``"nonzero_outcome"``).
+        Keys of row filters (:data:`FILTERS`).
     common_sample : bool
         Fit every model on the rows complete for all of them (the paper's Tables 5 and 7
         report the same N in both columns).
+    compares_lags : bool
+        The first model is the unlagged cpc and the second the cpc at Table 7's lag: the
+        table is skipped when the unlagged cpc is not at lag 0, or when the lag is 0 (its two
+        columns would be one model).
+    column_labels : tuple of str, optional
+        One label per model, above its column; ``{lag_h:+d}`` is replaced by the lag of the
+        lagged cpc (:meth:`labels`).
     """
 
     key: str
@@ -155,6 +162,20 @@ class TableSpec:
     models: tuple[ModelSpec, ...]
     filters: tuple[str, ...] = ()
     common_sample: bool = False
+    compares_lags: bool = False
+    column_labels: tuple[str, ...] | None = None
+
+    def labels(self, lag_h: int | None = None) -> tuple[str, ...] | None:
+        """The column labels with the lag filled in (None when the table has none).
+
+        Examples
+        --------
+        >>> [t.labels(-2) for t in TABLES if t.column_labels]
+        [('(without)', '(with drug abuse)'), ('no lag (Tor lag 0 h)', 'Tor lag -2 h')]
+        """
+        if self.column_labels is None:
+            return None
+        return tuple(label.format(lag_h=lag_h) for label in self.column_labels)
 
 
 _TO_CPC = ModelSpec("log_cpc", "log_cpc_per_1000", ("outcome",))
@@ -175,6 +196,7 @@ TABLES: tuple[TableSpec, ...] = (
             ModelSpec("with drug abuse", "log_cpc_per_1000", ("drug_abuse", "outcome")),
         ),
         common_sample=True,
+        column_labels=("(without)", "(with drug abuse)"),
     ),  # fmt: skip
     TableSpec(
         "table6",
@@ -190,6 +212,8 @@ TABLES: tuple[TableSpec, ...] = (
             ModelSpec("lagged", "log_cpc_per_1000_lag", ("outcome",)),
         ),
         common_sample=True,
+        compares_lags=True,
+        column_labels=("no lag (Tor lag 0 h)", "Tor lag {lag_h:+d} h"),
     ),  # fmt: skip
 )
 #: Steps :func:`compute` reports to its ``on_step`` callback: Spearman, the dependent tests,
