@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # cpc_core.config.core is imported inside the functions only: config.py mounts ValidationConfig as
 # its `validation:` section, and a module-level import here would make the two a cycle.
+# the method's constants have one home, cpc_core.estimate.cpc (numpy/pandas/xarray only: no cycle)
+from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, PORN_SHARE
 from cpc_core.validation.statistics import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
 __all__ = [
@@ -248,14 +250,14 @@ class ValidationConfig(_Frozen):
     # run's estimate.onion_share, estimate.csam_share and estimate.c_floor are used instead
     # (jobs/validate.py reads them from the run record): one source per run.
     onion_share: float = Field(
-        0.011, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
+        ONION_SHARE, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
     )
-    porn_share: float = Field(0.41705, gt=0, le=1, description="Figure 1 (global share) only")
+    porn_share: float = Field(PORN_SHARE, gt=0, le=1, description="Figure 1 (global share) only")
     csam_share: float = Field(
-        0.41502, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
+        CSAM_SHARE, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
     )
     c_floor: float = Field(
-        1e-5, gt=0, le=1, description="external tables only; a run's table uses estimate.c_floor (0 .. 1)"
+        C_FLOOR, gt=0, le=1, description="external tables only; a run's table uses estimate.c_floor (0 .. 1)"
     )
     table_lag_h: int | None = Field(
         None,

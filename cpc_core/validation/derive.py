@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cpc_core.config.validation_options import POI_ROLES
-from cpc_core.estimate.cpc import correction_factor, small_area_flags
+from cpc_core.estimate.cpc import correction_factor, per_1000, small_area_flags
 from cpc_core.validation.results import Note, Thresholds
 from cpc_core.validation.roles import Joined, index_by_code, numeric
 from cpc_core.validation.specs import RATE_ROLES
@@ -170,7 +170,7 @@ def traffic_variables(out: Variables, joined: Joined, roles: dict[str, str | Non
     for service in ("tor", "web_adult", "youtube"):
         v, r = role_values(joined, roles, service)
         out.put(service, v, r, f"{service} missing")
-        rate = v / pop * 1000.0
+        rate = per_1000(v, pop)
         rr = first_reason(why_pop, r)
         lv, lr = positive(rate, rr, roles[service] or service)
         out.put(f"{service}_per_1000", rate, rr, f"{service} per 1000 missing")

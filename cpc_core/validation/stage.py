@@ -36,6 +36,7 @@ import pandas as pd
 
 from cpc_core.config.validation_options import DisclosureThresholds, ValidationConfig
 from cpc_core.errors import InputDataError
+from cpc_core.estimate.cpc import cpc_per_1000
 from cpc_core.validation.derive import (
     Variables,
     c_and_rho,
@@ -205,7 +206,7 @@ def prepare(
     cf = c_and_rho(joined, roles, config.onion_share, config.csam_share, config.c_floor, notes)
     v.put("rho", cf.rho, cf.why_rho, "rho missing")
     v.put("c", cf.c, cf.why_c, "c missing")
-    cpc_rate = cf.c * tor / pop * 1000.0
+    cpc_rate = cpc_per_1000(cf.c, tor, pop)
     v.put("cpc_per_1000", cpc_rate, first_reason(cf.why_c, why_pop, why_tor), "cpc missing")
     covariate_variables(v, joined, roles, config.percent_roles, notes)
 
@@ -214,14 +215,14 @@ def prepare(
     # column uses validation.lag_h.
     table_lag = 0 if config.table_lag_h is None else int(config.table_lag_h)
     c0, why_c0, cpc_lag_h = unlagged_c(cf.c, cf.why_c, table_lag, estimates_by_lag, notes)
-    cpc_rate0 = c0 * tor / pop * 1000.0
+    cpc_rate0 = cpc_per_1000(c0, tor, pop)
     lv, lr = positive(cpc_rate0, first_reason(why_c0, why_pop, why_tor), "tor")
     v.put("log_cpc_per_1000", np.log(lv), lr, "log cpc per 1000 missing")
     lagged = lagged_c(joined, roles, config.lag_h, estimates_by_lag, notes)
     lag_h = None
     if lagged is not None:
         c_lag, why_lag, lag_h = lagged
-        rate = c_lag * tor / pop * 1000.0
+        rate = cpc_per_1000(c_lag, tor, pop)
         lv, lr = positive(rate, first_reason(why_lag, why_pop, why_tor), "lagged cpc")
         v.put("log_cpc_per_1000_lag", np.log(lv), lr, "lagged cpc missing")
         v.put("c_lagged", c_lag, why_lag, "lagged c missing")
