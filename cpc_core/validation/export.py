@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.estimate.cpc import integer_if_whole
+from cpc_core.validation.options import ValidationOptions
 from cpc_core.validation.results import ModelFit, Prepared, ValidationResult
 from cpc_core.validation.search_interest import score_rule_flips
 from cpc_core.validation.specs import variable_label
@@ -69,6 +69,7 @@ def public_communes(prepared: Prepared) -> pd.DataFrame:
     >>> t = pd.DataFrame({"commune": ["a", "b"], "population": [1000, 200], "tor": 1e4,
     ...                   "web_adult": 1e5, "youtube": 1e7, "rho": 0.2, "n_tiles": 5,
     ...                   "sexual_violence_per_1000": 1.0})
+    >>> from cpc_core.config.validation_options import ValidationConfig
     >>> from cpc_core.validation.stage import prepare
     >>> public_communes(prepare(t, ValidationConfig()))["cpc_per_1000"].isna().tolist()
     [False, True]
@@ -99,6 +100,7 @@ def top_communes(prepared: Prepared, n: int, by: str = "cpc_per_1000") -> list[s
     >>> t = pd.DataFrame({"commune": ["a", "b", "c"], "population": [1000, 200, 3000],
     ...                   "tor": [1e4, 1e6, 2e4], "web_adult": 1e5, "youtube": 1e7, "rho": 0.2,
     ...                   "n_tiles": 5, "sexual_violence_per_1000": 1.0})
+    >>> from cpc_core.config.validation_options import ValidationConfig
     >>> from cpc_core.validation.stage import prepare
     >>> top_communes(prepare(t, ValidationConfig()), 2)
     ['a', 'c']
@@ -191,7 +193,7 @@ def fitted_models(result: ValidationResult, conf_level: float, outcome_label: st
 
 def ols_frame(
     result: ValidationResult,
-    config: ValidationConfig,
+    config: ValidationOptions,
     lag_h: int | None = None,
     cpc_lag_h: int | None = None,
 ) -> pd.DataFrame:
@@ -207,6 +209,7 @@ def ols_frame(
 
     Examples
     --------
+    >>> from cpc_core.config.validation_options import ValidationConfig
     >>> ols_frame(ValidationResult(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, ()),
     ...           ValidationConfig()).empty
     True
@@ -225,7 +228,7 @@ def ols_frame(
     return pd.DataFrame(rows, columns=cols)
 
 
-def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConfig) -> dict:
+def to_json(prepared: Prepared, result: ValidationResult, config: ValidationOptions) -> dict:
     """The machine-readable results (``tables.json``; schema in docs/outputs-validation.md).
 
     NaN and infinities become ``null``, so the output is strict JSON.
@@ -237,6 +240,7 @@ def to_json(prepared: Prepared, result: ValidationResult, config: ValidationConf
     ...                   "tor": rng.lognormal(9, 1, 8), "web_adult": rng.lognormal(12, 1, 8),
     ...                   "youtube": rng.lognormal(16, 1, 8), "rho": rng.normal(0.2, 0.05, 8),
     ...                   "n_tiles": 5, "sexual_violence_per_1000": rng.gamma(2, 1, 8)})
+    >>> from cpc_core.config.validation_options import ValidationConfig
     >>> from cpc_core.validation.stage import compute, prepare
     >>> cfg = ValidationConfig()
     >>> p = prepare(t, cfg)

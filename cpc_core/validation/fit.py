@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.validation.derive import standardise_poi
+from cpc_core.validation.options import ValidationOptions
 from cpc_core.validation.results import ModelFit, Note, Prepared, TableResult, ValidationResult
 from cpc_core.validation.specs import (
     CONTROLS,
@@ -95,7 +95,7 @@ def _explain(prepared: Prepared, var: str) -> str:
     return f"{var} ({source})"
 
 
-def fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> TableResult:
+def fit_table(prepared: Prepared, spec: TableSpec, config: ValidationOptions) -> TableResult:
     """Fit the models of one regression table, or say why it is skipped.
 
     Every model regresses its ``y`` on the common controls (:data:`CONTROLS` and the PCs)
@@ -155,7 +155,7 @@ def fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) -> 
     return TableResult(spec, "ok", tuple(fits), column_labels=spec.labels(prepared.lag_h))
 
 
-def compute(prepared: Prepared, config: ValidationConfig,
+def compute(prepared: Prepared, config: ValidationOptions,
             on_step: Callable[[str], None] | None = None) -> ValidationResult:
     """Tables 1, 2, the dependent-correlation tests and the regression tables.
 
@@ -163,7 +163,7 @@ def compute(prepared: Prepared, config: ValidationConfig,
     ----------
     prepared : Prepared
         From :func:`prepare`.
-    config : ValidationConfig
+    config : ValidationOptions
     on_step : callable, optional
         Called with the name of each step once it is done (a progress bar's tick), in order:
         ``"spearman"``, ``"dependent tests"``, then the key of every table of :data:`TABLES`;
@@ -182,6 +182,7 @@ def compute(prepared: Prepared, config: ValidationConfig,
     ...                   "tor": rng.lognormal(10, 1, n), "web_adult": rng.lognormal(13, 1, n),
     ...                   "youtube": rng.lognormal(17, 1, n), "rho": rng.normal(0.16, 0.07, n),
     ...                   "n_tiles": 10, "sexual_violence_per_1000": rng.gamma(2, 0.5, n)})
+    >>> from cpc_core.config.validation_options import ValidationConfig
     >>> from cpc_core.validation.stage import prepare
     >>> res = compute(prepare(t, ValidationConfig()), ValidationConfig())
     >>> res.spearman["indicator"].tolist()[-1], res.tables["table3"].status

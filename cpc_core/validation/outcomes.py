@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.validation.derive import standardise_poi
 from cpc_core.validation.export import finite, records
 from cpc_core.validation.fit import account
+from cpc_core.validation.options import ValidationOptions
 from cpc_core.validation.results import Note, Prepared, ValidationResult
 
 __all__ = [
@@ -68,7 +68,7 @@ class OutcomeModels:
 
 
 def outcome_model_frame(prepared: Prepared, result: ValidationResult,
-                        config: ValidationConfig) -> tuple[pd.DataFrame, tuple[str, ...]] | None:
+                        config: ValidationOptions) -> tuple[pd.DataFrame, tuple[str, ...]] | None:
     """The rows and regressors of Table 3's outcome model (None when it was not fitted).
 
     The rows are those Table 3's OLS used (every published value, zeros included), with the
@@ -90,7 +90,7 @@ def outcome_model_frame(prepared: Prepared, result: ValidationResult,
     return data, fit.regressors
 
 
-def fit_outcome_models(prepared: Prepared, result: ValidationResult, config: ValidationConfig,
+def fit_outcome_models(prepared: Prepared, result: ValidationResult, config: ValidationOptions,
                        geo=None) -> OutcomeModels:
     """Hurdle, count and spatial models of the outcome beside the paper's OLS.
 

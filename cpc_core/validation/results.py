@@ -8,18 +8,21 @@ importing one another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import pandas as pd
 
 from cpc_core.errors import InputDataError
+from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE
 from cpc_core.validation.search_interest import SearchPCA
 from cpc_core.validation.specs import ModelSpec, TableSpec
 from cpc_core.validation.statistics import OLSResult
 
 __all__ = [
     "CovariateInput",
+    "EstimateConstants",
     "ModelFit",
     "Note",
     "Prepared",
@@ -46,6 +49,40 @@ class RoleError(InputDataError):
     def __init__(self, message: str, role: str | None = None):
         super().__init__(message)
         self.role = role
+
+
+@dataclass(frozen=True)
+class EstimateConstants:
+    """The constants a commune table's c_j were estimated with (docs/method.md sections 1-3).
+
+    Attributes
+    ----------
+    onion_share, csam_share : float
+        ``c_j = onion_share x csam_share x rho_j``.
+    c_floor : float
+        Replacement of non-positive c_j.
+    lag_h : int
+        The Tor lag of the table's c_j and rho_j (the run's ``estimate.lag_h``; 0: unlagged).
+
+    Examples
+    --------
+    >>> EstimateConstants.from_mapping({"lag_h": -2, "csam_share": 0.5, "zero_value": 0.001})
+    EstimateConstants(onion_share=0.011, csam_share=0.5, c_floor=1e-05, lag_h=-2)
+    """
+
+    onion_share: float = ONION_SHARE
+    csam_share: float = CSAM_SHARE
+    c_floor: float = C_FLOOR
+    lag_h: int = 0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> EstimateConstants:
+        """From a run's ``estimate`` section (other keys ignored; absent or null keys: defaults)."""
+        known = {f.name for f in fields(cls)}
+        given = {k: v for k, v in values.items() if k in known and v is not None}
+        if "lag_h" in given:
+            given["lag_h"] = int(given["lag_h"])
+        return cls(**given)
 
 
 @dataclass(frozen=True)
@@ -109,8 +146,9 @@ class Prepared:
     notes : tuple of Note
     lag_h : int or None
         The lag of ``log_cpc_per_1000_lag`` when available.
-    table_lag_h : int
-        The lag of the table's ``c`` and ``rho`` (``validation.table_lag_h``; 0 when unset).
+    estimate : EstimateConstants
+        The constants the table's c_j were estimated with, its lag included (the one source
+        of :attr:`table_lag_h`).
     cpc_lag_h : int
         The lag of the c_j in ``log_cpc_per_1000``, the "unlagged" variable of Tables 2, 3,
         5, 6 and of Table 7's first column: 0, unless the table is at another lag and lag 0
@@ -132,9 +170,14 @@ class Prepared:
     disclosure: dict
     notes: tuple[Note, ...]
     lag_h: int | None
-    table_lag_h: int = 0
+    estimate: EstimateConstants = field(default_factory=lambda: EstimateConstants())
     cpc_lag_h: int = 0
     invalid: tuple[dict, ...] = ()
+
+    @property
+    def table_lag_h(self) -> int:
+        """The lag of the table's c and rho (the run's ``estimate.lag_h``; 0 when unknown)."""
+        return self.estimate.lag_h
 
     @property
     def stats_frame(self) -> pd.DataFrame:

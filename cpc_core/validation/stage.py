@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cpc_core.config.validation_options import DisclosureThresholds, ValidationConfig
+from cpc_core.config.validation_options import DisclosureThresholds
 from cpc_core.errors import InputDataError
 from cpc_core.estimate.cpc import cpc_per_1000
 from cpc_core.validation.derive import (
@@ -57,6 +57,8 @@ from cpc_core.validation.export import (
     top_communes,
 )
 from cpc_core.validation.fit import compute
+from cpc_core.validation.inputs import EstimateConstants, ValidationInputs, effective_constants
+from cpc_core.validation.options import ValidationOptions
 from cpc_core.validation.outcomes import (
     OutcomeModels,
     fit_outcome_models,
@@ -103,6 +105,7 @@ __all__ = [
     "TABLES",
     "TRAFFIC",
     "CovariateInput",
+    "EstimateConstants",
     "ModelFit",
     "ModelSpec",
     "Note",
@@ -112,8 +115,11 @@ __all__ = [
     "TableResult",
     "TableSpec",
     "Thresholds",
+    "ValidationInputs",
+    "ValidationOptions",
     "ValidationResult",
     "compute",
+    "effective_constants",
     "fit_outcome_models",
     "ols_frame",
     "outcome_model_frame",
@@ -131,13 +137,14 @@ logger = logging.getLogger(__name__)
 
 def prepare(
     table: pd.DataFrame,
-    config: ValidationConfig,
+    config: ValidationOptions,
     *,
     covariates: Sequence[CovariateInput] = (),
     search_interest: pd.DataFrame | None = None,
     estimates_by_lag: pd.DataFrame | None = None,
     disclosure: Thresholds | None = None,
     table_name: str = "table",
+    estimate: EstimateConstants | None = None,
 ) -> Prepared:
     """Join, resolve roles and derive the analysis variables of the validation.
 
@@ -145,7 +152,9 @@ def prepare(
     ----------
     table : pandas.DataFrame
         The commune table (the pipeline's ``communes.csv`` or any other); not modified.
-    config : ValidationConfig
+    config : ValidationOptions
+        Plain options (``jobs.validate.validation_options``); a ``ValidationConfig`` has the
+        same attributes and is accepted too.
     covariates : sequence of CovariateInput
         Left-joined on the commune code in this order; columns already present are ignored
         (the commune table wins) and listed in :attr:`Prepared.joins`.
@@ -160,6 +169,10 @@ def prepare(
         Thresholds; ``config.disclosure`` wins, the defaults (500 inhabitants, 3 tiles) last.
     table_name : str
         How notes refer to the commune table.
+    estimate : EstimateConstants, optional
+        The constants the table's c_j were estimated with (the run's, from
+        :class:`~cpc_core.validation.inputs.ValidationInputs`); default: ``config``'s
+        ``onion_share``, ``csam_share``, ``c_floor`` and ``table_lag_h`` (0 when unset).
 
     Returns
     -------
@@ -179,22 +192,24 @@ def prepare(
     ...                   "tor": [1e4, 2e4, 3e4, 0], "web_adult": 1e5, "youtube": 1e7,
     ...                   "rho": [0.1, 0.2, -0.1, 0.3], "n_tiles": [5, 5, 1, 5],
     ...                   "sexual_violence_per_1000": [0.5, 0.0, 1.0, None]})
+    >>> from cpc_core.config.validation_options import ValidationConfig
     >>> p = prepare(t, ValidationConfig())
     >>> p.frame["small_area"].tolist()
     [False, True, True, False]
     >>> p.why.loc["d", "log_cpc_per_1000"]
     'tor <= 0 (no log)'
     """
-    cols = config.columns
+    columns = dict(config.columns)  # role -> column (a mapping, or the config's ColumnsConfig)
+    commune = columns["commune"]
     notes: list[Note] = []
-    if cols.commune in table.columns and len(table) == 0:
+    if commune in table.columns and len(table) == 0:
         raise InputDataError(f"{table_name}: no rows, only a header: nothing to validate")
-    pad = check_lost_zeros([(table_name, table, cols.commune),
+    pad = check_lost_zeros([(table_name, table, commune),
                             *((c.name, c.frame, c.commune) for c in covariates)],
                            config.pad_codes, notes)  # fmt: skip
-    joined = join_inputs(table, covariates, cols.commune, table_name, pad, notes)
+    joined = join_inputs(table, covariates, commune, table_name, pad, notes)
     found = list(table.columns) + [c for j in joined.joins for c in j["columns_joined"]]
-    roles = resolve_roles(joined, cols.model_dump(), table_name, found, notes)
+    roles = resolve_roles(joined, columns, table_name, found, notes)
     invalid = invalid_values(joined.frame, roles, joined.source_of)
     report_invalid(invalid, notes)
     check_outcome(joined, roles["outcome"], table_name)
@@ -203,18 +218,19 @@ def prepare(
     v = Variables(index)
     pop, why_pop = traffic_variables(v, joined, roles)
     tor, why_tor = v.values["tor"], v.why["tor"]
-    cf = c_and_rho(joined, roles, config.onion_share, config.csam_share, config.c_floor, notes)
+    k = estimate or EstimateConstants(config.onion_share, config.csam_share, config.c_floor,
+                                      0 if config.table_lag_h is None else int(config.table_lag_h))
+    cf = c_and_rho(joined, roles, k.onion_share, k.csam_share, k.c_floor, notes)
     v.put("rho", cf.rho, cf.why_rho, "rho missing")
     v.put("c", cf.c, cf.why_c, "c missing")
     cpc_rate = cpc_per_1000(cf.c, tor, pop)
     v.put("cpc_per_1000", cpc_rate, first_reason(cf.why_c, why_pop, why_tor), "cpc missing")
     covariate_variables(v, joined, roles, config.percent_roles, notes)
 
-    # The lags (decisions.md, "Lags of the validation"): the table's c_j is at `table_lag`
+    # The lags (decisions.md, "Lags of the validation"): the table's c_j is at `k.lag_h`
     # (the run's estimate.lag_h); the unlagged statistics use c at lag 0; Table 7's lagged
     # column uses validation.lag_h.
-    table_lag = 0 if config.table_lag_h is None else int(config.table_lag_h)
-    c0, why_c0, cpc_lag_h = unlagged_c(cf.c, cf.why_c, table_lag, estimates_by_lag, notes)
+    c0, why_c0, cpc_lag_h = unlagged_c(cf.c, cf.why_c, k.lag_h, estimates_by_lag, notes)
     cpc_rate0 = cpc_per_1000(c0, tor, pop)
     lv, lr = positive(cpc_rate0, first_reason(why_c0, why_pop, why_tor), "tor")
     v.put("log_cpc_per_1000", np.log(lv), lr, "log cpc per 1000 missing")
@@ -276,7 +292,7 @@ def prepare(
         disclosure=disclosure_info,
         notes=tuple(notes),
         lag_h=lag_h,
-        table_lag_h=table_lag,
+        estimate=k,
         cpc_lag_h=cpc_lag_h,
         invalid=tuple(invalid),
     )
