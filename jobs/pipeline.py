@@ -55,12 +55,14 @@ from cpc_core.cube import ingest as ingest_lib
 from cpc_core.render import report as report_lib
 from cpc_core.config.core import RunConfig, redact_message, redacted
 from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
+from cpc_core.validation.inputs import EstimateConstants
 from cpc_core.validation.stage import RoleError
 from jobs import _cache
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
 from jobs.synth import run_synth
+from jobs.validate import read_inputs as read_validation_inputs
 from jobs.validate import run_validation
 
 logger = logging.getLogger(__name__)
@@ -1015,7 +1017,12 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
     run.update(_stages(cfg, client, timer, outputs, out))
     with timer("validation"):
         try:
-            res = run_validation(out / "communes.csv", out / "validation", cfg.validation, run_dir=out,
+            # the estimate's constants in memory (one source), never re-read from run.json
+            e = cfg.estimate
+            given = read_validation_inputs(
+                out / "communes.csv", cfg.validation, run_dir=out, run_record=dict(run),
+                estimate=EstimateConstants(e.onion_share, e.csam_share, e.c_floor, e.lag_h))
+            res = run_validation(given, out / "validation", cfg.validation, run_dir=out,
                                  disclosure=cfg.disclosure, run_record=dict(run))
         except RoleError as e:
             if e.role != "outcome":

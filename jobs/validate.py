@@ -52,7 +52,7 @@ from cpc_core.errors import CpcError, InputDataError, UsageError, clip
 from jobs._progress import progress
 from cpc_core.render.labels import label
 
-__all__ = ["cmd", "read_table", "run_validation"]
+__all__ = ["cmd", "read_inputs", "read_table", "run_validation", "validation_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -355,10 +355,10 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
     sections = []
     lags = (prepared.lag_h, prepared.cpc_lag_h)
     names = {**vs.LABELS, "outcome": config.outcome_label,
-             "log_cpc_per_1000": vs.variable_label("log_cpc_per_1000", config, *lags),
-             "log_cpc_per_1000_lag": vs.variable_label("log_cpc_per_1000_lag", config, *lags)}  # fmt: skip
+             "log_cpc_per_1000": vs.variable_label("log_cpc_per_1000", config.outcome_label, *lags),
+             "log_cpc_per_1000_lag": vs.variable_label("log_cpc_per_1000_lag", config.outcome_label, *lags)}  # fmt: skip
     shown_labels = {k: label(v) for k, v in names.items()}  # identifiers -> readers' labels
-    long = vs.ols_frame(res, config, *lags)
+    long = vs.ols_frame(res, validation_options(config), *lags)
     for key, tab in res.tables.items():
         if tab.status != "ok":
             logger.warning("validation: %s not produced: %s", key, tab.reason)
@@ -366,7 +366,7 @@ def _regression_outputs(tdir: Path, res: vs.ValidationResult, prepared: vs.Prepa
             continue
         long.loc[long["table"] == key].to_csv(tdir / f"{key}.csv", index=False)
         paths[f"{key}.csv"] = str(tdir / f"{key}.csv")
-        dependent = [label(vs.variable_label(f.spec.y, config, *lags)) for f in tab.fits]
+        dependent = [label(vs.variable_label(f.spec.y, config.outcome_label, *lags)) for f in tab.fits]
         present = {t for f in tab.fits for t in f.result.params.index}
         order = [t for t in (*_ORDER, *prepared.pcs, "outcome", "log_cpc_per_1000") if t in present]
         built = tables.regression_table(
@@ -739,11 +739,6 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
 # The stage
 # --------------------------------------------------------------------------------------------
 
-# validation.* setting <- the run's estimate.* setting it must equal on the run's own table
-_FROM_ESTIMATE = {"onion_share": "onion_share", "csam_share": "csam_share", "c_floor": "c_floor",
-                  "table_lag_h": "lag_h"}  # fmt: skip
-
-
 def _run_estimate(run: Mapping | None, given: bool, table_path: Path | None,
                   run_path: Path | None) -> Mapping | None:  # fmt: skip
     """The run's ``estimate`` section when the commune table is that run's own, else None.
@@ -776,35 +771,153 @@ def _run_estimate(run: Mapping | None, given: bool, table_path: Path | None,
     return est if beside and table.stem == "communes" and table.suffix in (".csv", ".parquet") else None
 
 
-def _use_run_estimate(config: ValidationConfig, est: Mapping | None) -> tuple[ValidationConfig, list[dict]]:
-    """Take the method's constants and the table's lag from the run's estimate section.
+def read_inputs(table: str | Path | pd.DataFrame, config: ValidationConfig, *,
+                run_dir: str | Path | None = None, run_record: Mapping | None = None,
+                estimate: vs.EstimateConstants | None = None) -> vs.ValidationInputs:  # fmt: skip
+    """Build the validation's inputs from the files on disk (``cpc validate``).
 
-    On a pipeline run's own table the estimate's ``onion_share``, ``csam_share``, ``c_floor``
-    and ``lag_h`` are the one source (decisions.md): the validation's copies of them apply to
-    external tables only. A validation value set explicitly to something else is overridden,
-    with a warning note.
+    The one place that turns paths into :class:`~cpc_core.validation.inputs.ValidationInputs`:
+    the commune table, the covariate files (the pipeline's ``poi_counts.csv`` first), the
+    search interest, ``estimates_by_lag.csv``, the run record, and the estimate's constants
+    (:func:`~cpc_core.validation.inputs.effective_constants`). Optional inputs left unset in
+    ``config`` are looked for in ``run_dir``, then next to the table.
+
+    Parameters
+    ----------
+    table : path or pandas.DataFrame
+    config : ValidationConfig
+    run_dir : path, optional
+    run_record : mapping, optional
+        The run record, when the caller (the pipeline) holds it: the table is then the run's own.
+    estimate : EstimateConstants, optional
+        The run's constants, handed over in memory by the pipeline (else read from the run
+        record when the table is the run's own).
     """
-    if est is None:
-        return config, []
-    updates = {key: est[src] for key, src in _FROM_ESTIMATE.items() if est.get(src) is not None}
-    notes = []
-    for key, value in updates.items():
-        mine = getattr(config, key)
-        if key in config.model_fields_set and mine is not None and mine != value:
-            notes.append({"scope": "data", "level": "warning",
-                          "text": f"validation.{key} = {mine} ignored: the commune table was "
-                                  f"estimated with estimate.{_FROM_ESTIMATE[key]} = {value}"})  # fmt: skip
-    if updates:
-        shown = ", ".join(f"{_FROM_ESTIMATE[k]} = {v}" for k, v in updates.items())
-        notes.append({"scope": "data", "level": "info",
-                      "text": f"the commune table is the run's: its estimate section gives {shown}"})  # fmt: skip
-        logger.info("validation: constants from the run's estimate section: %s", shown)
-    return config.model_copy(update=updates), notes
+    cols = config.columns
+    table_path = None if isinstance(table, pd.DataFrame) else storage.path(table)
+    inputs = _Inputs(config, table_path, storage.path(run_dir) if run_dir else None)
+    provenance: dict[str, dict] = {}
 
+    if table_path is not None:
+        if not table_path.exists():
+            raise UsageError(f"--table {clip(table_path)}: no such file")
+        if table_path.is_dir():
+            raise UsageError(f"--table {clip(table_path)}: is a directory, not a table file "
+                             "(CSV or Parquet)")  # fmt: skip
+        frame = read_table(table_path, codes=(cols.commune,))
+        provenance["commune table"] = _file_info(table_path)
+        name = table_path.name
+    else:
+        frame, name = table, "commune table"
+
+    if config.covariates is not None:
+        cov_files = list(config.covariates)
+    else:
+        found = inputs.find("covariates", None)
+        cov_files = [CovariateFile(path=str(found))] if found else []
+    covs = []
+    for cf in cov_files:
+        p = storage.path(cf.path)
+        if not p.exists():
+            raise UsageError(f"validation.covariates: {clip(p)}: no such file")
+        covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
+        provenance[f"covariates {p.name}"] = _file_info(p)
+
+    notes: list[dict] = []
+    poi = _pipeline_poi_counts(config, inputs, covs, notes)
+    if poi is not None:
+        covs.insert(0, poi[0])  # joined first: its POI columns win over any later file's
+        provenance[f"POI counts {poi[1].name}"] = _file_info(poi[1])
+
+    si_path = inputs.find("search_interest", config.search_interest.path if config.search_interest
+                          else None)  # fmt: skip
+    search = None
+    if si_path is not None:
+        region = config.search_interest.region if config.search_interest else "region"
+        search = read_table(si_path, codes=(region,))
+        provenance["search interest"] = _file_info(si_path)
+
+    # The run record: the caller's (the pipeline's), else a discovered run.json. When the
+    # table is the run's own, the estimate's constants and lag are used (one source).
+    run_path = inputs.find("run", None)
+    run = dict(run_record) if run_record is not None else None
+    if run is None and run_path is not None:
+        run = json.loads(run_path.read_text())
+        provenance["run.json"] = _file_info(run_path)
+    est = _run_estimate(run, run_record is not None, table_path, run_path)
+    own_run = run_record is not None or estimate is not None or est is not None
+    if estimate is None and est is not None:
+        estimate = vs.EstimateConstants.from_mapping(est)
+    own = vs.EstimateConstants(config.onion_share, config.csam_share, config.c_floor,
+                               0 if config.table_lag_h is None else int(config.table_lag_h))  # fmt: skip
+    constants, constant_notes = vs.effective_constants(own, tuple(config.model_fields_set), estimate)
+    if estimate is not None:
+        logger.info("validation: constants from the run's estimate: %s", constants)
+
+    ebl_path = inputs.find("estimates_by_lag", config.estimates_by_lag)
+    ebl = read_table(ebl_path) if ebl_path else None
+    if ebl_path:
+        provenance["estimates by lag"] = _file_info(ebl_path)
+
+    # an explicit geo path is checked where it is read (figures, spatial models)
+    geo_path = storage.path(config.geo.path) if config.geo else inputs.find("geo", None)
+    paths = {"search_interest": si_path, "geo": geo_path,
+             "hourly": inputs.find("hourly", config.hourly),
+             "rho_by_lag": inputs.find("rho_by_lag", config.rho_by_lag),
+             "run_dir": Path(run_dir) if run_dir else (table_path.parent if table_path else None)}  # fmt: skip
+    return vs.ValidationInputs(
+        table=frame, table_name=name, constants=constants, own_run=own_run, covariates=tuple(covs),
+        search_interest=search, estimates_by_lag=ebl, run=run, provenance=provenance,
+        notes=tuple([*constant_notes, *notes]), paths=paths, folders=tuple(inputs.bases),
+    )  # fmt: skip
+
+
+def _effective_config(config: ValidationConfig, inputs: vs.ValidationInputs) -> ValidationConfig:
+    """The configuration the outputs record: discovered inputs filled in, the run's constants."""
+    update: dict = {}
+    if config.search_interest is None and inputs.paths.get("search_interest") is not None:
+        update["search_interest"] = SearchInterestConfig(path=str(inputs.paths["search_interest"]))
+    if config.geo is None and inputs.paths.get("geo") is not None:
+        update["geo"] = GeoConfig(path=str(inputs.paths["geo"]))
+    if inputs.own_run:
+        k = inputs.constants
+        update.update(onion_share=k.onion_share, csam_share=k.csam_share, c_floor=k.c_floor,
+                      table_lag_h=k.lag_h)  # fmt: skip
+    return config.model_copy(update=update)
+
+
+def validation_options(config: ValidationConfig) -> vs.ValidationOptions:
+    """The plain options the library reads, from the configuration model (the one conversion).
+
+    Examples
+    --------
+    >>> o = validation_options(ValidationConfig())
+    >>> o.columns["outcome"], o.cov_type, o.search_interest is None, o.models.hurdle
+    ('sexual_violence_per_1000', 'HC3', True, True)
+    """
+    from cpc_core.validation.options import DisclosureOptions, ModelsOptions, SearchOptions
+
+    si, d, m = config.search_interest, config.disclosure, config.models
+    return vs.ValidationOptions(
+        columns=config.columns.model_dump(), outcome_label=config.outcome_label,
+        onion_share=config.onion_share, csam_share=config.csam_share, c_floor=config.c_floor,
+        table_lag_h=config.table_lag_h, lag_h=config.lag_h, percent_roles=config.percent_roles,
+        pad_codes=config.pad_codes, standardise_poi=config.standardise_poi,
+        poi_scaling=config.poi_scaling, cov_type=config.cov_type, use_t=config.use_t,
+        conf_level=config.conf_level, dependent_methods=config.dependent_methods,
+        alternative=config.alternative, partial_controls=config.partial_controls,
+        include_small_areas=config.include_small_areas, small_areas=config.small_areas,
+        disclosure=None if d is None else DisclosureOptions(d.min_population, d.min_tiles),
+        search_interest=None if si is None else SearchOptions(
+            si.path, si.region, si.n_components, si.keep, si.ddof, si.terms, si.exclude,
+            si.departments),
+        models=ModelsOptions(m.hurdle, m.hurdle_positive, m.count_models, m.spatial, m.weights,
+                             m.k, m.permutations, m.seed),
+    )  # fmt: skip
 
 
 def run_validation(
-    table: str | Path | pd.DataFrame,
+    table: str | Path | pd.DataFrame | vs.ValidationInputs,
     out_dir: str | Path,
     config: ValidationConfig | None = None,
     *,
@@ -817,9 +930,10 @@ def run_validation(
 
     Parameters
     ----------
-    table : path or pandas.DataFrame
+    table : path, pandas.DataFrame or ValidationInputs
         The pipeline's ``communes.csv``/``.parquet`` or any commune table (CSV with ``,`` or
-        ``;``, or Parquet).
+        ``;``, or Parquet), read with the optional inputs by :func:`read_inputs`; or the
+        inputs already built (the pipeline's, with the estimate's constants in memory).
     out_dir : path
         Where the outputs go (created).
     config : ValidationConfig, optional
@@ -868,104 +982,48 @@ def run_validation(
     return result
 
 
-def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: ValidationConfig, *,
-              run_dir: str | Path | None, disclosure: vs.Thresholds | None, run_record: Mapping | None,
-              command: str | None, step: Callable[[str], None]) -> dict:
+def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: str | Path,
+              config: ValidationConfig, *, run_dir: str | Path | None,
+              disclosure: vs.Thresholds | None, run_record: Mapping | None, command: str | None,
+              step: Callable[[str], None]) -> dict:  # fmt: skip
     """:func:`run_validation`'s work; ``step(name)`` after each step of the progress bar."""
     out = storage.path(out_dir)  # created once the inputs have been read and checked
-    cols = config.columns
-    table_path = None if isinstance(table, pd.DataFrame) else storage.path(table)
-    inputs = _Inputs(config, table_path, storage.path(run_dir) if run_dir else None)
-    provenance_inputs: dict[str, dict] = {}
-
-    if table_path is not None:
-        if not table_path.exists():
-            raise UsageError(f"--table {clip(table_path)}: no such file")
-        if table_path.is_dir():
-            raise UsageError(f"--table {clip(table_path)}: is a directory, not a table file "
-                             "(CSV or Parquet)")  # fmt: skip
-        frame = read_table(table_path, codes=(cols.commune,))
-        provenance_inputs["commune table"] = _file_info(table_path)
-        name = table_path.name
+    if isinstance(table, vs.ValidationInputs):
+        given = table
     else:
-        frame, name = table, "commune table"
-
-    if config.covariates is not None:
-        cov_files = list(config.covariates)
-    else:
-        found = inputs.find("covariates", None)
-        cov_files = [CovariateFile(path=str(found))] if found else []
-    covs = []
-    for cf in cov_files:
-        p = storage.path(cf.path)
-        if not p.exists():
-            raise UsageError(f"validation.covariates: {clip(p)}: no such file")
-        covs.append(vs.CovariateInput(p.name, read_table(p, codes=(cf.commune,)), cf.commune))
-        provenance_inputs[f"covariates {p.name}"] = _file_info(p)
-
-    source_notes: list[dict] = []
-    poi = _pipeline_poi_counts(config, inputs, covs, source_notes)
-    if poi is not None:
-        covs.insert(0, poi[0])  # joined first: its POI columns win over any later file's
-        provenance_inputs[f"POI counts {poi[1].name}"] = _file_info(poi[1])
-
-    si_cfg = config.search_interest
-    if si_cfg is None:
-        found = inputs.find("search_interest", None)
-        si_cfg = SearchInterestConfig(path=str(found)) if found else None
-    search = None
-    if si_cfg is not None:
-        p = inputs.find("search_interest", si_cfg.path)
-        search = read_table(p, codes=(si_cfg.region,))
-        provenance_inputs["search interest"] = _file_info(p)
-    cfg_used = config.model_copy(update={"search_interest": si_cfg})
-
-    # The run record: the caller's (the pipeline's), else a discovered run.json. When the
-    # table is the run's own, the estimate's constants and lag are used (one source).
-    run_path = inputs.find("run", None)
-    run = dict(run_record) if run_record is not None else None
-    if run is None and run_path is not None:
-        run = json.loads(run_path.read_text())
-        provenance_inputs["run.json"] = _file_info(run_path)
-    cfg_used, run_notes = _use_run_estimate(
-        cfg_used, _run_estimate(run, run_record is not None, table_path, run_path)
-    )
-
-    ebl_path = inputs.find("estimates_by_lag", config.estimates_by_lag)
-    ebl = read_table(ebl_path) if ebl_path else None
-    if ebl_path:
-        provenance_inputs["estimates by lag"] = _file_info(ebl_path)
-
+        given = read_inputs(table, config, run_dir=run_dir, run_record=run_record)
+    cfg_used = _effective_config(config, given)
+    provenance_inputs = dict(given.provenance)
+    run, name = given.run, given.table_name
+    own_run = run if given.own_run else None
     step("inputs read")
-    prepared = vs.prepare(frame, cfg_used, covariates=covs, search_interest=search,
-                          estimates_by_lag=ebl, disclosure=disclosure, table_name=name)  # fmt: skip
+    opts = validation_options(cfg_used)  # the library reads plain options, never the model
+    prepared = vs.prepare(given.table, opts, covariates=given.covariates,
+                          search_interest=given.search_interest,
+                          estimates_by_lag=given.estimates_by_lag, disclosure=disclosure,
+                          table_name=name, estimate=given.constants)  # fmt: skip
     step("prepared")
-    result = vs.compute(prepared, cfg_used, on_step=step)
+    result = vs.compute(prepared, opts, on_step=step)
     out.mkdir(parents=True, exist_ok=True)
 
     # Synthetic or real data (report.data_kind): the run record decides, else the generator's
     # marker in the run folder or beside the table.
-    own_run = run if (run_record is not None or _run_estimate(run, False, table_path, run_path)
-                      is not None) else None  # fmt: skip
-    roots = [b for b in inputs.bases]
+    roots = list(given.folders)
     kind = report.data_kind(own_run, roots)
     synthetic = kind[0] == "synthetic"
     if synthetic:
         logger.warning("validation: SYNTHETIC data (%s): every output says so", kind[1])
-    run_dir_path = Path(run_dir) if run_dir else (table_path.parent if table_path else None)
+    run_dir_path = given.paths.get("run_dir")
 
     outputs: dict[str, str] = {}
     table_paths, table_sections = _write_tables(out, prepared, result, cfg_used, synthetic,
                                                 _table4(own_run, run_dir_path))  # fmt: skip
     outputs.update(table_paths)
-    geo_cfg = config.geo
-    if geo_cfg is None:
-        found = inputs.find("geo", None)
-        geo_cfg = GeoConfig(path=str(found)) if found is not None else None
+    geo_cfg = cfg_used.geo
     polygons = None
     if config.models.spatial and geo_cfg is not None:
         polygons = _read_polygons(geo_cfg)
-    outcome_models = vs.fit_outcome_models(prepared, result, cfg_used, polygons)
+    outcome_models = vs.fit_outcome_models(prepared, result, opts, polygons)
     om_paths, om_section = _outcome_models_outputs(out / "tables", outcome_models, synthetic)
     outputs.update(om_paths)
     table_sections.append(om_section)
@@ -983,16 +1041,11 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
 
     shown, skipped = [], []
     if config.figures.enabled:
-        geo_cfg = config.geo
-        if geo_cfg is None:
-            found = inputs.find("geo", None)
-            geo_cfg = GeoConfig(path=str(found)) if found is not None else None
-        cfg_used = cfg_used.model_copy(update={"geo": geo_cfg})
-        paths_in = {
-            "hourly": inputs.find("hourly", config.hourly),
-            "rho_by_lag": inputs.find("rho_by_lag", config.rho_by_lag),
-            "geo": inputs.find("geo", geo_cfg.path) if geo_cfg is not None else None,
-        }
+        geo_path = given.paths.get("geo")
+        if geo_path is not None and not geo_path.exists():
+            raise UsageError(f"validation.geo: {clip(geo_path)}: no such file")
+        paths_in = {"hourly": given.paths.get("hourly"), "rho_by_lag": given.paths.get("rho_by_lag"),
+                    "geo": geo_path}  # fmt: skip
         for key, p in paths_in.items():
             if p is not None:
                 provenance_inputs[key] = _file_info(p)
@@ -1019,10 +1072,10 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
                                      dpi=config.figures.dpi)  # fmt: skip
         provenance_inputs["planted truth"] = _file_info(truth_path)
 
-    doc = vs.to_json(prepared, result, cfg_used)
+    doc = vs.to_json(prepared, result, opts)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
     doc["outcome_models"] = vs.outcome_models_json(outcome_models)
-    doc["notes"] = [*run_notes, *source_notes, *doc["notes"],
+    doc["notes"] = [*given.notes, *doc["notes"],
                     *(n.as_dict() for n in outcome_models.notes)]
     notes = doc["notes"]
     provenance = {

@@ -855,3 +855,76 @@ def test_four_digit_codes_everywhere_join_and_are_flagged():
     p = vs.prepare(t4, ValidationConfig(), covariates=[vs.CovariateInput("cov.csv", c4)])
     assert p.joins[0]["matched"] == len(t4)
     assert any(n.level == "warning" and "validation.pad_codes" in n.text for n in p.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# The split library: plain options, the estimate's constants, table specs as data
+# --------------------------------------------------------------------------------------------
+
+
+def test_statistics_run_on_plain_options_without_pydantic(big_inputs, big_cfg):
+    """prepare/compute/to_json take the plain ValidationOptions (jobs/ converts the model)."""
+    import dataclasses
+
+    import pydantic
+
+    from jobs.validate import validation_options
+
+    table, cov, search, ebl = big_inputs
+    opts = validation_options(big_cfg)
+    # nothing pydantic left anywhere in the options
+    stack = [opts]
+    while stack:
+        obj = stack.pop()
+        assert not isinstance(obj, pydantic.BaseModel), obj
+        if dataclasses.is_dataclass(obj):
+            stack.extend(getattr(obj, f.name) for f in dataclasses.fields(obj))
+    p = vs.prepare(table, opts, covariates=[vs.CovariateInput("covariates.csv", cov)],
+                   search_interest=search, estimates_by_lag=ebl)  # fmt: skip
+    res = vs.compute(p, opts)
+    h = _hand_frame(*big_inputs)
+    d = h[["outcome", "log_cpc_per_1000"]].dropna()
+    ref = scipy.stats.spearmanr(d["outcome"], d["log_cpc_per_1000"])
+    sp = res.spearman.set_index("variable")
+    assert sp.loc["log_cpc_per_1000", "rho"] == pytest.approx(ref.statistic, abs=1e-12)
+    fit = res.tables["table3"].fits[1].result
+    ref_fit = _sm_fit(h, "outcome", [*CONTROLS, "log_cpc_per_1000"])
+    assert fit.params["log_cpc_per_1000"] == pytest.approx(ref_fit.params["log_cpc_per_1000"], rel=1e-9)
+    json.dumps(vs.to_json(p, res, opts), allow_nan=False)
+
+
+def test_the_estimates_constants_override_the_validations(big_inputs):
+    """EstimateConstants (the run's) win over the validation's copies, which only an external
+    table uses; c is recomputed from rho with the given shares and floor."""
+    table, cov, search, ebl = big_inputs
+    rho_only = table.drop(columns=["c", "c_floored"])
+    cfg = ValidationConfig(c_floor=3e-5, search_interest=SearchInterestConfig(path="x"))
+    k = vs.EstimateConstants(onion_share=0.02, csam_share=0.5, c_floor=2e-6, lag_h=0)
+    p = vs.prepare(rho_only, cfg, covariates=[vs.CovariateInput("c", cov)], search_interest=search,
+                   estimates_by_lag=ebl, estimate=k)  # fmt: skip
+    rho = table.set_index("commune")["rho"].reindex(p.frame.index)
+    expected = np.where(rho <= 0, 2e-6, 0.02 * 0.5 * rho)
+    np.testing.assert_allclose(p.frame["c"], expected, rtol=1e-12)
+    assert p.table_lag_h == 0 and p.estimate == k
+    own = vs.EstimateConstants(c_floor=3e-5)
+    used, notes = vs.effective_constants(own, ["c_floor"], k)
+    assert used == k and "validation.c_floor = 3e-05 ignored" in notes[0]["text"]
+    assert vs.effective_constants(own, ["c_floor"], None) == (own, [])
+
+
+def test_table_rules_come_from_the_spec_not_its_key(big_inputs, big_result, big_cfg):
+    """A spec under any key with compares_lags is skipped at lag 0 and labelled from its own
+    templates: the fitting code names no table."""
+    import dataclasses
+
+    from cpc_core.validation.fit import fit_table
+
+    p = big_result[0]
+    t7 = next(t for t in vs.TABLES if t.key == "table7")
+    renamed = dataclasses.replace(t7, key="mine", column_labels=("a", "b {lag_h:+d}"))
+    res = fit_table(p, renamed, big_cfg)
+    assert res.status == "ok" and res.column_labels == ("a", f"b {p.lag_h:+d}")
+    at0 = dataclasses.replace(p, lag_h=0)
+    assert "validation.lag_h is 0" in fit_table(at0, renamed, big_cfg).reason
+    plain = dataclasses.replace(renamed, compares_lags=False, column_labels=None)
+    assert fit_table(at0, plain, big_cfg).status == "ok"

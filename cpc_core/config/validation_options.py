@@ -236,8 +236,9 @@ class ValidationConfig(_Frozen):
     outcome_label: str = Field("Sexual_violence_per_1000", description="name of the outcome in the tables and "
                                "figures")
     # The method's constants for a table from elsewhere. On a pipeline run's own table the
-    # run's estimate.onion_share, estimate.csam_share and estimate.c_floor are used instead
-    # (jobs/validate.py reads them from the run record): one source per run.
+    # run's estimate.onion_share, estimate.csam_share, estimate.c_floor and estimate.lag_h are
+    # used instead (cpc_core.validation.inputs.EstimateConstants: the pipeline hands them over
+    # in memory, `cpc validate` reads them from the run record): one source per run.
     onion_share: float = Field(
         ONION_SHARE, gt=0, le=1, description="external tables only; a run's table uses estimate.*"
     )
@@ -252,8 +253,8 @@ class ValidationConfig(_Frozen):
         None,
         ge=-48,
         le=48,
-        description="lag of the table's c_j and rho_j; default: the run's estimate.lag_h for a "
-        "pipeline run's table, else 0 (unlagged)",
+        description="external tables only: the lag of the table's c_j and rho_j (default 0, "
+        "unlagged); a run's table uses estimate.lag_h, the one source of its lag",
     )
     percent_roles: tuple[str, ...] = Field(
         ("share_singles", "poverty_rate", "unemployment_rate", "turnout_2017", "le_pen", "macron"),
