@@ -19,13 +19,19 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cpc_core.netmob import facts as netmob
-from cpc_core.config.core import ClusterConfig, ConfigError, RunConfig, load_config, redact_message
 from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
+from cpc_core.netmob import facts as netmob  # names and dates only: no numpy/pandas at import
 
-# `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
-# them: `cpc --help` and a configuration error answer without them.
+if TYPE_CHECKING:
+    from cpc_core.config.core import ClusterConfig, RunConfig
+
+# Start-up cost (issue 14): building the parser imports nothing but the standard library and the
+# NetMob names, so `cpc --help` answers in ~0.1 s of CPU. The configuration (pydantic, yaml) is
+# imported when a command reads one; `cluster` (distributed, ~0.6 s), the pipeline (numba,
+# xarray, zarr) and the parser are imported where a command needs them, so a configuration
+# error answers without them. tests/test_cli_startup.py checks the modules `import jobs.cli` loads.
 
 logger = logging.getLogger("cpc")
 
@@ -51,6 +57,8 @@ def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
     except (TypeError, ValueError) as e:
         if isinstance(e, CpcError):
             raise
+        from cpc_core.config.core import ConfigError
+
         where = f"--cluster {clip(cli_value, 80)}" if cli_value else "cluster section"
         raise ConfigError(f"{where}: {clip(str(e).replace('ClusterSpec.', 'cluster.'))}") from None
 
@@ -314,6 +322,7 @@ def _quiet() -> None:
 
 
 def cmd_synth(args) -> int:
+    from cpc_core.config.core import ClusterConfig
     from cpc_core.synth.generator import DEMO_CITIES, SynthSpec
     from jobs.synth import run_synth
 
@@ -339,6 +348,7 @@ def cmd_synth(args) -> int:
 
 def cmd_ingest(args) -> int:
     from cpc_core import storage
+    from cpc_core.config.core import ClusterConfig
     from jobs.ingest import run_ingest
 
     for key, path in (("--input", args.input), ("--store", args.store), ("--report-dir", args.report_dir)):
@@ -499,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     name = f"cpc {args.command}"
 
     def fail(code: int, message: str) -> int:
+        from cpc_core.config.core import redact_message
+
         if debug:
             import traceback
 
@@ -536,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    from cpc_core.config.core import ConfigError, load_config
+
     if args.command == "config":
         if args.config_command == "reference":
             return cmd_config_reference(args.out)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # cpc_core.config.core is imported inside the functions only: config.py mounts ValidationConfig as
 # its `validation:` section, and a module-level import here would make the two a cycle.
-from cpc_core.validation.statistics import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
+from cpc_core.validation.choices import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
 __all__ = [
     "COVARIATE_ROLES",
