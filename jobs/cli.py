@@ -420,7 +420,10 @@ def cmd_cluster(args) -> int:
             ClusterSpec(kind="local", n_workers=args.n_workers, threads_per_worker=args.threads_per_worker,
                         memory_limit=args.memory_limit)
         except (TypeError, ValueError) as e:
-            raise UsageError(clip(str(e).replace("ClusterSpec.", "--").replace("_", "-"))) from None
+            msg = str(e)
+            for name in ("n_workers", "threads_per_worker", "memory_limit"):
+                msg = msg.replace(f"ClusterSpec.{name}", "--" + name.replace("_", "-"))
+            raise UsageError(clip(msg, 400)) from None
         rec = _daemon.up(args.n_workers, args.threads_per_worker, args.memory_limit, not args.no_dashboard)
         print(f"local cluster: {rec['address']} ({rec['n_workers']} workers x {rec['threads_per_worker']} "
               f"thread(s), process {rec['pid']})\nstate file: {_daemon.state_file()}")
