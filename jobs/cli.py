@@ -1,4 +1,4 @@
-"""The cpc command line: synth, ingest, run, demo, validate, sweep, submit, covariates, config.
+"""The cpc command line: synth, ingest, run, demo, validate, sweep, submit, covariates, config, cluster.
 
 Each subcommand validates its arguments and configuration before any work starts, obtains a
 Dask client from ``cluster`` and calls one job function.
@@ -19,13 +19,19 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cpc_core.netmob import facts as netmob
-from cpc_core.config.core import ClusterConfig, ConfigError, RunConfig, load_config, redact_message
 from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
+from cpc_core.netmob import facts as netmob  # names and dates only: no numpy/pandas at import
 
-# `cluster` (distributed, ~0.6 s) and the parser (numba) are imported where a command needs
-# them: `cpc --help` and a configuration error answer without them.
+if TYPE_CHECKING:
+    from cpc_core.config.core import ClusterConfig, RunConfig
+
+# Start-up cost (issue 14): building the parser imports nothing but the standard library and the
+# NetMob names, so `cpc --help` answers in ~0.1 s of CPU. The configuration (pydantic, yaml) is
+# imported when a command reads one; `cluster` (distributed, ~0.6 s), the pipeline (numba,
+# xarray, zarr) and the parser are imported where a command needs them, so a configuration
+# error answers without them. tests/test_cli_startup.py checks the modules `import jobs.cli` loads.
 
 logger = logging.getLogger("cpc")
 
@@ -51,6 +57,8 @@ def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
     except (TypeError, ValueError) as e:
         if isinstance(e, CpcError):
             raise
+        from cpc_core.config.core import ConfigError
+
         where = f"--cluster {clip(cli_value, 80)}" if cli_value else "cluster section"
         raise ConfigError(f"{where}: {clip(str(e).replace('ClusterSpec.', 'cluster.'))}") from None
 
@@ -66,7 +74,29 @@ def _make_cluster_spec(cfg: ClusterConfig, cli_value: str | None):
         # the waits apply to any kind: keep the config's
         waits = {k: v for k, v in _set_fields(cfg).items() if k in ("connect_timeout", "worker_timeout")}
         return ClusterSpec(**{**{k: v for k, v in vars(spec).items() if v is not None}, **waits}) if waits else spec
+    if cfg.kind == "local":
+        shared = _shared_cluster(cfg)
+        if shared is not None:
+            return shared
     return ClusterSpec(**_set_fields(cfg))
+
+
+def _shared_cluster(cfg: ClusterConfig):
+    """The cluster of ``cpc cluster up`` as an address spec, when its state file names a live
+    scheduler; None otherwise (a stale file is named in a warning, :mod:`cluster._daemon`)."""
+    from cluster import ClusterSpec
+    from cluster._daemon import live_address
+
+    found = live_address()
+    if found is None:
+        return None
+    address, path = found
+    sized = [k for k in ("n_workers", "threads_per_worker", "memory_limit") if getattr(cfg, k) is not None]
+    logger.info("Dask cluster: the local cluster of `cpc cluster up` at %s (state file %s)%s; "
+                "`--cluster local` starts a private one, `cpc cluster down` stops it", address, path,
+                f", with its own sizing (cluster.{', cluster.'.join(sized)} not applied)" if sized else "")
+    waits = {k: v for k, v in _set_fields(cfg).items() if k in ("connect_timeout", "worker_timeout")}
+    return ClusterSpec(kind="address", address=address, **waits)
 
 
 def _set_fields(cfg: ClusterConfig) -> dict:
@@ -192,10 +222,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(w)
     _add_cluster(w)
 
+    k = sub.add_parser("cluster", help="a long-lived local Dask cluster for an interactive day: later commands "
+                                       "(cluster.kind local, no --cluster) use it instead of starting their own",
+                       description="Start, stop or show a local Dask cluster that runs in the background. Its "
+                                   "address is kept in a state file ($CPC_CACHE_DIR, else $XDG_CACHE_HOME/cpc or "
+                                   "~/.cache/cpc, local-cluster.json); a file whose scheduler is gone is named and "
+                                   "ignored.")
+    ksub = k.add_subparsers(dest="cluster_command", required=True)
+    ku = ksub.add_parser("up", help="start it in the background (or show the one running) and write its address")
+    ku.add_argument("--n-workers", type=int, default=None,
+                    help="worker processes (default: one per core, fewer where a worker would get under 2 GiB)")
+    ku.add_argument("--threads-per-worker", type=int, default=None, help="threads per worker (default 1)")
+    ku.add_argument("--memory-limit", default=None, help="memory per worker, e.g. 4GiB (default: shared equally)")
+    ku.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard")
+    ksub.add_parser("down", help="stop it and remove its state file (a stale one too)")
+    ksub.add_parser("status", help="print its address, size and state file, or that none is running")
+
     add_validate_parser(sub)
     add_covariates_parser(sub)
     # --debug also after the command (`cpc run my.yaml --debug`), where users put it
-    for parser in [*sub.choices.values(), *csub.choices.values()]:
+    for parser in [*sub.choices.values(), *csub.choices.values(), *ksub.choices.values()]:
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                             help="debug logging and the traceback of an error (-vv)")
     return p
@@ -314,6 +360,7 @@ def _quiet() -> None:
 
 
 def cmd_synth(args) -> int:
+    from cpc_core.config.core import ClusterConfig
     from cpc_core.synth.generator import DEMO_CITIES, SynthSpec
     from jobs.synth import run_synth
 
@@ -341,15 +388,70 @@ def cmd_ingest(args) -> int:
     from cpc_core import storage
     from jobs.ingest import run_ingest
 
+    def cluster_config():
+        # pydantic (~0.2 s) only when a cluster is to be described: not for a complete store
+        from cpc_core.config.core import ClusterConfig
+
+        return ClusterConfig()
+
     for key, path in (("--input", args.input), ("--store", args.store), ("--report-dir", args.report_dir)):
         storage.check_scheme(path, key)  # storage problems answered before a cluster is started
         if path:
             storage.check_bucket(path, key)
-    with _client(ClusterConfig(), args.cluster) as client:
-        qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
-                        on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
-                        force=args.force, repair=args.repair)
+    if args.cluster:
+        _cluster_spec(cluster_config(), args.cluster)  # a bad --cluster is refused before any work
+    # the cluster starts only if there are files to ingest: a complete store is answered without one
+    qc = run_ingest(args.input, args.store, lambda: _client(cluster_config(), args.cluster), _cities(args.cities),
+                    args.services, args.directions, on_error=args.on_error, compressor=args.compressor,
+                    report_dir=args.report_dir, force=args.force, repair=args.repair)
     print(f"cube: {args.store}\nQC report: {qc['report_dir']}")
+    return 0
+
+
+def cmd_cluster(args) -> int:
+    """``cpc cluster up|down|status`` (:mod:`cluster._daemon`)."""
+    from cluster import _daemon
+
+    if args.cluster_command == "up":
+        from cluster import ClusterSpec
+        from cpc_core.errors import UsageError
+
+        try:  # refused here, in one line, before a background process starts
+            ClusterSpec(kind="local", n_workers=args.n_workers, threads_per_worker=args.threads_per_worker,
+                        memory_limit=args.memory_limit)
+        except (TypeError, ValueError) as e:
+            msg = str(e)
+            for name in ("n_workers", "threads_per_worker", "memory_limit"):
+                msg = msg.replace(f"ClusterSpec.{name}", "--" + name.replace("_", "-"))
+            raise UsageError(clip(msg, 400)) from None
+        rec = _daemon.up(args.n_workers, args.threads_per_worker, args.memory_limit, not args.no_dashboard)
+        print(f"local cluster: {rec['address']} ({rec['n_workers']} workers x {rec['threads_per_worker']} "
+              f"thread(s), process {rec['pid']})\nstate file: {_daemon.state_file()}")
+        if rec.get("dashboard"):
+            print(f"dashboard: {rec['dashboard']}")
+        print("commands whose config says cluster.kind: local (the default) now use it; `cpc cluster down` stops it")
+        return 0
+    if args.cluster_command == "down":
+        f = _daemon.down()
+        if f.live:
+            print(f"stopped the local cluster at {f.address}; removed {f.path}")
+        elif f.record is not None or f.reason != "no state file":
+            print(f"no local cluster was running ({f.reason}); removed the stale state file {f.path}")
+        else:
+            print(f"no local cluster is running (no state file {f.path})")
+        return 0
+    f = _daemon.find()
+    if f.live:
+        r = f.record
+        print(f"running: {r['address']} ({r.get('n_workers')} workers x {r.get('threads_per_worker')} thread(s), "
+              f"process {r.get('pid')}, since {r.get('started')})\nstate file: {f.path}")
+        if r.get("dashboard"):
+            print(f"dashboard: {r['dashboard']}")
+    elif f.record is not None or f.reason != "no state file":
+        logger.warning("the local-cluster file %s is stale (%s); `cpc cluster down` removes it", f.path, f.reason)
+        print(f"not running: stale state file {f.path} ({f.reason})")
+    else:
+        print(f"not running (no state file {f.path})")
     return 0
 
 
@@ -488,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
+    from jobs._numba_cache import ensure_numba_cache
+
+    ensure_numba_cache()  # before numba is imported, here or in a worker started from here
     verbosity = max(args.verbose, 2 if args.debug else 0)
     _setup_logging(verbosity + 1)
     debug = verbosity >= 2
@@ -499,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     name = f"cpc {args.command}"
 
     def fail(code: int, message: str) -> int:
+        from cpc_core.config.core import redact_message
+
         if debug:
             import traceback
 
@@ -536,14 +643,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command in ("ingest", "synth", "covariates", "validate", "cluster"):
+        # no run configuration to read: pydantic is imported only if one of them needs it
+        return {"ingest": cmd_ingest, "synth": cmd_synth, "covariates": _covariates, "validate": _validate,
+                "cluster": cmd_cluster}[args.command](args)
+    from cpc_core.config.core import ConfigError, load_config
+
     if args.command == "config":
         if args.config_command == "reference":
             return cmd_config_reference(args.out)
         return cmd_config_show(load_config(args.config, args.overrides))
-    if args.command == "synth":
-        return cmd_synth(args)
-    if args.command == "ingest":
-        return cmd_ingest(args)
     if args.command == "demo":
         cfg = load_config(DEMO_CONFIG, [f"output.dir={args.out}", *args.overrides])
         return cmd_run(cfg, args.cluster, command=_command(args, "--out", args.out))
@@ -553,10 +662,6 @@ def _dispatch(args) -> int:
     if args.command == "submit":
         cfg = load_config(args.config, args.overrides)
         return cmd_submit(cfg, args)
-    if args.command == "covariates":
-        return _covariates(args)
-    if args.command == "validate":
-        return _validate(args)
     if args.command == "sweep":
         cfg = load_config(args.config, args.overrides)
         return cmd_sweep(cfg, args)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import json
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -15,6 +21,7 @@ import dask_gateway
 import numpy as np
 import psutil
 import pytest
+import yaml
 from distributed import Client, LocalCluster
 from distributed.core import Status
 
@@ -471,3 +478,153 @@ def test_version_mismatch_names_both_versions(monkeypatch):
             Client(lc) as client:
         with pytest.raises(EnvironmentUnavailable, match=rf"runs cpc {real['cpc']}, this driver cpc 0.0.1-driver"):
             _workers.require_workers(client, "synth")
+
+
+# ---------------------------------------------------------------------------
+# `cpc cluster up|down|status`: a long-lived local cluster (cluster._daemon)
+
+CPC_CMD = [sys.executable, "-m", "jobs.cli"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cpc(*args: str, cache: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CPC_CACHE_DIR": str(cache), "TQDM_DISABLE": "1"}
+    return subprocess.run([*CPC_CMD, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("pid", ["dead", "foreign"])
+def test_stale_cluster_file_is_named_and_ignored_never_waited_for(tmp_path, monkeypatch, caplog, pid):
+    """A state file whose process is gone, or whose pid now belongs to another program (this
+    test's own process), is stale: named in a warning, ignored by the commands, removed by down."""
+    from cluster import _daemon
+    from jobs.cli import _make_cluster_spec
+    from cpc_core.config.core import ClusterConfig
+
+    monkeypatch.setenv("CPC_CACHE_DIR", str(tmp_path))
+    state = tmp_path / "local-cluster.json"
+    state.write_text(json.dumps({"address": f"tcp://127.0.0.1:{_closed_port()}",
+                                 "pid": _dead_pid() if pid == "dead" else os.getpid()}))
+    found = _daemon.find()
+    assert not found.live and found.path == state and "process" in found.reason
+    with caplog.at_level(logging.WARNING, logger="cluster._daemon"):
+        spec = _make_cluster_spec(ClusterConfig(), None)
+    assert spec.kind == "local" and spec.address is None
+    assert str(state) in caplog.text and "stale" in caplog.text
+
+    t0 = time.monotonic()
+    out = _cpc("cluster", "status", cache=tmp_path, timeout=60)
+    assert out.returncode == 0 and "stale state file" in out.stdout and str(state) in out.stderr, out
+    assert state.exists()  # status only reports
+    out = _cpc("cluster", "down", cache=tmp_path, timeout=60)
+    assert out.returncode == 0 and "removed the stale state file" in out.stdout, out
+    assert not state.exists() and time.monotonic() - t0 < 60
+
+
+def test_cluster_file_with_a_live_pid_but_no_scheduler_is_stale(tmp_path, monkeypatch):
+    """The process is a cpc cluster daemon by its command line, but nothing answers at the
+    address (a scheduler that died inside it): stale, found within the 1-second bound."""
+    from cluster import _daemon
+
+    monkeypatch.setenv("CPC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_daemon, "_is_ours", lambda pid: True)
+    (tmp_path / "local-cluster.json").write_text(json.dumps({"address": f"tcp://127.0.0.1:{_closed_port()}",
+                                                             "pid": os.getpid()}))
+    t0 = time.monotonic()
+    found = _daemon.find()
+    assert not found.live and "nothing answers" in found.reason and time.monotonic() - t0 < 5
+
+
+def _stop(cache: Path) -> None:
+    """Tear down whatever `cpc cluster up` left under ``cache``: down, then its process group."""
+    state = cache / "local-cluster.json"
+    pid = None
+    if state.exists():
+        with contextlib.suppress(ValueError, OSError):
+            pid = json.loads(state.read_text()).get("pid")
+    with contextlib.suppress(Exception):
+        _cpc("cluster", "down", cache=cache, timeout=90)
+    if isinstance(pid, int) and psutil.pid_exists(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_cluster_up_is_used_by_later_commands_and_down_stops_it(tmp_path, monkeypatch, caplog):
+    from cluster import _daemon
+    from jobs.cli import _make_cluster_spec
+    from cpc_core.config.core import ClusterConfig
+
+    monkeypatch.setenv("CPC_CACHE_DIR", str(tmp_path))
+    try:
+        out = _cpc("cluster", "up", "--n-workers", "1", "--no-dashboard", cache=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        rec = json.loads((tmp_path / "local-cluster.json").read_text())
+        assert rec["address"].startswith("tcp://127.0.0.1:") and rec["address"] in out.stdout
+        assert psutil.Process(rec["pid"]).is_running()
+        # idempotent: a second `up` finds it
+        again = _cpc("cluster", "up", cache=tmp_path)
+        assert again.returncode == 0 and rec["address"] in again.stdout
+        assert json.loads((tmp_path / "local-cluster.json").read_text())["pid"] == rec["pid"]
+        status = _cpc("cluster", "status", cache=tmp_path)
+        assert status.stdout.startswith(f"running: {rec['address']}")
+
+        # a command whose config says kind local uses it, and says so; --cluster local does not
+        with caplog.at_level(logging.INFO, logger="cpc"):
+            spec = _make_cluster_spec(ClusterConfig(n_workers=3), None)
+        assert spec.kind == "address" and spec.address == rec["address"]
+        assert rec["address"] in caplog.text and "cluster.n_workers not applied" in caplog.text
+        assert _make_cluster_spec(ClusterConfig(), "local").kind == "local"
+        with get_client(spec) as c:
+            assert len(c.nthreads()) == 1
+            assert da.arange(100, chunks=10).sum().compute() == 4950
+        assert psutil.Process(rec["pid"]).is_running()  # a client leaving does not stop it
+
+        down = _cpc("cluster", "down", cache=tmp_path)
+        assert down.returncode == 0 and f"stopped the local cluster at {rec['address']}" in down.stdout
+        assert not (tmp_path / "local-cluster.json").exists()
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(rec["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not psutil.pid_exists(rec["pid"]) or psutil.Process(rec["pid"]).status() == psutil.STATUS_ZOMBIE
+        assert not _daemon.find().live
+    finally:
+        _stop(tmp_path)
+
+
+def test_cluster_up_refuses_a_bad_size_before_starting(tmp_path):
+    out = _cpc("cluster", "up", "--memory-limit", "lots", cache=tmp_path, timeout=60)
+    assert out.returncode == 2 and "--memory-limit" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "local-cluster.json").exists()
+
+
+@pytest.mark.slow
+def test_cpc_run_of_a_tiny_synth_uses_the_cluster_of_cpc_cluster_up(tmp_path):
+    """Whole commands, as a user types them: up, a run of a tiny synthetic data set, down."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "output": {"dir": str(tmp_path / "out")}, "estimate": {"min_hours": 48},
+        "synth": {"cities": ["Lyon", "Nice"], "start": "2019-03-16", "days": 4, "scale": 0.004, "seed": 3}}))
+    try:
+        up_ = _cpc("cluster", "up", "--n-workers", "1", "--no-dashboard", cache=tmp_path)
+        assert up_.returncode == 0, up_.stderr[-2000:]
+        address = json.loads((tmp_path / "local-cluster.json").read_text())["address"]
+        run = _cpc("run", str(cfg), cache=tmp_path, timeout=900)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"the local cluster of `cpc cluster up` at {address}" in run.stderr
+        assert "Dask cluster: local," not in run.stderr  # no private cluster was started
+        assert (tmp_path / "out" / "communes.csv").is_file()
+        down = _cpc("cluster", "down", cache=tmp_path)
+        assert down.returncode == 0 and not (tmp_path / "local-cluster.json").exists()
+    finally:
+        _stop(tmp_path)

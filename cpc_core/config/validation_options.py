@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 # as its `validation:` section): no import circle
 from cpc_core.config.base import ConfigError, DisclosureConfig, _Frozen, format_errors
 from cpc_core.estimate.constants import C_FLOOR, CSAM_SHARE, ONION_SHARE, PORN_SHARE
-from cpc_core.validation.statistics import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
+from cpc_core.validation.choices import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
 
 __all__ = [
     "COVARIATE_ROLES",

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dask
-import dask_geopandas
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -679,6 +678,9 @@ def crosswalk(
     n = len(tiles)
     nparts = npartitions or max(1, math.ceil(n / _TILES_PER_PARTITION))
     nparts = max(1, min(nparts, n))
+    # imported here: only a crosswalk being (re)built needs it (~0.3 s), not a re-run that loads one
+    import dask_geopandas
+
     dtiles = dask_geopandas.from_geopandas(tiles, npartitions=nparts)
     if method == "centroid":
         graph = _centroid_graph(dtiles, areas, target)

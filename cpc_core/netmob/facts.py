@@ -21,10 +21,14 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import numpy as np
-import pandas as pd
+# numpy and pandas are imported by the functions that build time axes: the CLI reads the city
+# names and services from here to build its parser, and `cpc --help` should not pay for pandas.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "CITIES",
@@ -239,6 +243,8 @@ def day_slots_utc(day: dt.date) -> pd.DatetimeIndex:
     >>> str(day_slots_utc(dt.date(2019, 3, 31))[8])
     '2019-03-31 01:00:00'
     """
+    import pandas as pd
+
     start = dt.datetime.combine(day, dt.time(0), tzinfo=LOCAL_TZ).astimezone(dt.UTC)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=LOCAL_TZ).astimezone(
         dt.UTC
@@ -254,6 +260,8 @@ def slots_per_day(day: dt.date) -> int:
 
 def time_axis(first_day: dt.date, last_day: dt.date) -> pd.DatetimeIndex:
     """Contiguous UTC 15-minute axis covering local days ``first_day`` .. ``last_day``."""
+    import pandas as pd
+
     start = day_slots_utc(first_day)[0]
     end = day_slots_utc(last_day)[-1]
     return pd.date_range(start, end, freq=f"{SLOT_MINUTES}min")
@@ -261,6 +269,9 @@ def time_axis(first_day: dt.date, last_day: dt.date) -> pd.DatetimeIndex:
 
 def day_offsets(first_day: dt.date, days: list[dt.date] | tuple[dt.date, ...]) -> np.ndarray:
     """Index of each day's first slot on the axis that starts at ``first_day``."""
+    import numpy as np
+    import pandas as pd
+
     t0 = day_slots_utc(first_day)[0]
     step = pd.Timedelta(minutes=SLOT_MINUTES)
     return np.array([(day_slots_utc(d)[0] - t0) // step for d in days], dtype=np.int64)

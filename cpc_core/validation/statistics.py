@@ -43,6 +43,9 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+# the accepted names live in a module without numpy/pandas/scipy: the configuration checks them
+from cpc_core.validation.choices import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
+
 # scipy.stats and statsmodels are imported where used: together ~0.8 s, which every `cpc`
 # command (its configuration imports this module's method names) paid at start-up.
 
@@ -65,23 +68,6 @@ logger = logging.getLogger(__name__)
 
 Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
-
-#: Methods accepted by :func:`compare_dependent_correlations`.
-DEPENDENT_CORRELATION_METHODS = (
-    "williams",
-    "steiger",
-    "hittner",
-    "meng",
-    "dunn_clark",
-    "hotelling",
-    "zou",
-    "koebe2024",
-)
-#: The methods from the literature (everything except the authors' ad-hoc ``koebe2024``).
-STANDARD_METHODS = tuple(m for m in DEPENDENT_CORRELATION_METHODS if m != "koebe2024")
-
-#: Covariance estimators accepted by :func:`fit_ols`.
-COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 
 # Tolerance for the determinant of the 3x3 correlation matrix: correlations rounded to a few
 # digits (as published) can give a slightly negative determinant for a valid matrix.

@@ -1,0 +1,184 @@
+"""Start-up of the commands (issue 14): what `import jobs.cli` and a no-op ingest load and do.
+
+Speed itself is measured by benchmark scripts (whole commands, wall clock), never here; these
+tests check the causes: which modules a process imports and whether a cluster starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import _ingest_state
+from jobs.ingest import run_ingest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: what `cpc --help` and a configuration error must not pay for
+HEAVY = ("matplotlib", "geopandas", "dask_geopandas", "numba", "distributed", "dask", "xarray", "zarr",
+         "pandas", "numpy", "scipy", "statsmodels")
+
+
+def _probe(code: str, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
+    """Run ``code`` in a fresh interpreter; it prints a JSON line last. Returns (rc, that JSON, stderr)."""
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", **(env or {})},
+                         timeout=300)
+    assert out.stdout.strip(), out.stderr[-2000:]
+    return out.returncode, json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+def test_import_cli_loads_none_of_the_heavy_libraries():
+    code = ("import json, sys\nimport jobs.cli\nheavy = %r\n"
+            "before = sorted(m for m in heavy if m in sys.modules)\n"
+            # the control: the probe does see a heavy import when one happens
+            "import cpc_core.cube.ingest\n"
+            "after = sorted(m for m in heavy if m in sys.modules)\n"
+            "print(json.dumps({'before': before, 'after': after}))") % (HEAVY,)
+    rc, seen, err = _probe(code)
+    assert rc == 0, err
+    assert seen["before"] == [], seen
+    assert {"numba", "numpy", "pandas", "zarr"} <= set(seen["after"]), seen
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["cluster", "--help"]])
+def test_help_imports_no_configuration_machinery(args):
+    code = ("import json, sys\nfrom jobs.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+            "print(json.dumps(sorted(m for m in %r if m in sys.modules)))") % ((*HEAVY, "pydantic", "yaml"),)
+    rc, seen, err = _probe(code, *args)
+    assert rc == 0 and seen == [], (seen, err[-500:])
+
+
+def test_config_errors_answer_without_the_pipeline(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("estimate:\n  lag_h: [1\n")
+    code = ("import json, sys\nfrom jobs.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(json.dumps({'rc': rc, 'heavy': sorted(m for m in %r if m in sys.modules)}))") % (HEAVY,)
+    for args in (["run", str(tmp_path / "missing.yaml")], ["run", str(bad)],
+                 ["run", str(bad.with_name("ok.yaml")), "--set", "estimate.nonsense=1"]):
+        bad.with_name("ok.yaml").write_text("estimate:\n  lag_h: 1\n")
+        _, seen, err = _probe(code, *args)
+        assert seen["rc"] == 2 and seen["heavy"] == [], (args, seen, err[-500:])
+        assert "Traceback" not in err and err.strip().splitlines()[0].startswith("cpc run: "), err
+
+
+def _tree_digest(root: Path) -> str:
+    """Names and bytes of every file under ``root`` (the store's content, not its times)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _no_cluster():
+    raise AssertionError("a cluster was asked for although there is nothing to ingest")
+
+
+def _reports(d: Path) -> tuple[dict, str, str]:
+    (j,) = d.glob("ingest-*.json")
+    (m,) = d.glob("ingest-*.md")
+    (c,) = d.glob("rejected-*.csv")
+    qc = json.loads(j.read_text())
+    qc.pop("seconds")
+    return qc, m.read_text(), c.read_text()
+
+
+def test_noop_ingest_needs_no_plan_nor_cluster_and_reports_as_a_planned_one(tree_copy, tmp_path, client, caplog):
+    store = str(tmp_path / "c.zarr")
+    run_ingest(str(tree_copy), store, client, report_dir=tmp_path / "r1")
+    state = _ingest_state.state_path(store)
+    assert state.is_file()  # recorded by the run that wrote (it planned the next run's answer)
+
+    # the reference: the planned answer of a run with nothing to do (the record put aside)
+    state.rename(state.with_suffix(".aside"))
+    with caplog.at_level(logging.INFO, logger="jobs.ingest"):
+        run_ingest(str(tree_copy), store, _no_cluster, report_dir=tmp_path / "r2")
+    assert "0 files to do" in caplog.text and state.is_file()
+    before = _tree_digest(Path(store))
+
+    # a new process: answered from the record, no ingest library, no distributed, no cluster
+    code = ("import json, sys\nfrom jobs.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(json.dumps({'rc': rc, 'mods': sorted(m for m in ('distributed', 'numba', 'zarr', "
+            "'cpc_core.cube.ingest', 'pydantic') if m in sys.modules)}))")
+    _, seen, err = _probe(code, "ingest", "--input", str(tree_copy), "--store", store,
+                          "--report-dir", str(tmp_path / "r3"))
+    assert seen == {"rc": 0, "mods": []}, (seen, err[-1500:])
+    assert "nothing to do: " in err and "no cluster" in err
+    assert _tree_digest(Path(store)) == before
+    assert _reports(tmp_path / "r3") == _reports(tmp_path / "r2")
+
+
+def test_noop_record_is_not_used_once_the_input_or_the_store_changed(tree_copy, tmp_path, client, caplog):
+    store = tmp_path / "c.zarr"
+    run_ingest(str(tree_copy), str(store), client, report_dir=tmp_path / "r")
+    caplog.set_level(logging.INFO, logger="jobs.ingest")
+    run_ingest(str(tree_copy), str(store), _no_cluster, report_dir=tmp_path / "r")
+    assert "nothing to do: " in caplog.text
+
+    # an input file touched: planned again (still nothing to do: its record in the store is complete)
+    f = next(p for p in sorted(tree_copy.rglob("*")) if p.is_file())
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    caplog.clear()
+    run_ingest(str(tree_copy), str(store), _no_cluster, report_dir=tmp_path / "r")
+    assert "nothing to do: " not in caplog.text and "0 files to do" in caplog.text
+
+    # another option: planned again
+    caplog.clear()
+    run_ingest(str(tree_copy), str(store), _no_cluster, report_dir=tmp_path / "r", outage_ratio=0.2)
+    assert "nothing to do: " not in caplog.text
+
+    # a chunk truncated in the store: planned, the damage found and its files ingested again
+    run_ingest(str(tree_copy), str(store), _no_cluster, report_dir=tmp_path / "r")  # record with 0.1 again
+    chunk = max((p for p in store.rglob("*") if p.is_file() and "/c/" in str(p)), key=lambda p: p.stat().st_size)
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    caplog.clear()
+    qc = run_ingest(str(tree_copy), str(store), lambda: contextlib.nullcontext(client), report_dir=tmp_path / "r")
+    assert "nothing to do: " not in caplog.text and qc["repaired"], caplog.text[-2000:]
+
+    # --force and --repair never take the shortcut
+    caplog.clear()
+    run_ingest(str(tree_copy), str(store), lambda: contextlib.nullcontext(client), report_dir=tmp_path / "r",
+               repair=True)
+    assert "nothing to do: " not in caplog.text and "already complete" in caplog.text
+
+
+def test_numba_cache_falls_back_to_a_private_folder_when_nothing_is_writable(tmp_path, monkeypatch):
+    from jobs import _numba_cache
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(_numba_cache, "_writable", lambda d: str(d).startswith(str(tmp_path)))
+    monkeypatch.setattr(_numba_cache.tempfile, "gettempdir", lambda: str(tmp_path))
+    got = _numba_cache.ensure_numba_cache()
+    assert got is not None and Path(got).parent == tmp_path and os.environ["NUMBA_CACHE_DIR"] == got
+    # a user's own setting is kept
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
+    assert _numba_cache.ensure_numba_cache() is None and os.environ["NUMBA_CACHE_DIR"] == "/elsewhere"
+
+
+def test_numba_kernels_compiled_once_are_loaded_by_the_next_process(tmp_path):
+    """cache=True: the first process compiles and writes the kernel to NUMBA_CACHE_DIR, a second
+    one loads it (numba's own counters), so workers started later skip the JIT."""
+    code = ("import json\nimport numpy as np\nfrom cpc_core.netmob import textio\n"
+            "b = textio.format_netmob(np.array([7, 10]), np.array([[0, 12], [305, 4]]))\n"
+            "st = textio._format.stats\n"
+            "print(json.dumps({'text': b.decode(), 'hits': sum(st.cache_hits.values()), "
+            "'misses': sum(st.cache_misses.values())}))")
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    _, first, err1 = _probe(code, env=env)
+    _, second, err2 = _probe(code, env=env)
+    assert first["text"] == second["text"] == "7 0 12\n10 305 4\n", (err1[-500:], err2[-500:])
+    assert first["misses"] >= 1 and first["hits"] == 0, first
+    assert second["hits"] >= 1 and second["misses"] == 0, second
+    assert any((tmp_path / "numba").rglob("*.nbi"))
