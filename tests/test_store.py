@@ -285,14 +285,14 @@ def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeyp
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(path, mode, *a, **k)
 
-    monkeypatch.setattr(store, "open", full_after_three, raising=False)
+    monkeypatch.setattr(store._zarr, "open", full_after_three, raising=False)
     with pytest.raises(EnvironmentUnavailable, match=r"disk full writing .*c\.zarr/Nice/DL/c/1/0/3: free space"):
         store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
     monkeypatch.undo()
     assert store.file_states(s, "Nice", "DL")[0][1, 0] == store.STATUS["pending"]
     assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
     # the status cell itself on a full disk: the temp file is removed
-    monkeypatch.setattr(store, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
+    monkeypatch.setattr(store._zarr, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
                         raising=False)
     a = store.open_city(s, "Nice", mode="r+")["DL_status"]
     with pytest.raises(OSError):

@@ -65,8 +65,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
-from zarr.storage import LocalStore
 
+from cpc_core.cube import _zarr
 from cpc_core.netmob import facts as netmob
 from cpc_core.errors import EnvironmentUnavailable, StoreDamaged
 
@@ -218,7 +218,6 @@ def read_layout(store: str, city: str, check: bool = True) -> CityLayout | None:
 
 
 COORDINATES = ("tile", "service", "time", "day")
-_ROOT_META = {"attributes": {}, "zarr_format": 3, "node_type": "group"}
 
 #: Version of the CF-style attributes (``units``, ``long_name``, ``description``) the arrays
 #: carry; a city group records it as ``cf_attributes``, and :func:`create_or_extend` adds the
@@ -679,7 +678,7 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
     for d in lost:
         logger.warning("store damaged: %s; repairing", d.describe(store))
     if any(not d.city for d in lost):
-        fs.pipe_file(f"{root}/zarr.json", json.dumps(_ROOT_META, indent=2).encode())
+        _recreate_group(fs, store, root, "")
     for city in cities:
         mine = [d for d in lost if d.city == city]
         if not mine:
@@ -694,11 +693,9 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
             names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(cdir, detail=False)}
             hourly = any(hourly_name(x) in names for x in netmob.DIRECTIONS)
             # cf_attributes 0: the arrays may predate them; create_or_extend adds them if so
-            meta = {"attributes": {**_city_attrs(city, hourly), "tiles_from": [], "cf_attributes": 0},
-                    "zarr_format": 3, "node_type": "group"}
-            meta["attributes"]["chunk_records"] = all(chunks_name(x) in names for x in netmob.DIRECTIONS
-                                                      if x in names)
-            fs.pipe_file(f"{cdir}/zarr.json", json.dumps(meta, indent=2).encode())
+            attrs = {**_city_attrs(city, hourly), "tiles_from": [], "cf_attributes": 0}
+            attrs["chunk_records"] = all(chunks_name(x) in names for x in netmob.DIRECTIONS if x in names)
+            _recreate_group(fs, store, root, city, attrs)
         by_dir: dict[str, set[str]] = {}
         for d in mine:
             if d.array and d.direction:
@@ -715,6 +712,18 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
                            ", ".join(sorted(names)), direction)
     _OPENED.clear()
     return lost
+
+
+def _recreate_group(fs, store: str, root: str, path: str, attributes: dict | None = None) -> None:
+    """Write a lost group's ``zarr.json`` through zarr (its members are kept).
+
+    An unreadable document is removed first: zarr refuses to create a group over one, and
+    ``overwrite=True`` would delete the group's members.
+    """
+    doc = f"{root}/{path}/zarr.json" if path else f"{root}/zarr.json"
+    if fs.exists(doc):
+        fs.rm_file(doc)
+    zarr.create_group(_location(store), path=path or None, attributes=attributes, zarr_format=3)
 
 
 def verify(store: str, layout: CityLayout, full: bool = False, states: dict | None = None) -> list[Damage]:
@@ -753,7 +762,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
         seen: set[tuple[int, int]] = set()
         for arr, cells in per_file:
             for i, j, reason in cells:
-                key = _chunk_key(arr, (i, j, *(0,) * (arr.ndim - 2)))
+                key = _zarr.chunk_key(arr, (i, j, *(0,) * (arr.ndim - 2)))
                 out.append(Damage(layout.city, arr.basename, key, reason, d, ((i, j),),
                                   (source_file(layout, d, i, j),)))
                 seen.add((i, j))
@@ -766,7 +775,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
             states[layout.city, d] = (status, total)
         for arr, is_hourly in data:
             n_tc = -(-arr.shape[1] // arr.chunks[1])
-            decode = _chunk_decoder(arr) if full else None
+            decode = _zarr.decoder(arr) if full else None
             check = done
             if not full and n_tc == 1 and "://" not in _location(store):
                 # one listing, compared with the records as arrays: only suspect files are
@@ -786,7 +795,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
                     nh = netmob.slots_per_day(layout.days[j]) // TIME_CHUNK
                     keys = [((i, tc, h0 + k), k) for k in range(nh) for tc in range(n_tc)]
                 for coords, entry in keys:
-                    key = _chunk_key(arr, coords)
+                    key = _zarr.chunk_key(arr, coords)
                     size = sizes.get(key)
                     rec = records[i, j, entry] if records is not None and n_tc == 1 else (0, 0)
                     reason = None
@@ -795,7 +804,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
                     elif rec[0] and size != rec[0]:
                         reason = f"{size} bytes, {int(rec[0])} written"
                     elif full:
-                        raw = _read_chunk_bytes(store, arr, key)
+                        raw = _zarr.read_chunk(arr, key)
                         if rec[0]:
                             if zlib.crc32(raw) != rec[1]:
                                 reason = "checksum (CRC-32) mismatch"
@@ -820,7 +829,7 @@ def _suspect_files(arr, is_hourly: bool, layout: CityLayout, offsets: np.ndarray
     records as arrays: ~1 us per chunk instead of ~30 us chunk by chunk in Python.
     """
     n_s, n_d = len(layout.services), len(layout.days)
-    base = os.path.join(str(arr.store_path.store.root), arr.store_path.path, "c")
+    base = str(_zarr.local_dir(arr) / "c")
     n_x = n_d if is_hourly else arr.shape[2] // TIME_CHUNK
     sizes = np.full((n_s, n_x), -1, dtype=np.int64)
     for si in range(n_s):
@@ -880,23 +889,22 @@ def _records(store: str, city: str, direction: str, si: int, d0: int, d1: int) -
         return None
     arr = g[chunks_name(direction)]
     out = np.zeros((d1 - d0, CHUNK_RECORDS, 2), dtype=np.uint32)
-    sp = arr.store_path
-    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) else None
-    cell = np.empty((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)
-    for d in range(d0, d1):
-        key = _chunk_key(arr, (si, d, 0, 0))
+    cell_shape = (1, 1, CHUNK_RECORDS, 2)
+    if not _direct(arr, cell_shape):
         try:
-            if decode is None:
-                out[d - d0] = arr[si, d]
-                continue
-            data = (Path(sp.store.root) / sp.path / key).read_bytes()
-            decode(data, cell)
-            out[d - d0] = cell[0, 0]
-        except FileNotFoundError:
-            continue
+            out[:] = arr[si, d0:d1]
         except Exception as e:
+            raise StoreDamaged(f"store damaged: {_where(arr)} (the chunk records of service #{si}, days "
+                               f"#{d0}..#{d1 - 1}): cannot be read ({type(e).__name__}: {e}); {REPAIR_HINT}") from e
+        return out
+    decode = _zarr.decoder(arr)
+    cell = np.empty(cell_shape, dtype=np.uint32)
+    for d in range(d0, d1):
+        key, reason = _read_chunk(arr, (si, d, 0, 0), cell, decode=decode)
+        if reason is not None:
             raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the chunk record of service #{si}, "
-                               f"day #{d}): cannot be decoded ({type(e).__name__}: {e}); {REPAIR_HINT}") from e
+                               f"day #{d}): {reason}; {REPAIR_HINT}")
+        out[d - d0] = cell[0, 0]
     return out
 
 
@@ -935,32 +943,22 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
     rec = _records(store, city, direction, si, d0, d1)
     if rec is None:
         return
-    root = Path(arr.store_path.store.root) / arr.store_path.path
     for d in range(d0, d1):
         for h in range(max(h0, int(offsets[d])), min(h1, int(offsets[d]) + netmob.slots_per_day(layout.days[d]) // 4)):
             size, crc = rec[d - d0, h - int(offsets[d])]
             if not size:
                 continue
-            key = _chunk_key(arr, (si, 0, h))
-            try:
-                data = (root / key).read_bytes()
-            except FileNotFoundError:
-                data = None
-            reason = ("chunk file missing" if data is None else f"{len(data)} bytes, {int(size)} written"
-                      if len(data) != size else "checksum (CRC-32) mismatch" if zlib.crc32(data) != crc else None)
+            key = _zarr.chunk_key(arr, (si, 0, h))
+            reason = _unlike_record(_zarr.read_chunk(arr, key), (size, crc))
             if reason:
                 dmg = Damage(city, direction, key, reason, direction, ((si, d),), (source_file(layout, direction, si, d),))
                 raise StoreDamaged(damage_message(store, [dmg]))
 
 
-def _chunk_key(arr, coords: tuple[int, ...]) -> str:
-    return arr.metadata.encode_chunk_key(coords)
-
-
 def _chunk_sizes(store: str, arr) -> dict[str, int]:
     """Byte size of every stored chunk of ``arr`` by chunk key, from one listing."""
     fs, root = _fs(store)
-    base = f"{root.rstrip('/')}/{arr.store_path.path}"
+    base = f"{root.rstrip('/')}/{arr.path}"
     if "://" not in _location(store):
         out = {}
         cdir = os.path.join(base, "c")
@@ -975,11 +973,6 @@ def _chunk_sizes(store: str, arr) -> dict[str, int]:
     except FileNotFoundError:
         return {}
     return {k[len(base) + 1:]: int(v["size"]) for k, v in found.items()}
-
-
-def _read_chunk_bytes(store: str, arr, key: str) -> bytes:
-    fs, root = _fs(store)
-    return fs.cat_file(f"{root.rstrip('/')}/{arr.store_path.path}/{key}")
 
 
 def write_file_block(
@@ -1204,24 +1197,23 @@ def _read_per_file_array(arr, damaged: list | None = None) -> np.ndarray:
     ``damaged``, is appended there as ``(service index, day index, reason)`` and read as the
     fill value (what :func:`verify` does).
     """
-    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-
-    sp = arr.store_path
-    enc = arr.metadata.chunk_key_encoding
     cell_shape = (1, 1, *arr.shape[2:])
-    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) and arr.chunks == cell_shape else None
-    if decode is None or not (isinstance(enc, DefaultChunkKeyEncoding) and enc.separator == "/"):
+    base = _zarr.local_dir(arr)
+    if base is None or not _direct(arr, cell_shape) or not _zarr.slash_keys(arr):
+        # an object store: zarr's own read fetches the cells concurrently
         try:
             return arr[:]
         except Exception as e:
             raise StoreDamaged(f"store damaged: {_where(arr)}: cannot be read ({type(e).__name__}: {e}); "
                                f"{REPAIR_HINT}") from e
-    out = np.full(arr.shape, arr.metadata.fill_value, dtype=np.dtype(arr.dtype))
-    root = Path(sp.store.root) / sp.path / "c"
+    out = np.full(arr.shape, arr.fill_value, dtype=np.dtype(arr.dtype))
+    root = base / "c"
     if not root.is_dir():
         return out
     cell_value = np.empty(cell_shape, dtype=out.dtype)
-    tail = "/0" * (len(cell_shape) - 2)
+    decode = _zarr.decoder(arr)
+    tail = (0,) * (len(cell_shape) - 2)
+    # one listing instead of one failed open per cell never written
     for row in os.scandir(root):
         if not row.name.isdigit() or int(row.name) >= arr.shape[0]:
             continue
@@ -1229,16 +1221,11 @@ def _read_per_file_array(arr, damaged: list | None = None) -> np.ndarray:
             if not cell.name.isdigit() or int(cell.name) >= arr.shape[1]:
                 continue
             i, j = int(row.name), int(cell.name)
-            path = cell.path + tail.replace("/", os.sep)
-            try:
-                with open(path, "rb") as fh:
-                    decode(fh.read(), cell_value)
-            except Exception as e:  # truncated, empty, overwritten: never read as a state
-                reason = f"cannot be decoded ({type(e).__name__}: {e})"
+            key, reason = _read_chunk(arr, (i, j, *tail), cell_value, decode=decode)
+            if reason is not None:  # truncated, empty, overwritten: never read as a state
                 if damaged is None:
-                    key = f"c/{i}/{j}{tail}"
-                    raise StoreDamaged(f"store damaged: {Path(sp.store.root)}/{sp.path} chunk {key} (the per-file "
-                                       f"cell of service #{i}, day #{j}): {reason}; {REPAIR_HINT}") from e
+                    raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the per-file cell of "
+                                       f"service #{i}, day #{j}): {reason}; {REPAIR_HINT}")
                 damaged.append((i, j, reason))
                 continue
             out[i, j] = cell_value[0, 0]
@@ -1247,49 +1234,56 @@ def _read_per_file_array(arr, damaged: list | None = None) -> np.ndarray:
 
 def _where(arr) -> str:
     """An array's place for messages: its folder on a local store, else ``store/path``."""
-    sp = arr.store_path
-    if isinstance(sp.store, LocalStore):
-        return str(Path(sp.store.root) / sp.path)
-    return f"{sp.store}/{sp.path}"
+    base = _zarr.local_dir(arr)
+    return str(base) if base is not None else f"{arr.store}/{arr.path}"
 
 
-def _little_endian_bytes(arr) -> bool:
-    """Whether the array's first codec stores its values as little-endian bytes (cpc's layout)."""
-    from zarr.codecs import BytesCodec
-
-    codecs = list(arr.metadata.codecs)
-    if not codecs or not isinstance(codecs[0], BytesCodec) or np.dtype(arr.dtype).byteorder == ">":
-        return False
-    return np.dtype(arr.dtype).itemsize == 1 or codecs[0].endian is None or codecs[0].endian.value == "little"
+def _direct(arr, chunk_shape: tuple[int, ...]) -> bool:
+    """Whether whole chunks of ``arr`` of ``chunk_shape`` can be read and written directly:
+    its chunks have that shape and its codecs are ones cpc creates (:mod:`._zarr`)."""
+    return tuple(arr.chunks) == tuple(chunk_shape) and _zarr.decoder(arr) is not None
 
 
-def _chunk_decoder(arr):
-    """A function decoding one stored chunk's bytes into a given C-contiguous array, or None.
-
-    The counterpart of :func:`_chunk_encoder`, for the layouts cpc creates: little-endian
-    bytes, then blosc (the traffic arrays), zstd (zarr's default, the per-file arrays) or
-    nothing.
-    """
-    from numcodecs import Blosc, Zstd
-    from zarr.codecs import BloscCodec as ZBlosc
-    from zarr.codecs import ZstdCodec as ZZstd
-
-    if not _little_endian_bytes(arr):
+def _unlike_record(data: bytes | None, record: tuple[int, int] | None) -> str | None:
+    """Why a chunk's stored bytes (None: not there) differ from its record ``(byte size,
+    CRC-32)`` as written, or None when they match or nothing was recorded (0, 0)."""
+    if record is None or not record[0]:
         return None
-    codecs = list(arr.metadata.codecs)
-
-    def raw(data, out):
-        out.view(np.uint8).reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
-
-    if len(codecs) == 1:
-        return raw
-    if len(codecs) == 2 and isinstance(codecs[1], ZBlosc):
-        blosc = Blosc()
-        return lambda data, out: blosc.decode(data, out=out.view(np.uint8).reshape(-1))
-    if len(codecs) == 2 and isinstance(codecs[1], ZZstd):
-        zstd = Zstd()
-        return lambda data, out: raw(zstd.decode(data), out)
+    if data is None:
+        return "chunk file missing"
+    if len(data) != record[0]:
+        return f"{len(data)} bytes, {int(record[0])} written"
+    if zlib.crc32(data) != record[1]:
+        return "checksum (CRC-32) mismatch"
     return None
+
+
+def _read_chunk(arr, coords: tuple[int, ...], out: np.ndarray, record: tuple[int, int] | None = None,
+                decode=None) -> tuple[str, str | None]:
+    """Read the whole chunk at ``coords`` into ``out`` (C-contiguous, of the chunk's shape).
+
+    The one read path of the store's own chunk reads (any store, :func:`._zarr.read_chunk`),
+    for arrays with :func:`_direct` chunks. A chunk never written reads as the fill value, as
+    in zarr. ``record``: the chunk's ``(byte size, CRC-32)`` as written (0, 0 = not recorded);
+    the bytes are checked against it before decoding, so a damaged chunk is never read as data.
+
+    ``decode``: the array's :func:`._zarr.decoder`, when the caller reads many chunks.
+
+    Returns the chunk's key and None, or the reason it is damaged (``out`` is then undefined).
+    """
+    key = _zarr.chunk_key(arr, coords)
+    data = _zarr.read_chunk(arr, key)
+    reason = _unlike_record(data, record)
+    if reason is not None:
+        return key, reason
+    if data is None:
+        out.fill(arr.fill_value)
+        return key, None
+    try:
+        (decode or _zarr.decoder(arr))(data, out)
+    except Exception as e:
+        return key, f"cannot be decoded ({type(e).__name__}: {e})"
+    return key, None
 
 
 def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | None = None,
@@ -1297,9 +1291,9 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
     """One whole (tiles, 25) chunk of an hourly array, decoded straight into ``out``.
 
     zarr decodes a chunk into its own buffer and then copies it into the selection's output
-    (~2x the decode for these 8 MB chunks); on a local store with the layout cpc writes, the
-    chunk file is read and decoded in place. A chunk never written reads as NaN (the fill
-    value), as through zarr; any other store or layout goes through zarr.
+    (~2x the decode for these 8 MB chunks); with the layout cpc writes, the chunk is read and
+    decoded in place (:func:`_read_chunk`). A chunk never written reads as NaN (the fill
+    value), as through zarr; any other layout goes through zarr.
 
     ``record``: the chunk's ``(byte size, CRC-32)`` as written (its file's chunk record; 0, 0 =
     not recorded). The bytes read are checked against it before decoding, so a damaged chunk
@@ -1313,73 +1307,30 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
     n_tiles, pad = arr.shape[1], arr.shape[3]
     if out is None:
         out = np.empty((n_tiles, pad), dtype=np.float32)
-    sp = arr.store_path
-    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) and arr.chunks == (1, n_tiles, 1, pad) else None
-    key = arr.metadata.encode_chunk_key((service_index, 0, day_index, 0))
-
-    def damaged(reason: str) -> StoreDamaged:
-        src = f" (from {describe})" if describe else ""
-        return StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
-
-    if decode is None:
+    src = f" (from {describe})" if describe else ""
+    if not _direct(arr, (1, n_tiles, 1, pad)):
         try:
             out[:] = arr[service_index, :, day_index, :]
         except Exception as e:
-            raise damaged(f"cannot be decoded ({type(e).__name__}: {e})") from e
+            key = _zarr.chunk_key(arr, (service_index, 0, day_index, 0))
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: cannot be decoded "
+                               f"({type(e).__name__}: {e}); {REPAIR_HINT}") from e
         return out
-    path = Path(sp.store.root) / f"{sp.path}/{key}"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        if record is not None and record[0]:
-            raise damaged("chunk file missing") from None
-        out.fill(np.nan)
-        return out
-    if record is not None and record[0] and (len(data) != record[0] or zlib.crc32(data) != record[1]):
-        raise damaged(f"{len(data)} bytes, {int(record[0])} written" if len(data) != record[0]
-                      else "checksum (CRC-32) mismatch")
-    try:
-        decode(data, out)
-    except Exception as e:
-        raise damaged(f"cannot be decoded ({type(e).__name__}: {e})") from e
+    key, reason = _read_chunk(arr, (service_index, 0, day_index, 0), out.reshape(1, n_tiles, 1, pad), record)
+    if reason is not None:
+        raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
     return out
 
 
-def _chunk_encoder(arr):
-    """A function encoding one chunk exactly as the array's codecs would, or None.
-
-    Only for the layouts cpc creates: little-endian bytes, then blosc, zstd or nothing.
-    """
-    from numcodecs import Blosc, Zstd
-    from zarr.codecs import BloscCodec as ZBlosc
-    from zarr.codecs import ZstdCodec as ZZstd
-
-    codecs = list(arr.metadata.codecs)
-    if not _little_endian_bytes(arr):
-        return None
-    if len(codecs) == 1:
-        return lambda chunk: chunk.tobytes()
-    if len(codecs) == 2 and isinstance(codecs[1], ZBlosc):
-        c = codecs[1]
-        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c.shuffle.name]
-        blosc = Blosc.from_config({"cname": c.cname.name, "clevel": c.clevel, "shuffle": shuffle,
-                                   "blocksize": c.blocksize, "typesize": c.typesize})
-        return lambda chunk: blosc.encode(chunk.view(np.uint8).reshape(-1))
-    if len(codecs) == 2 and isinstance(codecs[1], ZZstd):
-        zstd = Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
-        return lambda chunk: zstd.encode(chunk.view(np.uint8).reshape(-1))
-    return None
-
-
 def _write_whole_chunks(arr, service_index: int, start: int, block: np.ndarray,
-                        hours: np.ndarray | None = None) -> bool:
+                        hours: np.ndarray | None = None) -> list[tuple[int, int]] | None:
     """Write a (tiles, slots) block that covers whole hour chunks, encoding them directly.
 
     zarr's generic write path allocates each chunk, fills it, gathers the strided hour out of
-    the block, compares it with the fill value and only then encodes (BENCHMARKS.md: ~60 % of
-    a file's write time). Here each hour is made contiguous in one copy (or taken from
-    ``hours``, the same cut made by :func:`_split_hours`), encoded with the array's own codec
-    settings and stored under the array's own chunk keys, all in one batch.
+    the block, compares it with the fill value and only then encodes (~60 % of a file's
+    write time). Here each hour is made contiguous in one copy (or taken from ``hours``, the
+    same cut made by :func:`_split_hours`), encoded with the array's own codec settings and
+    stored under the array's own chunk keys, all in one batch.
     Returns each chunk's ``(byte size, CRC-32)`` as written, in time order, or None (caller
     uses ``arr[...] = block``) for any layout this does not cover.
     """
@@ -1398,54 +1349,17 @@ def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]],
                 atomic: bool = False) -> list[tuple[int, int]] | None:
     """Encode whole chunks (C-contiguous arrays of the chunk's shape) and store them.
 
+    The one write path of the store's own chunk writes (any store, :func:`._zarr.write_chunks`).
     Returns each chunk's ``(byte size, CRC-32)`` as written (what :func:`verify` and the
     readers check), or None, writing nothing, when the array's codecs have no direct encoder.
     ``atomic``: on a local store, write each chunk to a temp file and rename it into place.
     """
-    import asyncio
-
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    encode = _chunk_encoder(arr)
+    encode = _zarr.encoder(arr)
     if encode is None:
         return None
-    sp = arr.store_path
-    items = [(f"{sp.path}/{arr.metadata.encode_chunk_key(coords)}", encode(np.ascontiguousarray(c)))
-             for coords, c in chunks]
-    records = [(len(data), zlib.crc32(data)) for _, data in items]
-    if isinstance(sp.store, LocalStore):
-        # plain file writes: zarr's LocalStore makes the folders and a temp file per chunk
-        # (~40 % of a write). A data chunk cut short by a crash is harmless: its file's
-        # status stays `pending` and the next run rewrites every chunk of that file; the
-        # status and total cells themselves are written atomically (`atomic`).
-        root = Path(sp.store.root)
-        made: set[Path] = set()
-        for key, data in items:
-            path = root / key
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            target, path = path, (path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path)
-            try:
-                with open(path, "wb") as fh:
-                    fh.write(data)
-            except OSError as e:
-                if atomic:  # a full disk must not leave temp files behind
-                    path.unlink(missing_ok=True)
-                if e.filename is None:  # a failed write() names no file: name the chunk
-                    e.filename = str(target)
-                raise
-            if atomic:
-                os.replace(path, target)
-        return records
-    proto = default_buffer_prototype()
-
-    async def put():
-        await asyncio.gather(*(sp.store.set(key, proto.buffer.from_bytes(data)) for key, data in items))
-
-    sync(put())
-    return records
+    items = [(_zarr.chunk_key(arr, coords), encode(np.ascontiguousarray(c))) for coords, c in chunks]
+    _zarr.write_chunks(arr, items, atomic=atomic)
+    return [(len(data), zlib.crc32(data)) for _, data in items]
 
 
 def open_cube(store: str, city: str, chunks: dict | None = None) -> xr.Dataset:
