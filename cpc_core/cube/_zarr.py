@@ -2,7 +2,7 @@
 
 The store writes and reads whole chunks itself (:mod:`cpc_core.cube.store`: encoding the
 hour chunks directly and reading a day chunk straight into its output buffer is several times
-faster than zarr's generic selection path, see ``docs/decisions.md``). Doing so needs a few
+faster than zarr's generic selection path, see ``docs/benchmarks-history.md``). Doing so needs a few
 things zarr does not export: the chunk key encoding of an array, the configuration of its
 codecs, and a synchronous call into its event loop to ``get``/``set`` raw bytes on a store that
 is not local. They are all here, behind plain functions, so that a zarr release that moves
@@ -40,6 +40,7 @@ __all__ = [
     "encoder",
     "local_dir",
     "read_chunk",
+    "read_chunks",
     "slash_keys",
     "write_chunks",
 ]
@@ -56,10 +57,10 @@ def check_version(version: str) -> None:
     Examples
     --------
     >>> check_version("3.1.6")
-    >>> check_version("3.2.0")
+    >>> check_version("3.2.0")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    cpc_core.errors.EnvironmentUnavailable: zarr 3.2.0 is installed; cpc's store supports zarr >=3.1,<3.2 ...
+    cpc_core.errors.EnvironmentUnavailable: zarr 3.2.0 is installed; ... >=3.1,<3.2 (it writes chunks with ...
     """
     m = re.match(r"(\d+)\.(\d+)", version)
     lo, hi = SUPPORTED
@@ -144,27 +145,40 @@ def decoder(arr: zarr.Array) -> Callable[[bytes, np.ndarray], None] | None:
     return None
 
 
-def read_chunk(arr: zarr.Array, key: str) -> bytes | None:
-    """The stored bytes of the chunk ``key`` of ``arr``, or None when it was never written.
+def read_chunks(arr: zarr.Array, keys: Sequence[str]) -> list[bytes | None]:
+    """The stored bytes of the chunks ``keys`` of ``arr`` (None for a chunk never written).
 
-    A local store is read as a plain file (zarr's ``LocalStore.get`` costs a round trip to its
-    event loop per chunk); any other store through the store's own ``get``.
+    A local store is read as plain files (zarr's ``LocalStore.get`` costs a round trip to its
+    event loop per chunk); any other store through the store's own ``get``, all keys at once
+    (an object store answers them concurrently).
     """
     base = local_dir(arr)
     if base is not None:
-        try:
-            return (base / key).read_bytes()
-        except FileNotFoundError:
-            return None
-    buf = sync(arr.store.get(f"{arr.path}/{key}", prototype=default_buffer_prototype()))
-    return None if buf is None else buf.to_bytes()
+        out: list[bytes | None] = []
+        for key in keys:
+            try:
+                out.append((base / key).read_bytes())
+            except FileNotFoundError:
+                out.append(None)
+        return out
+    proto = default_buffer_prototype()
+
+    async def get():
+        return await asyncio.gather(*(arr.store.get(f"{arr.path}/{key}", prototype=proto) for key in keys))
+
+    return [None if buf is None else buf.to_bytes() for buf in sync(get())]
+
+
+def read_chunk(arr: zarr.Array, key: str) -> bytes | None:
+    """The stored bytes of one chunk (:func:`read_chunks`)."""
+    return read_chunks(arr, [key])[0]
 
 
 def write_chunks(arr: zarr.Array, items: Sequence[tuple[str, bytes]], atomic: bool = False) -> None:
     """Store encoded chunks ``(key, bytes)`` of ``arr``.
 
     A local store gets plain file writes: zarr's ``LocalStore.set`` makes the folders and a
-    temp file per chunk (~40 % of a write). A data chunk cut short by a crash is harmless: its
+    temp file per chunk, a large share of a write. A data chunk cut short by a crash is harmless: its
     file's status stays ``pending`` and the next run rewrites every chunk of that file.
     ``atomic``: write each chunk to a temp file and rename it into place (the per-file status
     and total cells, which no later run could decode if cut short). Any other store: the

@@ -27,7 +27,7 @@ or a week of hours) spanning many Zarr chunks; hourly rollups line up with chunk
 
 The hourly array exists because every estimate uses hourly sums only: a rollup reading it
 reads 4x fewer values, in chunks of a whole day (``(1, tiles, 1, 25)``, ~8 MB for Paris), and
-skips the slot sums (BENCHMARKS.md, "the hourly tile cube"). The same ingest task writes
+skips the slot sums (``docs/benchmarks-history.md``, problem 4). The same ingest task writes
 it from the block it has just parsed, so it costs a fraction of the 15-minute write and no
 extra read; a file's hourly chunk is its own (one file = one local day), so writes never race.
 Stores written before it existed (layout version 1) have no ``<DIR>_hourly``; readers then
@@ -38,8 +38,9 @@ The status array is written *after* the data of a file, one ``(1, 1)`` chunk per
 interrupted run never leaves data that a later run mistakes for complete.
 
 Damage (a chunk truncated, overwritten, deleted; a ``zarr.json`` gone) is found, named and
-repaired (``docs/_decisions_store.md``): every file's chunk record (``<DIR>_chunks``, written
-after its data and before its status) holds the size and CRC-32 of each chunk as written.
+repaired (``docs/decisions.md``, "a damaged store is found, named and repaired"): every
+file's chunk record (``<DIR>_chunks``, written after its data and before its status) holds
+the size and CRC-32 of each chunk as written.
 :func:`verify` compares the chunk files with it (sizes only, one directory listing per array,
 on every ingest; CRCs too with ``cpc ingest --repair``), :func:`repair_metadata` recreates
 lost metadata, and the rollup checks the CRC of every chunk it reads, so a damaged chunk is
@@ -119,16 +120,12 @@ def codec(name: str, array: str = "cube"):
     """Compressor for the traffic arrays by name (``lz4`` default, ``zstd``, ``none``).
 
     ``array``: ``"cube"`` (the 15-minute array: written for every file, read rarely) or
-    ``"hourly"`` (the hourly tile array: read by every rollup). With ``lz4`` the hourly array
-    keeps byte shuffle at level 5, which decodes 1.3-2.8x faster than bit shuffle (the
-    rollup's reads); the cube uses bit shuffle at level 1, which encodes up to 2x faster.
-
-    Chosen by measurement (``BENCHMARKS.md``, problems 8 and 18): zstd compresses the
-    float32 traffic better but costs about as much CPU as parsing; against lz4 level 5 with
-    byte shuffle (the cube's setting before), bit shuffle at level 1 encodes YouTube and
-    Web_Adult chunks 1.1-1.7x and decimal-valued ones ~2x faster (one thread, as in a
-    worker), Tor's mostly-zero ones 1.4x slower, and compresses as well or better (Tor
-    excepted: ~70x instead of ~135x smaller than raw).
+    ``"hourly"`` (the hourly tile array: read by every rollup). With ``lz4`` the cube uses bit
+    shuffle at level 1, which encodes faster (its cost is paid by every file written), and the
+    hourly array byte shuffle at level 5, which decodes faster (its cost is paid by every
+    rollup). ``zstd`` compresses the float32 traffic a little better for about the CPU of the
+    parse; ``blosc-zstd`` is the archival choice. The measurements behind these choices are in
+    ``docs/benchmarks-history.md`` (problems 8 and 18).
     """
     if array not in ("cube", "hourly"):
         raise ValueError(f"array={array!r}; allowed: cube, hourly")
@@ -418,8 +415,8 @@ def _create_or_extend_impl(
         g["time"][:] = _time_minutes(out.time)
         g["day"].resize((n_d,))
         g["day"][:] = _day_numbers(out.days)
-    # only arrays whose shape changes: zarr rewrites the metadata of every resize (0.2 s per
-    # re-run for the four arrays of one direction, when nothing had changed)
+    # only arrays whose shape changes: zarr rewrites the metadata of every resize, a fixed cost
+    # a re-run that changes nothing must not pay
     shapes = {d: (n_s, len(out.tiles), n_t) for d in have.directions}
     for d in have.directions:
         shapes.update({hourly_name(d): (n_s, len(out.tiles), n_d, HOURS_PAD), f"{d}_status": (n_s, n_d),
@@ -548,7 +545,7 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             dtype="float32",
             fill_value=np.nan,
             compressors=codec(compressor),
-            # every write covers whole chunks; skipping the all-NaN check saves ~15 % of a write
+            # every write covers whole chunks: the all-NaN check would cost and skip nothing
             config={"write_empty_chunks": True},
             dimension_names=["service", "tile", "time"],
             attributes={"long_name": f"{direction} traffic per tile and 15-minute slot",
@@ -735,7 +732,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
     Chunks written before the records existed are checked for presence (and, with ``full``,
     decoded). Per-file cells (status, total, chunk record) that cannot be decoded, or a status
     that is no known state, are damage too. Cheap without ``full``: one directory listing per
-    array and the per-file arrays (measured in ``docs/_decisions_store.md``).
+    array and the per-file arrays.
 
     ``states``: when given and nothing is damaged, the ``(status, total)`` read here are put
     there by (city, direction), as :func:`file_states` returns them (a re-run reads them once).
@@ -891,12 +888,18 @@ def _records(store: str, city: str, direction: str, si: int, d0: int, d1: int) -
     out = np.zeros((d1 - d0, CHUNK_RECORDS, 2), dtype=np.uint32)
     cell_shape = (1, 1, CHUNK_RECORDS, 2)
     if not _direct(arr, cell_shape):
-        try:
-            out[:] = arr[si, d0:d1]
-        except Exception as e:
-            raise StoreDamaged(f"store damaged: {_where(arr)} (the chunk records of service #{si}, days "
-                               f"#{d0}..#{d1 - 1}): cannot be read ({type(e).__name__}: {e}); {REPAIR_HINT}") from e
+        out[:] = _zarr_read(arr, (si, slice(d0, d1)), f" (the chunk records of service #{si}, days #{d0}..#{d1 - 1})")
         return out
+    decode = _zarr.decoder(arr)
+    cell = np.empty(cell_shape, dtype=np.uint32)
+    keys = [_zarr.chunk_key(arr, (si, d, 0, 0)) for d in range(d0, d1)]
+    for d, key, data in zip(range(d0, d1), keys, _zarr.read_chunks(arr, keys), strict=True):
+        reason = _decode(arr, data, cell, decode=decode)
+        if reason is not None:
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the chunk record of service #{si}, "
+                               f"day #{d}): {reason}; {REPAIR_HINT}")
+        out[d - d0] = cell[0, 0]
+    return out
     decode = _zarr.decoder(arr)
     cell = np.empty(cell_shape, dtype=np.uint32)
     for d in range(d0, d1):
@@ -1099,8 +1102,8 @@ def _stat_key(path: Path) -> tuple | None:
 def file_arrays(store: str, city: str, direction: str) -> FileArrays:
     """The arrays :func:`write_file_block` writes and the city's tile list, opened once per process.
 
-    Opening them through zarr took ~13 round trips to its event loop per file (~9 ms: 70 % of
-    a small file's ingest, ~5 % of a Paris file's; BENCHMARKS.md, problem 22). On a local store
+    Opening them through zarr costs a dozen round trips to its event loop per file, a fixed
+    cost that dominates small files (``docs/benchmarks-history.md``, problem 22). On a local store
     the handles are kept while the metadata files they were opened from are unchanged (same
     inode, size and modification time: a resize, an extension or a new store at the same path
     rewrites them); other stores open them afresh every time.
@@ -1138,8 +1141,8 @@ def _split_hours(block, hours, hourly):  # pragma: no cover - numba
     float64 sum of the non-NaN values (the file total).
 
     The total adds the float64 hour sums, slot by slot only for an hour with a NaN: a
-    NaN-skipping test on every value kept the loop from vectorising and cost 2.7x the whole
-    split (17 against 6.4 ms for a Paris file; BENCHMARKS.md, problem 17).
+    NaN-skipping test on every value would keep the loop from vectorising
+    (``docs/benchmarks-history.md``, problem 17).
     """
     n_tiles, n_slots = block.shape
     n_hours = n_slots // 4
@@ -1175,13 +1178,12 @@ def file_states(store: str, city: str, direction: str, known: dict | None = None
     ``known``: states already read since the store's last write, by (city, direction)
     (:func:`cpc_core.cube.ingest.read_states`); returned from there when present.
 
-    These arrays have one chunk per file (so that parallel ingest tasks never share a chunk),
-    and zarr reads each chunk through its async pipeline at ~0.35 ms apiece: 80 ms per array
-    for Paris's 231 files, ~2 s for a city ingested with all 68 NetMob services, read several
-    times per run. On a local store the chunk files are read and decoded directly (Paris's two
-    arrays: 17 ms against 150-160 ms through zarr, ~9x); any other store or layout goes
-    through zarr. Chunks never written read as the
-    fill value, as in zarr.
+    These arrays have one chunk per file (so that parallel ingest tasks never share a chunk)
+    and are read several times per run; zarr reads each chunk through its async pipeline, a
+    fixed cost per chunk that grows with the services and days. The cells are read and decoded
+    directly (:func:`_read_per_file_array`; on a local store after one directory listing,
+    ``docs/benchmarks-history.md``, problem 14). Chunks never written read as the fill value,
+    as in zarr.
     """
     if known and (city, direction) in known:
         return known[city, direction]
@@ -1198,38 +1200,45 @@ def _read_per_file_array(arr, damaged: list | None = None) -> np.ndarray:
     fill value (what :func:`verify` does).
     """
     cell_shape = (1, 1, *arr.shape[2:])
-    base = _zarr.local_dir(arr)
-    if base is None or not _direct(arr, cell_shape) or not _zarr.slash_keys(arr):
-        # an object store: zarr's own read fetches the cells concurrently
-        try:
-            return arr[:]
-        except Exception as e:
-            raise StoreDamaged(f"store damaged: {_where(arr)}: cannot be read ({type(e).__name__}: {e}); "
-                               f"{REPAIR_HINT}") from e
+    if not _direct(arr, cell_shape):
+        return _zarr_read(arr, (slice(None),))
     out = np.full(arr.shape, arr.fill_value, dtype=np.dtype(arr.dtype))
-    root = base / "c"
-    if not root.is_dir():
-        return out
+    tail = (0,) * (len(cell_shape) - 2)
+    base = _zarr.local_dir(arr)
+    if base is not None and _zarr.slash_keys(arr):
+        # one listing instead of one failed open per cell never written
+        cells = []
+        root = base / "c"
+        rows = os.scandir(root) if root.is_dir() else ()
+        for row in rows:
+            if row.name.isdigit() and int(row.name) < arr.shape[0]:
+                cells += [(int(row.name), int(c.name)) for c in os.scandir(row.path)
+                          if c.name.isdigit() and int(c.name) < arr.shape[1]]
+    else:
+        cells = [(i, j) for i in range(arr.shape[0]) for j in range(arr.shape[1])]
+    keys = [_zarr.chunk_key(arr, (i, j, *tail)) for i, j in cells]
     cell_value = np.empty(cell_shape, dtype=out.dtype)
     decode = _zarr.decoder(arr)
-    tail = (0,) * (len(cell_shape) - 2)
-    # one listing instead of one failed open per cell never written
-    for row in os.scandir(root):
-        if not row.name.isdigit() or int(row.name) >= arr.shape[0]:
+    for (i, j), key, data in zip(cells, keys, _zarr.read_chunks(arr, keys), strict=True):
+        reason = _decode(arr, data, cell_value, decode=decode)
+        if reason is not None:  # truncated, empty, overwritten: never read as a state
+            if damaged is None:
+                raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the per-file cell of "
+                                   f"service #{i}, day #{j}): {reason}; {REPAIR_HINT}")
+            damaged.append((i, j, reason))
             continue
-        for cell in os.scandir(row.path):
-            if not cell.name.isdigit() or int(cell.name) >= arr.shape[1]:
-                continue
-            i, j = int(row.name), int(cell.name)
-            key, reason = _read_chunk(arr, (i, j, *tail), cell_value, decode=decode)
-            if reason is not None:  # truncated, empty, overwritten: never read as a state
-                if damaged is None:
-                    raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the per-file cell of "
-                                       f"service #{i}, day #{j}): {reason}; {REPAIR_HINT}")
-                damaged.append((i, j, reason))
-                continue
-            out[i, j] = cell_value[0, 0]
+        out[i, j] = cell_value[0, 0]
     return out
+
+
+def _zarr_read(arr, selection: tuple, what: str = ""):
+    """``arr[selection]`` through zarr, for layouts cpc does not create (see :func:`_direct`),
+    with a failure named as damage."""
+    try:
+        return arr[selection]
+    except Exception as e:
+        raise StoreDamaged(f"store damaged: {_where(arr)}{what}: cannot be read ({type(e).__name__}: {e}); "
+                           f"{REPAIR_HINT}") from e
 
 
 def _where(arr) -> str:
@@ -1258,32 +1267,40 @@ def _unlike_record(data: bytes | None, record: tuple[int, int] | None) -> str | 
     return None
 
 
-def _read_chunk(arr, coords: tuple[int, ...], out: np.ndarray, record: tuple[int, int] | None = None,
-                decode=None) -> tuple[str, str | None]:
-    """Read the whole chunk at ``coords`` into ``out`` (C-contiguous, of the chunk's shape).
+def _decode(arr, data: bytes | None, out: np.ndarray, record: tuple[int, int] | None = None,
+            decode=None) -> str | None:
+    """Decode a whole chunk's stored bytes (None: never written) into ``out``.
 
-    The one read path of the store's own chunk reads (any store, :func:`._zarr.read_chunk`),
-    for arrays with :func:`_direct` chunks. A chunk never written reads as the fill value, as
-    in zarr. ``record``: the chunk's ``(byte size, CRC-32)`` as written (0, 0 = not recorded);
-    the bytes are checked against it before decoding, so a damaged chunk is never read as data.
+    ``out``: C-contiguous, of the chunk's shape; a chunk never written reads as the fill
+    value, as in zarr. ``record``: the chunk's ``(byte size, CRC-32)`` as written (0, 0 = not
+    recorded); the bytes are checked against it before decoding, so a damaged chunk is never
+    read as data. ``decode``: the array's :func:`._zarr.decoder`, when the caller decodes many.
 
-    ``decode``: the array's :func:`._zarr.decoder`, when the caller reads many chunks.
-
-    Returns the chunk's key and None, or the reason it is damaged (``out`` is then undefined).
+    Returns None, or the reason the chunk is damaged (``out`` is then undefined).
     """
-    key = _zarr.chunk_key(arr, coords)
-    data = _zarr.read_chunk(arr, key)
     reason = _unlike_record(data, record)
     if reason is not None:
-        return key, reason
+        return reason
     if data is None:
         out.fill(arr.fill_value)
-        return key, None
+        return None
     try:
         (decode or _zarr.decoder(arr))(data, out)
     except Exception as e:
-        return key, f"cannot be decoded ({type(e).__name__}: {e})"
-    return key, None
+        return f"cannot be decoded ({type(e).__name__}: {e})"
+    return None
+
+
+def _read_chunk(arr, coords: tuple[int, ...], out: np.ndarray, record: tuple[int, int] | None = None,
+                decode=None) -> tuple[str, str | None]:
+    """Read the whole chunk at ``coords`` into ``out``: the chunk's key, and None or the reason
+    it is damaged (:func:`_decode`).
+
+    With :func:`_zarr.read_chunks` and :func:`_decode`, the one read path of the store's own
+    chunk reads, on every store, for arrays with :func:`_direct` chunks.
+    """
+    key = _zarr.chunk_key(arr, coords)
+    return key, _decode(arr, _zarr.read_chunk(arr, key), out, record, decode)
 
 
 def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | None = None,
@@ -1291,7 +1308,7 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
     """One whole (tiles, 25) chunk of an hourly array, decoded straight into ``out``.
 
     zarr decodes a chunk into its own buffer and then copies it into the selection's output
-    (~2x the decode for these 8 MB chunks); with the layout cpc writes, the chunk is read and
+    (``docs/benchmarks-history.md``, problem 15); with the layout cpc writes, the chunk is read and
     decoded in place (:func:`_read_chunk`). A chunk never written reads as NaN (the fill
     value), as through zarr; any other layout goes through zarr.
 
@@ -1327,8 +1344,8 @@ def _write_whole_chunks(arr, service_index: int, start: int, block: np.ndarray,
     """Write a (tiles, slots) block that covers whole hour chunks, encoding them directly.
 
     zarr's generic write path allocates each chunk, fills it, gathers the strided hour out of
-    the block, compares it with the fill value and only then encodes (~60 % of a file's
-    write time). Here each hour is made contiguous in one copy (or taken from ``hours``, the
+    the block, compares it with the fill value and only then encodes, most of a file's write
+    time (``docs/benchmarks-history.md``, problem 1). Here each hour is made contiguous in one copy (or taken from ``hours``, the
     same cut made by :func:`_split_hours`), encoded with the array's own codec settings and
     stored under the array's own chunk keys, all in one batch.
     Returns each chunk's ``(byte size, CRC-32)`` as written, in time order, or None (caller
