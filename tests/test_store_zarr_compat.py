@@ -42,15 +42,17 @@ def _open(path: Path, name: str):
     return zarr.open_array(str(path), path=f"Nice/{name}", mode="r+").with_config({"write_empty_chunks": True})
 
 
-@pytest.mark.parametrize("compressor", COMPRESSORS)
-def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compressor):
+@pytest.mark.parametrize(("compressor", "tile_chunk"), [(c, 131_072) for c in COMPRESSORS] + [("lz4", 5)])
+def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compressor, tile_chunk):
     """A city of 13 tiles, two services, two directions, three days (the spring DST day has 92
     slots): files ok, partial (holes) and missing written by the store, the same values by
-    zarr; every file of the two stores is byte-identical (metadata included)."""
+    zarr; every file of the two stores is byte-identical (metadata included). Also with tiles
+    in chunks of 5 (the last one padded): the hour and day chunks cut as zarr cuts them."""
     lay = store.CityLayout("Nice", dt.date(2019, 3, 30), dt.date(2019, 4, 1), ("Tor", "YouTube"),
                            np.arange(13, dtype=np.int64), ("DL", "UL"))
     hand, ref = tmp_path / "hand.zarr", tmp_path / "zarr.zarr"
-    store.create_or_extend(str(hand), lay, compressor=compressor)
+    store.create_or_extend(str(hand), lay, compressor=compressor, tile_chunk=tile_chunk)
+    n_tc = 1 if tile_chunk >= 13 else 3
     shutil.copytree(hand, ref)  # the same metadata and coordinates (both written by zarr)
     rng = np.random.default_rng(7)
     offsets = {di: lay.day_slice(day) for di, day in enumerate(lay.days)}
@@ -73,12 +75,13 @@ def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compre
                 hourly = np.full((13, store.HOURS_PAD), np.nan)
                 hourly[:, : n // 4] = values.astype(np.float64).reshape(13, n // 4, 4).sum(axis=2)
                 _open(ref, f"{d}_hourly")[si, :, di, :] = hourly.astype(np.float32)
-                rec = np.zeros((store.CHUNK_RECORDS, 2), np.uint32)
-                for k in range(n // 4):
+                rec = np.zeros((store.CHUNK_RECORDS, 2), np.uint32)  # recorded with one tile chunk only
+                for k in range(n // 4 if n_tc == 1 else 0):
                     raw = (ref / "Nice" / d / f"c/{si}/0/{sl.start // 4 + k}").read_bytes()
                     rec[k] = len(raw), zlib.crc32(raw)
-                raw = (ref / "Nice" / f"{d}_hourly" / f"c/{si}/0/{di}/0").read_bytes()
-                rec[store.HOURS_PAD] = len(raw), zlib.crc32(raw)
+                if n_tc == 1:
+                    raw = (ref / "Nice" / f"{d}_hourly" / f"c/{si}/0/{di}/0").read_bytes()
+                    rec[store.HOURS_PAD] = len(raw), zlib.crc32(raw)
                 _open(ref, f"{d}_chunks")[si, di] = rec
                 _open(ref, f"{d}_total")[si, di] = np.nansum(values, dtype=np.float64) if block is not None else np.nan
                 _open(ref, f"{d}_status")[si, di] = store.STATUS[state]
@@ -87,10 +90,17 @@ def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compre
     kinds = {re.sub(r"/c/.*", "", k) for k in want if "/c/" in k}
     assert kinds == {f"Nice/{d}{x}" for d in ("DL", "UL") for x in ("", "_hourly", "_status", "_total", "_chunks")} | {
         "Nice/tile", "Nice/service", "Nice/time", "Nice/day"}
+    assert len([k for k in want if k.startswith("Nice/DL/c/")]) == 2 * n_tc * (24 + 23 + 24)
     differ = [k for k in want if got[k] != want[k]]
     assert differ == []
     # and zarr reads the store's chunks as the values written
     np.testing.assert_array_equal(zarr.open_group(str(hand))["Nice/DL"][:], zarr.open_group(str(ref))["Nice/DL"][:])
+    # and the store's own read of a day chunk gives zarr's values
+    hourly = store.open_city(str(hand), "Nice")["DL_hourly"]
+    for di in range(3):
+        np.testing.assert_array_equal(store.read_day_chunk(hourly, 1, di),
+                                      zarr.open_group(str(ref))["Nice/DL_hourly"][1, :, di])
+    assert store.verify(str(hand), lay, full=True) == []
 
 
 @pytest.mark.parametrize("compressor", COMPRESSORS)

@@ -1037,20 +1037,20 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
     hours = np.empty((n_slots // TIME_CHUNK, n_tiles, TIME_CHUNK), dtype=np.float32)
     hourly = np.empty((n_tiles, HOURS_PAD), dtype=np.float32)
     total = _split_hours(block, hours, hourly)
-    record = np.zeros((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)  # 0, 0: not recorded (zarr wrote it)
+    # 0, 0: not recorded (several tile chunks per hour, or a layout zarr wrote)
+    record = np.zeros((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)
     written = _write_whole_chunks(arr, service_index, time_slice.start, block, hours=hours)
     if written is None:
         arr[service_index, :, time_slice] = block
-    else:
+    elif arr.chunks[1] == n_tiles:
         record[0, 0, : len(written)] = written
     harr = fa.hourly
     if harr is not None:
-        written = None
-        if harr.chunks[1] == n_tiles:
-            written = _put_chunks(harr, [((service_index, 0, day_index, 0), hourly)])
+        written = _put_chunks(harr, [((service_index, t, day_index, 0), piece)
+                                     for t, piece in enumerate(_tile_pieces(hourly, harr.chunks[1]))])
         if written is None:
             harr[service_index, :, day_index, :] = hourly
-        else:
+        elif harr.chunks[1] == n_tiles:
             record[0, 0, HOURLY_RECORD] = written[0]
     if fa.chunks is not None:
         _put_cell(fa.chunks, service_index, day_index, record)
@@ -1325,7 +1325,8 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
     if out is None:
         out = np.empty((n_tiles, pad), dtype=np.float32)
     src = f" (from {describe})" if describe else ""
-    if not _direct(arr, (1, n_tiles, 1, pad)):
+    tc = arr.chunks[1]
+    if not _direct(arr, (1, tc, 1, pad)):
         try:
             out[:] = arr[service_index, :, day_index, :]
         except Exception as e:
@@ -1333,9 +1334,19 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
             raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: cannot be decoded "
                                f"({type(e).__name__}: {e}); {REPAIR_HINT}") from e
         return out
-    key, reason = _read_chunk(arr, (service_index, 0, day_index, 0), out.reshape(1, n_tiles, 1, pad), record)
-    if reason is not None:
-        raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
+    if tc == n_tiles:  # cpc's default layout: decoded in place
+        key, reason = _read_chunk(arr, (service_index, 0, day_index, 0), out.reshape(1, n_tiles, 1, pad), record)
+        if reason is not None:
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
+        return out
+    # several tile chunks (recorded never: a file's record holds one hourly chunk)
+    piece = np.empty((1, tc, 1, pad), dtype=np.float32)
+    decode = _zarr.decoder(arr)
+    for t in range(0, n_tiles, tc):
+        key, reason = _read_chunk(arr, (service_index, t // tc, day_index, 0), piece, decode=decode)
+        if reason is not None:
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
+        out[t:t + tc] = piece[0, : min(tc, n_tiles - t), 0]
     return out
 
 
@@ -1344,22 +1355,40 @@ def _write_whole_chunks(arr, service_index: int, start: int, block: np.ndarray,
     """Write a (tiles, slots) block that covers whole hour chunks, encoding them directly.
 
     zarr's generic write path allocates each chunk, fills it, gathers the strided hour out of
-    the block, compares it with the fill value and only then encodes, most of a file's write
-    time (``docs/benchmarks-history.md``, problem 1). Here each hour is made contiguous in one copy (or taken from ``hours``, the
-    same cut made by :func:`_split_hours`), encoded with the array's own codec settings and
-    stored under the array's own chunk keys, all in one batch.
-    Returns each chunk's ``(byte size, CRC-32)`` as written, in time order, or None (caller
-    uses ``arr[...] = block``) for any layout this does not cover.
+    the block, compares it with the fill value and only then encodes: most of a file's write
+    time (``docs/benchmarks-history.md``, problem 1). Here each hour is made contiguous in one
+    copy (or taken from ``hours``, the same cut made by :func:`_split_hours`), encoded with the
+    array's own codec settings and stored under the array's own chunk keys, all in one batch.
+    With several tile chunks, each hour is cut into them (the last one padded with the fill
+    value, as zarr stores an edge chunk).
+    Returns each chunk's ``(byte size, CRC-32)`` as written, in time order (then tile chunk
+    order), or None (caller uses ``arr[...] = block``) for a block that does not cover whole
+    hours or an array whose codecs cpc does not create.
     """
     n_tiles, n_slots = block.shape
-    if arr.chunks[1] != n_tiles or arr.chunks[2] != TIME_CHUNK or start % TIME_CHUNK or n_slots % TIME_CHUNK:
+    if arr.shape[1] != n_tiles or arr.chunks[2] != TIME_CHUNK or start % TIME_CHUNK or n_slots % TIME_CHUNK:
         return None
     if hours is None:
         hours = np.ascontiguousarray(
             block.astype(np.float32, copy=False).reshape(n_tiles, n_slots // TIME_CHUNK, TIME_CHUNK).transpose(1, 0, 2)
         )
     h0 = start // TIME_CHUNK
-    return _put_chunks(arr, [((service_index, 0, h0 + k), hours[k]) for k in range(hours.shape[0])])
+    return _put_chunks(arr, [((service_index, t, h0 + k), piece) for k in range(hours.shape[0])
+                             for t, piece in enumerate(_tile_pieces(hours[k], arr.chunks[1]))])
+
+
+def _tile_pieces(rows: np.ndarray, tile_chunk: int) -> list[np.ndarray]:
+    """``rows`` (tiles, ...) cut into tile chunks of ``tile_chunk`` rows, the last one padded
+    with NaN (the traffic arrays' fill value) to a whole chunk."""
+    n = rows.shape[0]
+    if tile_chunk >= n:
+        return [rows]
+    out = [rows[t:t + tile_chunk] for t in range(0, n, tile_chunk)]
+    if out[-1].shape[0] < tile_chunk:
+        pad = np.full((tile_chunk, *rows.shape[1:]), np.nan, dtype=rows.dtype)
+        pad[: out[-1].shape[0]] = out[-1]
+        out[-1] = pad
+    return out
 
 
 def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]],
