@@ -194,3 +194,23 @@ def test_pin_and_lock_match_the_gate():
     assert pins == [f"zarr>={lo[0]}.{lo[1]},<{hi[0]}.{hi[1]}"]
     locked = re.search(r"^zarr==(\d+)\.(\d+)\.\S+", (ROOT / "requirements.lock").read_text(), re.M)
     assert locked and lo <= (int(locked[1]), int(locked[2])) < hi
+
+
+def test_cli_names_an_untested_zarr_in_one_line_exit_3(tmp_path):
+    """The gate through the command line: exit 3 (EnvironmentUnavailable), one line on stderr
+    naming the installed and the supported versions, no traceback, nothing written."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, zarr; zarr.__version__ = '3.2.0'\n"
+            "from jobs.cli import main\n"
+            f"sys.exit(main(['ingest', '--input', {str(tmp_path / 'in')!r}, '--store', {str(tmp_path / 's.zarr')!r}]))")
+    (tmp_path / "in").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert re.fullmatch(r"cpc ingest: zarr 3\.2\.0 is installed; cpc's store supports zarr >=3\.1,<3\.2 .*", lines[0])
+    assert not (tmp_path / "s.zarr").exists()
