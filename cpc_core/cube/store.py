@@ -888,22 +888,14 @@ def _records(store: str, city: str, direction: str, si: int, d0: int, d1: int) -
     out = np.zeros((d1 - d0, CHUNK_RECORDS, 2), dtype=np.uint32)
     cell_shape = (1, 1, CHUNK_RECORDS, 2)
     if not _direct(arr, cell_shape):
-        out[:] = _zarr_read(arr, (si, slice(d0, d1)), f" (the chunk records of service #{si}, days #{d0}..#{d1 - 1})")
+        what = f" (the chunk records of service #{si}, days #{d0}..#{d1 - 1})"
+        out[:] = _zarr_read(arr, (si, slice(d0, d1)), what)
         return out
     decode = _zarr.decoder(arr)
     cell = np.empty(cell_shape, dtype=np.uint32)
     keys = [_zarr.chunk_key(arr, (si, d, 0, 0)) for d in range(d0, d1)]
     for d, key, data in zip(range(d0, d1), keys, _zarr.read_chunks(arr, keys), strict=True):
         reason = _decode(arr, data, cell, decode=decode)
-        if reason is not None:
-            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the chunk record of service #{si}, "
-                               f"day #{d}): {reason}; {REPAIR_HINT}")
-        out[d - d0] = cell[0, 0]
-    return out
-    decode = _zarr.decoder(arr)
-    cell = np.empty(cell_shape, dtype=np.uint32)
-    for d in range(d0, d1):
-        key, reason = _read_chunk(arr, (si, d, 0, 0), cell, decode=decode)
         if reason is not None:
             raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the chunk record of service #{si}, "
                                f"day #{d}): {reason}; {REPAIR_HINT}")
