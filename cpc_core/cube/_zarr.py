@@ -2,12 +2,13 @@
 
 The store writes and reads whole chunks itself (:mod:`cpc_core.cube.store`: encoding the
 hour chunks directly and reading a day chunk straight into its output buffer is several times
-faster than zarr's generic selection path, see ``docs/benchmarks-history.md``). Doing so needs a few
-things zarr does not export: the chunk key encoding of an array, the configuration of its
-codecs, and a synchronous call into its event loop to ``get``/``set`` raw bytes on a store that
-is not local. They are all here, behind plain functions, so that a zarr release that moves
-them breaks one small module, and this module refuses to load on a zarr it was not written
-and tested for (:data:`SUPPORTED`) instead of writing chunks that zarr may not read.
+faster than zarr's generic selection path, see ``docs/benchmarks-history.md``). Doing so
+needs a few things zarr does not export: the chunk key encoding of an array, the
+configuration of its codecs, and a synchronous call into its event loop to ``get``/``set``
+raw bytes on a store that is not local. They are all here, behind plain functions, so that
+a zarr release that moves them breaks one small module, and this module refuses to load on a
+zarr it was not written and tested for (:data:`SUPPORTED`) instead of writing chunks that
+zarr may not read.
 
 ``tests/test_store_zarr_compat.py`` checks, for every kind of chunk and metadata document cpc
 writes itself, that the result is byte-identical to what zarr's public API writes.
@@ -23,14 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from numcodecs import Blosc, Zstd
-from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-from zarr.core.sync import sync
-from zarr.storage import LocalStore
 
-from cpc_core.errors import EnvironmentUnavailable
+from cpc_core.errors import EnvironmentUnavailable, clip
 
 __all__ = [
     "SUPPORTED",
@@ -66,12 +61,20 @@ def check_version(version: str) -> None:
     lo, hi = SUPPORTED
     if m is None or not lo <= (int(m[1]), int(m[2])) < hi:
         raise EnvironmentUnavailable(
-            f"zarr {version} is installed; cpc's store supports zarr >={lo[0]}.{lo[1]},<{hi[0]}.{hi[1]} "
+            f"zarr {clip(version, 40)} is installed; cpc's store supports zarr >={lo[0]}.{lo[1]},<{hi[0]}.{hi[1]} "
             f"(it writes chunks with zarr's internal codecs and keys): install a supported zarr, e.g. "
             f"`pip install 'zarr>={lo[0]}.{lo[1]},<{hi[0]}.{hi[1]}'`, or the versions in requirements.lock")
 
 
+# before the internal imports: a zarr that moved them gets this message, not an ImportError
 check_version(zarr.__version__)
+
+from numcodecs import Blosc, Zstd  # noqa: E402
+from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec  # noqa: E402
+from zarr.core.buffer import default_buffer_prototype  # noqa: E402
+from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding  # noqa: E402
+from zarr.core.sync import sync  # noqa: E402
+from zarr.storage import LocalStore  # noqa: E402
 
 
 def chunk_key(arr: zarr.Array, coords: Sequence[int]) -> str:
