@@ -37,9 +37,32 @@ def test_direct_writer_refuses_unaligned_blocks(tmp_path):
     a = g.create_array("x", shape=(1, 5, 16), chunks=(1, 5, 4), dtype="float32", fill_value=np.nan,
                        compressors=store.codec("lz4"))
     assert not store._write_whole_chunks(a, 0, 2, np.ones((5, 4), np.float32))  # starts mid-hour
-    b = g.create_array("y", shape=(1, 6, 16), chunks=(1, 3, 4), dtype="float32", fill_value=np.nan,
-                       compressors=store.codec("lz4"))
-    assert not store._write_whole_chunks(b, 0, 0, np.ones((6, 4), np.float32))  # several tile chunks
+    assert not store._write_whole_chunks(a, 0, 0, np.ones((5, 6), np.float32))  # ends mid-hour
+    assert not list((tmp_path / "s.zarr" / "x").rglob("c/*"))  # nothing written
+
+
+def test_direct_writer_cuts_several_tile_chunks_as_zarr_does(tmp_path):
+    """7 tiles in chunks of 3: each hour is cut into three tile chunks, the last padded with
+    the fill value; the chunk files equal zarr's own write of the same block."""
+    block = np.arange(7 * 8, dtype=np.float32).reshape(7, 8)
+    block[6, 1] = np.nan
+    arrays = []
+    for name in ("direct", "zarr"):
+        g = zarr.open_group(tmp_path / f"{name}.zarr", mode="w")
+        arrays.append(g.create_array("y", shape=(1, 7, 16), chunks=(1, 3, 4), dtype="float32", fill_value=np.nan,
+                                     compressors=store.codec("lz4"), config={"write_empty_chunks": True}))
+    written = store._write_whole_chunks(arrays[0], 0, 4, block)
+    assert written is not None and len(written) == 2 * 3  # two hours x three tile chunks
+    arrays[1][0, :, 4:12] = block
+    np.testing.assert_array_equal(arrays[0][0, :, 4:12], block)
+    for name in ("direct", "zarr"):
+        assert sorted(p.relative_to(tmp_path / f"{name}.zarr").as_posix()
+                      for p in (tmp_path / f"{name}.zarr" / "y" / "c").rglob("*") if p.is_file()) == [
+            f"y/c/0/{t}/{h}" for t in range(3) for h in (1, 2)]
+    for t in range(3):
+        for h in (1, 2):
+            key = f"y/c/0/{t}/{h}"
+            assert (tmp_path / "direct.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes()
 
 
 def test_file_states_direct_read_equals_zarr(tmp_path):
@@ -285,14 +308,14 @@ def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeyp
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(path, mode, *a, **k)
 
-    monkeypatch.setattr(store, "open", full_after_three, raising=False)
+    monkeypatch.setattr(store._zarr, "open", full_after_three, raising=False)
     with pytest.raises(EnvironmentUnavailable, match=r"disk full writing .*c\.zarr/Nice/DL/c/1/0/3: free space"):
         store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
     monkeypatch.undo()
     assert store.file_states(s, "Nice", "DL")[0][1, 0] == store.STATUS["pending"]
     assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
     # the status cell itself on a full disk: the temp file is removed
-    monkeypatch.setattr(store, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
+    monkeypatch.setattr(store._zarr, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
                         raising=False)
     a = store.open_city(s, "Nice", mode="r+")["DL_status"]
     with pytest.raises(OSError):

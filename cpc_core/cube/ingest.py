@@ -581,9 +581,9 @@ REFERENCE_TRIES = 9
 def _majority_tiles(valid: Sequence[tuple[str, np.ndarray]], tried: Sequence[str]
                     ) -> tuple[np.ndarray, TileReference]:  # fmt: skip
     """Quarantine, when none of the first files is fully clean: the tiles named by a valid line
-    in a strict majority of the files tried that have a valid line (docs/_decisions_ingest.md,
-    "Tile list without a clean file"). Tiles seen in fewer are left out of the list (their lines are rejected as
-    unknown tiles by each file's ingest, and counted) and listed in the reference.
+    in a strict majority of the files tried that have a valid line (docs/decisions.md, "Tile
+    list without a clean file"). Tiles seen in fewer are left out of the list (their lines are
+    rejected as unknown tiles by each file's ingest, and counted) and listed in the reference.
 
     Raises
     ------
@@ -729,8 +729,8 @@ def plan(
     whole service or direction. A (city, direction, service, day) is skipped when its status in
     the store is complete (``ok`` or ``partial``) unless ``force``.
 
-    The store is checked first (``docs/_decisions_store.md``): lost metadata is recreated
-    (:func:`cpc_core.cube.store.repair_metadata`) and every stored file's chunks are compared with
+    The store is checked first (``docs/decisions.md``, "a damaged store"): lost metadata is
+    recreated (:func:`cpc_core.cube.store.repair_metadata`) and every stored file's chunks are compared with
     its record (:func:`cpc_core.cube.store.verify`: their sizes, and with ``repair`` their CRCs
     too); the files of damaged chunks are set to ``pending`` and planned again, each named in
     a WARNING.
@@ -948,9 +948,9 @@ def ingest_file(task: FileTask) -> FileReport:
     return rep
 
 
-#: Least values per Dask task of the ingest: files smaller than this are grouped (a task's
-#: fixed cost, ~10-15 ms here, was most of the time for the 20 metropoles at 0.1 % of their
-#: tiles). A NetMob file of a real city holds 1.4-7.8 M values: one file per task.
+#: Least values per Dask task of the ingest: files smaller than this are grouped, so that a
+#: task's fixed cost does not dominate small cities (``docs/benchmarks-history.md``, problem
+#: 22). A NetMob file of a real city holds 1.4-7.8 M values: one file per task.
 MIN_TASK_VALUES = 1_000_000
 
 

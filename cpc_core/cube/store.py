@@ -27,7 +27,7 @@ or a week of hours) spanning many Zarr chunks; hourly rollups line up with chunk
 
 The hourly array exists because every estimate uses hourly sums only: a rollup reading it
 reads 4x fewer values, in chunks of a whole day (``(1, tiles, 1, 25)``, ~8 MB for Paris), and
-skips the slot sums (BENCHMARKS.md, "the hourly tile cube"). The same ingest task writes
+skips the slot sums (``docs/benchmarks-history.md``, problem 4). The same ingest task writes
 it from the block it has just parsed, so it costs a fraction of the 15-minute write and no
 extra read; a file's hourly chunk is its own (one file = one local day), so writes never race.
 Stores written before it existed (layout version 1) have no ``<DIR>_hourly``; readers then
@@ -38,8 +38,9 @@ The status array is written *after* the data of a file, one ``(1, 1)`` chunk per
 interrupted run never leaves data that a later run mistakes for complete.
 
 Damage (a chunk truncated, overwritten, deleted; a ``zarr.json`` gone) is found, named and
-repaired (``docs/_decisions_store.md``): every file's chunk record (``<DIR>_chunks``, written
-after its data and before its status) holds the size and CRC-32 of each chunk as written.
+repaired (``docs/decisions.md``, "a damaged store is found, named and repaired"): every
+file's chunk record (``<DIR>_chunks``, written after its data and before its status) holds
+the size and CRC-32 of each chunk as written.
 :func:`verify` compares the chunk files with it (sizes only, one directory listing per array,
 on every ingest; CRCs too with ``cpc ingest --repair``), :func:`repair_metadata` recreates
 lost metadata, and the rollup checks the CRC of every chunk it reads, so a damaged chunk is
@@ -65,8 +66,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
-from zarr.storage import LocalStore
 
+from cpc_core.cube import _zarr
 from cpc_core.netmob import facts as netmob
 from cpc_core.errors import EnvironmentUnavailable, StoreDamaged
 
@@ -119,16 +120,12 @@ def codec(name: str, array: str = "cube"):
     """Compressor for the traffic arrays by name (``lz4`` default, ``zstd``, ``none``).
 
     ``array``: ``"cube"`` (the 15-minute array: written for every file, read rarely) or
-    ``"hourly"`` (the hourly tile array: read by every rollup). With ``lz4`` the hourly array
-    keeps byte shuffle at level 5, which decodes 1.3-2.8x faster than bit shuffle (the
-    rollup's reads); the cube uses bit shuffle at level 1, which encodes up to 2x faster.
-
-    Chosen by measurement (``BENCHMARKS.md``, problems 8 and 18): zstd compresses the
-    float32 traffic better but costs about as much CPU as parsing; against lz4 level 5 with
-    byte shuffle (the cube's setting before), bit shuffle at level 1 encodes YouTube and
-    Web_Adult chunks 1.1-1.7x and decimal-valued ones ~2x faster (one thread, as in a
-    worker), Tor's mostly-zero ones 1.4x slower, and compresses as well or better (Tor
-    excepted: ~70x instead of ~135x smaller than raw).
+    ``"hourly"`` (the hourly tile array: read by every rollup). With ``lz4`` the cube uses bit
+    shuffle at level 1, which encodes faster (its cost is paid by every file written), and the
+    hourly array byte shuffle at level 5, which decodes faster (its cost is paid by every
+    rollup). ``zstd`` compresses the float32 traffic a little better for about the CPU of the
+    parse; ``blosc-zstd`` is the archival choice. The measurements behind these choices are in
+    ``docs/benchmarks-history.md`` (problems 8 and 18).
     """
     if array not in ("cube", "hourly"):
         raise ValueError(f"array={array!r}; allowed: cube, hourly")
@@ -218,7 +215,6 @@ def read_layout(store: str, city: str, check: bool = True) -> CityLayout | None:
 
 
 COORDINATES = ("tile", "service", "time", "day")
-_ROOT_META = {"attributes": {}, "zarr_format": 3, "node_type": "group"}
 
 #: Version of the CF-style attributes (``units``, ``long_name``, ``description``) the arrays
 #: carry; a city group records it as ``cf_attributes``, and :func:`create_or_extend` adds the
@@ -419,8 +415,8 @@ def _create_or_extend_impl(
         g["time"][:] = _time_minutes(out.time)
         g["day"].resize((n_d,))
         g["day"][:] = _day_numbers(out.days)
-    # only arrays whose shape changes: zarr rewrites the metadata of every resize (0.2 s per
-    # re-run for the four arrays of one direction, when nothing had changed)
+    # only arrays whose shape changes: zarr rewrites the metadata of every resize, a fixed cost
+    # a re-run that changes nothing must not pay
     shapes = {d: (n_s, len(out.tiles), n_t) for d in have.directions}
     for d in have.directions:
         shapes.update({hourly_name(d): (n_s, len(out.tiles), n_d, HOURS_PAD), f"{d}_status": (n_s, n_d),
@@ -549,7 +545,7 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
             dtype="float32",
             fill_value=np.nan,
             compressors=codec(compressor),
-            # every write covers whole chunks; skipping the all-NaN check saves ~15 % of a write
+            # every write covers whole chunks: the all-NaN check would cost and skip nothing
             config={"write_empty_chunks": True},
             dimension_names=["service", "tile", "time"],
             attributes={"long_name": f"{direction} traffic per tile and 15-minute slot",
@@ -679,7 +675,7 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
     for d in lost:
         logger.warning("store damaged: %s; repairing", d.describe(store))
     if any(not d.city for d in lost):
-        fs.pipe_file(f"{root}/zarr.json", json.dumps(_ROOT_META, indent=2).encode())
+        _recreate_group(fs, store, root, "")
     for city in cities:
         mine = [d for d in lost if d.city == city]
         if not mine:
@@ -694,11 +690,9 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
             names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(cdir, detail=False)}
             hourly = any(hourly_name(x) in names for x in netmob.DIRECTIONS)
             # cf_attributes 0: the arrays may predate them; create_or_extend adds them if so
-            meta = {"attributes": {**_city_attrs(city, hourly), "tiles_from": [], "cf_attributes": 0},
-                    "zarr_format": 3, "node_type": "group"}
-            meta["attributes"]["chunk_records"] = all(chunks_name(x) in names for x in netmob.DIRECTIONS
-                                                      if x in names)
-            fs.pipe_file(f"{cdir}/zarr.json", json.dumps(meta, indent=2).encode())
+            attrs = {**_city_attrs(city, hourly), "tiles_from": [], "cf_attributes": 0}
+            attrs["chunk_records"] = all(chunks_name(x) in names for x in netmob.DIRECTIONS if x in names)
+            _recreate_group(fs, store, root, city, attrs)
         by_dir: dict[str, set[str]] = {}
         for d in mine:
             if d.array and d.direction:
@@ -717,6 +711,18 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
     return lost
 
 
+def _recreate_group(fs, store: str, root: str, path: str, attributes: dict | None = None) -> None:
+    """Write a lost group's ``zarr.json`` through zarr (its members are kept).
+
+    An unreadable document is removed first: zarr refuses to create a group over one, and
+    ``overwrite=True`` would delete the group's members.
+    """
+    doc = f"{root}/{path}/zarr.json" if path else f"{root}/zarr.json"
+    if fs.exists(doc):
+        fs.rm_file(doc)
+    zarr.create_group(_location(store), path=path or None, attributes=attributes, zarr_format=3)
+
+
 def verify(store: str, layout: CityLayout, full: bool = False, states: dict | None = None) -> list[Damage]:
     """Compare a city's chunk files with what its files recorded; return the damage found.
 
@@ -726,7 +732,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
     Chunks written before the records existed are checked for presence (and, with ``full``,
     decoded). Per-file cells (status, total, chunk record) that cannot be decoded, or a status
     that is no known state, are damage too. Cheap without ``full``: one directory listing per
-    array and the per-file arrays (measured in ``docs/_decisions_store.md``).
+    array and the per-file arrays.
 
     ``states``: when given and nothing is damaged, the ``(status, total)`` read here are put
     there by (city, direction), as :func:`file_states` returns them (a re-run reads them once).
@@ -753,7 +759,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
         seen: set[tuple[int, int]] = set()
         for arr, cells in per_file:
             for i, j, reason in cells:
-                key = _chunk_key(arr, (i, j, *(0,) * (arr.ndim - 2)))
+                key = _zarr.chunk_key(arr, (i, j, *(0,) * (arr.ndim - 2)))
                 out.append(Damage(layout.city, arr.basename, key, reason, d, ((i, j),),
                                   (source_file(layout, d, i, j),)))
                 seen.add((i, j))
@@ -766,7 +772,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
             states[layout.city, d] = (status, total)
         for arr, is_hourly in data:
             n_tc = -(-arr.shape[1] // arr.chunks[1])
-            decode = _chunk_decoder(arr) if full else None
+            decode = _zarr.decoder(arr) if full else None
             check = done
             if not full and n_tc == 1 and "://" not in _location(store):
                 # one listing, compared with the records as arrays: only suspect files are
@@ -786,7 +792,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
                     nh = netmob.slots_per_day(layout.days[j]) // TIME_CHUNK
                     keys = [((i, tc, h0 + k), k) for k in range(nh) for tc in range(n_tc)]
                 for coords, entry in keys:
-                    key = _chunk_key(arr, coords)
+                    key = _zarr.chunk_key(arr, coords)
                     size = sizes.get(key)
                     rec = records[i, j, entry] if records is not None and n_tc == 1 else (0, 0)
                     reason = None
@@ -795,7 +801,7 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
                     elif rec[0] and size != rec[0]:
                         reason = f"{size} bytes, {int(rec[0])} written"
                     elif full:
-                        raw = _read_chunk_bytes(store, arr, key)
+                        raw = _zarr.read_chunk(arr, key)
                         if rec[0]:
                             if zlib.crc32(raw) != rec[1]:
                                 reason = "checksum (CRC-32) mismatch"
@@ -820,7 +826,7 @@ def _suspect_files(arr, is_hourly: bool, layout: CityLayout, offsets: np.ndarray
     records as arrays: ~1 us per chunk instead of ~30 us chunk by chunk in Python.
     """
     n_s, n_d = len(layout.services), len(layout.days)
-    base = os.path.join(str(arr.store_path.store.root), arr.store_path.path, "c")
+    base = str(_zarr.local_dir(arr) / "c")
     n_x = n_d if is_hourly else arr.shape[2] // TIME_CHUNK
     sizes = np.full((n_s, n_x), -1, dtype=np.int64)
     for si in range(n_s):
@@ -880,23 +886,20 @@ def _records(store: str, city: str, direction: str, si: int, d0: int, d1: int) -
         return None
     arr = g[chunks_name(direction)]
     out = np.zeros((d1 - d0, CHUNK_RECORDS, 2), dtype=np.uint32)
-    sp = arr.store_path
-    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) else None
-    cell = np.empty((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)
-    for d in range(d0, d1):
-        key = _chunk_key(arr, (si, d, 0, 0))
-        try:
-            if decode is None:
-                out[d - d0] = arr[si, d]
-                continue
-            data = (Path(sp.store.root) / sp.path / key).read_bytes()
-            decode(data, cell)
-            out[d - d0] = cell[0, 0]
-        except FileNotFoundError:
-            continue
-        except Exception as e:
+    cell_shape = (1, 1, CHUNK_RECORDS, 2)
+    if not _direct(arr, cell_shape):
+        what = f" (the chunk records of service #{si}, days #{d0}..#{d1 - 1})"
+        out[:] = _zarr_read(arr, (si, slice(d0, d1)), what)
+        return out
+    decode = _zarr.decoder(arr)
+    cell = np.empty(cell_shape, dtype=np.uint32)
+    keys = [_zarr.chunk_key(arr, (si, d, 0, 0)) for d in range(d0, d1)]
+    for d, key, data in zip(range(d0, d1), keys, _zarr.read_chunks(arr, keys), strict=True):
+        reason = _decode(arr, data, cell, decode=decode)
+        if reason is not None:
             raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the chunk record of service #{si}, "
-                               f"day #{d}): cannot be decoded ({type(e).__name__}: {e}); {REPAIR_HINT}") from e
+                               f"day #{d}): {reason}; {REPAIR_HINT}")
+        out[d - d0] = cell[0, 0]
     return out
 
 
@@ -935,32 +938,22 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
     rec = _records(store, city, direction, si, d0, d1)
     if rec is None:
         return
-    root = Path(arr.store_path.store.root) / arr.store_path.path
     for d in range(d0, d1):
         for h in range(max(h0, int(offsets[d])), min(h1, int(offsets[d]) + netmob.slots_per_day(layout.days[d]) // 4)):
             size, crc = rec[d - d0, h - int(offsets[d])]
             if not size:
                 continue
-            key = _chunk_key(arr, (si, 0, h))
-            try:
-                data = (root / key).read_bytes()
-            except FileNotFoundError:
-                data = None
-            reason = ("chunk file missing" if data is None else f"{len(data)} bytes, {int(size)} written"
-                      if len(data) != size else "checksum (CRC-32) mismatch" if zlib.crc32(data) != crc else None)
+            key = _zarr.chunk_key(arr, (si, 0, h))
+            reason = _unlike_record(_zarr.read_chunk(arr, key), (size, crc))
             if reason:
                 dmg = Damage(city, direction, key, reason, direction, ((si, d),), (source_file(layout, direction, si, d),))
                 raise StoreDamaged(damage_message(store, [dmg]))
 
 
-def _chunk_key(arr, coords: tuple[int, ...]) -> str:
-    return arr.metadata.encode_chunk_key(coords)
-
-
 def _chunk_sizes(store: str, arr) -> dict[str, int]:
     """Byte size of every stored chunk of ``arr`` by chunk key, from one listing."""
     fs, root = _fs(store)
-    base = f"{root.rstrip('/')}/{arr.store_path.path}"
+    base = f"{root.rstrip('/')}/{arr.path}"
     if "://" not in _location(store):
         out = {}
         cdir = os.path.join(base, "c")
@@ -975,11 +968,6 @@ def _chunk_sizes(store: str, arr) -> dict[str, int]:
     except FileNotFoundError:
         return {}
     return {k[len(base) + 1:]: int(v["size"]) for k, v in found.items()}
-
-
-def _read_chunk_bytes(store: str, arr, key: str) -> bytes:
-    fs, root = _fs(store)
-    return fs.cat_file(f"{root.rstrip('/')}/{arr.store_path.path}/{key}")
 
 
 def write_file_block(
@@ -1041,20 +1029,20 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
     hours = np.empty((n_slots // TIME_CHUNK, n_tiles, TIME_CHUNK), dtype=np.float32)
     hourly = np.empty((n_tiles, HOURS_PAD), dtype=np.float32)
     total = _split_hours(block, hours, hourly)
-    record = np.zeros((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)  # 0, 0: not recorded (zarr wrote it)
+    # 0, 0: not recorded (several tile chunks per hour, or a layout zarr wrote)
+    record = np.zeros((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)
     written = _write_whole_chunks(arr, service_index, time_slice.start, block, hours=hours)
     if written is None:
         arr[service_index, :, time_slice] = block
-    else:
+    elif arr.chunks[1] == n_tiles:
         record[0, 0, : len(written)] = written
     harr = fa.hourly
     if harr is not None:
-        written = None
-        if harr.chunks[1] == n_tiles:
-            written = _put_chunks(harr, [((service_index, 0, day_index, 0), hourly)])
+        written = _put_chunks(harr, [((service_index, t, day_index, 0), piece)
+                                     for t, piece in enumerate(_tile_pieces(hourly, harr.chunks[1]))])
         if written is None:
             harr[service_index, :, day_index, :] = hourly
-        else:
+        elif harr.chunks[1] == n_tiles:
             record[0, 0, HOURLY_RECORD] = written[0]
     if fa.chunks is not None:
         _put_cell(fa.chunks, service_index, day_index, record)
@@ -1106,8 +1094,8 @@ def _stat_key(path: Path) -> tuple | None:
 def file_arrays(store: str, city: str, direction: str) -> FileArrays:
     """The arrays :func:`write_file_block` writes and the city's tile list, opened once per process.
 
-    Opening them through zarr took ~13 round trips to its event loop per file (~9 ms: 70 % of
-    a small file's ingest, ~5 % of a Paris file's; BENCHMARKS.md, problem 22). On a local store
+    Opening them through zarr costs a dozen round trips to its event loop per file, a fixed
+    cost that dominates small files (``docs/benchmarks-history.md``, problem 22). On a local store
     the handles are kept while the metadata files they were opened from are unchanged (same
     inode, size and modification time: a resize, an extension or a new store at the same path
     rewrites them); other stores open them afresh every time.
@@ -1145,8 +1133,8 @@ def _split_hours(block, hours, hourly):  # pragma: no cover - numba
     float64 sum of the non-NaN values (the file total).
 
     The total adds the float64 hour sums, slot by slot only for an hour with a NaN: a
-    NaN-skipping test on every value kept the loop from vectorising and cost 2.7x the whole
-    split (17 against 6.4 ms for a Paris file; BENCHMARKS.md, problem 17).
+    NaN-skipping test on every value would keep the loop from vectorising
+    (``docs/benchmarks-history.md``, problem 17).
     """
     n_tiles, n_slots = block.shape
     n_hours = n_slots // 4
@@ -1182,13 +1170,12 @@ def file_states(store: str, city: str, direction: str, known: dict | None = None
     ``known``: states already read since the store's last write, by (city, direction)
     (:func:`cpc_core.cube.ingest.read_states`); returned from there when present.
 
-    These arrays have one chunk per file (so that parallel ingest tasks never share a chunk),
-    and zarr reads each chunk through its async pipeline at ~0.35 ms apiece: 80 ms per array
-    for Paris's 231 files, ~2 s for a city ingested with all 68 NetMob services, read several
-    times per run. On a local store the chunk files are read and decoded directly (Paris's two
-    arrays: 17 ms against 150-160 ms through zarr, ~9x); any other store or layout goes
-    through zarr. Chunks never written read as the
-    fill value, as in zarr.
+    These arrays have one chunk per file (so that parallel ingest tasks never share a chunk)
+    and are read several times per run; zarr reads each chunk through its async pipeline, a
+    fixed cost per chunk that grows with the services and days. The cells are read and decoded
+    directly (:func:`_read_per_file_array`; on a local store after one directory listing,
+    ``docs/benchmarks-history.md``, problem 14). Chunks never written read as the fill value,
+    as in zarr.
     """
     if known and (city, direction) in known:
         return known[city, direction]
@@ -1204,92 +1191,108 @@ def _read_per_file_array(arr, damaged: list | None = None) -> np.ndarray:
     ``damaged``, is appended there as ``(service index, day index, reason)`` and read as the
     fill value (what :func:`verify` does).
     """
-    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-
-    sp = arr.store_path
-    enc = arr.metadata.chunk_key_encoding
     cell_shape = (1, 1, *arr.shape[2:])
-    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) and arr.chunks == cell_shape else None
-    if decode is None or not (isinstance(enc, DefaultChunkKeyEncoding) and enc.separator == "/"):
-        try:
-            return arr[:]
-        except Exception as e:
-            raise StoreDamaged(f"store damaged: {_where(arr)}: cannot be read ({type(e).__name__}: {e}); "
-                               f"{REPAIR_HINT}") from e
-    out = np.full(arr.shape, arr.metadata.fill_value, dtype=np.dtype(arr.dtype))
-    root = Path(sp.store.root) / sp.path / "c"
-    if not root.is_dir():
-        return out
+    if not _direct(arr, cell_shape):
+        return _zarr_read(arr, (slice(None),))
+    out = np.full(arr.shape, arr.fill_value, dtype=np.dtype(arr.dtype))
+    tail = (0,) * (len(cell_shape) - 2)
+    base = _zarr.local_dir(arr)
+    if base is not None and _zarr.slash_keys(arr):
+        # one listing instead of one failed open per cell never written
+        cells = []
+        root = base / "c"
+        rows = os.scandir(root) if root.is_dir() else ()
+        for row in rows:
+            if row.name.isdigit() and int(row.name) < arr.shape[0]:
+                cells += [(int(row.name), int(c.name)) for c in os.scandir(row.path)
+                          if c.name.isdigit() and int(c.name) < arr.shape[1]]
+    else:
+        cells = [(i, j) for i in range(arr.shape[0]) for j in range(arr.shape[1])]
+    keys = [_zarr.chunk_key(arr, (i, j, *tail)) for i, j in cells]
     cell_value = np.empty(cell_shape, dtype=out.dtype)
-    tail = "/0" * (len(cell_shape) - 2)
-    for row in os.scandir(root):
-        if not row.name.isdigit() or int(row.name) >= arr.shape[0]:
+    decode = _zarr.decoder(arr)
+    for (i, j), key, data in zip(cells, keys, _zarr.read_chunks(arr, keys), strict=True):
+        reason = _decode(arr, data, cell_value, decode=decode)
+        if reason is not None:  # truncated, empty, overwritten: never read as a state
+            if damaged is None:
+                raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key} (the per-file cell of "
+                                   f"service #{i}, day #{j}): {reason}; {REPAIR_HINT}")
+            damaged.append((i, j, reason))
             continue
-        for cell in os.scandir(row.path):
-            if not cell.name.isdigit() or int(cell.name) >= arr.shape[1]:
-                continue
-            i, j = int(row.name), int(cell.name)
-            path = cell.path + tail.replace("/", os.sep)
-            try:
-                with open(path, "rb") as fh:
-                    decode(fh.read(), cell_value)
-            except Exception as e:  # truncated, empty, overwritten: never read as a state
-                reason = f"cannot be decoded ({type(e).__name__}: {e})"
-                if damaged is None:
-                    key = f"c/{i}/{j}{tail}"
-                    raise StoreDamaged(f"store damaged: {Path(sp.store.root)}/{sp.path} chunk {key} (the per-file "
-                                       f"cell of service #{i}, day #{j}): {reason}; {REPAIR_HINT}") from e
-                damaged.append((i, j, reason))
-                continue
-            out[i, j] = cell_value[0, 0]
+        out[i, j] = cell_value[0, 0]
     return out
+
+
+def _zarr_read(arr, selection: tuple, what: str = ""):
+    """``arr[selection]`` through zarr, for layouts cpc does not create (see :func:`_direct`),
+    with a failure named as damage."""
+    try:
+        return arr[selection]
+    except Exception as e:
+        raise StoreDamaged(f"store damaged: {_where(arr)}{what}: cannot be read ({type(e).__name__}: {e}); "
+                           f"{REPAIR_HINT}") from e
 
 
 def _where(arr) -> str:
     """An array's place for messages: its folder on a local store, else ``store/path``."""
-    sp = arr.store_path
-    if isinstance(sp.store, LocalStore):
-        return str(Path(sp.store.root) / sp.path)
-    return f"{sp.store}/{sp.path}"
+    base = _zarr.local_dir(arr)
+    return str(base) if base is not None else f"{arr.store}/{arr.path}"
 
 
-def _little_endian_bytes(arr) -> bool:
-    """Whether the array's first codec stores its values as little-endian bytes (cpc's layout)."""
-    from zarr.codecs import BytesCodec
-
-    codecs = list(arr.metadata.codecs)
-    if not codecs or not isinstance(codecs[0], BytesCodec) or np.dtype(arr.dtype).byteorder == ">":
-        return False
-    return np.dtype(arr.dtype).itemsize == 1 or codecs[0].endian is None or codecs[0].endian.value == "little"
+def _direct(arr, chunk_shape: tuple[int, ...]) -> bool:
+    """Whether whole chunks of ``arr`` of ``chunk_shape`` can be read and written directly:
+    its chunks have that shape and its codecs are ones cpc creates (:mod:`._zarr`)."""
+    return tuple(arr.chunks) == tuple(chunk_shape) and _zarr.decoder(arr) is not None
 
 
-def _chunk_decoder(arr):
-    """A function decoding one stored chunk's bytes into a given C-contiguous array, or None.
-
-    The counterpart of :func:`_chunk_encoder`, for the layouts cpc creates: little-endian
-    bytes, then blosc (the traffic arrays), zstd (zarr's default, the per-file arrays) or
-    nothing.
-    """
-    from numcodecs import Blosc, Zstd
-    from zarr.codecs import BloscCodec as ZBlosc
-    from zarr.codecs import ZstdCodec as ZZstd
-
-    if not _little_endian_bytes(arr):
+def _unlike_record(data: bytes | None, record: tuple[int, int] | None) -> str | None:
+    """Why a chunk's stored bytes (None: not there) differ from its record ``(byte size,
+    CRC-32)`` as written, or None when they match or nothing was recorded (0, 0)."""
+    if record is None or not record[0]:
         return None
-    codecs = list(arr.metadata.codecs)
-
-    def raw(data, out):
-        out.view(np.uint8).reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
-
-    if len(codecs) == 1:
-        return raw
-    if len(codecs) == 2 and isinstance(codecs[1], ZBlosc):
-        blosc = Blosc()
-        return lambda data, out: blosc.decode(data, out=out.view(np.uint8).reshape(-1))
-    if len(codecs) == 2 and isinstance(codecs[1], ZZstd):
-        zstd = Zstd()
-        return lambda data, out: raw(zstd.decode(data), out)
+    if data is None:
+        return "chunk file missing"
+    if len(data) != record[0]:
+        return f"{len(data)} bytes, {int(record[0])} written"
+    if zlib.crc32(data) != record[1]:
+        return "checksum (CRC-32) mismatch"
     return None
+
+
+def _decode(arr, data: bytes | None, out: np.ndarray, record: tuple[int, int] | None = None,
+            decode=None) -> str | None:
+    """Decode a whole chunk's stored bytes (None: never written) into ``out``.
+
+    ``out``: C-contiguous, of the chunk's shape; a chunk never written reads as the fill
+    value, as in zarr. ``record``: the chunk's ``(byte size, CRC-32)`` as written (0, 0 = not
+    recorded); the bytes are checked against it before decoding, so a damaged chunk is never
+    read as data. ``decode``: the array's :func:`._zarr.decoder`, when the caller decodes many.
+
+    Returns None, or the reason the chunk is damaged (``out`` is then undefined).
+    """
+    reason = _unlike_record(data, record)
+    if reason is not None:
+        return reason
+    if data is None:
+        out.fill(arr.fill_value)
+        return None
+    try:
+        (decode or _zarr.decoder(arr))(data, out)
+    except Exception as e:
+        return f"cannot be decoded ({type(e).__name__}: {e})"
+    return None
+
+
+def _read_chunk(arr, coords: tuple[int, ...], out: np.ndarray, record: tuple[int, int] | None = None,
+                decode=None) -> tuple[str, str | None]:
+    """Read the whole chunk at ``coords`` into ``out``: the chunk's key, and None or the reason
+    it is damaged (:func:`_decode`).
+
+    With :func:`_zarr.read_chunks` and :func:`_decode`, the one read path of the store's own
+    chunk reads, on every store, for arrays with :func:`_direct` chunks.
+    """
+    key = _zarr.chunk_key(arr, coords)
+    return key, _decode(arr, _zarr.read_chunk(arr, key), out, record, decode)
 
 
 def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | None = None,
@@ -1297,9 +1300,9 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
     """One whole (tiles, 25) chunk of an hourly array, decoded straight into ``out``.
 
     zarr decodes a chunk into its own buffer and then copies it into the selection's output
-    (~2x the decode for these 8 MB chunks); on a local store with the layout cpc writes, the
-    chunk file is read and decoded in place. A chunk never written reads as NaN (the fill
-    value), as through zarr; any other store or layout goes through zarr.
+    (``docs/benchmarks-history.md``, problem 15); with the layout cpc writes, the chunk is read and
+    decoded in place (:func:`_read_chunk`). A chunk never written reads as NaN (the fill
+    value), as through zarr; any other layout goes through zarr.
 
     ``record``: the chunk's ``(byte size, CRC-32)`` as written (its file's chunk record; 0, 0 =
     not recorded). The bytes read are checked against it before decoding, so a damaged chunk
@@ -1313,139 +1316,88 @@ def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | No
     n_tiles, pad = arr.shape[1], arr.shape[3]
     if out is None:
         out = np.empty((n_tiles, pad), dtype=np.float32)
-    sp = arr.store_path
-    decode = _chunk_decoder(arr) if isinstance(sp.store, LocalStore) and arr.chunks == (1, n_tiles, 1, pad) else None
-    key = arr.metadata.encode_chunk_key((service_index, 0, day_index, 0))
-
-    def damaged(reason: str) -> StoreDamaged:
-        src = f" (from {describe})" if describe else ""
-        return StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
-
-    if decode is None:
+    src = f" (from {describe})" if describe else ""
+    tc = arr.chunks[1]
+    if not _direct(arr, (1, tc, 1, pad)):
         try:
             out[:] = arr[service_index, :, day_index, :]
         except Exception as e:
-            raise damaged(f"cannot be decoded ({type(e).__name__}: {e})") from e
+            key = _zarr.chunk_key(arr, (service_index, 0, day_index, 0))
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: cannot be decoded "
+                               f"({type(e).__name__}: {e}); {REPAIR_HINT}") from e
         return out
-    path = Path(sp.store.root) / f"{sp.path}/{key}"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        if record is not None and record[0]:
-            raise damaged("chunk file missing") from None
-        out.fill(np.nan)
+    if tc == n_tiles:  # cpc's default layout: decoded in place
+        key, reason = _read_chunk(arr, (service_index, 0, day_index, 0), out.reshape(1, n_tiles, 1, pad), record)
+        if reason is not None:
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
         return out
-    if record is not None and record[0] and (len(data) != record[0] or zlib.crc32(data) != record[1]):
-        raise damaged(f"{len(data)} bytes, {int(record[0])} written" if len(data) != record[0]
-                      else "checksum (CRC-32) mismatch")
-    try:
-        decode(data, out)
-    except Exception as e:
-        raise damaged(f"cannot be decoded ({type(e).__name__}: {e})") from e
+    # several tile chunks (recorded never: a file's record holds one hourly chunk)
+    piece = np.empty((1, tc, 1, pad), dtype=np.float32)
+    decode = _zarr.decoder(arr)
+    for t in range(0, n_tiles, tc):
+        key, reason = _read_chunk(arr, (service_index, t // tc, day_index, 0), piece, decode=decode)
+        if reason is not None:
+            raise StoreDamaged(f"store damaged: {_where(arr)} chunk {key}{src}: {reason}; {REPAIR_HINT}")
+        out[t:t + tc] = piece[0, : min(tc, n_tiles - t), 0]
     return out
 
 
-def _chunk_encoder(arr):
-    """A function encoding one chunk exactly as the array's codecs would, or None.
-
-    Only for the layouts cpc creates: little-endian bytes, then blosc, zstd or nothing.
-    """
-    from numcodecs import Blosc, Zstd
-    from zarr.codecs import BloscCodec as ZBlosc
-    from zarr.codecs import ZstdCodec as ZZstd
-
-    codecs = list(arr.metadata.codecs)
-    if not _little_endian_bytes(arr):
-        return None
-    if len(codecs) == 1:
-        return lambda chunk: chunk.tobytes()
-    if len(codecs) == 2 and isinstance(codecs[1], ZBlosc):
-        c = codecs[1]
-        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c.shuffle.name]
-        blosc = Blosc.from_config({"cname": c.cname.name, "clevel": c.clevel, "shuffle": shuffle,
-                                   "blocksize": c.blocksize, "typesize": c.typesize})
-        return lambda chunk: blosc.encode(chunk.view(np.uint8).reshape(-1))
-    if len(codecs) == 2 and isinstance(codecs[1], ZZstd):
-        zstd = Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
-        return lambda chunk: zstd.encode(chunk.view(np.uint8).reshape(-1))
-    return None
-
-
 def _write_whole_chunks(arr, service_index: int, start: int, block: np.ndarray,
-                        hours: np.ndarray | None = None) -> bool:
+                        hours: np.ndarray | None = None) -> list[tuple[int, int]] | None:
     """Write a (tiles, slots) block that covers whole hour chunks, encoding them directly.
 
     zarr's generic write path allocates each chunk, fills it, gathers the strided hour out of
-    the block, compares it with the fill value and only then encodes (BENCHMARKS.md: ~60 % of
-    a file's write time). Here each hour is made contiguous in one copy (or taken from
-    ``hours``, the same cut made by :func:`_split_hours`), encoded with the array's own codec
-    settings and stored under the array's own chunk keys, all in one batch.
-    Returns each chunk's ``(byte size, CRC-32)`` as written, in time order, or None (caller
-    uses ``arr[...] = block``) for any layout this does not cover.
+    the block, compares it with the fill value and only then encodes: most of a file's write
+    time (``docs/benchmarks-history.md``, problem 1). Here each hour is made contiguous in one
+    copy (or taken from ``hours``, the same cut made by :func:`_split_hours`), encoded with the
+    array's own codec settings and stored under the array's own chunk keys, all in one batch.
+    With several tile chunks, each hour is cut into them (the last one padded with the fill
+    value, as zarr stores an edge chunk).
+    Returns each chunk's ``(byte size, CRC-32)`` as written, in time order (then tile chunk
+    order), or None (caller uses ``arr[...] = block``) for a block that does not cover whole
+    hours or an array whose codecs cpc does not create.
     """
     n_tiles, n_slots = block.shape
-    if arr.chunks[1] != n_tiles or arr.chunks[2] != TIME_CHUNK or start % TIME_CHUNK or n_slots % TIME_CHUNK:
+    if arr.shape[1] != n_tiles or arr.chunks[2] != TIME_CHUNK or start % TIME_CHUNK or n_slots % TIME_CHUNK:
         return None
     if hours is None:
         hours = np.ascontiguousarray(
             block.astype(np.float32, copy=False).reshape(n_tiles, n_slots // TIME_CHUNK, TIME_CHUNK).transpose(1, 0, 2)
         )
     h0 = start // TIME_CHUNK
-    return _put_chunks(arr, [((service_index, 0, h0 + k), hours[k]) for k in range(hours.shape[0])])
+    return _put_chunks(arr, [((service_index, t, h0 + k), piece) for k in range(hours.shape[0])
+                             for t, piece in enumerate(_tile_pieces(hours[k], arr.chunks[1]))])
+
+
+def _tile_pieces(rows: np.ndarray, tile_chunk: int) -> list[np.ndarray]:
+    """``rows`` (tiles, ...) cut into tile chunks of ``tile_chunk`` rows, the last one padded
+    with NaN (the traffic arrays' fill value) to a whole chunk."""
+    n = rows.shape[0]
+    if tile_chunk >= n:
+        return [rows]
+    out = [rows[t:t + tile_chunk] for t in range(0, n, tile_chunk)]
+    if out[-1].shape[0] < tile_chunk:
+        pad = np.full((tile_chunk, *rows.shape[1:]), np.nan, dtype=rows.dtype)
+        pad[: out[-1].shape[0]] = out[-1]
+        out[-1] = pad
+    return out
 
 
 def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]],
                 atomic: bool = False) -> list[tuple[int, int]] | None:
     """Encode whole chunks (C-contiguous arrays of the chunk's shape) and store them.
 
+    The one write path of the store's own chunk writes (any store, :func:`._zarr.write_chunks`).
     Returns each chunk's ``(byte size, CRC-32)`` as written (what :func:`verify` and the
     readers check), or None, writing nothing, when the array's codecs have no direct encoder.
     ``atomic``: on a local store, write each chunk to a temp file and rename it into place.
     """
-    import asyncio
-
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    encode = _chunk_encoder(arr)
+    encode = _zarr.encoder(arr)
     if encode is None:
         return None
-    sp = arr.store_path
-    items = [(f"{sp.path}/{arr.metadata.encode_chunk_key(coords)}", encode(np.ascontiguousarray(c)))
-             for coords, c in chunks]
-    records = [(len(data), zlib.crc32(data)) for _, data in items]
-    if isinstance(sp.store, LocalStore):
-        # plain file writes: zarr's LocalStore makes the folders and a temp file per chunk
-        # (~40 % of a write). A data chunk cut short by a crash is harmless: its file's
-        # status stays `pending` and the next run rewrites every chunk of that file; the
-        # status and total cells themselves are written atomically (`atomic`).
-        root = Path(sp.store.root)
-        made: set[Path] = set()
-        for key, data in items:
-            path = root / key
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            target, path = path, (path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path)
-            try:
-                with open(path, "wb") as fh:
-                    fh.write(data)
-            except OSError as e:
-                if atomic:  # a full disk must not leave temp files behind
-                    path.unlink(missing_ok=True)
-                if e.filename is None:  # a failed write() names no file: name the chunk
-                    e.filename = str(target)
-                raise
-            if atomic:
-                os.replace(path, target)
-        return records
-    proto = default_buffer_prototype()
-
-    async def put():
-        await asyncio.gather(*(sp.store.set(key, proto.buffer.from_bytes(data)) for key, data in items))
-
-    sync(put())
-    return records
+    items = [(_zarr.chunk_key(arr, coords), encode(np.ascontiguousarray(c))) for coords, c in chunks]
+    _zarr.write_chunks(arr, items, atomic=atomic)
+    return [(len(data), zlib.crc32(data)) for _, data in items]
 
 
 def open_cube(store: str, city: str, chunks: dict | None = None) -> xr.Dataset:

@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from cpc_core.cube import store
 from cpc_core.netmob import facts as netmob
 
 __all__ = [
@@ -174,8 +175,6 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     (tiles, hours) array from hour chunks first would cost strided copies several times the
     read itself (measured in BENCHMARKS.md).
     """
-    from cpc_core.cube import store
-
     g = store.open_city(store_path, city)
     arr = store._member(g, direction, store_path, city)
     n_tiles = arr.shape[1]
@@ -219,8 +218,6 @@ def day_blocks(arr, si: int, d0: int, d1: int, n_hours: tuple[int, ...], records
     also for small cities: the direct read has no zarr call overhead); ``sources`` names each
     day's source file in the error.
     """
-    from cpc_core.cube import store
-
     n_tiles = arr.shape[1]
     step = int(np.clip(_READ_VALUES // max(n_tiles * store.HOURS_PAD, 1), 1, d1 - d0))
     if records is not None:
@@ -251,8 +248,6 @@ def _rollup_hourly_task(store_path: str, city: str, direction: str, si: int, d0:
     (areas x tiles), best in CSC form. Returns ``(hourly (1, areas, sum(n_hours)) float32,
     tile sums (1, tiles) float64)``; the tile sums skip NaN hours.
     """
-    from cpc_core.cube import store
-
     g = store.open_city(store_path, city)
     arr = store._member(g, store.hourly_name(direction), store_path, city)
     records, sources = store.hourly_records(store_path, city, direction, si, d0, d1)
@@ -280,8 +275,6 @@ def task_spans(n_tiles: int, n_hours: int, hours_per_task: int, days: int | None
     at least ``min_task_values`` tile values (a small city's tasks cover more). The
     benchmark's read floors use the same blocks, so they read what the rollup's tasks read.
     """
-    from cpc_core.cube import store
-
     if days is not None:
         step = max(1, hours_per_task // 24, -(-min_task_values // max(1, n_tiles * store.HOURS_PAD)))
         return [(d0, min(d0 + step, days)) for d0 in range(0, days, step)]
@@ -328,8 +321,6 @@ def rollup_store(
     (xarray.DataArray, xarray.DataArray)
         ``(service, area, hour)`` float32 and ``(service, tile)`` float64, both lazy.
     """
-    from cpc_core.cube import store
-
     if source not in ("auto", "hourly", "slots"):
         raise ValueError(f"source={source!r}; allowed: auto, hourly, slots")
     lost = store.lost_metadata(store_path, city)  # a few stats: never read another array in a lost one's place
@@ -484,8 +475,6 @@ def area_slots(
         One (area, slot) float64 variable per service, ``slot`` the UTC start of each
         15-minute slot; no slot when no day is in the cube. NaN propagates (a missing file).
     """
-    from cpc_core.cube import store
-
     g = store.open_city(store_path, city)
     names = [str(s) for s in g["service"][:]]
     arr = g[direction]
