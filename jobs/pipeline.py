@@ -191,7 +191,9 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
     with timer(f"crosswalk:{city}", overlaps="ingest"):
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
-        xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs, scheduler="threads")
+        plan = geo.crosswalk_lazy(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        (table,) = dask.compute(plan.table, scheduler="threads")
+        xw = plan.finish(table)
         xw.table.to_parquet(path, **storage.pandas_options(path))
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))

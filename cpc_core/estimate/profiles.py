@@ -20,9 +20,11 @@ from cpc_core.netmob import facts as netmob
 
 __all__ = [
     "poi_counts",
+    "profile_frame",
     "poi_points",
     "poi_table",
     "top_tiles",
+    "weekday_hour_cells",
     "weekday_hour_profile",
 ]
 
@@ -34,7 +36,7 @@ _N_SLOTS = len(WEEKDAYS) * 24
 
 
 def _slot_means(values: np.ndarray, slot: np.ndarray, n_slots: int = _N_SLOTS) -> np.ndarray:
-    """Kernel of :func:`weekday_hour_profile`: per row, the mean of its finite values per slot.
+    """Kernel of :func:`weekday_hour_cells`: per row, the mean of its finite values per slot.
 
     ``values`` (area, hour), ``slot`` (hour,) the weekday x hour cell of each hour. Returns
     (area, n_slots) float64, NaN where a row has no finite value in a cell. Sums and counts are
@@ -48,8 +50,8 @@ def _slot_means(values: np.ndarray, slot: np.ndarray, n_slots: int = _N_SLOTS) -
         return np.where(counts > 0, sums / counts, np.nan)
 
 
-def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.DataFrame:
-    """Typical traffic per local (Europe/Paris) weekday and hour, summed over areas.
+def weekday_hour_cells(series: xr.DataArray, normalise: bool = True) -> xr.DataArray:
+    """Typical traffic per local (Europe/Paris) weekday and hour, summed over areas; lazy.
 
     Definition: for each area, the mean of its valid (finite) hours in each weekday x hour
     cell; then the sum of these means over the areas that have one. An excluded or missing
@@ -58,6 +60,9 @@ def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.Dat
     would (the other areas' traffic of that hour would be averaged against weeks where all
     areas count). Without missing hours both definitions agree. A cell where an area has no
     valid hour at all leaves that area out of the cell's sum.
+
+    The Dask wrapper of :func:`_slot_means`: on dask input it builds a graph (one task per
+    chunk of areas, the hours whole) and computes nothing; only coordinates are read.
 
     Parameters
     ----------
@@ -68,25 +73,80 @@ def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.Dat
 
     Returns
     -------
+    xarray.DataArray
+        (weekday, hour) float64, ``weekday`` Mon..Sun, ``hour`` local 0..23; NaN where no
+        area has a valid hour. Dask-backed where ``series`` is.
+
+    Examples
+    --------
+    >>> hours = pd.date_range("2019-03-18T00:00", periods=48, freq="h")  # Mon 01:00 local on
+    >>> s = xr.DataArray(np.ones((2, 48)), dims=("area", "hour"), coords={"hour": hours})
+    >>> cells = weekday_hour_cells(s, normalise=False)
+    >>> float(cells.sel(weekday="Mon", hour=1)), int(cells.notnull().sum())
+    (2.0, 48)
+    """
+    series = series.transpose("area", "hour")
+    if series.chunks is not None:
+        series = series.chunk({"hour": -1})  # the kernel needs every hour of an area
+    # coordinates only (numpy): the weekday x hour cell of each UTC hour
+    local = pd.DatetimeIndex(series["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
+    slot = np.asarray(local.day_of_week * 24 + local.hour, dtype=np.int64)
+
+    def kernel(values: np.ndarray) -> np.ndarray:
+        means = _slot_means(np.asarray(values), slot)
+        return means.reshape(*means.shape[:-1], len(WEEKDAYS), 24)
+
+    means = xr.apply_ufunc(
+        kernel, xr.DataArray(series.data, dims=series.dims), input_core_dims=[["hour"]], output_core_dims=[["weekday", "local_hour"]],
+        dask="parallelized", output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"weekday": len(WEEKDAYS), "local_hour": 24}},
+    )
+    # the UTC hour axis is gone: the local hour takes its name
+    means = means.rename(local_hour="hour").assign_coords(weekday=list(WEEKDAYS), hour=np.arange(24))
+    # NaN-free sum (a plain numpy sum over areas, as np.nansum does), NaN where no area has one
+    total = means.fillna(0.0).sum("area", skipna=False).where(means.notnull().any("area"))
+    if normalise:
+        peak = total.max(skipna=True)
+        total = xr.where(peak > 0, total / peak, total)
+    return total.rename("profile")
+
+
+def weekday_hour_profile(series: xr.DataArray, normalise: bool = True) -> pd.DataFrame:
+    """:func:`weekday_hour_cells` of in-memory data, as a 7 x 24 table.
+
+    Parameters
+    ----------
+    series
+        (area, hour) hourly traffic held in memory (numpy); for Dask-backed series call
+        :func:`weekday_hour_cells` and compute it (the caller owns the compute point).
+    normalise
+        See :func:`weekday_hour_cells`.
+
+    Returns
+    -------
     pandas.DataFrame
         7 x 24, index weekday (Mon..Sun), columns local hour 0..23; NaN where no area has a
         valid hour.
+
+    Raises
+    ------
+    TypeError
+        On Dask-backed ``series`` (this function would have to compute it).
 
     Examples
     --------
     >>> prof = weekday_hour_profile(hourly["tor"])  # doctest: +SKIP
     """
-    series = series.transpose("area", "hour")
-    local = pd.DatetimeIndex(series["hour"].values).tz_localize("UTC").tz_convert(netmob.LOCAL_TZ)
-    slot = np.asarray(local.day_of_week * 24 + local.hour, dtype=np.int64)
-    means = _slot_means(np.asarray(series.values), slot)
-    total = np.where(np.isfinite(means).any(axis=0), np.nansum(means, axis=0), np.nan)
-    prof = pd.DataFrame(total.reshape(len(WEEKDAYS), 24), index=list(WEEKDAYS), columns=range(24))
-    if normalise:
-        m = np.nanmax(prof.to_numpy()) if np.isfinite(prof.to_numpy()).any() else np.nan
-        if m > 0:
-            prof = prof / m
-    return prof
+    if series.chunks is not None:
+        raise TypeError("weekday_hour_profile needs in-memory data; on Dask input use weekday_hour_cells "
+                        "and compute its result")
+    return profile_frame(weekday_hour_cells(series, normalise))
+
+
+def profile_frame(cells: xr.DataArray) -> pd.DataFrame:
+    """The 7 x 24 table (index Mon..Sun, columns 0..23) of computed :func:`weekday_hour_cells`."""
+    return pd.DataFrame(np.asarray(cells.transpose("weekday", "hour").data, dtype=np.float64),
+                        index=list(WEEKDAYS), columns=range(24))
 
 
 def top_tiles(tile_values: pd.DataFrame, columns: Sequence[str], share: float = 0.001) -> pd.DataFrame:

