@@ -10,6 +10,7 @@ import xarray as xr
 
 from cpc_core.estimate import rollup
 from cpc_core.cube import store
+from scripts._benchlib import tile_totals, xarray_rollup
 from tests import raise_if_dask_computes
 
 
@@ -38,14 +39,14 @@ def test_rollup_numpy_and_dask_match_reference():
     ref = reference(vals, assign, 6)
     for arr in (da_, da_.chunk({"time": 96})):
         with raise_if_dask_computes():  # lazy on either input: the caller computes
-            lazy = rollup.rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5)
+            lazy = xarray_rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5)
         got = lazy.values
         np.testing.assert_allclose(got, ref, rtol=1e-6)
     assert np.isnan(got[1, assign[7], 2]) and np.isnan(got).sum() == 1
-    tot = rollup.tile_totals(da_).values
+    tot = tile_totals(da_).values
     np.testing.assert_allclose(tot, np.nansum(vals.astype(np.float64), axis=2))
     with raise_if_dask_computes():
-        lazy_tot = rollup.tile_totals(da_.chunk({"time": 96}))
+        lazy_tot = tile_totals(da_.chunk({"time": 96}))
     np.testing.assert_allclose(lazy_tot.values, np.nansum(vals.astype(np.float64), axis=2))
 
 
@@ -57,12 +58,12 @@ def test_rollup_store_equals_open_cube_path(cube):
             assign = np.arange(n) % 5
             w = _weights(assign, 5)
             codes = [f"c{i}" for i in range(5)]
-            h1 = rollup.rollup(ds["DL"], w, codes)
-            t1 = rollup.tile_totals(ds["DL"])
+            h1 = xarray_rollup(ds["DL"], w, codes)
+            t1 = tile_totals(ds["DL"])
         h1, t1 = h1.compute(), t1.compute()
         ref = reference(ds["DL"].values, assign, 5)
         svc = list(ds["service"].values)
-        # the 15-minute path does the same float32 arithmetic as rollup(): identical
+        # the 15-minute path does the same float32 arithmetic as xarray_rollup(): identical
         h2, t2 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=7, source="slots", min_task_values=1)
         assert len(h2.data.chunks[2]) > 1
         h2, t2 = h2.compute(), t2.compute()

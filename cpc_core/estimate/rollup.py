@@ -1,9 +1,9 @@
 """Tiles -> areas and 15-minute slots -> hours, inside the task that reads a chunk.
 
 Kernel and wrapper are separate (flox / xskillscore style): :func:`_rollup_block` is plain
-numpy/scipy on one block; :func:`rollup` builds the Dask graph with ``blockwise`` so that each
-task reads one (service, all tiles, some hours) block of the cube and returns the much
-smaller (areas, hours) block. Raw tile data never moves between workers: measured here at
+numpy/scipy on one block; :func:`rollup_store` builds the Dask graph so that each task reads
+one (service, all tiles, some hours) block of the cube and returns the much smaller
+(areas, hours) block. Raw tile data never moves between workers: measured here at
 ~0.35 GiB/s against ~25 GB/s for memory (``performance.md``).
 
 The weights are one float32 scipy sparse matrix (areas x tiles), shipped once to the workers as
@@ -39,9 +39,7 @@ __all__ = [
     "combine_cities",
     "exclude_outages",
     "exclusion_summary",
-    "rollup",
     "rollup_store",
-    "tile_totals",
     "window_totals",
     "zero_hour_mask",
 ]
@@ -103,66 +101,6 @@ def _rollup_block(block: np.ndarray, weights: sp.csr_matrix) -> np.ndarray:
         raise ValueError(f"block of {b.shape[1]} slots is not whole hours")
     a = weights @ b  # (areas, slots), float32, NaN propagates through the product
     return a.reshape(a.shape[0], -1, SLOTS_PER_HOUR).sum(axis=2)[None]
-
-
-def rollup(
-    traffic: xr.DataArray,
-    weights: sp.csr_matrix,
-    areas: Iterable[str],
-    hours_per_chunk: int = 168,
-) -> xr.DataArray:
-    """Hourly traffic per area: ``weights @ traffic`` with slots summed to hours, lazily.
-
-    Parameters
-    ----------
-    traffic
-        (service, tile, time) 15-minute traffic of one city, Dask-backed (from
-        :func:`cpc_core.cube.store.open_cube`); the time axis starts on a whole UTC hour.
-    weights
-        (areas, tiles) crosswalk weights in the order of ``traffic.tile`` (see
-        ``cpc_core.geo.areas.Crosswalk.matrix``).
-    areas
-        Area codes, the rows of ``weights``.
-    hours_per_chunk
-        Hours per task (default a week: blocks of ~10-100 MB at NetMob scale).
-
-    Returns
-    -------
-    xarray.DataArray
-        (service, area, hour) float32, ``hour`` the UTC start of each hour.
-
-    Examples
-    --------
-    >>> hourly = rollup(ds["DL"], xwalk.matrix(ds.tile.values, codes), codes)  # doctest: +SKIP
-    """
-    areas = np.asarray(list(areas), dtype=object)
-    w = sp.csr_matrix(weights, dtype=np.float32)
-    n_tile = traffic.sizes["tile"]
-    if w.shape != (len(areas), n_tile):
-        raise ValueError(f"weights are {w.shape}, expected (areas={len(areas)}, tiles={n_tile})")
-    if traffic.sizes["time"] % SLOTS_PER_HOUR:
-        raise ValueError(f"time axis of {traffic.sizes['time']} slots is not whole hours")
-    t0 = pd.Timestamp(traffic["time"].values[0])
-    if t0.minute or t0.second:
-        raise ValueError(f"time axis starts at {t0}, not on a whole hour")
-    traffic = traffic.transpose("service", "tile", "time")
-    data = traffic.data if isinstance(traffic.data, da.Array) else da.from_array(traffic.data)
-    # one task = one service x all tiles x a whole number of hours (aligned with Zarr chunks)
-    data = data.rechunk({0: 1, 1: -1, 2: hours_per_chunk * SLOTS_PER_HOUR})
-    wd = dask.delayed(w, pure=True)
-    out = da.blockwise(
-        _rollup_block, "sah", data, "sth", wd, None,
-        new_axes={"a": len(areas)}, adjust_chunks={"h": lambda c: c // SLOTS_PER_HOUR},
-        concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-    )
-    hours = traffic["time"].values[::SLOTS_PER_HOUR]
-    return xr.DataArray(
-        out,
-        dims=("service", "area", "hour"),
-        coords={"service": traffic["service"].values, "area": areas, "hour": hours},
-        name="traffic",
-        attrs={"long_name": "hourly traffic per area (sum of tile-slots x crosswalk weights)"},
-    )
 
 
 def _rollup_store_task(store_path: str, city: str, direction: str, services: tuple[int, ...], h0: int, h1: int,
@@ -305,8 +243,9 @@ def rollup_store(
     The graph has one task per service and block of about ``hours_per_task`` hours (more for a
     small city, so that a task holds at least ~2 M tile values): it reads
     the store chunk by chunk and immediately reduces each chunk to areas, so raw tile data
-    never leaves the task. Same results as :func:`rollup` plus :func:`tile_totals` on
-    :func:`cpc_core.cube.store.open_cube`, several times faster (no strided re-assembly).
+    never leaves the task. Same results as the ``blockwise`` rollup over
+    :func:`cpc_core.cube.store.open_cube` (``scripts/_benchlib.py``, the benchmarks' earlier
+    path), several times faster (no strided re-assembly).
 
     Parameters
     ----------
@@ -672,15 +611,6 @@ def window_totals(hourly: xr.DataArray) -> xr.DataArray:
         # numpy's nansum with float64 accumulation: ~10x cheaper than xarray's masked float64 copy
         return hourly.reduce(np.nansum, dim="hour", dtype=np.float64)
     return hourly.astype(np.float64).sum("hour", skipna=True)
-
-
-def tile_totals(traffic: xr.DataArray) -> xr.DataArray:
-    """Window total per (service, tile), float64, lazily (tile-level cpc and top tiles).
-
-    Built on the same Dask array as :func:`rollup`, so computing both together reads each
-    chunk once.
-    """
-    return traffic.astype(np.float64).sum("time", skipna=True)
 
 
 def combine_cities(parts: dict[str, xr.DataArray]) -> xr.DataArray:
