@@ -47,7 +47,8 @@ from cpc_core.estimate import correlation
 from cpc_core.estimate import cpc as estimate
 from cpc_core.geo import areas as geo
 from cpc_core.netmob import facts as netmob
-from cpc_core.estimate import profiles
+from cpc_core.estimate import areas as area_tables
+from cpc_core.estimate import outages, poi, profiles
 from cpc_core.estimate import rollup
 from cpc_core.cube import store
 from cpc_core.estimate import uncertainty
@@ -285,7 +286,7 @@ def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     for city in cities:
         xw = xwalks[city]
         w = xw.matrix(store.read_layout(cfg.store_path, city).tiles, xw.areas)
-        tasks.append(dask.delayed(rollup.area_slots, pure=True)(cfg.store_path, city, w, xw.areas, SERVICES,
+        tasks.append(dask.delayed(outages.area_slots, pure=True)(cfg.store_path, city, w, xw.areas, SERVICES,
                                                                  cfg.estimate.zero_web_adult_days))
     parts = client.gather(client.compute(tasks))
     if len(parts) == 1:
@@ -319,17 +320,6 @@ def _table_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
-    """Per area: the city contributing most of its tiles and its (weighted) tile count."""
-    rows = [xw.table.assign(city=c) for c, xw in xwalks.items()]
-    t = pd.concat(rows, ignore_index=True)
-    per = t.groupby(["area", "city"])["weight"].sum().reset_index()
-    best = per.sort_values(["area", "weight"], ascending=[True, False]).drop_duplicates("area")
-    n = per.groupby("area")["weight"].sum()
-    # whole tiles under the centroid rule are integers in the outputs; area weights stay fractional
-    return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": estimate.integer_if_whole(n)})
-
-
 def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key,
                       missing: list | None = None) -> dict[str, str]:
     """Weekday x hour profiles (Figure 3), top tiles and the POI table (Table 4), POI counts.
@@ -338,42 +328,16 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     (run.json's ``missing``, shown in the report).
     """
     missing = [] if missing is None else missing
-    c = communes.set_index("commune")["c"]
-    cpc_hourly = excluded["tor"] * xr.DataArray(c.reindex(excluded["area"].values).to_numpy(), dims="area",
-                                                coords={"area": excluded["area"]})
-    ranked = communes.dropna(subset=["cpc_per_1000"]).sort_values("cpc_per_1000", ascending=False)
-    n_top = cfg.poi.profile_top_n
-    top_n = ranked.loc[~ranked["small_area"], "commune"].head(n_top).tolist()
-    one = cfg.poi.profile_area or (top_n[0] if top_n else None)
-    rows = []
-    scopes = {"all": excluded["area"].values.tolist(), f"top{n_top}_cpc": top_n}
-    if one is not None:
-        scopes[f"area:{one}"] = [one]
     d = cfg.disclosure
-    by_code = communes.set_index("commune")
-    for scope, members in scopes.items():
-        if not members:
-            continue
-        # a scope is small when its areas together fall below the thresholds, counting the
-        # known populations only (a lower bound): a single-area scope gets that area's flag
-        pop = by_code["population"].reindex(members).sum()
-        n_tiles = by_code["n_tiles"].reindex(members).fillna(0).sum()
-        small = bool(estimate.small_area_flags(pd.Series([pop]), pd.Series([n_tiles]), d.min_population,
-                                               d.min_tiles)["small_area"].iloc[0])
-        sub = {k: excluded[k].sel(area=members) for k in SERVICES}
-        sub["cpc"] = cpc_hourly.sel(area=members)
-        for measure, da in sub.items():
-            prof = profiles.weekday_hour_profile(da)
-            long = prof.stack().rename("value").reset_index()
-            long.columns = ["weekday", "hour", "value"]
-            rows.append(long.assign(scope=scope, measure=measure, small_area=small))
-    prof = pd.concat(rows, ignore_index=True)[["scope", "measure", "weekday", "hour", "value", "small_area"]]
+    by_code = communes.set_index(area_tables.AREA_COLUMN)
+    prof = profiles.scope_profiles(excluded, communes, list(SERVICES), top_n=cfg.poi.profile_top_n,
+                                   area=cfg.poi.profile_area, min_population=d.min_population, min_tiles=d.min_tiles)
     written = {"weekday x hour profiles": str(out / "profiles.csv")}
     prof.to_csv(out / "profiles.csv", index=False)
     tv = pd.DataFrame({"city": tile_ds["city"].values, "tile_id": tile_ds["tile_id"].values,
                        **{f"{k}_total": tile_ds[f"{k}_total"].values for k in ("tor", "web_adult", "youtube")},
                        "cpc": tile_ds["cpc"].values})
-    top = profiles.top_tiles(tv, ["tor_total", "web_adult_total", "youtube_total", "cpc"], share=cfg.poi.top_share)
+    top = poi.top_tiles(tv, ["tor_total", "web_adult_total", "youtube_total", "cpc"], share=cfg.poi.top_share)
     top.to_csv(out / "internal" / "top_tiles.csv", index=False)
     if cfg.poi_path and storage.exists(cfg.poi_path):
         pois = _poi_points(cfg)
@@ -381,7 +345,7 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         wanted = top[["city", "tile_id"]].drop_duplicates()
         top_tiles = pd.concat([t.assign(city=city).merge(wanted, on=["city", "tile_id"]).to_crs(cfg.crosswalk.crs)
                                for city, t in tiles.items()], ignore_index=True)
-        table = profiles.poi_table(top, gpd.GeoDataFrame(top_tiles, crs=cfg.crosswalk.crs), pois,
+        table = poi.poi_table(top, gpd.GeoDataFrame(top_tiles, crs=cfg.crosswalk.crs), pois,
                                    min_n=cfg.poi.min_n)
         table.to_csv(out / "poi_top_tiles.csv", index=False)
         if table.empty:
@@ -398,7 +362,7 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         if cpath.exists():
             counts = pd.read_parquet(cpath, **storage.pandas_options(cpath))
         else:
-            counts = profiles.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
+            counts = poi.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
             counts.to_parquet(cpath, **storage.pandas_options(cpath))
         # areas without tiles are not in communes.csv: 0 tiles, so flagged
         counts["small_area"] = estimate.small_area_flags(
@@ -424,7 +388,7 @@ def _poi_points(cfg: RunConfig) -> gpd.GeoDataFrame:
     Reading the CSV and reprojecting its points took ~0.1-0.2 s of every run.
     """
     return _cached_geometry(cfg, cfg.poi_path, "poi-points",
-                            lambda: profiles.poi_points(pd.read_csv(cfg.poi_path), cfg.crosswalk.crs))
+                            lambda: poi.poi_points(pd.read_csv(cfg.poi_path), cfg.crosswalk.crs))
 
 
 def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
@@ -634,12 +598,12 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     hourly, tile_tot = compute_hourly(cfg, client, cities, xwalks, timer, hkey)
 
     with timer("correlation"):
-        per_city = _area_city(xwalks)
+        per_city = area_tables.area_city({c: x.table for c, x in xwalks.items()})
         e = cfg.estimate
         known = {c: netmob.outage_days(c) for c in cities} if e.exclude_known_outages else {}
         zero_slots = _authors_slots(cfg, client, cities, xwalks) if e.exclude_known_outages and \
             e.outage_rule == "authors" else None
-        excluded, masks = rollup.exclude_outages(hourly, per_city["city"], rule=e.outage_rule, known_days=known,
+        excluded, masks = outages.exclude_outages(hourly, per_city["city"], rule=e.outage_rule, known_days=known,
                                                  extra_days=e.exclude_days, zero_days=e.zero_web_adult_days,
                                                  zero_slots=zero_slots)
         exclusions = {
@@ -647,7 +611,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
             "known_days": {c: [str(d) for d in v] for c, v in known.items()} if e.outage_rule == "known_days" else {},
             "extra_days": [str(d) for d in e.exclude_days],
             "zero_web_adult_days": [str(d) for d in e.zero_web_adult_days] if e.outage_rule == "authors" else [],
-            **{k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()},
+            **{k: int(v) for k, v in outages.exclusion_summary(masks).compute().items()},
         }
         logger.info("excluded %d area-hours (rule %s): %d on whole days, %d with zero Web_Adult",
                     exclusions["area_hours"], exclusions["rule"], exclusions["whole_day_area_hours"],
@@ -658,42 +622,21 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         )
     with timer("estimate"):
         e = cfg.estimate
+        # the window totals are the compute point (in memory here: the rollup was gathered)
         totals = rollup.window_totals(hourly.to_array("service")).to_pandas().T
-        totals = totals.join(per_city).join(areas.set_index("area")[["name", "population"]], how="left")
-        totals.index.name = "commune"
-        rho_l = corr["rho"].sel(lag=e.lag_h).to_pandas()
-        communes = estimate.estimate(totals.reset_index(), rho_l, onion_share=e.onion_share, csam_share=e.csam_share,
-                                     floor=e.c_floor)
-        communes = communes.merge(totals[["name", "n_tiles"]].reset_index(), on="commune", how="left")
-        communes["n_hours"] = corr["n_hours"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"]).to_numpy()
-        communes["rho_reason"] = [correlation.CorrelationStatus(int(r)).name for r in
-                                  corr["reason"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"])]
         d = cfg.disclosure
-        flags = estimate.small_area_flags(communes["population"], communes["n_tiles"], d.min_population, d.min_tiles)
-        communes["small_area"], communes["small_area_reason"] = flags["small_area"], flags["small_area_reason"]
-        small = communes.set_index("commune")["small_area"]  # the flag of every per-area table
-        rbl = corr.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
-        rbl["small_area"] = rbl["commune"].map(small).fillna(True).astype(bool)
-        rbl["reason"] = [correlation.CorrelationStatus(int(r)).name for r in rbl["reason"]]
-        pop = xr.DataArray(totals["population"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
-                           coords={"area": corr["area"]})
-        tor_total = xr.DataArray(totals["tor"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
-                                 coords={"area": corr["area"]})
-        by_lag = estimate.estimate_by_lag(tor_total,
-                                          corr["rho"], pop, onion_share=e.onion_share, csam_share=e.csam_share,
-                                          floor=e.c_floor)
-        by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
-        by_lag_df["small_area"] = by_lag_df["commune"].map(small).fillna(True).astype(bool)
+        tables = area_tables.area_tables(totals, per_city, areas.set_index("area")[["name", "population"]], corr,
+                                         lag_h=e.lag_h, onion_share=e.onion_share, csam_share=e.csam_share,
+                                         floor=e.c_floor, min_population=d.min_population, min_tiles=d.min_tiles)
+        communes, rbl, by_lag_df = tables.communes, tables.rho_by_lag, tables.estimates_by_lag
+        tor_total, pop, small = tables.tor_total, tables.population, tables.small
     unc_facts = None
     intervals_by_lag = None
     if e.uncertainty.enabled:
         unc, unc_facts = _uncertainty_stage(cfg, client, timer, excluded, tor_total, pop, small)
-        at = unc[unc["lag_h"] == e.lag_h].set_index("commune")
-        for col in UNCERTAINTY_COLUMNS:
-            communes[col] = at[col].reindex(communes["commune"]).to_numpy()
+        communes = area_tables.with_intervals(communes, unc, e.lag_h, UNCERTAINTY_COLUMNS)
         if e.uncertainty.all_lags:
-            intervals_by_lag = unc.drop(columns=["n_draws"])
-            intervals_by_lag["small_area"] = intervals_by_lag["commune"].map(small).fillna(True).astype(bool)
+            intervals_by_lag = area_tables.flag_small(unc.drop(columns=["n_draws"]), small)
     with timer("write"):
         communes.to_csv(out / "communes.csv", index=False)
         communes.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
@@ -708,16 +651,8 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         internal = out / "internal"
         internal.mkdir(exist_ok=True)
         _write_small(excluded, internal / "hourly.zarr")
-        c_by_area = communes.set_index("commune")["c"]
-        tile_area = pd.concat([x.table.assign(city=c) for c, x in xwalks.items()], ignore_index=True)
-        tile_area["c"] = tile_area["area"].map(c_by_area).to_numpy() * tile_area["weight"].to_numpy()
-        tc = tile_area.groupby(["city", "tile_id"])["c"].sum()
-        idx = pd.MultiIndex.from_arrays([tile_tot["city"].values, tile_tot["tile_id"].values])
-        tile_c = tc.reindex(idx).to_numpy()
-        tile_ds = xr.Dataset({**{f"{k}_total": tile_tot[f"{k}_total"] for k in SERVICES}, "c": ("tile_pos", tile_c),
-                              "cpc": ("tile_pos", tile_c * tile_tot["tor_total"].values),
-                              "tile_id": tile_tot["tile_id"], "city": tile_tot["city"]},
-                             attrs={"warning": "tile-level results: internal, never publish (disclosure control)"})
+        tile_ds = area_tables.tile_cpc({c: x.table for c, x in xwalks.items()},
+                                       communes.set_index(area_tables.AREA_COLUMN)["c"], tile_tot, list(SERVICES))
         _write_small(tile_ds, internal / "tile_cpc.zarr")
     with timer("profiles_poi"):
         missing: list[dict] = []

@@ -18,7 +18,7 @@ import pytest
 import shapely
 import xarray as xr
 
-from cpc_core.estimate import correlation, profiles, rollup, uncertainty
+from cpc_core.estimate import correlation, outages, profiles, rollup, uncertainty
 from cpc_core.estimate.cpc import estimate_by_lag
 from cpc_core.geo import areas as geo
 from cpc_core.netmob.facts import GRID_CRS
@@ -94,7 +94,7 @@ def test_authors_slot_hours_lazy_matches_a_loop():
     ds = xr.Dataset({"web_adult": (("area", "slot"), wa), "tor": (("area", "slot"), tor)},
                     coords={"area": ["x", "y", "z"], "slot": slots})
     with raise_if_dask_computes():
-        hours, n = rollup.authors_slot_hours(ds.chunk({"slot": 8}))
+        hours, n = outages.authors_slot_hours(ds.chunk({"slot": 8}))
     assert _is_lazy(hours["tor"]) and _is_lazy(n)
     hours, n = dask.compute(hours, n)
     for a in range(3):
@@ -115,8 +115,8 @@ def test_exclude_outages_and_summary_lazy_match_numpy_masks():
     known = {"Lyon": [dt.date(2019, 3, 27)], "Nice": [dt.date(2019, 4, 2)]}
     extra = [dt.date(2019, 3, 30)]
     with raise_if_dask_computes():
-        lazy, masks = rollup.exclude_outages(ds.chunk({"hour": 50}), city, known_days=known, extra_days=extra)
-        summary = rollup.exclusion_summary(masks)
+        lazy, masks = outages.exclude_outages(ds.chunk({"hour": 50}), city, known_days=known, extra_days=extra)
+        summary = outages.exclusion_summary(masks)
     assert _is_lazy(lazy["tor"])  # the masks come from coordinates only: numpy, no compute needed
     day = HOURS.tz_localize("UTC").tz_convert("Europe/Paris").date
     drop = np.zeros(s.shape, dtype=bool)
@@ -191,7 +191,7 @@ def test_zero_hour_mask_lazy_matches_numpy():
     s = s.where(np.random.default_rng(8).random(s.shape) > 0.2, 0.0)
     days = [dt.date(2019, 3, 31)]
     with raise_if_dask_computes():
-        mask = rollup.zero_hour_mask(s.chunk({"hour": 30}), days)
+        mask = outages.zero_hour_mask(s.chunk({"hour": 30}), days)
     assert _is_lazy(mask)
     on = np.isin(HOURS.tz_localize("UTC").tz_convert("Europe/Paris").date, days)
     np.testing.assert_array_equal(mask.values, (s.values == 0) & on[None, :])
