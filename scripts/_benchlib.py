@@ -680,8 +680,10 @@ def crosswalks(
     import pandas as pd
 
     from cpc_core.geo import areas as geo
+    from cpc_core.geo import crosswalk as xwalk
+    from cpc_core.geo import tiles as geo_tiles
 
-    tiles = {c: geo.read_tile_grid(Path(data) / "netmob" / c / f"{c}.geojson") for c in cities}
+    tiles = {c: geo_tiles.read_tile_grid(Path(data) / "netmob" / c / f"{c}.geojson") for c in cities}
     if grid == "square":
         all_tiles = pd.concat([t.to_crs("EPSG:2154") for t in tiles.values()], ignore_index=True)
         areas = geo.square_grid(
@@ -695,7 +697,7 @@ def crosswalks(
             population="population",
             layer="communes",
         )
-    return {c: geo.crosswalk(tiles[c], areas) for c in cities}
+    return {c: xwalk.crosswalk(tiles[c], areas) for c in cities}
 
 
 # The earlier xarray rollup: only the benchmarks (and the tests comparing it with rollup_store) use it.
@@ -720,7 +722,7 @@ def xarray_rollup(
         :func:`cpc_core.cube.store.open_cube`); the time axis starts on a whole UTC hour.
     weights
         (areas, tiles) crosswalk weights in the order of ``traffic.tile`` (see
-        ``cpc_core.geo.areas.Crosswalk.matrix``).
+        ``cpc_core.geo.crosswalk.Crosswalk.matrix``).
     areas
         Area codes, the rows of ``weights``.
     hours_per_chunk

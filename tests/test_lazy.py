@@ -20,7 +20,8 @@ import xarray as xr
 
 from cpc_core.estimate import correlation, outages, profiles, rollup, uncertainty
 from cpc_core.estimate.cpc import estimate_by_lag
-from cpc_core.geo import areas as geo
+from cpc_core.geo import crosswalk as xwalk
+from cpc_core.geo import tiles as geo_tiles
 from cpc_core.netmob.facts import GRID_CRS
 from tests import raise_if_dask_computes
 
@@ -42,12 +43,12 @@ def _is_lazy(obj) -> bool:
 def test_crosswalk_lazy_builds_a_graph_and_matches_point_in_polygon():
     # a 6 x 4 grid of 100 m tiles, areas: the west half, and two quarters of the east half
     ids = list(range(24))
-    tiles = geo.tile_polygons((0.0, 0.0), ids, cols=6)
+    tiles = geo_tiles.tile_polygons((0.0, 0.0), ids, cols=6)
     boxes = {"w": shapely.box(0, 0, 300, 400), "ne": shapely.box(300, 200, 600, 400),
              "se": shapely.box(300, 0, 600, 120)}  # centroids at y = 150 east are in no area
     areas = gpd.GeoDataFrame({"area": list(boxes)}, geometry=list(boxes.values()), crs=GRID_CRS)
     with raise_if_dask_computes():
-        plan = geo.crosswalk_lazy(tiles, areas, crs=GRID_CRS, npartitions=3)
+        plan = xwalk.crosswalk_lazy(tiles, areas, crs=GRID_CRS, npartitions=3)
     assert _is_lazy(plan.table) and plan.npartitions == 3
     (table,) = dask.compute(plan.table, scheduler="sync")
     got = plan.finish(table)
