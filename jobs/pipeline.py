@@ -371,7 +371,7 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         counts["small_area"] = estimate.small_area_flags(
             areas.set_index("area")["population"].reindex(counts.index),
             by_code["n_tiles"].reindex(counts.index).fillna(0), d.min_population, d.min_tiles)["small_area"]
-        counts.reset_index().rename(columns={"area": "commune"}).to_csv(out / "poi_counts.csv", index=False)
+        area_tables.published(counts.reset_index()).to_csv(out / "poi_counts.csv", index=False)
         written.update({"POI table of the top tiles": str(out / "poi_top_tiles.csv"),
                         "POI counts per area": str(out / "poi_counts.csv")})
     elif cfg.poi_path:
@@ -496,13 +496,14 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
     if why:
         # the columns stay (empty) so that the table's schema does not depend on the window
         logger.warning("uncertainty: intervals not computed (columns left empty): %s", why)
-        table = pd.DataFrame([(a, lag) for lag in lags for a in excluded["area"].values], columns=["commune", "lag_h"])
+        table = pd.DataFrame([(a, lag) for lag in lags for a in excluded["area"].values], columns=[area_tables.AREA_COLUMN, "lag_h"])
         for col in uncertainty.INTERVAL_COLUMNS:
             table[col] = 0 if col == "n_draws" else np.nan
         return table, {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks, "skipped": why,
                        "seconds": round(time.perf_counter() - t0, 3)}
     rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, lags)
-    tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, draws=bkey, level=u.level, expand=u.expand,
+    # area_column: cached tables from before the library said "area" had "commune"
+    tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, area_column=area_tables.AREA_COLUMN, draws=bkey, level=u.level, expand=u.expand,
                       vary_shares=u.vary_shares, onion=[e.onion_share, u.onion_share_concentration],
                       csam=[e.csam_share, u.csam_share_concentration], seed=u.seed, floor=e.c_floor,
                       tor=_table_hash(tor_total.to_dataframe(name="t").reset_index()),
@@ -538,7 +539,7 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
                 else:
                     t[["p_top10", "p_top_decile"]] = np.nan
                 quantile_level = t.attrs["quantile_level"]
-                t = t.reset_index().rename(columns={"area": "commune"})
+                t = t.reset_index()
                 t.insert(1, "lag_h", lag)
                 parts.append(t)
             table = pd.concat(parts, ignore_index=True)
@@ -641,13 +642,15 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         if e.uncertainty.all_lags:
             intervals_by_lag = area_tables.flag_small(unc.drop(columns=["n_draws"]), small)
     with timer("write"):
-        communes.to_csv(out / "communes.csv", index=False)
-        communes.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
-        rbl.to_csv(out / "rho_by_lag.csv", index=False)
-        by_lag_df.to_csv(out / "estimates_by_lag.csv", index=False)
+        # the published files name the area column "commune" (area_tables.published)
+        published = area_tables.published(communes)
+        published.to_csv(out / "communes.csv", index=False)
+        published.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
+        area_tables.published(rbl).to_csv(out / "rho_by_lag.csv", index=False)
+        area_tables.published(by_lag_df).to_csv(out / "estimates_by_lag.csv", index=False)
         ibl = out / "intervals_by_lag.csv"
         if intervals_by_lag is not None:
-            intervals_by_lag.to_csv(ibl, index=False)
+            area_tables.published(intervals_by_lag).to_csv(ibl, index=False)
             outputs["intervals by lag"] = str(ibl)
         elif ibl.exists():  # from an earlier run with all_lags: never leave a stale table
             ibl.unlink()

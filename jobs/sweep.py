@@ -17,6 +17,7 @@ from distributed import Client
 from cpc_core import storage
 from cpc_core.config.core import RunConfig, parse_config
 from cpc_core.errors import InputDataError
+from cpc_core.estimate import areas as area_tables
 from cpc_core.estimate import variants
 from jobs.pipeline import run_pipeline
 
@@ -73,10 +74,10 @@ def outcome_table(cfg: RunConfig, path: str | None, column: str, key: str) -> pd
 
 def summarise(grid: str, out: Path, outcome: pd.Series | None) -> pd.DataFrame:
     """One row per lag: areas, rho_j summary and Spearman correlations with the outcome."""
-    rbl = pd.read_csv(out / "rho_by_lag.csv", dtype={"commune": str})
-    est = pd.read_csv(out / "estimates_by_lag.csv", dtype={"commune": str})
-    com = pd.read_csv(out / "communes.csv", dtype={"commune": str}).set_index("commune")
-    return variants.lag_summary(grid, rbl, est, com, outcome)
+    col = area_tables.PUBLISHED_AREA_COLUMN  # the files' name of the area column
+    rbl, est, com = (pd.read_csv(out / f, dtype={col: str}).rename(columns={col: area_tables.AREA_COLUMN})
+                     for f in ("rho_by_lag.csv", "estimates_by_lag.csv", "communes.csv"))
+    return variants.lag_summary(grid, rbl, est, com.set_index(area_tables.AREA_COLUMN), outcome)
 
 
 def plot(table: pd.DataFrame, rbl: dict[str, pd.DataFrame], path: Path) -> None:

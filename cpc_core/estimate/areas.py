@@ -1,9 +1,12 @@
 """The per-area tables of a run: ``communes.csv``, ``rho_by_lag.csv``, ``estimates_by_lag.csv``.
 
-One row per area (a commune, a department or a square cell: the published files keep the
-column name ``commune`` for all of them, see docs/decisions.md), built from the window totals,
+One row per area (a commune, a department or a square cell), built from the window totals,
 the lagged correlations and the area facts, with the disclosure flag of every per-area table.
 Also the tile-level cpc (internal: it names tiles) and each area's city.
+
+The library says ``area`` everywhere (column ``area`` in these frames, as in :mod:`cpc_core.geo`);
+the published files keep their historical column name ``commune`` for every kind of area, so
+that outputs stay byte-identical: :func:`published` renames at the file edge, in ``jobs/``.
 
 Everything here is pandas / in-memory xarray, after the Dask stages: the job computes the
 inputs (its compute points) and hands them over.
@@ -26,14 +29,17 @@ __all__ = [
     "area_city",
     "area_tables",
     "flag_small",
+    "published",
     "tile_cpc",
     "with_intervals",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: The area column of the library's per-area frames.
+AREA_COLUMN = "area"
 #: The area column of the published per-area files (kept for byte-identical outputs).
-AREA_COLUMN = "commune"
+PUBLISHED_AREA_COLUMN = "commune"
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class AreaTables:
     Attributes
     ----------
     communes
-        One row per area: the columns of ``communes.csv`` (without uncertainty intervals).
+        One row per area: the columns of ``communes.csv`` (without uncertainty intervals;
+        ``area`` for the file's ``commune``, see :func:`published`).
     rho_by_lag, estimates_by_lag
         One row per area and lag: ``rho_by_lag.csv`` and ``estimates_by_lag.csv``.
     tor_total, population
@@ -135,10 +142,12 @@ def area_tables(
     AreaTables
     """
     table = totals.join(cities).join(facts[["name", "population"]], how="left")
-    table.index.name = AREA_COLUMN
+    # cpc.estimate takes and returns the published column name: the only crossing of the two
+    table.index.name = PUBLISHED_AREA_COLUMN
     rho_l = corr["rho"].sel(lag=lag_h).to_pandas()
     communes = estimate.estimate(table.reset_index(), rho_l, onion_share=onion_share, csam_share=csam_share,
-                                 floor=floor)
+                                 floor=floor).rename(columns={PUBLISHED_AREA_COLUMN: AREA_COLUMN})
+    table.index.name = AREA_COLUMN
     communes = communes.merge(table[["name", "n_tiles"]].reset_index(), on=AREA_COLUMN, how="left")
     communes["n_hours"] = corr["n_hours"].sel(lag=lag_h).to_pandas().reindex(communes[AREA_COLUMN]).to_numpy()
     communes["rho_reason"] = [correlation.CorrelationStatus(int(r)).name for r in
@@ -146,7 +155,7 @@ def area_tables(
     flags = estimate.small_area_flags(communes["population"], communes["n_tiles"], min_population, min_tiles)
     communes["small_area"], communes["small_area_reason"] = flags["small_area"], flags["small_area_reason"]
     small = communes.set_index(AREA_COLUMN)["small_area"]
-    rbl = corr.to_dataframe().reset_index().rename(columns={"area": AREA_COLUMN, "lag": "lag_h"})
+    rbl = corr.to_dataframe().reset_index().rename(columns={"lag": "lag_h"})
     rbl = flag_small(rbl, small)
     rbl["reason"] = [correlation.CorrelationStatus(int(r)).name for r in rbl["reason"]]
     pop = xr.DataArray(table["population"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
@@ -155,9 +164,20 @@ def area_tables(
                              coords={"area": corr["area"]})
     by_lag = estimate.estimate_by_lag(tor_total, corr["rho"], pop, onion_share=onion_share, csam_share=csam_share,
                                       floor=floor)
-    by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": AREA_COLUMN, "lag": "lag_h"})
+    by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"lag": "lag_h"})
     by_lag_df = flag_small(by_lag_df, small)
     return AreaTables(communes, rbl, by_lag_df, tor_total, pop, small)
+
+
+def published(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as written to the published files: column ``area`` named ``commune``.
+
+    Examples
+    --------
+    >>> published(pd.DataFrame({"area": ["69123"], "c": [0.1]})).columns.tolist()
+    ['commune', 'c']
+    """
+    return frame.rename(columns={AREA_COLUMN: PUBLISHED_AREA_COLUMN})
 
 
 def with_intervals(communes: pd.DataFrame, intervals: pd.DataFrame, lag_h: int,

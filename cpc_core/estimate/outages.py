@@ -143,7 +143,7 @@ def area_slots(
 def authors_slot_hours(slots: xr.Dataset, key: str = "web_adult") -> tuple[xr.Dataset, xr.DataArray]:
     """The authors' outage rule on 15-minute rows: drop the slots with zero ``key``, sum to hours.
 
-    The authors' notebook drops, on the two outage days, the (commune, 15-minute) rows whose
+    The authors' notebook drops, on the two outage days, the (area, 15-minute) rows whose
     Web_Adult is 0, then sums the remaining rows to hours (docs/method.md section 2.4). A row holds
     every service, so a dropped slot is dropped for every service. An hour whose four slots
     are all dropped has no row left and is missing (NaN); a NaN slot that is kept (a missing

@@ -119,7 +119,7 @@ def poi_counts(
     pois: pd.DataFrame,
     categories: Sequence[str],
 ) -> pd.DataFrame:
-    """Count POIs of each category per area (commune covariates), zero where none.
+    """Count POIs of each category per area (area covariates), zero where none.
 
     ``pois``: ``id``, ``category``, ``lon``, ``lat`` (WGS84), or the points of
     :func:`poi_points`. ``categories``: the categories to count (``poi.categories``; the

@@ -171,7 +171,7 @@ def scope_profiles(
         In-memory (area, hour) hourly series, one variable per measure in ``measures``, after
         the outage exclusion. The hourly cpc (``tor`` x the area's c) is derived here.
     communes
-        The per-area table (:func:`cpc_core.estimate.areas.area_tables`): ``commune``, ``c``,
+        The per-area table (:func:`cpc_core.estimate.areas.area_tables`): ``area``, ``c``,
         ``cpc_per_1000``, ``population``, ``n_tiles``, ``small_area``.
     measures
         The service variables (``tor``, ``web_adult``, ...); ``cpc`` is added.

@@ -31,8 +31,8 @@ def lag_summary(grid: str, rho_by_lag: pd.DataFrame, estimates_by_lag: pd.DataFr
     grid
         The variant's name (first column).
     rho_by_lag, estimates_by_lag
-        The run's ``rho_by_lag`` and ``estimates_by_lag`` tables (area column ``commune``,
-        ``lag_h``; ``rho``, ``cpc_per_1000``).
+        The run's ``rho_by_lag`` and ``estimates_by_lag`` tables (``area``, ``lag_h``; ``rho``,
+        ``cpc_per_1000``).
     communes
         The run's per-area table, indexed by area code, with ``tor_per_1000``,
         ``web_adult_per_1000`` and ``youtube_per_1000``.
@@ -49,7 +49,7 @@ def lag_summary(grid: str, rho_by_lag: pd.DataFrame, estimates_by_lag: pd.DataFr
 
     Examples
     --------
-    >>> rbl = pd.DataFrame({"commune": ["a", "b"], "lag_h": [0, 0], "rho": [0.2, 0.4]})
+    >>> rbl = pd.DataFrame({"area": ["a", "b"], "lag_h": [0, 0], "rho": [0.2, 0.4]})
     >>> lag_summary("g", rbl, rbl, pd.DataFrame())[["n_rho", "rho_mean"]].to_dict("records")
     [{'n_rho': 2, 'rho_mean': 0.30000000000000004}]
     """
