@@ -72,3 +72,30 @@ def test_area_tables_columns_against_the_formula():
     by = t.estimates_by_lag.set_index(["area", "lag_h"])
     assert by.loc[("a", 1), "cpc"] == pytest.approx(0.5 * 0.1 * 0.4 * 1000)
     assert t.estimates_by_lag["small_area"].tolist() == [False, False, True, True]
+
+
+def test_lag_summary_against_pandas_ranks():
+    from cpc_core.estimate import variants
+
+    rng = np.random.default_rng(3)
+    codes = [f"a{i}" for i in range(12)]
+    rbl = pd.DataFrame({"area": codes * 2, "lag_h": [0] * 12 + [1] * 12, "rho": rng.uniform(-0.5, 0.8, 24)})
+    rbl.loc[3, "rho"] = np.nan
+    est = rbl.assign(cpc_per_1000=rng.gamma(2.0, 1.0, 24))
+    est.loc[5, "cpc_per_1000"] = 0.0  # left out: no log of 0
+    com = pd.DataFrame({f"{k}_per_1000": rng.gamma(2.0, 1.0, 12) for k in ("tor", "web_adult", "youtube")},
+                       index=codes)
+    outcome = pd.Series(rng.normal(size=12), index=codes)
+    got = variants.lag_summary("g", rbl, est, com, outcome).set_index("lag_h")
+    r0 = rbl.loc[rbl["lag_h"] == 0, "rho"].dropna()
+    assert got.loc[0, "n_rho"] == 11 and got.loc[0, "n_areas"] == 12
+    assert got.loc[0, "rho_median"] == pytest.approx(np.median(r0))
+    assert got.loc[0, "rho_sd"] == pytest.approx(np.std(r0, ddof=1))
+    e0 = est[est["lag_h"] == 0].set_index("area")
+    ok = e0["cpc_per_1000"] > 0
+    x, y = np.log(e0.loc[ok, "cpc_per_1000"]), outcome[e0.index[ok]]
+    want = np.corrcoef(x.rank(), y.rank())[0, 1]  # Spearman = Pearson of the ranks
+    assert got.loc[0, "spearman_cpc"] == pytest.approx(want)
+    assert got.loc[0, "n_outcome"] == 12  # the last measure (youtube): every area
+    assert got.loc[1, "spearman_tor"] == pytest.approx(
+        np.corrcoef(np.log(com["tor_per_1000"]).rank(), outcome.rank())[0, 1])
