@@ -496,9 +496,7 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
     if why:
         # the columns stay (empty) so that the table's schema does not depend on the window
         logger.warning("uncertainty: intervals not computed (columns left empty): %s", why)
-        table = pd.DataFrame([(a, lag) for lag in lags for a in excluded["area"].values], columns=[area_tables.AREA_COLUMN, "lag_h"])
-        for col in uncertainty.INTERVAL_COLUMNS:
-            table[col] = 0 if col == "n_draws" else np.nan
+        table = uncertainty.empty_intervals(excluded["area"].values, lags)
         return table, {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks, "skipped": why,
                        "seconds": round(time.perf_counter() - t0, 3)}
     rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, lags)
@@ -523,28 +521,8 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
                                                           "estimate.onion_share, uncertainty.onion_share_concentration"),
                     csam=uncertainty.BetaShare.from_mean(e.csam_share, u.csam_share_concentration,
                                                          "estimate.csam_share, uncertainty.csam_share_concentration"))
-            ranked = [a for a in rho_draws["area"].values if not bool(small.get(a, True))]
-            parts = []
-            for lag in lags:
-                r = rho_draws.sel(lag=lag, drop=True)
-                r.attrs = dict(rho_draws.attrs)
-                kw = {"shares": shares, "level": u.level, "floor": e.c_floor, "expand": u.expand}
-                t = uncertainty.propagate(r, tor_total, pop, **kw)
-                # rank probabilities among the areas that are not small (the report's top lists)
-                if ranked:
-                    tr = uncertainty.propagate(r.sel(area=ranked), tor_total.sel(area=ranked), pop.sel(area=ranked),
-                                               **kw)
-                    for col in ("p_top10", "p_top_decile"):
-                        t[col] = tr[col].reindex(t.index)
-                else:
-                    t[["p_top10", "p_top_decile"]] = np.nan
-                quantile_level = t.attrs["quantile_level"]
-                t = t.reset_index()
-                t.insert(1, "lag_h", lag)
-                parts.append(t)
-            table = pd.concat(parts, ignore_index=True)
-            table.attrs = {}
-            table["quantile_level"] = quantile_level
+            table = uncertainty.intervals_by_lag(rho_draws.sel(lag=list(lags)), tor_total, pop, small, shares,
+                                                 level=u.level, floor=e.c_floor, expand=u.expand)
             tmp = path.with_name(path.name + ".tmp")
             table.to_parquet(tmp, index=False)
             os.replace(tmp, path)
