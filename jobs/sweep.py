@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from distributed import Client
-from scipy import stats
 
 from cpc_core import storage
 from cpc_core.config.core import RunConfig, parse_config
 from cpc_core.errors import InputDataError
+from cpc_core.estimate import areas as area_tables
+from cpc_core.estimate import variants
 from jobs.pipeline import run_pipeline
 
 logger = logging.getLogger(__name__)
@@ -74,31 +74,10 @@ def outcome_table(cfg: RunConfig, path: str | None, column: str, key: str) -> pd
 
 def summarise(grid: str, out: Path, outcome: pd.Series | None) -> pd.DataFrame:
     """One row per lag: areas, rho_j summary and Spearman correlations with the outcome."""
-    rbl = pd.read_csv(out / "rho_by_lag.csv", dtype={"commune": str})
-    est = pd.read_csv(out / "estimates_by_lag.csv", dtype={"commune": str})
-    com = pd.read_csv(out / "communes.csv", dtype={"commune": str}).set_index("commune")
-    rows = []
-    for lag, g in rbl.groupby("lag_h"):
-        r = g["rho"].dropna()
-        row = {"grid": grid, "lag_h": int(lag), "n_areas": int(len(g)), "n_rho": int(len(r)),
-               "rho_mean": r.mean(), "rho_sd": r.std(), "rho_min": r.min(), "rho_q25": r.quantile(0.25),
-               "rho_median": r.median(), "rho_q75": r.quantile(0.75), "rho_max": r.max()}
-        if outcome is not None:
-            e = est[est["lag_h"] == lag].set_index("commune")
-            y = outcome.reindex(e.index)
-            xs = {"cpc": e["cpc_per_1000"], "tor": com["tor_per_1000"].reindex(e.index),
-                  "web_adult": com["web_adult_per_1000"].reindex(e.index),
-                  "youtube": com["youtube_per_1000"].reindex(e.index)}
-            for name, x in xs.items():
-                ok = np.isfinite(y) & np.isfinite(x) & (x > 0)
-                if ok.sum() >= 4:
-                    res = stats.spearmanr(np.log(x[ok]), y[ok])
-                    row[f"spearman_{name}"], row[f"p_{name}"] = float(res.statistic), float(res.pvalue)
-                else:
-                    row[f"spearman_{name}"], row[f"p_{name}"] = np.nan, np.nan
-                row["n_outcome"] = int(ok.sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    col = area_tables.PUBLISHED_AREA_COLUMN  # the files' name of the area column
+    rbl, est, com = (pd.read_csv(out / f, dtype={col: str}).rename(columns={col: area_tables.AREA_COLUMN})
+                     for f in ("rho_by_lag.csv", "estimates_by_lag.csv", "communes.csv"))
+    return variants.lag_summary(grid, rbl, est, com.set_index(area_tables.AREA_COLUMN), outcome)
 
 
 def plot(table: pd.DataFrame, rbl: dict[str, pd.DataFrame], path: Path) -> None:

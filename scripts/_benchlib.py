@@ -37,6 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -679,8 +680,10 @@ def crosswalks(
     import pandas as pd
 
     from cpc_core.geo import areas as geo
+    from cpc_core.geo import crosswalk as xwalk
+    from cpc_core.geo import tiles as geo_tiles
 
-    tiles = {c: geo.read_tile_grid(Path(data) / "netmob" / c / f"{c}.geojson") for c in cities}
+    tiles = {c: geo_tiles.read_tile_grid(Path(data) / "netmob" / c / f"{c}.geojson") for c in cities}
     if grid == "square":
         all_tiles = pd.concat([t.to_crs("EPSG:2154") for t in tiles.values()], ignore_index=True)
         areas = geo.square_grid(
@@ -694,7 +697,91 @@ def crosswalks(
             population="population",
             layer="communes",
         )
-    return {c: geo.crosswalk(tiles[c], areas) for c in cities}
+    return {c: xwalk.crosswalk(tiles[c], areas) for c in cities}
+
+
+# The earlier xarray rollup: only the benchmarks (and the tests comparing it with rollup_store) use it.
+
+
+def xarray_rollup(
+    traffic: Any,
+    weights: Any,
+    areas: Iterable[str],
+    hours_per_chunk: int = 168,
+) -> Any:
+    """Hourly traffic per area: ``weights @ traffic`` with slots summed to hours, lazily.
+
+    The pipeline's earlier rollup (``blockwise`` over :func:`cpc_core.cube.store.open_cube`),
+    kept here for the benchmarks' comparison with ``rollup.rollup_store`` and for the tests
+    that check both agree; it shares the kernel ``rollup._rollup_block``.
+
+    Parameters
+    ----------
+    traffic
+        (service, tile, time) 15-minute traffic of one city, Dask-backed (from
+        :func:`cpc_core.cube.store.open_cube`); the time axis starts on a whole UTC hour.
+    weights
+        (areas, tiles) crosswalk weights in the order of ``traffic.tile`` (see
+        ``cpc_core.geo.crosswalk.Crosswalk.matrix``).
+    areas
+        Area codes, the rows of ``weights``.
+    hours_per_chunk
+        Hours per task (default a week: blocks of ~10-100 MB at NetMob scale).
+
+    Returns
+    -------
+    xarray.DataArray
+        (service, area, hour) float32, ``hour`` the UTC start of each hour.
+
+    Examples
+    --------
+    >>> hourly = xarray_rollup(ds["DL"], xwalk.matrix(ds.tile.values, codes), codes)  # doctest: +SKIP
+    """
+    import dask
+    import dask.array as da
+    import pandas as pd
+    import scipy.sparse as sp
+    import xarray as xr
+
+    from cpc_core.estimate.rollup import SLOTS_PER_HOUR, _rollup_block
+
+    areas = np.asarray(list(areas), dtype=object)
+    w = sp.csr_matrix(weights, dtype=np.float32)
+    n_tile = traffic.sizes["tile"]
+    if w.shape != (len(areas), n_tile):
+        raise ValueError(f"weights are {w.shape}, expected (areas={len(areas)}, tiles={n_tile})")
+    if traffic.sizes["time"] % SLOTS_PER_HOUR:
+        raise ValueError(f"time axis of {traffic.sizes['time']} slots is not whole hours")
+    t0 = pd.Timestamp(traffic["time"].values[0])
+    if t0.minute or t0.second:
+        raise ValueError(f"time axis starts at {t0}, not on a whole hour")
+    traffic = traffic.transpose("service", "tile", "time")
+    data = traffic.data if isinstance(traffic.data, da.Array) else da.from_array(traffic.data)
+    # one task = one service x all tiles x a whole number of hours (aligned with Zarr chunks)
+    data = data.rechunk({0: 1, 1: -1, 2: hours_per_chunk * SLOTS_PER_HOUR})
+    wd = dask.delayed(w, pure=True)
+    out = da.blockwise(
+        _rollup_block, "sah", data, "sth", wd, None,
+        new_axes={"a": len(areas)}, adjust_chunks={"h": lambda c: c // SLOTS_PER_HOUR},
+        concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+    )
+    hours = traffic["time"].values[::SLOTS_PER_HOUR]
+    return xr.DataArray(
+        out,
+        dims=("service", "area", "hour"),
+        coords={"service": traffic["service"].values, "area": areas, "hour": hours},
+        name="traffic",
+        attrs={"long_name": "hourly traffic per area (sum of tile-slots x crosswalk weights)"},
+    )
+
+
+def tile_totals(traffic: Any) -> Any:
+    """Window total per (service, tile), float64, lazily (tile-level cpc and top tiles).
+
+    Built on the same Dask array as :func:`xarray_rollup`, so computing both together reads each
+    chunk once.
+    """
+    return traffic.astype(np.float64).sum("time", skipna=True)
 
 
 def rollup_lazy(
@@ -711,7 +798,7 @@ def rollup_lazy(
     ``method="store"``: ``rollup.rollup_store`` (what the pipeline calls: one task per week reads
     the hourly tile array's day chunks, or the hour chunks of a version-1 store, and reduces
     them at once); ``method="slots"``: the same from the 15-minute array; ``method="xarray"``: ``store.open_cube`` +
-    ``rollup.rollup`` + ``rollup.tile_totals`` (the earlier path), where ``parts`` selects the
+    ``xarray_rollup`` + ``tile_totals`` (the earlier path), where ``parts`` selects the
     rollup, the tile totals or both and ``aligned`` opens the cube at week chunks.
     """
     from cpc_core.estimate import rollup
@@ -738,7 +825,7 @@ def rollup_lazy(
         codes = xw.areas
         if "rollup" in parts:
             lazy.append(
-                rollup.rollup(
+                xarray_rollup(
                     traffic,
                     xw.matrix(ds["tile"].values, codes),
                     codes,
@@ -746,7 +833,7 @@ def rollup_lazy(
                 )
             )
         if "tiles" in parts:
-            lazy.append(rollup.tile_totals(traffic))
+            lazy.append(tile_totals(traffic))
     return lazy
 
 

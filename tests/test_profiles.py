@@ -10,7 +10,7 @@ import shapely
 import xarray as xr
 from pyproj import Transformer
 
-from cpc_core.estimate import profiles
+from cpc_core.estimate import poi, profiles
 from cpc_core.config.core import PoiConfig
 
 
@@ -32,7 +32,7 @@ def test_weekday_hour_profile_by_hand():
 
 def test_top_tiles_share():
     tv = pd.DataFrame({"city": "X", "tile_id": np.arange(2000), "a": np.arange(2000.0), "b": -np.arange(2000.0)})
-    top = profiles.top_tiles(tv, ["a", "b"], share=0.001)
+    top = poi.top_tiles(tv, ["a", "b"], share=0.001)
     assert top[top.measure == "a"]["tile_id"].tolist() == [1999, 1998]
     assert top[top.measure == "b"]["tile_id"].tolist() == [0, 1]
 
@@ -58,7 +58,7 @@ def test_poi_table_by_hand():
         (210, 10, "bar"),  # tile 2: not a top tile
     ])
     pois = pd.concat([pois, pois.iloc[[0]]], ignore_index=True)  # a duplicate place id
-    t = profiles.poi_table(top, tiles, pois, min_n=3)
+    t = poi.poi_table(top, tiles, pois, min_n=3)
     assert t["category"].tolist() == ["bar"]  # school has n = 1 < 3
     assert t["n"].iloc[0] == 4
     assert t["mean_value_per_poi"].iloc[0] == pytest.approx((20 + 20 + 10 + 10) / 4)
@@ -69,12 +69,12 @@ def test_poi_counts_by_hand():
                              crs="EPSG:2154")
     pois = _pois([(10, 10, "school"), (150, 50, "school"), (250, 50, "mosque"), (999, 999, "school"),
                   (50, 50, "restaurant")])
-    c = profiles.poi_counts(areas, pois, categories=PoiConfig().categories)
+    c = poi.poi_counts(areas, pois, categories=PoiConfig().categories)
     assert c.loc["w", "poi_school"] == 2 and c.loc["e", "poi_mosque"] == 1 and c.loc["e", "poi_school"] == 0
     assert "poi_restaurant" not in c.columns and c.to_numpy().sum() == 3
     assert list(c.columns) == [f"poi_{k}" for k in PoiConfig().categories]
     # other categories (poi.categories): other columns, in the configured order
-    other = profiles.poi_counts(areas, pois, categories=("restaurant", "school"))
+    other = poi.poi_counts(areas, pois, categories=("restaurant", "school"))
     assert list(other.columns) == ["poi_restaurant", "poi_school"]
     assert other.loc["w"].tolist() == [1, 2] and other.loc["e"].tolist() == [0, 0]
 

@@ -8,8 +8,9 @@ import pytest
 import scipy.sparse as sp
 import xarray as xr
 
-from cpc_core.estimate import rollup
+from cpc_core.estimate import outages, rollup
 from cpc_core.cube import store
+from scripts._benchlib import tile_totals, xarray_rollup
 from tests import raise_if_dask_computes
 
 
@@ -38,14 +39,14 @@ def test_rollup_numpy_and_dask_match_reference():
     ref = reference(vals, assign, 6)
     for arr in (da_, da_.chunk({"time": 96})):
         with raise_if_dask_computes():  # lazy on either input: the caller computes
-            lazy = rollup.rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5)
+            lazy = xarray_rollup(arr, _weights(assign, 6), [f"z{i}" for i in range(6)], hours_per_chunk=5)
         got = lazy.values
         np.testing.assert_allclose(got, ref, rtol=1e-6)
     assert np.isnan(got[1, assign[7], 2]) and np.isnan(got).sum() == 1
-    tot = rollup.tile_totals(da_).values
+    tot = tile_totals(da_).values
     np.testing.assert_allclose(tot, np.nansum(vals.astype(np.float64), axis=2))
     with raise_if_dask_computes():
-        lazy_tot = rollup.tile_totals(da_.chunk({"time": 96}))
+        lazy_tot = tile_totals(da_.chunk({"time": 96}))
     np.testing.assert_allclose(lazy_tot.values, np.nansum(vals.astype(np.float64), axis=2))
 
 
@@ -57,12 +58,12 @@ def test_rollup_store_equals_open_cube_path(cube):
             assign = np.arange(n) % 5
             w = _weights(assign, 5)
             codes = [f"c{i}" for i in range(5)]
-            h1 = rollup.rollup(ds["DL"], w, codes)
-            t1 = rollup.tile_totals(ds["DL"])
+            h1 = xarray_rollup(ds["DL"], w, codes)
+            t1 = tile_totals(ds["DL"])
         h1, t1 = h1.compute(), t1.compute()
         ref = reference(ds["DL"].values, assign, 5)
         svc = list(ds["service"].values)
-        # the 15-minute path does the same float32 arithmetic as rollup(): identical
+        # the 15-minute path does the same float32 arithmetic as xarray_rollup(): identical
         h2, t2 = rollup.rollup_store(cube, city, w, codes, svc, hours_per_task=7, source="slots", min_task_values=1)
         assert len(h2.data.chunks[2]) > 1
         h2, t2 = h2.compute(), t2.compute()
@@ -196,7 +197,7 @@ def test_known_outage_days_per_city():
     hours = pd.date_range("2019-04-11T20:00", periods=60, freq="h")  # UTC; Paris = UTC+2
     h = xr.DataArray(np.ones((3, 60)), dims=("area", "hour"), coords={"area": ["a", "b", "c"], "hour": hours})
     city = pd.Series({"a": "Bordeaux", "b": "Lyon", "c": "Bordeaux"})
-    out, _ = rollup.exclude_outages(xr.Dataset({"web_adult": h}), city,
+    out, _ = outages.exclude_outages(xr.Dataset({"web_adult": h}), city,
                                     known_days={"Bordeaux": [dt.date(2019, 4, 12)], "Lyon": []})
     out = out["web_adult"]
     local = (hours + pd.Timedelta(hours=2)).date
@@ -262,7 +263,7 @@ def test_authors_outage_rule_against_pandas():
     city = pd.Series({"a": "Toulouse", "b": "Lyon", "c": "Lyon"})
     e = EstimateConfig(outage_rule="authors", exclude_days=["2019-04-20"])
     known = {c: netmob.outage_days(c) for c in ("Toulouse", "Lyon")}
-    got, masks = rollup.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
+    got, masks = outages.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
                                         zero_days=e.zero_web_adult_days)
     # independent: pandas, local day by tz_convert, per area
     local = pd.DatetimeIndex(ds["hour"].values).tz_localize("UTC").tz_convert("Europe/Paris")
@@ -286,7 +287,7 @@ def test_authors_outage_rule_against_pandas():
     # the known outage days are not excluded whole: 04-14 (all cities) and 04-12 (Toulouse) kept
     on_known = day.isin([dt.date(2019, 4, 14), dt.date(2019, 4, 12)]).to_numpy()
     assert np.isfinite(got["tor"].values[:, on_known]).all()
-    s = {k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()}
+    s = {k: int(v) for k, v in outages.exclusion_summary(masks).compute().items()}
     assert s == {"area_hours": 3 * 24 + 5, "whole_day_area_hours": 3 * 24, "zero_web_adult_area_hours": 5,
                  "areas_with_zero_web_adult_hours": 2, "zero_web_adult_area_slots": 0,
                  "zero_web_adult_partial_area_hours": 0}
@@ -296,9 +297,9 @@ def test_authors_outage_rule_against_pandas():
     assert (abs(after - before).sel(area=["a", "b"], lag=0) > 0.01).all()
     # lazy on dask input, same result
     with raise_if_dask_computes():  # builds the graph only, masks and summary included
-        lazy, lmasks = rollup.exclude_outages(ds.chunk({"hour": 200}), city, rule="authors", known_days=known,
+        lazy, lmasks = outages.exclude_outages(ds.chunk({"hour": 200}), city, rule="authors", known_days=known,
                                               extra_days=e.exclude_days, zero_days=e.zero_web_adult_days)
-        lazy_summary = rollup.exclusion_summary(lmasks)
+        lazy_summary = outages.exclusion_summary(lmasks)
     assert {k: int(v) for k, v in lazy_summary.compute().items()} == s
     assert lazy["tor"].chunks is not None and lmasks["zero_web_adult"].chunks is not None
     xr.testing.assert_identical(lazy.compute(), got)
@@ -316,7 +317,7 @@ def test_default_outage_rule_unchanged():
     ds = _outage_series()
     city = pd.Series({"a": "Toulouse", "b": "Lyon", "c": "Lyon"})
     known = {c: netmob.outage_days(c) for c in ("Toulouse", "Lyon")}
-    got, masks = rollup.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
+    got, masks = outages.exclude_outages(ds, city, rule=e.outage_rule, known_days=known, extra_days=e.exclude_days,
                                         zero_days=e.zero_web_adult_days)
     local = pd.DatetimeIndex(ds["hour"].values).tz_localize("UTC").tz_convert("Europe/Paris").date
     for i, c in enumerate(city):
@@ -324,7 +325,7 @@ def test_default_outage_rule_unchanged():
         np.testing.assert_array_equal(np.isnan(got["web_adult"].values[i]), expect)
     # zero Web_Adult hours on 03-31 are kept under the default rule
     assert got["web_adult"].sel(area="a", hour="2019-03-31T05:00").item() == 0
-    s = {k: int(v) for k, v in rollup.exclusion_summary(masks).compute().items()}
+    s = {k: int(v) for k, v in outages.exclusion_summary(masks).compute().items()}
     # Toulouse: 04-12, 04-14, 05-12 in the window; Lyon: 04-14, 05-12 (all 24-hour days)
     assert s["whole_day_area_hours"] == 24 * (3 + 2 + 2) and s["zero_web_adult_area_hours"] == 0
     with pytest.raises(ConfigError, match="outage_rule"):
@@ -369,8 +370,8 @@ def test_authors_rule_drops_15_minute_rows_before_the_hour_sums(tmp_path):
     h, _ = rollup.rollup_store(path, "Lyon", w, codes, list(services))
     hourly = xr.Dataset({k: h.sel(service=s, drop=True) for k, s in names.items()}).compute()
     days = (dt.date(2019, 3, 31), dt.date(2019, 5, 12))
-    slots = rollup.area_slots(path, "Lyon", w, codes, names, days)
-    got, masks = rollup.exclude_outages(hourly, pd.Series("Lyon", index=codes), rule="authors",
+    slots = outages.area_slots(path, "Lyon", w, codes, names, days)
+    got, masks = outages.exclude_outages(hourly, pd.Series("Lyon", index=codes), rule="authors",
                                         known_days={"Lyon": netmob.outage_days("Lyon")}, zero_days=days,
                                         zero_slots=slots)
 
@@ -397,7 +398,7 @@ def test_authors_rule_drops_15_minute_rows_before_the_hour_sums(tmp_path):
         assert got[var].sel(area="a", hour=hour0).item() == pytest.approx(part[var].sum() - part[var].iloc[1])
         assert np.isnan(got[var].sel(area="b", hour=t[on_day[40]]).item())
     assert got["tor"].sel(area="a", hour=hour0).item() < hourly["tor"].sel(area="a", hour=hour0).item()
-    s = {k: int(v) for k, v in rollup.exclusion_summary(masks).items()}
+    s = {k: int(v) for k, v in outages.exclusion_summary(masks).items()}
     assert s == {"area_hours": 1, "whole_day_area_hours": 0, "zero_web_adult_area_hours": 1,
                  "areas_with_zero_web_adult_hours": 1, "zero_web_adult_area_slots": 6,
                  "zero_web_adult_partial_area_hours": 2}

@@ -323,3 +323,34 @@ def test_expanded_level_by_hand_and_used_by_propagate():
     assert table["rho_hi"].iloc[0] == pytest.approx(np.quantile(rho.values[0], 0.5 + lvl / 2))
     plain = U.propagate(rho, one, one, expand=False)
     assert plain["rho_hi"].iloc[0] == pytest.approx(np.quantile(rho.values[0], 0.95))
+
+
+def test_intervals_by_lag_ranks_only_areas_that_are_not_small():
+    rng = np.random.default_rng(11)
+    n_areas, n_draws = 14, 60
+    areas = [f"A{i:02d}" for i in range(n_areas)]
+    rho = xr.DataArray(rng.uniform(0.05, 0.5, (n_areas, 2, n_draws)), dims=("area", "lag", "draw"),
+                       coords={"area": areas, "lag": [0, 3]})
+    tor = xr.DataArray(rng.lognormal(20, 1, n_areas), dims="area", coords={"area": areas})
+    pop = xr.DataArray(rng.integers(500, 5000, n_areas).astype(float), dims="area", coords={"area": areas})
+    small = pd.Series(False, index=areas)
+    small[["A01", "A05"]] = True  # and A13 is missing from the flags: small too
+    small = small.drop("A13")
+    table = U.intervals_by_lag(rho, tor, pop, small, level=0.8, expand=False)
+    assert table.columns[:2].tolist() == ["area", "lag_h"] and table["lag_h"].tolist() == [0] * 14 + [3] * 14
+    assert (table["quantile_level"] == 0.8).all()
+    at3 = table[table["lag_h"] == 3].set_index("area")
+    assert at3.loc[["A01", "A05", "A13"], "p_top10"].isna().all()
+    # by hand: cpc per 1000 per draw (c = ONION_SHARE x CSAM_SHARE x rho, rho > 0 here), top 10 of the 11 ranked
+    keep = [a for a in areas if a not in ("A01", "A05", "A13")]
+    r = rho.sel(lag=3, area=keep).values
+    per_1000 = U.ONION_SHARE * U.CSAM_SHARE * r * tor.sel(area=keep).values[:, None] / pop.sel(area=keep).values[:, None] * 1000
+    assert (r > 0).all()
+    top = np.argsort(-per_1000, axis=0)[:10]
+    expected = [(top == i).any(axis=0).mean() for i in range(len(keep))]
+    np.testing.assert_allclose(at3.loc[keep, "p_top10"].to_numpy(), expected)
+    # the intervals themselves cover every area, small or not
+    assert at3["rho_lo"].notna().all()
+    assert at3.loc["A01", "rho_lo"] == pytest.approx(np.quantile(rho.sel(lag=3, area="A01").values, 0.1))
+    empty = U.empty_intervals(areas[:2], [0, 3])
+    assert len(empty) == 4 and (empty["n_draws"] == 0).all() and empty["rho_lo"].isna().all()

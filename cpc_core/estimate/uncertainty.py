@@ -91,7 +91,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numba
@@ -122,6 +122,8 @@ __all__ = [
     "fisher_interval",
     "area_resample_indices",
     "percentile_interval",
+    "empty_intervals",
+    "intervals_by_lag",
     "propagate",
     "propagate_draws",
     "rank_probabilities",
@@ -716,8 +718,8 @@ def propagate_draws(
     Parameters
     ----------
     rho_draws : xarray.DataArray
-        Dims (``area_dim``, ``draw``) (select one lag of :func:`bootstrap_rho` first);
-        computed here if dask-backed.
+        Dims (``area_dim``, ``draw``) (select one lag of :func:`bootstrap_rho` first).
+        Dask-backed input gives a lazy result (nothing is computed here).
     tor, population : xarray.DataArray
         Window Tor total and population per area (dim ``area_dim``), aligned exactly.
     shares : pandas.DataFrame, optional
@@ -735,7 +737,7 @@ def propagate_draws(
     """
     if set(rho_draws.dims) != {area_dim, "draw"}:
         raise ValueError(f"rho_draws must have dims ({area_dim!r}, 'draw'), got {rho_draws.dims}")
-    rho_draws = rho_draws.transpose("draw", area_dim).load()
+    rho_draws = rho_draws.transpose("draw", area_dim)
     n_draws = rho_draws.sizes["draw"]
     try:
         tor, population, _ = xr.align(tor, population, rho_draws.isel(draw=0), join="exact")
@@ -756,7 +758,7 @@ def propagate_draws(
     # rounding) and the floor rule, which depends only on the sign of rho, is unchanged.
     # (A call per draw costs ~18 ms of xarray overhead: 18 s for 1,000 draws.)
     factor = xr.DataArray(onion * csam / (ONION_SHARE * CSAM_SHARE), dims="draw")
-    ds = estimate_by_lag(tor.load(), rho_draws * factor, population.load(),
+    ds = estimate_by_lag(tor, rho_draws * factor, population,
                          onion_share=ONION_SHARE, csam_share=CSAM_SHARE, floor=floor)
     out = ds[["c", "cpc", "cpc_per_1000"]].transpose("draw", area_dim)
     out["rho"] = rho_draws
@@ -806,6 +808,9 @@ def propagate(
         quantile_level = expanded_level(level, int(rho_draws.attrs["n_blocks"]))
     elif expand:
         logger.debug("propagate: rho_draws has no n_blocks attribute; plain percentiles")
+    if any(da.chunks is not None for da in (rho_draws, tor, population)):
+        raise TypeError("propagate summarises draws held in memory; compute the Dask-backed input first "
+                        "(or call propagate_draws, which stays lazy)")
     ds = propagate_draws(rho_draws, tor, population, shares, floor=floor, area_dim=area_dim)
     n_draws = ds.sizes["draw"]
     rho = ds["rho"].values
@@ -822,6 +827,81 @@ def propagate(
     n_short = int((table["n_draws"] < n_draws).sum())
     if n_short:
         logger.info("%d areas have undefined rho in some bootstrap draws (left out)", n_short)
+    return table
+
+
+def intervals_by_lag(
+    rho_draws: xr.DataArray,
+    tor: xr.DataArray,
+    population: xr.DataArray,
+    small: pd.Series,
+    shares: pd.DataFrame | None = None,
+    *,
+    level: float = 0.90,
+    floor: float = C_FLOOR,
+    expand: bool = True,
+    area_dim: str = "area",
+) -> pd.DataFrame:
+    """:func:`propagate` for every lag of ``rho_draws``, with ranks among the areas not small.
+
+    The intervals are per area; the rank probabilities (``p_top10``, ``p_top_decile``) are
+    over the areas that are not small (disclosure control: the report's top lists leave the
+    small areas out), NaN for the small ones.
+
+    Parameters
+    ----------
+    rho_draws : xarray.DataArray
+        In-memory (``area_dim``, ``lag``, ``draw``) draws of :func:`bootstrap_rho`, with its
+        ``n_blocks`` attribute.
+    tor, population : xarray.DataArray
+        Window Tor total and population per area.
+    small : pandas.Series
+        The disclosure flag per area code; areas not in it count as small.
+    shares, level, floor, expand, area_dim
+        As in :func:`propagate`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``area_dim``, ``lag_h``, then :data:`INTERVAL_COLUMNS`, and ``quantile_level`` (the
+        level whose quantiles were read).
+    """
+    ranked = [a for a in rho_draws[area_dim].values if not bool(small.get(a, True))]
+    kw = {"shares": shares, "level": level, "floor": floor, "expand": expand, "area_dim": area_dim}
+    parts = []
+    for lag in rho_draws["lag"].values:
+        r = rho_draws.sel(lag=lag, drop=True)
+        r.attrs = dict(rho_draws.attrs)
+        t = propagate(r, tor, population, **kw)
+        if ranked:
+            sel = {area_dim: ranked}
+            tr = propagate(r.sel(sel), tor.sel(sel), population.sel(sel), **kw)
+            for col in ("p_top10", "p_top_decile"):
+                t[col] = tr[col].reindex(t.index)
+        else:
+            t[["p_top10", "p_top_decile"]] = np.nan
+        quantile_level = t.attrs["quantile_level"]
+        t = t.reset_index()
+        t.insert(1, "lag_h", lag)
+        parts.append(t)
+    table = pd.concat(parts, ignore_index=True)
+    table.attrs = {}
+    table["quantile_level"] = quantile_level
+    return table
+
+
+def empty_intervals(areas: Sequence[str], lags: Sequence[int], area_dim: str = "area") -> pd.DataFrame:
+    """The interval table with its columns empty (``n_draws`` 0), for a window too short to
+    bootstrap: the table's schema does not depend on the window.
+
+    Examples
+    --------
+    >>> empty_intervals(["a"], [0, 1])[["area", "lag_h", "n_draws"]].to_dict("records")
+    [{'area': 'a', 'lag_h': 0, 'n_draws': 0}, {'area': 'a', 'lag_h': 1, 'n_draws': 0}]
+    """
+    table = pd.DataFrame([(a, lag) for lag in lags for a in areas], columns=[area_dim, "lag_h"])
+    for col in INTERVAL_COLUMNS:
+        table[col] = 0 if col == "n_draws" else np.nan
     return table
 
 
