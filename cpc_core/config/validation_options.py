@@ -21,7 +21,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 # as its `validation:` section): no import circle
 from cpc_core.config.base import ConfigError, DisclosureConfig, _Frozen, format_errors
 from cpc_core.estimate.constants import C_FLOOR, CSAM_SHARE, ONION_SHARE, PORN_SHARE
-from cpc_core.validation.choices import COV_TYPES, DEPENDENT_CORRELATION_METHODS, STANDARD_METHODS
+from cpc_core.validation.choices import (
+    COV_TYPES,
+    COVARIATE_ROLES,
+    DEPENDENT_CORRELATION_METHODS,
+    POI_ROLES,
+    REQUIRED_ROLES,
+    STANDARD_METHODS,
+)
 
 __all__ = [
     "COVARIATE_ROLES",
@@ -36,30 +43,6 @@ __all__ = [
     "ValidationConfig",
     "parse_validation_config",
 ]
-
-#: Roles that must resolve to a column (``c`` or ``rho``: at least one of the two).
-REQUIRED_ROLES = ("commune", "population", "tor", "web_adult", "youtube", "outcome")
-#: The six POI count roles of the regressions (docs/method.md section 4), in table order.
-POI_ROLES = (
-    "poi_adult_entertainment",
-    "poi_amateur_sports_team",
-    "poi_church_cathedral",
-    "poi_mosque",
-    "poi_religious_organization",
-    "poi_school",
-)
-#: Commune-level covariate roles of the regressions besides the traffic and the PCs.
-COVARIATE_ROLES = (
-    "density",
-    "share_singles",
-    "poverty_rate",
-    "unemployment_rate",
-    "turnout_2017",
-    "le_pen",
-    "macron",
-    *POI_ROLES,
-)
-
 
 class ColumnsConfig(_Frozen):
     """Role -> column name of the commune table (after the covariate files are joined).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cpc_core.config.validation_options import POI_ROLES
+from cpc_core.validation.choices import POI_ROLES
 
 __all__ = [
     "COMPUTE_STEPS",

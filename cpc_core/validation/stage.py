@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cpc_core.config.validation_options import DisclosureThresholds
+from cpc_core.disclosure import Thresholds as DefaultThresholds
 from cpc_core.errors import InputDataError
 from cpc_core.estimate.cpc import cpc_per_1000
 from cpc_core.validation.derive import (
@@ -165,7 +165,7 @@ def prepare(
         The pipeline's ``estimates_by_lag.csv`` (``commune, lag_h, c, ...``): c at
         ``config.lag_h`` for Table 7, and c at lag 0 for the unlagged statistics when the
         table's c is at another lag (``config.table_lag_h``, see :attr:`Prepared.cpc_lag_h`).
-    disclosure : DisclosureThresholds or the run's DisclosureConfig, optional
+    disclosure : cpc_core.disclosure.Thresholds or the run's DisclosureConfig, optional
         Thresholds; ``config.disclosure`` wins, the defaults (500 inhabitants, 3 tiles) last.
     table_name : str
         How notes refer to the commune table.
@@ -256,7 +256,7 @@ def prepare(
         if col in joined.frame.columns:
             frame[col] = joined.frame[col]
 
-    d = config.disclosure or disclosure or DisclosureThresholds()
+    d = config.disclosure or disclosure or DefaultThresholds()
     disclosure_info = disclosure_flags(frame, roles["n_tiles"] is not None, d, config.small_areas,
                                        config.include_small_areas, notes)  # fmt: skip
 
