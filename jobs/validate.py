@@ -34,7 +34,7 @@ import pandas as pd
 
 from cpc_core import storage
 from cpc_core.render import figures
-from cpc_core.estimate import profiles
+from cpc_core.estimate import profiles, uncertainty
 from cpc_core.render import report
 from cpc_core.render import tables
 from cpc_core.render import labels as labels_mod
@@ -583,7 +583,7 @@ def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
 
 
 #: figures :func:`_make_figures` may draw (Figures 1-5, the lag sweep): steps of the progress bar
-FIGURE_STEPS = 6
+FIGURE_STEPS = 7
 
 
 def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
@@ -714,6 +714,20 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             removed.append(f"Figure 5: {int(m['suppressed'].sum())} small areas drawn hatched "
                            "without their value.")  # fmt: skip
 
+    intervals = _intervals(prepared, run_record)
+    if intervals is None:
+        skipped.append(("Uncertainty of the top communes", "the commune table has no interval "
+                        "columns (estimate.uncertainty.enabled, on by default in cpc run)"))  # fmt: skip
+    else:
+        frame, overlap, level = intervals
+        add("caterpillar", "Uncertainty of the communes with the highest cpc per 1000",
+            "Estimate and interval of cpc per 1000 (bootstrap of rho_j over days and Monte "
+            "Carlo of the global shares) for the top communes above the disclosure thresholds; "
+            "the dashed line is the median over all of them. "
+            + report.uncertainty_sentence(overlap, level),
+            figures.caterpillar(frame, top_n=CATERPILLAR_TOP, level=level or 0.90,
+                                median=overlap["median"]))  # fmt: skip
+
     rbl_path = paths_in["rho_by_lag"]
     if rbl_path is None:
         skipped.append(("Lag sweep", "no rho_by_lag.csv"))
@@ -733,6 +747,36 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             figures.lag_sweep(rbl, marks))  # fmt: skip
 
     return paths, shown, skipped, removed
+
+
+#: Communes in the caterpillar plot of the report.
+CATERPILLAR_TOP = 30
+
+
+def _intervals(prepared: vs.Prepared, run: Mapping | None):
+    """Public communes with an interval of cpc per 1000, the median overlap and the level.
+
+    ``None`` when the table has no interval columns. Small areas are left out in both
+    suppression modes: the plot names communes. The level is the run's
+    ``estimate.uncertainty.level`` (``None`` for an external table).
+    """
+    pub = vs.public_communes(prepared)
+    if "cpc_per_1000_lo" not in pub or pub["cpc_per_1000_lo"].isna().all():
+        return None
+    pub = pub.loc[~pub["small_area"].astype(bool)].set_index("commune")
+    overlap = uncertainty.median_overlap(pub["cpc_per_1000"], pub["cpc_per_1000_lo"],
+                                         pub["cpc_per_1000_hi"])  # fmt: skip
+    level = ((run or {}).get("config", {}).get("estimate", {}) or {}).get("uncertainty", {})
+    level = (level or {}).get("level")
+    return pub, overlap, (float(level) if level is not None else None)
+
+
+def _uncertainty_text(prepared: vs.Prepared, run: Mapping | None) -> list[str]:
+    """The report's section "Uncertainty of the estimates" (empty without intervals)."""
+    intervals = _intervals(prepared, run)
+    if intervals is None:
+        return []
+    return [report.uncertainty_sentence(intervals[1], intervals[2])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1074,6 +1118,7 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
             provenance=provenance,
             command=command or (run or {}).get("command") or "cpc validate",
             run_id=(own_run or {}).get("run_id"), data=kind, truth=truth,
+            uncertainty=_uncertainty_text(prepared, own_run),
         )  # fmt: skip
         (out / "report.html").write_text(page, encoding="utf-8")
         outputs["report.html"] = str(out / "report.html")

@@ -665,3 +665,36 @@ def test_missing_outputs_are_said_in_the_log_too(run_dir, tmp_path, caplog):
         assert line is not None, (key, logged)
         reason = line.split(" not produced: ", 1)[1]
         assert reason in html.unescape(missing), (key, reason)
+
+
+def test_uncertainty_section_and_caterpillar_from_interval_columns(run_dir, tmp_path):
+    """A table with interval columns: the report's uncertainty section states how many
+    public communes' intervals contain their median (counted here with pandas), and the
+    caterpillar figure is drawn; small areas are neither plotted nor counted."""
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    w = np.random.default_rng(0).uniform(0.05, 2.0, len(com))
+    com["cpc_per_1000_lo"] = com["cpc_per_1000"] * np.exp(-w)
+    com["cpc_per_1000_hi"] = com["cpc_per_1000"] * np.exp(w)
+    table = tmp_path / "with_intervals.csv"
+    com.to_csv(table, index=False)
+    run = {"config": {"estimate": {"uncertainty": {"level": 0.8}}}}
+    validate.run_validation(table, tmp_path / "v", ValidationConfig(), run_dir=run_dir,
+                            run_record=run)  # fmt: skip
+    pub = pd.read_csv(tmp_path / "v" / "communes_public.csv", dtype={"commune": str})
+    big = pub.loc[~pub["small_area"].astype(bool)]
+    assert len(big) < len(pub)  # small areas exist and are left out
+    med = big["cpc_per_1000"].median()
+    k = int(((big["cpc_per_1000_lo"] <= med) & (med <= big["cpc_per_1000_hi"])).sum())
+    assert 0 < k < len(big)
+    page = (tmp_path / "v" / "report.html").read_text()
+    section = page.split('<section id="uncertainty">')[1].split("</section>")[0]
+    assert f"Of the {len(big)} communes with an interval of cpc per 1000, {k} (" in section
+    assert "have a 80 % interval" in section
+    assert (tmp_path / "v" / "figures" / "caterpillar.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'id="caterpillar"' in page
+    # without interval columns: no section, and the figure is listed as not produced
+    plain = (run_dir / "communes.csv")
+    validate.run_validation(plain, tmp_path / "w", ValidationConfig(), run_dir=run_dir)
+    page = (tmp_path / "w" / "report.html").read_text()
+    assert 'id="uncertainty"' not in page
+    assert "Uncertainty of the top communes" in page.split('id="missing"')[1]
