@@ -441,9 +441,18 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
     paths.update(p)
     sections.append(report.ReportTable("table1", "Table 1: correction factors", html, notes1))
 
-    sp = res.spearman[["indicator", "rho", "p_value", "n"]]
-    shown = labels_mod.relabel(sp, values=("indicator",))
+    ci = config.spearman_ci
+    sp = res.spearman[["indicator", "rho", "p_value", "n",
+                       *(["ci_lower", "ci_upper", "ci_level", "ci_draws"] if ci.enabled else [])]]
+    shown = labels_mod.relabel(sp[["indicator", "rho", "p_value", "n"]], values=("indicator",))
     notes2 = (f"Outcome: {label(config.outcome_label)}; communes with a published value only.",)
+    if ci.enabled:
+        shown.insert(2, f"{round(100 * ci.level)} % bootstrap interval", [
+            "" if pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+            for lo, hi in zip(sp["ci_lower"], sp["ci_upper"], strict=True)])  # fmt: skip
+        notes2 += (f"Intervals: percentile pairs bootstrap over the communes "
+                   f"(validation.spearman_ci: {ci.draws} resamples, seed {ci.seed}); they treat "
+                   "the estimates as exact.",)  # fmt: skip
     p, html = _write_frame(tdir, "spearman", sp, shown,
                            "Table 2: Spearman correlation with the outcome",
                            {label("rho"): "{:.3f}", label("p_value"): tables.format_p}, False,

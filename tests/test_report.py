@@ -698,3 +698,24 @@ def test_uncertainty_section_and_caterpillar_from_interval_columns(run_dir, tmp_
     page = (tmp_path / "w" / "report.html").read_text()
     assert 'id="uncertainty"' not in page
     assert "Uncertainty of the top communes" in page.split('id="missing"')[1]
+
+
+def test_spearman_intervals_in_the_csv_and_the_report(validated, run_dir):
+    """Table 2's bootstrap interval (default: 1000 resamples, 90 %, seed 0) against a
+    bootstrap written here with scipy, in spearman.csv and in the report's table."""
+    out, _ = validated
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    d = com.merge(cov[["commune", "sexual_violence_per_1000"]], on="commune")
+    d = d.loc[d["sexual_violence_per_1000"].notna()]
+    x, y = np.log(d["cpc_per_1000"].to_numpy()), d["sexual_violence_per_1000"].to_numpy()
+    idx = np.random.default_rng(0).integers(0, len(d), size=(1000, len(d)))
+    boot = [scipy.stats.spearmanr(x[i], y[i]).statistic for i in idx]
+    lo, hi = np.quantile(boot, [0.05, 0.95])
+    csv = pd.read_csv(out / "tables" / "spearman.csv").set_index("indicator")
+    assert csv.loc["log_cpc_per_1000", "ci_lower"] == pytest.approx(lo, abs=1e-9)
+    assert csv.loc["log_cpc_per_1000", "ci_upper"] == pytest.approx(hi, abs=1e-9)
+    assert (csv["ci_level"] == 0.9).all() and (csv["ci_draws"] == 1000).all()
+    page = (out / "report.html").read_text()
+    table2 = page.split('<section id="spearman">')[1].split("</section>")[0]
+    assert "90 % bootstrap interval" in table2 and f"[{lo:.3f}, {hi:.3f}]" in table2

@@ -59,6 +59,7 @@ from cpc_core.validation.statistics import (
     OLSResult,
     dependent_tests,
     fit_ols,
+    spearman_intervals,
     spearman_table,
     summary_table1,
 )
@@ -1274,6 +1275,19 @@ def _fit_table(prepared: Prepared, spec: TableSpec, config: ValidationConfig) ->
     return TableResult(spec, "ok", tuple(fits), column_labels=labels)
 
 
+def _spearman_ci(spear: pd.DataFrame, frame: pd.DataFrame, indicators: Sequence[str],
+                 config: ValidationConfig) -> pd.DataFrame:
+    """Table 2 with the bootstrap interval of each rho (``validation.spearman_ci``).
+
+    Adds ``ci_lower``, ``ci_upper``, ``ci_level``, ``ci_draws`` (null/0 when switched off).
+    """
+    ci = config.spearman_ci
+    if not ci.enabled:
+        return spear.assign(ci_lower=math.nan, ci_upper=math.nan, ci_level=math.nan, ci_draws=0)
+    iv = spearman_intervals(frame, "outcome", indicators, ci.draws, ci.level, ci.seed)
+    return spear.merge(iv, on="indicator", how="left", validate="1:1")
+
+
 def compute(prepared: Prepared, config: ValidationConfig,
             on_step: Callable[[str], None] | None = None) -> ValidationResult:
     """Tables 1, 2, the dependent-correlation tests and the regression tables.
@@ -1315,6 +1329,7 @@ def compute(prepared: Prepared, config: ValidationConfig,
     with_outcome = f.loc[f["outcome"].notna()]
     step = on_step if on_step is not None else (lambda name: None)
     spear = spearman_table(with_outcome, "outcome", indicators)
+    spear = _spearman_ci(spear, with_outcome, indicators, config)
     step("spearman")
     spear.insert(0, "variable", spear.pop("indicator"))
     spear.insert(0, "indicator", [variable_label(v, config, prepared.lag_h, prepared.cpc_lag_h)
