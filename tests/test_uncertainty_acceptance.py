@@ -11,7 +11,8 @@ The cheapest generator setting with >= 500 communes: a commune count is the real
 at a large one; all 20 cities at ``scale = 0.02`` give 503 communes on 17,531 tiles (four
 cities would need ``scale = 1``, 276,000 tiles). Grid-square areas are no cheaper route: the
 planted rho belongs to the communes, and a square cutting several communes has none.
-Measured (2-core shared box): see docs/_decisions_uq.md.
+Measured (shared 2-core box, 7 min 51 s): 503 communes, bootstrap coverage 0.922, naive
+Fisher 0.825.
 """
 
 from __future__ import annotations
