@@ -773,6 +773,8 @@ def _intervals(prepared: vs.Prepared, run: Mapping | None):
     if "cpc_per_1000_lo" not in pub or pub["cpc_per_1000_lo"].isna().all():
         return None
     pub = pub.loc[~pub["small_area"].astype(bool)].set_index("commune")
+    if pub["cpc_per_1000_lo"].isna().all():  # only small areas have intervals: nothing to show
+        return None
     overlap = uncertainty.median_overlap(pub["cpc_per_1000"], pub["cpc_per_1000_lo"],
                                          pub["cpc_per_1000_hi"])  # fmt: skip
     level = ((run or {}).get("config", {}).get("estimate", {}) or {}).get("uncertainty", {})
@@ -1075,6 +1077,8 @@ def _validate(table: str | Path | pd.DataFrame, out_dir: str | Path, config: Val
     doc = vs.to_json(prepared, result, cfg_used)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
     doc["outcome_models"] = vs.outcome_models_json(outcome_models)
+    intervals = _intervals(prepared, own_run)
+    doc["uncertainty"] = None if intervals is None else {**intervals[1], "level": intervals[2]}
     doc["notes"] = [*run_notes, *source_notes, *doc["notes"],
                     *(n.as_dict() for n in outcome_models.notes)]
     notes = doc["notes"]

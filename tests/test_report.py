@@ -690,6 +690,9 @@ def test_uncertainty_section_and_caterpillar_from_interval_columns(run_dir, tmp_
     section = page.split('<section id="uncertainty">')[1].split("</section>")[0]
     assert f"Of the {len(big)} communes with an interval of cpc per 1000, {k} (" in section
     assert "have a 80 % interval" in section
+    doc = json.loads((tmp_path / "v" / "tables.json").read_text())
+    assert doc["uncertainty"]["n"] == len(big) and doc["uncertainty"]["n_overlap"] == k
+    assert doc["uncertainty"]["median"] == pytest.approx(med) and doc["uncertainty"]["level"] == 0.8
     assert (tmp_path / "v" / "figures" / "caterpillar.png").read_bytes()[:4] == b"\x89PNG"
     assert 'id="caterpillar"' in page
     # without interval columns: no section, and the figure is listed as not produced
@@ -698,6 +701,7 @@ def test_uncertainty_section_and_caterpillar_from_interval_columns(run_dir, tmp_
     page = (tmp_path / "w" / "report.html").read_text()
     assert 'id="uncertainty"' not in page
     assert "Uncertainty of the top communes" in page.split('id="missing"')[1]
+    assert json.loads((tmp_path / "w" / "tables.json").read_text())["uncertainty"] is None
 
 
 def test_spearman_intervals_in_the_csv_and_the_report(validated, run_dir):
