@@ -34,7 +34,7 @@ import pandas as pd
 
 from cpc_core import storage
 from cpc_core.render import figures
-from cpc_core.estimate import profiles
+from cpc_core.estimate import profiles, uncertainty
 from cpc_core.render import report
 from cpc_core.render import tables
 from cpc_core.render import labels as labels_mod
@@ -441,9 +441,18 @@ def _write_tables(out: Path, prepared: vs.Prepared, res: vs.ValidationResult,
     paths.update(p)
     sections.append(report.ReportTable("table1", "Table 1: correction factors", html, notes1))
 
-    sp = res.spearman[["indicator", "rho", "p_value", "n"]]
-    shown = labels_mod.relabel(sp, values=("indicator",))
+    ci = config.spearman_ci
+    sp = res.spearman[["indicator", "rho", "p_value", "n",
+                       *(["ci_lower", "ci_upper", "ci_level", "ci_draws"] if ci.enabled else [])]]
+    shown = labels_mod.relabel(sp[["indicator", "rho", "p_value", "n"]], values=("indicator",))
     notes2 = (f"Outcome: {label(config.outcome_label)}; communes with a published value only.",)
+    if ci.enabled:
+        shown.insert(2, f"{round(100 * ci.level)} % bootstrap interval", [
+            "" if pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+            for lo, hi in zip(sp["ci_lower"], sp["ci_upper"], strict=True)])  # fmt: skip
+        notes2 += (f"Intervals: percentile pairs bootstrap over the communes "
+                   f"(validation.spearman_ci: {ci.draws} resamples, seed {ci.seed}); they treat "
+                   "the estimates as exact.",)  # fmt: skip
     p, html = _write_frame(tdir, "spearman", sp, shown,
                            "Table 2: Spearman correlation with the outcome",
                            {label("rho"): "{:.3f}", label("p_value"): tables.format_p}, False,
@@ -583,7 +592,7 @@ def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
 
 
 #: figures :func:`_make_figures` may draw (Figures 1-5, the lag sweep): steps of the progress bar
-FIGURE_STEPS = 6
+FIGURE_STEPS = 7
 
 
 def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
@@ -714,6 +723,20 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             removed.append(f"Figure 5: {int(m['suppressed'].sum())} small areas drawn hatched "
                            "without their value.")  # fmt: skip
 
+    intervals = _intervals(prepared, run_record)
+    if intervals is None:
+        skipped.append(("Uncertainty of the top communes", "the commune table has no interval "
+                        "columns (estimate.uncertainty.enabled, on by default in cpc run)"))  # fmt: skip
+    else:
+        frame, overlap, level = intervals
+        add("caterpillar", "Uncertainty of the communes with the highest cpc per 1000",
+            "Estimate and interval of cpc per 1000 (bootstrap of rho_j over days and Monte "
+            "Carlo of the global shares) for the top communes above the disclosure thresholds; "
+            "the dashed line is the median over all of them. "
+            + report.uncertainty_sentence(overlap, level),
+            figures.caterpillar(frame, top_n=CATERPILLAR_TOP, level=level or 0.90,
+                                median=overlap["median"]))  # fmt: skip
+
     rbl_path = paths_in["rho_by_lag"]
     if rbl_path is None:
         skipped.append(("Lag sweep", "no rho_by_lag.csv"))
@@ -733,6 +756,38 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             figures.lag_sweep(rbl, marks))  # fmt: skip
 
     return paths, shown, skipped, removed
+
+
+#: Communes in the caterpillar plot of the report.
+CATERPILLAR_TOP = 30
+
+
+def _intervals(prepared: vs.Prepared, run: Mapping | None):
+    """Public communes with an interval of cpc per 1000, the median overlap and the level.
+
+    ``None`` when the table has no interval columns. Small areas are left out in both
+    suppression modes: the plot names communes. The level is the run's
+    ``estimate.uncertainty.level`` (``None`` for an external table).
+    """
+    pub = vs.public_communes(prepared)
+    if "cpc_per_1000_lo" not in pub or pub["cpc_per_1000_lo"].isna().all():
+        return None
+    pub = pub.loc[~pub["small_area"].astype(bool)].set_index("commune")
+    if pub["cpc_per_1000_lo"].isna().all():  # only small areas have intervals: nothing to show
+        return None
+    overlap = uncertainty.median_overlap(pub["cpc_per_1000"], pub["cpc_per_1000_lo"],
+                                         pub["cpc_per_1000_hi"])  # fmt: skip
+    level = ((run or {}).get("config", {}).get("estimate", {}) or {}).get("uncertainty", {})
+    level = (level or {}).get("level")
+    return pub, overlap, (float(level) if level is not None else None)
+
+
+def _uncertainty_text(prepared: vs.Prepared, run: Mapping | None) -> list[str]:
+    """The report's section "Uncertainty of the estimates" (empty without intervals)."""
+    intervals = _intervals(prepared, run)
+    if intervals is None:
+        return []
+    return [report.uncertainty_sentence(intervals[1], intervals[2])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -895,9 +950,14 @@ def validation_options(config: ValidationConfig) -> vs.ValidationOptions:
     >>> o.columns["outcome"], o.cov_type, o.search_interest is None, o.models.hurdle
     ('sexual_violence_per_1000', 'HC3', True, True)
     """
-    from cpc_core.validation.options import DisclosureOptions, ModelsOptions, SearchOptions
+    from cpc_core.validation.options import (
+        DisclosureOptions,
+        ModelsOptions,
+        SearchOptions,
+        SpearmanIntervalOptions,
+    )
 
-    si, d, m = config.search_interest, config.disclosure, config.models
+    si, d, m, ci = config.search_interest, config.disclosure, config.models, config.spearman_ci
     return vs.ValidationOptions(
         columns=config.columns.model_dump(), outcome_label=config.outcome_label,
         onion_share=config.onion_share, csam_share=config.csam_share, c_floor=config.c_floor,
@@ -913,6 +973,7 @@ def validation_options(config: ValidationConfig) -> vs.ValidationOptions:
             si.departments),
         models=ModelsOptions(m.hurdle, m.hurdle_positive, m.count_models, m.spatial, m.weights,
                              m.k, m.permutations, m.seed),
+        spearman_ci=SpearmanIntervalOptions(ci.enabled, ci.draws, ci.level, ci.seed),
     )  # fmt: skip
 
 
@@ -1075,6 +1136,8 @@ def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: s
     doc = vs.to_json(prepared, result, opts)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}
     doc["outcome_models"] = vs.outcome_models_json(outcome_models)
+    intervals = _intervals(prepared, own_run)
+    doc["uncertainty"] = None if intervals is None else {**intervals[1], "level": intervals[2]}
     doc["notes"] = [*given.notes, *doc["notes"],
                     *(n.as_dict() for n in outcome_models.notes)]
     notes = doc["notes"]
@@ -1127,6 +1190,7 @@ def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: s
             provenance=provenance,
             command=command or (run or {}).get("command") or "cpc validate",
             run_id=(own_run or {}).get("run_id"), data=kind, truth=truth,
+            uncertainty=_uncertainty_text(prepared, own_run),
         )  # fmt: skip
         (out / "report.html").write_text(page, encoding="utf-8")
         outputs["report.html"] = str(out / "report.html")

@@ -96,3 +96,44 @@ def test_truth_scatter_axes():
     fig = figures.truth_scatter(s, s + 0.01, s * 100, s * 110)
     assert [ax.get_ylabel() for ax in fig.axes] == ["estimated rho_j", "estimated cpc per 1000 (log)"]
     assert fig.axes[1].get_xscale() == "log"
+
+
+def test_caterpillar_draws_the_top_areas_and_the_median_overlap_count():
+    """The plot draws the top areas, highest first, with their bars; the sentence's count is
+    an independent pandas count of the intervals that contain the median."""
+    from cpc_core.estimate.uncertainty import median_overlap
+    from cpc_core.render.report import uncertainty_sentence
+
+    rng = np.random.default_rng(3)
+    n = 60
+    v = np.exp(rng.normal(0, 1, n))
+    w = rng.uniform(0.1, 1.5, n)
+    df = pd.DataFrame({"cpc_per_1000": v, "cpc_per_1000_lo": v * np.exp(-w),
+                       "cpc_per_1000_hi": v * np.exp(w),
+                       "name": [f"area {i}" for i in range(n)]},
+                      index=[f"{i:05d}" for i in range(n)])  # fmt: skip
+    df.iloc[5, 1] = np.nan  # an area without an interval is neither drawn nor counted
+    ok = df.dropna()
+    med = ok["cpc_per_1000"].median()
+    expected = int(((ok["cpc_per_1000_lo"] <= med) & (ok["cpc_per_1000_hi"] >= med)).sum())
+    assert 0 < expected < len(ok)  # the check can fail both ways
+    res = median_overlap(df["cpc_per_1000"], df["cpc_per_1000_lo"], df["cpc_per_1000_hi"])
+    assert res == {"n": n - 1, "n_overlap": expected, "median": pytest.approx(med), "left_out": 1}
+    text = uncertainty_sentence(res, 0.9)
+    assert f"Of the {n - 1} communes" in text and f", {expected} (" in text and "90 %" in text
+
+    fig = figures.caterpillar(df, top_n=12, median=med)
+    ax = fig.axes[0]
+    top = ok.sort_values("cpc_per_1000", ascending=False).head(12)
+    ticks = sorted(((float(t.get_position()[1]), t.get_text()) for t in ax.get_yticklabels()),
+                   reverse=True)  # fmt: skip
+    assert [t for _, t in ticks] == top["name"].tolist()  # highest at the top
+    segs = np.concatenate([c.get_segments() for c in ax.collections])
+    bars = sorted((float(s[0, 1]), float(s[0, 0]), float(s[1, 0])) for s in segs)[::-1]
+    np.testing.assert_allclose([b[1] for b in bars], top["cpc_per_1000_lo"])
+    np.testing.assert_allclose([b[2] for b in bars], top["cpc_per_1000_hi"])
+    assert ax.get_xscale() == "log" and "90 % interval" in ax.get_xlabel()  # default 0.90
+    assert [ln.get_xdata()[0] for ln in ax.lines if ln.get_linestyle() == "--"] == [med]
+    figures.render(fig)
+    empty = figures.caterpillar(df.assign(cpc_per_1000_lo=np.nan))
+    assert "no area has an interval" in empty.axes[0].texts[0].get_text()

@@ -665,3 +665,61 @@ def test_missing_outputs_are_said_in_the_log_too(run_dir, tmp_path, caplog):
         assert line is not None, (key, logged)
         reason = line.split(" not produced: ", 1)[1]
         assert reason in html.unescape(missing), (key, reason)
+
+
+def test_uncertainty_section_and_caterpillar_from_interval_columns(run_dir, tmp_path):
+    """A table with interval columns: the report's uncertainty section states how many
+    public communes' intervals contain their median (counted here with pandas), and the
+    caterpillar figure is drawn; small areas are neither plotted nor counted."""
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    w = np.random.default_rng(0).uniform(0.05, 2.0, len(com))
+    com["cpc_per_1000_lo"] = com["cpc_per_1000"] * np.exp(-w)
+    com["cpc_per_1000_hi"] = com["cpc_per_1000"] * np.exp(w)
+    table = tmp_path / "with_intervals.csv"
+    com.to_csv(table, index=False)
+    run = {"config": {"estimate": {"uncertainty": {"level": 0.8}}}}
+    validate.run_validation(table, tmp_path / "v", ValidationConfig(), run_dir=run_dir,
+                            run_record=run)  # fmt: skip
+    pub = pd.read_csv(tmp_path / "v" / "communes_public.csv", dtype={"commune": str})
+    big = pub.loc[~pub["small_area"].astype(bool)]
+    assert len(big) < len(pub)  # small areas exist and are left out
+    med = big["cpc_per_1000"].median()
+    k = int(((big["cpc_per_1000_lo"] <= med) & (med <= big["cpc_per_1000_hi"])).sum())
+    assert 0 < k < len(big)
+    page = (tmp_path / "v" / "report.html").read_text()
+    section = page.split('<section id="uncertainty">')[1].split("</section>")[0]
+    assert f"Of the {len(big)} communes with an interval of cpc per 1000, {k} (" in section
+    assert "have a 80 % interval" in section
+    doc = json.loads((tmp_path / "v" / "tables.json").read_text())
+    assert doc["uncertainty"]["n"] == len(big) and doc["uncertainty"]["n_overlap"] == k
+    assert doc["uncertainty"]["median"] == pytest.approx(med) and doc["uncertainty"]["level"] == 0.8
+    assert (tmp_path / "v" / "figures" / "caterpillar.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'id="caterpillar"' in page
+    # without interval columns: no section, and the figure is listed as not produced
+    plain = (run_dir / "communes.csv")
+    validate.run_validation(plain, tmp_path / "w", ValidationConfig(), run_dir=run_dir)
+    page = (tmp_path / "w" / "report.html").read_text()
+    assert 'id="uncertainty"' not in page
+    assert "Uncertainty of the top communes" in page.split('id="missing"')[1]
+    assert json.loads((tmp_path / "w" / "tables.json").read_text())["uncertainty"] is None
+
+
+def test_spearman_intervals_in_the_csv_and_the_report(validated, run_dir):
+    """Table 2's bootstrap interval (default: 1000 resamples, 90 %, seed 0) against a
+    bootstrap written here with scipy, in spearman.csv and in the report's table."""
+    out, _ = validated
+    com = pd.read_csv(run_dir / "communes.csv", dtype={"commune": str})
+    cov = pd.read_csv(run_dir / "data/covariates/communes.csv", dtype={"commune": str})
+    d = com.merge(cov[["commune", "sexual_violence_per_1000"]], on="commune")
+    d = d.loc[d["sexual_violence_per_1000"].notna()]
+    x, y = np.log(d["cpc_per_1000"].to_numpy()), d["sexual_violence_per_1000"].to_numpy()
+    idx = np.random.default_rng(0).integers(0, len(d), size=(1000, len(d)))
+    boot = [scipy.stats.spearmanr(x[i], y[i]).statistic for i in idx]
+    lo, hi = np.quantile(boot, [0.05, 0.95])
+    csv = pd.read_csv(out / "tables" / "spearman.csv").set_index("indicator")
+    assert csv.loc["log_cpc_per_1000", "ci_lower"] == pytest.approx(lo, abs=1e-9)
+    assert csv.loc["log_cpc_per_1000", "ci_upper"] == pytest.approx(hi, abs=1e-9)
+    assert (csv["ci_level"] == 0.9).all() and (csv["ci_draws"] == 1000).all()
+    page = (out / "report.html").read_text()
+    table2 = page.split('<section id="spearman">')[1].split("</section>")[0]
+    assert "90 % bootstrap interval" in table2 and f"[{lo:.3f}, {hi:.3f}]" in table2

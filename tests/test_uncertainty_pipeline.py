@@ -28,11 +28,13 @@ def _unc(**over):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, client):
-    """Four runs in one output folder: the first, the level changed, disabled, every lag.
+    """Five runs in one output folder: the first, the level changed, the draws changed,
+    disabled, every lag.
     Each run's tables are copied aside before the next one overwrites them."""
     out = tmp_path_factory.mktemp("unc")
     snaps = {}
-    for name, est in (("first", _unc()), ("level", _unc(level=0.8)), ("off", _unc(enabled=False)),
+    for name, est in (("first", _unc()), ("level", _unc(level=0.8)), ("draws", _unc(level=0.8, draws=120)),
+                      ("off", _unc(enabled=False)),
                       ("all_lags", _unc(level=0.8, all_lags=True))):
         res = run_pipeline(make_cfg(out, estimate=est), client)
         snap = out.parent / f"{out.name}-{name}"
@@ -154,6 +156,21 @@ def test_changing_the_level_reruns_only_the_propagation(runs):
     assert snaps["level"][1]["uncertainty"]["level"] == 0.8
     # the same draws: the rank probabilities do not depend on the level
     np.testing.assert_array_equal(a["p_top10"].to_numpy(), b["p_top10"].to_numpy())
+
+
+def test_changing_the_draws_reruns_only_the_uncertainty_stage(runs):
+    """More or fewer draws: the bootstrap and the propagation run again, nothing before them."""
+    _, snaps = runs
+    st = snaps["draws"][1]["stages"]
+    assert not st["uncertainty_bootstrap"]["cached"] and not st["uncertainty"]["cached"]
+    cached = [k for k, v in st.items() if isinstance(v, dict) and v.get("cached")]
+    assert {"synth", "rollup"} <= set(cached), st
+    assert snaps["draws"][1]["uncertainty"]["draws"] == 120
+    b = pd.read_csv(snaps["level"][0] / "communes.csv").set_index("commune")
+    c = pd.read_csv(snaps["draws"][0] / "communes.csv").set_index("commune")
+    ok = b["rho_reason"] == "OK"
+    assert not np.allclose(b.loc[ok, "rho_lo"], c.loc[ok, "rho_lo"])  # new draws, new ends
+    pd.testing.assert_series_equal(b["rho"], c["rho"])  # the estimate itself is untouched
 
 
 def test_disabled_gives_the_old_table_unchanged(runs):

@@ -40,6 +40,7 @@ __all__ = [
     "FiguresConfig",
     "GeoConfig",
     "SearchInterestConfig",
+    "SpearmanIntervalConfig",
     "ValidationConfig",
     "parse_validation_config",
 ]
@@ -184,6 +185,16 @@ class ModelsConfig(_Frozen):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the permutations (0 .. 2^32-1)")
 
 
+class SpearmanIntervalConfig(_Frozen):
+    """Bootstrap intervals of Table 2's Spearman correlations (issue #15)."""
+
+    enabled: bool = Field(True, description="add a pairs-bootstrap interval (communes resampled) to each "
+                          "Spearman correlation of Table 2")
+    draws: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples (100 .. 100000)")
+    level: float = Field(0.90, gt=0, lt=1, description="interval level, in (0, 1)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the resampling (0 .. 2^32-1)")
+
+
 class ValidationConfig(_Frozen):
     """The validation and report stage (docs/method.md sections 6-7; the paper's Tables 1-7).
 
@@ -291,6 +302,8 @@ class ValidationConfig(_Frozen):
     report: bool = Field(True, description="write the self-contained report.html")
     models: ModelsConfig = Field(ModelsConfig(), description="outcome models beside the paper's OLS: "
                                  "hurdle, count and spatial models (tables/outcome_models.*)")
+    spearman_ci: SpearmanIntervalConfig = Field(SpearmanIntervalConfig(), description="bootstrap "
+                                                "intervals of the Spearman correlations (Table 2)")
 
     @field_validator("covariates", mode="before")
     @classmethod

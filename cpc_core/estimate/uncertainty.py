@@ -121,6 +121,7 @@ __all__ = [
     "expanded_level",
     "fisher_interval",
     "area_resample_indices",
+    "median_overlap",
     "percentile_interval",
     "empty_intervals",
     "intervals_by_lag",
@@ -903,6 +904,41 @@ def empty_intervals(areas: Sequence[str], lags: Sequence[int], area_dim: str = "
     for col in INTERVAL_COLUMNS:
         table[col] = 0 if col == "n_draws" else np.nan
     return table
+
+
+def median_overlap(value, lo, hi) -> dict[str, float | int]:
+    """How many areas' intervals contain the median of the point estimates.
+
+    An area whose interval contains the median of all areas' estimates cannot be placed
+    above or below the typical area with the stated confidence: the count is the report's
+    plain-language measure of how much of the ranking the data support.
+
+    Parameters
+    ----------
+    value, lo, hi : array_like, shape (n,)
+        Point estimate and interval bounds per area (e.g. ``cpc_per_1000``,
+        ``cpc_per_1000_lo``, ``cpc_per_1000_hi``). Areas with a NaN in any of the three are
+        left out (suppressed areas, undefined rho) and counted in ``left_out``.
+
+    Returns
+    -------
+    dict
+        ``n`` (areas with all three values), ``n_overlap`` (``lo <= median <= hi``),
+        ``median`` (of ``value`` over those ``n`` areas; NaN if ``n == 0``), ``left_out``.
+
+    Examples
+    --------
+    >>> median_overlap([1.0, 2.0, 3.0], [0.5, 1.5, 2.9], [1.5, 2.5, 3.5])
+    {'n': 3, 'n_overlap': 1, 'median': 2.0, 'left_out': 0}
+    """
+    value, lo, hi = (np.asarray(a, dtype=np.float64).ravel() for a in (value, lo, hi))
+    if not (value.shape == lo.shape == hi.shape):
+        raise ValueError(f"value, lo and hi differ in length: {value.size}, {lo.size}, {hi.size}")
+    keep = np.isfinite(value) & np.isfinite(lo) & np.isfinite(hi)
+    n = int(keep.sum())
+    median = float(np.median(value[keep])) if n else float("nan")
+    overlap = int(((lo[keep] <= median) & (median <= hi[keep])).sum()) if n else 0
+    return {"n": n, "n_overlap": overlap, "median": median, "left_out": int((~keep).sum())}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from cpc_core.netmob import facts as netmob
 __all__ = [
     "MIN_BOX_POINTS",
     "SUPPRESSED_STYLE",
+    "caterpillar",
     "choropleths",
     "composition",
     "lag_sweep",
@@ -636,4 +637,86 @@ def truth_scatter(rho_true: pd.Series, rho_est: pd.Series, cpc_true: pd.Series,
     ax2.set_ylabel("estimated cpc per 1000 (log)")
     ax2.set_title("cpc per 1000: estimated vs planted", fontsize=10)
     fig.suptitle("SYNTHETIC DATA: check against the planted truth", fontsize=10, color="#6a3d9a")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Uncertainty of the estimates (estimate.uncertainty)
+# --------------------------------------------------------------------------------------------
+
+
+def caterpillar(areas: pd.DataFrame, value: str = "cpc_per_1000", *, top_n: int = 30,
+                level: float = 0.90, median: float | None = None,
+                label: str = "name") -> Figure:  # fmt: skip
+    """Caterpillar plot: the ``top_n`` areas by ``value`` with their intervals.
+
+    One row per area, highest at the top, a point at the estimate and a bar from
+    ``{value}_lo`` to ``{value}_hi``; a vertical line at ``median`` (the median over all
+    areas, passed by the caller, who knows which areas are public). Rows whose interval
+    contains the median are drawn grey: their place above the typical area is not
+    established at this level.
+
+    Parameters
+    ----------
+    areas : pandas.DataFrame
+        ``value``, ``{value}_lo``, ``{value}_hi`` and optionally ``label`` per area; the
+        index is used when ``label`` is absent or empty. Pass public areas only (small areas
+        removed): the plot names areas.
+    value : str
+        The ranked quantity (default cpc per 1000).
+    top_n : int
+        How many areas to draw (fewer if fewer have an interval).
+    level : float
+        The intervals' level, for the axis label.
+    median : float, optional
+        Drawn as a vertical line and used for the grey rows; ``None``: no line.
+    label : str
+        Column of area names.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"cpc_per_1000": [3.0, 1.0, 2.0], "cpc_per_1000_lo": [2.0, 0.5, 1.0],
+    ...                    "cpc_per_1000_hi": [4.0, 1.5, 3.0]}, index=["a", "b", "c"])
+    >>> ax = caterpillar(df, top_n=2, median=2.0).axes[0]
+    >>> sorted((float(t.get_position()[1]), t.get_text()) for t in ax.get_yticklabels())
+    [(0.0, 'c'), (1.0, 'a')]
+    """
+    lo_col, hi_col = f"{value}_lo", f"{value}_hi"
+    d = areas.loc[areas[[value, lo_col, hi_col]].notna().all(axis=1)]
+    d = d.sort_values(value, ascending=False, kind="stable").head(int(top_n))
+    names = [str(n) if isinstance(n, str) and n else str(i)
+             for i, n in zip(d.index, d[label] if label in d else d.index, strict=True)]  # fmt: skip
+    fig = _figure(7, max(2.5, 0.22 * len(d) + 1.4))
+    ax = fig.add_subplot()
+    what = value.replace("_", " ")
+    if d.empty:
+        ax.text(0.5, 0.5, f"no area has an interval of {what}", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    y = np.arange(len(d))[::-1]  # the highest at the top
+    v, lo, hi = (d[c].to_numpy(dtype=float) for c in (value, lo_col, hi_col))
+    over = np.zeros(len(d), bool) if median is None else (lo <= median) & (median <= hi)
+    for mask, colour, lab in ((~over, "#3182bd", "interval above the median"),
+                              (over, "#969696", "interval contains the median")):
+        if mask.any():
+            ax.hlines(y[mask], lo[mask], hi[mask], color=colour, lw=2, label=lab)
+            ax.plot(v[mask], y[mask], "o", ms=4, color=colour)
+    if median is not None:
+        ax.axvline(median, color="#d95f02", ls="--", lw=1,
+                   label=f"median of all areas ({median:.3g})")
+    if (lo > 0).all() and (median is None or median > 0):
+        ax.set_xscale("log")
+        scale = ", log scale"
+    else:
+        scale = ""
+    ax.set_yticks(y, names, fontsize=7)
+    ax.set_ylim(-0.7, len(d) - 0.3)
+    ax.set_xlabel(f"{what} with its {round(100 * level)} % interval{scale}")
+    ax.set_title(f"The {len(d)} areas with the highest {what}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
     return fig

@@ -35,6 +35,7 @@ __all__ = [
     "data_kind",
     "stylesheet",
     "table_page",
+    "uncertainty_sentence",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,14 @@ CAUTIONS: tuple[tuple[str, str], ...] = (
         "The cpc estimate rests on assumptions: that Tor traffic timed like pornography "
         "consumption is pornographic, and on global shares taken from web crawls (onion "
         "traffic 1.1 %, pornographic pages 41.7 %, CSAM among pornographic sites 41.5 %). The "
-        "uncertainty of the correction factor and of these global shares is not propagated: "
-        "the standard errors and intervals shown are too narrow, in the paper's words the "
-        "variation is 'vastly underestimated'.",
+        "paper propagates no uncertainty; in the paper's words the variation is 'vastly "
+        "underestimated'. Where the commune table carries the interval columns "
+        "(estimate.uncertainty), the sampling uncertainty of rho_j (a block bootstrap over "
+        "days) and that of the onion and CSAM shares (Monte Carlo) are propagated into "
+        "intervals of rho_j, c_j and cpc per 1000 (section 'Uncertainty of the estimates'), "
+        "and the Spearman correlations carry bootstrap intervals. The timing assumption itself "
+        "is not propagated, and the regressions of Tables 3-7 treat the estimates as exact, "
+        "so their standard errors and intervals are too narrow.",
     ),
     (
         "The outcome is the tip of the iceberg",
@@ -265,6 +271,40 @@ def _disclosure(d: Mapping[str, object]) -> dict:
     }
 
 
+def uncertainty_sentence(overlap: Mapping[str, float | int], level: float | None = None,
+                         what: str = "cpc per 1000") -> str:
+    """The report's sentence on how many areas' intervals contain the median.
+
+    Parameters
+    ----------
+    overlap : mapping
+        :func:`cpc_core.estimate.uncertainty.median_overlap`'s result (``n``, ``n_overlap``,
+        ``median``, ``left_out``).
+    level : float, optional
+        The intervals' level (``estimate.uncertainty.level``); ``None`` when not recorded.
+    what : str
+        The quantity's name.
+
+    Examples
+    --------
+    >>> uncertainty_sentence({"n": 40, "n_overlap": 31, "median": 2.5, "left_out": 3}, 0.9)[:64]
+    'Of the 40 communes with an interval of cpc per 1000, 31 (78 %) h'
+    """
+    n, k = int(overlap["n"]), int(overlap["n_overlap"])
+    if n == 0:
+        return f"No commune has an interval of {what}: the uncertainty stage did not run."
+    lev = f"{round(100 * level)} %" if level is not None else "its"
+    text = (f"Of the {n} communes with an interval of {what}, {k} ({round(100 * k / n)} %) have "
+            f"a {lev} interval that contains the median of their estimates "
+            f"({float(overlap['median']):.3g}): the data do not place these communes above or "
+            f"below the typical commune.")
+    left = int(overlap.get("left_out", 0))
+    if left:
+        text += (f" {left} communes without an interval (small areas, or rho_j undefined) are "
+                 "not counted.")
+    return text
+
+
 def _pre(text: str):
     """Text for a ``<pre>``, escaped with :func:`html.escape` (quotes as ``&quot;``)."""
     import html
@@ -298,6 +338,7 @@ def build_report(
     run_id: str | None = None,
     data: tuple[str, str] = ("real", ""),
     truth: TruthCheck | None = None,
+    uncertainty: Sequence[str] = (),
 ) -> str:
     """Assemble the self-contained HTML report from ``templates/report.html.j2``.
 
@@ -329,6 +370,9 @@ def build_report(
         at the top of the page.
     truth : TruthCheck, optional
         The check against the planted truth (synthetic data only).
+    uncertainty : sequence of str
+        Paragraphs of the section "Uncertainty of the estimates" (e.g.
+        :func:`uncertainty_sentence`); the section is left out when empty.
 
     Returns
     -------
@@ -378,6 +422,7 @@ def build_report(
             }
         ),
         "disclosure": _disclosure(disclosure),
+        "uncertainty": list(uncertainty),
         "tables": tables,
         "figures": [_figure(f) for f in figures],
         "missing": missing,

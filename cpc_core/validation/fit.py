@@ -31,6 +31,7 @@ from cpc_core.validation.statistics import (
     STANDARD_METHODS,
     dependent_tests,
     fit_ols,
+    spearman_intervals,
     spearman_table,
     summary_table1,
 )
@@ -155,6 +156,19 @@ def fit_table(prepared: Prepared, spec: TableSpec, config: ValidationOptions) ->
     return TableResult(spec, "ok", tuple(fits), column_labels=spec.labels(prepared.lag_h))
 
 
+def _spearman_ci(spear: pd.DataFrame, frame: pd.DataFrame, indicators: Sequence[str],
+                 config: ValidationOptions) -> pd.DataFrame:
+    """Table 2 with the bootstrap interval of each rho (``validation.spearman_ci``).
+
+    Adds ``ci_lower``, ``ci_upper``, ``ci_level``, ``ci_draws`` (NaN/0 when switched off).
+    """
+    ci = config.spearman_ci
+    if not ci.enabled:
+        return spear.assign(ci_lower=math.nan, ci_upper=math.nan, ci_level=math.nan, ci_draws=0)
+    iv = spearman_intervals(frame, "outcome", indicators, ci.draws, ci.level, ci.seed)
+    return spear.merge(iv, on="indicator", how="left", validate="1:1")
+
+
 def compute(prepared: Prepared, config: ValidationOptions,
             on_step: Callable[[str], None] | None = None) -> ValidationResult:
     """Tables 1, 2, the dependent-correlation tests and the regression tables.
@@ -199,6 +213,7 @@ def compute(prepared: Prepared, config: ValidationOptions,
     with_outcome = f.loc[f["outcome"].notna()]
     step = on_step if on_step is not None else (lambda name: None)
     spear = spearman_table(with_outcome, "outcome", indicators)
+    spear = _spearman_ci(spear, with_outcome, indicators, config)
     step("spearman")
     spear.insert(0, "variable", spear.pop("indicator"))
     spear.insert(0, "indicator", [variable_label(v, config.outcome_label, prepared.lag_h, prepared.cpc_lag_h)

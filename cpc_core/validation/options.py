@@ -48,6 +48,16 @@ class ModelsOptions:
 
 
 @dataclass(frozen=True)
+class SpearmanIntervalOptions:
+    """``validation.spearman_ci``: the pairs-bootstrap interval of each Spearman rho."""
+
+    enabled: bool
+    draws: int
+    level: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class DisclosureOptions:
     """Small-area thresholds."""
 
@@ -91,3 +101,4 @@ class ValidationOptions:
     disclosure: DisclosureOptions | None
     search_interest: SearchOptions | None
     models: ModelsOptions
+    spearman_ci: SpearmanIntervalOptions

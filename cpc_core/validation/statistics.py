@@ -60,6 +60,8 @@ __all__ = [
     "dependent_tests",
     "fit_ols",
     "log_per_1000",
+    "spearman_bootstrap",
+    "spearman_intervals",
     "spearman_table",
     "summary_table1",
 ]
@@ -584,6 +586,115 @@ def spearman_table(df: pd.DataFrame, outcome: str, indicators: Sequence[str]) ->
         rows.append((col, rho, p, int(keep.sum())))
     logger.debug("spearman_table: %s vs %d indicators", outcome, len(indicators))
     return pd.DataFrame(rows, columns=["indicator", "rho", "p_value", "n"])
+
+
+def spearman_bootstrap(x, y, draws: int = 1000, level: float = 0.90, seed: int = 0
+                       ) -> tuple[float, float, int]:  # fmt: skip
+    """Percentile pairs-bootstrap interval of Spearman's rho between ``x`` and ``y``.
+
+    Draw ``b`` resamples the ``n`` pairs with replacement, with the indices
+    ``numpy.random.default_rng(seed).integers(0, n, size=(draws, n))[b]``, and recomputes
+    Spearman's rho (Pearson's correlation of the average ranks, as
+    :func:`scipy.stats.spearmanr`). The interval is the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles (linear interpolation) of the defined draws; a draw whose
+    resample is constant on one side (possible for small ``n``) is undefined and left out.
+
+    Resampling areas treats them as independent draws from a population of areas; the
+    interval carries no uncertainty of the per-area estimates themselves (see
+    :func:`cpc_core.estimate.uncertainty.spearman_interval` for that).
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Finite values (the caller drops incomplete pairs, as :func:`spearman_table` does).
+    draws : int
+        Bootstrap resamples (at least 1).
+    level : float
+        In (0, 1).
+    seed : int
+        Seed of the resampling: the same seed gives the same interval.
+
+    Returns
+    -------
+    lo, hi : float
+        NaN when fewer than 3 pairs or no draw is defined.
+    defined : int
+        The draws with a defined rho.
+
+    Examples
+    --------
+    >>> x = np.arange(30.0)
+    >>> lo, hi, k = spearman_bootstrap(x, x ** 3, draws=200, seed=1)
+    >>> (lo, hi, k)
+    (1.0, 1.0, 200)
+    """
+    import scipy.stats
+
+    if not (isinstance(draws, numbers.Integral) and draws >= 1):
+        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    if not (0 < level < 1):
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y differ in length: {x.size} vs {y.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("spearman_bootstrap: x and y must be finite (drop incomplete pairs first)")
+    n = x.size
+    if n < 3:
+        return math.nan, math.nan, 0
+    idx = np.random.default_rng(seed).integers(0, n, size=(int(draws), n))
+    boot = np.empty(int(draws))
+    # In blocks of rows: (draws x n) rank matrices of a few thousand areas stay small.
+    block = max(1, 2_000_000 // n)
+    for start in range(0, int(draws), block):
+        sl = idx[start:start + block]
+        rx = scipy.stats.rankdata(x[sl], axis=1)
+        ry = scipy.stats.rankdata(y[sl], axis=1)
+        rx -= rx.mean(axis=1, keepdims=True)
+        ry -= ry.mean(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot[start:start + block] = ((rx * ry).sum(axis=1)
+                                         / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1)))
+    ok = np.isfinite(boot)
+    if not ok.any():
+        return math.nan, math.nan, 0
+    lo, hi = np.quantile(boot[ok], [(1 - level) / 2, (1 + level) / 2])
+    # rank correlations are bounded by 1; the arithmetic may overshoot by an ulp
+    return float(np.clip(lo, -1, 1)), float(np.clip(hi, -1, 1)), int(ok.sum())
+
+
+def spearman_intervals(df: pd.DataFrame, outcome: str, indicators: Sequence[str],
+                       draws: int = 1000, level: float = 0.90, seed: int = 0
+                       ) -> pd.DataFrame:  # fmt: skip
+    """Bootstrap intervals of the rows of :func:`spearman_table`.
+
+    Each indicator uses the rows where it and the outcome are finite (the same rows as its
+    rho) and :func:`spearman_bootstrap` with the same ``seed``, so an indicator's interval
+    does not depend on which other indicators are in the table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``indicator``, ``ci_lower``, ``ci_upper``, ``ci_level``, ``ci_draws`` (defined draws),
+        one row per indicator, in order.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"y": np.arange(20.0), "a": np.arange(20.0) ** 2})
+    >>> spearman_intervals(df, "y", ["a"], draws=50).to_dict("records")
+    [{'indicator': 'a', 'ci_lower': 1.0, 'ci_upper': 1.0, 'ci_level': 0.9, 'ci_draws': 50}]
+    """
+    indicators = list(indicators)
+    _require_columns(df, [outcome, *indicators], "spearman_intervals")
+    y = _column(df, outcome)
+    rows = []
+    for col in indicators:
+        x = _column(df, col)
+        keep = np.isfinite(y) & np.isfinite(x)
+        lo, hi, k = spearman_bootstrap(x[keep], y[keep], draws, level, seed)
+        rows.append((col, lo, hi, float(level), k))
+    return pd.DataFrame(rows, columns=["indicator", "ci_lower", "ci_upper", "ci_level", "ci_draws"])
 
 
 def _spearman_matrix(data: np.ndarray) -> np.ndarray:
