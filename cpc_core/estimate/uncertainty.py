@@ -105,6 +105,7 @@ from cpc_core.estimate.correlation import (
     _check_regular_axis,
     _single_hour_chunk,
     _transform,
+    finite_mean,
 )
 from cpc_core.errors import UsageError, clip
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, estimate_by_lag
@@ -340,21 +341,8 @@ def _day_stats(x, y, lags, hours_per_day, sums, ext):  # pragma: no cover - numb
     n_areas, n_hours = x.shape
     n_lags = lags.shape[0]
     for a in range(n_areas):
-        sum_x = 0.0
-        cnt_x = 0
-        sum_y = 0.0
-        cnt_y = 0
-        for t in range(n_hours):
-            u = x[a, t]
-            if np.isfinite(u):
-                sum_x += u
-                cnt_x += 1
-            v = y[a, t]
-            if np.isfinite(v):
-                sum_y += v
-                cnt_y += 1
-        mean_x = sum_x / cnt_x if cnt_x > 0 else 0.0
-        mean_y = sum_y / cnt_y if cnt_y > 0 else 0.0
+        mean_x = finite_mean(x[a])
+        mean_y = finite_mean(y[a])
         for k in range(n_lags):
             lag = lags[k]
             sums[a, k, :, :] = 0.0
