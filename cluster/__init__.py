@@ -48,6 +48,7 @@ __all__ = [
     "get_client",
     "require_workers",
     "WORKER_MALLOC_ENV",
+    "local_worker_env",
     "worker_environ",
 ]
 
@@ -86,6 +87,37 @@ def worker_environ() -> dict[str, Any]:
         if mine is None or (name == "MALLOC_TRIM_THRESHOLD_" and int(mine) == 65536):
             out[f"distributed.nanny.pre-spawn-environ.{name}"] = value
     return out
+
+
+@contextmanager
+def local_worker_env() -> Iterator[None]:
+    """Start local worker processes inside this block with :data:`WORKER_MALLOC_ENV`.
+
+    :func:`worker_environ` in the Dask config, and the same values in ``os.environ`` for the
+    block: distributed's nanny copies its pre-spawn variables into the *parent's*
+    ``os.environ`` when it starts a worker, and later reads ``os.environ`` before the config,
+    so after any earlier cluster in this process (a notebook, a test session) its default
+    trim threshold (65536) would win over ours. A value the user exported is kept, as in
+    :func:`worker_environ`; the parent's environment is restored on leaving.
+    """
+    import os
+
+    config = worker_environ()
+    names = {key.rsplit(".", 1)[1]: value for key, value in config.items()}
+    saved = {name: os.environ.get(name) for name in names}
+    default_trim = "65536"  # distributed's own pre-spawn default, leaked by an earlier nanny
+    for name, value in names.items():
+        if saved[name] is None or (name == "MALLOC_TRIM_THRESHOLD_" and saved[name] == default_trim):
+            os.environ[name] = str(value)
+    try:
+        with dask.config.set(config):
+            yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 # Which optional fields make sense for which kind; any other field set is an error,
@@ -374,7 +406,7 @@ def _local_client(spec: ClusterSpec) -> Iterator[Client]:
     # With dashboard=False the scheduler still serves /health etc., on a free port
     # rather than 8787, so parallel runs never collide.
     with (
-        dask.config.set(worker_environ()),
+        local_worker_env(),
         LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads,

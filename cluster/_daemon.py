@@ -226,10 +226,9 @@ def serve(state: Path, n_workers: int | None, threads_per_worker: int | None, me
     """The background process: run a LocalCluster until SIGTERM/SIGINT or its scheduler closes."""
     import threading
 
-    import dask.config
     from distributed import LocalCluster
 
-    from cluster import ClusterSpec, _local_size, worker_environ
+    from cluster import ClusterSpec, _local_size, local_worker_env
     from cpc_core import __version__
 
     stop = threading.Event()
@@ -240,7 +239,7 @@ def serve(state: Path, n_workers: int | None, threads_per_worker: int | None, me
                        memory_limit=memory_limit, dashboard=dashboard)
     n, threads, memory = _local_size(spec)
     with (
-        dask.config.set(worker_environ()),
+        local_worker_env(),
         LocalCluster(n_workers=n, threads_per_worker=threads, memory_limit=memory, processes=True,
                      host="127.0.0.1", dashboard_address="127.0.0.1:0",
                      scheduler_kwargs={"dashboard": dashboard}) as cluster,

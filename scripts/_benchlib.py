@@ -335,14 +335,13 @@ def best(runs: list[dict]) -> dict:
 @contextlib.contextmanager
 def local_client(n_workers: int, memory_limit: int | None = None):
     """A LocalCluster of ``n_workers`` single-threaded processes (as ``cluster.get_client`` makes)."""
-    import dask.config
     from distributed import Client, LocalCluster
 
-    from cluster import worker_environ
+    from cluster import local_worker_env
 
     limit = memory_limit or psutil.virtual_memory().total // n_workers
     with (
-        dask.config.set(worker_environ()),
+        local_worker_env(),
         LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,

@@ -628,3 +628,17 @@ def test_cpc_run_of_a_tiny_synth_uses_the_cluster_of_cpc_cluster_up(tmp_path):
         assert down.returncode == 0 and not (tmp_path / "local-cluster.json").exists()
     finally:
         _stop(tmp_path)
+
+
+def test_malloc_settings_win_after_a_default_cluster_leaked_its_own(monkeypatch):
+    """distributed's nanny copies its pre-spawn defaults (MALLOC_TRIM_THRESHOLD_=65536) into the
+    parent's os.environ and reads os.environ first: a second cluster in the same process (a
+    notebook, a test session) must still start its workers with cpc's settings."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what an earlier default cluster leaves
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    spec = ClusterSpec(kind="local", n_workers=1, memory_limit="1GiB")
+    with get_client(spec) as client:
+        env = client.run(lambda: (os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+        assert set(env.values()) == {(str(32 * 2**20), str(64 * 2**20))}
+    # the parent's own environment is left as it was
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536" and "MALLOC_MMAP_THRESHOLD_" not in os.environ
