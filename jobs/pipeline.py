@@ -58,6 +58,7 @@ from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, 
 from cpc_core.synth.generator import SynthSpec
 from cpc_core.validation.stage import RoleError
 from jobs import _cache
+from jobs._client import OnDemandClient
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
@@ -74,9 +75,14 @@ class _Timer:
 
     def __init__(self):
         self.stages: dict[str, dict] = {}
+        #: called with each stage's name as it starts (not for stages overlapping another):
+        #: an on-demand client names the stage that started the cluster
+        self.on_stage = None
 
     @contextmanager
     def __call__(self, name: str, cached: bool = False, overlaps: str | None = None):
+        if self.on_stage is not None and overlaps is None:
+            self.on_stage(name)
         t0 = time.perf_counter()
         try:
             yield
@@ -750,6 +756,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _on_demand_facts(client: OnDemandClient) -> dict:
+    """run.json's cluster facts of an on-demand client, and the decision, logged."""
+    if not client.started:
+        logger.info("cluster: not needed, all inputs cached (no stage had work for it)")
+        return {"started": False, "reason": "not needed: all inputs cached"}
+    return {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds,
+            **cluster_facts(client)}
+
+
 def cluster_facts(client: Client) -> dict:
     info = client.scheduler_info()
     workers = info.get("workers", {})
@@ -1006,14 +1021,23 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
     t_start = time.perf_counter()
     timer = _Timer()
     timer.stages = run["stages"]  # the record sees each stage as it completes
-    storage.install_on_workers(client)
+    on_demand = isinstance(client, OnDemandClient)
+    if on_demand:
+        # the cluster starts when a stage first has work for it (jobs._client)
+        timer.on_stage = lambda name: setattr(client, "stage", name)
+        client.on_start(storage.install_on_workers)
+    else:
+        storage.install_on_workers(client)
     out = storage.path(cfg.output.dir)
     outputs: dict[str, str] = run["outputs"]
     run["command"] = command or run.get("command") or "jobs.pipeline.run_pipeline (library call)"
     run["data"], run["data_reason"] = report_lib.data_kind({"config": {"synth": cfg.synth is not None}},
                                                            [storage.path(cfg.netmob_root).parent])
-    run["cluster"] = {**run.get("cluster", {}), **cluster_facts(client)}
+    if not on_demand:
+        run["cluster"] = {**run.get("cluster", {}), **cluster_facts(client)}
     run.update(_stages(cfg, client, timer, outputs, out))
+    if on_demand:
+        run["cluster"] = {**run.get("cluster", {}), **_on_demand_facts(client)}
     with timer("validation"):
         try:
             res = run_validation(out / "communes.csv", out / "validation", cfg.validation, run_dir=out,
