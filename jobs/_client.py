@@ -71,6 +71,11 @@ class OnDemandClient:
             stack.close()
 
     @property
+    def kind(self) -> str:
+        """The cluster kind (``local``, ``gateway``, ``address``)."""
+        return self._kind
+
+    @property
     def started(self) -> bool:
         return self._client is not None
 

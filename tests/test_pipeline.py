@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -285,6 +286,57 @@ def test_same_results_one_worker_and_other_chunks(run, tmp_path):
     np.testing.assert_allclose(other["rho"], base["rho"], rtol=1e-6, atol=1e-9)
     other_e = pd.read_csv(tmp_path / "estimates_by_lag.csv").sort_values(["commune", "lag_h"], ignore_index=True)
     np.testing.assert_allclose(other_e["cpc_per_1000"], base_e["cpc_per_1000"], rtol=1e-6)
+
+
+def _result_bytes(out: Path) -> dict[str, bytes]:
+    """The published tables of a run folder (CSV, and the validation's tables without the
+    record of the run that wrote them), byte for byte."""
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("*.csv"))}
+    files.update({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "validation").glob("*.csv"))})
+    tables = json.loads((out / "validation" / "tables.json").read_text())
+    files["validation/tables.json (without meta)"] = json.dumps({k: v for k, v in tables.items() if k != "meta"},
+                                                                sort_keys=True).encode()
+    return files
+
+
+def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
+    """A re-run whose inputs are all cached starts no cluster and writes the same bytes as a
+    run whose stages ran on a real LocalCluster; another grid starts one, for its rollup."""
+    from contextlib import nullcontext
+
+    from jobs._client import OnDemandClient
+
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")  # the same generated data
+    run_pipeline(make_cfg(tmp_path), client)  # ingest, rollup, correlation on the LocalCluster
+    with_cluster = _result_bytes(tmp_path)
+    assert "communes.csv" in with_cluster and any(k.startswith("validation/") for k in with_cluster)
+    # another lag, then back: every input cached, no cluster (its opener would hand out `client`);
+    # the new lag's bootstrap draws are computed in this process
+    no_cluster = {}
+    for lag in (2, 0):
+        od = OnDemandClient(lambda: nullcontext(client))
+        res = run_pipeline(make_cfg(tmp_path, estimate={"lag_h": lag}), od)
+        assert not od.started, f"lag {lag}: a cluster was started by {od.started_by}"
+        assert res["run"]["cluster"]["started"] is False
+        st = res["run"]["stages"]
+        assert st["rollup"]["cached"] and st["areas"]["cached"] and st["crosswalk:Lyon"]["cached"]
+        assert st["uncertainty_bootstrap"]["cached"] is (lag == 0)
+        no_cluster[lag] = _result_bytes(tmp_path)
+    assert no_cluster[0] == with_cluster
+    # lag 2 again, its bootstrap draws on the LocalCluster this time: the same bytes
+    cache = tmp_path / "internal" / "cache"
+    for p in [*cache.glob("bootstrap-*.zarr"), *cache.glob("intervals-*.parquet")]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    res = run_pipeline(make_cfg(tmp_path, estimate={"lag_h": 2}), client)
+    assert not res["run"]["stages"]["uncertainty_bootstrap"]["cached"]
+    assert _result_bytes(tmp_path) == no_cluster[2] != no_cluster[0]
+    # another grid on the same cube: its rollup needs the workers, so the cluster starts there
+    od = OnDemandClient(lambda: nullcontext(client))
+    res = run_pipeline(make_cfg(tmp_path, areas={"grid": "departments"}), od)
+    assert od.started and res["run"]["cluster"]["started_by"] == "rollup"
+    assert not res["run"]["stages"]["rollup"]["cached"]
+    assert sorted(pd.read_csv(tmp_path / "communes.csv")["commune"]) == ["D05", "D12"]
 
 
 def test_other_grids(run, client, tmp_path, monkeypatch):
