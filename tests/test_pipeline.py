@@ -293,6 +293,8 @@ def _result_bytes(out: Path) -> dict[str, bytes]:
     record of the run that wrote them), byte for byte."""
     files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("*.csv"))}
     files.update({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "validation").glob("*.csv"))})
+    files.update({p.relative_to(out).as_posix(): p.read_bytes()
+                  for p in sorted((out / "validation" / "figures").glob("*.*")) if p.suffix in (".png", ".svg")})
     tables = json.loads((out / "validation" / "tables.json").read_text())
     files["validation/tables.json (without meta)"] = json.dumps({k: v for k, v in tables.items() if k != "meta"},
                                                                 sort_keys=True).encode()
@@ -310,7 +312,7 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
     (tmp_path / "data").symlink_to(out / "data")  # the same generated data
     run_pipeline(make_cfg(tmp_path), client)  # ingest, rollup, correlation on the LocalCluster
     with_cluster = _result_bytes(tmp_path)
-    assert "communes.csv" in with_cluster and any(k.startswith("validation/") for k in with_cluster)
+    assert "communes.csv" in with_cluster and "validation/figures/figure1.png" in with_cluster
     # another lag, then back: every input cached, no cluster (its opener would hand out `client`);
     # the new lag's bootstrap draws are computed in this process
     no_cluster = {}
@@ -337,6 +339,47 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
     assert od.started and res["run"]["cluster"]["started_by"] == "rollup"
     assert not res["run"]["stages"]["rollup"]["cached"]
     assert sorted(pd.read_csv(tmp_path / "communes.csv")["commune"]) == ["D05", "D12"]
+
+
+def test_figures_redrawn_only_when_their_inputs_change(run, client, tmp_path, monkeypatch):
+    """An identical re-run reuses every figure (not drawn, same bytes); a damaged file is
+    drawn again; another lag redraws the figures that show lag-dependent values only."""
+    from cpc_core.render import figures
+
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")
+    run_pipeline(make_cfg(tmp_path), client)
+    fdir = tmp_path / "validation" / "figures"
+    before = {p.name: p.read_bytes() for p in fdir.glob("*.png")}
+    assert {"figure1.png", "figure3.png", "lag_sweep.png"} <= set(before)
+    drawn = []
+    orig = figures.render_formats
+    monkeypatch.setattr(figures, "render_formats", lambda fig, *a, **k: drawn.append(fig.cpc_inputs) or
+                        orig(fig, *a, **k))
+    run_pipeline(make_cfg(tmp_path), client)
+    assert drawn == []
+    assert {p.name: p.read_bytes() for p in fdir.glob("*.png")} == before
+    (fdir / "figure3.png").write_bytes(b"damaged")
+    run_pipeline(make_cfg(tmp_path), client)
+    assert len(drawn) == 1 and (fdir / "figure3.png").read_bytes() == before["figure3.png"]
+    # another lag: rho, c and cpc change, so Figures 1, 3 and the lag sweep's marks do
+    drawn.clear()
+    run_pipeline(make_cfg(tmp_path, estimate={"lag_h": 2}), client)
+    redrawn = {p.name for p in fdir.glob("*.png") if p.read_bytes() != before[p.name]}
+    assert {"figure1.png", "figure3.png", "lag_sweep.png"} <= redrawn
+    assert len(drawn) >= len(redrawn)
+
+
+def test_figure_input_hash_follows_the_data():
+    """The hash that decides a redraw changes with any value, and only with the content."""
+    from cpc_core.render import figures
+
+    frame = pd.DataFrame({"commune": ["a", "b", "c"], "lag_h": [0, 0, 0], "rho": [0.1, 0.2, 0.3]})
+    h0 = figures.lag_sweep(frame).cpc_inputs
+    assert figures.lag_sweep(frame.copy()).cpc_inputs == h0  # another object, same content
+    changed = frame.assign(rho=[0.1, 0.2, 0.30000001])
+    assert figures.lag_sweep(changed).cpc_inputs != h0
+    assert figures.lag_sweep(frame, {"Table 7": 0}).cpc_inputs != h0
 
 
 def test_other_grids(run, client, tmp_path, monkeypatch):
