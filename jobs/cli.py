@@ -359,10 +359,13 @@ def cmd_ingest(args) -> int:
         storage.check_scheme(path, key)  # storage problems answered before a cluster is started
         if path:
             storage.check_bucket(path, key)
-    with _client(ClusterConfig(), args.cluster) as client:
+    # the cluster starts only if there are files to ingest (jobs._client)
+    with _on_demand_client(_cluster_spec(ClusterConfig(), args.cluster)) as client:
         qc = run_ingest(args.input, args.store, client, _cities(args.cities), args.services, args.directions,
                         on_error=args.on_error, compressor=args.compressor, report_dir=args.report_dir,
                         force=args.force, repair=args.repair)
+        if not client.started:
+            logger.info("cluster: not needed, every file is in the store already")
     print(f"cube: {args.store}\nQC report: {qc['report_dir']}")
     return 0
 
