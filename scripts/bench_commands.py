@@ -322,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(a.repeat):
         print(f"repeat {i + 1}/{a.repeat} (load {load()})", flush=True)
         bench.once()
+        if a.json and i + 1 < a.repeat:  # what is measured so far survives an interrupted run
+            rows, ratios = summarize(bench)
+            a.json.write_text(json.dumps({"dataset": asdict(ds), "rows": rows, "ratios": ratios, "partial": i + 1,
+                                          "load_start": load_start, "load_now": load()}, indent=2, default=str))
     rows, ratios = summarize(bench)
     diff, n_common = bench.agreement()
     results = {"dataset": asdict(ds), "rows": rows, "ratios": ratios, "load_start": load_start, "load_end": load(),
