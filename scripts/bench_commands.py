@@ -211,7 +211,9 @@ class Bench:
         # paths under the work folder as $W, the repository's as relative: a readable table
         text = " ".join(shown).replace(str(REPO) + "/", "").replace(str(self.workdir.resolve()), "$W")
         self.commands.setdefault(name, text.replace(str(self.workdir), "$W"))
-        self.times.setdefault(name, []).append(timed(cmd, env or self.env, expect))
+        wall = timed(cmd, env or self.env, expect)
+        self.times.setdefault(name, []).append(wall)
+        print(f"  {name}: {wall:.2f} s (load {load()})", flush=True)
 
     def prepare(self) -> None:
         """The re-runs' folder: one completed run (not timed), its cache entries noted."""
