@@ -827,8 +827,7 @@ def _on_demand_facts(client: OnDemandClient) -> dict:
     if not client.started:
         logger.info("cluster: not needed, all inputs cached (no stage had work for it)")
         return {"started": False, "reason": "not needed: all inputs cached"}
-    return {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds,
-            **cluster_facts(client)}
+    return {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds}
 
 
 def cluster_facts(client: Client) -> dict:
@@ -1092,6 +1091,8 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
         # the cluster starts when a stage first has work for it (jobs._client)
         timer.on_stage = lambda name: setattr(client, "stage", name)
         client.on_start(storage.install_on_workers)
+        # what the record sees when the cluster starts (an adaptive gateway: no worker yet)
+        client.on_start(lambda real: run["cluster"].update(cluster_facts(real)))
     else:
         storage.install_on_workers(client)
     out = storage.path(cfg.output.dir)
