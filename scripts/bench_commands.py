@@ -341,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
              f"rho at lag {LAG}, authors' loop against cpc (rho_by_lag.csv, {n_common} areas not small with "
              f"a rho in both): max |difference| {diff:.2g} (cpc leaves out the known outage days and areas "
              "with too few hours; the loop does not).",
-             f"$W is the work folder (`--workdir {a.workdir}`).",
-             "", f"Command: `python scripts/bench_commands.py {' '.join(argv if argv is not None else sys.argv[1:])}`"]
+             "", f"$W is the work folder. Command: `python scripts/bench_commands.py "
+             f"{' '.join(argv if argv is not None else sys.argv[1:])}`"]
     md = markdown(f"Whole commands ({'quick' if a.quick else 'issue #14 dataset'})", rows, ratios, notes)
     if a.paris:
         pb = Bench(PARIS, a.workdir, 1, [], with_demo=False)
