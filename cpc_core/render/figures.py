@@ -217,7 +217,8 @@ def render_stored(fig: Figure, folder: Path, key: str, formats: Sequence[str], w
                   dpi: int = 110) -> tuple[dict[str, bytes], bool]:
     """:func:`render_formats`, unless ``folder``'s files of ``key`` were drawn from the same inputs.
 
-    ``write``: the formats written as ``<folder>/<key>.<fmt>`` (a subset of ``formats``).
+    ``write``: the formats written as ``<folder>/<key>.<fmt>`` (a subset of ``formats``). A
+    folder on object storage (not a :class:`pathlib.Path`) gets the files only, drawn each time.
     ``<folder>/inputs.json`` holds per figure its input hash (``fig.cpc_inputs``, set by every
     public figure function from its arguments, this module's code and matplotlib's version),
     the dpi and each file's SHA-256. When that entry matches and every format is on disk
@@ -229,7 +230,11 @@ def render_stored(fig: Figure, folder: Path, key: str, formats: Sequence[str], w
     -------
     (bytes per format, whether the stored files were reused)
     """
-    folder = Path(folder)
+    if not isinstance(folder, Path):  # object storage (storage.RemotePath): drawn every time
+        data = render_formats(fig, formats, dpi=dpi)
+        for fmt in write:
+            (folder / f"{key}.{fmt}").write_bytes(data[fmt])
+        return data, False
     record_path = folder / INPUTS_FILE
     inputs = getattr(fig, "cpc_inputs", None)
     want = {"inputs": inputs, "dpi": dpi, "formats": list(dict.fromkeys(formats))}
