@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
@@ -56,6 +57,11 @@ class OnDemandClient:
         self.stage: str | None = None  # the stage running now (set by the pipeline's timer)
         self.started_by: str | None = None
         self.start_seconds: float | None = None
+        # require_workers(proxy) looks its state up by client object *before* touching the
+        # client: registered now, it reads the real client's state once the cluster runs
+        from cluster import _workers
+
+        _workers._STATES[self] = _ProxyState(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> OnDemandClient:
@@ -105,10 +111,6 @@ class OnDemandClient:
         self._stack, self._client = stack, client
         self.started_by = why
         self.start_seconds = round(time.perf_counter() - t0, 3)
-        # require_workers() keys its state (where, worker timeout) by client object
-        from cluster import _workers
-
-        _workers._STATES[self] = _workers._state(client)
         for cb in self._on_start:
             cb(client)
         self._on_start.clear()
@@ -121,6 +123,25 @@ class OnDemandClient:
 
     def __repr__(self) -> str:
         return f"<OnDemandClient {self._kind}: {'started' if self.started else 'not started'}>"
+
+
+def _real_state(proxy: OnDemandClient):
+    from cluster import _workers
+
+    return _workers._state(proxy.get())
+
+
+class _ProxyState:
+    """``cluster._workers``' per-client state of an :class:`OnDemandClient`: the real client's
+    (how its cluster is named in messages, how long to wait for workers, workers checked),
+    read when first needed, which starts the cluster."""
+
+    def __init__(self, proxy: OnDemandClient):
+        self._proxy = weakref.ref(proxy)  # a value of a WeakKeyDictionary keyed by the proxy
+
+    where = property(lambda self: _real_state(self._proxy()).where)
+    worker_timeout = property(lambda self: _real_state(self._proxy()).worker_timeout)
+    checked = property(lambda self: _real_state(self._proxy()).checked)
 
 
 def started(client: Any) -> bool:

@@ -341,6 +341,37 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
     assert sorted(pd.read_csv(tmp_path / "communes.csv")["commune"]) == ["D05", "D12"]
 
 
+def test_on_demand_client_starts_at_first_use_and_keeps_the_cluster_state(client):
+    """Nothing starts until a stage uses the client; require_workers on the proxy names the
+    real client's cluster (its registered state, not a default built from the proxy)."""
+    from contextlib import contextmanager
+
+    from cluster import _workers, register, require_workers
+    from jobs._client import OnDemandClient
+
+    opened = []
+
+    @contextmanager
+    def opener():
+        opened.append(1)
+        register(client, "Dask Gateway https://gw.example.org", 7.0)  # as get_client does
+        yield client
+        opened.append(-1)
+
+    try:
+        with OnDemandClient(opener) as od:
+            assert not od.started and opened == []
+            od.stage = "rollup"
+            require_workers(od, "rollup")
+            assert od.started and od.started_by == "rollup" and opened == [1]
+            st = _workers._state(od)
+            assert (st.where, st.worker_timeout) == ("Dask Gateway https://gw.example.org", 7.0)
+            assert set(od.scheduler_info()["workers"]) <= st.checked  # the workers were checked
+        assert opened == [1, -1] and not od.started  # closed on leaving
+    finally:
+        register(client, f"Dask scheduler {client.scheduler.address}", _workers.DEFAULT_WORKER_TIMEOUT)
+
+
 def test_figures_redrawn_only_when_their_inputs_change(run, client, tmp_path, monkeypatch):
     """An identical re-run reuses every figure (not drawn, same bytes); a damaged file is
     drawn again; another lag redraws the figures that show lag-dependent values only."""
