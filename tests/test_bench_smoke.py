@@ -86,3 +86,26 @@ def test_bench_estimate_smoke(bench_root):
     for key in ("first_run_speedup_vs_public", "lag_rerun_speedup_vs_public", "rollup_corr_vs_read"):
         assert _positive(r["ratios"][key]), key
     assert "public way" in md
+
+
+@pytest.mark.timeout(2400)  # ~2 min alone; a loaded 2-core machine made it 10+
+def test_bench_commands_smoke(tmp_path):
+    """scripts/bench_commands.py --quick: every row runs (the config error exits 2, checked by
+    the script), is printed in the Markdown table, and the authors' pandas loop, written in the
+    script, agrees with cpc's rho at its lag (no known outage day in the window)."""
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_commands.py"), "--quick", "--repeat", "1",
+           "--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md")]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=2300)
+    assert p.returncode == 0, f"bench_commands failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    r = json.loads((tmp_path / "r.json").read_text())
+    md = (tmp_path / "r.md").read_text()
+    rows = {row["row"]: row for row in r["rows"]}
+    assert list(rows) == ["first run", "lag re-run", "grid re-run", "ingest, nothing to do", "cpc --help",
+                          "config error", "cpc demo", "authors' loop"]
+    for name, row in rows.items():
+        assert _positive(row["median_s"]) and row["min_s"] <= row["median_s"] and row["n"] == 1, name
+        assert f"({name})" in md and row["command"] in md, name
+    assert "`cpc run $W/" in md  # the work folder is abbreviated, not spelled out per row
+    assert _positive(r["ratios"]["authors' loop / first run (target >= 1.5x)"])
+    assert r["rho_areas_compared"] > 0 and r["rho_max_abs_diff_vs_authors"] < 1e-5
+    assert p.stdout.count("| `cpc") >= 7

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -285,6 +286,131 @@ def test_same_results_one_worker_and_other_chunks(run, tmp_path):
     np.testing.assert_allclose(other["rho"], base["rho"], rtol=1e-6, atol=1e-9)
     other_e = pd.read_csv(tmp_path / "estimates_by_lag.csv").sort_values(["commune", "lag_h"], ignore_index=True)
     np.testing.assert_allclose(other_e["cpc_per_1000"], base_e["cpc_per_1000"], rtol=1e-6)
+
+
+def _result_bytes(out: Path) -> dict[str, bytes]:
+    """The published tables of a run folder (CSV, and the validation's tables without the
+    record of the run that wrote them), byte for byte."""
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("*.csv"))}
+    files.update({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "validation").glob("*.csv"))})
+    files.update({p.relative_to(out).as_posix(): p.read_bytes()
+                  for p in sorted((out / "validation" / "figures").glob("*.*")) if p.suffix in (".png", ".svg")})
+    tables = json.loads((out / "validation" / "tables.json").read_text())
+    files["validation/tables.json (without meta)"] = json.dumps({k: v for k, v in tables.items() if k != "meta"},
+                                                                sort_keys=True).encode()
+    return files
+
+
+def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
+    """A re-run whose inputs are all cached starts no cluster and writes the same bytes as a
+    run whose stages ran on a real LocalCluster; another grid starts one, for its rollup."""
+    from contextlib import nullcontext
+
+    from jobs._client import OnDemandClient
+
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")  # the same generated data
+    run_pipeline(make_cfg(tmp_path), client)  # ingest, rollup, correlation on the LocalCluster
+    with_cluster = _result_bytes(tmp_path)
+    assert "communes.csv" in with_cluster and "validation/figures/figure1.png" in with_cluster
+    # another lag, then back: every input cached, no cluster (its opener would hand out `client`);
+    # the new lag's bootstrap draws are computed in this process
+    no_cluster = {}
+    for lag in (2, 0):
+        od = OnDemandClient(lambda: nullcontext(client))
+        res = run_pipeline(make_cfg(tmp_path, estimate={"lag_h": lag}), od)
+        assert not od.started, f"lag {lag}: a cluster was started by {od.started_by}"
+        assert res["run"]["cluster"]["started"] is False
+        st = res["run"]["stages"]
+        assert st["rollup"]["cached"] and st["areas"]["cached"] and st["crosswalk:Lyon"]["cached"]
+        assert st["uncertainty_bootstrap"]["cached"] is (lag == 0)
+        no_cluster[lag] = _result_bytes(tmp_path)
+    assert no_cluster[0] == with_cluster
+    # lag 2 again, its bootstrap draws on the LocalCluster this time: the same bytes
+    cache = tmp_path / "internal" / "cache"
+    for p in [*cache.glob("bootstrap-*.zarr"), *cache.glob("intervals-*.parquet")]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    res = run_pipeline(make_cfg(tmp_path, estimate={"lag_h": 2}), client)
+    assert not res["run"]["stages"]["uncertainty_bootstrap"]["cached"]
+    assert _result_bytes(tmp_path) == no_cluster[2] != no_cluster[0]
+    # another grid on the same cube: its rollup needs the workers, so the cluster starts there
+    od = OnDemandClient(lambda: nullcontext(client))
+    res = run_pipeline(make_cfg(tmp_path, areas={"grid": "departments"}), od)
+    assert od.started and res["run"]["cluster"]["started_by"] == "rollup"
+    assert not res["run"]["stages"]["rollup"]["cached"]
+    assert sorted(pd.read_csv(tmp_path / "communes.csv")["commune"]) == ["D05", "D12"]
+
+
+def test_on_demand_client_starts_at_first_use_and_keeps_the_cluster_state(client):
+    """Nothing starts until a stage uses the client; require_workers on the proxy names the
+    real client's cluster (its registered state, not a default built from the proxy)."""
+    from contextlib import contextmanager
+
+    from cluster import _workers, register, require_workers
+    from jobs._client import OnDemandClient
+
+    opened = []
+
+    @contextmanager
+    def opener():
+        opened.append(1)
+        register(client, "Dask Gateway https://gw.example.org", 7.0)  # as get_client does
+        yield client
+        opened.append(-1)
+
+    try:
+        with OnDemandClient(opener) as od:
+            assert not od.started and opened == []
+            od.stage = "rollup"
+            require_workers(od, "rollup")
+            assert od.started and od.started_by == "rollup" and opened == [1]
+            st = _workers._state(od)
+            assert (st.where, st.worker_timeout) == ("Dask Gateway https://gw.example.org", 7.0)
+            assert set(od.scheduler_info()["workers"]) <= st.checked  # the workers were checked
+        assert opened == [1, -1] and not od.started  # closed on leaving
+    finally:
+        register(client, f"Dask scheduler {client.scheduler.address}", _workers.DEFAULT_WORKER_TIMEOUT)
+
+
+def test_figures_redrawn_only_when_their_inputs_change(run, client, tmp_path, monkeypatch):
+    """An identical re-run reuses every figure (not drawn, same bytes); a damaged file is
+    drawn again; another lag redraws the figures that show lag-dependent values only."""
+    from cpc_core.render import figures
+
+    out, _ = run
+    (tmp_path / "data").symlink_to(out / "data")
+    run_pipeline(make_cfg(tmp_path), client)
+    fdir = tmp_path / "validation" / "figures"
+    before = {p.name: p.read_bytes() for p in fdir.glob("*.png")}
+    assert {"figure1.png", "figure3.png", "lag_sweep.png"} <= set(before)
+    drawn = []
+    orig = figures.render_formats
+    monkeypatch.setattr(figures, "render_formats", lambda fig, *a, **k: drawn.append(fig.cpc_inputs) or
+                        orig(fig, *a, **k))
+    run_pipeline(make_cfg(tmp_path), client)
+    assert drawn == []
+    assert {p.name: p.read_bytes() for p in fdir.glob("*.png")} == before
+    (fdir / "figure3.png").write_bytes(b"damaged")
+    run_pipeline(make_cfg(tmp_path), client)
+    assert len(drawn) == 1 and (fdir / "figure3.png").read_bytes() == before["figure3.png"]
+    # another lag: rho, c and cpc change, so Figures 1, 3 and the lag sweep's marks do
+    drawn.clear()
+    run_pipeline(make_cfg(tmp_path, estimate={"lag_h": 2}), client)
+    redrawn = {p.name for p in fdir.glob("*.png") if p.read_bytes() != before[p.name]}
+    assert {"figure1.png", "figure3.png", "lag_sweep.png"} <= redrawn
+    assert len(drawn) >= len(redrawn)
+
+
+def test_figure_input_hash_follows_the_data():
+    """The hash that decides a redraw changes with any value, and only with the content."""
+    from cpc_core.render import figures
+
+    frame = pd.DataFrame({"commune": ["a", "b", "c"], "lag_h": [0, 0, 0], "rho": [0.1, 0.2, 0.3]})
+    h0 = figures.lag_sweep(frame).cpc_inputs
+    assert figures.lag_sweep(frame.copy()).cpc_inputs == h0  # another object, same content
+    changed = frame.assign(rho=[0.1, 0.2, 0.30000001])
+    assert figures.lag_sweep(changed).cpc_inputs != h0
+    assert figures.lag_sweep(frame, {"Table 7": 0}).cpc_inputs != h0
 
 
 def test_other_grids(run, client, tmp_path, monkeypatch):

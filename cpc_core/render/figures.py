@@ -14,9 +14,14 @@ hatched, never with their value, and no figure here takes tile coordinates.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
+import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -39,6 +44,7 @@ __all__ = [
     "pca_loadings",
     "render",
     "render_formats",
+    "render_stored",
     "sweep_comparison",
     "truth_scatter",
     "top_commune",
@@ -120,11 +126,149 @@ def render_formats(fig: Figure, formats: Sequence[str], dpi: int = 110) -> dict[
     return out
 
 
+#: The file beside the figures that holds, per figure, the hash of what drew it
+#: (:func:`render_stored`).
+INPUTS_FILE = "inputs.json"
+
+
+def _feed(h, obj) -> None:
+    """Feed ``obj``'s content (not its identity) into the hash ``h``.
+
+    Frames and series column by column (name, dtype, values; geometries as WKB; the index),
+    arrays by dtype, shape and bytes, mappings and sequences in order. Anything else by its
+    ``repr``: an object whose repr names its address never matches, so it is redrawn, never
+    wrongly reused.
+    """
+    h.update(type(obj).__name__.encode() + b"\0")
+    if obj is None or isinstance(obj, (bool, int, float, str, np.generic)):
+        h.update(repr(obj).encode())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"{obj.dtype}{obj.shape}".encode())
+        h.update(repr(obj.tolist()).encode() if obj.dtype == object else np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, pd.DataFrame):
+        h.update(repr(getattr(obj, "crs", None)).encode())
+        _feed(h, obj.index)
+        for name in obj.columns:
+            _feed(h, name)
+            _feed(h, obj[name])
+    elif isinstance(obj, (pd.Series, pd.Index)):
+        h.update(f"{obj.name!r}{obj.dtype}".encode())
+        if hasattr(obj, "to_wkb"):  # a GeoSeries: exact coordinates
+            _feed(h, np.asarray(obj.to_wkb(), dtype=object))
+            h.update(repr(getattr(obj, "crs", None)).encode())
+        elif isinstance(obj, pd.MultiIndex):
+            for level in range(obj.nlevels):
+                _feed(h, obj.get_level_values(level))
+        else:
+            try:
+                h.update(pd.util.hash_pandas_object(obj, index=False).to_numpy().tobytes()
+                         if len(obj) else b"empty")
+            except TypeError:  # unhashable values (lists, dicts): their text
+                h.update(repr(obj.tolist()).encode())
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _feed(h, v)
+    elif hasattr(obj, "to_series") and hasattr(obj, "dims"):  # an xarray DataArray
+        _feed(h, obj.to_series())
+    else:
+        h.update(repr(obj).encode())
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> str:
+    """This module's source and matplotlib's version: a change to either redraws every figure."""
+    return hashlib.sha256(Path(__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()[:16]
+
+
+def _hashed(func):
+    """Record on the returned figure a hash of the function, its arguments and the drawing code
+    (``fig.cpc_inputs``), for :func:`render_stored`."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        fig = func(*args, **kwargs)
+        h = hashlib.sha256(f"{func.__name__}:{_code_version()}".encode())
+        _feed(h, args)
+        _feed(h, dict(sorted(kwargs.items())))
+        fig.cpc_inputs = h.hexdigest()
+        return fig
+
+    return wrapper
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        rec = json.loads(path.read_text())
+        return rec if isinstance(rec, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_record(path: Path, rec: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def render_stored(fig: Figure, folder: Path, key: str, formats: Sequence[str], write: Sequence[str],
+                  dpi: int = 110) -> tuple[dict[str, bytes], bool]:
+    """:func:`render_formats`, unless ``folder``'s files of ``key`` were drawn from the same inputs.
+
+    ``write``: the formats written as ``<folder>/<key>.<fmt>`` (a subset of ``formats``). A
+    folder on object storage (not a :class:`pathlib.Path`) gets the files only, drawn each time.
+    ``<folder>/inputs.json`` holds per figure its input hash (``fig.cpc_inputs``, set by every
+    public figure function from its arguments, this module's code and matplotlib's version),
+    the dpi and each file's SHA-256. When that entry matches and every format is on disk
+    unchanged, the files' bytes are returned without drawing (a re-run whose figure inputs did
+    not change: another lag leaves Figures 1-5 as they were); else the figure is rendered and
+    written, its entry last (an interrupted write is redrawn next time).
+
+    Returns
+    -------
+    (bytes per format, whether the stored files were reused)
+    """
+    if not isinstance(folder, Path):  # object storage (storage.RemotePath): drawn every time
+        data = render_formats(fig, formats, dpi=dpi)
+        for fmt in write:
+            (folder / f"{key}.{fmt}").write_bytes(data[fmt])
+        return data, False
+    record_path = folder / INPUTS_FILE
+    inputs = getattr(fig, "cpc_inputs", None)
+    want = {"inputs": inputs, "dpi": dpi, "formats": list(dict.fromkeys(formats))}
+    record = _read_record(record_path)
+    entry = record.get(key)
+    if inputs is not None and set(formats) <= set(write) and isinstance(entry, dict) \
+            and {k: entry.get(k) for k in want} == want and isinstance(entry.get("sha256"), dict):
+        try:
+            data = {fmt: (folder / f"{key}.{fmt}").read_bytes() for fmt in want["formats"]}
+        except OSError:
+            data = None
+        if data is not None and all(hashlib.sha256(b).hexdigest() == entry["sha256"].get(fmt)
+                                    for fmt, b in data.items()):
+            logger.debug("figure %s: inputs unchanged, not redrawn", key)
+            return data, True
+    data = render_formats(fig, formats, dpi=dpi)
+    if key in record:  # never an entry beside files it does not describe
+        del record[key]
+        _write_record(record_path, record)
+    for fmt in write:
+        (folder / f"{key}.{fmt}").write_bytes(data[fmt])
+    if inputs is not None:
+        record[key] = {**want, "sha256": {f: hashlib.sha256(data[f]).hexdigest() for f in write}}
+        _write_record(record_path, record)
+    return data, False
+
+
 # --------------------------------------------------------------------------------------------
 # Figure 1: composition of the global and the local share
 # --------------------------------------------------------------------------------------------
 
 
+@_hashed
 def composition(
     onion_share: float, porn_share: float, csam_share: float, mean_rho: float
 ) -> Figure:
@@ -199,6 +343,7 @@ def composition(
 # --------------------------------------------------------------------------------------------
 
 
+@_hashed
 def pca_loadings(loadings: pd.DataFrame, explained: pd.Series | None = None) -> Figure:
     """Figure 2: loadings of the search terms on the principal components (heatmap).
 
@@ -252,6 +397,7 @@ def _heatmap(ax, profile: pd.DataFrame, title: str):
     return im
 
 
+@_hashed
 def weekday_hour_heatmaps(profiles: Mapping[str, pd.DataFrame]) -> Figure:
     """Figure 3: normalised download traffic by weekday and hour, one panel per service.
 
@@ -287,6 +433,7 @@ def weekday_hour_heatmaps(profiles: Mapping[str, pd.DataFrame]) -> Figure:
     return fig
 
 
+@_hashed
 def top_commune(hourly: pd.Series, profile: pd.DataFrame, label: str) -> Figure:
     """Figure 4: hourly cpc of one commune over the window and its weekday x hour heatmap.
 
@@ -330,6 +477,7 @@ def top_commune(hourly: pd.Series, profile: pd.DataFrame, label: str) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
+@_hashed
 def choropleths(areas, value: str = "cpc_per_1000", by: str | None = "city") -> Figure:
     """Figure 5: commune choropleths of ``value``, one map per metropole.
 
@@ -494,6 +642,7 @@ def _distribution(ax, positions: Sequence[float], data: Sequence[np.ndarray]) ->
 
 
 
+@_hashed
 def lag_sweep(rho_by_lag: pd.DataFrame, marks: Mapping[str, int] | None = None) -> Figure:
     """Distribution of rho_j per lag (box plots) with the mean, from ``rho_by_lag.csv``.
 
@@ -546,6 +695,7 @@ def lag_sweep(rho_by_lag: pd.DataFrame, marks: Mapping[str, int] | None = None) 
 # --------------------------------------------------------------------------------------------
 
 
+@_hashed
 def sweep_comparison(rho_by_lag: Mapping[str, pd.DataFrame],
                      table: pd.DataFrame | None = None) -> Figure:  # fmt: skip
     """``cpc sweep``: rho_j per lag for each variant and, when known, the outcome correlation.
@@ -600,6 +750,7 @@ def sweep_comparison(rho_by_lag: Mapping[str, pd.DataFrame],
     return fig
 
 
+@_hashed
 def truth_scatter(rho_true: pd.Series, rho_est: pd.Series, cpc_true: pd.Series,
                   cpc_est: pd.Series) -> Figure:  # fmt: skip
     """The demo's check: estimated against planted rho_j, and cpc per 1000 (synthetic data).
