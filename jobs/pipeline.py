@@ -142,7 +142,7 @@ def _cached_areas(cfg: RunConfig, cities: list[str], tiles: dict[str, gpd.GeoDat
         k = _cache.key(stage="areas", version=AREAS_CACHE_VERSION, areas=a.model_dump(),
                        file=_cache.file_fingerprint(cfg.areas_path) if cfg.areas_path else None,
                        tiles=[_cache.file_fingerprint(_tiles_path(cfg, c)) for c in cities] if from_tiles else None,
-                       crs=cfg.crosswalk.crs, reader=geo.TILE_GRID_VERSION)
+                       crs=cfg.crosswalk.crs, reader=geo_tiles.TILE_GRID_VERSION)
     except FileNotFoundError:  # load_areas names the missing file
         return load_areas(cfg, tiles)
     cdir = _cache.cache_dir(cfg.output.dir)
