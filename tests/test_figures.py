@@ -137,3 +137,19 @@ def test_caterpillar_draws_the_top_areas_and_the_median_overlap_count():
     figures.render(fig)
     empty = figures.caterpillar(df.assign(cpc_per_1000_lo=np.nan))
     assert "no area has an interval" in empty.axes[0].texts[0].get_text()
+
+
+def test_every_figure_function_records_its_input_hash():
+    """render_stored reuses a figure only through fig.cpc_inputs: a figure function without the
+    hash would be drawn on every re-run (and break the reuse of the others' record)."""
+    import typing
+
+    from matplotlib.figure import Figure
+
+    from cpc_core.render import figures
+
+    makers = [n for n in figures.__all__ if callable(getattr(figures, n))
+              and typing.get_type_hints(getattr(figures, n)).get("return") is Figure]
+    assert {"caterpillar", "choropleths", "lag_sweep", "truth_scatter"} <= set(makers)
+    unhashed = [n for n in makers if not hasattr(getattr(figures, n), "__wrapped__")]
+    assert unhashed == []

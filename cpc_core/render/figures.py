@@ -796,6 +796,7 @@ def truth_scatter(rho_true: pd.Series, rho_est: pd.Series, cpc_true: pd.Series,
 # --------------------------------------------------------------------------------------------
 
 
+@_hashed
 def caterpillar(areas: pd.DataFrame, value: str = "cpc_per_1000", *, top_n: int = 30,
                 level: float = 0.90, median: float | None = None,
                 label: str = "name") -> Figure:  # fmt: skip
