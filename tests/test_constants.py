@@ -152,3 +152,27 @@ def test_shipped_configs_keep_the_papers_constants():
             for key, value in (doc.get(section) or {}).items():
                 if key in BY_PARAMETER:
                     assert value == BY_PARAMETER[key], (path.name, section, key, value)
+
+
+def test_the_methods_distinctive_numbers_are_written_only_in_their_home():
+    """One home per constant (issue #13): the shares, the floor, the counts behind them and the
+    onion share's concentration appear as numeric literals in cpc_core/estimate/constants.py only
+    (docstrings and comments may quote them; code may not)."""
+    import ast
+    from pathlib import Path
+
+    distinctive = {0.011, 0.41705, 0.41502, 1e-5, 2500.0, 253, 105}
+    root = Path(__file__).resolve().parents[1] / "cpc_core"
+    home = root / "estimate" / "constants.py"
+    found, homes = [], []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and type(node.value) in (int, float) and not isinstance(node.value, bool)
+                    and node.value in distinctive and id(node) not in docstrings):
+                (homes if path == home else found).append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
+    assert len(homes) >= 6, homes  # the scan sees the definitions themselves
+    assert found == [], found

@@ -48,7 +48,16 @@ from cpc_core.config.base import (  # noqa: F401 - re-exported
 )
 from cpc_core.config.validation_options import ValidationConfig, parse_validation_config
 from cpc_core.errors import clip
-from cpc_core.estimate.constants import C_FLOOR, CSAM_SHARE, MIN_HOURS, ONION_SHARE, ZERO_VALUE
+from cpc_core.estimate.constants import (
+    C_FLOOR,
+    CSAM_SHARE,
+    CSAM_SITES,
+    MIN_HOURS,
+    ONION_SHARE,
+    ONION_SHARE_CONCENTRATION,
+    TOP_SHARE,
+    ZERO_VALUE,
+)
 from cpc_core.netmob.facts import STUDY_SERVICES
 from cpc_core.synth.spec import SynthSpec, check_cities
 
@@ -333,11 +342,11 @@ class UncertaintyConfig(_Frozen):
     vary_shares: bool = Field(True, description="draw the onion and CSAM shares from their Beta distributions; "
                               "false: fixed shares (rho's uncertainty only)")
     onion_share_concentration: float = Field(
-        2500.0, gt=0, le=1e9, description="alpha + beta of the onion share's Beta, whose mean is "
+        ONION_SHARE_CONCENTRATION, gt=0, le=1e9, description="alpha + beta of the onion share's Beta, whose mean is "
         "estimate.onion_share (Tor metrics publish no sample size: 2500, an sd of 19 % of the mean, is an "
         "assumption)")
     csam_share_concentration: float = Field(
-        253.0, gt=0, le=1e9, description="alpha + beta of the CSAM share's Beta, whose mean is estimate.csam_share "
+        float(CSAM_SITES), gt=0, le=1e9, description="alpha + beta of the CSAM share's Beta, whose mean is estimate.csam_share "
         "(253: the DUTA sites behind 105/253, i.e. Beta(105, 148))")
 
 
@@ -400,7 +409,7 @@ class PoiConfig(_Frozen):
     """Points of interest (docs/method.md section 4): a CSV with id, category, lon, lat (WGS84)."""
 
     path: str | None = Field(None, description="POI CSV; default <output.dir>/data/covariates/poi.csv for synthetic runs")
-    top_share: float = Field(0.001, gt=0, le=1, description="share of tiles with the highest traffic (0.1 %)")
+    top_share: float = Field(TOP_SHARE, gt=0, le=1, description="share of tiles with the highest traffic (0.1 %)")
     min_n: int = Field(3, ge=1, le=1_000_000, description="categories with fewer POIs in the top tiles are not "
                        "shown (1 .. 1e6)")
     profile_area: str | None = Field(None, description="area of the single-area profile; default the top cpc per 1000")

@@ -6,7 +6,19 @@ numpy, pandas or xarray (a configuration error must answer at once). The formula
 them live in :mod:`cpc_core.estimate.cpc`, which re-exports every name.
 """
 
-__all__ = ["C_FLOOR", "CSAM_SHARE", "GLOBAL_SHARE", "MIN_HOURS", "ONION_SHARE", "PORN_SHARE", "ZERO_VALUE"]
+__all__ = [
+    "CSAM_SITES",
+    "CSAM_SITES_LINKED",
+    "C_FLOOR",
+    "CSAM_SHARE",
+    "GLOBAL_SHARE",
+    "MIN_HOURS",
+    "ONION_SHARE",
+    "ONION_SHARE_CONCENTRATION",
+    "PORN_SHARE",
+    "TOP_SHARE",
+    "ZERO_VALUE",
+]
 
 #: Share of Tor traffic that goes to onion services (Tor metrics, 2019-03-16..05-31).
 ONION_SHARE = 0.011
@@ -23,3 +35,12 @@ C_FLOOR = 1e-5
 ZERO_VALUE = 0.001
 #: Valid hours an area needs for rho_j: one week (``estimate.min_hours``).
 MIN_HOURS = 168
+#: The counts behind CSAM_SHARE: 105 of 253 pornographic onion sites (DUTA, Al-Nabki et al.
+#: 2019); the uncertainty stage's default Beta(105, 148) of the CSAM share.
+CSAM_SITES_LINKED = 105
+CSAM_SITES = 253
+#: alpha + beta of the onion share's default Beta (Tor metrics publish no sample size: an
+#: assumption, an sd of 19 % of the mean; ``estimate.uncertainty.onion_concentration``).
+ONION_SHARE_CONCENTRATION = 2500.0
+#: Share of tiles with the highest traffic whose POIs make Table 4: the top 0.1 % (the paper).
+TOP_SHARE = 0.001

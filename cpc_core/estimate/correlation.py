@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from cpc_core.estimate.constants import MIN_HOURS, ZERO_VALUE
+
 __all__ = [
     "CorrelationStatus",
     "TRANSFORMS",
@@ -109,7 +111,7 @@ def _check_transform_args(kind: str, zero_value: float) -> None:
         raise ValueError(f"zero_value must be a positive finite number, got {zero_value!r}")
 
 
-def transform(x: ArrayT, kind: TransformKind = "log", zero_value: float = 0.001) -> ArrayT:
+def transform(x: ArrayT, kind: TransformKind = "log", zero_value: float = ZERO_VALUE) -> ArrayT:
     """Transform traffic before correlating it (lazy on dask-backed input).
 
     Parameters
@@ -330,8 +332,8 @@ def lagged_correlation(
     tor: xr.DataArray,
     lags: Iterable[int] = range(-6, 7),
     transform: TransformKind = "log",
-    zero_value: float = 0.001,
-    min_pairs: int = 24 * 7,
+    zero_value: float = ZERO_VALUE,
+    min_pairs: int = MIN_HOURS,
     hour_dim: str = "hour",
 ) -> xr.Dataset:
     """Per-area Pearson correlation of Web_Adult and lagged Tor hourly traffic.

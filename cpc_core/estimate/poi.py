@@ -13,6 +13,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from cpc_core.estimate.constants import TOP_SHARE
+
 __all__ = [
     "poi_counts",
     "poi_points",
@@ -23,7 +25,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def top_tiles(tile_values: pd.DataFrame, columns: Sequence[str], share: float = 0.001) -> pd.DataFrame:
+def top_tiles(tile_values: pd.DataFrame, columns: Sequence[str], share: float = TOP_SHARE) -> pd.DataFrame:
     """The ``share`` of tiles with the highest value, per column (at least one tile each).
 
     Parameters

@@ -108,6 +108,13 @@ from cpc_core.estimate.correlation import (
     finite_mean,
 )
 from cpc_core.errors import UsageError, clip
+from cpc_core.estimate.constants import (
+    CSAM_SITES,
+    CSAM_SITES_LINKED,
+    MIN_HOURS,
+    ONION_SHARE_CONCENTRATION,
+    ZERO_VALUE,
+)
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, estimate_by_lag
 
 __all__ = [
@@ -205,11 +212,11 @@ class BetaShare:
 
 #: Default distribution of the CSAM share: 105 of 253 pornographic onion sites (DUTA).
 CSAM_SHARE_PRIOR = BetaShare.from_counts(
-    105, 253, "105 of 253 pornographic onion sites linked to CSAM (DUTA, Al-Nabki et al. 2019)"
+    CSAM_SITES_LINKED, CSAM_SITES, "105 of 253 pornographic onion sites linked to CSAM (DUTA, Al-Nabki et al. 2019)"
 )
 #: Default distribution of the onion share: mean 0.011 (Tor metrics); the spread is assumed.
 ONION_SHARE_PRIOR = BetaShare.from_mean(
-    ONION_SHARE, 2500.0,
+    ONION_SHARE, ONION_SHARE_CONCENTRATION,
     "Tor metrics onion-service share 2019-03-16..05-31 (mean 0.011); concentration 2500 assumed",
 )
 
@@ -406,7 +413,7 @@ def bootstrap_rho_np(
     y: np.ndarray,
     lags: Iterable[int] | np.ndarray,
     weights: np.ndarray,
-    min_pairs: int = 24 * 7,
+    min_pairs: int = MIN_HOURS,
     hours_per_day: int = 24,
 ) -> np.ndarray:
     """Block-bootstrap rho of already transformed series, numpy kernel.
@@ -473,8 +480,8 @@ def bootstrap_rho(
     block_days: int = 2,
     seed: int = 0,
     transform: TransformKind = "log",
-    zero_value: float = 0.001,
-    min_pairs: int = 24 * 7,
+    zero_value: float = ZERO_VALUE,
+    min_pairs: int = MIN_HOURS,
     hour_dim: str = "hour",
     hours_per_day: int = 24,
     circular: bool = False,
