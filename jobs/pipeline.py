@@ -60,15 +60,13 @@ from cpc_core.render import report as report_lib
 from cpc_core.config.core import RunConfig, redact_message, redacted
 from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
 from cpc_core.validation.inputs import EstimateConstants
-from cpc_core.validation.stage import RoleError
+from cpc_core.validation.results import RoleError
 from jobs import _cache
 from jobs._client import OnDemandClient
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
 from jobs.synth import run_synth
-from jobs.validate import read_inputs as read_validation_inputs
-from jobs.validate import run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -1031,6 +1029,11 @@ def run_pipeline(cfg: RunConfig, client: Client, run_id: str | None = None, reco
         try:
             # the estimate's constants in memory (one source), never re-read from run.json
             e = cfg.estimate
+            # imported here: statsmodels, scipy.stats and matplotlib are paid only by a run that
+            # validates (a run without an outcome table skips them: issue 14)
+            from jobs.validate import read_inputs as read_validation_inputs
+            from jobs.validate import run_validation
+
             given = read_validation_inputs(
                 out / "communes.csv", cfg.validation, run_dir=out, run_record=dict(run),
                 estimate=EstimateConstants(e.onion_share, e.csam_share, e.c_floor, e.lag_h))
