@@ -11,7 +11,7 @@ cluster; a run that never reads one never starts it, and says so in the log and 
 The decision is therefore made by the stages themselves, where the work is known, not guessed
 in advance from the cache's keys: a stage with nothing to do (``map_with_progress`` of no
 items, a cached rollup) never touches the client. Outputs do not depend on which path was
-taken: the numbers come from the same kernels on the same chunks (tests/test_pipeline.py
+taken: the numbers come from the same kernels on the same chunks (tests/jobs/test_pipeline.py
 compares a cached re-run without a cluster with one on a real ``LocalCluster``).
 """
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # NetMob names, so `cpc --help` answers in ~0.1 s of CPU. The configuration (pydantic, yaml) is
 # imported when a command reads one; `cluster` (distributed, ~0.6 s), the pipeline (numba,
 # xarray, zarr) and the parser are imported where a command needs them, so a configuration
-# error answers without them. tests/test_cli_startup.py checks the modules `import jobs.cli` loads.
+# error answers without them. tests/jobs/test_cli_startup.py checks the modules `import jobs.cli` loads.
 
 logger = logging.getLogger("cpc")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install headless Chromium for the report tests (tests/test_report.py). Idempotent: does
+# Install headless Chromium for the report tests (tests/render/test_report.py). Idempotent: does
 # nothing when a chromium binary is already on PATH. Debian/Ubuntu (apt) only; needs root.
 set -euo pipefail
 for bin in chromium chromium-browser; do

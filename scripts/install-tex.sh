@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install a minimal TeX (pdflatex) so that the LaTeX tables are compiled by the tests
-# (tests/test_tables.py). Idempotent and quiet: does nothing when pdflatex is on PATH.
+# (tests/render/test_tables.py). Idempotent and quiet: does nothing when pdflatex is on PATH.
 # Debian/Ubuntu (apt) only; needs root or sudo. texlive-latex-base is all the tables need
 # (article class, tabular, \multicolumn, \hline): about 55 MB installed, ~2 min with the
 # apt-get update on a fresh machine (measured).

@@ -10,7 +10,7 @@ a zarr release that moves them breaks one small module, and this module refuses 
 zarr it was not written and tested for (:data:`SUPPORTED`) instead of writing chunks that
 zarr may not read.
 
-``tests/test_store_zarr_compat.py`` checks, for every kind of chunk and metadata document cpc
+``tests/cube/test_store_zarr_compat.py`` checks, for every kind of chunk and metadata document cpc
 writes itself, that the result is byte-identical to what zarr's public API writes.
 """
 
@@ -42,7 +42,7 @@ __all__ = [
 
 #: The zarr versions this module was written for, as (lowest, first excluded); the same range
 #: as the pin in ``pyproject.toml``. A new minor release is admitted by widening both after
-#: ``tests/test_store_zarr_compat.py`` passes with it.
+#: ``tests/cube/test_store_zarr_compat.py`` passes with it.
 SUPPORTED = ((3, 1), (3, 2))
 
 

@@ -63,7 +63,7 @@ Bootstrap details
   ============================  =======  =======  ========  =======
 
   (simulations: a daily cycle plus AR(1) noise with a known correlation, see
-  ``tests/test_uncertainty.py``; 400 areas give a binomial sd of 0.015 per coverage.)
+  ``tests/estimate/test_uncertainty.py``; 400 areas give a binomial sd of 0.015 per coverage.)
 * Draws whose resample has fewer than ``min_pairs`` pairs, or a constant series, give NaN
   rho (as the method would); they are left out of the percentiles and counted
   (``n_draws``).

@@ -20,7 +20,7 @@ Musch 2015, ``cocor.dep.groups.overlap``); cocor test names map to ours as
 paper's numbers can be replicated: its variance of ``r_jk - r_jh`` ignores the two
 correlations being compared, so its size is wrong in either direction (about 0.10 at a
 nominal 0.05 for rho_jk = rho_jh = 0, rho_kh = 0.2, n = 30; about 0.02 for rho_jk = rho_jh =
-0.5, rho_kh = 0.8, n = 40; see the Monte Carlo checks in ``tests/test_validation.py``).
+0.5, rho_kh = 0.8, n = 40; see the Monte Carlo checks in ``tests/validation/test_validation.py``).
 
 Caution: the paper feeds *Spearman* correlations into these tests. The Fisher-z based
 tests assume Pearson correlations of normal data; for Spearman's rho the sampling variance

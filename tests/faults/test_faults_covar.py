@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.faults.harness import expect, run_cpc
-from tests.test_covariates import (
+from tests.validation.test_covariates import (
     planted,
     write_comparateur,
     write_election,

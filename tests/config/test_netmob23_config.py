@@ -15,7 +15,7 @@ from cpc_core.validation.covariates import OUTPUT_COLUMNS
 from jobs.covariates import load_spec
 from tests.faults.harness import expect, run_cpc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "netmob23.yaml"
 SPEC = REPO / "configs" / "covariates" / "netmob23.yaml"
 

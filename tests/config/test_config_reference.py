@@ -14,7 +14,7 @@ from cpc_core.config.core import RunConfig, load_config, redacted
 from cpc_core.config.reference import iter_keys, iter_sections, render_markdown
 from jobs.cli import DEMO_CONFIG, build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _models(model: type[BaseModel], seen: set | None = None):

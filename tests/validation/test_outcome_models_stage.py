@@ -23,7 +23,7 @@ import statsmodels.api as sm
 from cpc_core.netmob import facts as netmob
 from cpc_core.config.validation_options import ModelsConfig, ValidationConfig
 from jobs import validate
-from tests.test_validation_stage import POI, _hand_frame, build_run_dir
+from tests.validation.test_validation_stage import POI, _hand_frame, build_run_dir
 
 CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
 

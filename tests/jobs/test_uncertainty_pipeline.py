@@ -14,7 +14,7 @@ import scipy.stats
 import xarray as xr
 
 from jobs.pipeline import run_pipeline
-from tests.test_pipeline import make_cfg
+from tests.jobs.test_pipeline import make_cfg
 
 DRAWS, SEED, BLOCK_DAYS, LEVEL = 200, 7, 2, 0.90
 INTERVALS = ["rho_lo", "rho_hi", "c_lo", "c_hi", "cpc_lo", "cpc_hi", "cpc_per_1000_lo", "cpc_per_1000_hi",

@@ -29,7 +29,7 @@ from tests.gateway import running_gateway
 # big enough that ingest takes a few seconds (so it can be interrupted), small enough for CI
 SYNTH = {"cities": ["Lyon", "Nice", "Toulouse"], "start": "2019-03-16", "days": 24, "scale": 0.004, "seed": 21}
 CPC = [sys.executable, "-m", "jobs.cli"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_cfg(path: Path, out: Path, data: Path | None = None, **sections) -> Path:
@@ -79,7 +79,7 @@ def test_help_and_config_errors_do_not_start_the_heavy_machinery(tmp_path):
              "print(sorted(m for m in heavy if m in sys.modules))")
     for args in (["--help"], ["validate", "--help"], ["run", str(cfg)]):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], check=True)
+                             cwd=Path(__file__).resolve().parents[2], check=True)
         assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout[-300:], out.stderr[-300:])
 
 
@@ -87,7 +87,7 @@ def test_commands_keep_distributed_quiet_unless_asked(tmp_path):
     """distributed's start-up chatter (INFO) stays out of a command's log without -vv, also
     now that it is imported only when a command starts its cluster."""
     args = [*CPC, "synth", "--out", str(tmp_path / "d"), "--cities", "Nice", "--days", "1", "--scale", "0.002"]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+    out = subprocess.run(args, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=True)
     assert "INFO jobs.synth" in out.stderr  # the command's own log is there
     assert "INFO distributed." not in out.stderr, out.stderr[-1500:]
 

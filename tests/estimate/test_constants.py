@@ -38,7 +38,7 @@ VALIDATION_LAG_H = -2  # Table 7: R's dplyr::lag(tor, 2) -> corr(WA(t), Tor(t - 
 MIN_POPULATION = 500  # disclosure: inhabitants
 MIN_TILES = 3  # disclosure: tiles
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _default(model, field: str):
@@ -162,7 +162,7 @@ def test_the_methods_distinctive_numbers_are_written_only_in_their_home():
     from pathlib import Path
 
     distinctive = {0.011, 0.41705, 0.41502, 1e-5, 2500.0, 253, 105}
-    root = Path(__file__).resolve().parents[1] / "cpc_core"
+    root = Path(__file__).resolve().parents[2] / "cpc_core"
     home = root / "estimate" / "constants.py"
     found, homes = [], []
     for path in sorted(root.rglob("*.py")):

@@ -484,7 +484,7 @@ def test_version_mismatch_names_both_versions(monkeypatch):
 # `cpc cluster up|down|status`: a long-lived local cluster (cluster._daemon)
 
 CPC_CMD = [sys.executable, "-m", "jobs.cli"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cpc(*args: str, cache: Path, timeout: float = 180) -> subprocess.CompletedProcess:

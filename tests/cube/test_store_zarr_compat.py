@@ -27,7 +27,7 @@ import zarr
 from cpc_core.cube import _zarr, store
 from cpc_core.errors import EnvironmentUnavailable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPRESSORS = ["lz4", "zstd", "blosc-zstd", "none"]
 
 

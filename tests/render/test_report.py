@@ -24,7 +24,7 @@ import scipy.stats
 from cpc_core.config.core import parse_config
 from cpc_core.config.validation_options import ValidationConfig
 from jobs import validate
-from tests.test_validation_stage import build_run_dir
+from tests.validation.test_validation_stage import build_run_dir
 
 CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
 FIGURES = ("figure1", "figure2", "figure3", "figure4", "figure5", "lag_sweep")

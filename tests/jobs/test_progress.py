@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_validation_stage import build_run_dir
+from tests.validation.test_validation_stage import build_run_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

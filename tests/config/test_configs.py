@@ -10,7 +10,7 @@ import yaml
 from cpc_core.config import load_config
 from jobs.cli import DEMO_CONFIG
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -20,7 +20,7 @@ def test_shipped_configs_validate(path):
 
 
 def test_demo_config_is_the_embedded_default():
-    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/demo.yaml").read_text())
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/demo.yaml").read_text())
     assert shipped == yaml.safe_load(DEMO_CONFIG.read_text())
 
 
@@ -52,7 +52,7 @@ def test_config_modules_import_no_circle():
     inside a function): the package has no import circle (issue #13)."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "cpc_core" / "config"
+    root = Path(__file__).resolve().parents[2] / "cpc_core" / "config"
     for name in ("base.py", "validation_options.py"):
         tree = ast.parse((root / name).read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -142,5 +142,5 @@ def test_the_configurations_method_modules_load_without_numpy():
             "import cpc_core.estimate.constants, cpc_core.disclosure\n"
             "print(json.dumps(sorted(m for m in ('numpy', 'pandas', 'xarray', 'scipy') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     assert json.loads(out.stdout) == [], out.stdout

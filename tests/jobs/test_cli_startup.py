@@ -20,7 +20,7 @@ import pytest
 from jobs import _ingest_state
 from jobs.ingest import run_ingest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: what `cpc --help` and a configuration error must not pay for
 HEAVY = ("matplotlib", "geopandas", "dask_geopandas", "numba", "distributed", "dask", "xarray", "zarr",

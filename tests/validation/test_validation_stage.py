@@ -762,7 +762,7 @@ def test_partial_tables_say_so_in_every_format(tmp_path):
     assert doc["omitted_controls"] == ["poi_mosque"] and doc["title"].endswith("[PARTIAL: without poi_mosque]")
     assert doc["paper_title"].startswith("Table 3:")
     # the partial table's LaTeX (caption and note row) compiles (last: skips without pdflatex)
-    from tests.test_tables import _compile
+    from tests.render.test_tables import _compile
 
     tex = (tmp_path / "partial" / "tables" / "table3.tex").read_text()
     _compile(tmp_path, "partial3", "\\documentclass{article}\n\\begin{document}\n" + tex + "\\end{document}\n")

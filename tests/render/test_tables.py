@@ -1,7 +1,7 @@
 """Tests for cpc_core.render.tables: number rules, exact cells, and escaping in every format.
 
 The fitted-model tables use the Longley data shipped with statsmodels, whose coefficients are
-NIST-certified and whose HC1 standard errors are Stata's (see tests/test_validation.py), so
+NIST-certified and whose HC1 standard errors are Stata's (see tests/validation/test_validation.py), so
 the expected cells below are published figures rounded as stargazer would.
 """
 
@@ -365,7 +365,7 @@ def test_every_tex_table_the_validation_writes_compiles(tmp_path):
     _pdflatex()
     from cpc_core.config.validation_options import FiguresConfig, ValidationConfig
     from jobs.validate import run_validation
-    from tests.test_validation_stage import build_run_dir
+    from tests.validation.test_validation_stage import build_run_dir
 
     run_dir = build_run_dir(tmp_path / "run", ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7,
                             seed=1, geography=True)  # fmt: skip (polygons: the spatial rows)
