@@ -7,6 +7,9 @@ cache, and the rest runs in the driver. Starting a local cluster of worker proce
 minutes. :class:`OnDemandClient` stands in for the ``distributed.Client`` the jobs are given:
 the first attribute a stage reads (``map``, ``persist``, ``scheduler_info``...) starts the
 cluster; a run that never reads one never starts it, and says so in the log and run.json.
+Only a private local cluster is deferred this way: the command line connects to a gateway or a
+scheduler address at once (``jobs.cli._on_demand_client``), so that a wrong address, password
+or closed port fails before any stage writes a file.
 
 The decision is therefore made by the stages themselves, where the work is known, not guessed
 in advance from the cache's keys: a stage with nothing to do (``map_with_progress`` of no

@@ -48,7 +48,8 @@ def _client(cfg: ClusterConfig, cli_value: str | None):
 
 def _on_demand_client(spec):
     """A client whose cluster starts only when a stage has work for it (:mod:`jobs._client`):
-    ``cpc run``, ``demo`` and ``sweep`` re-runs on cached inputs start none."""
+    ``cpc run``, ``demo`` and ``sweep`` re-runs on cached inputs start none. A gateway or a
+    scheduler address is connected at once (a bad address or password fails before any work)."""
     from jobs._client import OnDemandClient
 
     def opener():
@@ -57,7 +58,15 @@ def _on_demand_client(spec):
         _quiet()  # again after importing distributed (its import resets its loggers' levels)
         return get_client(spec)
 
-    return OnDemandClient(opener, spec.kind)
+    proxy = OnDemandClient(opener, spec.kind)
+    if spec.kind != "local":
+        # A gateway or a scheduler address is reached up front: a wrong address, password or
+        # cluster option, or a closed port, fails in one line before any stage writes a file
+        # (docs/errors.md). Connecting costs no cluster start (a gateway cluster starts from
+        # zero workers, adaptive); only a private local cluster is worth deferring.
+        proxy.stage = f"connecting to the {spec.kind}"
+        proxy.get()
+    return proxy
 
 
 def _cluster_spec(cfg: ClusterConfig, cli_value: str | None):
