@@ -109,3 +109,15 @@ def test_bench_commands_smoke(tmp_path):
     assert _positive(r["ratios"]["authors' loop / first run (target >= 1.5x)"])
     assert r["rho_areas_compared"] > 0 and r["rho_max_abs_diff_vs_authors"] < 1e-5
     assert p.stdout.count("| `cpc") >= 7
+
+
+def test_bench_uncertainty_smoke():
+    """The uncertainty kernels' benchmark runs and prints every figure (positive times)."""
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_uncertainty.py"), "--areas", "20", "--days", "10",
+           "--draws", "50", "--repeat", "1"]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = {line.split(":")[0].strip(): line for line in p.stdout.splitlines() if ":" in line}
+    assert {"bootstrap_rho", "propagate", "total (min)"} <= set(lines), p.stdout
+    total = float(lines["total (min)"].split(":")[1].split()[0])
+    assert _positive(total), p.stdout
