@@ -327,6 +327,36 @@ def _check_regular_axis(da: xr.DataArray, hour_dim: str) -> None:
             )
 
 
+def aligned_series(web_adult: xr.DataArray, tor: xr.DataArray, hour_dim: str = "hour"
+                   ) -> tuple[xr.DataArray, xr.DataArray]:
+    """The two hourly series checked (DataArrays on a regular ``hour_dim``) and aligned exactly.
+
+    Shared by :func:`lagged_correlation` and the bootstrap (``uncertainty.bootstrap_rho``), which
+    must see the same pairs.
+
+    Raises
+    ------
+    TypeError
+        An input is not an ``xarray.DataArray``.
+    ValueError
+        No ``hour_dim``, an irregular hour axis, or coordinates that differ (a shifted hour axis
+        would silently change every lag).
+    """
+    for name, da in (("web_adult", web_adult), ("tor", tor)):
+        if not isinstance(da, xr.DataArray):
+            raise TypeError(f"{name} must be an xarray.DataArray, got {type(da).__name__}")
+        if hour_dim not in da.dims:
+            raise ValueError(f"{name} has no dimension {hour_dim!r} (dims {da.dims})")
+        _check_regular_axis(da, hour_dim)
+    try:
+        return xr.align(web_adult, tor, join="exact")
+    except ValueError as err:
+        raise ValueError(
+            "web_adult and tor must share identical coordinates (a shifted hour axis would "
+            f"silently change every lag): {err}"
+        ) from err
+
+
 def lagged_correlation(
     web_adult: xr.DataArray,
     tor: xr.DataArray,
@@ -379,19 +409,7 @@ def lagged_correlation(
     _check_transform_args(transform, zero_value)
     if int(min_pairs) < 2:
         raise ValueError(f"min_pairs must be at least 2, got {min_pairs}")
-    for name, da in (("web_adult", web_adult), ("tor", tor)):
-        if not isinstance(da, xr.DataArray):
-            raise TypeError(f"{name} must be an xarray.DataArray, got {type(da).__name__}")
-        if hour_dim not in da.dims:
-            raise ValueError(f"{name} has no dimension {hour_dim!r} (dims {da.dims})")
-        _check_regular_axis(da, hour_dim)
-    try:
-        x, y = xr.align(web_adult, tor, join="exact")
-    except ValueError as err:
-        raise ValueError(
-            "web_adult and tor must share identical coordinates (a shifted hour axis would "
-            f"silently change every lag): {err}"
-        ) from err
+    x, y = aligned_series(web_adult, tor, hour_dim)
 
     x = _transform(x, transform, zero_value)
     y = _transform(y, transform, zero_value)

@@ -102,9 +102,9 @@ import xarray as xr
 from cpc_core.estimate.correlation import (
     TransformKind,
     _as_lags,
-    _check_regular_axis,
     _single_hour_chunk,
     _transform,
+    aligned_series,
     finite_mean,
 )
 from cpc_core.errors import UsageError, clip
@@ -523,16 +523,7 @@ def bootstrap_rho(
         raise UsageError(f"min_pairs must be at least 2, got {min_pairs}")
     if int(hours_per_day) < 1:
         raise UsageError(f"hours_per_day must be positive, got {hours_per_day}")
-    for name, da in (("web_adult", web_adult), ("tor", tor)):
-        if not isinstance(da, xr.DataArray):
-            raise TypeError(f"{name} must be an xarray.DataArray, got {type(da).__name__}")
-        if hour_dim not in da.dims:
-            raise ValueError(f"{name} has no dimension {hour_dim!r} (dims {da.dims})")
-        _check_regular_axis(da, hour_dim)
-    try:
-        x, y = xr.align(web_adult, tor, join="exact")
-    except ValueError as err:
-        raise ValueError(f"web_adult and tor must share identical coordinates: {err}") from err
+    x, y = aligned_series(web_adult, tor, hour_dim)
     n_days = -(-x.sizes[hour_dim] // int(hours_per_day))
     weights = day_block_weights(n_days, draws, block_days, seed, circular)
     x = _single_hour_chunk(_transform(x, transform, zero_value), hour_dim)
