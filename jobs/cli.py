@@ -93,15 +93,15 @@ def _make_cluster_spec(cfg: ClusterConfig, cli_value: str | None):
         spec = ClusterSpec.from_cli(cli_value)
         if spec.kind == cfg.kind:
             # keep the config's details (size, gateway options) for the same kind
-            return ClusterSpec(**{**_set_fields(cfg), **{k: v for k, v in vars(spec).items() if v is not None}})
+            return ClusterSpec(**{**cfg.spec_fields(), **{k: v for k, v in vars(spec).items() if v is not None}})
         # the waits apply to any kind: keep the config's
-        waits = {k: v for k, v in _set_fields(cfg).items() if k in ("connect_timeout", "worker_timeout")}
+        waits = {k: v for k, v in cfg.spec_fields().items() if k in ("connect_timeout", "worker_timeout")}
         return ClusterSpec(**{**{k: v for k, v in vars(spec).items() if v is not None}, **waits}) if waits else spec
     if cfg.kind == "local":
         shared = _shared_cluster(cfg)
         if shared is not None:
             return shared
-    return ClusterSpec(**_set_fields(cfg))
+    return ClusterSpec(**cfg.spec_fields())
 
 
 def _shared_cluster(cfg: ClusterConfig):
@@ -118,14 +118,8 @@ def _shared_cluster(cfg: ClusterConfig):
     logger.info("Dask cluster: the local cluster of `cpc cluster up` at %s (state file %s)%s; "
                 "`--cluster local` starts a private one, `cpc cluster down` stops it", address, path,
                 f", with its own sizing (cluster.{', cluster.'.join(sized)} not applied)" if sized else "")
-    waits = {k: v for k, v in _set_fields(cfg).items() if k in ("connect_timeout", "worker_timeout")}
+    waits = {k: v for k, v in cfg.spec_fields().items() if k in ("connect_timeout", "worker_timeout")}
     return ClusterSpec(kind="address", address=address, **waits)
-
-
-def _set_fields(cfg: ClusterConfig) -> dict:
-    # the attributes, not model_dump(): dumps are redacted, and the password stays a SecretStr
-    # (unwrapped only where the gateway's auth is built)
-    return {k: getattr(cfg, k) for k in type(cfg).model_fields if getattr(cfg, k) is not None}
 
 
 def _date(value: str) -> dt.date:
