@@ -977,6 +977,8 @@ def spearman_interval(
     """
     import scipy.stats
 
+    from cpc_core.validation.statistics import spearman_rows
+
     level = _check_level(level)
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
@@ -995,12 +997,7 @@ def spearman_interval(
         if xd.shape != (idx.shape[0], x.size):
             raise ValueError(f"x_draws must have shape ({idx.shape[0]}, {x.size}), got {xd.shape}")
         xs = np.take_along_axis(xd[:, keep], idx, axis=1)
-    rx = scipy.stats.rankdata(xs, axis=1)  # average ranks for ties, as spearmanr
-    ry = scipy.stats.rankdata(ys, axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    boot = spearman_rows(xs, ys)  # average ranks for ties, as spearmanr
     # a draw with a NaN x (an area whose rho is undefined in that draw) is left out
     if x_draws is not None:
         boot[~np.isfinite(xs).all(axis=1)] = np.nan

@@ -62,6 +62,7 @@ __all__ = [
     "log_per_1000",
     "spearman_bootstrap",
     "spearman_intervals",
+    "spearman_rows",
     "spearman_table",
     "summary_table1",
 ]
@@ -588,6 +589,28 @@ def spearman_table(df: pd.DataFrame, outcome: str, indicators: Sequence[str]) ->
     return pd.DataFrame(rows, columns=["indicator", "rho", "p_value", "n"])
 
 
+def spearman_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of two (draws, n) arrays: Pearson's correlation of the
+    average ranks, as :func:`scipy.stats.spearmanr`; NaN for a row constant on one side.
+
+    The kernel of every bootstrap of a Spearman rho (:func:`spearman_bootstrap`,
+    :func:`cpc_core.estimate.uncertainty.spearman_interval`).
+
+    Examples
+    --------
+    >>> spearman_rows(np.array([[1.0, 2, 3], [1, 1, 1]]), np.array([[3.0, 2, 1], [1, 2, 3]]))
+    array([-1., nan])
+    """
+    import scipy.stats
+
+    rx = scipy.stats.rankdata(xs, axis=1)
+    ry = scipy.stats.rankdata(ys, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+
+
 def spearman_bootstrap(x, y, draws: int = 1000, level: float = 0.90, seed: int = 0
                        ) -> tuple[float, float, int]:  # fmt: skip
     """Percentile pairs-bootstrap interval of Spearman's rho between ``x`` and ``y``.
@@ -628,7 +651,6 @@ def spearman_bootstrap(x, y, draws: int = 1000, level: float = 0.90, seed: int =
     >>> (lo, hi, k)
     (1.0, 1.0, 200)
     """
-    import scipy.stats
 
     if not (isinstance(draws, numbers.Integral) and draws >= 1):
         raise ValueError(f"draws must be a positive integer, got {draws!r}")
@@ -649,13 +671,7 @@ def spearman_bootstrap(x, y, draws: int = 1000, level: float = 0.90, seed: int =
     block = max(1, 2_000_000 // n)
     for start in range(0, int(draws), block):
         sl = idx[start:start + block]
-        rx = scipy.stats.rankdata(x[sl], axis=1)
-        ry = scipy.stats.rankdata(y[sl], axis=1)
-        rx -= rx.mean(axis=1, keepdims=True)
-        ry -= ry.mean(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot[start:start + block] = ((rx * ry).sum(axis=1)
-                                         / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1)))
+        boot[start:start + block] = spearman_rows(x[sl], y[sl])
     ok = np.isfinite(boot)
     if not ok.any():
         return math.nan, math.nan, 0
