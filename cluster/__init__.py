@@ -23,14 +23,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+import sys
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import dask.config
 from dask.system import CPU_COUNT
 from dask.utils import format_bytes, parse_bytes
-from distributed import Client, LocalCluster
-from distributed.system import MEMORY_LIMIT
 
 from cluster._gateway import _is_url, gateway_client, public_address
 from cluster._workers import (
@@ -40,6 +39,23 @@ from cluster._workers import (
     require_workers,
 )
 from cpc_core.errors import EnvironmentUnavailable, clip
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+# distributed (~0.15-0.3 s of import) is imported where a cluster is opened, not here: a command
+# that builds a ClusterSpec and then finds nothing to run (a cached re-run) never pays it.
+
+
+def __getattr__(name: str) -> Any:
+    """``MEMORY_LIMIT``: distributed's view of this machine's memory (cgroups included), read
+    from distributed on first use (PEP 562)."""
+    if name == "MEMORY_LIMIT":
+        from distributed.system import MEMORY_LIMIT
+
+        globals()["MEMORY_LIMIT"] = MEMORY_LIMIT
+        return MEMORY_LIMIT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ClusterKind",
@@ -62,6 +78,14 @@ _AUTHS: tuple[str, ...] = get_args(GatewayAuthKind)
 _ADDRESS_SCHEMES = ("tcp", "tls")
 # Default local sizing runs fewer workers than cores rather than give one less than this.
 _MIN_LOCAL_WORKER_MEMORY = 2 * 2**30
+
+#: ``processes: auto``: a local run whose input files total at most this many bytes gets one
+#: worker of threads in the driver's process instead of worker processes. Measured on 2 cores
+#: (BENCHMARKS.md, "Whole commands"): the processes' start (1.4-2.5 s) and their own imports
+#: and kernel loads are most of a small run's wait, while the kernels (numba ``nogil``,
+#: blosc/zstd, file reads) release the GIL, so threads ingest a 0.7 GB city at the same rate.
+#: Above it, processes: each worker's memory is bounded and a crashed one is restarted.
+SMALL_INPUT_BYTES = 2 * 2**30
 
 #: glibc malloc settings for local worker processes (set before they start). distributed's
 #: default ``MALLOC_TRIM_THRESHOLD_=65536`` returns freed memory to the OS eagerly and, as any
@@ -123,7 +147,7 @@ def local_worker_env() -> Iterator[None]:
 # Which optional fields make sense for which kind; any other field set is an error,
 # so that e.g. `n_workers` on a gateway spec fails loudly instead of being ignored.
 _FIELDS_BY_KIND: dict[str, frozenset[str]] = {
-    "local": frozenset({"n_workers", "threads_per_worker", "memory_limit"}),
+    "local": frozenset({"n_workers", "threads_per_worker", "memory_limit", "processes"}),
     "gateway": frozenset(
         {
             "address",
@@ -151,6 +175,11 @@ class ClusterSpec:
         ``local``: a ``LocalCluster`` of worker processes on this machine.
         ``gateway``: a new cluster from a Dask Gateway server.
         ``address``: connect to an already running scheduler (not shut down on exit).
+    processes : bool or "auto", optional
+        ``local`` only. True: worker processes. False: one worker of threads inside this
+        process (no process start, no worker imports; one memory limit for all, and no
+        restart of a crashed worker). ``"auto"`` or unset: threads when the caller says the
+        input is small (:data:`SMALL_INPUT_BYTES`, see :func:`get_client`), else processes.
     n_workers, threads_per_worker, memory_limit : optional
         ``local`` only. Defaults: one worker per core, capped so that each gets
         ``memory_limit`` (or at least 2 GiB) of this machine's memory; one thread
@@ -208,6 +237,7 @@ class ClusterSpec:
     n_workers: int | None = None
     threads_per_worker: int | None = None
     memory_limit: str | None = None
+    processes: bool | Literal["auto"] | None = None
     address: str | None = None
     proxy_address: str | None = None
     auth: GatewayAuthKind | None = None
@@ -243,6 +273,8 @@ class ClusterSpec:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400
             ):
                 raise ValueError(f"ClusterSpec.{name} must be a number of seconds in (0, 86400], got {value!r}")
+        if self.processes is not None and self.processes not in (True, False, "auto"):
+            raise ValueError(f"ClusterSpec.processes must be true, false or 'auto', got {self.processes!r}")
         if not isinstance(self.dashboard, bool):
             raise TypeError(f"ClusterSpec.dashboard must be a bool, got {self.dashboard!r}")
         if self.memory_limit is not None:
@@ -334,7 +366,7 @@ class ClusterSpec:
 
 
 @contextmanager
-def get_client(spec: ClusterSpec) -> Iterator[Client]:
+def get_client(spec: ClusterSpec, *, small_input: bool = False) -> Iterator[Client]:
     """Start (or connect to) the runtime described by ``spec`` and yield a client.
 
     The client is the default for ``dask.compute`` inside the block. On exit the
@@ -345,6 +377,9 @@ def get_client(spec: ClusterSpec) -> Iterator[Client]:
     Parameters
     ----------
     spec : ClusterSpec
+    small_input : bool
+        The run's input is small (at most :data:`SMALL_INPUT_BYTES`): with ``processes``
+        ``"auto"`` or unset, a local cluster is one worker of threads in this process.
 
     Yields
     ------
@@ -380,10 +415,10 @@ def get_client(spec: ClusterSpec) -> Iterator[Client]:
     # connection of every kind; the gateway's HTTP API gets the same bound (_gateway).
     with (
         dask.config.set({"distributed.comm.timeouts.connect": f"{connect}s"}),
-        openers[spec.kind](spec) as client,
+        (_local_client(spec, small_input) if spec.kind == "local" else openers[spec.kind](spec)) as client,
     ):
         if spec.dashboard and client.dashboard_link:
-            logger.info("Dask dashboard: %s", client.dashboard_link)
+            logger.info("Dask dashboard: %s", _dashboard_link(client))
         where = (
             f"Dask Gateway {public_address(spec.address or dask.config.get('gateway.address', None))}"
             if spec.kind == "gateway"
@@ -394,8 +429,14 @@ def get_client(spec: ClusterSpec) -> Iterator[Client]:
 
 
 @contextmanager
-def _local_client(spec: ClusterSpec) -> Iterator[Client]:
+def _local_client(spec: ClusterSpec, small_input: bool = False) -> Iterator[Client]:
+    from distributed import Client, LocalCluster
+
     n_workers, threads, memory_limit = _local_size(spec)
+    if spec.processes is False or (spec.processes in (None, "auto") and small_input):
+        with _threaded_client(spec, n_workers * threads, n_workers * memory_limit) as client:
+            yield client
+        return
     logger.info(
         "Dask cluster: local, %d worker processes x %d thread(s), %s memory each",
         n_workers,
@@ -421,6 +462,49 @@ def _local_client(spec: ClusterSpec) -> Iterator[Client]:
         yield client
 
 
+def _dashboard_link(client: Client) -> str:
+    """The dashboard's link; an in-process cluster's names the machine's address, but its
+    server listens on loopback only (:func:`_threaded_client`): say so."""
+    link = client.dashboard_link
+    if str(client.scheduler.address).startswith("inproc://"):
+        parts = urlsplit(link)
+        link = parts._replace(netloc=f"127.0.0.1:{parts.port}").geturl() if parts.port else link
+    return link
+
+
+@contextmanager
+def _threaded_client(spec: ClusterSpec, threads: int, memory_limit: int) -> Iterator[Client]:
+    """One worker of ``threads`` threads in this process: the same scheduler and client API,
+    started in ~0.3 s, reusing this process's imports and compiled kernels (``processes``)."""
+    from distributed import Client, LocalCluster
+
+    why = "processes: false" if spec.processes is False else (
+        f"processes: auto, the input is at most {format_bytes(SMALL_INPUT_BYTES)}")
+    logger.info("Dask cluster: local, 1 worker of %d threads in this process (%s), %s memory",
+                threads, why, format_bytes(memory_limit))
+    # in-process transport ("inproc://"): nothing reachable from the network, no port but the
+    # dashboard's, which stays on loopback
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=threads,
+            memory_limit=memory_limit,
+            processes=False,
+            # the scheduler's and the worker's HTTP servers (/health, dashboards) on loopback
+            # only: the worker's would otherwise listen on every interface
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": spec.dashboard},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _machine_memory() -> int:
+    return sys.modules[__name__].MEMORY_LIMIT  # through __getattr__ until read (or patched)
+
+
 def _local_size(spec: ClusterSpec) -> tuple[int, int, int]:
     """Return (n_workers, threads_per_worker, memory_limit in bytes) for a local cluster."""
     threads = spec.threads_per_worker or 1
@@ -430,15 +514,17 @@ def _local_size(spec: ClusterSpec) -> tuple[int, int, int]:
     else:
         per_worker = parse_bytes(spec.memory_limit) if explicit else _MIN_LOCAL_WORKER_MEMORY
         # MEMORY_LIMIT and CPU_COUNT honour cgroup limits and CPU affinity (containers, Slurm).
-        n_workers = max(1, min(CPU_COUNT // threads, MEMORY_LIMIT // per_worker))
+        n_workers = max(1, min(CPU_COUNT // threads, _machine_memory() // per_worker))
     # Not distributed's own "auto": that gives each worker its *thread* share of the
     # machine, so workers capped by memory would get less than the 2 GiB they were sized for.
-    memory_limit = parse_bytes(spec.memory_limit) if explicit else MEMORY_LIMIT // n_workers
+    memory_limit = parse_bytes(spec.memory_limit) if explicit else _machine_memory() // n_workers
     return n_workers, threads, memory_limit
 
 
 @contextmanager
 def _address_client(spec: ClusterSpec) -> Iterator[Client]:
+    from distributed import Client
+
     timeout = spec.connect_timeout or DEFAULT_CONNECT_TIMEOUT
     try:
         client = Client(spec.address, set_as_default=True, timeout=timeout)

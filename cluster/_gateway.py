@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import dask.config
-from distributed import Client
 
 from cpc_core.errors import EnvironmentUnavailable, UsageError, clip
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from cluster import ClusterSpec
 
 __all__ = ["gateway_client", "gateway_auth", "close_gateway", "public_address"]

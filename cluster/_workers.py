@@ -28,10 +28,12 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass, field
-
-from distributed import Client
+from typing import TYPE_CHECKING
 
 from cpc_core.errors import EnvironmentUnavailable
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",

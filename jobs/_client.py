@@ -29,7 +29,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OnDemandClient", "started"]
+__all__ = ["OnDemandClient", "hint_input_bytes", "started"]
 
 
 class OnDemandClient:
@@ -60,6 +60,11 @@ class OnDemandClient:
         self.stage: str | None = None  # the stage running now (set by the pipeline's timer)
         self.started_by: str | None = None
         self.start_seconds: float | None = None
+        #: bytes of input the run reads, when known before the cluster starts (set by the
+        #: pipeline, :func:`hint_input_bytes`): a local cluster with ``processes: auto`` runs
+        #: in threads for a small input (``cluster.SMALL_INPUT_BYTES``)
+        self.input_bytes: int | None = None
+        self.processes: bool | None = None  # what the started local cluster used (run.json)
         # require_workers(proxy) looks its state up by client object *before* touching the
         # client: registered now, it reads the real client's state once the cluster runs
         from cluster import _workers
@@ -145,6 +150,13 @@ class _ProxyState:
     where = property(lambda self: _real_state(self._proxy()).where)
     worker_timeout = property(lambda self: _real_state(self._proxy()).worker_timeout)
     checked = property(lambda self: _real_state(self._proxy()).checked)
+
+
+def hint_input_bytes(client: Any, n_bytes: int | None) -> None:
+    """Tell an :class:`OnDemandClient` that has not started how many bytes of input the run
+    reads (None: unknown, e.g. objects in a bucket); anything else is left alone."""
+    if isinstance(client, OnDemandClient) and not client.started:
+        client.input_bytes = None if n_bytes is None else int(n_bytes)
 
 
 def started(client: Any) -> bool:

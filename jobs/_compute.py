@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from distributed import Client, as_completed
+from typing import TYPE_CHECKING, Any
 
 from jobs._progress import progress
 
-__all__ = ["map_with_progress", "progress"]
+if TYPE_CHECKING:
+    from distributed import Client
 
-from cluster import require_workers
+__all__ = ["map_with_progress", "progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +37,11 @@ def map_with_progress(
     """
     if not items:
         return []
+    # imported here: a command with nothing to run never imports distributed (issue #14)
+    from distributed import as_completed
+
+    from cluster import require_workers
+
     # the workers there now are checked (cpc version) before any task can run on them; then,
     # after submitting: an adaptive cluster (a gateway's default, from 0 workers) adds workers
     # for pending work only, so the bounded wait for a first one comes after the submission

@@ -53,10 +53,14 @@ def _on_demand_client(spec):
     from jobs._client import OnDemandClient
 
     def opener():
-        from cluster import get_client
+        from cluster import SMALL_INPUT_BYTES, get_client
 
         _quiet()  # again after importing distributed (its import resets its loggers' levels)
-        return get_client(spec)
+        # processes: auto -> threads in this process for a small input (cluster.SMALL_INPUT_BYTES)
+        small = proxy.input_bytes is not None and proxy.input_bytes <= SMALL_INPUT_BYTES
+        if spec.kind == "local":
+            proxy.processes = spec.processes is True or (spec.processes in (None, "auto") and not small)
+        return get_client(spec, small_input=small)
 
     proxy = OnDemandClient(opener, spec.kind)
     if spec.kind != "local":

@@ -33,15 +33,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask
+import dask.threaded
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
-from distributed import Client, futures_of
-
-from cluster import require_workers
 from cpc_core import storage
 from cpc_core.estimate import correlation
 from cpc_core.estimate import cpc as estimate
@@ -62,11 +61,13 @@ from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, 
 from cpc_core.validation.inputs import EstimateConstants
 from cpc_core.validation.results import RoleError
 from jobs import _cache
-from jobs._client import OnDemandClient
+from jobs._client import OnDemandClient, hint_input_bytes
+
+if TYPE_CHECKING:
+    from distributed import Client
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
-from jobs.synth import run_synth
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,9 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: gpd.GeoDataFrame, areas: gpd.Ge
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
         plan = xwalk.crosswalk_lazy(tiles, areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
-        (table,) = dask.compute(plan.table, scheduler="threads")
+        # dask.threaded.get, not "threads": a named scheduler makes dask import distributed
+        # (to look for a client), 0.15-0.3 s that a run without a cluster need not pay
+        (table,) = dask.compute(plan.table, scheduler=dask.threaded.get)
         xw = plan.finish(table)
         xw.table.to_parquet(path, **storage.pandas_options(path))
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
@@ -267,6 +270,10 @@ def _driver_threads(client) -> int:
 
 def _compute_with_progress(client: Client, collections: list, desc: str) -> list:
     """Persist collections on the cluster with a progress bar over their chunks; gather."""
+    from distributed import futures_of  # here: a cached re-run never imports distributed
+
+    from cluster import require_workers
+
     require_workers(client, desc, wait=False)  # see jobs._compute.map_with_progress
     persisted = client.persist(collections)
     futs = futures_of(persisted)
@@ -531,7 +538,7 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
             # numbers as on the workers, without starting them for one numba kernel (nogil)
             logger.info("bootstrap: computed in this process on %d threads (the local cluster is not running)",
                         in_driver)
-            (rho,) = dask.compute(lazy, scheduler="threads", num_workers=in_driver)
+            (rho,) = dask.compute(lazy, scheduler=dask.threaded.get, num_workers=in_driver)
         else:
             (rho,) = _compute_with_progress(client, [lazy], "bootstrap")
         rho = rho.astype(np.float64)
@@ -543,6 +550,50 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
         _write_small(ds, tmp)
         _atomic_replace(tmp, path)
     return rho, bkey
+
+
+#: Bumped when what :func:`_correlation` stores changes (invalidates its cache entries).
+CORRELATION_VERSION = 1
+
+
+def _correlation(cfg: RunConfig, excluded: xr.Dataset) -> tuple[xr.Dataset, bool]:
+    """Every lag's rho per area (:func:`correlation.lagged_correlation`), cached on its inputs;
+    and whether it came from the cache.
+
+    The key holds the hourly series (after the exclusions) and the settings the correlation
+    depends on, not ``estimate.lag_h``: a lag re-run reads the table back (a few ms) instead
+    of loading the numba kernel (0.3-0.5 s of a 3 s command, issue #14). The cached table is
+    the computed one, dtypes and attributes included (tests/jobs/test_pipeline.py).
+    """
+    e = cfg.estimate
+    key = _cache.key(stage="correlation", version=CORRELATION_VERSION,
+                     series=_series_hash(excluded, ("web_adult", "tor")), lags=list(e.lags),
+                     transform=e.transform, zero_value=e.zero_value, min_pairs=e.min_hours)
+    path = _cache.cache_dir(cfg.output.dir) / f"correlation-{key}.zarr"
+    if not isinstance(path, storage.RemotePath) and (path / "zarr.json").exists():
+        stored = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None).load()
+        order = json.loads(stored.attrs.pop("cpc_order"))
+        # Rebuilt in the computed order of variables and coordinates (a store lists them sorted,
+        # and the published tables' columns and rows follow that order); Zarr v3 gives string
+        # coordinates back as numpy's StringDType, the estimate's are objects.
+        coords = {c: (stored[c].dims, np.array([str(a) for a in stored[c].values], dtype=object)
+                      if stored[c].dtype.kind not in "biufcmM" else stored[c].values, stored[c].attrs)
+                  for c in order["coords"]}
+        corr = xr.Dataset({v: (stored[v].dims, stored[v].values, stored[v].attrs) for v in order["variables"]},
+                          coords=coords, attrs=stored.attrs)
+        return corr, True
+    corr = correlation.lagged_correlation(
+        excluded["web_adult"], excluded["tor"], lags=e.lags, transform=e.transform,
+        zero_value=e.zero_value, min_pairs=e.min_hours,
+    ).load()
+    if not isinstance(path, storage.RemotePath):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        order = {"variables": list(corr.data_vars), "coords": list(corr.coords)}
+        _write_small(corr.assign_attrs(cpc_order=json.dumps(order)), tmp)
+        _atomic_replace(tmp, path)
+    return corr, False
 
 
 def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset,
@@ -617,13 +668,18 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
                 logger.info("synthetic data already in %s: not regenerated", data)
         else:
             with timer("synth"):
-                run_synth(cfg.synth.to_spec(), data, client)
+                spec = cfg.synth.to_spec()
+                hint_input_bytes(client, _synth_bytes(spec))
+                from jobs.synth import run_synth  # brings distributed: only when generating
+
+                run_synth(spec, data, client)
         outputs["synthetic data (with truth)"] = str(data)
     # The areas and crosswalks need only the geometry files, not the cube: the driver builds
     # them in a thread while the workers ingest (seconds saved on many cores, where the ingest
     # is short). Leaving the `with` waits for the thread, also when the ingest fails.
     found, _ = ingest_lib.discover(cfg.netmob_root, cfg.input.cities, cfg.input.services, cfg.input.directions)
     cities = sorted(found)
+    hint_input_bytes(client, _input_bytes(found))  # processes: auto (threads for a small input)
     with ThreadPoolExecutor(1, thread_name_prefix="cpc-geometry") as pool:
         geometry = pool.submit(_geometry, cfg, cities, timer)
         with timer("ingest"):
@@ -669,10 +725,8 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         logger.info("excluded %d area-hours (rule %s): %d on whole days, %d with zero Web_Adult",
                     exclusions["area_hours"], exclusions["rule"], exclusions["whole_day_area_hours"],
                     exclusions["zero_web_adult_area_hours"])
-        corr = correlation.lagged_correlation(
-            excluded["web_adult"], excluded["tor"], lags=cfg.estimate.lags, transform=cfg.estimate.transform,
-            zero_value=cfg.estimate.zero_value, min_pairs=cfg.estimate.min_hours,
-        )
+        corr, corr_cached = _correlation(cfg, excluded)
+    timer.stages["correlation"]["cached"] = corr_cached
     with timer("estimate"):
         e = cfg.estimate
         # the window totals are the compute point (in memory here: the rollup was gathered)
@@ -747,7 +801,31 @@ def _on_demand_facts(client: OnDemandClient) -> dict:
     if not client.started:
         logger.info("cluster: not needed, all inputs cached (no stage had work for it)")
         return {"started": False, "reason": "not needed: all inputs cached"}
-    return {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds}
+    facts = {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds}
+    if client.processes is not None:  # a local cluster: worker processes, or threads here
+        facts.update(processes=client.processes, input_bytes=client.input_bytes)
+    return facts
+
+
+def _input_bytes(found: dict) -> int | None:
+    """Bytes of the NetMob files the run reads; None when one is not a local file (objects in
+    a bucket are not listed for it: the cluster then uses processes, ``cluster.processes``)."""
+    total = 0
+    for files in found.values():
+        for path in files.values():
+            if storage.is_remote(path):
+                return None
+            try:
+                total += os.stat(path).st_size
+            except OSError:
+                return None  # the ingest names the file
+    return total
+
+
+def _synth_bytes(spec) -> int:
+    """About the bytes ``run_synth`` writes (96 values a day, ~7 characters each): its cluster's size hint."""
+    tiles = sum(max(1, round(spec.scale * netmob.CITY_TILE_COUNTS[c])) for c in spec.cities)
+    return int(tiles * spec.days * len(spec.services) * len(spec.directions) * 96 * 7)
 
 
 def cluster_facts(client: Client) -> dict:

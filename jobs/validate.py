@@ -33,7 +33,6 @@ from pathlib import Path
 import pandas as pd
 
 from cpc_core import storage
-from cpc_core.render import figures
 from cpc_core.estimate import profiles, uncertainty
 from cpc_core.render import report
 from cpc_core.render import tables
@@ -606,6 +605,8 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
     Rendered here, one after another: on two workers rendering them on the cluster measured
     no faster (BENCHMARKS.md, problem 3), and this stage is the single-node one.
     """
+    from cpc_core.render import figures  # matplotlib (~0.6 s) only when figures are drawn
+
     fdir = out / "figures"
     fdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}

@@ -642,3 +642,51 @@ def test_malloc_settings_win_after_a_default_cluster_leaked_its_own(monkeypatch)
         assert set(env.values()) == {(str(32 * 2**20), str(64 * 2**20))}
     # the parent's own environment is left as it was
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536" and "MALLOC_MMAP_THRESHOLD_" not in os.environ
+
+
+# ---------------------------------------------------------------------------
+# processes: worker processes, or one worker of threads in this process
+# ---------------------------------------------------------------------------
+
+
+def _listening() -> set[tuple[str, int]]:
+    """The TCP addresses this process listens on."""
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
+@pytest.mark.parametrize(("processes", "small", "threads"), [
+    (None, True, True), ("auto", True, True), (None, False, False),
+    (True, True, False), (False, False, True)])
+def test_local_processes_or_threads(processes, small, threads, cluster_log):
+    """``processes`` unset or ``auto`` runs a small input in this process; true and false are
+    obeyed whatever the input; either way the same numbers, and nothing listens beyond loopback."""
+    x, values = _small_array()
+    before = _listening()
+    spec = ClusterSpec(kind="local", n_workers=2, threads_per_worker=1, memory_limit="2GiB", processes=processes)
+    with get_client(spec, small_input=small) as client:
+        opened = _listening() - before
+        info = client.scheduler_info()["workers"]
+        assert x.sum().compute() == pytest.approx(values.sum())
+        if threads:
+            assert client.scheduler.address.startswith("inproc://")
+            assert [w["nthreads"] for w in info.values()] == [2]  # the workers' threads, in one
+            assert "in this process" in _messages(cluster_log) and _worker_pids(client) == [os.getpid()]
+        else:
+            assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+            assert sorted(w["nthreads"] for w in info.values()) == [1, 1]
+            assert os.getpid() not in _worker_pids(client)
+    assert opened and all(ip in ("127.0.0.1", "::1") for ip, _ in opened), opened
+    # the dashboard link that is logged is the one that answers (loopback)
+    links = [m for m in _messages(cluster_log).splitlines() if m.startswith("Dask dashboard:")]
+    assert links and all("//127.0.0.1:" in m for m in links), links
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"kind": "local", "processes": "yes"}, "processes must be true, false or 'auto'"),
+    ({"kind": "local", "processes": 1.5}, "processes must be true, false or 'auto'"),
+    ({"kind": "address", "address": "tcp://127.0.0.1:8786", "processes": False}, "applies only to kind"),
+])
+def test_processes_option_is_validated(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ClusterSpec(**kw)

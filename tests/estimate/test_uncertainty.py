@@ -354,3 +354,22 @@ def test_intervals_by_lag_ranks_only_areas_that_are_not_small():
     assert at3.loc["A01", "rho_lo"] == pytest.approx(np.quantile(rho.sel(lag=3, area="A01").values, 0.1))
     empty = U.empty_intervals(areas[:2], [0, 3])
     assert len(empty) == 4 and (empty["n_draws"] == 0).all() and empty["rho_lo"].isna().all()
+
+
+def test_min_ranks_match_scipy_rankdata_min():
+    """The numpy ranks of the rank probabilities against scipy's ``rankdata(method="min")``:
+    ties (many, and whole rows), infinities (the undefined draws), one column, 1-D."""
+    import scipy.stats
+
+    from cpc_core.estimate.uncertainty import min_ranks
+
+    rng = np.random.default_rng(7)
+    cases = [np.array([[2.0, 2.0, 2.0]]), np.array([[np.inf, 1.0, np.inf, -np.inf]]), np.zeros((3, 1)),
+             rng.normal(size=(50, 40))]
+    for _ in range(50):
+        a = rng.integers(0, 5, size=(rng.integers(1, 9), rng.integers(1, 30))).astype(float)
+        a[rng.random(a.shape) < 0.2] = np.inf
+        cases.append(a)
+    for a in cases:
+        np.testing.assert_array_equal(min_ranks(a), scipy.stats.rankdata(a, method="min", axis=1))
+    np.testing.assert_array_equal(min_ranks(np.array([5.0, 1.0, 5.0])), [2, 1, 2])

@@ -182,3 +182,40 @@ def test_numba_kernels_compiled_once_are_loaded_by_the_next_process(tmp_path):
     assert first["misses"] >= 1 and first["hits"] == 0, first
     assert second["hits"] >= 1 and second["misses"] == 0, second
     assert any((tmp_path / "numba").rglob("*.nbi"))
+
+
+def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp_path):
+    """A city-sized first run gets one worker of threads in this process (``cluster.processes:
+    auto``, the input measured); a lag re-run on its caches starts no cluster and never
+    imports distributed, scipy.stats, matplotlib or statsmodels (no outcome table here), and
+    reads every lag's correlation back."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "CPC_CACHE_DIR": str(tmp_path / "cache")}
+    data = tmp_path / "d"
+    subprocess.run([sys.executable, "-m", "jobs.cli", "synth", "--out", str(data), "--cities", "Nice", "--days", "8",
+                    "--scale", "0.003", "--services", "Tor", "Web_Adult", "YouTube", "--directions", "DL"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps({"input": {"netmob": str(data / "netmob"), "services": ["Tor", "Web_Adult", "YouTube"],
+                                         "directions": ["DL"]},
+                               "areas": {"path": str(data / "geo" / "communes.gpkg")},
+                               "output": {"dir": str(tmp_path / "out")}}))
+    first = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(cfg)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    files = sorted((data / "netmob").glob("*/*/*/*.txt"))
+    assert run["cluster"]["processes"] is False and run["cluster"]["scheduler"].startswith("inproc://")
+    assert run["cluster"]["input_bytes"] == sum(f.stat().st_size for f in files) > 0
+    assert run["stages"]["correlation"]["cached"] is False
+    before = (tmp_path / "out" / "rho_by_lag.csv").read_bytes()
+    code = ("import json, sys\nfrom jobs.cli import main\nrc = main(sys.argv[1:])\n"
+            "mods = ('distributed', 'scipy.stats', 'matplotlib', 'statsmodels', 'jobs.validate')\n"
+            "print(json.dumps({'rc': rc, 'imported': [m for m in mods if m in sys.modules]}))")
+    rc, got, err = _probe(code, "run", str(cfg), "--set", "estimate.lag_h=-2", env={"CPC_CACHE_DIR": str(tmp_path / "cache")})
+    assert rc == 0 and got["rc"] == 0, err[-2000:]
+    # jobs.validate is imported to say why the validation is skipped; its figures module is not
+    assert got["imported"] == ["jobs.validate"], got
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["cluster"] == {"kind": "local", "started": False, "reason": "not needed: all inputs cached"}
+    assert run["stages"]["correlation"]["cached"] is True and run["stages"]["rollup"]["cached"] is True
+    assert (tmp_path / "out" / "rho_by_lag.csv").read_bytes() == before  # every lag: the same table

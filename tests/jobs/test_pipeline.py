@@ -310,7 +310,8 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
 
     out, _ = run
     (tmp_path / "data").symlink_to(out / "data")  # the same generated data
-    run_pipeline(make_cfg(tmp_path), client)  # ingest, rollup, correlation on the LocalCluster
+    first = run_pipeline(make_cfg(tmp_path), client)  # ingest, rollup, correlation on the LocalCluster
+    assert first["run"]["stages"]["correlation"]["cached"] is False
     with_cluster = _result_bytes(tmp_path)
     assert "communes.csv" in with_cluster and "validation/figures/figure1.png" in with_cluster
     # another lag, then back: every input cached, no cluster (its opener would hand out `client`);
@@ -324,6 +325,8 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
         st = res["run"]["stages"]
         assert st["rollup"]["cached"] and st["areas"]["cached"] and st["crosswalk:Lyon"]["cached"]
         assert st["uncertainty_bootstrap"]["cached"] is (lag == 0)
+        # every lag's rho read back: the lag is not part of its key (and the bytes below match)
+        assert st["correlation"]["cached"] is True
         no_cluster[lag] = _result_bytes(tmp_path)
     assert no_cluster[0] == with_cluster
     # lag 2 again, its bootstrap draws on the LocalCluster this time: the same bytes
@@ -333,11 +336,19 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
     res = run_pipeline(make_cfg(tmp_path, estimate={"lag_h": 2}), client)
     assert not res["run"]["stages"]["uncertainty_bootstrap"]["cached"]
     assert _result_bytes(tmp_path) == no_cluster[2] != no_cluster[0]
+    # a setting the correlation depends on is part of its key: computed again (every area has
+    # over 300 pairs here, so the same rho as lag 0's; the bootstrap's draws do change)
+    res = run_pipeline(make_cfg(tmp_path, estimate={"min_hours": 300}), client)
+    assert res["run"]["stages"]["correlation"]["cached"] is False
+    assert min(pd.read_csv(tmp_path / "rho_by_lag.csv")["n_hours"]) > 300
+    now = _result_bytes(tmp_path)
+    assert [now[f] for f in ("rho_by_lag.csv", "estimates_by_lag.csv")] == \
+        [no_cluster[0][f] for f in ("rho_by_lag.csv", "estimates_by_lag.csv")]
     # another grid on the same cube: its rollup needs the workers, so the cluster starts there
     od = OnDemandClient(lambda: nullcontext(client))
     res = run_pipeline(make_cfg(tmp_path, areas={"grid": "departments"}), od)
     assert od.started and res["run"]["cluster"]["started_by"] == "rollup"
-    assert not res["run"]["stages"]["rollup"]["cached"]
+    assert not res["run"]["stages"]["rollup"]["cached"] and not res["run"]["stages"]["correlation"]["cached"]
     assert sorted(pd.read_csv(tmp_path / "communes.csv")["commune"]) == ["D05", "D12"]
 
 
