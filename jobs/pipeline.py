@@ -570,18 +570,9 @@ def _correlation(cfg: RunConfig, excluded: xr.Dataset) -> tuple[xr.Dataset, bool
                      series=_series_hash(excluded, ("web_adult", "tor")), lags=list(e.lags),
                      transform=e.transform, zero_value=e.zero_value, min_pairs=e.min_hours)
     path = _cache.cache_dir(cfg.output.dir) / f"correlation-{key}.zarr"
-    if not isinstance(path, storage.RemotePath) and (path / "zarr.json").exists():
-        stored = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None).load()
-        order = json.loads(stored.attrs.pop("cpc_order"))
-        # Rebuilt in the computed order of variables and coordinates (a store lists them sorted,
-        # and the published tables' columns and rows follow that order); Zarr v3 gives string
-        # coordinates back as numpy's StringDType, the estimate's are objects.
-        coords = {c: (stored[c].dims, np.array([str(a) for a in stored[c].values], dtype=object)
-                      if stored[c].dtype.kind not in "biufcmM" else stored[c].values, stored[c].attrs)
-                  for c in order["coords"]}
-        corr = xr.Dataset({v: (stored[v].dims, stored[v].values, stored[v].attrs) for v in order["variables"]},
-                          coords=coords, attrs=stored.attrs)
-        return corr, True
+    cached = _read_correlation(path) if not isinstance(path, storage.RemotePath) else None
+    if cached is not None:
+        return cached, True
     corr = correlation.lagged_correlation(
         excluded["web_adult"], excluded["tor"], lags=e.lags, transform=e.transform,
         zero_value=e.zero_value, min_pairs=e.min_hours,
@@ -594,6 +585,29 @@ def _correlation(cfg: RunConfig, excluded: xr.Dataset) -> tuple[xr.Dataset, bool
         _write_small(corr.assign_attrs(cpc_order=json.dumps(order)), tmp)
         _atomic_replace(tmp, path)
     return corr, False
+
+
+def _read_correlation(path: Path) -> xr.Dataset | None:
+    """The cached correlation table at ``path``; None when there is none, or when it cannot be
+    read as written (damaged, or from another version): then it is computed and written again,
+    and the log says why."""
+    if not (path / "zarr.json").exists():
+        return None
+    try:
+        stored = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None).load()
+        order = json.loads(stored.attrs.pop("cpc_order"))
+        # Rebuilt in the computed order of variables and coordinates (a store lists them sorted,
+        # and the published tables' columns and rows follow that order); Zarr v3 gives string
+        # coordinates back as numpy's StringDType, the estimate's are objects.
+        coords = {c: (stored[c].dims, np.array([str(a) for a in stored[c].values], dtype=object)
+                      if stored[c].dtype.kind not in "biufcmM" else stored[c].values, stored[c].attrs)
+                  for c in order["coords"]}
+        return xr.Dataset({v: (stored[v].dims, stored[v].values, stored[v].attrs) for v in order["variables"]},
+                          coords=coords, attrs=stored.attrs)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        logger.warning("correlation cache %s unreadable (%s: %s): computed again", path, type(err).__name__,
+                       clip(str(err), 200))
+        return None
 
 
 def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset,

@@ -352,6 +352,34 @@ def test_cached_rerun_without_cluster_is_byte_identical(run, client, tmp_path):
     assert sorted(pd.read_csv(tmp_path / "communes.csv")["commune"]) == ["D05", "D12"]
 
 
+def test_correlation_cache_gives_back_the_computed_table_and_recomputes_a_damaged_one(run, tmp_path, caplog):
+    """The cached correlation is the computed dataset exactly (values, dtypes, attributes,
+    order); an unreadable entry is named in a warning, computed again and replaced."""
+    import xarray as xr
+
+    from jobs.pipeline import _correlation
+
+    out, _ = run
+    hourly = xr.open_dataset(out / "internal" / "hourly.zarr", engine="zarr", consolidated=False, chunks=None).load()
+    hourly = hourly.assign_coords(area=np.array([str(a) for a in hourly["area"].values], dtype=object))
+    cfg = make_cfg(tmp_path)
+    computed, was_cached = _correlation(cfg, hourly)
+    assert not was_cached and computed["rho"].notnull().any()
+    again, was_cached = _correlation(cfg, hourly)
+    assert was_cached
+    xr.testing.assert_identical(again, computed)
+    assert list(again.data_vars) == list(computed.data_vars) and list(again.coords) == list(computed.coords)
+    assert again["area"].dtype == computed["area"].dtype == object
+    pd.testing.assert_frame_equal(again.to_dataframe(), computed.to_dataframe())
+    (entry,) = (tmp_path / "internal" / "cache").glob("correlation-*.zarr")
+    (entry / "rho" / "zarr.json").unlink()  # damaged
+    with caplog.at_level("WARNING", logger="jobs.pipeline"):
+        fixed, was_cached = _correlation(cfg, hourly)
+    assert not was_cached and f"correlation cache {entry} unreadable" in caplog.text
+    xr.testing.assert_identical(fixed, computed)
+    assert _correlation(cfg, hourly)[1]  # replaced: read back next time
+
+
 def test_on_demand_client_starts_at_first_use_and_keeps_the_cluster_state(client):
     """Nothing starts until a stage uses the client; require_workers on the proxy names the
     real client's cluster (its registered state, not a default built from the proxy)."""
