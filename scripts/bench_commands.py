@@ -13,6 +13,8 @@ rows on Lyon at 5 % of its tiles and 8 days (tests/test_bench_smoke.py).
 
 Rows
     first run        ``cpc run bench.yaml`` into an empty output folder and an empty shared cache
+                     (a small input: one worker of threads, ``cluster.processes: auto``)
+    first run, worker processes   the same with ``--set cluster.processes=true``
     lag re-run       ``cpc run bench.yaml --set estimate.lag_h=-2`` on the completed folder
     grid re-run      ``cpc run bench.yaml --set areas.grid=departments`` (the departments'
                      crosswalk and rollup removed before each repeat: the cube is reused)
@@ -233,6 +235,11 @@ class Bench:
         fresh = self.root / "shared-cache-first"
         _reset(fresh)
         self._row("first run", cpc("run", str(self.first_cfg)), _env(fresh))
+        # the same with worker processes (cluster.processes: true): what processes cost a small run
+        _reset(self.first_out)
+        _reset(fresh)
+        self._row("first run, worker processes", cpc("run", str(self.first_cfg), "--set", "cluster.processes=true"),
+                  _env(fresh))
         self._row("lag re-run", cpc("run", str(self.re_cfg), "--set", f"estimate.lag_h={LAG}"))
         cache = self.re_out / "internal" / "cache"
         for p in cache.iterdir():  # the grid's own crosswalk and rollup: built again each time
@@ -278,6 +285,9 @@ def summarize(bench: Bench) -> tuple[list[dict], dict]:
         pairs.append(("authors' loop / first run (target >= 1.5x)", "authors' loop", "first run"))
     pairs += [(f"first run / {name}", "first run", name) for name in ("lag re-run", "grid re-run")
               if "first run" in med and name in med]
+    if "first run, worker processes" in med and "first run" in med:
+        pairs.append(("first run: worker processes / one worker of threads (processes: auto)",
+                      "first run, worker processes", "first run"))
     # of the medians, and of the minimums (the least disturbed by a shared machine's load)
     ratios = {label: med[a] / med[b] for label, a, b in pairs}
     ratios.update({f"{label}, minimums": low[a] / low[b] for label, a, b in pairs})
