@@ -60,16 +60,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
+from cpc_core import _jit  # numba.njit at the first call: numba is not imported with the module
 from cpc_core.cube import _zarr
-from cpc_core.netmob import facts as netmob
 from cpc_core.errors import EnvironmentUnavailable, StoreDamaged
+from cpc_core.netmob import facts as netmob
 
 __all__ = [
     "STATUS",
@@ -1123,7 +1123,7 @@ def file_arrays(store: str, city: str, direction: str) -> FileArrays:
     return fa
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit.njit(cache=True, nogil=True)
 def _split_hours(block, hours, hourly):  # pragma: no cover - numba
     """One pass over a file's (tiles, slots) block.
 

@@ -34,16 +34,19 @@ from __future__ import annotations
 
 import enum
 import logging
+import sys
 from collections.abc import Iterable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-import dask.array as dsa
-import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from cpc_core import _jit  # numba.njit at the first call: numba is not imported with the module
 from cpc_core.estimate.constants import MIN_HOURS, ZERO_VALUE
+
+if TYPE_CHECKING:
+    import dask.array
 
 __all__ = [
     "CorrelationStatus",
@@ -59,7 +62,9 @@ TransformKind = Literal["log", "none"]
 #: Names accepted by :func:`transform`.
 TRANSFORMS: tuple[str, ...] = ("log", "none")
 
-ArrayT = TypeVar("ArrayT", np.ndarray, dsa.Array, xr.DataArray)
+# "dask.array.Array" as a forward reference: dask.array (0.2-0.3 s) is imported by what uses it,
+# not by every command that imports this module (issue #14)
+ArrayT = TypeVar("ArrayT", np.ndarray, "dask.array.Array", xr.DataArray)
 
 
 class CorrelationStatus(enum.IntEnum):
@@ -162,9 +167,16 @@ def _transform(x, kind: str, zero_value: float):
         if kind == "log":
             out.attrs = {**x.attrs, "transform": f"log(x), x == 0 -> {zero_value}"}
         return out
-    if isinstance(x, dsa.Array):
+    if _is_dask_array(x):
         return x.map_blocks(_transform_np, kind=kind, zero_value=zero_value, dtype=out_dtype)
     return _transform_np(x, kind, zero_value)
+
+
+def _is_dask_array(x) -> bool:
+    """Whether ``x`` is a ``dask.array.Array``, without importing dask.array (a dask array can
+    only exist once it has been imported)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(x, da.Array)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +184,7 @@ def _transform(x, kind: str, zero_value: float):
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(nogil=True, cache=True)
+@_jit.njit(nogil=True, cache=True)
 def finite_mean(row):  # pragma: no cover - numba
     """Mean of the finite values of a 1-d array (0.0 when there is none).
 
@@ -189,7 +201,7 @@ def finite_mean(row):  # pragma: no cover - numba
     return total / count if count > 0 else 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@_jit.njit(nogil=True, cache=True)
 def _lagged_pearson_2d(x, y, lags, min_pairs, rho, n, reason):  # pragma: no cover - numba
     """Fill ``rho``, ``n``, ``reason`` (areas, lags) from ``x``, ``y`` (areas, hours).
 

@@ -22,13 +22,12 @@ import logging
 from collections.abc import Iterable
 
 import dask
-import dask.array as da
-import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from cpc_core import _jit  # numba.njit at the first call: numba is not imported with the module
 from cpc_core.cube import store
 from cpc_core.netmob import facts as netmob
 
@@ -62,7 +61,7 @@ def _row_sums(x: np.ndarray) -> np.ndarray:
     return part if np.isfinite(part).all() else np.nansum(x, axis=1, dtype=np.float64)
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
+@_jit.njit(nogil=True, cache=True, fastmath={"reassoc"})
 def _reduce_day(x, nh, indptr, indices, data, out, tiles):  # pragma: no cover - numba
     """One pass over a (tiles, >= nh) day block: area sums and NaN-skipping tile sums at once.
 
@@ -289,6 +288,8 @@ def rollup_store(
     n_time = g[direction].shape[2]
     n_hours = n_time // SLOTS_PER_HOUR
     sidx = tuple(names.index(s) for s in services)
+    import dask.array as da  # here: a cached re-run never builds this graph (issue #14)
+
     # the hourly kernel walks the weights tile by tile (CSC); the 15-minute path multiplies (CSR)
     wd = dask.delayed(w.tocsc() if use_hourly else w, pure=True)
     day_hours: list[int] = []  # hours of each local day (hourly path)

@@ -94,19 +94,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cpc_core.estimate.correlation import (
-    TransformKind,
-    _as_lags,
-    _single_hour_chunk,
-    _transform,
-    aligned_series,
-    finite_mean,
-)
+from cpc_core import _jit  # numba.njit at the first call: numba is not imported with the module
 from cpc_core.errors import UsageError, clip
 from cpc_core.estimate.constants import (
     CSAM_SITES,
@@ -114,6 +106,14 @@ from cpc_core.estimate.constants import (
     MIN_HOURS,
     ONION_SHARE_CONCENTRATION,
     ZERO_VALUE,
+)
+from cpc_core.estimate.correlation import (
+    TransformKind,
+    _as_lags,
+    _single_hour_chunk,
+    _transform,
+    aligned_series,
+    finite_mean,
 )
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, estimate_by_lag
 
@@ -337,7 +337,7 @@ def day_block_weights(
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(nogil=True, cache=True)
+@_jit.njit(nogil=True, cache=True)
 def _day_stats(x, y, lags, hours_per_day, sums, ext):  # pragma: no cover - numba
     """Per area, lag and day: the sums of the pairs and their extremes.
 

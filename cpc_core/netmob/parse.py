@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
+from cpc_core import _jit  # numba.njit at the first call: numba is not imported with the module
 from cpc_core.errors import InputDataError
 
 __all__ = [
@@ -81,7 +81,7 @@ _MAX_DIGITS = 18
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit.njit(cache=True, nogil=True)
 def _count_tokens(buf, start, end):
     """Whitespace-separated tokens in ``buf[start:end]``."""
     ntok = 0
@@ -96,7 +96,7 @@ def _count_tokens(buf, start, end):
     return ntok
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit.njit(cache=True, nogil=True)
 def _parse_value(buf, p, stop):
     """Parse one non-negative number at ``p``; return (value, new_p, code).
 
@@ -170,7 +170,7 @@ def _parse_value(buf, p, stop):
     return val, p, OK
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit.njit(cache=True, nogil=True)
 def _parse_kernel(buf, ncols, ids, values, status, errcol, ntok):
     """Parse every line of ``buf`` into ``ids``/``values``; return the number of lines.
 

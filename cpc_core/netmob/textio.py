@@ -7,13 +7,14 @@ byte buffer at memory speed.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from cpc_core import _jit  # numba.njit at the first call: numba is not imported with the module
 
 __all__ = ["format_netmob"]
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit.njit(cache=True, nogil=True)
 def _write_int(out, pos, v):
     if v == 0:
         out[pos] = 48
@@ -32,7 +33,7 @@ def _write_int(out, pos, v):
     return pos
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit.njit(cache=True, nogil=True)
 def _format(ids, values, out):
     pos = 0
     n, m = values.shape
