@@ -380,6 +380,32 @@ def test_correlation_cache_gives_back_the_computed_table_and_recomputes_a_damage
     assert _correlation(cfg, hourly)[1]  # replaced: read back next time
 
 
+def test_tile_grids_read_only_what_is_asked(run, tmp_path):
+    """The top tiles of the POI table are read from the grid's cached copy with a row filter:
+    the same rows, columns, order and geometries as the whole grid filtered afterwards, and no
+    whole grid is decoded for them; a missing grid file is named before any work."""
+    from cpc_core.errors import UsageError
+    from jobs.pipeline import _TileGrids
+
+    out, _ = run
+    cfg = make_cfg(out)
+    lazy, full = _TileGrids(cfg, ["Lyon", "Nice"]), _TileGrids(cfg, ["Lyon", "Nice"])
+    grid = full["Lyon"]
+    ids = grid["tile_id"].iloc[[7, 3, len(grid) - 1]].tolist() + [-5]  # any order; one absent id
+    rows = lazy.rows("Lyon", ids)
+    assert lazy._grids == {}  # nothing decoded whole
+    expect = grid[grid["tile_id"].isin(ids)].reset_index(drop=True)
+    assert list(rows.columns) == list(expect.columns) and rows["tile_id"].tolist() == expect["tile_id"].tolist()
+    assert rows.geometry.to_wkb().tolist() == expect.geometry.to_wkb().tolist() and rows.crs == expect.crs
+    assert len(lazy.rows("Nice", [])) == 0
+    # once a grid is loaded, its rows come from it
+    assert full.rows("Lyon", ids)["tile_id"].tolist() == expect["tile_id"].tolist()
+    (tmp_path / "data").symlink_to(out / "data")
+    cfg2 = make_cfg(tmp_path, areas={"tiles": str(tmp_path / "nowhere" / "{city}.geojson")})
+    with pytest.raises(UsageError, match=r"areas.tiles: no tile grid for Lyon at .*nowhere/Lyon.geojson"):
+        _TileGrids(cfg2, ["Lyon"])
+
+
 def test_on_demand_client_starts_at_first_use_and_keeps_the_cluster_state(client):
     """Nothing starts until a stage uses the client; require_workers on the proxy names the
     real client's cluster (its registered state, not a default built from the proxy)."""
