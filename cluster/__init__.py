@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -430,33 +431,35 @@ def get_client(spec: ClusterSpec, *, small_input: bool = False) -> Iterator[Clie
 
 @contextmanager
 def _local_client(spec: ClusterSpec, small_input: bool = False) -> Iterator[Client]:
+    """A ``LocalCluster``: worker processes, or one worker of threads in this process (the same
+    scheduler and client API, started in ~0.5 s, reusing this process's imports and compiled
+    kernels) when ``processes`` is false, or auto/unset and ``small_input``."""
     from distributed import Client, LocalCluster
 
     n_workers, threads, memory_limit = _local_size(spec)
     if spec.processes is False or (spec.processes in (None, "auto") and small_input):
-        with _threaded_client(spec, n_workers * threads, n_workers * memory_limit) as client:
-            yield client
-        return
-    logger.info(
-        "Dask cluster: local, %d worker processes x %d thread(s), %s memory each",
-        n_workers,
-        threads,
-        format_bytes(memory_limit),
-    )
-    # Loopback only: nothing of a local run should be reachable from the network.
-    # With dashboard=False the scheduler still serves /health etc., on a free port
-    # rather than 8787, so parallel runs never collide.
+        why = "processes: false" if spec.processes is False else (
+            f"processes: auto, the input is at most {format_bytes(SMALL_INPUT_BYTES)}")
+        logger.info("Dask cluster: local, 1 worker of %d threads in this process (%s), %s memory",
+                    n_workers * threads, why, format_bytes(n_workers * memory_limit))
+        # in-process transport ("inproc://"); the worker's HTTP server on loopback too, else it
+        # listens on every interface
+        env, kwargs = contextlib.nullcontext(), {
+            "n_workers": 1, "threads_per_worker": n_workers * threads, "memory_limit": n_workers * memory_limit,
+            "processes": False, "worker_dashboard_address": "127.0.0.1:0"}
+    else:
+        logger.info("Dask cluster: local, %d worker processes x %d thread(s), %s memory each",
+                    n_workers, threads, format_bytes(memory_limit))
+        env, kwargs = local_worker_env(), {
+            "n_workers": n_workers, "threads_per_worker": threads, "memory_limit": memory_limit,
+            "processes": True, "host": "127.0.0.1"}
+    # Loopback only: nothing of a local run should be reachable from the network. With
+    # dashboard=False the scheduler still serves /health etc., on a free port rather than
+    # 8787, so parallel runs never collide.
     with (
-        local_worker_env(),
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=threads,
-            memory_limit=memory_limit,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            scheduler_kwargs={"dashboard": spec.dashboard},
-        ) as cluster,
+        env,
+        LocalCluster(dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": spec.dashboard}, **kwargs)
+        as cluster,
         Client(cluster) as client,
     ):
         yield client
@@ -464,41 +467,12 @@ def _local_client(spec: ClusterSpec, small_input: bool = False) -> Iterator[Clie
 
 def _dashboard_link(client: Client) -> str:
     """The dashboard's link; an in-process cluster's names the machine's address, but its
-    server listens on loopback only (:func:`_threaded_client`): say so."""
+    server listens on loopback only (:func:`_local_client`): say so."""
     link = client.dashboard_link
     if str(client.scheduler.address).startswith("inproc://"):
         parts = urlsplit(link)
         link = parts._replace(netloc=f"127.0.0.1:{parts.port}").geturl() if parts.port else link
     return link
-
-
-@contextmanager
-def _threaded_client(spec: ClusterSpec, threads: int, memory_limit: int) -> Iterator[Client]:
-    """One worker of ``threads`` threads in this process: the same scheduler and client API,
-    started in ~0.3 s, reusing this process's imports and compiled kernels (``processes``)."""
-    from distributed import Client, LocalCluster
-
-    why = "processes: false" if spec.processes is False else (
-        f"processes: auto, the input is at most {format_bytes(SMALL_INPUT_BYTES)}")
-    logger.info("Dask cluster: local, 1 worker of %d threads in this process (%s), %s memory",
-                threads, why, format_bytes(memory_limit))
-    # in-process transport ("inproc://"): nothing reachable from the network, no port but the
-    # dashboard's, which stays on loopback
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=threads,
-            memory_limit=memory_limit,
-            processes=False,
-            # the scheduler's and the worker's HTTP servers (/health, dashboards) on loopback
-            # only: the worker's would otherwise listen on every interface
-            dashboard_address="127.0.0.1:0",
-            worker_dashboard_address="127.0.0.1:0",
-            scheduler_kwargs={"dashboard": spec.dashboard},
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def _machine_memory() -> int:
