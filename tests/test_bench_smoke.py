@@ -100,13 +100,14 @@ def test_bench_commands_smoke(tmp_path):
     r = json.loads((tmp_path / "r.json").read_text())
     md = (tmp_path / "r.md").read_text()
     rows = {row["row"]: row for row in r["rows"]}
-    assert list(rows) == ["first run", "lag re-run", "grid re-run", "ingest, nothing to do", "cpc --help",
-                          "config error", "cpc demo", "authors' loop"]
+    assert list(rows) == ["first run", "first run, worker processes", "lag re-run", "grid re-run",
+                          "ingest, nothing to do", "cpc --help", "config error", "cpc demo", "authors' loop"]
     for name, row in rows.items():
         assert _positive(row["median_s"]) and row["min_s"] <= row["median_s"] and row["n"] == 1, name
         assert f"({name})" in md and row["command"] in md, name
     assert "`cpc run $W/" in md  # the work folder is abbreviated, not spelled out per row
     assert _positive(r["ratios"]["authors' loop / first run (target >= 1.5x)"])
+    assert _positive(r["ratios"]["first run: worker processes / one worker of threads (processes: auto)"])
     assert r["rho_areas_compared"] > 0 and r["rho_max_abs_diff_vs_authors"] < 1e-5
     assert p.stdout.count("| `cpc") >= 7
 
