@@ -53,9 +53,11 @@ def _on_demand_client(spec):
     from jobs._client import OnDemandClient
 
     def opener():
+        import distributed  # noqa: F401 - imported here, before _quiet(): its import resets its loggers' levels
+
         from cluster import SMALL_INPUT_BYTES, get_client
 
-        _quiet()  # again after importing distributed (its import resets its loggers' levels)
+        _quiet()  # again after importing distributed
         # processes: auto -> threads in this process for a small input (cluster.SMALL_INPUT_BYTES)
         small = proxy.input_bytes is not None and proxy.input_bytes <= SMALL_INPUT_BYTES
         if spec.kind == "local":
