@@ -40,6 +40,8 @@ DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 def _client(cfg: ClusterConfig, cli_value: str | None):
     """A Dask client (context manager) for the cluster of ``--cluster`` or of the config."""
+    import distributed  # noqa: F401 - before _quiet(): its import resets its loggers' levels
+
     from cluster import get_client
 
     _quiet()
