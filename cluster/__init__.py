@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -63,6 +64,8 @@ __all__ = [
     "GatewayAuthKind",
     "ClusterSpec",
     "get_client",
+    "in_process",
+    "in_threads",
     "require_workers",
     "WORKER_MALLOC_ENV",
     "local_worker_env",
@@ -367,7 +370,7 @@ class ClusterSpec:
 
 
 @contextmanager
-def get_client(spec: ClusterSpec, *, small_input: bool = False) -> Iterator[Client]:
+def get_client(spec: ClusterSpec, *, input_bytes: int | None = None) -> Iterator[Client]:
     """Start (or connect to) the runtime described by ``spec`` and yield a client.
 
     The client is the default for ``dask.compute`` inside the block. On exit the
@@ -378,9 +381,10 @@ def get_client(spec: ClusterSpec, *, small_input: bool = False) -> Iterator[Clie
     Parameters
     ----------
     spec : ClusterSpec
-    small_input : bool
-        The run's input is small (at most :data:`SMALL_INPUT_BYTES`): with ``processes``
-        ``"auto"`` or unset, a local cluster is one worker of threads in this process.
+    input_bytes : int, optional
+        Size of the run's input, when known: with ``processes`` ``"auto"`` or unset, a local
+        cluster is one worker of threads in this process for at most :data:`SMALL_INPUT_BYTES`
+        (:func:`in_threads`).
 
     Yields
     ------
@@ -410,13 +414,14 @@ def get_client(spec: ClusterSpec, *, small_input: bool = False) -> Iterator[Clie
     ...     da.arange(10, chunks=5).sum().compute()
     np.int64(45)
     """
-    openers = {"local": _local_client, "gateway": gateway_client, "address": _address_client}
+    openers = {"local": functools.partial(_local_client, input_bytes=input_bytes), "gateway": gateway_client,
+               "address": _address_client}
     connect = spec.connect_timeout or DEFAULT_CONNECT_TIMEOUT
     # distributed's own connect timeout (default 30 s, retried) bounds the scheduler
     # connection of every kind; the gateway's HTTP API gets the same bound (_gateway).
     with (
         dask.config.set({"distributed.comm.timeouts.connect": f"{connect}s"}),
-        (_local_client(spec, small_input) if spec.kind == "local" else openers[spec.kind](spec)) as client,
+        openers[spec.kind](spec) as client,
     ):
         if spec.dashboard and client.dashboard_link:
             logger.info("Dask dashboard: %s", _dashboard_link(client))
@@ -429,15 +434,34 @@ def get_client(spec: ClusterSpec, *, small_input: bool = False) -> Iterator[Clie
         yield client
 
 
+def in_threads(spec: ClusterSpec, input_bytes: int | None) -> bool:
+    """Whether a local cluster of ``spec`` runs as one worker of threads in this process:
+    ``processes`` false, or auto/unset and an input of known size up to :data:`SMALL_INPUT_BYTES`.
+
+    Examples
+    --------
+    >>> in_threads(ClusterSpec(kind="local"), 10 * 2**20), in_threads(ClusterSpec(kind="local"), None)
+    (True, False)
+    """
+    if spec.processes in (True, False):
+        return not spec.processes
+    return input_bytes is not None and input_bytes <= SMALL_INPUT_BYTES
+
+
+def in_process(client: Client) -> bool:
+    """Whether ``client``'s scheduler runs in this process (in-process transport)."""
+    return str(client.scheduler.address).startswith("inproc://")
+
+
 @contextmanager
-def _local_client(spec: ClusterSpec, small_input: bool = False) -> Iterator[Client]:
+def _local_client(spec: ClusterSpec, input_bytes: int | None = None) -> Iterator[Client]:
     """A ``LocalCluster``: worker processes, or one worker of threads in this process (the same
     scheduler and client API, started in ~0.5 s, reusing this process's imports and compiled
-    kernels) when ``processes`` is false, or auto/unset and ``small_input``."""
+    kernels) when :func:`in_threads`."""
     from distributed import Client, LocalCluster
 
     n_workers, threads, memory_limit = _local_size(spec)
-    if spec.processes is False or (spec.processes in (None, "auto") and small_input):
+    if in_threads(spec, input_bytes):
         why = "processes: false" if spec.processes is False else (
             f"processes: auto, the input is at most {format_bytes(SMALL_INPUT_BYTES)}")
         logger.info("Dask cluster: local, 1 worker of %d threads in this process (%s), %s memory",
@@ -469,7 +493,7 @@ def _dashboard_link(client: Client) -> str:
     """The dashboard's link; an in-process cluster's names the machine's address, but its
     server listens on loopback only (:func:`_local_client`): say so."""
     link = client.dashboard_link
-    if str(client.scheduler.address).startswith("inproc://"):
+    if in_process(client):
         parts = urlsplit(link)
         link = parts._replace(netloc=f"127.0.0.1:{parts.port}").geturl() if parts.port else link
     return link

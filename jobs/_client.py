@@ -62,9 +62,8 @@ class OnDemandClient:
         self.start_seconds: float | None = None
         #: bytes of input the run reads, when known before the cluster starts (set by the
         #: pipeline, :func:`hint_input_bytes`): a local cluster with ``processes: auto`` runs
-        #: in threads for a small input (``cluster.SMALL_INPUT_BYTES``)
+        #: in threads for a small input (``cluster.in_threads``)
         self.input_bytes: int | None = None
-        self.processes: bool | None = None  # what the started local cluster used (run.json)
         # require_workers(proxy) looks its state up by client object *before* touching the
         # client: registered now, it reads the real client's state once the cluster runs
         from cluster import _workers

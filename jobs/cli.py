@@ -57,14 +57,11 @@ def _on_demand_client(spec):
     def opener():
         import distributed  # noqa: F401 - imported here, before _quiet(): its import resets its loggers' levels
 
-        from cluster import SMALL_INPUT_BYTES, get_client
+        from cluster import get_client
 
         _quiet()  # again after importing distributed
-        # processes: auto -> threads in this process for a small input (cluster.SMALL_INPUT_BYTES)
-        small = proxy.input_bytes is not None and proxy.input_bytes <= SMALL_INPUT_BYTES
-        if spec.kind == "local":
-            proxy.processes = spec.processes is True or (spec.processes in (None, "auto") and not small)
-        return get_client(spec, small_input=small)
+        # the input's size, when the pipeline knew it: processes: auto (cluster.in_threads)
+        return get_client(spec, input_bytes=proxy.input_bytes)
 
     proxy = OnDemandClient(opener, spec.kind)
     if spec.kind != "local":

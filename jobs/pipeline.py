@@ -220,12 +220,15 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) 
 def _check_tile_grid(cfg: RunConfig, city: str) -> None:
     """The city's tile grid file is there (a stat, no read): a missing one is named before
     any work, also by a re-run that finds the grid's copy and the crosswalk cached."""
-    src = _tiles_path(cfg, city)
     try:
-        _cache.file_fingerprint(src)
+        _cache.file_fingerprint(_tiles_path(cfg, city))
     except FileNotFoundError:
-        raise UsageError(f"areas.tiles: no tile grid for {city} at {clip(src)} (template "
-                         f"{clip(cfg.areas.tiles)})") from None
+        raise _no_tile_grid(cfg, city) from None
+
+
+def _no_tile_grid(cfg: RunConfig, city: str) -> UsageError:
+    return UsageError(f"areas.tiles: no tile grid for {city} at {clip(_tiles_path(cfg, city))} (template "
+                      f"{clip(cfg.areas.tiles)})")
 
 
 class _TileGrids(Mapping):
@@ -278,8 +281,7 @@ def _tile_grid(cfg: RunConfig, city: str, tile_ids=None) -> gpd.GeoDataFrame:
     except InputDataError as e:
         raise InputDataError(f"{city}: tile grid: {e}") from None
     except FileNotFoundError:
-        raise UsageError(f"areas.tiles: no tile grid for {city} at {clip(src)} (template "
-                         f"{clip(cfg.areas.tiles)})") from None
+        raise _no_tile_grid(cfg, city) from None
 
 
 def _crosswalk(cfg: RunConfig, city: str, tiles: Mapping[str, gpd.GeoDataFrame], areas: gpd.GeoDataFrame, areas_key: str,
@@ -548,13 +550,23 @@ def _series_hash(ds: xr.Dataset, names: tuple[str, ...]) -> str:
     return h.hexdigest()[:16]
 
 
+def _read_small(path: Path) -> xr.Dataset:
+    """A dataset :func:`_write_small` wrote, loaded in this process, its string coordinates as
+    objects: Zarr v3 gives them back as numpy's StringDType, which does not align with the
+    estimate's object codes."""
+    ds = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None).load()
+    strings = {c: (ds[c].dims, np.array([str(a) for a in ds[c].values], dtype=object), ds[c].attrs)
+               for c in ds.coords if ds[c].dtype.kind not in "biufcmM"}
+    return ds.assign_coords(strings) if strings else ds
+
+
 def _atomic_replace(tmp: Path, path: Path) -> None:
     if path.exists():
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     os.replace(tmp, path)
 
 
-def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset,
+def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset, series_key: str,
                      lags: tuple[int, ...]) -> tuple[xr.DataArray, str]:
     """Block-bootstrap rho draws (area, lag, draw) on the cluster, cached on their inputs.
 
@@ -564,16 +576,13 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
     """
     e, u = cfg.estimate, cfg.estimate.uncertainty
     bkey = _cache.key(stage="bootstrap", version=UNCERTAINTY_VERSION,
-                      series=_series_hash(excluded, ("web_adult", "tor")), lags=list(lags), draws=u.draws,
+                      series=series_key, lags=list(lags), draws=u.draws,
                       block_days=u.block_days, seed=u.seed, transform=e.transform, zero_value=e.zero_value,
                       min_pairs=e.min_hours)
     path = _cache.cache_dir(cfg.output.dir) / f"bootstrap-{bkey}.zarr"
     if (path / "zarr.json").exists():
         with timer("uncertainty_bootstrap", cached=True):
-            rho = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None)["rho"].load()
-            # Zarr v3 gives the codes back as numpy's StringDType, which does not align with
-            # the object codes of the estimate
-            rho = rho.assign_coords(area=np.array([str(a) for a in rho["area"].values], dtype=object))
+            rho = _read_small(path)["rho"]
         return rho, bkey
     with timer("uncertainty_bootstrap"):
         # area chunks so that every worker thread gets a few tasks; each task is
@@ -610,7 +619,7 @@ def _bootstrap_draws(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr
 CORRELATION_VERSION = 1
 
 
-def _correlation(cfg: RunConfig, excluded: xr.Dataset) -> tuple[xr.Dataset, bool]:
+def _correlation(cfg: RunConfig, excluded: xr.Dataset, series_key: str) -> tuple[xr.Dataset, bool]:
     """Every lag's rho per area (:func:`correlation.lagged_correlation`), cached on its inputs;
     and whether it came from the cache.
 
@@ -621,7 +630,7 @@ def _correlation(cfg: RunConfig, excluded: xr.Dataset) -> tuple[xr.Dataset, bool
     """
     e = cfg.estimate
     key = _cache.key(stage="correlation", version=CORRELATION_VERSION,
-                     series=_series_hash(excluded, ("web_adult", "tor")), lags=list(e.lags),
+                     series=series_key, lags=list(e.lags),
                      transform=e.transform, zero_value=e.zero_value, min_pairs=e.min_hours)
     path = _cache.cache_dir(cfg.output.dir) / f"correlation-{key}.zarr"
     cached = _read_correlation(path) if not isinstance(path, storage.RemotePath) else None
@@ -648,23 +657,19 @@ def _read_correlation(path: Path) -> xr.Dataset | None:
     if not (path / "zarr.json").exists():
         return None
     try:
-        stored = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None).load()
+        stored = _read_small(path)
         order = json.loads(stored.attrs.pop("cpc_order"))
-        # Rebuilt in the computed order of variables and coordinates (a store lists them sorted,
-        # and the published tables' columns and rows follow that order); Zarr v3 gives string
-        # coordinates back as numpy's StringDType, the estimate's are objects.
-        coords = {c: (stored[c].dims, np.array([str(a) for a in stored[c].values], dtype=object)
-                      if stored[c].dtype.kind not in "biufcmM" else stored[c].values, stored[c].attrs)
-                  for c in order["coords"]}
-        return xr.Dataset({v: (stored[v].dims, stored[v].values, stored[v].attrs) for v in order["variables"]},
-                          coords=coords, attrs=stored.attrs)
+        # rebuilt in the computed order of variables and coordinates: a store lists them sorted,
+        # and the published tables' columns and rows follow that order
+        return xr.Dataset({v: stored[v].variable for v in order["variables"]},
+                          coords={c: stored[c].variable for c in order["coords"]}, attrs=stored.attrs)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         logger.warning("correlation cache %s unreadable (%s: %s): computed again", path, type(err).__name__,
                        clip(str(err), 200))
         return None
 
 
-def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset,
+def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: xr.Dataset, series_key: str,
                        tor_total: xr.DataArray, pop: xr.DataArray, small: pd.Series) -> tuple[pd.DataFrame, dict]:
     """Intervals and rank probabilities per area and lag (``lag_h`` column), cached.
 
@@ -689,7 +694,7 @@ def _uncertainty_stage(cfg: RunConfig, client: Client, timer: _Timer, excluded: 
         table = uncertainty.empty_intervals(excluded["area"].values, lags)
         return table, {**u.model_dump(), "lags": list(lags), "n_blocks": n_blocks, "skipped": why,
                        "seconds": round(time.perf_counter() - t0, 3)}
-    rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, lags)
+    rho_draws, bkey = _bootstrap_draws(cfg, client, timer, excluded, series_key, lags)
     # area_column: cached tables from before the library said "area" had "commune"
     tkey = _cache.key(stage="intervals", version=UNCERTAINTY_VERSION, area_column=area_tables.AREA_COLUMN, draws=bkey, level=u.level, expand=u.expand,
                       vary_shares=u.vary_shares, onion=[e.onion_share, u.onion_share_concentration],
@@ -793,7 +798,9 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         logger.info("excluded %d area-hours (rule %s): %d on whole days, %d with zero Web_Adult",
                     exclusions["area_hours"], exclusions["rule"], exclusions["whole_day_area_hours"],
                     exclusions["zero_web_adult_area_hours"])
-        corr, corr_cached = _correlation(cfg, excluded)
+        # the key of the series every lag's correlation and bootstrap are computed from (once)
+        series_key = _series_hash(excluded, ("web_adult", "tor"))
+        corr, corr_cached = _correlation(cfg, excluded, series_key)
     timer.stages["correlation"]["cached"] = corr_cached
     with timer("estimate"):
         e = cfg.estimate
@@ -808,7 +815,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
     unc_facts = None
     intervals_by_lag = None
     if e.uncertainty.enabled:
-        unc, unc_facts = _uncertainty_stage(cfg, client, timer, excluded, tor_total, pop, small)
+        unc, unc_facts = _uncertainty_stage(cfg, client, timer, excluded, series_key, tor_total, pop, small)
         communes = area_tables.with_intervals(communes, unc, e.lag_h, UNCERTAINTY_COLUMNS)
         if e.uncertainty.all_lags:
             intervals_by_lag = area_tables.flag_small(unc.drop(columns=["n_draws"]), small)
@@ -870,8 +877,10 @@ def _on_demand_facts(client: OnDemandClient) -> dict:
         logger.info("cluster: not needed, all inputs cached (no stage had work for it)")
         return {"started": False, "reason": "not needed: all inputs cached"}
     facts = {"started": True, "started_by": client.started_by, "start_seconds": client.start_seconds}
-    if client.processes is not None:  # a local cluster: worker processes, or threads here
-        facts.update(processes=client.processes, input_bytes=client.input_bytes)
+    if client.kind == "local":  # worker processes, or threads here (cluster.in_threads)
+        from cluster import in_process
+
+        facts.update(processes=not in_process(client.get()), input_bytes=client.input_bytes)
     return facts
 
 

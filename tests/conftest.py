@@ -82,3 +82,13 @@ def tree_copy(tmp_path, synth_tree) -> Path:
     dst = tmp_path / "netmob"
     shutil.copytree(synth_tree / "netmob", dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def four_city_run_dir(tmp_path_factory) -> Path:
+    """A validation run folder (``build_run_dir``): Paris, Lyon, Toulouse and Nice at 5 % of
+    their tiles, 7 days, seed 1. Shared by the report and the outcome-model tests, which only
+    read it (they validate into their own folders)."""
+    from tests.validation.test_validation_stage import build_run_dir
+
+    return build_run_dir(tmp_path_factory.mktemp("run4"), ("Paris", "Lyon", "Toulouse", "Nice"), 0.05, days=7, seed=1)

@@ -655,19 +655,24 @@ def _listening() -> set[tuple[str, int]]:
             if c.status == psutil.CONN_LISTEN}
 
 
-@pytest.mark.parametrize(("processes", "small", "threads"), [
-    (None, True, True), ("auto", True, True), (None, False, False),
-    (True, True, False), (False, False, True)])
-def test_local_processes_or_threads(processes, small, threads, cluster_log):
+SMALL = cluster_mod.SMALL_INPUT_BYTES
+
+
+@pytest.mark.parametrize(("processes", "input_bytes", "threads"), [
+    (None, 10, True), ("auto", SMALL, True), ("auto", SMALL + 1, False), (None, None, False),
+    (True, 10, False), (False, None, True)])
+def test_local_processes_or_threads(processes, input_bytes, threads, cluster_log):
     """``processes`` unset or ``auto`` runs a small input in this process; true and false are
     obeyed whatever the input; either way the same numbers, and nothing listens beyond loopback."""
     x, values = _small_array()
     before = _listening()
     spec = ClusterSpec(kind="local", n_workers=2, threads_per_worker=1, memory_limit="2GiB", processes=processes)
-    with get_client(spec, small_input=small) as client:
+    assert cluster_mod.in_threads(spec, input_bytes) is threads
+    with get_client(spec, input_bytes=input_bytes) as client:
         opened = _listening() - before
         info = client.scheduler_info()["workers"]
         assert x.sum().compute() == pytest.approx(values.sum())
+        assert cluster_mod.in_process(client) is threads
         if threads:
             assert client.scheduler.address.startswith("inproc://")
             assert [w["nthreads"] for w in info.values()] == [2]  # the workers' threads, in one

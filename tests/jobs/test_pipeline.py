@@ -357,15 +357,15 @@ def test_correlation_cache_gives_back_the_computed_table_and_recomputes_a_damage
     order); an unreadable entry is named in a warning, computed again and replaced."""
     import xarray as xr
 
-    from jobs.pipeline import _correlation
+    from jobs.pipeline import _correlation, _series_hash
 
     out, _ = run
     hourly = xr.open_dataset(out / "internal" / "hourly.zarr", engine="zarr", consolidated=False, chunks=None).load()
     hourly = hourly.assign_coords(area=np.array([str(a) for a in hourly["area"].values], dtype=object))
-    cfg = make_cfg(tmp_path)
-    computed, was_cached = _correlation(cfg, hourly)
+    cfg, key = make_cfg(tmp_path), _series_hash(hourly, ("web_adult", "tor"))
+    computed, was_cached = _correlation(cfg, hourly, key)
     assert not was_cached and computed["rho"].notnull().any()
-    again, was_cached = _correlation(cfg, hourly)
+    again, was_cached = _correlation(cfg, hourly, key)
     assert was_cached
     xr.testing.assert_identical(again, computed)
     assert list(again.data_vars) == list(computed.data_vars) and list(again.coords) == list(computed.coords)
@@ -374,10 +374,10 @@ def test_correlation_cache_gives_back_the_computed_table_and_recomputes_a_damage
     (entry,) = (tmp_path / "internal" / "cache").glob("correlation-*.zarr")
     (entry / "rho" / "zarr.json").unlink()  # damaged
     with caplog.at_level("WARNING", logger="jobs.pipeline"):
-        fixed, was_cached = _correlation(cfg, hourly)
+        fixed, was_cached = _correlation(cfg, hourly, key)
     assert not was_cached and f"correlation cache {entry} unreadable" in caplog.text
     xr.testing.assert_identical(fixed, computed)
-    assert _correlation(cfg, hourly)[1]  # replaced: read back next time
+    assert _correlation(cfg, hourly, key)[1]  # replaced: read back next time
 
 
 def test_tile_grids_read_only_what_is_asked(run, tmp_path):

@@ -24,16 +24,14 @@ import scipy.stats
 from cpc_core.config.core import parse_config
 from cpc_core.config.validation_options import ValidationConfig
 from jobs import validate
-from tests.validation.test_validation_stage import build_run_dir
 
-CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
 FIGURES = ("figure1", "figure2", "figure3", "figure4", "figure5", "lag_sweep")
 TABLES = ("table1", "spearman", "dependent_tests", "table3", "table5", "table6", "table7")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return build_run_dir(tmp_path_factory.mktemp("run"), CITIES, 0.05, days=7, seed=1)
+def run_dir(four_city_run_dir) -> Path:
+    return four_city_run_dir  # Paris, Lyon, Toulouse, Nice at 5 %, 7 days (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

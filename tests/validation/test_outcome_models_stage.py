@@ -25,12 +25,11 @@ from cpc_core.config.validation_options import ModelsConfig, ValidationConfig
 from jobs import validate
 from tests.validation.test_validation_stage import POI, _hand_frame, build_run_dir
 
-CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return build_run_dir(tmp_path_factory.mktemp("run"), CITIES, 0.05, days=7, seed=1)
+def run_dir(four_city_run_dir) -> Path:
+    return four_city_run_dir  # Paris, Lyon, Toulouse, Nice at 5 %, 7 days (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
