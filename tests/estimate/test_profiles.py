@@ -106,3 +106,42 @@ def test_weekday_hour_profile_one_area_day_excluded_against_pandas():
     p2 = profiles.weekday_hour_profile(da.copy(data=v2), normalise=False)
     assert p2.loc["Mon", 3] == pytest.approx(per_area.loc[(0, 3), ["a", "b"]].sum())
     assert profiles.weekday_hour_profile(da).to_numpy().max() == pytest.approx(1.0)
+
+
+def test_scope_profiles_equal_each_scopes_own_profile_to_the_last_bit():
+    """profiles.csv shares each area's cell means across the scopes: every value must still be
+    weekday_hour_profile of that scope's areas exactly (NaN hours, an area without c, a subset
+    large enough for numpy's pairwise sums)."""
+    hours = pd.date_range("2019-03-25T00:00", periods=24 * 21, freq="h")  # the DST week inside
+    rng = np.random.default_rng(3)
+    n = 40
+    codes = [f"A{i:02d}" for i in range(n)]
+    data = {k: rng.gamma(2.0, 50.0, (n, len(hours))).astype(np.float32) for k in ("tor", "web_adult", "youtube")}
+    data["tor"][4, 30:60] = np.nan  # an excluded day of one area
+    data["web_adult"][:, 100] = np.nan  # an hour missing everywhere
+    ds = xr.Dataset({k: (("area", "hour"), v) for k, v in data.items()},
+                    coords={"area": np.array(codes, dtype=object), "hour": hours})
+    c = rng.uniform(0.01, 0.5, n)
+    c[7] = np.nan  # no estimate: no cpc hour
+    communes = pd.DataFrame({"area": codes, "c": c, "cpc_per_1000": rng.uniform(0, 10, n),
+                             "population": rng.integers(100, 50_000, n), "n_tiles": rng.integers(1, 40, n)})
+    communes.loc[7, "cpc_per_1000"] = np.nan
+    communes["small_area"] = communes["population"] < 5_000
+    got = profiles.scope_profiles(ds, communes, ["tor", "web_adult", "youtube"], top_n=12, area=None,
+                                  min_population=5_000, min_tiles=3)
+    assert list(got.columns) == ["scope", "measure", "weekday", "hour", "value", "small_area"]
+    ranked = communes.dropna(subset=["cpc_per_1000"]).sort_values("cpc_per_1000", ascending=False)
+    top = ranked.loc[~ranked["small_area"], "area"].head(12).tolist()
+    scopes = {"all": codes, "top12_cpc": top, f"area:{top[0]}": [top[0]]}
+    assert got["scope"].unique().tolist() == list(scopes)
+    cpc = ds["tor"] * xr.DataArray(c, dims="area", coords={"area": ds["area"]})
+    for scope, members in scopes.items():
+        for measure in ("tor", "web_adult", "youtube", "cpc"):
+            da = (cpc if measure == "cpc" else ds[measure]).sel(area=members)
+            want = profiles.weekday_hour_profile(da).to_numpy().ravel()
+            rows = got[(got["scope"] == scope) & (got["measure"] == measure)]
+            assert rows["weekday"].tolist() == [d for d in profiles.WEEKDAYS for _ in range(24)]
+            assert rows["hour"].tolist() == list(range(24)) * 7
+            assert np.array_equal(rows["value"].to_numpy(), want, equal_nan=True), (scope, measure)
+        pop = communes.set_index("area").loc[members, "population"].sum()
+        assert rows["small_area"].iloc[0] == bool(pop < 5_000), scope
