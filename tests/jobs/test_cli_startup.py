@@ -226,3 +226,29 @@ def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp
     assert run["cluster"] == {"kind": "local", "started": False, "reason": "not needed: all inputs cached"}
     assert run["stages"]["correlation"]["cached"] is True and run["stages"]["rollup"]["cached"] is True
     assert (tmp_path / "out" / "rho_by_lag.csv").read_bytes() == before  # every lag: the same table
+
+
+def test_the_cpc_process_freezes_its_imports_and_main_leaves_a_callers_collector_alone():
+    """`cpc` (jobs.cli:entry) pauses the garbage collector while a command's libraries load and
+    freezes them out of later collections (jobs.cli._loading); a caller of main() keeps its own."""
+    import gc
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["cpc"] == "jobs.cli:entry"
+    cfg = ROOT / "configs" / "demo.yaml"
+    code = ("import gc, json, sys\nimport jobs.cli\nsys.argv = ['cpc', *sys.argv[1:]]\n"
+            "before = gc.get_freeze_count()\nrc = jobs.cli.entry()\n"
+            "print(json.dumps({'rc': rc, 'before': before, 'frozen': gc.get_freeze_count(), "
+            "'enabled': gc.isenabled(), 'pydantic': 'pydantic' in sys.modules}))")
+    rc, seen, err = _probe(code, "config", "show", str(cfg))
+    assert rc == 0 and seen["rc"] == 0, err[-1000:]
+    assert seen["pydantic"] and seen["before"] == 0
+    assert seen["frozen"] > 10_000, seen  # the configuration's libraries, frozen
+    assert seen["enabled"] is True  # and the collector running again for the command's work
+
+    from jobs.cli import main
+
+    frozen, enabled = gc.get_freeze_count(), gc.isenabled()
+    assert main(["config", "show", str(cfg)]) == 0
+    assert (gc.get_freeze_count(), gc.isenabled()) == (frozen, enabled)
