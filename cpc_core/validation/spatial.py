@@ -34,6 +34,7 @@ import contextlib
 import io
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -141,9 +142,16 @@ def build_weights(
             logger.warning("%d island(s) without a contiguous neighbour: %s%s", len(found),
                            found[:10], " ..." if len(found) > 10 else "")
             if islands == "attach":
-                knn1 = libpysal.weights.KNN.from_dataframe(_centroids(gdf), k=1, use_index=True)
-                w = libpysal.weights.attach_islands(w, knn1)
+                with warnings.catch_warnings():
+                    # libpysal warns on stderr that these graphs are "not fully connected": the
+                    # one-neighbour graph always is, and the result's components are logged below
+                    warnings.filterwarnings("ignore", message="The weights matrix is not fully connected")
+                    knn1 = libpysal.weights.KNN.from_dataframe(_centroids(gdf), k=1, use_index=True)
+                    w = libpysal.weights.attach_islands(w, knn1)
                 attached = True
+                if w.n_components > 1:
+                    logger.info("spatial weights: islands attached to their nearest neighbour; %d areas in %d "
+                                "disconnected groups (the models treat them as one map)", w.n, w.n_components)
     w.transform = "r"
     card = np.array(list(w.cardinalities.values()))
     info = WeightsInfo(kind=kind, n=w.n, islands=found, attached=attached,
@@ -371,7 +379,10 @@ def spatial_models(
 
     add("ols", ols, terms, None, n_x + 1, float(ols.logll), "ols")
     if method == "ml":
-        with contextlib.redirect_stdout(quiet):
+        with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+            # scipy's note that spreg's bounded search ignores a relative tolerance: noise on stderr
+            warnings.filterwarnings("ignore", message="Method 'bounded' does not support relative tolerance",
+                                    category=RuntimeWarning)
             err = spreg.ML_Error(yv, xv, w, name_y=y, name_x=X)
             lag = spreg.ML_Lag(yv, xv, w, name_y=y, name_x=X)
         add("error", err, [*terms, "lambda"], "lambda", n_x + 2, float(err.logll), "ml")

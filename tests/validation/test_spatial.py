@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
@@ -107,6 +108,32 @@ def test_islands_reported_and_attached():
     assert w.cardinalities[9] == 1 and 8 in w.neighbors[9]  # nearest: the (2, 2) square
     w2, info2 = sp.build_weights(grid, islands="keep")
     assert info2.islands == [9] and not info2.attached and w2.cardinalities[9] == 0
+
+
+def test_attached_islands_warn_nothing_and_log_the_groups(caplog):
+    """libpysal's "not fully connected" warnings (raw on stderr in every run with islands) are
+    replaced by one log line that counts the groups of the final weights; the ML models' scipy
+    tolerance notice is not shown either. Other warnings still pass."""
+    import logging
+    import warnings
+
+    grid = sp.polygon_grid(3, 3)
+    far = sp.polygon_grid(3, 3, origin=(100.0, 0.0))
+    grid = pd.concat([grid, far.set_index(far.index + 9)])
+    grid.loc[18] = {"row": -1, "col": -1, "geometry": shapely.box(50, 50, 51, 51)}
+    rng = np.random.default_rng(1)
+    grid["x"] = rng.normal(size=len(grid))
+    grid["y"] = grid["x"] + rng.normal(size=len(grid))
+    with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.INFO, "cpc_core.validation.spatial"):
+        warnings.simplefilter("always")
+        w, info = sp.build_weights(grid)
+        sp.spatial_models(grid, "y", ["x"], permutations=19)
+        warnings.warn("a warning of the caller", UserWarning)
+    assert info.islands == [18] and info.attached and w.n_components == 2
+    texts = [str(m.message) for m in seen]
+    assert not [t for t in texts if "not fully connected" in t or "relative tolerance" in t], texts
+    assert "a warning of the caller" in texts
+    assert any("19 areas in 2 disconnected groups" in r.getMessage() for r in caplog.records)
 
 
 def test_knn_weights():
