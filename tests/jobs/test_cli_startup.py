@@ -228,24 +228,38 @@ def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp
     assert (tmp_path / "out" / "rho_by_lag.csv").read_bytes() == before  # every lag: the same table
 
 
-def test_the_cpc_process_freezes_its_imports_and_main_leaves_a_callers_collector_alone():
+def test_the_cpc_process_freezes_its_imports_and_main_leaves_a_callers_collector_alone(tmp_path):
     """`cpc` (jobs.cli:entry) pauses the garbage collector while a command's libraries load and
-    freezes them out of later collections (jobs.cli._loading); a caller of main() keeps its own."""
+    freezes them out of later collections (jobs.cli._loading), then ends without tearing the
+    modules down: its output complete, atexit handlers run, the exit code kept. A caller of
+    main() keeps its own collector."""
     import gc
     import tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["cpc"] == "jobs.cli:entry"
     cfg = ROOT / "configs" / "demo.yaml"
-    code = ("import gc, json, sys\nimport jobs.cli\nsys.argv = ['cpc', *sys.argv[1:]]\n"
-            "before = gc.get_freeze_count()\nrc = jobs.cli.entry()\n"
-            "print(json.dumps({'rc': rc, 'before': before, 'frozen': gc.get_freeze_count(), "
-            "'enabled': gc.isenabled(), 'pydantic': 'pydantic' in sys.modules}))")
-    rc, seen, err = _probe(code, "config", "show", str(cfg))
-    assert rc == 0 and seen["rc"] == 0, err[-1000:]
+    code = ("import atexit, gc, json, sys\nimport jobs.cli\nsys.argv = ['cpc', *sys.argv[1:]]\n"
+            "before = gc.get_freeze_count()\n"
+            "atexit.register(lambda: print(json.dumps({'before': before, 'frozen': gc.get_freeze_count(), "
+            "'enabled': gc.isenabled(), 'pydantic': 'pydantic' in sys.modules}), flush=True))\n"
+            "jobs.cli.entry()\nprint('entry returned')")
+    out = subprocess.run([sys.executable, "-c", code, "config", "show", str(cfg)], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert out.returncode == 0, out.stderr[-1000:]
+    lines = out.stdout.strip().splitlines()
+    assert "entry returned" not in lines
+    assert any(line.startswith("synth:") for line in lines)  # the configuration, all of it, then the handler
+    seen = json.loads(lines[-1])
     assert seen["pydantic"] and seen["before"] == 0
     assert seen["frozen"] > 10_000, seen  # the configuration's libraries, frozen
     assert seen["enabled"] is True  # and the collector running again for the command's work
+    # a failing command's exit code survives the fast exit
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("estimate:\n  lag_h: [1\n")
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(bad)], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert out.returncode == 2 and "bad.yaml" in out.stderr, (out.returncode, out.stderr[-500:])
 
     from jobs.cli import main
 
