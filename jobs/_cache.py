@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import time
 from pathlib import Path
 
 import numpy as np
 
 from cpc_core import storage
 from cpc_core.cube import store
+
+logger = logging.getLogger(__name__)
 
 
 def key(**parts) -> str:
@@ -85,6 +90,96 @@ def shared_dir() -> Path | None:
         return d if os.access(d, os.W_OK) else None
     except OSError:
         return None
+
+
+#: Bounds of the shared cache (:func:`prune_shared`): an entry unused for this long is removed.
+SHARED_MAX_AGE_S = 30 * 86_400
+#: Above this total, the least recently used entries are removed (a soft bound: see the grace).
+SHARED_MAX_BYTES = 2 * 2**30
+#: An entry used (or a temporary file written) this recently is never removed: a concurrent run
+#: may be reading or writing it.
+SHARED_GRACE_S = 3_600
+#: What the shared cache's own entries look like (``<name>-<16 hex key>.parquet``) and their
+#: temporary files while written; nothing else in the folder (``local-cluster.json``) is touched.
+_ENTRY = re.compile(r"^[A-Za-z0-9_.-]+-[0-9a-f]{16}\.parquet$")
+_TEMP = re.compile(r"^\.[A-Za-z0-9_.-]+-[0-9a-f]{16}\.parquet\.\d+\.tmp$")
+
+
+def mark_used(path: Path) -> bool:
+    """Whether ``path`` exists; if so its modification time becomes now, the entry's last use
+    (:func:`prune_shared` removes the least recently used). A cache that may be read and not
+    written is used as it is."""
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:  # read-only: usable, not marked
+        return path.exists()
+
+
+def prune_shared(folder: Path, keep: tuple[Path, ...] = (), now: float | None = None,
+                 max_age_s: float = SHARED_MAX_AGE_S, max_bytes: int = SHARED_MAX_BYTES,
+                 grace_s: float = SHARED_GRACE_S) -> list[Path]:
+    """Remove the shared cache's stale entries; return what was removed.
+
+    Every run that reads an entry marks it used (:func:`mark_used`), every new entry is
+    followed by this call. Removed: entries unused for ``max_age_s`` (a tile grid whose file
+    changed, or synthetic data generated again, leaves its old copy behind for good: each
+    ``cpc demo`` wrote five); then, while the entries total more than ``max_bytes``, the least
+    recently used; and temporary files of writes that died. Never ``keep``, nor anything used
+    within ``grace_s`` (a concurrent run may be reading it; a reader that still loses its entry
+    rebuilds it). Files the folder holds for other purposes are not looked at. Failures to
+    remove are skipped: the cache is an optimisation.
+    """
+    now = time.time() if now is None else now
+    kept = {Path(k).name for k in keep}
+    entries, removed = [], []
+    try:
+        listing = list(os.scandir(folder))
+    except OSError:
+        return removed
+
+    def remove(e: os.DirEntry) -> None:
+        try:
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            logger.debug("shared cache: could not remove %s: %s", e.path, err)
+
+    for e in listing:
+        if e.name in kept:
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        age = now - st.st_mtime
+        if _TEMP.match(e.name):
+            if age > grace_s:
+                remove(e)
+        elif _ENTRY.match(e.name) and e.is_file(follow_symlinks=False):
+            if age > max_age_s:
+                remove(e)
+            else:
+                entries.append((st.st_mtime, st.st_size, e))
+    total = sum(size for _, size, _ in entries) + sum(
+        (folder / k).stat().st_size for k in kept if (folder / k).exists())
+    for mtime, size, e in sorted(entries, key=lambda t: (t[0], t[2].name)):
+        if total <= max_bytes:
+            break
+        if now - mtime < grace_s:
+            continue
+        before = len(removed)
+        remove(e)
+        if len(removed) > before:
+            total -= size
+    if removed:
+        logger.info("shared cache %s: removed %d copies unused for %d days or beyond %.1f GiB", folder,
+                    len(removed), round(max_age_s / 86_400), max_bytes / 2**30)
+    return removed
 
 
 def cache_dir(out: str | Path) -> Path | storage.RemotePath:

@@ -21,7 +21,7 @@ import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
 from cpc_core.netmob import facts as netmob  # names and dates only: no numpy/pandas at import
@@ -725,14 +725,14 @@ def _dispatch(args) -> int:
     raise ConfigError(f"unknown command {clip(args.command)}")  # pragma: no cover - argparse checks
 
 
-def entry() -> int:
+def entry() -> NoReturn:
     """The ``cpc`` console script (and ``python -m jobs.cli``): :func:`main` as the owner of the
     process, which lets :func:`_loading` tune the garbage collector for a short-lived command.
 
     When the command returns, the process ends as the interpreter would end it, minus its last
     step: the streams are flushed, non-daemon threads joined and the ``atexit`` handlers run
     (logging's flush, multiprocessing's and weakref finalizers, distributed's), then
-    :func:`os._exit` skips tearing down the ~3,700 loaded modules one by one, which took 0.5 s
+    :func:`os._exit` skips tearing down the ~3,700 loaded modules one by one, which took ~1 s
     after a demo's work was done and every file closed (BENCHMARKS.md, "Whole commands").
     ``--help`` and argparse's usage errors (``SystemExit``) end the usual way.
     """

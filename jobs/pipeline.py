@@ -202,19 +202,34 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) 
             buf = io.BytesIO()
             frame.to_parquet(buf)
             path.write_bytes(buf.getvalue())  # one PUT: an object is never seen half-written
-    elif path.exists():
-        # the CRS as configured: the one GeoParquet's PROJJSON gives back is equal but not
-        # "exactly the same" to pyproj, and geopandas then reprojects onto itself (0.14 s)
+    else:
+        # an entry of the shared cache is marked used: its eviction is by last use
+        present = _cache.mark_used(path) if shared is not None else path.exists()
+        frame = _read_geometry(cfg, path, tile_ids) if present else None
+        if frame is None:  # built once (again if another run's pruning took it), written atomically
+            frame = build()
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            frame.to_parquet(tmp)
+            os.replace(tmp, path)
+            if shared is not None:
+                _cache.prune_shared(shared, keep=(path,))
+        elif tile_ids is not None:
+            return frame  # only the rows asked for, read with a row filter
+    return frame if tile_ids is None else frame[frame["tile_id"].isin(list(tile_ids))].reset_index(drop=True)
+
+
+def _read_geometry(cfg: RunConfig, path: Path, tile_ids=None) -> gpd.GeoDataFrame | None:
+    """A stored copy of :func:`_cached_geometry` (only the ``tile_ids`` rows, read with a row
+    filter, when given); None when it is gone (another run's pruning of the shared cache)."""
+    # the CRS as configured: the one GeoParquet's PROJJSON gives back is equal but not
+    # "exactly the same" to pyproj, and geopandas then reprojects onto itself (0.14 s)
+    try:
         if tile_ids is not None:
             rows = gpd.read_parquet(path, filters=[("tile_id", "in", [int(t) for t in tile_ids])])
             return rows.set_crs(cfg.crosswalk.crs, allow_override=True)
-        frame = gpd.read_parquet(path).set_crs(cfg.crosswalk.crs, allow_override=True)
-    else:  # built once, written atomically
-        frame = build()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp)
-        os.replace(tmp, path)
-    return frame if tile_ids is None else frame[frame["tile_id"].isin(list(tile_ids))].reset_index(drop=True)
+        return gpd.read_parquet(path).set_crs(cfg.crosswalk.crs, allow_override=True)
+    except FileNotFoundError:
+        return None
 
 
 def _check_tile_grid(cfg: RunConfig, city: str) -> None:

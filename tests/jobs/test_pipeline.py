@@ -406,6 +406,35 @@ def test_tile_grids_read_only_what_is_asked(run, tmp_path):
         _TileGrids(cfg2, ["Lyon"])
 
 
+def test_shared_geometry_copies_are_marked_used_rebuilt_when_gone_and_stale_ones_pruned(run):
+    """The shared cache's copy of a tile grid: reading it marks it used (its eviction is by last
+    use); a copy removed by another run's pruning is rebuilt, identical; writing a new copy
+    removes the copies unused for SHARED_MAX_AGE_S."""
+    import os
+    import time
+
+    from jobs import _cache
+    from jobs.pipeline import _TileGrids
+
+    out, _ = run
+    cfg = make_cfg(out)
+    shared = _cache.shared_dir()
+    copy = next(shared.glob("tiles-Lyon-*.parquet"))
+    old = time.time() - 10 * 86_400
+    os.utime(copy, (old, old))
+    grid = _TileGrids(cfg, ["Lyon"])["Lyon"]
+    assert time.time() - copy.stat().st_mtime < 60  # marked used
+    stale = shared / "tiles-Gone-0123456789abcdef.parquet"  # a copy of a grid nobody reads any more
+    stale.write_bytes(b"old")
+    very_old = time.time() - _cache.SHARED_MAX_AGE_S - 86_400
+    os.utime(stale, (very_old, very_old))
+    copy.unlink()  # another run pruned it between two reads
+    again = _TileGrids(cfg, ["Lyon"])["Lyon"]
+    assert copy.exists() and not stale.exists()
+    assert again["tile_id"].tolist() == grid["tile_id"].tolist()
+    assert again.geometry.to_wkb().tolist() == grid.geometry.to_wkb().tolist() and again.crs == grid.crs
+
+
 def test_on_demand_client_starts_at_first_use_and_keeps_the_cluster_state(client):
     """Nothing starts until a stage uses the client; require_workers on the proxy names the
     real client's cluster (its registered state, not a default built from the proxy)."""
