@@ -23,7 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from cpc_core.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CpcError, clip
+from cpc_core.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CpcError,
+    clip,
+)
 from cpc_core.netmob import facts as netmob  # names and dates only: no numpy/pandas at import
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 from cpc_core.config.core import ConfigError, apply_overrides, format_errors, read_yaml
-from cpc_core.validation.covariates import CovariatesSpec, build_covariates, report_markdown
 from cpc_core.errors import CpcError, EnvironmentUnavailable, clip
+from cpc_core.validation.covariates import CovariatesSpec, build_covariates, report_markdown
 
 logger = logging.getLogger(__name__)
 

@@ -41,23 +41,21 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
+
 from cpc_core import storage
-from cpc_core.estimate import correlation
+from cpc_core.config.core import RunConfig, redact_message, redacted
+from cpc_core.cube import ingest as ingest_lib
+from cpc_core.cube import store
+from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
+from cpc_core.estimate import areas as area_tables
+from cpc_core.estimate import correlation, outages, poi, profiles, rollup, uncertainty
 from cpc_core.estimate import cpc as estimate
 from cpc_core.geo import areas as geo
 from cpc_core.geo import crosswalk as xwalk
 from cpc_core.geo import france
 from cpc_core.geo import tiles as geo_tiles
 from cpc_core.netmob import facts as netmob
-from cpc_core.estimate import areas as area_tables
-from cpc_core.estimate import outages, poi, profiles
-from cpc_core.estimate import rollup
-from cpc_core.cube import store
-from cpc_core.estimate import uncertainty
-from cpc_core.cube import ingest as ingest_lib
 from cpc_core.render import report as report_lib
-from cpc_core.config.core import RunConfig, redact_message, redacted
-from cpc_core.errors import EnvironmentUnavailable, InputDataError, UsageError, clip
 from cpc_core.validation.inputs import EstimateConstants
 from cpc_core.validation.results import RoleError
 from jobs import _cache

@@ -33,12 +33,6 @@ from pathlib import Path
 import pandas as pd
 
 from cpc_core import storage
-from cpc_core.estimate import profiles, uncertainty
-from cpc_core.render import report
-from cpc_core.render import tables
-from cpc_core.render import labels as labels_mod
-from cpc_core.synth import truth as truthmod
-from cpc_core.validation import stage as vs
 from cpc_core.config.core import load_validation_config
 from cpc_core.config.validation_options import (
     POI_ROLES,
@@ -48,8 +42,13 @@ from cpc_core.config.validation_options import (
     ValidationConfig,
 )
 from cpc_core.errors import CpcError, InputDataError, UsageError, clip
-from jobs._progress import progress
+from cpc_core.estimate import profiles, uncertainty
+from cpc_core.render import labels as labels_mod
+from cpc_core.render import report, tables
 from cpc_core.render.labels import label
+from cpc_core.synth import truth as truthmod
+from cpc_core.validation import stage as vs
+from jobs._progress import progress
 
 __all__ = ["cmd", "read_inputs", "read_table", "run_validation", "validation_options"]
 

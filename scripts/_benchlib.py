@@ -37,8 +37,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -362,11 +362,15 @@ def warm_workers(client) -> None:
     def _warm():
         import scipy.sparse as sp
 
-        from cpc_core.estimate import correlation  # noqa: F401
-        from cpc_core.netmob import parse  # noqa: F401
-        from cpc_core.estimate import rollup  # noqa: F401
         from cpc_core.cube import store  # noqa: F401
-        from cpc_core.netmob import textio  # noqa: F401
+        from cpc_core.estimate import (
+            correlation,  # noqa: F401
+            rollup,  # noqa: F401
+        )
+        from cpc_core.netmob import (
+            parse,  # noqa: F401
+            textio,  # noqa: F401
+        )
 
         store._split_hours(np.ones((1, 4), np.float32), np.empty((1, 1, 4), np.float32), np.empty((1, 25), np.float32))
         # the hourly rollup's kernel, on a day block viewed as rollup.day_blocks yields it
@@ -384,8 +388,8 @@ def warm_workers(client) -> None:
         # install compiles them once (~2 s, then numba's on-disk cache): not part of a run
         import xarray as xr
 
-        from cpc_core.estimate import correlation
         from cpc_core.cube import store
+        from cpc_core.estimate import correlation
 
         x = xr.DataArray(np.arange(1.0, 49.0).reshape(1, 48), dims=("area", "hour"))
         correlation.lagged_correlation(x, x, lags=[0, 1], transform="log", zero_value=0.001, min_pairs=10)
@@ -571,8 +575,8 @@ def _read_store_task(
     store_path: str, city: str, direction: str, services: tuple[int, ...], h0: int, h1: int
 ) -> float:
     """Read hours ``h0:h1`` of the cube with the rollup's read pattern and only sum them."""
-    from cpc_core.estimate import rollup
     from cpc_core.cube import store
+    from cpc_core.estimate import rollup
 
     arr = store.open_city(store_path, city)[direction]
     n_tiles = arr.shape[1]
@@ -592,7 +596,6 @@ def cube_read_store(
     import dask
 
     from cpc_core.cube import store
-
     from cpc_core.estimate import rollup
 
     tasks = []
@@ -611,8 +614,8 @@ def cube_read_store(
 def _read_hourly_task(store_path: str, city: str, direction: str, si: int, d0: int, d1: int,
                       n_hours: tuple[int, ...]) -> float:
     """Read days ``d0:d1`` of the hourly tile array as the rollup does (``rollup.day_blocks``); sum."""
-    from cpc_core.estimate import rollup
     from cpc_core.cube import store
+    from cpc_core.estimate import rollup
 
     arr = store.open_city(store_path, city)[store.hourly_name(direction)]
     return sum(float(blk[:, :nh].sum(dtype=np.float64)) for blk, nh in rollup.day_blocks(arr, si, d0, d1, n_hours))
@@ -624,9 +627,9 @@ def cube_read_hourly(
     """The floor of the hourly rollup: its tasks and day-chunk reads of ``DL_hourly``, summed."""
     import dask
 
-    from cpc_core.netmob import facts as netmob
-    from cpc_core.estimate import rollup
     from cpc_core.cube import store
+    from cpc_core.estimate import rollup
+    from cpc_core.netmob import facts as netmob
 
     tasks = []
     for city in cities:
@@ -800,8 +803,8 @@ def rollup_lazy(
     ``xarray_rollup`` + ``tile_totals`` (the earlier path), where ``parts`` selects the
     rollup, the tile totals or both and ``aligned`` opens the cube at week chunks.
     """
-    from cpc_core.estimate import rollup
     from cpc_core.cube import store
+    from cpc_core.estimate import rollup
 
     lazy = []
     if method in ("store", "slots"):
@@ -838,8 +841,7 @@ def rollup_lazy(
 
 def correlate(hourly_parts: list, lags: Sequence[int] = LAGS):
     """All-lag correlation of log Web_Adult and log Tor per area (the pipeline's call)."""
-    from cpc_core.estimate import correlation
-    from cpc_core.estimate import rollup
+    from cpc_core.estimate import correlation, rollup
 
     hourly = rollup.combine_cities(dict(enumerate(hourly_parts)))
     return correlation.lagged_correlation(

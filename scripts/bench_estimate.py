@@ -41,8 +41,7 @@ def corr_in_memory(hourly_parts: list, lags, repeat: int) -> dict:
     """cpc's kernel vs ``xr.corr`` per lag on the same in-memory hourly series."""
     import xarray as xr
 
-    from cpc_core.estimate import correlation
-    from cpc_core.estimate import rollup
+    from cpc_core.estimate import correlation, rollup
 
     h = rollup.combine_cities(dict(enumerate(hourly_parts)))
     wa, tor = h.sel(service="Web_Adult"), h.sel(service="Tor")

@@ -104,10 +104,9 @@ def file_breakdown(data: Path, scratch: Path, files: list[Path], n_files: int = 
     lz4, the file's total and status). A sampling profiler over all threads (zarr compresses and
     writes on its own threads) says where the write phase goes.
     """
-    from cpc_core.cube import ingest
+    from cpc_core.cube import ingest, store
     from cpc_core.netmob import facts as netmob
     from cpc_core.netmob import parse
-    from cpc_core.cube import store
 
     plan = ingest.plan(str(data / "netmob"), str(scratch))
     t = {"read": 0.0, "parse": 0.0, "validate": 0.0, "write": 0.0}
@@ -169,9 +168,9 @@ def write_variants(files: list[Path], scratch: Path, n_files: int = 7, repeat: i
     """
     import zarr
 
+    from cpc_core.cube import store
     from cpc_core.netmob import facts as netmob
     from cpc_core.netmob import parse
-    from cpc_core.cube import store
 
     picked = files[:: max(1, len(files) // n_files)][:n_files]
     blocks = [

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cpc_core.cube import store
 from cpc_core.config.core import parse_config
+from cpc_core.cube import store
 from cpc_core.estimate.correlation import CorrelationStatus
 from cpc_core.validation.covariates import OUTPUT_COLUMNS
 from jobs.pipeline import run_pipeline

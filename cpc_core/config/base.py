@@ -31,7 +31,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from cpc_core import disclosure
-
 from cpc_core.errors import UsageError, clip
 
 __all__ = [

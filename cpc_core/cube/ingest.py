@@ -34,10 +34,10 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from cpc_core.netmob import facts as netmob
-from cpc_core.netmob import parse
 from cpc_core.cube import store
 from cpc_core.errors import EnvironmentUnavailable
+from cpc_core.netmob import facts as netmob
+from cpc_core.netmob import parse
 
 __all__ = [
     "FileReport",

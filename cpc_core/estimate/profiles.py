@@ -232,7 +232,7 @@ def scope_profiles(
         idx = row_of.get_indexer(members)
         if (idx < 0).any():
             raise KeyError(f"scope {scope}: areas not in the hourly series: "
-                           f"{[m for m, i in zip(members, idx) if i < 0][:5]}")
+                           f"{[m for m, i in zip(members, idx, strict=True) if i < 0][:5]}")
         for measure, m in means.items():
             # Fortran order, as _slot_means returns it: numpy then sums the areas of each cell
             # pairwise along the contiguous axis, as weekday_hour_profile does (a C-ordered copy

@@ -22,7 +22,18 @@ import shapely
 from pyproj import CRS
 
 from cpc_core.errors import InputDataError, UsageError, clip
-from cpc_core.geo._common import METRIC_CRS, _PARQUET_SUFFIXES, _as_codes, _check_polygons, _head, _read_vector, _repair, _require_crs, _vector_source, _with_crs
+from cpc_core.geo._common import (
+    _PARQUET_SUFFIXES,
+    METRIC_CRS,
+    _as_codes,
+    _check_polygons,
+    _head,
+    _read_vector,
+    _repair,
+    _require_crs,
+    _vector_source,
+    _with_crs,
+)
 from cpc_core.geo.tiles import tile_polygons  # noqa: F401 - used by the doctests
 from cpc_core.netmob.facts import GRID_CRS  # noqa: F401 - used by the doctests
 

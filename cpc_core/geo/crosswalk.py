@@ -26,7 +26,15 @@ import shapely
 from pyproj import CRS
 
 from cpc_core.errors import InputDataError, clip
-from cpc_core.geo._common import METRIC_CRS, _as_codes, _as_tile_ids, _check_polygons, _head, _repair, _require_crs
+from cpc_core.geo._common import (
+    METRIC_CRS,
+    _as_codes,
+    _as_tile_ids,
+    _check_polygons,
+    _head,
+    _repair,
+    _require_crs,
+)
 from cpc_core.geo.tiles import tile_polygons  # noqa: F401 - used by the doctests
 from cpc_core.netmob.facts import GRID_CRS  # noqa: F401 - used by the doctests
 

@@ -15,8 +15,15 @@ import shapely
 from pyproj import CRS
 
 from cpc_core.errors import InputDataError
+from cpc_core.geo._common import (
+    _as_tile_ids,
+    _check_polygons,
+    _head,
+    _read_vector,
+    _vector_source,
+    _with_crs,
+)
 from cpc_core.netmob.facts import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
-from cpc_core.geo._common import _as_tile_ids, _check_polygons, _head, _read_vector, _vector_source, _with_crs
 
 __all__ = [
     "TILE_GRID_VERSION",

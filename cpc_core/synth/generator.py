@@ -43,8 +43,8 @@ import pandas as pd
 
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, correction_factor, cpc_per_1000
 from cpc_core.netmob import facts as netmob
-from cpc_core.synth.spec import DEMO_CITIES, SynthSpec, check_cities  # noqa: F401 - re-exported
 from cpc_core.netmob.textio import format_netmob
+from cpc_core.synth.spec import DEMO_CITIES, SynthSpec, check_cities  # noqa: F401 - re-exported
 
 __all__ = [
     "CityModel",

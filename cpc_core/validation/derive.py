@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cpc_core.validation.choices import POI_ROLES
 from cpc_core.estimate.cpc import correction_factor, per_1000, small_area_flags
+from cpc_core.validation.choices import POI_ROLES
 from cpc_core.validation.results import Note, Thresholds
 from cpc_core.validation.roles import Joined, index_by_code, numeric
 from cpc_core.validation.specs import RATE_ROLES

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cpc_core.validation.choices import REQUIRED_ROLES
 from cpc_core.errors import InputDataError, clip
+from cpc_core.validation.choices import REQUIRED_ROLES
 from cpc_core.validation.covariates import lost_leading_zero
 from cpc_core.validation.results import CovariateInput, Note, RoleError
 

@@ -509,8 +509,8 @@ def test_stale_cluster_file_is_named_and_ignored_never_waited_for(tmp_path, monk
     """A state file whose process is gone, or whose pid now belongs to another program (this
     test's own process), is stale: named in a warning, ignored by the commands, removed by down."""
     from cluster import _daemon
-    from jobs.cli import _make_cluster_spec
     from cpc_core.config.core import ClusterConfig
+    from jobs.cli import _make_cluster_spec
 
     monkeypatch.setenv("CPC_CACHE_DIR", str(tmp_path))
     state = tmp_path / "local-cluster.json"
@@ -562,8 +562,8 @@ def _stop(cache: Path) -> None:
 
 def test_cluster_up_is_used_by_later_commands_and_down_stops_it(tmp_path, monkeypatch, caplog):
     from cluster import _daemon
-    from jobs.cli import _make_cluster_spec
     from cpc_core.config.core import ClusterConfig
+    from jobs.cli import _make_cluster_spec
 
     monkeypatch.setenv("CPC_CACHE_DIR", str(tmp_path))
     try:

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from cpc_core.cube import ingest
-from cpc_core.cube import store
+from cpc_core.cube import ingest, store
 from cpc_core.netmob.parse import NetmobFormatError
 from jobs.ingest import run_ingest
 

@@ -11,8 +11,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from cpc_core.netmob import facts as netmob
 from cpc_core.cube import store
+from cpc_core.netmob import facts as netmob
 
 
 def _walk_attrs(node, out: list[str]) -> None:

@@ -23,8 +23,8 @@ from cpc_core.config import validation_options as config_validation
 from cpc_core.estimate import correlation
 from cpc_core.estimate import cpc as estimate
 from cpc_core.synth import generator as synth
-from cpc_core.validation import statistics as validation
 from cpc_core.validation import stage as validation_stage
+from cpc_core.validation import statistics as validation
 
 # ---- the paper's values (literal: this is the reference) ------------------------------------
 ZERO_VALUE = 0.001  # replaces zero hourly volumes before the log

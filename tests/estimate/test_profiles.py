@@ -10,8 +10,8 @@ import shapely
 import xarray as xr
 from pyproj import Transformer
 
-from cpc_core.estimate import poi, profiles
 from cpc_core.config.core import PoiConfig
+from cpc_core.estimate import poi, profiles
 
 
 def test_weekday_hour_profile_by_hand():

@@ -8,8 +8,8 @@ import pytest
 import scipy.sparse as sp
 import xarray as xr
 
-from cpc_core.estimate import outages, rollup
 from cpc_core.cube import store
+from cpc_core.estimate import outages, rollup
 from scripts._benchlib import tile_totals, xarray_rollup
 from tests import raise_if_dask_computes
 
@@ -255,9 +255,9 @@ def test_authors_outage_rule_against_pandas():
     Checked against an independent pandas computation of the mask and of rho."""
     import datetime as dt
 
+    from cpc_core.config.core import EstimateConfig
     from cpc_core.estimate import correlation
     from cpc_core.netmob import facts as netmob
-    from cpc_core.config.core import EstimateConfig
 
     ds = _outage_series()
     city = pd.Series({"a": "Toulouse", "b": "Lyon", "c": "Lyon"})
@@ -308,8 +308,8 @@ def test_authors_outage_rule_against_pandas():
 def test_default_outage_rule_unchanged():
     """The default (known_days) excludes each city's whole known outage days (computed here from
     the local days) and nothing else; 'authors' cannot be combined with no outage handling."""
-    from cpc_core.netmob import facts as netmob
     from cpc_core.config.core import ConfigError, EstimateConfig, parse_config
+    from cpc_core.netmob import facts as netmob
 
     e = EstimateConfig()
     assert (e.exclude_known_outages, e.outage_rule, e.exclude_days) == (True, "known_days", ())

@@ -12,11 +12,11 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from cpc_core.netmob import facts as netmob
-from cpc_core.synth import generator as synth
 from cpc_core.estimate import uncertainty as U
 from cpc_core.estimate.correlation import lagged_correlation, transform
 from cpc_core.estimate.cpc import CSAM_SHARE, ONION_SHARE
+from cpc_core.netmob import facts as netmob
+from cpc_core.synth import generator as synth
 from tests import raise_if_dask_computes
 
 

@@ -28,7 +28,7 @@ BOMB_LEVELS = "abcdefghi"
 def alias_bomb(indent: str = "") -> str:
     """The classic "billion laughs": 9 levels of 9 aliases, 10^9 strings once expanded."""
     lines = [f'{indent}a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, cur in zip(BOMB_LEVELS, BOMB_LEVELS[1:]):
+    for prev, cur in zip(BOMB_LEVELS, BOMB_LEVELS[1:], strict=False):
         lines.append(f"{indent}{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
     return "\n".join(lines) + "\n"
 

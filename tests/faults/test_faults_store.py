@@ -166,8 +166,8 @@ def test_damaged_chunk_is_named_and_repaired_by_a_plain_rerun(tree, clean, damag
 def test_random_bytes_found_by_repair_and_never_read_as_data(tree, clean, damaged, client):
     """Same size, other bytes: the plain re-run's size check cannot see it, the rollup's CRC
     check refuses to read it (exit 1, named), and ``--repair`` finds it by its checksum."""
-    from cpc_core.estimate import rollup
     from cpc_core.cube import store
+    from cpc_core.estimate import rollup
 
     path = _chunk(damaged, "DL_hourly", "YouTube", 1)
     path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
@@ -209,8 +209,8 @@ def test_readers_name_lost_metadata_instead_of_switching_path(clean, damaged):
     (it used to read the 15-minute array instead, silently)."""
     import scipy.sparse as sp
 
-    from cpc_core.estimate import rollup
     from cpc_core.cube import store
+    from cpc_core.estimate import rollup
 
     (damaged / CITY / "DL_hourly" / "zarr.json").unlink()
     n = len(clean[1]["tile"])

@@ -37,7 +37,7 @@ def _probe(code: str, *args: str, env: dict | None = None) -> tuple[int, dict, s
 
 
 def test_import_cli_loads_none_of_the_heavy_libraries():
-    code = ("import json, sys\nimport jobs.cli\nheavy = %r\n"
+    code = ("import json, sys\nimport jobs.cli\nheavy = %r\n"  # noqa: UP031 - the probe's source has braces of its own
             "before = sorted(m for m in heavy if m in sys.modules)\n"
             # the control: the probe does see a heavy import when one happens
             "import cpc_core.cube.ingest\n"
@@ -52,7 +52,7 @@ def test_import_cli_loads_none_of_the_heavy_libraries():
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["cluster", "--help"]])
 def test_help_imports_no_configuration_machinery(args):
-    code = ("import json, sys\nfrom jobs.cli import main\n"
+    code = ("import json, sys\nfrom jobs.cli import main\n"  # noqa: UP031 - the probe's source has braces of its own
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
             "print(json.dumps(sorted(m for m in %r if m in sys.modules)))") % ((*HEAVY, "pydantic", "yaml"),)
     rc, seen, err = _probe(code, *args)
@@ -62,7 +62,7 @@ def test_help_imports_no_configuration_machinery(args):
 def test_config_errors_answer_without_the_pipeline(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("estimate:\n  lag_h: [1\n")
-    code = ("import json, sys\nfrom jobs.cli import main\nrc = main(sys.argv[1:])\n"
+    code = ("import json, sys\nfrom jobs.cli import main\nrc = main(sys.argv[1:])\n"  # noqa: UP031 - the probe's source has braces of its own
             "print(json.dumps({'rc': rc, 'heavy': sorted(m for m in %r if m in sys.modules)}))") % (HEAVY,)
     for args in (["run", str(tmp_path / "missing.yaml")], ["run", str(bad)],
                  ["run", str(bad.with_name("ok.yaml")), "--set", "estimate.nonsense=1"]):

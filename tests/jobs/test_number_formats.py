@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpc_core.validation import stage as vs
 from cpc_core.config.validation_options import ValidationConfig
 from cpc_core.estimate.cpc import estimate, integer_if_whole
+from cpc_core.validation import stage as vs
 
 INTEGER_TEXT = re.compile(r"^-?\d+$")
 

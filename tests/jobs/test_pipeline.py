@@ -16,8 +16,8 @@ import shapely
 from distributed import Client, LocalCluster
 from pyproj import Transformer
 
-from cpc_core.geo import tiles as geo_tiles
 from cpc_core.config.core import parse_config
+from cpc_core.geo import tiles as geo_tiles
 from jobs.pipeline import run_pipeline
 
 SYNTH = {

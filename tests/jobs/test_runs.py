@@ -20,8 +20,8 @@ import yaml
 from distributed import Client, LocalCluster
 
 from cluster import ClusterSpec, get_client
-from cpc_core.cube import store
 from cpc_core.config.core import parse_config
+from cpc_core.cube import store
 from jobs.cli import main
 from jobs.pipeline import run_pipeline
 from tests.gateway import running_gateway

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from cpc_core.validation import models as om
 from cpc_core.errors import InputDataError, UsageError
 from cpc_core.synth.generator import OUTCOME_ZERO_SHARE, VALIDATION_COEFS, VALIDATION_NOISE_SD
+from cpc_core.validation import models as om
 from cpc_core.validation.statistics import fit_ols
 
 X = ["log_cpc_per_1000", "poverty_rate", "unemployment_rate", "turnout_2017", "share_singles"]

@@ -20,11 +20,10 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from cpc_core.netmob import facts as netmob
 from cpc_core.config.validation_options import ModelsConfig, ValidationConfig
+from cpc_core.netmob import facts as netmob
 from jobs import validate
 from tests.validation.test_validation_stage import POI, _hand_frame, build_run_dir
-
 
 
 @pytest.fixture(scope="module")

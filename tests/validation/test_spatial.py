@@ -128,7 +128,7 @@ def test_attached_islands_warn_nothing_and_log_the_groups(caplog):
         warnings.simplefilter("always")
         w, info = sp.build_weights(grid)
         sp.spatial_models(grid, "y", ["x"], permutations=19)
-        warnings.warn("a warning of the caller", UserWarning)
+        warnings.warn("a warning of the caller", UserWarning, stacklevel=1)
     assert info.islands == [18] and info.attached and w.n_components == 2
     texts = [str(m.message) for m in seen]
     assert not [t for t in texts if "not fully connected" in t or "relative tolerance" in t], texts

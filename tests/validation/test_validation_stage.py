@@ -20,8 +20,6 @@ import scipy.stats
 import statsmodels.api as sm
 import xarray as xr
 
-from cpc_core.netmob import facts as netmob
-from cpc_core.validation import stage as vs
 from cpc_core.config.core import ConfigError, DisclosureConfig, load_validation_config
 from cpc_core.config.validation_options import (
     SearchInterestConfig,
@@ -30,6 +28,7 @@ from cpc_core.config.validation_options import (
 )
 from cpc_core.errors import InputDataError
 from cpc_core.estimate.cpc import correction_factor, estimate
+from cpc_core.netmob import facts as netmob
 from cpc_core.synth.generator import (
     SynthSpec,
     build_city,
@@ -37,6 +36,7 @@ from cpc_core.synth.generator import (
     write_communes,
     write_covariates,
 )
+from cpc_core.validation import stage as vs
 
 K = 0.011 * 0.41502
 POI = [
