@@ -57,12 +57,23 @@ def _local(p: str | os.PathLike | None) -> str | None:
     return None if "://" in s else s
 
 
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _tree(root: str) -> list[list]:
     """Every entry under ``root`` (relative path, kind, size, mtime_ns), sorted; symlinks are
-    recorded with their target's size and time too (a link re-pointed is a change)."""
+    recorded with their target's size and time too (a link re-pointed is a change), and linked
+    folders are entered, as the ingest's survey enters them (a file changed inside one is a
+    change); a folder reached twice (a link cycle) is entered once."""
     out: list[list] = []
     root = os.path.abspath(root)
-    for d, dirs, files in os.walk(root):
+    seen = {_inode(root)}
+    for d, dirs, files in os.walk(root, followlinks=True):
         dirs.sort()
         for name in (*dirs, *sorted(files)):
             p = os.path.join(d, name)
@@ -76,6 +87,13 @@ def _tree(root: str) -> list[list]:
             except OSError as e:  # vanished or unreadable: a signature that cannot match
                 row = [rel, "error", e.errno]
             out.append(row)
+        entered = []
+        for name in dirs:
+            node = _inode(os.path.join(d, name))
+            if node is not None and node not in seen:
+                seen.add(node)
+                entered.append(name)
+        dirs[:] = entered
     return out
 
 

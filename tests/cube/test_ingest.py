@@ -613,6 +613,43 @@ def test_survey_names_what_is_present_but_unusable_and_never_lists_a_fifo_as_dat
     assert store.read_layout(str(tmp_path / "s.zarr"), "Lyon") is None
 
 
+def test_a_tree_assembled_with_symbolic_links_is_ingested_like_the_real_one(tmp_path):
+    """NetMob trees are often assembled with links (a city's or a service's folder, or single
+    files, on another disk): each is followed to its target, the values stored are those of the
+    real tree, a link cycle is entered once, and a file changed inside a linked folder changes
+    the no-op ingest's input signature (jobs._ingest_state)."""
+    from jobs import _ingest_state
+
+    real = tmp_path / "disk" / "netmob"
+    days = [dt.date(2019, 3, 20) + dt.timedelta(days=i) for i in range(3)]
+    files = [_write(real, "Lyon", svc, d, "DL", seed=i + 3 * j)
+             for j, svc in enumerate(("Tor", "Web_Adult")) for i, d in enumerate(days)]
+    _write(real, "Nice", "Tor", days[0], "DL", seed=9)
+    linked = tmp_path / "work" / "netmob"
+    (linked / "Lyon" / "Web_Adult").mkdir(parents=True)
+    (linked / "Lyon" / "Tor").symlink_to(real / "Lyon" / "Tor", target_is_directory=True)  # a folder
+    for f in files[3:]:  # single files, each in a folder of its own
+        d = linked / "Lyon" / "Web_Adult" / f.parent.name
+        d.mkdir()
+        (d / f.name).symlink_to(f)
+    (linked / "Nice").symlink_to(real / "Nice", target_is_directory=True)  # a whole city
+    (real / "Lyon" / "Tor" / f"{days[0]:%Y%m%d}" / "back").symlink_to("..", target_is_directory=True)  # a cycle
+    sv_real, sv_link = ingest.survey(str(real)), ingest.survey(str(linked))
+    assert sv_link.ignored == {} and sv_link.unusable == []
+    assert {c: sorted(k) for c, k in sv_link.found.items()} == {c: sorted(k) for c, k in sv_real.found.items()}
+    assert len(sv_link.found["Lyon"]) == 6 and len(sv_link.found["Nice"]) == 1
+    _, _, qc_real = _run_local(real, tmp_path / "real.zarr")
+    _, _, qc_link = _run_local(linked, tmp_path / "link.zarr")
+    assert qc_link["values_stored"] == qc_real["values_stored"] > 0 and qc_link["files"] == qc_real["files"]
+    assert qc_link["ignored_files"] == qc_real["ignored_files"]
+    for city in ("Lyon", "Nice"):
+        a, b = store.open_city(str(tmp_path / "real.zarr"), city), store.open_city(str(tmp_path / "link.zarr"), city)
+        np.testing.assert_array_equal(a["DL"][:], b["DL"][:])
+    before = _ingest_state.signature(str(linked), str(tmp_path / "link.zarr"), {}, "input")
+    files[0].write_bytes(files[0].read_bytes()[:-2] + b"7\n")  # inside the linked Tor folder
+    assert _ingest_state.signature(str(linked), str(tmp_path / "link.zarr"), {}, "input") != before
+
+
 def test_majority_tile_list_when_no_first_file_is_clean(tmp_path):
     """Issue #12: quarantine takes the tiles on a valid line in more than half of the files
     tried; what is left out is listed and each of its lines is rejected and counted."""
