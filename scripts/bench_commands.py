@@ -163,6 +163,16 @@ def timed(cmd: list[str], env: dict, expect: int = 0, timeout: float = 3600) -> 
     return wall
 
 
+def cpu_probe() -> float:
+    """Seconds of a fixed pure-Python loop (10^7 additions) in a fresh process: how fast this
+    machine's CPU is at the moment. The VMs here share their host, and their speed drifts by
+    1.5x between quiet and busy periods without the load average showing it (the host's other
+    guests are not in it): read the figures of two runs with their probes."""
+    code = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(10**7):\n    s += i\nprint(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    return round(float(out.stdout.strip()), 2)
+
+
 def load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -343,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.paris_only:
         ds = QUICK if a.quick else FULL
         demo_args = ["--set", "synth.cities=[Nice]", "--set", "synth.days=4"] if a.quick else []
-        load_start = load()
+        load_start, probe_start = load(), cpu_probe()
         t0 = time.perf_counter()
         bench = Bench(ds, a.workdir, a.repeat, demo_args)
         bench.prepare()
@@ -357,11 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         rows, ratios = summarize(bench)
         diff, n_common = bench.agreement()
         results = {"dataset": asdict(ds), "rows": rows, "ratios": ratios, "load_start": load_start, "load_end": load(),
+                   "cpu_probe_s": [probe_start, cpu_probe()],
                    "rho_max_abs_diff_vs_authors": diff, "rho_areas_compared": n_common,
                    "seconds": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count()}
         notes = [f"Dataset: generated {ds.city}, scale {ds.scale:g}, {ds.days} days from {ds.start}, "
                  f"{', '.join(SERVICES)}, download. {os.cpu_count()} cores; load average {load_start} at start, "
-                 f"{results['load_end']} at the end. Rows interleaved, {a.repeat} repeat(s).",
+                 f"{results['load_end']} at the end; CPU probe (10^7 Python additions) {probe_start} s at start, "
+                 f"{results['cpu_probe_s'][1]} s at the end. Rows interleaved, {a.repeat} repeat(s).",
                  f"rho at lag {LAG}, authors' loop against cpc (rho_by_lag.csv, {n_common} areas not small with "
                  f"a rho in both): max |difference| {diff:.2g} (cpc leaves out the known outage days and areas "
                  "with too few hours; the loop does not).",

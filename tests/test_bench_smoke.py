@@ -110,6 +110,9 @@ def test_bench_commands_smoke(tmp_path):
     assert _positive(r["ratios"]["first run: worker processes / one worker of threads (processes: auto)"])
     assert r["rho_areas_compared"] > 0 and r["rho_max_abs_diff_vs_authors"] < 1e-5
     assert p.stdout.count("| `cpc") >= 7
+    # the machine's speed at both ends (a busy host slows everything alike)
+    assert len(r["cpu_probe_s"]) == 2 and all(_positive(v) for v in r["cpu_probe_s"])
+    assert "CPU probe (10^7 Python additions)" in md
 
 
 def test_bench_uncertainty_smoke():
