@@ -10,10 +10,10 @@ modules' globals. That last step matters for kernels calling kernels (``finite_m
 ``_lagged_pearson_2d``): numba resolves a callee from the caller's globals when it compiles,
 and must find a dispatcher there, not a Python object.
 
-Only the kernels of modules a re-run imports use it (``cube.store``, ``estimate.rollup``,
-``estimate.correlation``, ``estimate.uncertainty``); the parser's (``netmob``) are imported
-only to parse, so they keep ``numba.njit``. The numbers are the same: the same function is
-compiled with the same options.
+Every kernel of the library uses it (``cube.store``, ``estimate.rollup``,
+``estimate.correlation``, ``estimate.uncertainty``, ``netmob.parse``, ``netmob.textio``): a
+module that imports numba at load would make every importer pay it. The numbers are the same:
+the same function is compiled with the same options.
 """
 
 from __future__ import annotations

@@ -71,6 +71,41 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _OPTIONS: dict[str, Any] = {}
 
 
+
+def local_tree(root: str) -> Iterator[os.DirEntry]:
+    """Every entry under the local folder ``root``, depth first, in name order, symbolic links
+    to folders entered.
+
+    NetMob trees are often assembled with links (a city's or a service's folder, or the files,
+    on another disk), so the ingest's survey (:mod:`cpc_core.cube.ingest`) and the no-op
+    ingest's signature (:mod:`jobs._ingest_state`) walk them the same way, through this one
+    function. A folder reached twice (a link cycle, two links to one folder) is entered once.
+
+    Raises
+    ------
+    OSError
+        For a folder that cannot be listed (``PermissionError``), or ``root`` itself missing.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: str) -> Iterator[os.DirEntry]:
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as it:
+            found = sorted(it, key=lambda e: e.name)
+        for e in found:
+            yield e
+            try:
+                into = e.is_dir()  # follows a link
+            except OSError:  # a link loop or an entry gone meanwhile: not a folder to enter
+                into = False
+            if into:
+                yield from walk(e.path)
+
+    yield from walk(root)
+
 def scheme(p: str | os.PathLike) -> str | None:
     """The URL scheme of ``p`` in lower case (``"s3"``), or None for a plain local path."""
     m = _SCHEME.match(str(p))

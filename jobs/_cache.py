@@ -140,14 +140,16 @@ def prune_shared(folder: Path, keep: tuple[Path, ...] = (), now: float | None = 
     except OSError:
         return removed
 
-    def remove(e: os.DirEntry) -> None:
+    def remove(e: os.DirEntry) -> bool:
         try:
             os.unlink(e.path)
-            removed.append(Path(e.path))
-        except FileNotFoundError:
-            pass
+        except FileNotFoundError:  # another run's pruning was first
+            return False
         except OSError as err:
             logger.debug("shared cache: could not remove %s: %s", e.path, err)
+            return False
+        removed.append(Path(e.path))
+        return True
 
     for e in listing:
         if e.name in kept:
@@ -172,9 +174,7 @@ def prune_shared(folder: Path, keep: tuple[Path, ...] = (), now: float | None = 
             break
         if now - mtime < grace_s:
             continue
-        before = len(removed)
-        remove(e)
-        if len(removed) > before:
+        if remove(e):
             total -= size
     if removed:
         logger.info("shared cache %s: removed %d copies unused for %d days or beyond %.1f GiB", folder,

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cpc_core import storage
+
 logger = logging.getLogger(__name__)
 
 #: bump when the record's layout changes: an older record is then simply not used
@@ -57,43 +59,28 @@ def _local(p: str | os.PathLike | None) -> str | None:
     return None if "://" in s else s
 
 
-def _inode(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _tree(root: str) -> list[list]:
-    """Every entry under ``root`` (relative path, kind, size, mtime_ns), sorted; symlinks are
-    recorded with their target's size and time too (a link re-pointed is a change), and linked
-    folders are entered, as the ingest's survey enters them (a file changed inside one is a
-    change); a folder reached twice (a link cycle) is entered once."""
+    """Every entry under ``root`` (relative path, kind, size, mtime_ns), in the survey's order
+    (:func:`cpc_core.storage.local_tree`: linked folders entered, so a file changed inside one
+    is a change); symlinks are recorded with their target's size and time too (a link
+    re-pointed is a change). A folder that cannot be listed ends the walk with an error row:
+    a signature that cannot match a complete one."""
     out: list[list] = []
     root = os.path.abspath(root)
-    seen = {_inode(root)}
-    for d, dirs, files in os.walk(root, followlinks=True):
-        dirs.sort()
-        for name in (*dirs, *sorted(files)):
-            p = os.path.join(d, name)
-            rel = os.path.relpath(p, root)
+    try:
+        for e in storage.local_tree(root):
+            rel = os.path.relpath(e.path, root)
             try:
-                st = os.lstat(p)
+                st = e.stat(follow_symlinks=False)
                 row = [rel, stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns]
                 if stat.S_ISLNK(st.st_mode):
-                    t = os.stat(p)
-                    row += [os.readlink(p), t.st_size, t.st_mtime_ns]
-            except OSError as e:  # vanished or unreadable: a signature that cannot match
-                row = [rel, "error", e.errno]
+                    t = os.stat(e.path)
+                    row += [os.readlink(e.path), t.st_size, t.st_mtime_ns]
+            except OSError as err:  # vanished or unreadable: a signature that cannot match
+                row = [rel, "error", err.errno]
             out.append(row)
-        entered = []
-        for name in dirs:
-            node = _inode(os.path.join(d, name))
-            if node is not None and node not in seen:
-                seen.add(node)
-                entered.append(name)
-        dirs[:] = entered
+    except OSError as err:
+        out.append([os.path.relpath(err.filename or root, root), "error", err.errno])
     return out
 
 

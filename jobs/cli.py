@@ -77,13 +77,18 @@ DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 def _client(cfg: ClusterConfig, cli_value: str | None):
     """A Dask client (context manager) for the cluster of ``--cluster`` or of the config."""
+    return _get_client()(_cluster_spec(cfg, cli_value))
+
+
+def _get_client():
+    """:func:`cluster.get_client`, distributed imported (as a command's library, :func:`_loading`)
+    and its loggers quieted after: its import resets their levels."""
     with _loading():
-        import distributed  # noqa: F401 - before _quiet(): its import resets its loggers' levels
+        import distributed  # noqa: F401
 
         from cluster import get_client
-
     _quiet()
-    return get_client(_cluster_spec(cfg, cli_value))
+    return get_client
 
 
 def _on_demand_client(spec):
@@ -93,13 +98,8 @@ def _on_demand_client(spec):
     from jobs._client import OnDemandClient
 
     def opener():
-        import distributed  # noqa: F401 - imported here, before _quiet(): its import resets its loggers' levels
-
-        from cluster import get_client
-
-        _quiet()  # again after importing distributed
         # the input's size, when the pipeline knew it: processes: auto (cluster.in_threads)
-        return get_client(spec, input_bytes=proxy.input_bytes)
+        return _get_client()(spec, input_bytes=proxy.input_bytes)
 
     proxy = OnDemandClient(opener, spec.kind)
     if spec.kind != "local":

@@ -213,7 +213,12 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) 
                 _cache.prune_shared(shared, keep=(path,))
         elif tile_ids is not None:
             return frame  # only the rows asked for, read with a row filter
-    return frame if tile_ids is None else frame[frame["tile_id"].isin(list(tile_ids))].reset_index(drop=True)
+    return frame if tile_ids is None else _grid_rows(frame, tile_ids)
+
+
+def _grid_rows(grid: gpd.GeoDataFrame, tile_ids) -> gpd.GeoDataFrame:
+    """The rows of ``grid`` whose ``tile_id`` is in ``tile_ids``, in the grid's order."""
+    return grid[grid["tile_id"].isin(list(tile_ids))].reset_index(drop=True)
 
 
 def _read_geometry(cfg: RunConfig, path: Path, tile_ids=None) -> gpd.GeoDataFrame | None:
@@ -273,8 +278,7 @@ class _TileGrids(Mapping):
     def rows(self, city: str, tile_ids) -> gpd.GeoDataFrame:
         """The tiles of ``city`` whose ``tile_id`` is in ``tile_ids``, in the grid's order."""
         if city in self._grids:
-            grid = self._grids[city]
-            return grid[grid["tile_id"].isin(list(tile_ids))].reset_index(drop=True)
+            return _grid_rows(self._grids[city], tile_ids)
         return _tile_grid(self._cfg, city, tile_ids=tile_ids)
 
 

@@ -34,6 +34,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from cpc_core import storage
 from cpc_core.cube import store
 from cpc_core.errors import EnvironmentUnavailable
 from cpc_core.netmob import facts as netmob
@@ -364,7 +365,7 @@ def _local_entries(cdir: str) -> dict[str, dict]:
     disk); fsspec's local walk types every link "other" and does not enter linked folders, so
     their files read as "not a regular file" and missing. Here a link is typed by its target:
     a file, a folder (entered), else "other" (a FIFO, a device; a broken link or a loop, which
-    :func:`_not_regular` names). A folder reached twice (a link cycle) is entered once. One
+    :func:`_not_regular` names); the walk is :func:`cpc_core.storage.local_tree`. One
     ``scandir`` per folder and one ``stat`` per entry: on one city of the real layout (68
     services x 77 days, 15,776 entries) fsspec's ``find`` took 0.29 s and this 0.10 s, and a
     first run surveys the input three times.
@@ -375,35 +376,21 @@ def _local_entries(cdir: str) -> dict[str, dict]:
         For a folder that cannot be listed (:func:`_listing` names it).
     """
     out: dict[str, dict] = {}
-    seen: set[tuple[int, int]] = set()
-
-    def walk(folder: str) -> None:
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:
-            return
-        seen.add((st.st_dev, st.st_ino))
-        with os.scandir(folder) as it:
-            found = list(it)
-        for e in found:
-            link = e.is_symlink()
-            info: dict = {"name": e.path, "islink": link}
-            if link:
-                try:
-                    info["destination"] = os.readlink(e.path)
-                except OSError:
-                    info["destination"] = "?"
+    for e in storage.local_tree(cdir):
+        link = e.is_symlink()
+        info: dict = {"name": e.path, "islink": link}
+        if link:
             try:
-                target = e.stat(follow_symlinks=True)
-            except OSError:  # a broken link, a loop (ELOOP), or an entry gone meanwhile
-                out[e.path] = {**info, "type": "other", "size": 0}
-                continue
-            kind = ("directory" if stat.S_ISDIR(target.st_mode)
-                    else "file" if stat.S_ISREG(target.st_mode) else "other")
-            out[e.path] = {**info, "type": kind, "size": target.st_size}
-            if kind == "directory":
-                walk(e.path)
-
-    walk(cdir)
+                info["destination"] = os.readlink(e.path)
+            except OSError:
+                info["destination"] = "?"
+        try:
+            target = e.stat(follow_symlinks=True)
+        except OSError:  # a broken link, a loop (ELOOP), or an entry gone meanwhile
+            out[e.path] = {**info, "type": "other", "size": 0}
+            continue
+        kind = "directory" if stat.S_ISDIR(target.st_mode) else "file" if stat.S_ISREG(target.st_mode) else "other"
+        out[e.path] = {**info, "type": kind, "size": target.st_size}
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -634,6 +635,16 @@ def test_a_tree_assembled_with_symbolic_links_is_ingested_like_the_real_one(tmp_
         (d / f.name).symlink_to(f)
     (linked / "Nice").symlink_to(real / "Nice", target_is_directory=True)  # a whole city
     (real / "Lyon" / "Tor" / f"{days[0]:%Y%m%d}" / "back").symlink_to("..", target_is_directory=True)  # a cycle
+    # one walk for the survey and the signature: names in order, links entered, the cycle's
+    # entry listed but not entered (nothing under it twice)
+    from cpc_core import storage
+
+    seen = [os.path.relpath(e.path, real) for e in storage.local_tree(str(real))]
+    assert len(seen) == len(set(seen)) and f"Lyon/Tor/{days[0]:%Y%m%d}/back" in seen
+    assert not any(p.startswith(f"Lyon/Tor/{days[0]:%Y%m%d}/back/") for p in seen)
+    assert seen == sorted(seen, key=lambda p: p.split("/"))  # depth first, names sorted
+    walked = [os.path.relpath(e.path, linked) for e in storage.local_tree(str(linked))]
+    assert sum(p.endswith(".txt") for p in walked) == 7  # every file, through the links
     sv_real, sv_link = ingest.survey(str(real)), ingest.survey(str(linked))
     assert sv_link.ignored == {} and sv_link.unusable == []
     assert {c: sorted(k) for c, k in sv_link.found.items()} == {c: sorted(k) for c, k in sv_real.found.items()}
