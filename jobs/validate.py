@@ -48,6 +48,7 @@ from cpc_core.render import report, tables
 from cpc_core.render.labels import label
 from cpc_core.synth import truth as truthmod
 from cpc_core.validation import stage as vs
+from jobs._figure_process import FigureProcess, use_process
 from jobs._progress import progress
 
 __all__ = ["cmd", "read_inputs", "read_table", "run_validation", "validation_options"]
@@ -589,47 +590,113 @@ def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
 # --------------------------------------------------------------------------------------------
 
 
-#: figures :func:`_make_figures` may draw (Figures 1-5, the lag sweep): steps of the progress bar
+#: figures :func:`_plan_figures` may draw (Figures 1-5, the lag sweep): steps of the progress bar
 FIGURE_STEPS = 7
 
 
-def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
-                  paths_in: Mapping[str, Path | None], run_record: Mapping | None,
-                  on_figure: Callable[[str], None] | None = None,
-                  ) -> tuple[dict, list, list, list]:  # fmt: skip
-    """Figures 1-5 and the lag sweep; returns paths, report figures, skipped, removed.
+class _FigurePlan:
+    """The validation's figures: planned before the statistics, collected after them.
 
-    ``on_figure(key)`` is called after each figure is written (a progress bar's tick).
-
-    Rendered here, one after another: on two workers rendering them on the cluster measured
-    no faster (BENCHMARKS.md, problem 3), and this stage is the single-node one.
+    :meth:`add` takes a figure not yet drawn (a :class:`~cpc_core.render.figures.FigureSpec`):
+    its stored files are reused when they were drawn from the same inputs; else it goes to
+    the helper process (``jobs._figure_process``, when ``process`` is given), which draws it
+    while this process computes the statistics, or it is drawn here at :meth:`collect`.
     """
-    from cpc_core.render import figures  # matplotlib (~0.6 s) only when figures are drawn
 
-    fdir = out / "figures"
-    fdir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, str] = {}
-    skipped: list[tuple[str, str]] = []
-    removed: list[str] = []
-    shown: list[report.ReportFigure] = []
-    # the report embeds the PNG: rendered first, written only if asked for
-    formats = list(dict.fromkeys(("png", *config.figures.formats)))
-    f = prepared.stats_frame
+    def __init__(self, out: Path, config: ValidationConfig, process=None) -> None:
+        from cpc_core.render import figures  # matplotlib (~0.6 s) only when figures are drawn
 
-    def add(key: str, title: str, caption: str, fig) -> None:
-        # redrawn only when its inputs changed (a hash beside each figure)
-        data, _ = figures.render_stored(fig, fdir, key, formats, config.figures.formats, dpi=config.figures.dpi)
-        for fmt in config.figures.formats:
-            paths[f"{key}.{fmt}"] = str(fdir / f"{key}.{fmt}")
-        shown.append(report.ReportFigure(key, title, caption, data["png"]))
+        self._figures = figures
+        self.fdir = out / "figures"
+        # the report embeds the PNG: rendered first, written only if asked for
+        self.formats = list(dict.fromkeys(("png", *config.figures.formats)))
+        self.write = list(config.figures.formats)
+        self.dpi = config.figures.dpi
+        self.process = process
+        self.items: list[tuple] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.removed: list[str] = []
+
+    def add(self, key: str, title: str, caption: str, func, *args, **kwargs) -> None:
+        """Plan figure ``key`` (``func(*args, **kwargs)``, one of the figure functions)."""
+        spec = self._figures.FigureSpec(func.__name__, args, kwargs)
+        data = self._figures.stored_figure(self.fdir, key, spec.inputs, self.formats, self.write,
+                                           dpi=self.dpi)  # fmt: skip
+        fut = None
+        if data is None and self.process is not None:
+            fut = self.process.submit(spec, self.formats, self.dpi)
+        self.items.append((key, title, caption, spec, data, fut))
+
+    def collect(self, on_figure: Callable[[str], None] | None = None) -> tuple[dict, list]:
+        """Wait for, write and return the figures: (paths, report figures), in plan order.
+
+        With a helper process, this process draws too: the figures the helper has not taken
+        yet, from the last one back, while the helper goes on from the first. ``on_figure(key)``
+        is called after each figure is written (a progress bar's tick).
+        """
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from jobs._figure_process import FigureProcessError
+
+        self.fdir.mkdir(parents=True, exist_ok=True)
+        done = {i: item[4] for i, item in enumerate(self.items) if item[4] is not None}
+        todo = {item[5]: i for i, item in enumerate(self.items) if item[4] is None and item[5] is not None}
+        warned = False
+        for i, item in enumerate(self.items):  # no helper: drawn here, in order
+            if item[4] is None and item[5] is None:
+                self._finish(i, self._figures.draw(item[3], self.formats, dpi=self.dpi), done, on_figure)
+        while todo:
+            for fut in [f for f in todo if f.done()]:
+                i = todo.pop(fut)
+                try:
+                    data = fut.result()
+                except FigureProcessError as e:  # the jobs still queued are taken below
+                    if not warned:
+                        logger.warning("figures: the helper process %s; drawing the rest here", e)
+                        warned = True
+                    data = self._figures.draw(self.items[i][3], self.formats, dpi=self.dpi)
+                self._finish(i, data, done, on_figure)
+            taken = self.process.take_last() if self.process is not None else None
+            if taken is not None:
+                spec, fut = taken
+                fut.set_result(self._figures.draw(spec, self.formats, dpi=self.dpi))
+            elif todo:
+                wait(list(todo), return_when=FIRST_COMPLETED)
+        paths: dict[str, str] = {}
+        shown: list[report.ReportFigure] = []
+        for i, (key, title, caption, *_) in enumerate(self.items):
+            for fmt in self.write:
+                paths[f"{key}.{fmt}"] = str(self.fdir / f"{key}.{fmt}")
+            shown.append(report.ReportFigure(key, title, caption, done[i]["png"]))
+        return paths, shown
+
+    def _finish(self, i: int, data: dict, done: dict, on_figure) -> None:
+        key, _, _, spec, _, _ = self.items[i]
+        self._figures.store_figure(self.fdir, key, spec.inputs, data, self.formats, self.write,
+                                   dpi=self.dpi)  # fmt: skip
+        done[i] = data
         if on_figure is not None:
             on_figure(key)
+
+
+def _plan_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
+                  paths_in: Mapping[str, Path | None], run_record: Mapping | None,
+                  process=None) -> _FigurePlan:  # fmt: skip
+    """Figures 1-5, the lag sweep and the uncertainty plot, planned (:class:`_FigurePlan`).
+
+    Their data are read and prepared here (the hourly series' one compute point, the
+    polygons); with a helper ``process`` they are drawn there while the caller goes on.
+    """
+    plan = _FigurePlan(out, config, process)
+    figures = plan._figures
+    add, skipped, removed = plan.add, plan.skipped, plan.removed
+    f = prepared.stats_frame
 
     mean_rho = float(f["rho"].mean())
     add("figure1", "Figure 1: composition of the estimates",
         f"Global share = onion x pornographic x CSAM share; locally the pornographic share is "
         f"replaced by rho_j (mean {mean_rho:.3f} over {int(f['rho'].notna().sum())} communes).",
-        figures.composition(config.onion_share, config.porn_share, config.csam_share, mean_rho))  # fmt: skip
+        figures.composition, config.onion_share, config.porn_share, config.csam_share, mean_rho)  # fmt: skip
 
     if prepared.pca is not None:
         add("figure2", "Figure 2: search-interest PCA loadings",
@@ -640,7 +707,7 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             "score positive), under which "
             + (", ".join(vs.score_rule_flips(prepared.pca)) or "no component")
             + f" has the opposite sign. z-scores with ddof = {prepared.pca.ddof}.",
-            figures.pca_loadings(prepared.pca.loadings, prepared.pca.explained_variance_ratio))  # fmt: skip
+            figures.pca_loadings, prepared.pca.loadings, prepared.pca.explained_variance_ratio)  # fmt: skip
     else:
         skipped.append(("Figure 2", "no search-interest table"))
 
@@ -676,7 +743,7 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                 "Mean traffic per local weekday and hour, summed over communes, normalised to "
                 f"a maximum of 1. The cpc panel sums the {len(top)} communes with the highest "
                 "cpc per 1000 among those above the disclosure thresholds.",
-                figures.weekday_hour_heatmaps(profs))  # fmt: skip
+                figures.weekday_hour_heatmaps, profs)  # fmt: skip
             if top:
                 one = top[0]
                 name = prepared.frame.at[one, "name"] if "name" in prepared.frame else None
@@ -686,8 +753,8 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                     f"{name} ({one}): hourly cpc estimate (c_j x hourly Tor traffic) and its "
                     "weekday x hour profile. Commune level only; the paper's per-tile lines are "
                     "not published (disclosure control).",
-                    figures.top_commune(series, profiles.weekday_hour_profile(cpc.sel(area=[one])),
-                                        str(name)))  # fmt: skip
+                    figures.top_commune, series, profiles.weekday_hour_profile(cpc.sel(area=[one])),
+                    str(name))  # fmt: skip
             else:
                 skipped.append(("Figure 4", "no commune above the disclosure thresholds"))
             if n_small:
@@ -719,7 +786,7 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                 f"{len(m)} communes on a common log colour scale. Small areas "
                 f"({int(m['suppressed'].sum())}) are drawn grey and hatched without their "
                 "value. Estimates, not facts: see the cautions.",
-                figures.choropleths(m, "cpc_per_1000", by))  # fmt: skip
+                figures.choropleths, m, "cpc_per_1000", by)  # fmt: skip
             removed.append(f"Figure 5: {int(m['suppressed'].sum())} small areas drawn hatched "
                            "without their value.")  # fmt: skip
 
@@ -734,8 +801,8 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
             "Carlo of the global shares) for the top communes above the disclosure thresholds; "
             "the dashed line is the median over all of them. "
             + report.uncertainty_sentence(overlap, level),
-            figures.caterpillar(frame, top_n=CATERPILLAR_TOP, level=level or 0.90,
-                                median=overlap["median"]))  # fmt: skip
+            figures.caterpillar, frame, top_n=CATERPILLAR_TOP, level=level or 0.90,
+            median=overlap["median"])  # fmt: skip
 
     rbl_path = paths_in["rho_by_lag"]
     if rbl_path is None:
@@ -753,9 +820,9 @@ def _make_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                f"rho_j of each commune per lag, one point each (fewer than "
                f"{figures.MIN_BOX_POINTS} communes at some lag: a box plot would say less)")  # fmt: skip
         add("lag_sweep", "Lag sweep of the correlation rho_j", f"{how}, with the mean.",
-            figures.lag_sweep(rbl, marks))  # fmt: skip
+            figures.lag_sweep, rbl, marks)  # fmt: skip
 
-    return paths, shown, skipped, removed
+    return plan
 
 
 #: Communes in the caterpillar plot of the report.
@@ -1037,8 +1104,11 @@ def run_validation(
             bar.set_postfix_str(name, refresh=False)
             bar.update(1)
 
-        result = _validate(table, out_dir, config, run_dir=run_dir, disclosure=disclosure,
-                           run_record=run_record, command=command, step=step)  # fmt: skip
+        # a helper process for the figures, started at the first figure to draw, ended here
+        with FigureProcess() as process:
+            result = _validate(table, out_dir, config, run_dir=run_dir, disclosure=disclosure,
+                               run_record=run_record, command=command, step=step,
+                               process=process if use_process(config.figures.process) else None)  # fmt: skip
         bar.update(bar.total - bar.n)  # the figures that were skipped
     return result
 
@@ -1046,8 +1116,12 @@ def run_validation(
 def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: str | Path,
               config: ValidationConfig, *, run_dir: str | Path | None,
               disclosure: vs.Thresholds | None, run_record: Mapping | None, command: str | None,
-              step: Callable[[str], None]) -> dict:  # fmt: skip
-    """:func:`run_validation`'s work; ``step(name)`` after each step of the progress bar."""
+              step: Callable[[str], None], process: FigureProcess | None = None) -> dict:  # fmt: skip
+    """:func:`run_validation`'s work; ``step(name)`` after each step of the progress bar.
+
+    ``process``: where figures are drawn while the statistics are computed (None: here, after
+    them).
+    """
     out = storage.path(out_dir)  # created once the inputs have been read and checked
     if isinstance(table, vs.ValidationInputs):
         given = table
@@ -1064,6 +1138,19 @@ def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: s
                           estimates_by_lag=given.estimates_by_lag, disclosure=disclosure,
                           table_name=name, estimate=given.constants)  # fmt: skip
     step("prepared")
+    # The figures' data are read now and, with a helper process, the figures drawn there while
+    # the statistics and models below are computed (jobs._figure_process).
+    plan = None
+    if config.figures.enabled:
+        geo_path = given.paths.get("geo")
+        if geo_path is not None and not geo_path.exists():
+            raise UsageError(f"validation.geo: {clip(geo_path)}: no such file")
+        paths_in = {"hourly": given.paths.get("hourly"), "rho_by_lag": given.paths.get("rho_by_lag"),
+                    "geo": geo_path}  # fmt: skip
+        for key, p in paths_in.items():
+            if p is not None:
+                provenance_inputs[key] = _file_info(p)
+        plan = _plan_figures(out, prepared, cfg_used, paths_in, run, process)
     result = vs.compute(prepared, opts, on_step=step)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -1100,25 +1187,7 @@ def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: s
         else f"communes_public.csv: {n_small} small areas flagged (values kept)."
     ]
 
-    shown, skipped = [], []
-    if config.figures.enabled:
-        geo_path = given.paths.get("geo")
-        if geo_path is not None and not geo_path.exists():
-            raise UsageError(f"validation.geo: {clip(geo_path)}: no such file")
-        paths_in = {"hourly": given.paths.get("hourly"), "rho_by_lag": given.paths.get("rho_by_lag"),
-                    "geo": geo_path}  # fmt: skip
-        for key, p in paths_in.items():
-            if p is not None:
-                provenance_inputs[key] = _file_info(p)
-        fig_paths, shown, skipped, removed_fig = _make_figures(out, prepared, cfg_used, paths_in,
-                                                               run, on_figure=step)  # fmt: skip
-        outputs.update(fig_paths)
-        removed += removed_fig
-        for what, why in skipped:
-            logger.warning("validation: %s not produced: %s", what, why)
-    else:
-        skipped = [("Figures 1-5 and the lag sweep", "validation.figures.enabled is false")]
-
+    # drawn here while the helper process (if any) draws the figures
     truth = None
     truth_path = truthmod.find_truth(*roots) if synthetic else None
     if synthetic and truth_path is None:
@@ -1132,6 +1201,16 @@ def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: s
                                      table_lag_h=prepared.table_lag_h, planted_lag_h=planted,
                                      dpi=config.figures.dpi)  # fmt: skip
         provenance_inputs["planted truth"] = _file_info(truth_path)
+
+    shown, skipped = [], []
+    if plan is not None:
+        fig_paths, shown = plan.collect(on_figure=step)
+        outputs.update(fig_paths)
+        skipped, removed = plan.skipped, removed + plan.removed
+        for what, why in skipped:
+            logger.warning("validation: %s not produced: %s", what, why)
+    else:
+        skipped = [("Figures 1-5 and the lag sweep", "validation.figures.enabled is false")]
 
     doc = vs.to_json(prepared, result, opts)
     doc["disclosure"] = {**doc["disclosure"], "removed": removed}

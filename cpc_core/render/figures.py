@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -37,14 +38,19 @@ from cpc_core.netmob import facts as netmob
 __all__ = [
     "MIN_BOX_POINTS",
     "SUPPRESSED_STYLE",
+    "FigureSpec",
     "caterpillar",
     "choropleths",
     "composition",
+    "draw",
+    "inputs_hash",
     "lag_sweep",
     "pca_loadings",
     "render",
     "render_formats",
     "render_stored",
+    "store_figure",
+    "stored_figure",
     "sweep_comparison",
     "truth_scatter",
     "top_commune",
@@ -184,6 +190,22 @@ def _code_version() -> str:
     return hashlib.sha256(Path(__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()[:16]
 
 
+def inputs_hash(name: str, args: Sequence = (), kwargs: Mapping | None = None) -> str:
+    """The hash of a figure function's name, its arguments and the drawing code.
+
+    What :func:`render_stored` compares to decide a redraw; computed from the arguments alone,
+    so a :class:`FigureSpec` knows it before (and without) drawing.
+    """
+    h = hashlib.sha256(f"{name}:{_code_version()}".encode())
+    _feed(h, tuple(args))
+    _feed(h, dict(sorted((kwargs or {}).items())))
+    return h.hexdigest()
+
+
+#: The public figure functions (those decorated by :func:`_hashed`), by name.
+_FIGURES: dict[str, object] = {}
+
+
 def _hashed(func):
     """Record on the returned figure a hash of the function, its arguments and the drawing code
     (``fig.cpc_inputs``), for :func:`render_stored`."""
@@ -191,13 +213,54 @@ def _hashed(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         fig = func(*args, **kwargs)
-        h = hashlib.sha256(f"{func.__name__}:{_code_version()}".encode())
-        _feed(h, args)
-        _feed(h, dict(sorted(kwargs.items())))
-        fig.cpc_inputs = h.hexdigest()
+        fig.cpc_inputs = inputs_hash(func.__name__, args, kwargs)
         return fig
 
+    _FIGURES[func.__name__] = wrapper
     return wrapper
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure not drawn yet: the name of one of this module's figure functions and its
+    arguments.
+
+    Plain data (a name, frames, numbers), so it pickles: another process can draw it
+    (``jobs._figure_process``). :attr:`inputs` is the hash the drawn figure carries, known
+    without drawing.
+
+    Examples
+    --------
+    >>> spec = FigureSpec("composition", (0.011, 0.41705, 0.41502, 0.165))
+    >>> spec.inputs == spec.draw().cpc_inputs
+    True
+    >>> FigureSpec("savefig")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'savefig' is not a figure function of cpc_core.render.figures
+    """
+
+    name: str
+    args: tuple = ()
+    kwargs: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.name not in _FIGURES:
+            raise ValueError(f"{self.name!r} is not a figure function of {__name__}")
+
+    @functools.cached_property
+    def inputs(self) -> str:
+        """The input hash (:func:`inputs_hash`) of the figure this spec draws."""
+        return inputs_hash(self.name, self.args, self.kwargs)
+
+    def draw(self) -> Figure:
+        """Build the figure (not rendered)."""
+        return _FIGURES[self.name](*self.args, **self.kwargs)
+
+
+def draw(spec: FigureSpec, formats: Sequence[str], dpi: int = 110) -> dict[str, bytes]:
+    """Build ``spec``'s figure and render it in each of ``formats`` (:func:`render_formats`)."""
+    return render_formats(spec.draw(), formats, dpi=dpi)
 
 
 def _read_record(path: Path) -> dict:
@@ -214,52 +277,78 @@ def _write_record(path: Path, rec: dict) -> None:
     os.replace(tmp, path)
 
 
-def render_stored(fig: Figure, folder: Path, key: str, formats: Sequence[str], write: Sequence[str],
-                  dpi: int = 110) -> tuple[dict[str, bytes], bool]:
-    """:func:`render_formats`, unless ``folder``'s files of ``key`` were drawn from the same inputs.
+def stored_figure(folder: Path, key: str, inputs: str | None, formats: Sequence[str],
+                  write: Sequence[str], dpi: int = 110) -> dict[str, bytes] | None:
+    """The bytes of ``folder``'s files of ``key`` if they were drawn from ``inputs``, else None.
 
-    ``write``: the formats written as ``<folder>/<key>.<fmt>`` (a subset of ``formats``). A
-    folder on object storage (not a :class:`pathlib.Path`) gets the files only, drawn each time.
-    ``<folder>/inputs.json`` holds per figure its input hash (``fig.cpc_inputs``, set by every
-    public figure function from its arguments, this module's code and matplotlib's version),
-    the dpi and each file's SHA-256. When that entry matches and every format is on disk
-    unchanged, the files' bytes are returned without drawing (a re-run whose figure inputs did
-    not change: another lag leaves Figures 1-5 as they were); else the figure is rendered and
-    written, its entry last (an interrupted write is redrawn next time).
-
-    Returns
-    -------
-    (bytes per format, whether the stored files were reused)
+    ``<folder>/inputs.json`` holds per figure its input hash (:func:`inputs_hash`), the dpi,
+    the formats and each file's SHA-256: the files are reused only when that entry matches and
+    every format of ``formats`` is written (``write``) and on disk unchanged. A folder on
+    object storage (not a :class:`pathlib.Path`) never reuses: its figures are drawn each time.
     """
-    if not isinstance(folder, Path):  # object storage (storage.RemotePath): drawn every time
-        data = render_formats(fig, formats, dpi=dpi)
+    if not isinstance(folder, Path) or inputs is None or not set(formats) <= set(write):
+        return None
+    want = {"inputs": inputs, "dpi": dpi, "formats": list(dict.fromkeys(formats))}
+    entry = _read_record(folder / INPUTS_FILE).get(key)
+    if not isinstance(entry, dict) or {k: entry.get(k) for k in want} != want \
+            or not isinstance(entry.get("sha256"), dict):
+        return None
+    try:
+        data = {fmt: (folder / f"{key}.{fmt}").read_bytes() for fmt in want["formats"]}
+    except OSError:
+        return None
+    if all(hashlib.sha256(b).hexdigest() == entry["sha256"].get(fmt) for fmt, b in data.items()):
+        logger.debug("figure %s: inputs unchanged, not redrawn", key)
+        return data
+    return None
+
+
+def store_figure(folder: Path, key: str, inputs: str | None, data: Mapping[str, bytes],
+                 formats: Sequence[str], write: Sequence[str], dpi: int = 110) -> None:
+    """Write ``data``'s formats of ``write`` as ``<folder>/<key>.<fmt>``, then their entry.
+
+    The figure's old entry in ``inputs.json`` goes first and the new one is written last, so
+    an interrupted write is redrawn next time; never an entry beside files it does not
+    describe. A folder on object storage gets the files only.
+    """
+    if not isinstance(folder, Path):
         for fmt in write:
             (folder / f"{key}.{fmt}").write_bytes(data[fmt])
-        return data, False
+        return
     record_path = folder / INPUTS_FILE
-    inputs = getattr(fig, "cpc_inputs", None)
-    want = {"inputs": inputs, "dpi": dpi, "formats": list(dict.fromkeys(formats))}
     record = _read_record(record_path)
-    entry = record.get(key)
-    if inputs is not None and set(formats) <= set(write) and isinstance(entry, dict) \
-            and {k: entry.get(k) for k in want} == want and isinstance(entry.get("sha256"), dict):
-        try:
-            data = {fmt: (folder / f"{key}.{fmt}").read_bytes() for fmt in want["formats"]}
-        except OSError:
-            data = None
-        if data is not None and all(hashlib.sha256(b).hexdigest() == entry["sha256"].get(fmt)
-                                    for fmt, b in data.items()):
-            logger.debug("figure %s: inputs unchanged, not redrawn", key)
-            return data, True
-    data = render_formats(fig, formats, dpi=dpi)
-    if key in record:  # never an entry beside files it does not describe
+    if key in record:
         del record[key]
         _write_record(record_path, record)
     for fmt in write:
         (folder / f"{key}.{fmt}").write_bytes(data[fmt])
     if inputs is not None:
-        record[key] = {**want, "sha256": {f: hashlib.sha256(data[f]).hexdigest() for f in write}}
+        record[key] = {"inputs": inputs, "dpi": dpi, "formats": list(dict.fromkeys(formats)),
+                       "sha256": {f: hashlib.sha256(data[f]).hexdigest() for f in write}}
         _write_record(record_path, record)
+
+
+def render_stored(fig: Figure, folder: Path, key: str, formats: Sequence[str], write: Sequence[str],
+                  dpi: int = 110) -> tuple[dict[str, bytes], bool]:
+    """:func:`render_formats`, unless ``folder``'s files of ``key`` were drawn from the same inputs.
+
+    ``write``: the formats written as ``<folder>/<key>.<fmt>`` (a subset of ``formats``). The
+    figure's input hash is ``fig.cpc_inputs``, set by every public figure function from its
+    arguments, this module's code and matplotlib's version (:func:`inputs_hash`). When
+    :func:`stored_figure` finds the files drawn from the same inputs, their bytes are returned
+    without drawing (a re-run whose figure inputs did not change); else the figure is rendered
+    and written (:func:`store_figure`).
+
+    Returns
+    -------
+    (bytes per format, whether the stored files were reused)
+    """
+    inputs = getattr(fig, "cpc_inputs", None)
+    data = stored_figure(folder, key, inputs, formats, write, dpi=dpi)
+    if data is not None:
+        return data, True
+    data = render_formats(fig, formats, dpi=dpi)
+    store_figure(folder, key, inputs, data, formats, write, dpi=dpi)
     return data, False
 
 
