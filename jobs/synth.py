@@ -21,9 +21,9 @@ def _model(model):
     return model
 
 
-def _write_group(job, out, spec, models):
-    city, service, day = job
-    return synth.write_file(out, spec, models[city], service, day)
+def _write_group(batch, out, spec, models):
+    """Write a batch of (city, service, day) file groups; the bytes written."""
+    return sum(synth.write_file(out, spec, models[city], service, day) for city, service, day in batch)
 
 
 def run_synth(spec: synth.SynthSpec, out: str | Path, client: Client) -> dict:
@@ -46,7 +46,9 @@ def run_synth(spec: synth.SynthSpec, out: str | Path, client: Client) -> dict:
     require_workers(client, "synth", wait=False)  # check the workers there before any task
     fmodels = {c: client.submit(_model, m, key=f"synth-model-{c}-{tokenize(m)}") for c, m in models.items()}
     jobs = synth.file_jobs(spec)
-    sizes = map_with_progress(client, _write_group, jobs, "synth", str(out), spec, fmodels)
+    batches = synth.file_batches(jobs, models, spec)
+    sizes = map_with_progress(client, _write_group, batches, "synth", str(out), spec, fmodels,
+                              counts=[len(b) * len(spec.directions) for b in batches])
     summary = {
         "out": str(out),
         "files": len(jobs) * len(spec.directions),
