@@ -56,12 +56,34 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def use_process(setting: bool | None) -> bool:
-    """Whether to draw in a helper process: ``setting``, or when None, with 2+ usable CPUs.
+#: Memory the machine must have available for the helper to start by default: the helper
+#: holds ~100-150 MiB (a Python with pandas and matplotlib), so with less it is not worth it.
+MIN_AVAILABLE_BYTES = 1 << 30
 
-    On one CPU the helper would only add its start-up (~1 s of imports) to the same core.
+
+def available_bytes() -> int | None:
+    """Memory available to new processes (psutil), None when it cannot be told."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # psutil missing or the OS not telling
+        return None
+
+
+def use_process(setting: bool | None) -> bool:
+    """Whether to draw in a helper process: ``setting``; when None, with 2 or more usable CPUs
+    and at least :data:`MIN_AVAILABLE_BYTES` of memory available.
+
+    On one CPU the helper would only add its start-up (~1 s of imports) to the same core; on a
+    machine short of memory its ~100-150 MiB are better left to the rest.
     """
-    return usable_cpus() >= 2 if setting is None else bool(setting)
+    if setting is not None:
+        return bool(setting)
+    if usable_cpus() < 2:
+        return False
+    avail = available_bytes()
+    return avail is None or avail >= MIN_AVAILABLE_BYTES
 
 
 class FigureProcess:
@@ -102,12 +124,16 @@ class FigureProcess:
         return self._ended
 
     def _start(self) -> None:
+        if not sys.executable:  # an embedded interpreter: no Python to start
+            self._ended = "could not start (no Python executable: sys.executable is empty)"
+            return
         self._stderr = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=self._stderr,
                                           close_fds=True)  # fmt: skip
         except OSError as e:
+            self._stderr.close()
             self._ended = f"could not start ({e})"
             return
         level = logging.getLogger("cpc_core").getEffectiveLevel()
@@ -226,7 +252,8 @@ class FigureProcess:
         for t in self._threads:
             t.join(timeout=timeout)
         self._proc.stdout.close()
-        self._stderr.close()
+        if self._stderr is not None:
+            self._stderr.close()
 
 
 def _emit(rec: dict) -> None:

@@ -164,8 +164,9 @@ class FiguresConfig(_Frozen):
     dpi: int = Field(110, ge=50, le=600, description="resolution of the PNG figures, dots per inch")
     top_n: int = Field(10, ge=1, le=1000, description="communes in Figure 3's cpc panel (paper: 10; at most 1000)")
     process: bool | None = Field(None, description="draw the figures in a second process while the statistics "
-                                 "and models are computed (the same bytes); null: when 2 or more CPUs are "
-                                 "usable; false: in this process, after the models")
+                                 "and models are computed (the same bytes; ~100-150 MiB more memory "
+                                 "meanwhile); null: when 2 or more CPUs are usable and 1 GiB of memory "
+                                 "available; false: in this process, after the models")
 
 
 class ModelsConfig(_Frozen):

@@ -120,6 +120,10 @@ def test_a_helper_that_cannot_start_or_boot_says_why(monkeypatch):
     with fp.FigureProcess() as proc:
         with pytest.raises(fp.FigureProcessError, match="could not start"):
             proc.submit(_specs()[0], ["png"], 50).result(timeout=5)
+    monkeypatch.setattr(sys, "executable", "")
+    with fp.FigureProcess() as proc:
+        with pytest.raises(fp.FigureProcessError, match="no Python executable"):
+            proc.submit(_specs()[0], ["png"], 50).result(timeout=5)
     monkeypatch.undo()
     monkeypatch.setattr(fp, "_BOOT", "import sys; sys.exit('cpc figure helper: broken install')")
     with fp.FigureProcess() as proc:
@@ -128,11 +132,18 @@ def test_a_helper_that_cannot_start_or_boot_says_why(monkeypatch):
         assert proc.take_last()[1] is fut  # never sent: the caller draws it
 
 
-def test_use_process_follows_the_setting_then_the_cpus(monkeypatch):
+def test_use_process_follows_the_setting_then_the_cpus_and_memory(monkeypatch):
     monkeypatch.setattr(fp, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(fp, "available_bytes", lambda: 8 << 30)
     assert (fp.use_process(None), fp.use_process(True), fp.use_process(False)) == (False, True, False)
     monkeypatch.setattr(fp, "usable_cpus", lambda: 2)
     assert (fp.use_process(None), fp.use_process(False)) == (True, False)
+    monkeypatch.setattr(fp, "available_bytes", lambda: fp.MIN_AVAILABLE_BYTES - 1)
+    assert (fp.use_process(None), fp.use_process(True)) == (False, True)
+    monkeypatch.setattr(fp, "available_bytes", lambda: None)  # unknown: the CPUs decide
+    assert fp.use_process(None)
+    monkeypatch.undo()
+    assert fp.available_bytes() > 0 and fp.usable_cpus() >= 1  # this machine's own answers
 
 
 # --------------------------------------------------------------------------------------------
