@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cpc_core import storage
+from cpc_core._batching import MIN_TASK_VALUES, batched
 from cpc_core.cube import store
 from cpc_core.errors import EnvironmentUnavailable
 from cpc_core.netmob import facts as netmob
@@ -990,12 +991,6 @@ def ingest_file(task: FileTask) -> FileReport:
     return rep
 
 
-#: Least values per Dask task of the ingest: files smaller than this are grouped, so that a
-#: task's fixed cost does not dominate small cities (``docs/benchmarks-history.md``, problem
-#: 22). A NetMob file of a real city holds 1.4-7.8 M values: one file per task.
-MIN_TASK_VALUES = 1_000_000
-
-
 def batches(tasks: Sequence[FileTask], layouts: dict[str, store.CityLayout],
             min_values: int = MIN_TASK_VALUES) -> list[list[FileTask]]:  # fmt: skip
     """Consecutive tasks grouped so that each group holds at least ``min_values`` values.
@@ -1003,18 +998,7 @@ def batches(tasks: Sequence[FileTask], layouts: dict[str, store.CityLayout],
     A file's size is taken as its city's tiles x its slots (what it stores, also when missing).
     Order is kept (the plan puts big work first); a file never straddles two groups.
     """
-    out: list[list[FileTask]] = []
-    cur: list[FileTask] = []
-    acc = 0
-    for t in tasks:
-        cur.append(t)
-        acc += len(layouts[t.key.city].tiles) * t.ncols
-        if acc >= min_values:
-            out.append(cur)
-            cur, acc = [], 0
-    if cur:
-        out.append(cur)
-    return out
+    return batched(tasks, lambda t: len(layouts[t.key.city].tiles) * t.ncols, min_values)
 
 
 def ingest_files(tasks: Sequence[FileTask]) -> list[FileReport]:

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cpc_core._batching import MIN_TASK_VALUES, batched
 from cpc_core.estimate.cpc import C_FLOOR, CSAM_SHARE, ONION_SHARE, correction_factor, cpc_per_1000
 from cpc_core.netmob import facts as netmob
 from cpc_core.netmob.textio import format_netmob
@@ -288,12 +289,8 @@ def file_jobs(spec: SynthSpec) -> list[tuple[str, str, dt.date]]:
     return [(c, s, d) for c in spec.cities for s in spec.services for d in spec.day_list]
 
 
-#: Least values per batch of :func:`file_batches` (as the ingest's ``MIN_TASK_VALUES``).
-MIN_BATCH_VALUES = 1_000_000
-
-
 def file_batches(jobs: Sequence[tuple[str, str, dt.date]], models: Mapping[str, CityModel],
-                 spec: SynthSpec, min_values: int = MIN_BATCH_VALUES) -> list[list]:  # fmt: skip
+                 spec: SynthSpec, min_values: int = MIN_TASK_VALUES) -> list[list]:  # fmt: skip
     """Consecutive ``jobs`` (:func:`file_jobs`) batched to at least ``min_values`` values each.
 
     One batch is one Dask task. A demo-sized file (hundreds of tiles) takes ~5 ms to write,
@@ -311,18 +308,8 @@ def file_batches(jobs: Sequence[tuple[str, str, dt.date]], models: Mapping[str, 
     >>> [len(b) for b in file_batches(jobs, models, spec)]
     [2, 209, 91]
     """
-    out: list[list] = []
-    cur: list = []
-    acc = 0
-    for job in jobs:
-        cur.append(job)
-        acc += len(models[job[0]].tiles) * netmob.slots_per_day(job[2]) * len(spec.directions)
-        if acc >= min_values:
-            out.append(cur)
-            cur, acc = [], 0
-    if cur:
-        out.append(cur)
-    return out
+    return batched(jobs, lambda j: len(models[j[0]].tiles) * netmob.slots_per_day(j[2]) * len(spec.directions),
+                   min_values)  # fmt: skip
 
 
 def write_file(out: str | Path, spec: SynthSpec, model: CityModel, service: str, day: dt.date) -> int:
