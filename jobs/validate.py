@@ -27,8 +27,11 @@ import logging
 import platform
 import sys
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -594,6 +597,18 @@ def _outcome_models_outputs(tdir: Path, m: vs.OutcomeModels, synthetic: bool,
 FIGURE_STEPS = 7
 
 
+@dataclass
+class _Planned:
+    """One planned figure: its report entry, what draws it and, once known, its bytes."""
+
+    key: str
+    title: str
+    caption: str
+    spec: Any  # figures.FigureSpec
+    data: dict[str, bytes] | None = None  # bytes per format: stored, answered or drawn here
+    future: Future | None = None  # the helper's answer, when it was queued there
+
+
 class _FigurePlan:
     """The validation's figures: planned before the statistics, collected after them.
 
@@ -603,29 +618,31 @@ class _FigurePlan:
     while this process computes the statistics, or it is drawn here at :meth:`collect`.
     """
 
-    def __init__(self, out: Path, config: ValidationConfig, process=None) -> None:
+    def __init__(self, out: Path, config: ValidationConfig, process: FigureProcess | None = None) -> None:
         from cpc_core.render import figures  # matplotlib (~0.6 s) only when figures are drawn
 
-        self._figures = figures
+        self.figures = figures
         self.fdir = out / "figures"
         # the report embeds the PNG: rendered first, written only if asked for
         self.formats = list(dict.fromkeys(("png", *config.figures.formats)))
         self.write = list(config.figures.formats)
         self.dpi = config.figures.dpi
         self.process = process
-        self.items: list[tuple] = []
+        self.items: list[_Planned] = []
         self.skipped: list[tuple[str, str]] = []
         self.removed: list[str] = []
 
     def add(self, key: str, title: str, caption: str, func, *args, **kwargs) -> None:
         """Plan figure ``key`` (``func(*args, **kwargs)``, one of the figure functions)."""
-        spec = self._figures.FigureSpec(func.__name__, args, kwargs)
-        data = self._figures.stored_figure(self.fdir, key, spec.inputs, self.formats, self.write,
-                                           dpi=self.dpi)  # fmt: skip
-        fut = None
-        if data is None and self.process is not None:
-            fut = self.process.submit(spec, self.formats, self.dpi)
-        self.items.append((key, title, caption, spec, data, fut))
+        item = _Planned(key, title, caption, self.figures.FigureSpec(func.__name__, args, kwargs))
+        item.data = self.figures.stored_figure(self.fdir, key, item.spec.inputs, self.formats, self.write,
+                                               dpi=self.dpi)  # fmt: skip
+        if item.data is None and self.process is not None:
+            item.future = self.process.submit(item.spec, self.formats, self.dpi)
+        self.items.append(item)
+
+    def _draw(self, spec) -> dict[str, bytes]:
+        return self.figures.draw(spec, self.formats, dpi=self.dpi)
 
     def collect(self, on_figure: Callable[[str], None] | None = None) -> tuple[dict, list]:
         """Wait for, write and return the figures: (paths, report figures), in plan order.
@@ -634,61 +651,57 @@ class _FigurePlan:
         yet, from the last one back, while the helper goes on from the first. ``on_figure(key)``
         is called after each figure is written (a progress bar's tick).
         """
-        from concurrent.futures import FIRST_COMPLETED, wait
-
         from jobs._figure_process import FigureProcessError
 
         self.fdir.mkdir(parents=True, exist_ok=True)
-        done = {i: item[4] for i, item in enumerate(self.items) if item[4] is not None}
-        todo = {item[5]: i for i, item in enumerate(self.items) if item[4] is None and item[5] is not None}
+        for item in self.items:  # no helper: drawn here, in order
+            if item.data is None and item.future is None:
+                self._finish(item, self._draw(item.spec), on_figure)
+        waiting = {item.future: item for item in self.items if item.data is None}
         warned = False
-        for i, item in enumerate(self.items):  # no helper: drawn here, in order
-            if item[4] is None and item[5] is None:
-                self._finish(i, self._figures.draw(item[3], self.formats, dpi=self.dpi), done, on_figure)
-        while todo:
-            for fut in [f for f in todo if f.done()]:
-                i = todo.pop(fut)
+        while waiting:
+            for fut in [f for f in waiting if f.done()]:
+                item = waiting.pop(fut)
                 try:
                     data = fut.result()
                 except FigureProcessError as e:  # the jobs still queued are taken below
                     if not warned:
                         logger.warning("figures: the helper process %s; drawing the rest here", e)
                         warned = True
-                    data = self._figures.draw(self.items[i][3], self.formats, dpi=self.dpi)
-                self._finish(i, data, done, on_figure)
+                    data = self._draw(item.spec)
+                self._finish(item, data, on_figure)
             taken = self.process.take_last() if self.process is not None else None
             if taken is not None:
                 spec, fut = taken
-                fut.set_result(self._figures.draw(spec, self.formats, dpi=self.dpi))
-            elif todo:
-                wait(list(todo), return_when=FIRST_COMPLETED)
+                fut.set_result(self._draw(spec))
+            elif waiting:
+                wait(list(waiting), return_when=FIRST_COMPLETED)
         paths: dict[str, str] = {}
-        shown: list[report.ReportFigure] = []
-        for i, (key, title, caption, *_) in enumerate(self.items):
+        for item in self.items:
             for fmt in self.write:
-                paths[f"{key}.{fmt}"] = str(self.fdir / f"{key}.{fmt}")
-            shown.append(report.ReportFigure(key, title, caption, done[i]["png"]))
+                paths[f"{item.key}.{fmt}"] = str(self.fdir / f"{item.key}.{fmt}")
+        shown = [report.ReportFigure(i.key, i.title, i.caption, i.data["png"]) for i in self.items]
         return paths, shown
 
-    def _finish(self, i: int, data: dict, done: dict, on_figure) -> None:
-        key, _, _, spec, _, _ = self.items[i]
-        self._figures.store_figure(self.fdir, key, spec.inputs, data, self.formats, self.write,
-                                   dpi=self.dpi)  # fmt: skip
-        done[i] = data
+    def _finish(self, item: _Planned, data: dict[str, bytes], on_figure) -> None:
+        """Write a drawn figure and its record; tick the progress bar."""
+        self.figures.store_figure(self.fdir, item.key, item.spec.inputs, data, self.formats, self.write,
+                                  dpi=self.dpi)  # fmt: skip
+        item.data = data
         if on_figure is not None:
-            on_figure(key)
+            on_figure(item.key)
 
 
 def _plan_figures(out: Path, prepared: vs.Prepared, config: ValidationConfig,
                   paths_in: Mapping[str, Path | None], run_record: Mapping | None,
-                  process=None) -> _FigurePlan:  # fmt: skip
+                  process: FigureProcess | None = None) -> _FigurePlan:  # fmt: skip
     """Figures 1-5, the lag sweep and the uncertainty plot, planned (:class:`_FigurePlan`).
 
     Their data are read and prepared here (the hourly series' one compute point, the
     polygons); with a helper ``process`` they are drawn there while the caller goes on.
     """
     plan = _FigurePlan(out, config, process)
-    figures = plan._figures
+    figures = plan.figures
     add, skipped, removed = plan.add, plan.skipped, plan.removed
     f = prepared.stats_frame
 
