@@ -253,9 +253,27 @@ def day_slots_utc(day: dt.date) -> pd.DatetimeIndex:
     return idx.tz_localize(None)
 
 
+def _utc_start(day: dt.date) -> dt.datetime:
+    """The UTC instant (naive) at which local ``day`` begins: the first of its slots."""
+    local = dt.datetime.combine(day, dt.time(0), tzinfo=LOCAL_TZ)
+    return local.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+_SLOT = dt.timedelta(minutes=SLOT_MINUTES)
+
+
 def slots_per_day(day: dt.date) -> int:
-    """Number of value columns a NetMob file of local ``day`` has (96, 92 or 100)."""
-    return len(day_slots_utc(day))
+    """Number of value columns a NetMob file of local ``day`` has (96, 92 or 100).
+
+    The length of :func:`day_slots_utc`, computed with ``datetime`` alone (the planner and the
+    generator ask it for every file: building the index took ~0.2 ms a call).
+
+    Examples
+    --------
+    >>> [slots_per_day(dt.date(2019, 3, d)) for d in (30, 31)], slots_per_day(dt.date(2019, 10, 27))
+    ([96, 92], 100)
+    """
+    return (_utc_start(day + dt.timedelta(days=1)) - _utc_start(day)) // _SLOT
 
 
 def time_axis(first_day: dt.date, last_day: dt.date) -> pd.DatetimeIndex:
@@ -270,8 +288,6 @@ def time_axis(first_day: dt.date, last_day: dt.date) -> pd.DatetimeIndex:
 def day_offsets(first_day: dt.date, days: list[dt.date] | tuple[dt.date, ...]) -> np.ndarray:
     """Index of each day's first slot on the axis that starts at ``first_day``."""
     import numpy as np
-    import pandas as pd
 
-    t0 = day_slots_utc(first_day)[0]
-    step = pd.Timedelta(minutes=SLOT_MINUTES)
-    return np.array([(day_slots_utc(d)[0] - t0) // step for d in days], dtype=np.int64)
+    t0 = _utc_start(first_day)
+    return np.array([(_utc_start(d) - t0) // _SLOT for d in days], dtype=np.int64)
