@@ -195,3 +195,16 @@ def test_validation_draws_here_when_the_helper_dies(run_dir, tmp_path, monkeypat
     assert len(warned) == 1 and "ended with exit code 3; drawing the rest here" in warned[0], warned
     for p in (tmp_path / "ref" / "figures").iterdir():
         assert p.read_bytes() == (tmp_path / "out" / "figures" / p.name).read_bytes(), p.name
+
+
+def test_no_helper_when_every_figure_is_stored(run_dir, tmp_path, monkeypatch):
+    """A re-run whose figures are all stored starts no helper process (nothing to draw)."""
+    started = []
+    orig = fp.FigureProcess._start
+    monkeypatch.setattr(fp.FigureProcess, "_start", lambda self: started.append(1) or orig(self))
+    _validate(run_dir, tmp_path / "out", True)
+    assert started == [1]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "figures").iterdir()}
+    _validate(run_dir, tmp_path / "out", True)
+    assert started == [1]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out" / "figures").iterdir()} == before
