@@ -75,9 +75,13 @@ def _loading():
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
-def _client(cfg: ClusterConfig, cli_value: str | None):
-    """A Dask client (context manager) for the cluster of ``--cluster`` or of the config."""
-    return _get_client()(_cluster_spec(cfg, cli_value))
+def _client(cfg: ClusterConfig, cli_value: str | None, input_bytes: int | None = None):
+    """A Dask client (context manager) for the cluster of ``--cluster`` or of the config.
+
+    ``input_bytes``: the work's input size when known (a local cluster of threads for a small
+    one, ``cluster.processes: auto``).
+    """
+    return _get_client()(_cluster_spec(cfg, cli_value), input_bytes=input_bytes)
 
 
 def _get_client():
@@ -441,7 +445,9 @@ def cmd_synth(args) -> int:
     if "://" not in str(args.out):
         # a folder that cannot be made fails here, in one line, before a cluster starts
         Path(args.out).mkdir(parents=True, exist_ok=True)
-    with _client(ClusterConfig(), args.cluster) as client:
+    from cpc_core.synth.spec import text_bytes
+
+    with _client(ClusterConfig(), args.cluster, text_bytes(spec)) as client:
         summary = run_synth(spec, args.out, client)
     print(json.dumps(summary, indent=2))
     return 0
@@ -465,7 +471,8 @@ def cmd_ingest(args) -> int:
     if args.cluster:
         _cluster_spec(cluster_config(), args.cluster)  # a bad --cluster is refused before any work
     # the cluster starts only if there are files to ingest: a complete store is answered without one
-    qc = run_ingest(args.input, args.store, lambda: _client(cluster_config(), args.cluster), _cities(args.cities),
+    qc = run_ingest(args.input, args.store,
+                    lambda input_bytes=None: _client(cluster_config(), args.cluster, input_bytes), _cities(args.cities),
                     args.services, args.directions, on_error=args.on_error, compressor=args.compressor,
                     report_dir=args.report_dir, force=args.force, repair=args.repair)
     print(f"cube: {args.store}\nQC report: {qc['report_dir']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -52,7 +53,9 @@ def run_ingest(
     QC report lists what was repaired (``repaired``).
 
     ``client``: a ``distributed.Client``, or a function returning a context manager that yields
-    one (``cpc ingest``'s cluster), called only when there are files to ingest. A run with
+    one (``cpc ingest``'s cluster), called only when there are files to ingest; with an
+    ``input_bytes`` keyword parameter it is told their size (None when they are not all local
+    files), so that a small ingest's local cluster runs in threads (``cluster.processes``). A run with
     nothing to do, on a store and input unchanged since the last such run, is answered from
     ``<store>.ingest-state.json`` without planning (:mod:`jobs._ingest_state`); its QC report
     is the same.
@@ -116,11 +119,30 @@ def _run_tasks(plan, client) -> list:
     # small files travel in groups (a task's fixed cost would dominate them)
     groups = ingest.batches(plan.tasks, plan.layouts)
     if callable(client) and not hasattr(client, "submit"):
-        with client() as c:
+        import inspect
+
+        # a factory told the input's size starts a small ingest's local cluster in threads
+        takes_size = "input_bytes" in inspect.signature(client).parameters
+        with (client(input_bytes=_task_bytes(plan.tasks)) if takes_size else client()) as c:
             done = map_with_progress(c, ingest.ingest_files, groups, "ingest", counts=[len(g) for g in groups])
     else:
         done = map_with_progress(client, ingest.ingest_files, groups, "ingest", counts=[len(g) for g in groups])
     return [r for group in done for r in group]
+
+
+def _task_bytes(tasks) -> int | None:
+    """Bytes of the files the tasks read; None when one is not a local file (not listed)."""
+    total = 0
+    for t in tasks:
+        if t.path is None or t.unusable:
+            continue
+        if storage.is_remote(t.path):
+            return None
+        try:
+            total += os.stat(t.path).st_size
+        except OSError:
+            return None  # the task names the file
+    return total
 
 
 def _qc(store: str, plan, reports: list, outage_ratio: float, repair: bool, written: bool) -> dict:

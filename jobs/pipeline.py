@@ -56,6 +56,7 @@ from cpc_core.geo import france
 from cpc_core.geo import tiles as geo_tiles
 from cpc_core.netmob import facts as netmob
 from cpc_core.render import report as report_lib
+from cpc_core.synth import spec as synth_spec
 from cpc_core.validation.inputs import EstimateConstants
 from cpc_core.validation.results import RoleError
 from jobs import _cache
@@ -759,7 +760,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         else:
             with timer("synth"):
                 spec = cfg.synth.to_spec()
-                hint_input_bytes(client, _synth_bytes(spec))
+                hint_input_bytes(client, synth_spec.text_bytes(spec))
                 from jobs.synth import run_synth  # brings distributed: only when generating
 
                 run_synth(spec, data, client)
@@ -914,12 +915,6 @@ def _input_bytes(found: dict) -> int | None:
             except OSError:
                 return None  # the ingest names the file
     return total
-
-
-def _synth_bytes(spec) -> int:
-    """About the bytes ``run_synth`` writes (96 values a day, ~7 characters each): its cluster's size hint."""
-    tiles = sum(max(1, round(spec.scale * netmob.CITY_TILE_COUNTS[c])) for c in spec.cities)
-    return int(tiles * spec.days * len(spec.services) * len(spec.directions) * 96 * 7)
 
 
 def cluster_facts(client: Client) -> dict:

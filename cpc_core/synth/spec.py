@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cpc_core.netmob import facts as netmob
 
-__all__ = ["DEMO_CITIES", "SynthSpec", "check_cities"]
+__all__ = ["DEMO_CITIES", "SynthSpec", "check_cities", "text_bytes"]
 
 #: Default cities of the demo-sized data set (a large, two medium and a small metropole).
 DEMO_CITIES = ("Paris", "Lyon", "Toulouse", "Nice")
@@ -89,3 +89,17 @@ _REAL_COMMUNES = {
     "Dijon": 48, "Nantes": 48, "Tours": 44, "Clermont-Ferrand": 43, "Orleans": 41, "Mans": 40,
     "Nancy": 38, "Nice": 26, "Marseille": 25,
 }
+
+
+def text_bytes(spec: SynthSpec) -> int:
+    """About the bytes of NetMob text ``spec`` generates (96 values a day, ~7 characters each).
+
+    The size hint of its cluster (``cluster.processes: auto``: threads for a small input).
+
+    Examples
+    --------
+    >>> text_bytes(SynthSpec(cities=("Nice",), days=1, scale=0.01)) > 0
+    True
+    """
+    tiles = sum(max(1, round(spec.scale * netmob.CITY_TILE_COUNTS[c])) for c in spec.cities)
+    return int(tiles * spec.days * len(spec.services) * len(spec.directions) * 96 * 7)

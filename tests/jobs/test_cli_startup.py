@@ -282,3 +282,33 @@ def test_the_validation_models_import_their_statsmodels_modules_only():
     rc, seen, err = _probe(code)
     assert rc == 0, err[-2000:]
     assert seen == {"api": False, "ols": True, "logit": True}, seen
+
+
+def test_a_factory_told_the_size_gets_the_bytes_of_the_files_to_ingest(tree_copy, tmp_path, client):
+    """``run_ingest`` tells a cluster factory that takes ``input_bytes`` the size of the files
+    it ingests (the reference: os.stat of the tree's traffic files), so that ``cpc ingest``'s
+    local cluster runs a small ingest in threads; a factory without it is called bare."""
+    seen = []
+
+    def factory(input_bytes=None):
+        seen.append(input_bytes)
+        return contextlib.nullcontext(client)
+
+    run_ingest(str(tree_copy), str(tmp_path / "c.zarr"), factory, report_dir=tmp_path / "r")
+    traffic = [f for f in tree_copy.rglob("*") if f.is_file() and f.suffix != ".geojson"]
+    assert traffic and seen == [sum(f.stat().st_size for f in traffic)]
+
+
+def test_small_synth_and_ingest_commands_run_in_threads(tmp_path):
+    """``cpc synth`` and ``cpc ingest`` of a small input start one worker of threads in their
+    own process (``cluster.processes: auto``), not worker processes: they know the size."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "CPC_CACHE_DIR": str(tmp_path / "cache")}
+    data = tmp_path / "d"
+    runs = [["synth", "--out", str(data), "--cities", "Nice", "--days", "2", "--scale", "0.003"],
+            ["ingest", "--input", str(data / "netmob"), "--store", str(tmp_path / "c.zarr")]]
+    for args in runs:
+        p = subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert "Dask cluster: local, 1 worker of" in p.stderr and "threads in this process" in p.stderr, p.stderr[-2000:]
+        assert "worker processes" not in p.stderr
