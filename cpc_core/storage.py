@@ -31,7 +31,7 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +51,7 @@ __all__ = [
     "is_remote",
     "join",
     "local_path",
+    "local_size",
     "open_file",
     "path",
     "read_bytes",
@@ -118,6 +119,30 @@ def is_remote(p: str | os.PathLike | None) -> bool:
         return False
     s = scheme(p)
     return s is not None and s != "file"
+
+
+def local_size(paths: Iterable[str | os.PathLike]) -> int | None:
+    """Total bytes of local files ``paths``; None when one is an object or cannot be stat'ed.
+
+    The size hint of a local cluster (``cluster.processes: auto``): objects in a bucket are not
+    listed for it, and a file that cannot be read is named by the stage that reads it.
+
+    Examples
+    --------
+    >>> local_size([]), local_size(["s3://bucket/a.txt"]), local_size(["/no/such/file"])
+    (0, None, None)
+    >>> local_size([__file__]) == local_size([f"file://{__file__}"]) == os.stat(__file__).st_size
+    True
+    """
+    total = 0
+    for p in paths:
+        if is_remote(p):
+            return None
+        try:
+            total += os.stat(local_path(p)).st_size
+        except OSError:
+            return None
+    return total
 
 
 def local_path(p: str | os.PathLike) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -131,18 +130,8 @@ def _run_tasks(plan, client) -> list:
 
 
 def _task_bytes(tasks) -> int | None:
-    """Bytes of the files the tasks read; None when one is not a local file (not listed)."""
-    total = 0
-    for t in tasks:
-        if t.path is None or t.unusable:
-            continue
-        if storage.is_remote(t.path):
-            return None
-        try:
-            total += os.stat(t.path).st_size
-        except OSError:
-            return None  # the task names the file
-    return total
+    """Bytes of the files the tasks read (:func:`cpc_core.storage.local_size`)."""
+    return storage.local_size(t.path for t in tasks if t.path is not None and not t.unusable)
 
 
 def _qc(store: str, plan, reports: list, outage_ratio: float, repair: bool, written: bool) -> dict:

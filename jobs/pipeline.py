@@ -903,18 +903,9 @@ def _on_demand_facts(client: OnDemandClient) -> dict:
 
 
 def _input_bytes(found: dict) -> int | None:
-    """Bytes of the NetMob files the run reads; None when one is not a local file (objects in
-    a bucket are not listed for it: the cluster then uses processes, ``cluster.processes``)."""
-    total = 0
-    for files in found.values():
-        for path in files.values():
-            if storage.is_remote(path):
-                return None
-            try:
-                total += os.stat(path).st_size
-            except OSError:
-                return None  # the ingest names the file
-    return total
+    """Bytes of the NetMob files the run reads (:func:`cpc_core.storage.local_size`); None when
+    one is not a local file: the cluster then uses processes (``cluster.processes``)."""
+    return storage.local_size(path for files in found.values() for path in files.values())
 
 
 def cluster_facts(client: Client) -> dict:
