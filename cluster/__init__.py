@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import sys
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ __all__ = [
     "ClusterKind",
     "GatewayAuthKind",
     "ClusterSpec",
+    "dashboard_link",
     "get_client",
     "in_process",
     "in_threads",
@@ -209,8 +211,11 @@ class ClusterSpec:
     adapt_minimum, adapt_maximum : int, optional
         ``gateway`` only: adaptive scaling bounds. With neither ``workers`` nor
         ``adapt_*`` the cluster adapts within the gateway's own limits.
-    dashboard : bool
-        ``local``: serve the dashboard (on a free loopback port). All kinds: log
+    dashboard : bool, optional
+        ``local``: serve the dashboard (on a free loopback port). None (the default):
+        served by worker processes, not by one worker of threads in this process (a
+        small input, :func:`in_threads`): importing and starting the dashboards took
+        ~0.45 s of a ~0.5 s cluster start, for runs of a few seconds. All kinds: log
         its link when there is one.
     connect_timeout : float, optional
         All kinds: seconds to wait for the gateway's API or the scheduler to answer
@@ -251,7 +256,7 @@ class ClusterSpec:
     workers: int | None = None
     adapt_minimum: int | None = None
     adapt_maximum: int | None = None
-    dashboard: bool = True
+    dashboard: bool | None = None
     connect_timeout: float | None = None
     worker_timeout: float | None = None
 
@@ -279,8 +284,8 @@ class ClusterSpec:
                 raise ValueError(f"ClusterSpec.{name} must be a number of seconds in (0, 86400], got {value!r}")
         if self.processes is not None and self.processes not in (True, False, "auto"):
             raise ValueError(f"ClusterSpec.processes must be true, false or 'auto', got {self.processes!r}")
-        if not isinstance(self.dashboard, bool):
-            raise TypeError(f"ClusterSpec.dashboard must be a bool, got {self.dashboard!r}")
+        if self.dashboard is not None and not isinstance(self.dashboard, bool):
+            raise TypeError(f"ClusterSpec.dashboard must be a bool or None, got {self.dashboard!r}")
         if self.memory_limit is not None:
             _check_memory_limit(self.memory_limit)
         for name in ("address", "proxy_address", "username", "password"):
@@ -423,8 +428,9 @@ def get_client(spec: ClusterSpec, *, input_bytes: int | None = None) -> Iterator
         dask.config.set({"distributed.comm.timeouts.connect": f"{connect}s"}),
         openers[spec.kind](spec) as client,
     ):
-        if spec.dashboard and client.dashboard_link:
-            logger.info("Dask dashboard: %s", _dashboard_link(client))
+        link = dashboard_link(client) if spec.dashboard is not False else None
+        if link:
+            logger.info("Dask dashboard: %s", link)
         where = (
             f"Dask Gateway {public_address(spec.address or dask.config.get('gateway.address', None))}"
             if spec.kind == "gateway"
@@ -461,16 +467,22 @@ def _local_client(spec: ClusterSpec, input_bytes: int | None = None) -> Iterator
     from distributed import Client, LocalCluster
 
     n_workers, threads, memory_limit = _local_size(spec)
-    if in_threads(spec, input_bytes):
+    threaded = in_threads(spec, input_bytes)
+    dashboard = spec.dashboard if spec.dashboard is not None else not threaded
+    if threaded:
         why = "processes: false" if spec.processes is False else (
             f"processes: auto, the input is at most {format_bytes(SMALL_INPUT_BYTES)}")
-        logger.info("Dask cluster: local, 1 worker of %d threads in this process (%s), %s memory",
-                    n_workers * threads, why, format_bytes(n_workers * memory_limit))
-        # in-process transport ("inproc://"); the worker's HTTP server on loopback too, else it
-        # listens on every interface
+        logger.info("Dask cluster: local, 1 worker of %d threads in this process (%s), %s memory%s",
+                    n_workers * threads, why, format_bytes(n_workers * memory_limit),
+                    "" if dashboard else "; no dashboard (cluster.dashboard: true serves one)")
+        # in-process transport ("inproc://"); the worker's HTTP server (/health ...) on loopback
+        # too, else it listens on every interface; its dashboard only if asked (bokeh: ~0.4 s
+        # of the cluster's start)
         env, kwargs = contextlib.nullcontext(), {
             "n_workers": 1, "threads_per_worker": n_workers * threads, "memory_limit": n_workers * memory_limit,
             "processes": False, "worker_dashboard_address": "127.0.0.1:0"}
+        if not dashboard:
+            kwargs["worker_class"] = _worker_without_dashboard()
     else:
         logger.info("Dask cluster: local, %d worker processes x %d thread(s), %s memory each",
                     n_workers, threads, format_bytes(memory_limit))
@@ -482,11 +494,40 @@ def _local_client(spec: ClusterSpec, input_bytes: int | None = None) -> Iterator
     # 8787, so parallel runs never collide.
     with (
         env,
-        LocalCluster(dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": spec.dashboard}, **kwargs)
+        LocalCluster(dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": dashboard}, **kwargs)
         as cluster,
         Client(cluster) as client,
     ):
+        if not dashboard:
+            _NO_DASHBOARD.add(client)
         yield client
+
+
+@functools.cache
+def _worker_without_dashboard() -> type:
+    """A ``distributed.Worker`` whose HTTP server has no dashboard. ``LocalCluster`` ties the
+    worker's dashboard to its HTTP address (``worker_dashboard_address``); without an address the
+    server listens on every interface."""
+    from distributed import Worker
+
+    class WorkerWithoutDashboard(Worker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "dashboard": False})
+
+    return WorkerWithoutDashboard
+
+
+#: Clients of local clusters started without the dashboard: their scheduler still serves an
+#: HTTP endpoint (/health ...), whose link is not a dashboard (:func:`dashboard_link`).
+_NO_DASHBOARD: weakref.WeakSet = weakref.WeakSet()
+
+
+def dashboard_link(client: Client) -> str | None:
+    """The link of ``client``'s dashboard, or None when there is none (a local cluster
+    started without it, :class:`ClusterSpec` ``dashboard``)."""
+    if client in _NO_DASHBOARD or not getattr(client, "dashboard_link", None):
+        return None
+    return _dashboard_link(client)
 
 
 def _dashboard_link(client: Client) -> str:

@@ -909,11 +909,13 @@ def _input_bytes(found: dict) -> int | None:
 
 
 def cluster_facts(client: Client) -> dict:
+    from cluster import dashboard_link
+
     info = client.scheduler_info()
     workers = info.get("workers", {})
     return {"scheduler": client.scheduler.address, "workers": len(workers),
             "threads": int(sum(w.get("nthreads", 0) for w in workers.values())),
-            "dashboard": getattr(client, "dashboard_link", None)}
+            "dashboard": dashboard_link(client)}
 
 
 #: A run id is a folder name under ``<output.dir>/runs/``: no separators, no traversal.

@@ -197,6 +197,9 @@ class ClusterConfig(_Frozen):
     adapt_maximum: int | None = Field(None, ge=1, le=10_000, description="kind gateway: most workers of "
                                       "adaptive scaling; null: the gateway's limit")
 
+    dashboard: bool | None = Field(None, description="kind local: serve Dask's dashboard (its link is logged); null: "
+                                   "with worker processes, not with one worker of threads in this process (a small "
+                                   "input: the dashboard would be ~0.4 s of a run of seconds)")
     connect_timeout: float | None = Field(None, gt=0, le=86400, description="seconds to reach the gateway/scheduler (default 20)")
     worker_timeout: float | None = Field(None, gt=0, le=86400, description="seconds a stage waits for its first worker (default 600)")
 

@@ -101,7 +101,7 @@ def _assert_dead(pids: list[int], timeout: float = 15.0) -> None:
             ValueError,
             r"workers applies only to kind in \['gateway'\]",
         ),
-        ({"kind": "local", "dashboard": "yes"}, TypeError, "dashboard must be a bool"),
+        ({"kind": "local", "dashboard": "yes"}, TypeError, "dashboard must be a bool or None"),
         (
             {"kind": "gateway", "n_workers": 2},
             ValueError,
@@ -682,9 +682,43 @@ def test_local_processes_or_threads(processes, input_bytes, threads, cluster_log
             assert sorted(w["nthreads"] for w in info.values()) == [1, 1]
             assert os.getpid() not in _worker_pids(client)
     assert opened and all(ip in ("127.0.0.1", "::1") for ip, _ in opened), opened
-    # the dashboard link that is logged is the one that answers (loopback)
+    # the dashboard link that is logged is the one that answers (loopback); a cluster of
+    # threads in this process serves none by default (cluster.dashboard), and says so
     links = [m for m in _messages(cluster_log).splitlines() if m.startswith("Dask dashboard:")]
-    assert links and all("//127.0.0.1:" in m for m in links), links
+    if threads:
+        assert not links and "no dashboard (cluster.dashboard: true serves one)" in _messages(cluster_log)
+    else:
+        assert links and all("//127.0.0.1:" in m for m in links), links
+
+
+@pytest.mark.parametrize(("dashboard", "served"), [(None, False), (True, True), (False, False)])
+def test_threads_dashboard_only_when_asked(dashboard, served, cluster_log):
+    """One worker of threads serves the dashboard only with ``dashboard: true``: its link then
+    answers the dashboard's page, and is logged and returned by :func:`dashboard_link`."""
+    import urllib.request
+
+    spec = ClusterSpec(kind="local", n_workers=1, memory_limit="1GiB", processes=False, dashboard=dashboard)
+    with get_client(spec) as client:
+        link = cluster_mod.dashboard_link(client)
+        assert (link is not None) is served
+        if served:
+            with urllib.request.urlopen(link, timeout=10) as r:
+                assert r.status == 200 and b"Dask" in r.read()
+            assert f"Dask dashboard: {link}" in _messages(cluster_log)
+        else:
+            assert "Dask dashboard:" not in _messages(cluster_log)
+
+
+def test_small_local_cluster_does_not_import_the_dashboard():
+    """The default cluster of a small input starts without bokeh (the dashboards' ~0.4 s)."""
+    code = ("import sys; from cluster import ClusterSpec, get_client\n"
+            "with get_client(ClusterSpec(kind='local', n_workers=1, memory_limit='1GiB'), input_bytes=10) as c:\n"
+            "    assert c.submit(sum, [1, 2]).result() == 3\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'bokeh' or m.startswith('distributed.dashboard')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.mark.parametrize(("kw", "match"), [
