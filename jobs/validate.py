@@ -1145,6 +1145,10 @@ def _validate(table: str | Path | pd.DataFrame | vs.ValidationInputs, out_dir: s
     run, name = given.run, given.table_name
     own_run = run if given.own_run else None
     step("inputs read")
+    if process is not None and config.figures.enabled and not (out / "figures").exists():
+        # a first validation draws every figure: the helper boots (matplotlib) while the
+        # table is prepared and the figures planned, not after the first is planned
+        process.start()
     opts = validation_options(cfg_used)  # the library reads plain options, never the model
     prepared = vs.prepare(given.table, opts, covariates=given.covariates,
                           search_interest=given.search_interest,

@@ -53,6 +53,28 @@ def test_helper_draws_the_same_bytes_and_the_caller_takes_from_the_back():
     assert proc._proc.returncode == 0  # ended by closing its input, not killed
 
 
+def test_started_early_and_given_nothing_is_stopped_without_waiting():
+    """start() boots the helper before any job; a caller that stops before submitting one
+    (its inputs failed) does not wait for the boot to finish: the helper is killed."""
+    with fp.FigureProcess() as proc:
+        proc.start()
+        proc.start()  # once
+        assert proc.started
+        pid = proc._proc.pid
+    assert proc._proc.returncode == -signal.SIGKILL
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_started_early_then_given_jobs_answers_them():
+    specs = _specs()
+    want = figures.draw(specs[0], FORMATS)
+    with fp.FigureProcess() as proc:
+        proc.start()
+        assert proc.submit(specs[0], FORMATS, 110).result(timeout=60) == want
+    assert proc._proc.returncode == 0
+
+
 def test_a_drawing_error_is_raised_here_with_its_type():
     with fp.FigureProcess() as proc:
         bad = proc.submit(figures.FigureSpec("composition", ("not a share",)), FORMATS, 110)
