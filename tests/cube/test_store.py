@@ -346,3 +346,57 @@ def test_repair_metadata_recreates_and_resets(tmp_path):
     g = zarr.open_group(s, mode="r")["Nice"]
     assert g.attrs["layout_version"] == 2 and g["DL_total"].shape == (2, 2)
     assert store.repair_metadata(s, ["Nice"]) == []  # a second repair finds nothing
+
+
+def _layout_fields(lay):
+    return (lay.city, lay.first_day, lay.last_day, lay.services, lay.tiles.tolist(), lay.directions)
+
+
+def test_read_layout_answers_again_only_while_its_files_are_unchanged(tmp_path, monkeypatch):
+    """read_layout's kept answers: equal to zarr's own reading of the coordinates, a copy each
+    time, and dropped when any file they came from changes, by this process (an extension), by
+    another writer (zarr directly) or by damage (a lost zarr.json is still named)."""
+    import datetime as dt
+    from pathlib import Path
+
+    monkeypatch.setattr(store, "_RACY_NS", 0)  # trust the time stamps of files just written
+    reads = []
+    orig = store._read_layout
+    monkeypatch.setattr(store, "_read_layout", lambda *a: reads.append(a) or orig(*a))
+    s, lay, _ = _small_store(tmp_path)
+    first = store.read_layout(s, "Nice")
+    g = zarr.open_group(s, mode="r")["Nice"]  # the independent reference
+    assert first.tiles.tolist() == g["tile"][:].tolist() and first.services == tuple(g["service"][:])
+    n = len(reads)
+    again = store.read_layout(s, "Nice")
+    assert len(reads) == n and _layout_fields(again) == _layout_fields(first)  # kept
+    again.tiles[:] = -1  # a caller's copy
+    assert store.read_layout(s, "Nice").tiles.tolist() == list(range(10))
+    # extended here: read again
+    later = store.CityLayout("Nice", lay.first_day, dt.date(2019, 4, 2), lay.services, lay.tiles, ("DL",))
+    store.create_or_extend(s, later)
+    assert store.read_layout(s, "Nice").last_day == dt.date(2019, 4, 2)
+    # another writer changes a tile id in place (same size): seen
+    n = len(reads)
+    t = zarr.open_group(s, mode="r+")["Nice"]["tile"]
+    t[0] = 99
+    assert store.read_layout(s, "Nice").tiles[0] == 99 and len(reads) == n + 1
+    # damage: a lost array's zarr.json is named, as without the kept answer
+    store.read_layout(s, "Nice")
+    (Path(s) / "Nice" / "DL_total" / "zarr.json").unlink()
+    with pytest.raises(store.StoreDamaged, match="DL_total"):
+        store.read_layout(s, "Nice")
+
+
+def test_read_layout_does_not_keep_answers_from_files_just_written(tmp_path, monkeypatch):
+    """Files changed within the file system's clock tick could change again unseen (same size,
+    same time stamp): such an answer is read again each time."""
+    reads = []
+    orig = store._read_layout
+    monkeypatch.setattr(store, "_read_layout", lambda *a: reads.append(a) or orig(*a))
+    monkeypatch.setattr(store, "_RACY_NS", 10**12)  # every file counts as just written
+    s, _, _ = _small_store(tmp_path)
+    n = len(reads)
+    store.read_layout(s, "Nice")
+    store.read_layout(s, "Nice")
+    assert len(reads) == n + 2
