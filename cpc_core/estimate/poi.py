@@ -9,16 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from cpc_core import _lazy
 from cpc_core.estimate.constants import TOP_SHARE
+
+gpd = _lazy.module("geopandas")
 
 __all__ = [
     "poi_counts",
+    "locate_pois",
     "poi_points",
     "poi_table",
+    "poi_table_located",
     "top_tiles",
 ]
 
@@ -88,13 +92,14 @@ def poi_table(
     POIs inside each top tile are found by point-in-polygon, de-duplicated by place id within a
     measure; per tile, the tile's value is divided by its POI count; per category, the mean of
     that over the category's POIs. Categories with fewer than ``min_n`` POIs are dropped.
+    :func:`locate_pois` then :func:`poi_table_located`.
 
     Parameters
     ----------
     top
         :func:`top_tiles` output.
     tiles
-        ``city``, ``tile_id`` and polygon geometry (any CRS).
+        ``city``, ``tile_id`` and polygon geometry (any CRS): the top tiles, or more.
     pois
         ``id``, ``category``, ``lon``, ``lat`` (WGS84), or the points of :func:`poi_points`.
 
@@ -103,9 +108,48 @@ def poi_table(
     pandas.DataFrame
         ``measure, category, n, mean_value_per_poi`` sorted by measure and value.
     """
-    pts = poi_points(pois, tiles.crs)
-    sel = tiles.merge(top[["measure", "city", "tile_id", "value"]], on=["city", "tile_id"])
-    joined = gpd.sjoin(pts, sel, predicate="within", how="inner")
+    return poi_table_located(top, locate_pois(tiles, pois), min_n=min_n)
+
+
+def locate_pois(tiles: gpd.GeoDataFrame, pois: pd.DataFrame) -> pd.DataFrame:
+    """The tile each POI lies within: ``poi`` (its row in ``pois``), ``id, category, city,
+    tile_id``, in the POIs' order.
+
+    The geometric half of :func:`poi_table`: it depends on the POIs and the tile grid only, so
+    a run stores it and every re-run (another lag changes the top tiles' values, perhaps the
+    tiles) computes its table with pandas (:func:`poi_table_located`). A point on the border
+    of two tiles is within neither (shapely's ``within``); on a grid, a point is in one tile.
+
+    Parameters
+    ----------
+    tiles
+        ``city``, ``tile_id`` and polygon geometry (any CRS).
+    pois
+        ``id``, ``category``, ``lon``, ``lat`` (WGS84), or the points of :func:`poi_points`.
+    """
+    pts = poi_points(pois, tiles.crs).reset_index(drop=True)
+    joined = gpd.sjoin(pts, tiles[["city", "tile_id", tiles.geometry.name]], predicate="within", how="inner")
+    joined = joined.sort_index(kind="stable")  # the POIs' order (ties: the tiles' order)
+    out = pd.DataFrame({c: joined[c].to_numpy() for c in ("id", "category", "city", "tile_id")})
+    out.insert(0, "poi", joined.index.to_numpy())
+    return out
+
+
+def poi_table_located(top: pd.DataFrame, located: pd.DataFrame, min_n: int = 3) -> pd.DataFrame:
+    """:func:`poi_table` from the POIs already located in tiles (:func:`locate_pois`).
+
+    Examples
+    --------
+    >>> top = pd.DataFrame({"measure": ["tor_total"] * 2, "rank": [1, 2], "city": ["Nice"] * 2,
+    ...                     "tile_id": [7, 8], "value": [10.0, 4.0]})
+    >>> located = pd.DataFrame({"id": [1, 2, 3, 4], "category": ["school", "school", "mosque", "school"],
+    ...                         "city": ["Nice"] * 4, "tile_id": [7, 7, 8, 9]})
+    >>> poi_table_located(top, located, min_n=1)
+         measure category  n  mean_value_per_poi
+    0  tor_total   school  2                 5.0
+    1  tor_total   mosque  1                 4.0
+    """
+    joined = located.merge(top[["measure", "city", "tile_id", "value"]], on=["city", "tile_id"])
     if joined.empty:
         return pd.DataFrame(columns=["measure", "category", "n", "mean_value_per_poi"])
     joined = joined.drop_duplicates(["measure", "id"])

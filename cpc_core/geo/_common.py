@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
-import shapely
-from pyproj import CRS
 
-from cpc_core import storage
+from cpc_core import _lazy, storage
 from cpc_core.errors import InputDataError, clip
+
+gpd = _lazy.module("geopandas")
+pyogrio = _lazy.module("pyogrio")
+shapely = _lazy.module("shapely")
+pyproj = _lazy.module("pyproj")
+
+if TYPE_CHECKING:
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -145,12 +149,12 @@ def _repair(geoms: gpd.GeoSeries, source: str) -> gpd.GeoSeries:
 def _with_crs(frame: gpd.GeoDataFrame, stated: Any, given: Any, source: str) -> gpd.GeoDataFrame:
     """Attach the CRS: the given one wins over the file's; one of them must exist."""
     if given is not None:
-        given_crs = CRS.from_user_input(given)
-        if stated is not None and CRS.from_user_input(stated) != given_crs:
+        given_crs = pyproj.CRS.from_user_input(given)
+        if stated is not None and pyproj.CRS.from_user_input(stated) != given_crs:
             logger.info(
                 "%s: file states %s, using the given %s",
                 source,
-                CRS.from_user_input(stated).to_string(),
+                pyproj.CRS.from_user_input(stated).to_string(),
                 given_crs.to_string(),
             )
         return frame.set_crs(given_crs, allow_override=True)

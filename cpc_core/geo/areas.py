@@ -12,15 +12,12 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
-import shapely
-from pyproj import CRS
 
+from cpc_core import _lazy
 from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.geo._common import (
     _PARQUET_SUFFIXES,
@@ -36,6 +33,14 @@ from cpc_core.geo._common import (
 )
 from cpc_core.geo.tiles import tile_polygons  # noqa: F401 - used by the doctests
 from cpc_core.netmob.facts import GRID_CRS  # noqa: F401 - used by the doctests
+
+gpd = _lazy.module("geopandas")
+pyogrio = _lazy.module("pyogrio")
+shapely = _lazy.module("shapely")
+pyproj = _lazy.module("pyproj")
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
     "METRIC_CRS",
@@ -172,7 +177,7 @@ def square_grid(tiles: gpd.GeoDataFrame, size_m: float, crs: Any = METRIC_CRS) -
     if not (size_m > 0 and float(size_m).is_integer()):
         raise ValueError(f"size_m must be a positive whole number of metres, got {size_m}")
     size = int(size_m)
-    if not CRS.from_user_input(crs).is_projected:
+    if not pyproj.CRS.from_user_input(crs).is_projected:
         raise ValueError(f"square_grid needs a projected CRS in metres, got {crs}")
     metric = _require_crs(tiles, "tiles").to_crs(crs)
     geoms = metric.geometry.values

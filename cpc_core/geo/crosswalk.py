@@ -15,16 +15,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import scipy.sparse
-import shapely
-from pyproj import CRS
 
+from cpc_core import _lazy
 from cpc_core.errors import InputDataError, clip
 from cpc_core.geo._common import (
     METRIC_CRS,
@@ -37,6 +35,13 @@ from cpc_core.geo._common import (
 )
 from cpc_core.geo.tiles import tile_polygons  # noqa: F401 - used by the doctests
 from cpc_core.netmob.facts import GRID_CRS  # noqa: F401 - used by the doctests
+
+gpd = _lazy.module("geopandas")
+shapely = _lazy.module("shapely")
+pyproj = _lazy.module("pyproj")
+
+if TYPE_CHECKING:
+    from pyproj import CRS
 
 __all__ = [
     "Crosswalk",
@@ -196,7 +201,7 @@ def _prepare(tiles: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, method: str, crs:
     """Checked inputs, the metric CRS and the number of tile partitions of a crosswalk."""
     if method not in ("centroid", "area"):
         raise ValueError(f"method must be 'centroid' or 'area', got {method!r}")
-    target = CRS.from_user_input(crs)
+    target = pyproj.CRS.from_user_input(crs)
     if not target.is_projected:
         raise ValueError(f"crosswalk needs a projected (metric) CRS, got {crs}")
     tiles = _check_tiles(tiles)

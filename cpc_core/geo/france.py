@@ -13,12 +13,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
+from cpc_core import _lazy
 from cpc_core.geo._common import _head, _repair
+
+gpd = _lazy.module("geopandas")
+shapely = _lazy.module("shapely")
 
 __all__ = [
     "departments",

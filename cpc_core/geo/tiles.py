@@ -7,13 +7,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
-import shapely
-from pyproj import CRS
 
+from cpc_core import _lazy
 from cpc_core.errors import InputDataError
 from cpc_core.geo._common import (
     _as_tile_ids,
@@ -24,6 +22,13 @@ from cpc_core.geo._common import (
     _with_crs,
 )
 from cpc_core.netmob.facts import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
+
+gpd = _lazy.module("geopandas")
+shapely = _lazy.module("shapely")
+pyproj = _lazy.module("pyproj")
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
     "TILE_GRID_VERSION",
@@ -148,7 +153,7 @@ def tile_polygons(
     y = y0 + row * TILE_SIZE_M
     cells = shapely.box(x, y, x + TILE_SIZE_M, y + TILE_SIZE_M)
     out = gpd.GeoDataFrame({"tile_id": ids}, geometry=cells, crs=GRID_CRS)
-    if CRS.from_user_input(crs) != out.crs:
+    if pyproj.CRS.from_user_input(crs) != out.crs:
         out = out.to_crs(crs)
     return out
 
