@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from jobs import _ingest_state
@@ -188,8 +189,10 @@ def test_numba_kernels_compiled_once_are_loaded_by_the_next_process(tmp_path):
 def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp_path):
     """A city-sized first run gets one worker of threads in this process (``cluster.processes:
     auto``, the input measured); a lag re-run on its caches starts no cluster and never
-    imports distributed, scipy.stats, matplotlib or statsmodels (no outcome table here), and
-    reads every lag's correlation back."""
+    imports distributed, scipy.stats, matplotlib or statsmodels (no outcome table here), nor
+    geopandas and its libraries (areas, crosswalk, located POIs cached; the POI table is
+    pandas), and reads every lag's correlation back; the POI table equals the first run's
+    (the same top tiles at another lag here, values aside)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "CPC_CACHE_DIR": str(tmp_path / "cache")}
     data = tmp_path / "d"
     subprocess.run([sys.executable, "-m", "jobs.cli", "synth", "--out", str(data), "--cities", "Nice", "--days", "8",
@@ -199,6 +202,7 @@ def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp
     cfg.write_text(json.dumps({"input": {"netmob": str(data / "netmob"), "services": ["Tor", "Web_Adult", "YouTube"],
                                          "directions": ["DL"]},
                                "areas": {"path": str(data / "geo" / "communes.gpkg")},
+                               "poi": {"path": str(data / "covariates" / "poi.csv")},
                                "output": {"dir": str(tmp_path / "out")}}))
     first = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(cfg)], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
@@ -210,7 +214,8 @@ def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp
     assert run["stages"]["correlation"]["cached"] is False
     before = (tmp_path / "out" / "rho_by_lag.csv").read_bytes()
     code = ("import json, sys\nfrom jobs.cli import main\nrc = main(sys.argv[1:])\n"
-            "mods = ('distributed', 'scipy.stats', 'matplotlib', 'statsmodels', 'numba', 'jobs.validate')\n"
+            "mods = ('distributed', 'scipy.stats', 'matplotlib', 'statsmodels', 'numba', 'jobs.validate',\n"
+            "        'geopandas', 'shapely', 'pyproj', 'pyogrio')\n"
             "print(json.dumps({'rc': rc, 'imported': [m for m in mods if m in sys.modules]}))")
     probe_env = {"CPC_CACHE_DIR": str(tmp_path / "cache")}
     rc, got, err = _probe(code, "run", str(cfg), "--set", "estimate.lag_h=-2", env=probe_env)
@@ -226,6 +231,24 @@ def test_small_first_run_in_threads_and_cached_lag_rerun_without_distributed(tmp
     assert run["cluster"] == {"kind": "local", "started": False, "reason": "not needed: all inputs cached"}
     assert run["stages"]["correlation"]["cached"] is True and run["stages"]["rollup"]["cached"] is True
     assert (tmp_path / "out" / "rho_by_lag.csv").read_bytes() == before  # every lag: the same table
+    # the POI table from the POIs located at the first run equals one computed afresh from the
+    # grid, the POI file and this lag's top tiles
+    from cpc_core.config.core import RunConfig
+    from cpc_core.estimate import poi
+    from cpc_core.geo import tiles as geo_tiles
+
+    rc_ = RunConfig(**json.loads(cfg.read_text()))
+    grid = geo_tiles.read_tile_grid(rc_.areas.tiles.format(netmob=str(data / "netmob"), city="Nice"))
+    top = pd.read_csv(tmp_path / "out" / "internal" / "top_tiles.csv")
+    want = poi.poi_table(top, grid.to_crs(rc_.crosswalk.crs).assign(city="Nice"),
+                         pd.read_csv(data / "covariates" / "poi.csv"), min_n=1)
+    got = poi.poi_table_located(top, pd.concat([pd.read_parquet(p) for p in
+                                                (tmp_path / "out" / "internal" / "cache").glob("poi-located-*")]),
+                                min_n=1)
+    assert len(want) > 0
+    pd.testing.assert_frame_equal(got, want)
+    assert (tmp_path / "out" / "poi_top_tiles.csv").read_text() == \
+        want[want["n"] >= rc_.poi.min_n].reset_index(drop=True).to_csv(index=False)
 
 
 def test_the_cpc_process_freezes_its_imports_and_main_leaves_a_callers_collector_alone(tmp_path):
