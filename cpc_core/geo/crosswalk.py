@@ -57,7 +57,9 @@ logger = logging.getLogger(__name__)
 
 #: Tiles per partition of the parallel crosswalk. A partition of 20k tiles takes a few tenths
 #: of a second (well above dask's ~2 ms per-task overhead) and a NetMob city gives 1-5 of them.
-_TILES_PER_PARTITION = 20_000
+#: Tiles per partition of a crosswalk (``npartitions`` unset).
+TILES_PER_PARTITION = 20_000
+_TILES_PER_PARTITION = TILES_PER_PARTITION
 
 
 @dataclass(frozen=True, eq=False)
