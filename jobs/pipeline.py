@@ -147,9 +147,10 @@ class _Areas:
         """The table of a cached GeoParquet (geometry read at :meth:`geo`)."""
         import pyarrow.parquet as pq
 
-        meta = pq.read_schema(path).metadata or {}
+        schema = pq.read_schema(path)
+        meta = schema.metadata or {}
         geo_cols = set(json.loads(meta[b"geo"])["columns"]) if b"geo" in meta else {"geometry"}
-        cols = [c for c in pq.read_schema(path).names if c not in geo_cols and not c.startswith("__index_level_")]
+        cols = [c for c in schema.names if c not in geo_cols and not c.startswith("__index_level_")]
         return cls(pd.read_parquet(path, columns=cols), path=path, crs=crs, cached=True)
 
     def __len__(self) -> int:
@@ -208,7 +209,7 @@ def _tiles_path(cfg: RunConfig, city: str) -> str:
 GEOMETRY_CACHE_VERSION = 1
 
 
-def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) -> gpd.GeoDataFrame:
+def _cached_geometry(cfg: RunConfig, src: str, name: str, build) -> gpd.GeoDataFrame:
     """``build()`` (a GeoDataFrame in ``crosswalk.crs``), stored once as GeoParquet.
 
     The copy of a local file goes to the user's shared cache (``jobs._cache.shared_dir``),
@@ -216,9 +217,6 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) 
     reprojection's result may depend on it) and :data:`GEOMETRY_CACHE_VERSION`, so runs into
     other output folders (another grid, a sweep's variants) reuse it; a URL's copy stays in the
     run's folder. Written atomically (temp file + rename): concurrent runs never read half a file.
-
-    ``tile_ids``: only the rows with these ``tile_id`` values (in the copy's order); a local
-    copy is then read with a row filter, decoding only their geometries.
     """
     import pyproj
 
@@ -241,7 +239,7 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) 
     else:
         # an entry of the shared cache is marked used: its eviction is by last use
         present = _cache.mark_used(path) if shared is not None else path.exists()
-        frame = _read_geometry(cfg, path, tile_ids) if present else None
+        frame = _read_geometry(cfg, path) if present else None
         if frame is None:  # built once (again if another run's pruning took it), written atomically
             frame = build()
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -249,25 +247,15 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build, tile_ids=None) 
             os.replace(tmp, path)
             if shared is not None:
                 _cache.prune_shared(shared, keep=(path,))
-        elif tile_ids is not None:
-            return frame  # only the rows asked for, read with a row filter
-    return frame if tile_ids is None else _grid_rows(frame, tile_ids)
+    return frame
 
 
-def _grid_rows(grid: gpd.GeoDataFrame, tile_ids) -> gpd.GeoDataFrame:
-    """The rows of ``grid`` whose ``tile_id`` is in ``tile_ids``, in the grid's order."""
-    return grid[grid["tile_id"].isin(list(tile_ids))].reset_index(drop=True)
-
-
-def _read_geometry(cfg: RunConfig, path: Path, tile_ids=None) -> gpd.GeoDataFrame | None:
-    """A stored copy of :func:`_cached_geometry` (only the ``tile_ids`` rows, read with a row
-    filter, when given); None when it is gone (another run's pruning of the shared cache)."""
+def _read_geometry(cfg: RunConfig, path: Path) -> gpd.GeoDataFrame | None:
+    """A stored copy of :func:`_cached_geometry`; None when it is gone (another run's pruning
+    of the shared cache)."""
     # the CRS as configured: the one GeoParquet's PROJJSON gives back is equal but not
     # "exactly the same" to pyproj, and geopandas then reprojects onto itself (0.14 s)
     try:
-        if tile_ids is not None:
-            rows = gpd.read_parquet(path, filters=[("tile_id", "in", [int(t) for t in tile_ids])])
-            return rows.set_crs(cfg.crosswalk.crs, allow_override=True)
         return gpd.read_parquet(path).set_crs(cfg.crosswalk.crs, allow_override=True)
     except FileNotFoundError:
         return None
@@ -290,9 +278,8 @@ def _no_tile_grid(cfg: RunConfig, city: str) -> UsageError:
 class _TileGrids(Mapping):
     """City -> its tile grid (:func:`_tile_grid`), read when first asked for.
 
-    A re-run whose areas and crosswalks are cached needs no whole grid: the POI table asks for
-    its few top tiles only (:meth:`rows`), which are read from the cached copy with a row
-    filter. Decoding Lyon's 54,013 polygons took 0.2 s of every lag re-run (issue #14).
+    A re-run whose areas, crosswalks and located POIs are cached reads no grid: decoding Lyon's
+    54,013 polygons took 0.2 s of every lag re-run (issue #14).
     """
 
     def __init__(self, cfg: RunConfig, cities: list[str]):
@@ -313,14 +300,8 @@ class _TileGrids(Mapping):
     def __len__(self) -> int:
         return len(self._cities)
 
-    def rows(self, city: str, tile_ids) -> gpd.GeoDataFrame:
-        """The tiles of ``city`` whose ``tile_id`` is in ``tile_ids``, in the grid's order."""
-        if city in self._grids:
-            return _grid_rows(self._grids[city], tile_ids)
-        return _tile_grid(self._cfg, city, tile_ids=tile_ids)
 
-
-def _tile_grid(cfg: RunConfig, city: str, tile_ids=None) -> gpd.GeoDataFrame:
+def _tile_grid(cfg: RunConfig, city: str) -> gpd.GeoDataFrame:
     """The city's tiles in the metric CRS of the crosswalk, from a cached GeoParquet copy.
 
     The crosswalk, square grids and the POI table work in ``crosswalk.crs``, so the copy is
@@ -331,8 +312,7 @@ def _tile_grid(cfg: RunConfig, city: str, tile_ids=None) -> gpd.GeoDataFrame:
     """
     src = _tiles_path(cfg, city)
     try:
-        return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo_tiles.read_tile_grid(src).to_crs(cfg.crosswalk.crs),
-                                tile_ids=tile_ids)
+        return _cached_geometry(cfg, src, f"tiles-{city}", lambda: geo_tiles.read_tile_grid(src).to_crs(cfg.crosswalk.crs))
     except InputDataError as e:
         raise InputDataError(f"{city}: tile grid: {e}") from None
     except FileNotFoundError:
@@ -539,13 +519,9 @@ def _profiles_and_poi(cfg, out, hourly, excluded, communes, tile_ds, tiles, area
         # POI counts depend on the areas and the POI file only, not on the lag: cached
         ckey = _cache.key(stage="poi_counts", areas=areas_key, poi=_cache.file_fingerprint(cfg.poi_path),
                           crs=cfg.crosswalk.crs, categories=list(cfg.poi.categories))
-        cpath = _cache.cache_dir(cfg.output.dir) / f"poi-counts-{ckey}.parquet"
-        if cpath.exists():
-            counts = pd.read_parquet(cpath, **storage.pandas_options(cpath))
-        else:
-            counts = poi.poi_counts(areas.geo().to_crs(cfg.crosswalk.crs), _poi_points(cfg),
-                                    categories=cfg.poi.categories)
-            counts.to_parquet(cpath, **storage.pandas_options(cpath))
+        counts = _cached_table(_cache.cache_dir(cfg.output.dir) / f"poi-counts-{ckey}.parquet",
+                               lambda: poi.poi_counts(areas.geo().to_crs(cfg.crosswalk.crs), _poi_points(cfg),
+                                                      categories=cfg.poi.categories), "POI counts")
         # areas without tiles are not in communes.csv: 0 tiles, so flagged
         counts["small_area"] = estimate.small_area_flags(
             areas.table.set_index("area")["population"].reindex(counts.index),
@@ -577,16 +553,36 @@ def _located_pois(cfg: RunConfig, tiles: _TileGrids) -> pd.DataFrame:
     key = _cache.key(stage="poi_located", version=POI_LOCATION_VERSION, poi=_cache.file_fingerprint(cfg.poi_path),
                      tiles={c: _cache.file_fingerprint(_tiles_path(cfg, c)) for c in tiles}, crs=cfg.crosswalk.crs,
                      reader=geo_tiles.TILE_GRID_VERSION)
-    path = _cache.cache_dir(cfg.output.dir) / f"poi-located-{key}.parquet"
+
+    def build() -> pd.DataFrame:
+        pts = _poi_points(cfg)
+        # the tile grids are in the metric CRS already (_tile_grid)
+        located = pd.concat([poi.locate_pois(tiles[city].assign(city=city), pts) for city in tiles],
+                            ignore_index=True)
+        # one order for every city, the POIs' (as one join over all the cities' tiles gives it)
+        return located.sort_values("poi", kind="stable", ignore_index=True)
+
+    return _cached_table(_cache.cache_dir(cfg.output.dir) / f"poi-located-{key}.parquet", build, "POI locations")
+
+
+def _cached_table(path: Path, build, what: str) -> pd.DataFrame:
+    """A small table of the run's cache: read back, or ``build()`` and stored (a local file
+    written atomically, temp file + rename; an object in one PUT). An entry that cannot be read
+    (cut short, another version) is built again, and the log says so."""
     if path.exists():
-        return pd.read_parquet(path, **storage.pandas_options(path))
-    pts = _poi_points(cfg)
-    # the tile grids are in the metric CRS already (_tile_grid)
-    located = pd.concat([poi.locate_pois(tiles[city].assign(city=city), pts) for city in tiles], ignore_index=True)
-    # one order for every city, the POIs' (as one join over all the cities' tiles gives it)
-    located = located.sort_values("poi", kind="stable", ignore_index=True)
-    located.to_parquet(path, **storage.pandas_options(path))
-    return located
+        try:
+            return pd.read_parquet(path, **storage.pandas_options(path))
+        except (OSError, ValueError) as err:
+            logger.warning("%s cache %s unreadable (%s: %s): computed again", what, path, type(err).__name__,
+                           clip(str(err), 200))
+    table = build()
+    if isinstance(path, storage.RemotePath):
+        table.to_parquet(path, **storage.pandas_options(path))
+    else:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        table.to_parquet(tmp)
+        os.replace(tmp, path)
+    return table
 
 
 def _poi_points(cfg: RunConfig) -> gpd.GeoDataFrame:

@@ -4,6 +4,7 @@ and against the planted truth; invariance to workers and chunking; stage caching
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -380,26 +381,22 @@ def test_correlation_cache_gives_back_the_computed_table_and_recomputes_a_damage
     assert _correlation(cfg, hourly, key)[1]  # replaced: read back next time
 
 
-def test_tile_grids_read_only_what_is_asked(run, tmp_path):
-    """The top tiles of the POI table are read from the grid's cached copy with a row filter:
-    the same rows, columns, order and geometries as the whole grid filtered afterwards, and no
-    whole grid is decoded for them; a missing grid file is named before any work."""
+def test_tile_grids_read_only_when_asked_and_a_missing_grid_is_named(run, tmp_path):
+    """A grid is decoded when a stage first asks for it, once, equal to the GeoJSON's tiles in
+    the crosswalk's CRS; a missing grid file is named before any work."""
     from cpc_core.errors import UsageError
-    from jobs.pipeline import _TileGrids
+    from cpc_core.geo import tiles as geo_tiles
+    from jobs.pipeline import _TileGrids, _tiles_path
 
     out, _ = run
     cfg = make_cfg(out)
-    lazy, full = _TileGrids(cfg, ["Lyon", "Nice"]), _TileGrids(cfg, ["Lyon", "Nice"])
-    grid = full["Lyon"]
-    ids = grid["tile_id"].iloc[[7, 3, len(grid) - 1]].tolist() + [-5]  # any order; one absent id
-    rows = lazy.rows("Lyon", ids)
-    assert lazy._grids == {}  # nothing decoded whole
-    expect = grid[grid["tile_id"].isin(ids)].reset_index(drop=True)
-    assert list(rows.columns) == list(expect.columns) and rows["tile_id"].tolist() == expect["tile_id"].tolist()
-    assert rows.geometry.to_wkb().tolist() == expect.geometry.to_wkb().tolist() and rows.crs == expect.crs
-    assert len(lazy.rows("Nice", [])) == 0
-    # once a grid is loaded, its rows come from it
-    assert full.rows("Lyon", ids)["tile_id"].tolist() == expect["tile_id"].tolist()
+    grids = _TileGrids(cfg, ["Lyon", "Nice"])
+    assert grids._grids == {} and list(grids) == ["Lyon", "Nice"]
+    lyon = grids["Lyon"]
+    assert list(grids._grids) == ["Lyon"] and grids["Lyon"] is lyon  # once
+    want = geo_tiles.read_tile_grid(_tiles_path(cfg, "Lyon")).to_crs(cfg.crosswalk.crs)
+    assert lyon["tile_id"].tolist() == want["tile_id"].tolist() and lyon.crs == want.crs
+    assert lyon.geometry.to_wkb().tolist() == want.geometry.to_wkb().tolist()
     (tmp_path / "data").symlink_to(out / "data")
     cfg2 = make_cfg(tmp_path, areas={"tiles": str(tmp_path / "nowhere" / "{city}.geojson")})
     with pytest.raises(UsageError, match=r"areas.tiles: no tile grid for Lyon at .*nowhere/Lyon.geojson"):
@@ -674,3 +671,26 @@ def test_counts_are_written_as_integers(run):
     assert pub["population"].str.fullmatch(r"\d+").all()
     parquet = pd.read_parquet(out / "communes.parquet").set_index("commune")
     assert parquet["population"].dtype == np.int64 and parquet["n_tiles"].dtype == np.int64
+
+
+def test_cached_tables_are_written_whole_and_rebuilt_when_unreadable(tmp_path, caplog):
+    """The POI locations and counts of the run's cache: built once and read back equal; an
+    entry cut short is named in the log and built again; no temp file is left."""
+    from jobs.pipeline import _cached_table
+
+    calls = []
+    frame = pd.DataFrame({"poi": [0, 2], "id": ["a", "b"], "tile_id": [7, 9]})
+
+    def build():
+        calls.append(1)
+        return frame
+
+    path = tmp_path / "poi-located-x.parquet"
+    pd.testing.assert_frame_equal(_cached_table(path, build, "POI locations"), frame)
+    pd.testing.assert_frame_equal(_cached_table(path, build, "POI locations"), frame)
+    assert calls == [1] and [p.name for p in tmp_path.iterdir()] == [path.name]
+    path.write_bytes(path.read_bytes()[:20])  # cut short
+    with caplog.at_level(logging.WARNING, logger="jobs.pipeline"):
+        pd.testing.assert_frame_equal(_cached_table(path, build, "POI locations"), frame)
+    assert calls == [1, 1] and f"POI locations cache {path} unreadable" in caplog.text
+    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
