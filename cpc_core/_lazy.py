@@ -2,8 +2,8 @@
 
 geopandas (with shapely and pyproj) takes ~0.4 s to import; a re-run whose geometry is all
 cached (another lag) reads none, yet every module of :mod:`cpc_core.geo` is imported with the
-pipeline. Those modules name ``gpd``, ``shapely`` and ``pyproj`` through :func:`module`:
-the import happens at the first attribute read (``gpd.GeoDataFrame``), once.
+pipeline. Those modules take the handles below (``from cpc_core._lazy import geopandas as
+gpd``): the import happens at the first attribute read (``gpd.GeoDataFrame``), once.
 
 Examples
 --------
@@ -35,3 +35,10 @@ class LazyModule(types.ModuleType):
 def module(name: str) -> LazyModule:
     """A :class:`LazyModule` for ``name`` (imported at the first attribute read)."""
     return LazyModule(name)
+
+
+#: The geometry libraries, for the modules that build or read geometry.
+geopandas = module("geopandas")
+shapely = module("shapely")
+pyproj = module("pyproj")
+pyogrio = module("pyogrio")

@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cpc_core import _lazy, storage
+from cpc_core import storage
+from cpc_core._lazy import geopandas as gpd
 from cpc_core.config.core import RunConfig, redact_message, redacted
 from cpc_core.cube import ingest as ingest_lib
 from cpc_core.cube import store
@@ -66,8 +67,6 @@ if TYPE_CHECKING:
 from jobs._compute import progress
 from jobs._lock import exclusive
 from jobs.ingest import run_ingest
-
-gpd = _lazy.module("geopandas")
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cpc_core import _lazy
+from cpc_core._lazy import geopandas as gpd
 from cpc_core.estimate.constants import TOP_SHARE
-
-gpd = _lazy.module("geopandas")
 
 __all__ = [
     "poi_counts",

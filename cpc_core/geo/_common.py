@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cpc_core import _lazy, storage
+from cpc_core import storage
+from cpc_core._lazy import geopandas as gpd
+from cpc_core._lazy import pyogrio, pyproj, shapely
 from cpc_core.errors import InputDataError, clip
-
-gpd = _lazy.module("geopandas")
-pyogrio = _lazy.module("pyogrio")
-shapely = _lazy.module("shapely")
-pyproj = _lazy.module("pyproj")
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,13 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cpc_core import _lazy
+from cpc_core._lazy import geopandas as gpd
+from cpc_core._lazy import pyogrio, pyproj, shapely
 from cpc_core.errors import InputDataError, UsageError, clip
 from cpc_core.geo._common import (
     _PARQUET_SUFFIXES,
@@ -33,14 +34,6 @@ from cpc_core.geo._common import (
 )
 from cpc_core.geo.tiles import tile_polygons  # noqa: F401 - used by the doctests
 from cpc_core.netmob.facts import GRID_CRS  # noqa: F401 - used by the doctests
-
-gpd = _lazy.module("geopandas")
-pyogrio = _lazy.module("pyogrio")
-shapely = _lazy.module("shapely")
-pyproj = _lazy.module("pyproj")
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "METRIC_CRS",

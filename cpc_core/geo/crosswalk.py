@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from cpc_core import _lazy
+from cpc_core._lazy import geopandas as gpd
+from cpc_core._lazy import pyproj, shapely
 from cpc_core.errors import InputDataError, clip
 from cpc_core.geo._common import (
     METRIC_CRS,
@@ -35,10 +36,6 @@ from cpc_core.geo._common import (
 )
 from cpc_core.geo.tiles import tile_polygons  # noqa: F401 - used by the doctests
 from cpc_core.netmob.facts import GRID_CRS  # noqa: F401 - used by the doctests
-
-gpd = _lazy.module("geopandas")
-shapely = _lazy.module("shapely")
-pyproj = _lazy.module("pyproj")
 
 if TYPE_CHECKING:
     from pyproj import CRS

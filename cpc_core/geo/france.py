@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cpc_core import _lazy
+from cpc_core._lazy import geopandas as gpd
+from cpc_core._lazy import shapely
 from cpc_core.geo._common import _head, _repair
-
-gpd = _lazy.module("geopandas")
-shapely = _lazy.module("shapely")
 
 __all__ = [
     "departments",

@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from cpc_core import _lazy
+from cpc_core._lazy import geopandas as gpd
+from cpc_core._lazy import pyproj, shapely
 from cpc_core.errors import InputDataError
 from cpc_core.geo._common import (
     _as_tile_ids,
@@ -22,13 +23,6 @@ from cpc_core.geo._common import (
     _with_crs,
 )
 from cpc_core.netmob.facts import CITY_DIMS, CITY_ORIGINS, GRID_CRS, TILE_SIZE_M
-
-gpd = _lazy.module("geopandas")
-shapely = _lazy.module("shapely")
-pyproj = _lazy.module("pyproj")
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "TILE_GRID_VERSION",
