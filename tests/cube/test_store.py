@@ -291,36 +291,37 @@ def test_damaged_chunk_never_read_as_data(tmp_path):
 def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeypatch):
     """ENOSPC on a chunk write: EnvironmentUnavailable (exit 3) naming the chunk's path; the
     file's status stays pending and no temp file is left; the same write succeeds later."""
-    import builtins
     import errno
 
     from cpc_core.errors import EnvironmentUnavailable
 
     s, lay, blocks = _small_store(tmp_path)
     store.mark_pending(s, "Nice", "DL", [(1, 0)])
-    real_open = builtins.open
+    real_write = store._zarr._write_file
     writes = []
 
-    def full_after_three(path, mode="r", *a, **k):
-        if "w" in mode:
-            writes.append(path)
-            if len(writes) > 3:
-                raise OSError(errno.ENOSPC, "No space left on device")
-        return real_open(path, mode, *a, **k)
+    def full_after_three(path, data):
+        writes.append(path)
+        if len(writes) > 3:  # the file is created, then its write fails, as on a full disk
+            real_write(path, data[:1])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
 
-    monkeypatch.setattr(store._zarr, "open", full_after_three, raising=False)
+    monkeypatch.setattr(store._zarr, "_write_file", full_after_three)
     with pytest.raises(EnvironmentUnavailable, match=r"disk full writing .*c\.zarr/Nice/DL/c/1/0/3: free space"):
         store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
     monkeypatch.undo()
     assert store.file_states(s, "Nice", "DL")[0][1, 0] == store.STATUS["pending"]
     assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
-    # the status cell itself on a full disk: the temp file is removed
-    monkeypatch.setattr(store._zarr, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")),
-                        raising=False)
+    # the status cell itself on a full disk: the temp file, created and cut short, is removed
+    writes.clear()
+    monkeypatch.setattr(store._zarr, "_write_file", lambda path, data: (real_write(path, b""), writes.append(path),
+                                                                        (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))))
     a = store.open_city(s, "Nice", mode="r+")["DL_status"]
     with pytest.raises(OSError):
         store._put_cell(a, 1, 0, store.STATUS["ok"])
     monkeypatch.undo()
+    assert len(writes) == 1 and writes[0].endswith(".tmp")  # written to a temp file, then removed
     assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
     store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
     assert store.verify(s, lay, full=True) == []
