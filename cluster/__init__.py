@@ -500,6 +500,10 @@ def _local_client(spec: ClusterSpec, input_bytes: int | None = None) -> Iterator
     ):
         if not dashboard:
             _NO_DASHBOARD.add(client)
+        if not threaded:  # their records reach this terminal: one line each, as cpc's own
+            from cluster._worker_logs import install_on_local_workers
+
+            install_on_local_workers(client)
         yield client
 
 

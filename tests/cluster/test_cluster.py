@@ -729,3 +729,38 @@ def test_small_local_cluster_does_not_import_the_dashboard():
 def test_processes_option_is_validated(kw, match):
     with pytest.raises(ValueError, match=match):
         ClusterSpec(**kw)
+
+
+def _log_an_exception() -> None:
+    import logging as lg
+
+    try:
+        raise OSError("Stream is closed")
+    except OSError:
+        lg.getLogger("distributed.worker").exception("Failed to communicate with scheduler during heartbeat.")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_local_worker_processes_log_exceptions_in_one_line(debug, capfd):
+    """A worker process's record with an exception (distributed's heartbeat race at shutdown)
+    reaches the terminal as one line, the exception's type and message folded in; with --debug
+    (the root logger at DEBUG) the traceback is kept. Independent reference: the text the worker
+    process wrote to the inherited stderr."""
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    try:
+        spec = ClusterSpec(kind="local", n_workers=1, memory_limit="1GiB", processes=True, dashboard=False)
+        with get_client(spec) as client:
+            client.run(_log_an_exception)
+            time.sleep(0.5)  # the worker's stderr is unbuffered, but let it reach the file
+            err = capfd.readouterr().err
+    finally:
+        root.setLevel(old)
+    line = [ln for ln in err.splitlines() if "during heartbeat" in ln]
+    assert len(line) == 1, err[-2000:]
+    if debug:
+        assert "Traceback (most recent call last)" in err and line[0].endswith("during heartbeat.")
+    else:
+        assert "Traceback" not in err, err[-2000:]
+        assert line[0].endswith("Failed to communicate with scheduler during heartbeat. (OSError: Stream is closed)")
