@@ -330,19 +330,13 @@ def _crosswalk(cfg: RunConfig, city: str, tiles: Mapping[str, gpd.GeoDataFrame],
             return xwalk.Crosswalk(pd.read_parquet(path, **storage.pandas_options(path)), np.array(m["unmatched"], dtype=np.int64),
                                  np.array(m["tiles"], dtype=np.int64), m["method"], m["crs"])
     with timer(f"crosswalk:{city}", overlaps="ingest"):
-        grid = tiles[city]
-        if len(grid) <= xwalk.TILES_PER_PARTITION:
-            # one partition: its kernel, called here (a graph of one task would cost the import
-            # of dask-geopandas and dask.dataframe, ~0.5 s beside the ingest's threads)
-            xw = xwalk.crosswalk(grid, areas.geo(), method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
-        else:
-            # dask-geopandas on local threads: shapely releases the GIL, and one city's tiles
-            # (<= 82k in NetMob) are cheaper to join in this process than to ship to the workers
-            plan = xwalk.crosswalk_lazy(grid, areas.geo(), method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
-            # dask.threaded.get, not "threads": a named scheduler makes dask import distributed
-            # (to look for a client), 0.15-0.3 s that a run without a cluster need not pay
-            (table,) = dask.compute(plan.table, scheduler=dask.threaded.get)
-            xw = plan.finish(table)
+        # on local threads: shapely releases the GIL, and one city's tiles (<= 82k in NetMob)
+        # are cheaper to join in this process than to ship to the workers
+        plan = xwalk.crosswalk_lazy(tiles[city], areas.geo(), method=cfg.crosswalk.method, crs=cfg.crosswalk.crs)
+        # dask.threaded.get, not "threads": a named scheduler makes dask import distributed
+        # (to look for a client), 0.15-0.3 s that a run without a cluster need not pay
+        (table,) = dask.compute(plan.table, scheduler=dask.threaded.get)
+        xw = plan.finish(table)
         xw.table.to_parquet(path, **storage.pandas_options(path))
         meta.write_text(json.dumps({"unmatched": xw.unmatched.tolist(), "tiles": xw.tiles.tolist(),
                                     "method": xw.method, "crs": str(xw.crs)}))

@@ -40,16 +40,18 @@ def _is_lazy(obj) -> bool:
     return dask.is_dask_collection(obj)
 
 
-def test_crosswalk_lazy_builds_a_graph_and_matches_point_in_polygon():
+@pytest.mark.parametrize("nparts", [3, 1])
+def test_crosswalk_lazy_builds_a_graph_and_matches_point_in_polygon(nparts):
     # a 6 x 4 grid of 100 m tiles, areas: the west half, and two quarters of the east half
+    # (one partition: a delayed kernel, no dask-geopandas graph; the same rows)
     ids = list(range(24))
     tiles = geo_tiles.tile_polygons((0.0, 0.0), ids, cols=6)
     boxes = {"w": shapely.box(0, 0, 300, 400), "ne": shapely.box(300, 200, 600, 400),
              "se": shapely.box(300, 0, 600, 120)}  # centroids at y = 150 east are in no area
     areas = gpd.GeoDataFrame({"area": list(boxes)}, geometry=list(boxes.values()), crs=GRID_CRS)
     with raise_if_dask_computes():
-        plan = xwalk.crosswalk_lazy(tiles, areas, crs=GRID_CRS, npartitions=3)
-    assert _is_lazy(plan.table) and plan.npartitions == 3
+        plan = xwalk.crosswalk_lazy(tiles, areas, crs=GRID_CRS, npartitions=nparts)
+    assert _is_lazy(plan.table) and plan.npartitions == nparts
     (table,) = dask.compute(plan.table, scheduler="sync")
     got = plan.finish(table)
     # reference: each tile's centroid tested against every box (closed sets, smallest code)
@@ -61,6 +63,27 @@ def test_crosswalk_lazy_builds_a_graph_and_matches_point_in_polygon():
     assert dict(zip(got.table["tile_id"].tolist(), got.table["area"].tolist(), strict=True)) == expected
     assert sorted(got.unmatched.tolist()) == sorted(set(ids) - set(expected))
     assert set(got.unmatched.tolist()) != set()  # the gap is really there
+
+
+def test_one_partition_crosswalk_needs_no_dask_geopandas():
+    """A small city's crosswalk (one partition) is one delayed kernel: computing it in a fresh
+    process imports neither dask-geopandas nor dask.dataframe (~0.5 s beside the ingest)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, dask, geopandas as gpd, shapely\n"
+            "from cpc_core.geo import crosswalk as xw, tiles as gt\n"
+            "t = gt.tile_polygons((0.0, 0.0), list(range(6)), cols=3)\n"
+            "a = gpd.GeoDataFrame({'area': ['a']}, geometry=[shapely.box(0, 0, 300, 200)], crs='EPSG:27572')\n"
+            "p = xw.crosswalk_lazy(t, a, crs='EPSG:27572')\n"
+            "(tb,) = dask.compute(p.table, scheduler='sync')\n"
+            "print(p.npartitions, len(p.finish(tb).table), [m for m in ('dask_geopandas', 'dask.dataframe') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "6", "[]"], out.stdout
 
 
 def test_weekday_hour_cells_lazy_matches_pandas_groupby():

@@ -54,9 +54,7 @@ logger = logging.getLogger(__name__)
 
 #: Tiles per partition of the parallel crosswalk. A partition of 20k tiles takes a few tenths
 #: of a second (well above dask's ~2 ms per-task overhead) and a NetMob city gives 1-5 of them.
-#: Tiles per partition of a crosswalk (``npartitions`` unset).
-TILES_PER_PARTITION = 20_000
-_TILES_PER_PARTITION = TILES_PER_PARTITION
+_TILES_PER_PARTITION = 20_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,7 +173,8 @@ class CrosswalkPlan:
     ----------
     table
         ``dask.dataframe`` of the kernel rows (``tile_id``, ``area``, ``weight``, and
-        ``overlap`` under the centroid rule), one partition per partition of the tiles.
+        ``overlap`` under the centroid rule), one partition per partition of the tiles; for
+        one partition, a ``dask.delayed`` of the kernel (computes to the same frame).
     tiles
         Every tile id passed in, sorted.
     method, crs
@@ -306,13 +305,18 @@ def crosswalk_lazy(
     [0, 1, 2]
     """
     tiles, areas, target, nparts = _prepare(tiles, areas, method, crs, npartitions)
-    import dask_geopandas  # only where a crosswalk is built: a re-run from cache never pays its import
-
-    dtiles = dask_geopandas.from_geopandas(tiles, npartitions=nparts)
     # One graph key for the areas, shared by every partition's task (not one copy per task).
     shared = dask.delayed(areas[["area", "geometry"]], pure=True)
     kernel = _centroid_partition if method == "centroid" else _area_partition
-    graph = dtiles.map_partitions(kernel, shared, target, meta=_table_meta(method))
+    if nparts == 1:
+        # one task: the kernel itself, without dask-geopandas and dask.dataframe (~0.5 s of
+        # imports for a small city, beside the ingest's threads)
+        graph = dask.delayed(kernel, pure=True)(tiles, shared, target)
+    else:
+        import dask_geopandas  # only where a crosswalk is built: a re-run from cache never pays its import
+
+        dtiles = dask_geopandas.from_geopandas(tiles, npartitions=nparts)
+        graph = dtiles.map_partitions(kernel, shared, target, meta=_table_meta(method))
     return CrosswalkPlan(graph, np.sort(tiles["tile_id"].to_numpy(np.int64)), method,
                          target.to_string(), nparts)
 
