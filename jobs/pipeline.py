@@ -193,10 +193,23 @@ def _cached_areas(cfg: RunConfig, cities: list[str], tiles: dict[str, gpd.GeoDat
     if path.exists():
         return _Areas.stored(path, cfg.crosswalk.crs)
     frame = load_areas(cfg, tiles)
+    _put_parquet(frame, path)
+    return _Areas.built(frame)
+
+
+def _put_parquet(frame: pd.DataFrame, path: Path | storage.RemotePath) -> None:
+    """Store a cache entry whole: a local file through a temp file and a rename (concurrent runs
+    never read half a file), an object in one PUT (never seen half-written)."""
+    if isinstance(path, storage.RemotePath):
+        import io
+
+        buf = io.BytesIO()
+        frame.to_parquet(buf)
+        path.write_bytes(buf.getvalue())
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame.to_parquet(tmp)
     os.replace(tmp, path)
-    return _Areas.built(frame)
 
 
 def _tiles_path(cfg: RunConfig, city: str) -> str:
@@ -232,18 +245,14 @@ def _cached_geometry(cfg: RunConfig, src: str, name: str, build) -> gpd.GeoDataF
             frame = gpd.read_parquet(io.BytesIO(path.read_bytes())).set_crs(cfg.crosswalk.crs, allow_override=True)
         else:
             frame = build()
-            buf = io.BytesIO()
-            frame.to_parquet(buf)
-            path.write_bytes(buf.getvalue())  # one PUT: an object is never seen half-written
+            _put_parquet(frame, path)
     else:
         # an entry of the shared cache is marked used: its eviction is by last use
         present = _cache.mark_used(path) if shared is not None else path.exists()
         frame = _read_geometry(cfg, path) if present else None
         if frame is None:  # built once (again if another run's pruning took it), written atomically
             frame = build()
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            frame.to_parquet(tmp)
-            os.replace(tmp, path)
+            _put_parquet(frame, path)
             if shared is not None:
                 _cache.prune_shared(shared, keep=(path,))
     return frame
@@ -569,12 +578,7 @@ def _cached_table(path: Path, build, what: str) -> pd.DataFrame:
             logger.warning("%s cache %s unreadable (%s: %s): computed again", what, path, type(err).__name__,
                            clip(str(err), 200))
     table = build()
-    if isinstance(path, storage.RemotePath):
-        table.to_parquet(path, **storage.pandas_options(path))
-    else:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        table.to_parquet(tmp)
-        os.replace(tmp, path)
+    _put_parquet(table, path)
     return table
 
 
