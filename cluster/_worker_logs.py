@@ -37,16 +37,13 @@ class OneLineRecords(logging.Filter):
         return True
 
 
-def _install(root: logging.Logger | None = None) -> int:
+def _install() -> None:
     """Add :class:`OneLineRecords` to every handler of the root and ``distributed`` loggers
-    (once); return how many handlers have it."""
-    n = 0
-    for log in (root or logging.getLogger(), logging.getLogger("distributed")):
+    (once each)."""
+    for log in (logging.getLogger(), logging.getLogger("distributed")):
         for handler in log.handlers:
             if not any(isinstance(f, OneLineRecords) for f in handler.filters):
                 handler.addFilter(OneLineRecords())
-            n += 1
-    return n
 
 
 def plugin() -> Any:

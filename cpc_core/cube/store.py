@@ -56,6 +56,7 @@ import errno
 import json
 import logging
 import os
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,10 +193,11 @@ _RACY_NS = 50_000_000
 
 
 def _layout_stamp(store: str, city: str) -> tuple | None:
-    """(name, size, mtime_ns) of every file :func:`read_layout` and :func:`lost_metadata` read
-    for ``city``: the root and city ``zarr.json``, each array's ``zarr.json`` and the
-    coordinates' chunk files. None for an object store, a missing folder, or a file changed
-    within the last :data:`_RACY_NS` (not cached then)."""
+    """(path, size, mtime_ns, inode) of every file :func:`read_layout` and
+    :func:`lost_metadata` read for ``city`` (the root and city ``zarr.json``, each array's
+    ``zarr.json``, the coordinates' chunk files) and the city folder's entries. None for an
+    object store, a missing folder, or a file changed (or its inode, ctime) within the last
+    :data:`_RACY_NS` (not cached then)."""
     if "://" in _location(store):
         return None
     root = os.path.abspath(_location(store))
@@ -224,8 +226,6 @@ def _layout_stamp(store: str, city: str) -> tuple | None:
                         add(os.path.join(dirpath, f))
     except OSError:
         return None
-    import time
-
     if time.time_ns() - newest < _RACY_NS:
         return None
     return tuple(rows)
