@@ -585,7 +585,12 @@ def _read_store_task(
     total = 0.0
     for si in services:
         for a in range(h0, h1, step):
-            total += float(arr[si, :, a * 4 : min(a + step, h1) * 4].sum(dtype=np.float64))
+            b = min(a + step, h1)
+            if arr.ndim == 4:  # layout 3 (indexed by local day): the store's own slot reader
+                blk = store.read_slots(store_path, city, direction, si, a * 4, b * 4)
+            else:
+                blk = arr[si, :, a * 4 : b * 4]
+            total += float(np.nansum(blk, dtype=np.float64))
     return total
 
 
@@ -602,7 +607,7 @@ def cube_read_store(
     for city in cities:
         g = store.open_city(store_path, city)
         names = [str(x) for x in g["service"][:]]
-        n_tiles, n_hours = g["DL"].shape[1], g["DL"].shape[2] // 4
+        n_tiles, n_hours = g["DL"].shape[1], g["time"].shape[0] // 4
         for x in SERVICES:  # one task per service and block, as rollup_store on this array
             for h0, h1 in rollup.task_spans(n_tiles, n_hours, hours_per_task):
                 tasks.append(

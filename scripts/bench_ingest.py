@@ -47,11 +47,14 @@ def codec_micro(store_path: str, city: str, max_chunks: int = 72, repeat: int = 
     )
     g = store.open_city(store_path, city)
     arr = g["DL"]
-    n_s, _, n_t = arr.shape
+    n_s = arr.shape[0]
     chunks = []
     per_service = max(1, max_chunks // n_s)
     for s in range(n_s):
-        for k in range(min(per_service, n_t // store.TIME_CHUNK)):
+        if arr.ndim == 4:  # layout 3: a file's chunk (tiles, 100 slots, NaN-padded)
+            chunks += [np.ascontiguousarray(arr[s, :, d, :]) for d in range(min(per_service, arr.shape[2]))]
+            continue
+        for k in range(min(per_service, arr.shape[2] // store.TIME_CHUNK)):
             chunks.append(
                 np.ascontiguousarray(arr[s, :, k * store.TIME_CHUNK : (k + 1) * store.TIME_CHUNK])
             )

@@ -76,6 +76,24 @@ def cube(tmp_path_factory, synth_tree, client) -> str:
     return store
 
 
+@pytest.fixture(scope="session")
+def cube_v2(tmp_path_factory, synth_tree, client) -> str:
+    """The same tree ingested into a layout-2 store (what cpc wrote before layout 3: the
+    15-minute arrays indexed by UTC time, one chunk per hour): stores users already have.
+
+    The layout is decided where the store is created (in this process, before any task); the
+    workers write each array in the layout they find.
+    """
+    from cpc_core.cube import store as store_mod
+    from jobs.ingest import run_ingest
+
+    store = str(tmp_path_factory.mktemp("cube_v2") / "cube.zarr")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store_mod, "LAYOUT_VERSION", 2)
+        run_ingest(str(synth_tree / "netmob"), store, client)
+    return store
+
+
 @pytest.fixture
 def tree_copy(tmp_path, synth_tree) -> Path:
     """A private, modifiable copy of the small NetMob tree."""

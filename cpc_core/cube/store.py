@@ -6,7 +6,10 @@ Layout of ``STORE.zarr/<City>/``::
     service     (service,)            str      service names in the order they were added
     time        (time,)               int64    UTC instants, CF "minutes since 1970-01-01"
     day         (day,)                int64    local days, CF "days since 1970-01-01"
-    DL, UL      (service, tile, time) float32  traffic; NaN = missing (never zero-filled)
+    DL, UL      (service, tile, day, slot[100]) float32
+                                               traffic, one row of slots per local day (92, 96
+                                               or 100 of them; the rest is NaN padding); NaN =
+                                               missing (never zero-filled)
     DL_hourly   (service, tile, day, local_hour[25]) float32
                                                the same traffic summed to UTC hours, one row of
                                                hours per local day (23, 24 or 25 of them; the
@@ -14,16 +17,22 @@ Layout of ``STORE.zarr/<City>/``::
     DL_status   (service, day)        int8     per-file state, see ``STATUS``
     DL_total    (service, day)        float64  per-file sum of stored values (for QC)
     DL_chunks   (service, day, 26, 2) uint32   per-file record of the chunks it wrote: byte size
-                                               and CRC-32 of each hour chunk of DL (entries
-                                               0..24) and of its DL_hourly chunk (entry 25);
-                                               0, 0 = not recorded
+                                               and CRC-32 of its DL chunk (entry 0) and of its
+                                               DL_hourly chunk (entry 25); 0, 0 = not recorded
 
-Chunking (decided by the write pattern, see ``docs/decisions.md``): ``(1, min(tiles, 131072),
-4)``, i.e. one service, all tiles of a city, one UTC hour. Paris offsets are whole hours, so
-every UTC hour lies in exactly one local day and therefore in exactly one NetMob file: each
-ingest task owns whole chunks, writes never race, and a file's chunks are complete the moment
-its status chunk says so. A chunk is ~1.3 MB for Paris. Readers use larger Dask chunks (a day
-or a week of hours) spanning many Zarr chunks; hourly rollups line up with chunk edges.
+This is layout version 3. Chunking (decided by the write pattern, see ``docs/decisions.md``):
+``(1, min(tiles, 131072), 1, 100)``, i.e. one service, all tiles of a city, one local day: one
+chunk per NetMob file, so each ingest task owns whole chunks, writes never race, and a file's
+chunks are complete the moment its status chunk says so. A chunk is ~33 MB before compression
+for Paris. :func:`open_cube` gives the (service, tile, time) view (slot k of day d is the UTC
+instant ``time[offset of d + k]``), one Dask chunk per file.
+
+Layouts 1 and 2 (stores written before) index ``DL``/``UL`` by UTC time, ``(service, tile,
+time)`` in chunks of one UTC hour ``(1, tiles, 4)`` (Paris offsets are whole hours, so every
+UTC hour lies in one local day and one file; a longer chunk would straddle a DST day), and
+record a file's hour chunks in entries 0..24 of ``DL_chunks``. They are read, verified,
+repaired and extended as they are: a city keeps the layout it was created with, and every
+reader branches on the traffic array's shape.
 
 The hourly array exists because every estimate uses hourly sums only: a rollup reading it
 reads 4x fewer values, in chunks of a whole day (``(1, tiles, 1, 25)``, ~8 MB for Paris), and
@@ -93,13 +102,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 2  # 2: adds <DIR>_hourly
-TIME_CHUNK = 4  # slots: one UTC hour, see module docstring
+LAYOUT_VERSION = 3  # 2: adds <DIR>_hourly; 3: <DIR> indexed by local day (one chunk per file)
+TIME_CHUNK = 4  # slots of a layout-2 store's <DIR> chunk: one UTC hour, see module docstring
 HOURS_PAD = 25  # columns of a local day in <DIR>_hourly: the longest day (autumn DST) has 25 hours
+SLOTS_PAD = 4 * HOURS_PAD  # columns of a local day in a layout-3 <DIR>: the autumn DST day has 100 slots
 MAX_TILE_CHUNK = 131_072
 #: entries of a file's chunk record: its hour chunks (at most 25, the autumn DST day) + its hourly chunk
 CHUNK_RECORDS = HOURS_PAD + 1
 HOURLY_RECORD = HOURS_PAD  # the entry of the hourly chunk
+DAY_RECORD = 0  # the entry of a layout-3 file's one <DIR> chunk
 
 #: the remedy every StoreDamaged message ends with (a plain re-run repairs lost metadata and
 #: chunks of the wrong size too, but only --repair compares checksums: this one always works)
@@ -317,11 +328,12 @@ COORDINATE_ATTRS: dict[str, dict] = {
 }
 
 
-def _city_attrs(city: str, hourly: bool) -> dict:
-    """The attributes :func:`_create` gives a city group (``tiles_from`` is added by the ingest)."""
+def _city_attrs(city: str, version: int | None = None) -> dict:
+    """The attributes :func:`_create` gives a city group (``tiles_from`` is added by the ingest);
+    ``version``: the layout's, :data:`LAYOUT_VERSION` by default."""
     return {
         "city": city,
-        "layout_version": LAYOUT_VERSION if hourly else 1,
+        "layout_version": LAYOUT_VERSION if version is None else version,
         "grid_dims": list(netmob.CITY_DIMS.get(city, ())),
         "grid_crs": netmob.GRID_CRS,
         "time_rule": "UTC instants of the 15-minute slots of local Europe/Paris days",
@@ -489,7 +501,9 @@ def _create_or_extend_impl(
         g["day"][:] = _day_numbers(out.days)
     # only arrays whose shape changes: zarr rewrites the metadata of every resize, a fixed cost
     # a re-run that changes nothing must not pay
-    shapes = {d: (n_s, len(out.tiles), n_t) for d in have.directions}
+    version = layout_version(g)
+    by_day = (n_s, len(out.tiles), n_d, SLOTS_PAD)
+    shapes = {d: by_day if version >= 3 else (n_s, len(out.tiles), n_t) for d in have.directions}
     for d in have.directions:
         shapes.update({hourly_name(d): (n_s, len(out.tiles), n_d, HOURS_PAD), f"{d}_status": (n_s, n_d),
                        f"{d}_total": (n_s, n_d), chunks_name(d): (n_s, n_d, CHUNK_RECORDS, 2)})
@@ -500,7 +514,7 @@ def _create_or_extend_impl(
         if chunks_name(d) not in g:
             # a store written before the chunk records: files ingested from now on are recorded;
             # the older ones are checked for presence only
-            _create_direction(g, d, out, compressor, tile_chunk, names=[chunks_name(d)])
+            _create_direction(g, d, out, compressor, tile_chunk, version=version, names=[chunks_name(d)])
             logger.info("%s/%s: added %s (chunk sizes and checksums of files ingested from now on)",
                         store, want.city, chunks_name(d))
     if not g.attrs.get("chunk_records"):
@@ -510,9 +524,8 @@ def _create_or_extend_impl(
         logger.info("%s/%s: added units, long_name and description to the arrays", store, want.city)
     for d in directions:
         if d not in have.directions:
-            # a new direction of a version-1 store stays version 1: readers pick one layout per city
-            hourly = all(hourly_name(x) in g for x in have.directions)
-            _create_direction(g, d, out, compressor, tile_chunk, hourly=hourly)
+            # a new direction gets the city's layout version: readers pick one layout per city
+            _create_direction(g, d, out, compressor, tile_chunk, version=version)
     if (n_s, n_t, directions) != (len(have.services), len(have.time), have.directions):
         logger.info("extended %s/%s to %d services, %s..%s", store, want.city, n_s, out.first_day, last_day)
     return out
@@ -528,15 +541,15 @@ def _add_cf_attributes(g, layout: CityLayout, compressor: str, tile_chunk: int) 
         if name in names:
             g[name].attrs.update(attrs)
     for d in layout.directions:
-        for name, spec in _direction_specs(d, layout, compressor, tile_chunk).items():
+        for name, spec in _direction_specs(d, layout, compressor, tile_chunk, layout_version(g)).items():
             if name in names:
                 g[name].attrs.update(spec["attributes"])
-    g.attrs.update({"cf_attributes": CF_ATTRIBUTES, "description": _city_attrs(layout.city, True)["description"]})
+    g.attrs.update({"cf_attributes": CF_ATTRIBUTES, "description": _city_attrs(layout.city)["description"]})
 
 
 def _create(root, want: CityLayout, compressor: str, tile_chunk: int) -> CityLayout:
     g = root.create_group(want.city)
-    g.attrs.update(_city_attrs(want.city, hourly=True))
+    g.attrs.update(_city_attrs(want.city, LAYOUT_VERSION))
     tiles = np.asarray(want.tiles, dtype=np.int64)
     g.create_array("tile", shape=tiles.shape, dtype="int64", dimension_names=["tile"],
                    attributes=COORDINATE_ATTRS["tile"])[:] = tiles
@@ -561,7 +574,7 @@ def _create(root, want: CityLayout, compressor: str, tile_chunk: int) -> CityLay
     )
     day[:] = _day_numbers(want.days)
     for d in want.directions:
-        _create_direction(g, d, want, compressor, tile_chunk)
+        _create_direction(g, d, want, compressor, tile_chunk, LAYOUT_VERSION)
     logger.info(
         "created %s: %d tiles, %d services, %s..%s",
         want.city, len(tiles), len(want.services), want.first_day, want.last_day,
@@ -590,10 +603,41 @@ def direction_arrays(direction: str, hourly: bool = True) -> tuple[str, ...]:
     return (hourly_name(direction), *names) if hourly else names
 
 
-def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_chunk: int) -> dict[str, dict]:
-    """``create_array`` arguments of each array of ``direction``, by name (the expected layout,
-    also what :func:`repair_metadata` recreates)."""
+def _traffic_spec(direction: str, layout: CityLayout, compressor: str, tile_chunk: int, version: int) -> dict:
+    """``create_array`` arguments of the 15-minute array of ``direction``: indexed by local day
+    (layout version 3, one chunk per file) or by UTC time (versions 1 and 2, one chunk per hour)."""
     n_s, n_tiles, n_t, n_d = len(layout.services), len(layout.tiles), len(layout.time), len(layout.days)
+    tc = max(1, min(n_tiles, tile_chunk))
+    common = dict(
+        dtype="float32",
+        fill_value=np.nan,
+        compressors=codec(compressor),
+        # every write covers whole chunks: the all-NaN check would cost and skip nothing
+        config={"write_empty_chunks": True},
+    )
+    attrs = {"long_name": f"{direction} traffic per tile and 15-minute slot",
+             "units": f"{TRAFFIC_UNITS} per 15-minute slot", "direction": direction,
+             "description": f"the {direction} values of the NetMob23 files (volumes normalised "
+                            "by the operator, no physical unit); NaN = missing or rejected, "
+                            "never zero-filled"}  # fmt: skip
+    if version < 3:
+        return dict(shape=(n_s, n_tiles, n_t), chunks=(1, tc, TIME_CHUNK), dimension_names=["service", "tile", "time"],
+                    attributes=attrs, **common)  # fmt: skip
+    attrs["comment"] = ("column k of day d is the k-th 15-minute slot of local day d, which starts at the "
+                        "UTC instant time[offset of day d + k]; columns past the day's 92/96/100 slots "
+                        "are NaN padding (cpc_core.cube.store.open_cube gives the (service, tile, time) "
+                        "view)")  # fmt: skip
+    return dict(shape=(n_s, n_tiles, n_d, SLOTS_PAD), chunks=(1, tc, 1, SLOTS_PAD),
+                dimension_names=["service", "tile", "day", "slot"], attributes=attrs, **common)  # fmt: skip
+
+
+def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_chunk: int,
+                     version: int | None = None) -> dict[str, dict]:  # fmt: skip
+    """``create_array`` arguments of each array of ``direction``, by name (the expected layout of
+    a city of layout ``version``, :data:`LAYOUT_VERSION` by default; also what
+    :func:`repair_metadata` recreates)."""
+    version = LAYOUT_VERSION if version is None else version
+    n_s, n_tiles, n_d = len(layout.services), len(layout.tiles), len(layout.days)
     return {
         hourly_name(direction): dict(
             shape=(n_s, n_tiles, n_d, HOURS_PAD),
@@ -611,21 +655,7 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
                                    "its 4 slots; NaN if any is); columns past the day's 23/24/25 "
                                    "hours are NaN padding"},
         ),
-        direction: dict(
-            shape=(n_s, n_tiles, n_t),
-            chunks=(1, max(1, min(n_tiles, tile_chunk)), TIME_CHUNK),
-            dtype="float32",
-            fill_value=np.nan,
-            compressors=codec(compressor),
-            # every write covers whole chunks: the all-NaN check would cost and skip nothing
-            config={"write_empty_chunks": True},
-            dimension_names=["service", "tile", "time"],
-            attributes={"long_name": f"{direction} traffic per tile and 15-minute slot",
-                        "units": f"{TRAFFIC_UNITS} per 15-minute slot", "direction": direction,
-                        "description": f"the {direction} values of the NetMob23 files (volumes normalised "
-                                       "by the operator, no physical unit); NaN = missing or rejected, "
-                                       "never zero-filled"},
-        ),
+        direction: _traffic_spec(direction, layout, compressor, tile_chunk, version),
         f"{direction}_status": dict(
             shape=(n_s, n_d),
             chunks=(1, 1),
@@ -662,19 +692,22 @@ def _direction_specs(direction: str, layout: CityLayout, compressor: str, tile_c
                         "units": "1",
                         "description": "[..., 0]: the chunk's size in bytes, [..., 1]: its CRC-32, "
                                        "compared by cpc ingest to find damaged chunks",
-                        "comment": f"entries 0..24: the file's hour chunks of {direction} in time order; "
-                                   f"entry 25: its {hourly_name(direction)} chunk; 0, 0: not recorded"},
+                        "comment": (f"entry 0: the file's chunk of {direction}" if version >= 3 else
+                                    f"entries 0..24: the file's hour chunks of {direction} in time order")
+                                   + f"; entry 25: its {hourly_name(direction)} chunk; 0, 0: not recorded"},
         ),
     }
 
 
 def _create_direction(g, direction: str, layout: CityLayout, compressor: str, tile_chunk: int,
-                      hourly: bool = True, names: Sequence[str] | None = None):
-    """Create the arrays of ``direction`` (only ``names`` when given, replacing what is there)."""
-    specs = _direction_specs(direction, layout, compressor, tile_chunk)
+                      version: int | None = None, names: Sequence[str] | None = None):
+    """Create the arrays of ``direction`` in a city of layout ``version`` (:data:`LAYOUT_VERSION`
+    by default; only ``names`` when given, replacing what is there)."""
+    version = LAYOUT_VERSION if version is None else version
+    specs = _direction_specs(direction, layout, compressor, tile_chunk, version)
     for name, spec in specs.items():
         if names is None:
-            if name == hourly_name(direction) and not hourly:
+            if name == hourly_name(direction) and version < 2:
                 continue
             g.create_array(name, **spec)
         elif name in names:
@@ -760,9 +793,9 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
             continue
         if any(not d.array for d in mine):
             names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(cdir, detail=False)}
-            hourly = any(hourly_name(x) in names for x in netmob.DIRECTIONS)
             # cf_attributes 0: the arrays may predate them; create_or_extend adds them if so
-            attrs = {**_city_attrs(city, hourly), "tiles_from": [], "cf_attributes": 0}
+            attrs = {**_city_attrs(city, _version_from_arrays(fs, cdir, names)), "tiles_from": [],
+                     "cf_attributes": 0}
             attrs["chunk_records"] = all(chunks_name(x) in names for x in netmob.DIRECTIONS if x in names)
             _recreate_group(fs, store, root, city, attrs)
         by_dir: dict[str, set[str]] = {}
@@ -774,13 +807,31 @@ def _repair_metadata_impl(store: str, cities: Sequence[str], compressor: str = "
         layout = read_layout(store, city, check=False)
         g = open_city(store, city, mode="r+")
         for direction, names in sorted(by_dir.items()):
-            hourly = g.attrs.get("layout_version", 1) >= 2
             reset = set(names) | {f"{direction}_status", f"{direction}_total", chunks_name(direction)}
-            _create_direction(g, direction, layout, compressor, tile_chunk, hourly=hourly, names=sorted(reset))
+            _create_direction(g, direction, layout, compressor, tile_chunk, version=layout_version(g),
+                              names=sorted(reset))  # fmt: skip
             logger.warning("%s/%s: recreated %s; every %s file of the city is ingested again", store, city,
                            ", ".join(sorted(names)), direction)
     _OPENED.clear()
     return lost
+
+
+def layout_version(g) -> int:
+    """A city group's layout version (1 when it predates the attribute)."""
+    return int(g.attrs.get("layout_version", 1))
+
+
+def _version_from_arrays(fs, cdir: str, names: set[str]) -> int:
+    """The layout version of a city whose group metadata is lost, told from its arrays: 3 when
+    a direction's traffic array is indexed by day (4 dimensions), 2 when it is indexed by time
+    and the hourly array is there, 1 without it; the current version when no traffic array's
+    metadata is left (its arrays are then recreated, and every file ingested again)."""
+    hourly = any(hourly_name(x) in names for x in netmob.DIRECTIONS)
+    for d in netmob.DIRECTIONS:
+        if d in names and _json_ok(fs, f"{cdir}/{d}/zarr.json"):
+            ndim = len(json.loads(fs.cat_file(f"{cdir}/{d}/zarr.json")).get("shape", ()))
+            return 3 if ndim == 4 else (2 if hourly else 1)
+    return LAYOUT_VERSION if hourly else 1
 
 
 def _recreate_group(fs, store: str, root: str, path: str, attributes: dict | None = None) -> None:
@@ -845,11 +896,14 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
         for arr, is_hourly in data:
             n_tc = -(-arr.shape[1] // arr.chunks[1])
             decode = _zarr.decoder(arr) if full else None
+            # one chunk per file (the hourly array; layout 3's 15-minute array) or per hour
+            by_day = arr.ndim == 4
+            entry = HOURLY_RECORD if is_hourly else DAY_RECORD
             check = done
             if not full and n_tc == 1 and "://" not in _location(store):
                 # one listing, compared with the records as arrays: only suspect files are
                 # looked at one chunk at a time (for their messages) below
-                check = done & _suspect_files(arr, is_hourly, layout, offsets, records)
+                check = done & _suspect_files(arr, by_day, entry, layout, offsets, records)
                 if not check.any():
                     continue
             sizes = _chunk_sizes(store, arr)
@@ -857,8 +911,8 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
                 i, j = int(i), int(j)
                 if (i, j) in seen:
                     continue
-                if is_hourly:
-                    keys = [((i, tc, j, 0), HOURLY_RECORD) for tc in range(n_tc)]
+                if by_day:
+                    keys = [((i, tc, j, 0), entry) for tc in range(n_tc)]
                 else:
                     h0 = int(offsets[j]) // TIME_CHUNK
                     nh = netmob.slots_per_day(layout.days[j]) // TIME_CHUNK
@@ -890,16 +944,18 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
     return out
 
 
-def _suspect_files(arr, is_hourly: bool, layout: CityLayout, offsets: np.ndarray,
+def _suspect_files(arr, by_day: bool, entry: int, layout: CityLayout, offsets: np.ndarray,
                    records: np.ndarray | None) -> np.ndarray:
     """(service, day) bool: files with a chunk missing or of another size than recorded.
 
-    One ``scandir`` per service (and per day for the hourly array), sizes compared with the
-    records as arrays: ~1 us per chunk instead of ~30 us chunk by chunk in Python.
+    ``by_day``: the array has one chunk per file (indexed by day: the hourly array, layout 3's
+    15-minute array), whose size is the record's ``entry``; else one chunk per hour.
+    One ``scandir`` per service (and a stat per day for a day-indexed array), sizes compared
+    with the records as arrays: ~1 us per chunk instead of ~30 us chunk by chunk in Python.
     """
     n_s, n_d = len(layout.services), len(layout.days)
     base = str(_zarr.local_dir(arr) / "c")
-    n_x = n_d if is_hourly else arr.shape[2] // TIME_CHUNK
+    n_x = n_d if by_day else arr.shape[2] // TIME_CHUNK
     sizes = np.full((n_s, n_x), -1, dtype=np.int64)
     for si in range(n_s):
         try:
@@ -911,12 +967,12 @@ def _suspect_files(arr, is_hourly: bool, layout: CityLayout, offsets: np.ndarray
                 if not e.name.isdigit() or int(e.name) >= n_x:
                     continue
                 try:
-                    st = os.stat(os.path.join(e.path, "0")) if is_hourly else e.stat()
+                    st = os.stat(os.path.join(e.path, "0")) if by_day else e.stat()
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 sizes[si, int(e.name)] = st.st_size
-    if is_hourly:
-        exp = records[:, :, HOURLY_RECORD, 0].astype(np.int64) if records is not None else np.zeros((n_s, n_d), np.int64)
+    if by_day:
+        exp = records[:, :, entry, 0].astype(np.int64) if records is not None else np.zeros((n_s, n_d), np.int64)
         return (sizes < 0) | ((exp > 0) & (sizes != exp))
     hour_day = np.empty(n_x, dtype=np.int64)
     hour_k = np.empty(n_x, dtype=np.int64)
@@ -1002,7 +1058,7 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
         return
     layout = read_layout(store, city, check=False)  # the rollup checked the metadata on the client
     arr = open_city(store, city)[direction]
-    if arr.chunks[1] != arr.shape[1]:
+    if arr.ndim != 3 or arr.chunks[1] != arr.shape[1]:  # layout 3: read_slots checks as it reads
         return
     offsets = netmob.day_offsets(layout.first_day, layout.days) // TIME_CHUNK
     d0 = max(int(np.searchsorted(offsets, h0, side="right")) - 1, 0)
@@ -1020,6 +1076,40 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
             if reason:
                 dmg = Damage(city, direction, key, reason, direction, ((si, d),), (source_file(layout, direction, si, d),))
                 raise StoreDamaged(damage_message(store, [dmg]))
+
+
+def read_slots(store: str, city: str, direction: str, si: int, start: int, stop: int) -> np.ndarray:
+    """Slots ``start:stop`` of service ``si`` on the city's time axis, as (tiles, slots) float32,
+    from a layout-3 array (indexed by local day).
+
+    Each day's chunk is read whole (:func:`read_day_chunk`), checked against its file's
+    record, and cut to the slots asked for; a day never ingested reads as NaN.
+
+    Raises
+    ------
+    cpc_core.errors.StoreDamaged
+        A chunk that differs from its record or cannot be decoded, naming its source file.
+    """
+    layout = read_layout(store, city, check=False)
+    arr = _member(open_city(store, city), direction, store, city)
+    offsets = netmob.day_offsets(layout.first_day, layout.days)
+    n_tiles = arr.shape[1]
+    out = np.empty((n_tiles, stop - start), dtype=np.float32)
+    if stop <= start:
+        return out
+    d0 = max(int(np.searchsorted(offsets, start, side="right")) - 1, 0)
+    d1 = int(np.searchsorted(offsets, stop, side="left"))
+    rec = _records(store, city, direction, si, d0, d1) if arr.chunks[1] == n_tiles else None
+    buf = np.empty((n_tiles, arr.shape[3]), dtype=np.float32)
+    for d in range(d0, d1):
+        off, n = int(offsets[d]), netmob.slots_per_day(layout.days[d])
+        lo, hi = max(start, off), min(stop, off + n)
+        if hi <= lo:
+            continue
+        record = None if rec is None else tuple(int(x) for x in rec[d - d0, DAY_RECORD])
+        read_day_chunk(arr, si, d, out=buf, record=record, describe=source_file(layout, direction, si, d))
+        out[:, lo - start:hi - start] = buf[:, lo - off:hi - off]
+    return out
 
 
 def _chunk_sizes(store: str, arr) -> dict[str, int]:
@@ -1098,16 +1188,26 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
     block = np.ascontiguousarray(block, dtype=np.float32)
     if block.shape != (n_tiles, n_slots) or n_slots % TIME_CHUNK:
         raise ValueError(f"{city}/{direction}: block {block.shape} does not fill ({n_tiles} tiles, {n_slots} slots)")
-    hours = np.empty((n_slots // TIME_CHUNK, n_tiles, TIME_CHUNK), dtype=np.float32)
     hourly = np.empty((n_tiles, HOURS_PAD), dtype=np.float32)
-    total = _split_hours(block, hours, hourly)
     # 0, 0: not recorded (several tile chunks per hour, or a layout zarr wrote)
     record = np.zeros((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)
-    written = _write_whole_chunks(arr, service_index, time_slice.start, block, hours=hours)
-    if written is None:
-        arr[service_index, :, time_slice] = block
-    elif arr.chunks[1] == n_tiles:
-        record[0, 0, : len(written)] = written
+    if arr.ndim == 4:  # layout 3: the file's day is one chunk (per tile chunk), NaN-padded to 100 slots
+        day = np.empty((n_tiles, SLOTS_PAD), dtype=np.float32)
+        total = _split_day(block, day, hourly)
+        written = _put_chunks(arr, [((service_index, t, day_index, 0), piece)
+                                    for t, piece in enumerate(_tile_pieces(day, arr.chunks[1]))])
+        if written is None:
+            arr[service_index, :, day_index, :] = day
+        elif arr.chunks[1] == n_tiles:
+            record[0, 0, DAY_RECORD] = written[0]
+    else:  # layouts 1 and 2: one chunk per UTC hour
+        hours = np.empty((n_slots // TIME_CHUNK, n_tiles, TIME_CHUNK), dtype=np.float32)
+        total = _split_hours(block, hours, hourly)
+        written = _write_whole_chunks(arr, service_index, time_slice.start, block, hours=hours)
+        if written is None:
+            arr[service_index, :, time_slice] = block
+        elif arr.chunks[1] == n_tiles:
+            record[0, 0, : len(written)] = written
     harr = fa.hourly
     if harr is not None:
         written = _put_chunks(harr, [((service_index, t, day_index, 0), piece)
@@ -1193,6 +1293,44 @@ def file_arrays(store: str, city: str, direction: str) -> FileArrays:
             _OPENED.clear()
         _OPENED[key] = fa
     return fa
+
+
+@_jit.njit(cache=True, nogil=True)
+def _split_day(block, day, hourly):  # pragma: no cover - numba
+    """One pass over a file's (tiles, slots) block for a layout-3 store.
+
+    Fills ``day`` (tiles, SLOTS_PAD): the block, NaN-padded past the day's last slot;
+    ``hourly`` (tiles, HOURS_PAD): the sum of each hour's 4 slots, as :func:`_split_hours`.
+    Returns the float64 sum of the non-NaN values (the file total), as :func:`_split_hours`.
+    """
+    n_tiles, n_slots = block.shape
+    n_hours = n_slots // 4
+    total = 0.0
+    for t in range(n_tiles):
+        row = 0.0
+        for h in range(n_hours):
+            v0 = block[t, 4 * h]
+            v1 = block[t, 4 * h + 1]
+            v2 = block[t, 4 * h + 2]
+            v3 = block[t, 4 * h + 3]
+            day[t, 4 * h] = v0
+            day[t, 4 * h + 1] = v1
+            day[t, 4 * h + 2] = v2
+            day[t, 4 * h + 3] = v3
+            acc = (np.float64(v0) + v1) + (np.float64(v2) + v3)
+            hourly[t, h] = acc
+            if acc == acc:
+                row += acc
+            else:
+                for v in (v0, v1, v2, v3):
+                    if v == v:
+                        row += v
+        for k in range(4 * n_hours, day.shape[1]):
+            day[t, k] = np.nan
+        for h in range(n_hours, hourly.shape[1]):
+            hourly[t, h] = np.nan
+        total += row
+    return total
 
 
 @_jit.njit(cache=True, nogil=True)
@@ -1369,7 +1507,8 @@ def _read_chunk(arr, coords: tuple[int, ...], out: np.ndarray, record: tuple[int
 
 def read_day_chunk(arr, service_index: int, day_index: int, out: np.ndarray | None = None,
                    record: tuple[int, int] | None = None, describe: str = "") -> np.ndarray:
-    """One whole (tiles, 25) chunk of an hourly array, decoded straight into ``out``.
+    """One whole (tiles, 25) chunk of an hourly array (or (tiles, 100) of a layout-3 15-minute
+    array), decoded straight into ``out``.
 
     zarr decodes a chunk into its own buffer and then copies it into the selection's output
     (``docs/benchmarks-history.md``, problem 15); with the layout cpc writes, the chunk is read and
@@ -1475,16 +1614,59 @@ def _put_chunks(arr, chunks: list[tuple[tuple[int, ...], np.ndarray]],
 def open_cube(store: str, city: str, chunks: dict | None = None) -> xr.Dataset:
     """Lazy xarray view of a city group (Dask-backed), time decoded to UTC datetimes.
 
+    ``DL`` and ``UL`` are (service, tile, time) in every layout: a layout-3 store keeps them
+    indexed by local day (one chunk per file, NaN-padded to 100 slots), and this view puts each
+    day's slots on the time axis, one Dask chunk per day, each chunk checked against its file's
+    record as it is read (:func:`read_slots`).
+
     Parameters
     ----------
     chunks
-        Dask chunks; default one service, all tiles, one local-day's worth of hours (96 slots).
+        Dask chunks; default one service, all tiles, one local day (96 slots; 92 or 100 on a
+        DST day in a layout-3 store).
 
     Examples
     --------
     >>> ds = open_cube("cube.zarr", "Lyon")  # doctest: +SKIP
     >>> ds["DL"].sel(service="Tor")  # doctest: +SKIP
     """
+    given = chunks
     if chunks is None:
         chunks = {"service": 1, "tile": -1, "time": 96}
-    return xr.open_zarr(_location(store), group=city, chunks=chunks, consolidated=False)
+    ds = xr.open_zarr(_location(store), group=city, chunks=chunks, consolidated=False)
+    by_day = [d for d in netmob.DIRECTIONS if d in ds and ds[d].ndim == 4]
+    if not by_day:
+        return ds
+    layout = read_layout(store, city)
+    for d in by_day:
+        view = _time_view(store, city, d, layout, ds)
+        if given is not None:
+            view = view.chunk({k: v for k, v in given.items() if k in view.dims})
+        ds = ds.drop_vars(d).assign({d: view})
+    return ds.drop_dims("slot", errors="ignore")
+
+
+def _day_slots(store: str, city: str, direction: str, si: int, start: int, stop: int) -> np.ndarray:
+    """:func:`read_slots` as a (1, tiles, slots) block (one task of :func:`_time_view`)."""
+    return read_slots(store, city, direction, si, start, stop)[None]
+
+
+def _time_view(store: str, city: str, direction: str, layout: CityLayout, ds: xr.Dataset) -> xr.DataArray:
+    """A layout-3 traffic array as a lazy (service, tile, time) DataArray, one task per file."""
+    import dask
+    import dask.array as da
+
+    offsets = netmob.day_offsets(layout.first_day, layout.days)
+    n_tiles = len(layout.tiles)
+    rows = []
+    for si in range(len(layout.services)):
+        days = []
+        for j, day in enumerate(layout.days):
+            a, n = int(offsets[j]), netmob.slots_per_day(day)
+            task = dask.delayed(_day_slots, pure=True)(store, city, direction, si, a, a + n)
+            days.append(da.from_delayed(task, (1, n_tiles, n), dtype=np.float32))
+        rows.append(da.concatenate(days, axis=2))
+    attrs = {k: v for k, v in ds[direction].attrs.items() if k != "comment"}
+    return xr.DataArray(da.concatenate(rows, axis=0), dims=("service", "tile", "time"),
+                        coords={"service": ds["service"], "tile": ds["tile"], "time": ds["time"]},
+                        attrs=attrs)  # fmt: skip

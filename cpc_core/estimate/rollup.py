@@ -112,6 +112,8 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     # small tile counts zarr's ~0.5 ms per call dominates, so several chunks are read at once
     # (their strided assembly is cheap while the block stays small).
     step = int(np.clip(_READ_VALUES // max(n_tiles * SLOTS_PER_HOUR, 1), 1, h1 - h0))
+    if arr.ndim == 4:  # layout 3: a read is whole day chunks, so a day's worth of hours at least
+        step = min(max(step, 24), h1 - h0)
     hourly = np.empty((len(services), weights.shape[0], h1 - h0), dtype=np.float32)
     tiles = np.zeros((len(services), n_tiles), dtype=np.float64)
     for k, si in enumerate(services):
@@ -120,6 +122,11 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
         store.check_hour_chunks(store_path, city, direction, si, h0, h1)
         for a in range(h0, h1, step):
             b = min(a + step, h1)
+            if arr.ndim == 4:  # layout 3 (indexed by local day): day chunks, checked as read
+                blk = store.read_slots(store_path, city, direction, si, a * SLOTS_PER_HOUR, b * SLOTS_PER_HOUR)
+                hourly[k, :, a - h0 : b - h0] = _rollup_block(blk[None], weights)[0]
+                tiles[k] += _row_sums(blk)
+                continue
             try:
                 blk = arr[si, :, a * SLOTS_PER_HOUR : b * SLOTS_PER_HOUR]
             except Exception as e:  # a chunk zarr cannot decode (not recorded, so not checked)
@@ -285,7 +292,7 @@ def rollup_store(
     tiles = g["tile"][:]
     if w.shape != (len(areas), len(tiles)):
         raise ValueError(f"weights are {w.shape}, expected (areas={len(areas)}, tiles={len(tiles)})")
-    n_time = g[direction].shape[2]
+    n_time = g["time"].shape[0]
     n_hours = n_time // SLOTS_PER_HOUR
     sidx = tuple(names.index(s) for s in services)
     import dask.array as da  # here: a cached re-run never builds this graph (issue #14)

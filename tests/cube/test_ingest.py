@@ -164,7 +164,7 @@ def test_fail_mode_names_file_line_reason_and_writes_nothing(tree_copy, tmp_path
     g = store.open_city(s, "Lyon")
     si = list(g["service"][:]).index("YouTube")
     assert g["DL_status"][si, 1] == store.STATUS["pending"]
-    blk = g["DL"][si, :, 96:192]
+    blk = g["DL"][si, :, 1, :]  # the file's day (layout 3: indexed by local day), all 100 slots
     assert np.isnan(blk).all()
 
 
@@ -216,7 +216,7 @@ def test_interrupted_file_is_redone(tree_copy, tmp_path, client):
     g = store.open_city(s, "Nice", mode="r+")
     # simulate a task killed after writing data but before its status: garbage data, pending
     si = list(g["service"][:]).index("Tor")
-    g["DL"][si, :, 0:96] = np.full((g["DL"].shape[1], 96), 123.0, dtype=np.float32)
+    g["DL"][si, :, 0, :96] = np.full((g["DL"].shape[1], 96), 123.0, dtype=np.float32)
     g["DL_status"][si, 0] = store.STATUS["pending"]
     p = ingest.plan(str(tree_copy), s, cities=["Nice"])
     assert [(t.key.service, t.key.day) for t in p.tasks] == [("Tor", dt.date(2019, 3, 29))]
@@ -693,3 +693,55 @@ def _corrupt_bytes(path: Path, lineno: int) -> None:
     toks[3] = b"-1"
     lines[lineno - 1] = b" ".join(toks) + b"\n"
     path.write_bytes(b"".join(lines))
+
+
+def test_layout2_store_reads_verifies_and_extends_as_before(synth_tree, cube, cube_v2, tmp_path, client):
+    """A store written before layout 3 (15-minute arrays indexed by UTC time, one chunk per
+    hour) against the same files in a layout-3 store: the same (service, tile, time) cube
+    through ``open_cube`` (its time axis read by zarr alone: the independent reference), the
+    same hourly rollup, nothing damaged, nothing to ingest again; extended by a later day, it
+    stays layout 2 (readers pick one layout per city) and reads the new day back."""
+    import shutil
+
+    from cpc_core.estimate import rollup
+
+    for city in ("Lyon", "Nice"):
+        g2, g3 = store.open_city(cube_v2, city), store.open_city(cube, city)
+        assert (g2.attrs["layout_version"], g2["DL"].ndim) == (2, 3)
+        assert (g3.attrs["layout_version"], g3["DL"].ndim) == (3, 4)
+        a, b = store.open_cube(cube_v2, city).load(), store.open_cube(cube, city).load()
+        assert a["DL"].dims == b["DL"].dims == ("service", "tile", "time")
+        np.testing.assert_array_equal(a["time"].values, b["time"].values)
+        np.testing.assert_array_equal(a["DL"].values, b["DL"].values)
+        assert "slot" not in b.dims and b["DL"].attrs["units"] == a["DL"].attrs["units"]
+        n = g3["tile"].shape[0]
+        w = np.zeros((2, n), np.float32)
+        w[np.arange(n) % 2, np.arange(n)] = 1
+        h2, t2 = rollup.rollup_store(cube_v2, city, w, ["a", "b"], ["Tor", "Web_Adult"])
+        h3, t3 = rollup.rollup_store(cube, city, w, ["a", "b"], ["Tor", "Web_Adult"])
+        np.testing.assert_array_equal(h2.values, h3.values)
+        np.testing.assert_array_equal(t2.values, t3.values)
+        s3, _ = rollup.rollup_store(cube, city, w, ["a", "b"], ["Tor", "Web_Adult"], source="slots")
+        np.testing.assert_allclose(s3.values, h3.values, rtol=1e-6)  # the 15-minute path, day chunks
+        assert store.verify(cube_v2, store.read_layout(cube_v2, city), full=True) == []
+    assert ingest.plan(str(synth_tree / "netmob"), cube_v2).tasks == []
+    # a later day: the store stays layout 2
+    old = str(tmp_path / "v2.zarr")
+    shutil.copytree(cube_v2, old)
+    more = tmp_path / "more"
+    shutil.copytree(synth_tree / "netmob", more)
+    days = sorted(p.name for p in (more / "Nice" / "Tor").iterdir())
+    nxt = (pd.Timestamp(days[-1]) + pd.Timedelta(days=1)).strftime("%Y%m%d")
+    for service in ("Tor", "Web_Adult", "YouTube"):
+        src = more / "Nice" / service / days[0] / f"Nice_{service}_{days[0]}_DL.txt"
+        dst = more / "Nice" / service / nxt / f"Nice_{service}_{nxt}_DL.txt"
+        dst.parent.mkdir()
+        shutil.copyfile(src, dst)
+    _ingest(more, old, client, cities=["Nice"])
+    g = store.open_city(old, "Nice")
+    assert (g.attrs["layout_version"], g["DL"].ndim) == (2, 3)
+    ds = store.open_cube(old, "Nice")
+    got = ds["DL"].sel(service="Tor", time=local_slots_utc(pd.Timestamp(nxt).date(), 96)).values
+    want = ds["DL"].sel(service="Tor", time=local_slots_utc(pd.Timestamp(days[0]).date(), 96)).values
+    np.testing.assert_array_equal(got, want)  # the same file's values, a day later
+    assert store.verify(old, store.read_layout(old, "Nice"), full=True) == []

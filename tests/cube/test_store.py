@@ -168,7 +168,7 @@ def test_file_arrays_reopened_when_the_store_changes(tmp_path):
     later = store.CityLayout("Nice", lay.first_day, dt.date(2019, 4, 2), ("Tor",), lay.tiles, ("DL",))
     store.create_or_extend(s, later)
     b = store.file_arrays(s, "Nice", "DL")
-    assert b.status.shape == (1, 5) and b.data.shape[2] == len(later.time)
+    assert b.status.shape == (1, 5) and b.data.shape[2] == len(later.days)  # layout 3: indexed by day
     block = np.ones((5, 96), np.float32)
     store.write_file_block(s, "Nice", "DL", 0, 4, later.day_slice(dt.date(2019, 4, 2)), block, store.STATUS["ok"])
     status, total = store.file_states(s, "Nice", "DL")
@@ -200,15 +200,19 @@ def test_per_file_cells_are_replaced_atomically(tmp_path, monkeypatch):
     assert store._read_per_file_array(a)[0, 1] == 1
 
 
-def _small_store(tmp_path):
+def _small_store(tmp_path, version: int | None = None):
     """A city of 10 tiles, two services, the spring DST day (92 slots) and the day before,
-    every file written; the blocks are returned as written."""
+    every file written; the blocks are returned as written. ``version``: the store's layout
+    (the current one by default; 2 is what stores written before layout 3 hold)."""
     import datetime as dt
 
     lay = store.CityLayout("Nice", dt.date(2019, 3, 30), dt.date(2019, 3, 31), ("Tor", "YouTube"),
                            np.arange(10, dtype=np.int64), ("DL",))
     s = str(tmp_path / "c.zarr")
-    store.create_or_extend(s, lay)
+    with pytest.MonkeyPatch.context() as mp:
+        if version is not None:
+            mp.setattr(store, "LAYOUT_VERSION", version)
+        store.create_or_extend(s, lay)
     rng = np.random.default_rng(1)
     blocks = {}
     for si in range(2):
@@ -219,18 +223,35 @@ def _small_store(tmp_path):
     return s, lay, blocks
 
 
-def test_chunk_records_are_the_size_and_crc32_of_the_files_written(tmp_path):
+def _data_key(version: int, si: int, di: int, hour: int) -> str:
+    """The key of the DL chunk holding service ``si``'s file ``di`` (layout 3: one chunk per
+    file) or UTC hour ``hour`` of the time axis (layout 2: one chunk per hour)."""
+    return f"c/{si}/0/{di}/0" if version >= 3 else f"c/{si}/0/{hour}"
+
+
+@pytest.mark.parametrize("version", [3, 2])
+def test_chunk_records_are_the_size_and_crc32_of_the_files_written(tmp_path, version):
     import zlib
     from pathlib import Path
 
-    s, lay, _ = _small_store(tmp_path)
-    rec = zarr.open_group(s, mode="r")["Nice"]["DL_chunks"][:]
+    s, lay, blocks = _small_store(tmp_path, version)
+    g = zarr.open_group(s, mode="r")["Nice"]
+    assert g.attrs["layout_version"] == version and g["DL"].ndim == (4 if version >= 3 else 3)
+    rec = g["DL_chunks"][:]
     root = Path(s) / "Nice"
     for si in range(2):
         h0 = 0
         for di, day in enumerate(lay.days):
             n_hours = (lay.day_slice(day).stop - lay.day_slice(day).start) // 4
-            for k in range(25):
+            if version >= 3:
+                data = (root / "DL" / f"c/{si}/0/{di}/0").read_bytes()
+                assert tuple(rec[si, di, 0]) == (len(data), zlib.crc32(data))
+                assert not rec[si, di, 1:25].any()
+                # the chunk is the file's slots, NaN-padded to 100 (zarr's own reading)
+                got = g["DL"][si, :, di, :]
+                np.testing.assert_array_equal(got[:, : 4 * n_hours], blocks[si, di])
+                assert np.isnan(got[:, 4 * n_hours:]).all()
+            for k in range(25 if version < 3 else 0):
                 if k < n_hours:
                     data = (root / "DL" / f"c/{si}/0/{h0 + k}").read_bytes()
                     assert tuple(rec[si, di, k]) == (len(data), zlib.crc32(data))
@@ -242,34 +263,38 @@ def test_chunk_records_are_the_size_and_crc32_of_the_files_written(tmp_path):
     assert store.verify(s, lay) == [] and store.verify(s, lay, full=True) == []
 
 
-def test_verify_sizes_then_checksums(tmp_path):
+@pytest.mark.parametrize("version", [3, 2])
+def test_verify_sizes_then_checksums(tmp_path, version):
     """The cheap check sees a chunk of the wrong size or a missing one; only the full check
     sees same-size damage; each names the chunk and its source file."""
     from pathlib import Path
 
-    s, lay, _ = _small_store(tmp_path)
+    s, lay, _ = _small_store(tmp_path, version)
     root = Path(s) / "Nice"
-    cut = root / "DL" / "c/1/0/30"  # YouTube, hour 6 of 2019-03-31 (24 hours on the 30th)
+    cut_key = _data_key(version, 1, 1, 30)  # YouTube, 2019-03-31 (layout 2: its hour 6; 24 hours on the 30th)
+    gone_key = _data_key(version, 0, 0, 2)  # Tor, 2019-03-30 (layout 2: its hour 2)
+    cut = root / "DL" / cut_key
     cut.write_bytes(cut.read_bytes()[:-5])
-    (root / "DL" / "c/0/0/2").unlink()
+    (root / "DL" / gone_key).unlink()
     same = root / "DL_hourly" / "c/0/0/1/0"
     same.write_bytes(bytes(b ^ 0xFF for b in same.read_bytes()))
     found = {(d.array, d.chunk): d for d in store.verify(s, lay)}
-    assert set(found) == {("DL", "c/1/0/30"), ("DL", "c/0/0/2")}
-    assert found["DL", "c/1/0/30"].sources == ("Nice/YouTube/20190331/Nice_YouTube_20190331_DL.txt",)
-    assert found["DL", "c/1/0/30"].cells == ((1, 1),) and "bytes, " in found["DL", "c/1/0/30"].reason
-    assert found["DL", "c/0/0/2"].reason == "chunk file missing"
+    assert set(found) == {("DL", cut_key), ("DL", gone_key)}
+    assert found["DL", cut_key].sources == ("Nice/YouTube/20190331/Nice_YouTube_20190331_DL.txt",)
+    assert found["DL", cut_key].cells == ((1, 1),) and "bytes, " in found["DL", cut_key].reason
+    assert found["DL", gone_key].reason == "chunk file missing" and found["DL", gone_key].cells == ((0, 0),)
     full = {(d.array, d.chunk): d for d in store.verify(s, lay, full=True)}
     assert set(full) == set(found) | {("DL_hourly", "c/0/0/1/0")}
     assert full["DL_hourly", "c/0/0/1/0"].reason == "checksum (CRC-32) mismatch"
 
 
-def test_damaged_chunk_never_read_as_data(tmp_path):
+@pytest.mark.parametrize("version", [3, 2])
+def test_damaged_chunk_never_read_as_data(tmp_path, version):
     from pathlib import Path
 
     from cpc_core.errors import StoreDamaged
 
-    s, lay, blocks = _small_store(tmp_path)
+    s, lay, blocks = _small_store(tmp_path, version)
     arr = store.open_city(s, "Nice")["DL_hourly"]
     rec, src = store.hourly_records(s, "Nice", "DL", 0, 0, 2)
     got = store.read_day_chunk(arr, 0, 1, record=tuple(rec[1]), describe=src[1])
@@ -282,33 +307,46 @@ def test_damaged_chunk_never_read_as_data(tmp_path):
                                            r"Nice_Tor_20190331_DL.txt\): checksum \(CRC-32\) mismatch; run `cpc "
                                            r"ingest --repair`"):
         store.read_day_chunk(arr, 0, 1, record=tuple(rec[1]), describe=src[1])
-    with pytest.raises(StoreDamaged, match=r"DL chunk c/0/0/30 .* checksum"):
-        (Path(s) / "Nice" / "DL" / "c/0/0/30").write_bytes(bytes(reversed((Path(s) / "Nice" / "DL" / "c/0/0/30")
-                                                                          .read_bytes())))
-        store.check_hour_chunks(s, "Nice", "DL", 0, 0, 47)
+    # the 15-minute array: the slots of both days read back as written, until a chunk is damaged
+    if version >= 3:
+        np.testing.assert_array_equal(store.read_slots(s, "Nice", "DL", 1, 90, 100),
+                                      np.hstack([blocks[1, 0][:, 90:], blocks[1, 1][:, :4]]))
+    key = _data_key(version, 0, 1, 30)
+    p = Path(s) / "Nice" / "DL" / key
+    p.write_bytes(bytes(reversed(p.read_bytes())))
+    with pytest.raises(StoreDamaged, match=rf"DL chunk {key} \(from Nice/Tor/20190331/Nice_Tor_20190331_DL.txt\): "
+                                           r"checksum \(CRC-32\) mismatch"):
+        if version >= 3:
+            store.read_slots(s, "Nice", "DL", 0, 0, 188)
+        else:
+            store.check_hour_chunks(s, "Nice", "DL", 0, 0, 47)
 
 
-def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", [3, 2])
+def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeypatch, version):
     """ENOSPC on a chunk write: EnvironmentUnavailable (exit 3) naming the chunk's path; the
     file's status stays pending and no temp file is left; the same write succeeds later."""
     import errno
+    import re
 
     from cpc_core.errors import EnvironmentUnavailable
 
-    s, lay, blocks = _small_store(tmp_path)
+    s, lay, blocks = _small_store(tmp_path, version)
     store.mark_pending(s, "Nice", "DL", [(1, 0)])
     real_write = store._zarr._write_file
     writes = []
+    ok_writes = 0 if version >= 3 else 3  # layout 3: the file's one chunk; layout 2: its fourth hour
 
-    def full_after_three(path, data):
+    def full_after(path, data):
         writes.append(path)
-        if len(writes) > 3:  # the file is created, then its write fails, as on a full disk
+        if len(writes) > ok_writes:  # the file is created, then its write fails, as on a full disk
             real_write(path, data[:1])
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(store._zarr, "_write_file", full_after_three)
-    with pytest.raises(EnvironmentUnavailable, match=r"disk full writing .*c\.zarr/Nice/DL/c/1/0/3: free space"):
+    monkeypatch.setattr(store._zarr, "_write_file", full_after)
+    key = re.escape(_data_key(version, 1, 0, 3))
+    with pytest.raises(EnvironmentUnavailable, match=rf"disk full writing .*c\.zarr/Nice/DL/{key}: free space"):
         store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
     monkeypatch.undo()
     assert store.file_states(s, "Nice", "DL")[0][1, 0] == store.STATUS["pending"]
@@ -325,15 +363,18 @@ def test_disk_full_names_the_chunk_and_leaves_the_file_pending(tmp_path, monkeyp
     assert not list((tmp_path / "c.zarr").rglob("*.tmp"))
     store.write_file_block(s, "Nice", "DL", 1, 0, lay.day_slice(lay.days[0]), blocks[1, 0], store.STATUS["ok"])
     assert store.verify(s, lay, full=True) == []
-    np.testing.assert_array_equal(store.open_city(s, "Nice")["DL"][1, :, :96], blocks[1, 0])
+    dl = store.open_city(s, "Nice")["DL"]
+    np.testing.assert_array_equal(dl[1, :, 0, :96] if version >= 3 else dl[1, :, :96], blocks[1, 0])
 
 
-def test_repair_metadata_recreates_and_resets(tmp_path):
+@pytest.mark.parametrize("version", [3, 2])
+def test_repair_metadata_recreates_and_resets(tmp_path, version):
     """A lost array's zarr.json: recreated from the expected layout, the direction's files
-    reset to pending (ingested again); a lost group's: rewritten, nothing reset."""
+    reset to pending (ingested again); a lost group's: rewritten with the store's own layout
+    version (told from its arrays), nothing reset."""
     from pathlib import Path
 
-    s, lay, _ = _small_store(tmp_path)
+    s, lay, _ = _small_store(tmp_path, version)
     (Path(s) / "Nice" / "zarr.json").unlink()
     (Path(s) / "Nice" / "DL_total" / "zarr.json").unlink()
     with pytest.raises(store.StoreDamaged, match="Nice metadata"):
@@ -345,7 +386,8 @@ def test_repair_metadata_recreates_and_resets(tmp_path):
     status, total = store.file_states(s, "Nice", "DL")
     assert (status == store.STATUS["pending"]).all() and np.isnan(total).all()
     g = zarr.open_group(s, mode="r")["Nice"]
-    assert g.attrs["layout_version"] == 2 and g["DL_total"].shape == (2, 2)
+    assert g.attrs["layout_version"] == version and g["DL_total"].shape == (2, 2)
+    assert g["DL"].ndim == (4 if version >= 3 else 3)
     assert store.repair_metadata(s, ["Nice"]) == []  # a second repair finds nothing
 
 

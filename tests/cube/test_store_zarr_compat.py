@@ -42,15 +42,20 @@ def _open(path: Path, name: str):
     return zarr.open_array(str(path), path=f"Nice/{name}", mode="r+").with_config({"write_empty_chunks": True})
 
 
-@pytest.mark.parametrize(("compressor", "tile_chunk"), [(c, 131_072) for c in COMPRESSORS] + [("lz4", 5)])
-def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compressor, tile_chunk):
+@pytest.mark.parametrize(("compressor", "tile_chunk", "version"),
+                         [(c, 131_072, 3) for c in COMPRESSORS] + [("lz4", 5, 3), ("lz4", 131_072, 2), ("lz4", 5, 2)])
+def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compressor, tile_chunk, version,
+                                                                monkeypatch):  # fmt: skip
     """A city of 13 tiles, two services, two directions, three days (the spring DST day has 92
     slots): files ok, partial (holes) and missing written by the store, the same values by
     zarr; every file of the two stores is byte-identical (metadata included). Also with tiles
-    in chunks of 5 (the last one padded): the hour and day chunks cut as zarr cuts them."""
+    in chunks of 5 (the last one padded): the hour and day chunks cut as zarr cuts them. In
+    layout 3 (the 15-minute array indexed by local day, NaN-padded to 100 slots) and layout 2
+    (indexed by UTC time, one chunk per hour: stores written before)."""
     lay = store.CityLayout("Nice", dt.date(2019, 3, 30), dt.date(2019, 4, 1), ("Tor", "YouTube"),
                            np.arange(13, dtype=np.int64), ("DL", "UL"))
     hand, ref = tmp_path / "hand.zarr", tmp_path / "zarr.zarr"
+    monkeypatch.setattr(store, "LAYOUT_VERSION", version)
     store.create_or_extend(str(hand), lay, compressor=compressor, tile_chunk=tile_chunk)
     n_tc = 1 if tile_chunk >= 13 else 3
     shutil.copytree(hand, ref)  # the same metadata and coordinates (both written by zarr)
@@ -71,14 +76,22 @@ def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compre
                 store.write_file_block(str(hand), "Nice", d, si, di, sl, block, store.STATUS[state])
                 # the reference: zarr's public write of the same values
                 values = np.full((13, n), np.nan, np.float32) if block is None else block
-                _open(ref, d)[si, :, sl] = values
+                if version >= 3:
+                    padded = np.full((13, store.SLOTS_PAD), np.nan, np.float32)
+                    padded[:, :n] = values
+                    _open(ref, d)[si, :, di, :] = padded
+                else:
+                    _open(ref, d)[si, :, sl] = values
                 hourly = np.full((13, store.HOURS_PAD), np.nan)
                 hourly[:, : n // 4] = values.astype(np.float64).reshape(13, n // 4, 4).sum(axis=2)
                 _open(ref, f"{d}_hourly")[si, :, di, :] = hourly.astype(np.float32)
                 rec = np.zeros((store.CHUNK_RECORDS, 2), np.uint32)  # recorded with one tile chunk only
-                for k in range(n // 4 if n_tc == 1 else 0):
+                for k in range(n // 4 if n_tc == 1 and version < 3 else 0):
                     raw = (ref / "Nice" / d / f"c/{si}/0/{sl.start // 4 + k}").read_bytes()
                     rec[k] = len(raw), zlib.crc32(raw)
+                if n_tc == 1 and version >= 3:
+                    raw = (ref / "Nice" / d / f"c/{si}/0/{di}/0").read_bytes()
+                    rec[store.DAY_RECORD] = len(raw), zlib.crc32(raw)
                 if n_tc == 1:
                     raw = (ref / "Nice" / f"{d}_hourly" / f"c/{si}/0/{di}/0").read_bytes()
                     rec[store.HOURS_PAD] = len(raw), zlib.crc32(raw)
@@ -90,7 +103,8 @@ def test_every_chunk_the_store_writes_equals_zarrs_public_write(tmp_path, compre
     kinds = {re.sub(r"/c/.*", "", k) for k in want if "/c/" in k}
     assert kinds == {f"Nice/{d}{x}" for d in ("DL", "UL") for x in ("", "_hourly", "_status", "_total", "_chunks")} | {
         "Nice/tile", "Nice/service", "Nice/time", "Nice/day"}
-    assert len([k for k in want if k.startswith("Nice/DL/c/")]) == 2 * n_tc * (24 + 23 + 24)
+    # one chunk per file (layout 3), one per hour (layout 2)
+    assert len([k for k in want if k.startswith("Nice/DL/c/")]) == 2 * n_tc * (3 if version >= 3 else 24 + 23 + 24)
     differ = [k for k in want if got[k] != want[k]]
     assert differ == []
     # and zarr reads the store's chunks as the values written

@@ -147,7 +147,7 @@ def test_small_city_tasks_cover_more_days(cube):
     np.testing.assert_allclose(grouped[1].values, weekly[1].values, rtol=1e-12)
 
 
-def test_version1_store_without_hourly_array(cube, tmp_path, caplog):
+def test_version1_store_without_hourly_array(cube, cube_v2, tmp_path, caplog):
     """A store written before the hourly array existed: rollup reads the 15-minute array
     (saying so at WARNING), asking for the hourly one fails by name, and extending the store
     never adds it (its old days would read as missing). The same store marked version 2 is
@@ -161,7 +161,7 @@ def test_version1_store_without_hourly_array(cube, tmp_path, caplog):
     from cpc_core.errors import StoreDamaged
 
     old = tmp_path / "v1.zarr"
-    shutil.copytree(cube, old)
+    shutil.copytree(cube_v2, old)  # layout 1 indexed its 15-minute arrays by UTC time, as layout 2
     g = zarr.open_group(old / "Nice", mode="r+")
     del g["DL_hourly"]
     n = g["tile"].shape[0]

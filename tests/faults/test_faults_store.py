@@ -79,15 +79,17 @@ def clean(tree, tmp_path_factory, client) -> tuple[Path, dict[str, np.ndarray]]:
             order = np.argsort(text[:, 0])
             assert np.array_equal(text[order, 0].astype(np.int64), tiles)
             n = text.shape[1] - 1
-            got = arrays["DL"][services.index(s), :, off:off + n]
-            np.testing.assert_array_equal(got, text[order, 1:].astype(np.float32))
+            # layout 3: one row of 100 slots per local day, NaN past the day's last slot
+            got = arrays["DL"][services.index(s), :, DAYS.index(day)]
+            np.testing.assert_array_equal(got[:, :n], text[order, 1:].astype(np.float32))
+            assert np.isnan(got[:, n:]).all()
             hourly = text[order, 1:].reshape(len(tiles), n // 4, 4).sum(axis=2)
             np.testing.assert_allclose(arrays["DL_hourly"][services.index(s), :, DAYS.index(day), : n // 4],
                                        hourly, rtol=1e-6)
         off += n
     assert (arrays["DL_status"] == 1).all()
-    # every file recorded each chunk it wrote: its 24 or 23 hour chunks and its hourly chunk
-    assert (arrays["DL_chunks"][..., 0] > 0).sum() == len(SERVICES) * (24 + 23 + len(DAYS))
+    # every file recorded each chunk it wrote: its one 15-minute chunk and its hourly chunk
+    assert (arrays["DL_chunks"][..., 0] > 0).sum() == len(SERVICES) * 2 * len(DAYS)
     return store, arrays
 
 
@@ -110,13 +112,10 @@ def _assert_repaired(store: Path, clean_arrays: dict, reparsed: int) -> None:
     assert qc["skipped_complete"] == N_FILES - reparsed
 
 
-def _chunk(store: Path, array: str, service: str, day_index: int, hour: int = 0) -> Path:
+def _chunk(store: Path, array: str, service: str, day_index: int) -> Path:
     si = SERVICES.index(service)
-    if array == "DL":
-        h0 = 0 if day_index == 0 else 24  # 2019-03-30 has 24 hours
-        return store / CITY / "DL" / "c" / str(si) / "0" / str(h0 + hour)
-    if array == "DL_hourly":
-        return store / CITY / "DL_hourly" / "c" / str(si) / "0" / str(day_index) / "0"
+    if array in ("DL", "DL_hourly"):  # one chunk per file, indexed by local day
+        return store / CITY / array / "c" / str(si) / "0" / str(day_index) / "0"
     return store / CITY / array / "c" / str(si) / str(day_index) / ("0/0" if array == "DL_chunks" else "")
 
 
@@ -134,7 +133,7 @@ def _source(service: str, day_index: int) -> str:
 
 
 @pytest.mark.parametrize(("array", "service", "day", "damage", "reason"), [
-    ("DL", "Web_Adult", 1, "truncate", "bytes, "),  # a 15-minute hour chunk cut in half
+    ("DL", "Web_Adult", 1, "truncate", "bytes, "),  # a file's 15-minute chunk cut in half
     ("DL_hourly", "Tor", 0, "truncate", "bytes, "),  # the hourly chunk cut in half
     ("DL_status", "YouTube", 1, "truncate", "cannot be decoded"),  # a status cell cut short
     ("DL", "Tor", 1, "empty", "0 bytes, "),  # a zero-byte chunk
@@ -144,7 +143,7 @@ def _source(service: str, day_index: int) -> str:
 ])
 def test_damaged_chunk_is_named_and_repaired_by_a_plain_rerun(tree, clean, damaged, client, array, service, day,
                                                                damage, reason):
-    path = _chunk(damaged, array, service, day, hour=5)
+    path = _chunk(damaged, array, service, day)
     if damage == "truncate":
         _truncate(path)
     elif damage == "empty":
@@ -222,7 +221,7 @@ def test_readers_name_lost_metadata_instead_of_switching_path(clean, damaged):
 
 
 def test_second_repair_is_a_no_op(tree, clean, damaged, client):
-    _truncate(_chunk(damaged, "DL", "Tor", 0, hour=3))
+    _truncate(_chunk(damaged, "DL", "Tor", 0))
     expect(_ingest(tree, damaged, client, "--repair"), 0, "store damaged")
     before = {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
     ans = expect(_ingest(tree, damaged, client, "--repair"), 0)
