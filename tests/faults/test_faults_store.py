@@ -251,8 +251,10 @@ def tiny_tmpfs(tmp_path):
 def test_disk_full_while_writing_chunks_then_resume(tree, clean, tiny_tmpfs, client, tmp_path):
     filler = tiny_tmpfs / "filler"
     store = tiny_tmpfs / "cube.zarr"
-    # leave room for the metadata and about two files' chunks (a clean store is ~0.9 MB)
-    filler.write_bytes(b"\0" * (4 * 1024 * 1024 - 320 * 1024))
+    # leave room for half the clean store, in tmpfs's 4 KiB pages: its metadata (~60 KiB) and a
+    # few files' chunks (the clean store takes ~320 KiB in layout 3, one chunk per file)
+    need = sum(-(-p.stat().st_size // 4096) * 4096 for p in clean[0].rglob("*") if p.is_file())
+    filler.write_bytes(b"\0" * (4 * 1024 * 1024 - need // 2))
     ans = expect(_ingest(tree, store, client, reports=tmp_path / "qc"), 3, "disk full writing",
                  str(store), "re-run the same command to resume")
     assert len([ln for ln in ans.err.splitlines() if ln.startswith("cpc ingest:")]) == 1  # one line
