@@ -1,7 +1,7 @@
 """The only place cpc reaches past zarr's public API: chunk keys, codecs and raw chunk I/O.
 
 The store writes and reads whole chunks itself (:mod:`cpc_core.cube.store`: encoding the
-hour chunks directly and reading a day chunk straight into its output buffer is several times
+chunks directly and reading a day chunk straight into its output buffer is several times
 faster than zarr's generic selection path, see ``docs/benchmarks-history.md``). Doing so
 needs a few things zarr does not export: the chunk key encoding of an array, the
 configuration of its codecs, and a synchronous call into its event loop to ``get``/``set``

@@ -107,7 +107,8 @@ TIME_CHUNK = 4  # slots of a layout-2 store's <DIR> chunk: one UTC hour, see mod
 HOURS_PAD = 25  # columns of a local day in <DIR>_hourly: the longest day (autumn DST) has 25 hours
 SLOTS_PAD = 4 * HOURS_PAD  # columns of a local day in a layout-3 <DIR>: the autumn DST day has 100 slots
 MAX_TILE_CHUNK = 131_072
-#: entries of a file's chunk record: its hour chunks (at most 25, the autumn DST day) + its hourly chunk
+#: entries of a file's chunk record: its DL chunk (layout 3: entry 0; layouts 1-2: its hour chunks, at
+#: most 25, the autumn DST day) + its hourly chunk
 CHUNK_RECORDS = HOURS_PAD + 1
 HOURLY_RECORD = HOURS_PAD  # the entry of the hourly chunk
 DAY_RECORD = 0  # the entry of a layout-3 file's one <DIR> chunk
@@ -850,7 +851,8 @@ def verify(store: str, layout: CityLayout, full: bool = False, states: dict | No
     """Compare a city's chunk files with what its files recorded; return the damage found.
 
     For every file whose status is not ``pending`` (so all its chunks were written): each of
-    its hour chunks and its hourly chunk must be there with the recorded byte size; with
+    its 15-minute chunk (layout 3; its hour chunks in layouts 1-2) and its hourly chunk must be
+    there with the recorded byte size; with
     ``full``, also the recorded CRC-32 (this reads every chunk: ``cpc ingest --repair``).
     Chunks written before the records existed are checked for presence (and, with ``full``,
     decoded). Per-file cells (status, total, chunk record) that cannot be decoded, or a status
@@ -1043,7 +1045,8 @@ def hourly_records(store: str, city: str, direction: str, si: int, d0: int, d1: 
 
 
 def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h1: int) -> None:
-    """Check the 15-minute array's hour chunks ``h0:h1`` of service ``si`` against their records.
+    """Check a layout-1/2 15-minute array's hour chunks ``h0:h1`` of service ``si`` against
+    their records (layout 3 is checked as it is read, :func:`read_slots`).
 
     For the rollup's 15-minute path, which reads through zarr: the chunk files are read and
     compared with the size and CRC-32 their file recorded (local stores with one tile chunk;

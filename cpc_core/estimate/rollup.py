@@ -101,7 +101,9 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     """Read hours ``h0:h1`` of the cube chunk by chunk and reduce them at once.
 
     Returns ``(hourly (services, areas, hours) float32, tile sums (services, tiles) float64)``.
-    Each read is one whole Zarr chunk (all tiles x one hour) copied contiguously: assembling a
+    Layout 3 reads whole day chunks (:func:`cpc_core.cube.store.read_slots`, checked against
+    their records). Layouts 1-2: each read is one whole Zarr chunk (all tiles x one hour) copied
+    contiguously: assembling a
     (tiles, hours) array from hour chunks first would cost strided copies several times the
     read itself (measured in BENCHMARKS.md).
     """
@@ -244,7 +246,7 @@ def rollup_store(
     source
         ``"hourly"``: the hourly tile array (``<DIR>_hourly``, one chunk per local day; tasks
         of ``hours_per_task // 24`` days): 4x fewer values and no slot sums, the fast path;
-        ``"slots"``: the 15-minute array, one hour chunk per read; ``"auto"`` (default):
+        ``"slots"``: the 15-minute array (a day or an hour chunk per read); ``"auto"`` (default):
         hourly when the store has it (layout version >= 2), else slots. Both give the same
         series up to float32 rounding (the hourly path sums a tile's 4 slots before weighting).
         Tile totals skip NaN at the path's own unit: a NaN hour on the hourly path, a NaN slot
