@@ -1196,7 +1196,8 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
     record = np.zeros((1, 1, CHUNK_RECORDS, 2), dtype=np.uint32)
     if arr.ndim == 4:  # layout 3: the file's day is one chunk (per tile chunk), NaN-padded to 100 slots
         day = np.empty((n_tiles, SLOTS_PAD), dtype=np.float32)
-        total = _split_day(block, day, hourly)
+        # the kernel's (hours, tiles, 4) cut, written straight into the padded day
+        total = _split_hours(block, day.reshape(n_tiles, HOURS_PAD, TIME_CHUNK).transpose(1, 0, 2), hourly)
         written = _put_chunks(arr, [((service_index, t, day_index, 0), piece)
                                     for t, piece in enumerate(_tile_pieces(day, arr.chunks[1]))])
         if written is None:
@@ -1299,51 +1300,14 @@ def file_arrays(store: str, city: str, direction: str) -> FileArrays:
 
 
 @_jit.njit(cache=True, nogil=True)
-def _split_day(block, day, hourly):  # pragma: no cover - numba
-    """One pass over a file's (tiles, slots) block for a layout-3 store.
-
-    Fills ``day`` (tiles, SLOTS_PAD): the block, NaN-padded past the day's last slot;
-    ``hourly`` (tiles, HOURS_PAD): the sum of each hour's 4 slots, as :func:`_split_hours`.
-    Returns the float64 sum of the non-NaN values (the file total), as :func:`_split_hours`.
-    """
-    n_tiles, n_slots = block.shape
-    n_hours = n_slots // 4
-    total = 0.0
-    for t in range(n_tiles):
-        row = 0.0
-        for h in range(n_hours):
-            v0 = block[t, 4 * h]
-            v1 = block[t, 4 * h + 1]
-            v2 = block[t, 4 * h + 2]
-            v3 = block[t, 4 * h + 3]
-            day[t, 4 * h] = v0
-            day[t, 4 * h + 1] = v1
-            day[t, 4 * h + 2] = v2
-            day[t, 4 * h + 3] = v3
-            acc = (np.float64(v0) + v1) + (np.float64(v2) + v3)
-            hourly[t, h] = acc
-            if acc == acc:
-                row += acc
-            else:
-                for v in (v0, v1, v2, v3):
-                    if v == v:
-                        row += v
-        for k in range(4 * n_hours, day.shape[1]):
-            day[t, k] = np.nan
-        for h in range(n_hours, hourly.shape[1]):
-            hourly[t, h] = np.nan
-        total += row
-    return total
-
-
-@_jit.njit(cache=True, nogil=True)
 def _split_hours(block, hours, hourly):  # pragma: no cover - numba
     """One pass over a file's (tiles, slots) block.
 
-    Fills ``hours`` (slots // 4, tiles, 4): the block cut into its hour chunks, each
-    contiguous; ``hourly`` (tiles, HOURS_PAD): the sum of each hour's 4 slots (float64
-    accumulation, NaN when any slot is NaN), NaN-padded past the day's last hour. Returns the
-    float64 sum of the non-NaN values (the file total).
+    Fills ``hours`` (at least slots // 4, tiles, 4): the block cut into hours, NaN past the
+    day's last hour (layouts 1-2: its hour chunks, each contiguous; layout 3: a (25, tiles, 4)
+    view of the file's (tiles, 100) day chunk); ``hourly`` (tiles, HOURS_PAD): the sum of each
+    hour's 4 slots (float64 accumulation, NaN when any slot is NaN), NaN-padded past the day's
+    last hour. Returns the float64 sum of the non-NaN values (the file total).
 
     The total adds the float64 hour sums, slot by slot only for an hour with a NaN: a
     NaN-skipping test on every value would keep the loop from vectorising
@@ -1371,6 +1335,9 @@ def _split_hours(block, hours, hourly):  # pragma: no cover - numba
                 for v in (v0, v1, v2, v3):
                     if v == v:
                         row += v
+        for h in range(n_hours, hours.shape[0]):
+            for k in range(4):
+                hours[h, t, k] = np.nan
         for h in range(n_hours, hourly.shape[1]):
             hourly[t, h] = np.nan
         total += row
