@@ -1198,12 +1198,7 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
         day = np.empty((n_tiles, SLOTS_PAD), dtype=np.float32)
         # the kernel's (hours, tiles, 4) cut, written straight into the padded day
         total = _split_hours(block, day.reshape(n_tiles, HOURS_PAD, TIME_CHUNK).transpose(1, 0, 2), hourly)
-        written = _put_chunks(arr, [((service_index, t, day_index, 0), piece)
-                                    for t, piece in enumerate(_tile_pieces(day, arr.chunks[1]))])
-        if written is None:
-            arr[service_index, :, day_index, :] = day
-        elif arr.chunks[1] == n_tiles:
-            record[0, 0, DAY_RECORD] = written[0]
+        record[0, 0, DAY_RECORD] = _put_day(arr, service_index, day_index, day)
     else:  # layouts 1 and 2: one chunk per UTC hour
         hours = np.empty((n_slots // TIME_CHUNK, n_tiles, TIME_CHUNK), dtype=np.float32)
         total = _split_hours(block, hours, hourly)
@@ -1212,14 +1207,8 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
             arr[service_index, :, time_slice] = block
         elif arr.chunks[1] == n_tiles:
             record[0, 0, : len(written)] = written
-    harr = fa.hourly
-    if harr is not None:
-        written = _put_chunks(harr, [((service_index, t, day_index, 0), piece)
-                                     for t, piece in enumerate(_tile_pieces(hourly, harr.chunks[1]))])
-        if written is None:
-            harr[service_index, :, day_index, :] = hourly
-        elif harr.chunks[1] == n_tiles:
-            record[0, 0, HOURLY_RECORD] = written[0]
+    if fa.hourly is not None:
+        record[0, 0, HOURLY_RECORD] = _put_day(fa.hourly, service_index, day_index, hourly)
     if fa.chunks is not None:
         _put_cell(fa.chunks, service_index, day_index, record)
     if status not in DONE_STATES:
@@ -1228,6 +1217,18 @@ def _write_file_block(store, city, direction, service_index, day_index, time_sli
     # status last: it is what marks the file complete
     _put_cell(fa.status, service_index, day_index, status)
     return float(total)
+
+
+def _put_day(arr, si: int, di: int, rows: np.ndarray) -> tuple[int, int]:
+    """Write day ``di`` of service ``si`` of a day-indexed array (the hourly array, layout 3's
+    15-minute array): ``rows`` (tiles, columns) as whole chunks, encoded directly (through zarr
+    for codecs cpc does not create). Returns the chunk's ``(byte size, CRC-32)`` as written when
+    one chunk holds the day, else ``(0, 0)``: not recorded."""
+    written = _put_chunks(arr, [((si, t, di, 0), piece) for t, piece in enumerate(_tile_pieces(rows, arr.chunks[1]))])
+    if written is None:
+        arr[si, :, di, :] = rows
+        return (0, 0)
+    return written[0] if arr.chunks[1] == arr.shape[1] else (0, 0)
 
 
 def _put_cell(arr, i: int, j: int, value) -> None:
