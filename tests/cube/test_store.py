@@ -443,3 +443,21 @@ def test_read_layout_does_not_keep_answers_from_files_just_written(tmp_path, mon
     store.read_layout(s, "Nice")
     store.read_layout(s, "Nice")
     assert len(reads) == n + 2
+
+
+def test_open_cube_of_a_day_indexed_store_is_the_time_axis(tmp_path):
+    """Layout 3 through ``open_cube``: (service, tile, time) with the files' slots in time order
+    (92 on the DST day, no padding), one Dask chunk per file by default or the chunks asked
+    for; ``read_slots`` cuts any span across days, an empty one included."""
+    s, lay, blocks = _small_store(tmp_path)
+    want = np.stack([np.hstack([blocks[si, 0], blocks[si, 1]]) for si in range(2)])  # (2, 10, 96 + 92)
+    ds = store.open_cube(s, "Nice")
+    assert ds["DL"].dims == ("service", "tile", "time") and "slot" not in ds.dims
+    assert ds["DL"].chunks[2] == (96, 92)  # one chunk per file
+    np.testing.assert_array_equal(ds["DL"].values, want)
+    np.testing.assert_array_equal(ds["time"].values, lay.time.values)
+    other = store.open_cube(s, "Nice", chunks={"service": 1, "tile": -1, "time": 50})
+    assert other["DL"].chunks[2] == (50, 50, 50, 38)
+    np.testing.assert_array_equal(other["DL"].values, want)
+    np.testing.assert_array_equal(store.read_slots(s, "Nice", "DL", 1, 95, 97), want[1, :, 95:97])
+    assert store.read_slots(s, "Nice", "DL", 0, 5, 5).shape == (10, 0)
