@@ -516,7 +516,11 @@ def _worker_without_dashboard() -> type:
 
     class WorkerWithoutDashboard(Worker):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "dashboard": False})
+            # nor the statistical profiler, which feeds only the dashboard's Profile page: every
+            # 10 ms it walks the task threads' stacks on the worker's event loop, in this
+            # process, under the GIL the driver and the tasks share (cpc demo: ~0.2 s)
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                super().__init__(*args, **{**kwargs, "dashboard": False})
 
     return WorkerWithoutDashboard
 

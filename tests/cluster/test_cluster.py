@@ -694,13 +694,18 @@ def test_local_processes_or_threads(processes, input_bytes, threads, cluster_log
 @pytest.mark.parametrize(("dashboard", "served"), [(None, False), (True, True), (False, False)])
 def test_threads_dashboard_only_when_asked(dashboard, served, cluster_log):
     """One worker of threads serves the dashboard only with ``dashboard: true``: its link then
-    answers the dashboard's page, and is logged and returned by :func:`dashboard_link`."""
+    answers the dashboard's page, and is logged and returned by :func:`dashboard_link`; the
+    worker's statistical profiler runs only with it."""
     import urllib.request
 
     spec = ClusterSpec(kind="local", n_workers=1, memory_limit="1GiB", processes=False, dashboard=dashboard)
     with get_client(spec) as client:
         link = cluster_mod.dashboard_link(client)
         assert (link is not None) is served
+        # the statistical profiler (it feeds the dashboard's Profile page) runs with it only
+        worker = next(iter(client.cluster.workers.values()))
+        assert ("profile" in worker.periodic_callbacks) is served
+        assert client.submit(sum, [1, 2]).result() == 3
         if served:
             with urllib.request.urlopen(link, timeout=10) as r:
                 assert r.status == 200 and b"Dask" in r.read()
