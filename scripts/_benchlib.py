@@ -579,17 +579,11 @@ def _read_store_task(
     from cpc_core.estimate import rollup
 
     arr = store.open_city(store_path, city)[direction]
-    n_tiles = arr.shape[1]
-    per_read = getattr(rollup, "_READ_VALUES", 0)
-    step = int(np.clip(per_read // max(n_tiles * 4, 1), 1, h1 - h0)) if per_read else 1
+    step = rollup.hours_per_read(arr, h1 - h0)
     total = 0.0
     for si in services:
         for a in range(h0, h1, step):
-            b = min(a + step, h1)
-            if arr.ndim == 4:  # layout 3 (indexed by local day): the store's own slot reader
-                blk = store.read_slots(store_path, city, direction, si, a * 4, b * 4)
-            else:
-                blk = arr[si, :, a * 4 : b * 4]
+            blk = store.read_slots(store_path, city, direction, si, a * 4, min(a + step, h1) * 4, arr=arr, checked=True)
             total += float(np.nansum(blk, dtype=np.float64))
     return total
 

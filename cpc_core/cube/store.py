@@ -379,12 +379,18 @@ def _fs(store: str):
     return fsspec.core.url_to_fs(_location(store))
 
 
-def _json_ok(fs, path: str) -> bool:
+def _json_doc(fs, path: str) -> dict | None:
+    """A zarr v3 metadata document (group or array), or None when missing or unreadable."""
     try:
         meta = json.loads(fs.cat_file(path))
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") in ("group", "array")
+        return None
+    ok = isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") in ("group", "array")
+    return meta if ok else None
+
+
+def _json_ok(fs, path: str) -> bool:
+    return _json_doc(fs, path) is not None
 
 
 def _expected_arrays(fs, cdir: str, attrs: dict | None) -> dict[str, str | None]:
@@ -428,8 +434,9 @@ def lost_metadata(store: str, city: str | None = None) -> list[Damage]:
         return out
     cdir = f"{root}/{city}"
     attrs = None
-    if _json_ok(fs, f"{cdir}/zarr.json"):
-        attrs = json.loads(fs.cat_file(f"{cdir}/zarr.json")).get("attributes", {})
+    group = _json_doc(fs, f"{cdir}/zarr.json")
+    if group is not None:
+        attrs = group.get("attributes", {})
     else:
         out.append(Damage(city, "", "zarr.json", "the city group's metadata is missing or unreadable"))
     for name, d in _expected_arrays(fs, cdir, attrs).items():
@@ -829,9 +836,9 @@ def _version_from_arrays(fs, cdir: str, names: set[str]) -> int:
     metadata is left (its arrays are then recreated, and every file ingested again)."""
     hourly = any(hourly_name(x) in names for x in netmob.DIRECTIONS)
     for d in netmob.DIRECTIONS:
-        if d in names and _json_ok(fs, f"{cdir}/{d}/zarr.json"):
-            ndim = len(json.loads(fs.cat_file(f"{cdir}/{d}/zarr.json")).get("shape", ()))
-            return 3 if ndim == 4 else (2 if hourly else 1)
+        meta = _json_doc(fs, f"{cdir}/{d}/zarr.json") if d in names else None
+        if meta is not None:
+            return 3 if len(meta.get("shape", ())) == 4 else (2 if hourly else 1)
     return LAYOUT_VERSION if hourly else 1
 
 
@@ -1061,7 +1068,7 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
         return
     layout = read_layout(store, city, check=False)  # the rollup checked the metadata on the client
     arr = open_city(store, city)[direction]
-    if arr.ndim != 3 or arr.chunks[1] != arr.shape[1]:  # layout 3: read_slots checks as it reads
+    if arr.ndim != 3 or arr.chunks[1] != arr.shape[1]:  # layout 3: read_day_chunk checks as it reads
         return
     offsets = netmob.day_offsets(layout.first_day, layout.days) // TIME_CHUNK
     d0 = max(int(np.searchsorted(offsets, h0, side="right")) - 1, 0)
@@ -1081,25 +1088,44 @@ def check_hour_chunks(store: str, city: str, direction: str, si: int, h0: int, h
                 raise StoreDamaged(damage_message(store, [dmg]))
 
 
-def read_slots(store: str, city: str, direction: str, si: int, start: int, stop: int) -> np.ndarray:
+def read_slots(store: str, city: str, direction: str, si: int, start: int, stop: int, arr=None,
+               checked: bool = False) -> np.ndarray:  # fmt: skip
     """Slots ``start:stop`` of service ``si`` on the city's time axis, as (tiles, slots) float32,
-    from a layout-3 array (indexed by local day).
+    in any layout: the one reader of the 15-minute array's values.
 
-    Each day's chunk is read whole (:func:`read_day_chunk`), checked against its file's
-    record, and cut to the slots asked for; a day never ingested reads as NaN.
+    Layout 3 (indexed by local day): each day's chunk is read whole (:func:`read_day_chunk`),
+    checked against its file's record, and cut to the slots asked for. Layouts 1-2 (indexed by
+    time): the hour chunks are checked against their records (:func:`check_hour_chunks`), then
+    read through zarr. A day never ingested reads as NaN.
+
+    ``arr``: the traffic array, when the caller has it open (a loop of reads); ``checked``: the
+    caller has checked these hour chunks already (layouts 1-2, :func:`check_hour_chunks` over
+    a longer span).
 
     Raises
     ------
     cpc_core.errors.StoreDamaged
-        A chunk that differs from its record or cannot be decoded, naming its source file.
+        A chunk that differs from its record or cannot be decoded, naming it.
     """
-    layout = read_layout(store, city, check=False)
-    arr = _member(open_city(store, city), direction, store, city)
-    offsets = netmob.day_offsets(layout.first_day, layout.days)
+    if arr is None:
+        arr = _member(open_city(store, city), direction, store, city)
     n_tiles = arr.shape[1]
-    out = np.empty((n_tiles, stop - start), dtype=np.float32)
     if stop <= start:
-        return out
+        return np.empty((n_tiles, 0), dtype=np.float32)
+    if arr.ndim == 3:
+        h0, h1 = start // TIME_CHUNK, -(-stop // TIME_CHUNK)
+        if not checked:
+            check_hour_chunks(store, city, direction, si, h0, h1)
+        try:
+            return np.asarray(arr[si, :, start:stop], dtype=np.float32)
+        except Exception as e:  # a chunk zarr cannot decode (not recorded, so not checked)
+            raise StoreDamaged(
+                f"store damaged: {store}/{city}/{direction} chunks c/{si}/0/{h0}..c/{si}/0/{h1 - 1} "
+                f"(service #{si}, hours {h0}..{h1 - 1}): cannot be decoded ({type(e).__name__}: {e}); "
+                f"{REPAIR_HINT}") from e
+    layout = read_layout(store, city, check=False)
+    offsets = netmob.day_offsets(layout.first_day, layout.days)
+    out = np.empty((n_tiles, stop - start), dtype=np.float32)
     d0 = max(int(np.searchsorted(offsets, start, side="right")) - 1, 0)
     d1 = int(np.searchsorted(offsets, stop, side="left"))
     rec = _records(store, city, direction, si, d0, d1) if arr.chunks[1] == n_tiles else None

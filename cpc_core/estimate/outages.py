@@ -132,11 +132,9 @@ def area_slots(
         runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1) if len(idx) else []
         col = 0
         for run in runs:
-            a, b = int(run[0]), int(run[-1]) + 1
-            if arr.ndim == 4:  # layout 3 (indexed by local day): day chunks, checked as read
-                blk = store.read_slots(store_path, city, direction, si, a, b).astype(np.float64)
-            else:
-                blk = np.asarray(arr[si, :, a:b], dtype=np.float64)
+            # checked against the chunks' records as read (a damaged chunk is never read as data)
+            blk = store.read_slots(store_path, city, direction, si, int(run[0]), int(run[-1]) + 1, arr=arr)
+            blk = blk.astype(np.float64)
             vals[:, col : col + len(run)] = w @ blk
             col += len(run)
         out[var] = (("area", "slot"), vals)

@@ -96,6 +96,18 @@ def _rollup_block(block: np.ndarray, weights: sp.csr_matrix) -> np.ndarray:
     return a.reshape(a.shape[0], -1, SLOTS_PER_HOUR).sum(axis=2)[None]
 
 
+def hours_per_read(arr, span: int) -> int:
+    """Hours of the 15-minute array ``arr`` each read of a ``span`` of hours takes.
+
+    Layouts 1-2: one hour (one whole chunk, copied contiguously) for large cities; for small
+    tile counts zarr's ~0.5 ms per call dominates, so several chunks are read at once (their
+    strided assembly is cheap while the block stays small). Layout 3: a read decodes whole day
+    chunks, so a day's worth of hours at least.
+    """
+    step = int(np.clip(_READ_VALUES // max(arr.shape[1] * SLOTS_PER_HOUR, 1), 1, span))
+    return min(max(step, 24), span) if arr.ndim == 4 else step
+
+
 def _rollup_store_task(store_path: str, city: str, direction: str, services: tuple[int, ...], h0: int, h1: int,
                        weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Read hours ``h0:h1`` of the cube chunk by chunk and reduce them at once.
@@ -110,32 +122,18 @@ def _rollup_store_task(store_path: str, city: str, direction: str, services: tup
     g = store.open_city(store_path, city)
     arr = store._member(g, direction, store_path, city)
     n_tiles = arr.shape[1]
-    # Hours per read: one hour (one whole chunk, copied contiguously) for large cities; for
-    # small tile counts zarr's ~0.5 ms per call dominates, so several chunks are read at once
-    # (their strided assembly is cheap while the block stays small).
-    step = int(np.clip(_READ_VALUES // max(n_tiles * SLOTS_PER_HOUR, 1), 1, h1 - h0))
-    if arr.ndim == 4:  # layout 3: a read is whole day chunks, so a day's worth of hours at least
-        step = min(max(step, 24), h1 - h0)
+    step = hours_per_read(arr, h1 - h0)
     hourly = np.empty((len(services), weights.shape[0], h1 - h0), dtype=np.float32)
     tiles = np.zeros((len(services), n_tiles), dtype=np.float64)
     for k, si in enumerate(services):
-        # the chunks' bytes are checked against their records before zarr decodes them: a
-        # damaged chunk is never read as data
+        # the chunks' bytes are checked against their records before they are decoded (a
+        # damaged chunk is never read as data): layouts 1-2 here, once for the task's hours;
+        # layout 3 as each day chunk is read
         store.check_hour_chunks(store_path, city, direction, si, h0, h1)
         for a in range(h0, h1, step):
             b = min(a + step, h1)
-            if arr.ndim == 4:  # layout 3 (indexed by local day): day chunks, checked as read
-                blk = store.read_slots(store_path, city, direction, si, a * SLOTS_PER_HOUR, b * SLOTS_PER_HOUR)
-                hourly[k, :, a - h0 : b - h0] = _rollup_block(blk[None], weights)[0]
-                tiles[k] += _row_sums(blk)
-                continue
-            try:
-                blk = arr[si, :, a * SLOTS_PER_HOUR : b * SLOTS_PER_HOUR]
-            except Exception as e:  # a chunk zarr cannot decode (not recorded, so not checked)
-                raise store.StoreDamaged(
-                    f"store damaged: {store_path}/{city}/{direction} chunks c/{si}/0/{a}..c/{si}/0/{b - 1} "
-                    f"(service #{si}, hours {a}..{b - 1}): cannot be decoded ({type(e).__name__}: {e}); "
-                    f"{store.REPAIR_HINT}") from e
+            blk = store.read_slots(store_path, city, direction, si, a * SLOTS_PER_HOUR, b * SLOTS_PER_HOUR,
+                                   arr=arr, checked=True)  # fmt: skip
             hourly[k, :, a - h0 : b - h0] = _rollup_block(blk[None], weights)[0]
             tiles[k] += _row_sums(blk)
     return hourly, tiles

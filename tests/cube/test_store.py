@@ -251,12 +251,13 @@ def test_chunk_records_are_the_size_and_crc32_of_the_files_written(tmp_path, ver
                 got = g["DL"][si, :, di, :]
                 np.testing.assert_array_equal(got[:, : 4 * n_hours], blocks[si, di])
                 assert np.isnan(got[:, 4 * n_hours:]).all()
-            for k in range(25 if version < 3 else 0):
-                if k < n_hours:
-                    data = (root / "DL" / f"c/{si}/0/{h0 + k}").read_bytes()
-                    assert tuple(rec[si, di, k]) == (len(data), zlib.crc32(data))
-                else:
-                    assert tuple(rec[si, di, k]) == (0, 0)  # the DST day has 23 hours
+            else:
+                for k in range(25):
+                    if k < n_hours:
+                        data = (root / "DL" / f"c/{si}/0/{h0 + k}").read_bytes()
+                        assert tuple(rec[si, di, k]) == (len(data), zlib.crc32(data))
+                    else:
+                        assert tuple(rec[si, di, k]) == (0, 0)  # the DST day has 23 hours
             data = (root / "DL_hourly" / f"c/{si}/0/{di}/0").read_bytes()
             assert tuple(rec[si, di, 25]) == (len(data), zlib.crc32(data))
             h0 += n_hours
@@ -308,18 +309,14 @@ def test_damaged_chunk_never_read_as_data(tmp_path, version):
                                            r"ingest --repair`"):
         store.read_day_chunk(arr, 0, 1, record=tuple(rec[1]), describe=src[1])
     # the 15-minute array: the slots of both days read back as written, until a chunk is damaged
-    if version >= 3:
-        np.testing.assert_array_equal(store.read_slots(s, "Nice", "DL", 1, 90, 100),
-                                      np.hstack([blocks[1, 0][:, 90:], blocks[1, 1][:, :4]]))
+    np.testing.assert_array_equal(store.read_slots(s, "Nice", "DL", 1, 90, 100),
+                                  np.hstack([blocks[1, 0][:, 90:], blocks[1, 1][:, :4]]))
     key = _data_key(version, 0, 1, 30)
     p = Path(s) / "Nice" / "DL" / key
     p.write_bytes(bytes(reversed(p.read_bytes())))
     with pytest.raises(StoreDamaged, match=rf"DL chunk {key} \(from Nice/Tor/20190331/Nice_Tor_20190331_DL.txt\): "
                                            r"checksum \(CRC-32\) mismatch"):
-        if version >= 3:
-            store.read_slots(s, "Nice", "DL", 0, 0, 188)
-        else:
-            store.check_hour_chunks(s, "Nice", "DL", 0, 0, 47)
+        store.read_slots(s, "Nice", "DL", 0, 0, 188)
 
 
 @pytest.mark.parametrize("version", [3, 2])
