@@ -382,9 +382,7 @@ def _resample_rho(sums: np.ndarray, ext: np.ndarray, weights: np.ndarray,
     """rho (area, lag, draw) of every resample from the per-day sums (one matrix product).
 
     A resample's sums are ``weights @ sums`` over days. The method's "constant series" rule
-    compares the extremes of the pairs used; a resample can only be constant in x (or y) if
-    every day it uses is, so the extremes are only gathered for the few (area, lag) that have
-    such a day.
+    compares the extremes of the pairs used (:func:`_constant_in_resample`).
     """
     n_areas, n_lags, n_days, _ = sums.shape
     n_draws = weights.shape[0]
@@ -396,17 +394,58 @@ def _resample_rho(sums: np.ndarray, ext: np.ndarray, weights: np.ndarray,
         var_y = syy - sy * sy / m
         r = (sxy - sx * sy / m) / np.sqrt(var_x * var_y)
     ok = (m >= min_pairs) & (var_x > 0) & (var_y > 0)
-    nonempty = sums[..., 0] > 0
-    const_x = nonempty & (ext[..., 0] == ext[..., 1])
-    const_y = nonempty & (ext[..., 2] == ext[..., 3])
-    for a, k in zip(*np.nonzero((const_x | const_y).any(axis=2)), strict=True):
-        used = (weights > 0) & nonempty[a, k][None, :]
-        lo_x = np.where(used, ext[a, k, :, 0], np.inf).min(axis=1)
-        hi_x = np.where(used, ext[a, k, :, 1], -np.inf).max(axis=1)
-        lo_y = np.where(used, ext[a, k, :, 2], np.inf).min(axis=1)
-        hi_y = np.where(used, ext[a, k, :, 3], -np.inf).max(axis=1)
-        ok[a, k] &= (lo_x != hi_x) & (lo_y != hi_y)
+    ok &= ~_constant_in_resample(sums[..., 0] > 0, ext, weights > 0)
     return np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def _constant_in_resample(nonempty: np.ndarray, ext: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Whether each resample (area, lag, draw) is constant in x or in y over the pairs it uses.
+
+    ``nonempty`` (area, lag, day): the day has pairs; ``ext`` (area, lag, day, 4): their
+    extremes (min x, max x, min y, max y); ``used`` (draw, day): the day is in the resample.
+    The rule: a resample is constant in x when the smallest x of the days it uses equals the
+    largest. So it is when it uses no day that varies in x (a matrix product counts them, for
+    every area and draw at once) and the constant days it uses share one value (compared over
+    those days only: a day is constant when its pairs are, e.g. a day with one pair).
+
+    Only the (area, lag) with a constant day can be constant. Before, each of them was compared
+    over every day of every draw (~2 ms each): on full-size Paris, whose 1,137 squares of 1 km
+    all have constant days, the bootstrap of a grid re-run took 1.0-1.2 s; 0.2-0.4 s since
+    (BENCHMARKS.md).
+    """
+    n_areas, n_lags, _ = nonempty.shape
+    out = np.zeros((n_areas, n_lags, used.shape[0]), dtype=bool)
+    const = [nonempty & (ext[..., lo] == ext[..., hi]) for lo, hi in ((0, 1), (2, 3))]
+    aa, kk = np.nonzero((const[0] | const[1]).any(axis=2))
+    if not aa.size:
+        return out
+    used_t = used.T.astype(np.float64)  # (day, draw); day counts are exact in float64
+    ne = nonempty[aa, kk]
+    for lo, c in zip((0, 2), const, strict=True):
+        cst = c[aa, kk]
+        still = ((ne & ~cst).astype(np.float64) @ used_t) == 0  # (pair, draw): no varying day
+        # the constant days of each pair grouped by their value (min = max): one row per
+        # (pair, value), the days that have it
+        pair, day = np.nonzero(cst)
+        if not pair.size:  # no constant day in this coordinate: never constant in it
+            continue
+        value = ext[aa[pair], kk[pair], day, lo]
+        order = np.lexsort((value, pair))
+        pair, day, value = pair[order], day[order], value[order]
+        new = np.ones(pair.size, dtype=bool)
+        new[1:] = (pair[1:] != pair[:-1]) | (value[1:] != value[:-1])
+        group = np.cumsum(new) - 1
+        rows = np.zeros((int(new.sum()), used.shape[1]))
+        rows[group, day] = 1.0
+        seen = (rows @ used_t) > 0  # (pair value, draw): a day with that value is used
+        firsts = np.flatnonzero(new)
+        starts = firsts[np.r_[True, pair[firsts][1:] != pair[firsts][:-1]]]
+        with_const = pair[starts]
+        values_used = np.add.reduceat(seen.astype(np.int64), np.searchsorted(firsts, starts), axis=0)
+        one = np.zeros_like(still)
+        one[with_const] = values_used == 1
+        out[aa, kk] |= still & one
+    return out
 
 
 def bootstrap_rho_np(

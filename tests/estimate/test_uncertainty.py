@@ -148,6 +148,54 @@ def test_too_few_pairs_in_a_resample_is_nan():
     assert np.isfinite(boot[1])  # 240 pairs from day 9 repeated
 
 
+def _constant_by_definition(nonempty, ext, used):
+    """The method's rule read literally, one resample at a time: constant in x (or y) when
+    the smallest x over the non-empty days it uses equals the largest."""
+    n_areas, n_lags, _ = nonempty.shape
+    out = np.zeros((n_areas, n_lags, used.shape[0]), dtype=bool)
+    for a in range(n_areas):
+        for k in range(n_lags):
+            for b in range(used.shape[0]):
+                days = [d for d in range(used.shape[1]) if used[b, d] and nonempty[a, k, d]]
+                if not days:
+                    continue  # no pairs: inf against -inf, not constant
+                for lo, hi in ((0, 1), (2, 3)):
+                    if min(ext[a, k, d, lo] for d in days) == max(ext[a, k, d, hi] for d in days):
+                        out[a, k, b] = True
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_constant_resamples_match_the_rule_day_by_day(seed):
+    """The constant-series check (varying days counted by a matrix product, constant days
+    compared among themselves) against the rule read literally: constant days at one value,
+    at several values, at -0.0 and 0.0, varying days, empty days, resamples with no pairs."""
+    rng = np.random.default_rng(seed)
+    n_areas, n_lags, n_days, n_draws = 12, 2, 9, 40
+    lo = rng.normal(size=(n_areas, n_lags, n_days, 2))
+    hi = lo + rng.random((n_areas, n_lags, n_days, 2)) + 0.1
+    # 0: the day varies; 1: constant at 0.0 (-0.0 in its min); 2: at -6.9; 3: at 2.5
+    kind = rng.integers(0, 4, size=(n_areas, n_lags, n_days, 2))
+    kind[:4] = np.where(kind[:4] == 0, 0, 2)  # one constant level
+    kind[4:8] = np.where(kind[4:8] == 0, 0, 1)  # 0.0 and -0.0: one level too
+    nonempty = rng.random((n_areas, n_lags, n_days)) < 0.8  # areas 8-11: several levels
+    nonempty[3] = nonempty[9] = False  # pairs on one or two days: resamples without any
+    nonempty[3, :, 4] = nonempty[9, :, 1:3] = True
+    kind[3, :, 4] = kind[9, :, 1] = 2
+    level = np.array([0.0, 0.0, -6.9, 2.5])
+    for v in (1, 2, 3):
+        lo = np.where(kind == v, level[v], lo)
+        hi = np.where(kind == v, level[v], hi)
+    lo = np.where(kind == 1, -0.0, lo)
+    ext = np.stack([lo[..., 0], hi[..., 0], lo[..., 1], hi[..., 1]], axis=-1)
+    ext[~nonempty] = [np.inf, -np.inf, np.inf, -np.inf]
+    used = U.day_block_weights(n_days, n_draws, block_days=2, seed=seed) > 0
+    got = U._constant_in_resample(nonempty, ext, used)
+    want = _constant_by_definition(nonempty, ext, used)
+    assert want.any() and not want.all()  # both outcomes occur
+    np.testing.assert_array_equal(got, want)
+
+
 def test_draws_reproducible_and_independent_of_chunking():
     wa, tor = _random_series(seed=2, n_areas=23, days=14)
     a = xr.DataArray(wa, dims=("area", "hour"))
