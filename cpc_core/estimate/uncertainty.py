@@ -680,8 +680,28 @@ def percentile_interval(draws: np.ndarray, level: float = 0.90, axis: int = 0):
     valid = np.isfinite(draws).any(axis=axis)
     # nanquantile warns on all-NaN slices; those are reported as NaN anyway.
     filled = np.where(np.isfinite(draws).any(axis=axis, keepdims=True), draws, 0.0)
-    lo, hi = np.nanquantile(filled, [(1 - level) / 2, (1 + level) / 2], axis=axis)
+    lo, hi = _nanquantile(filled, [(1 - level) / 2, (1 + level) / 2], axis=axis)
     return np.where(valid, lo, np.nan), np.where(valid, hi, np.nan)
+
+
+def _nanquantile(a: np.ndarray, q: Sequence[float], axis: int) -> np.ndarray:
+    """``np.nanquantile(a, q, axis=axis)`` (linear interpolation), the same numbers, faster.
+
+    numpy computes a multi-dimensional nanquantile one slice at a time (``apply_along_axis``
+    over its 1-d routine: ~60 us a slice, 0.3 s for the four intervals of 1,137 areas). A
+    slice's quantile depends only on its non-NaN values in order, so the slices are sorted
+    (NaN last) and those with the same count of values go through ``np.quantile`` together,
+    whose interpolation is the 1-d routine's, element by element (tested equal bit for bit).
+    """
+    moved = np.moveaxis(a, axis, -1)
+    flat = moved.reshape(-1, moved.shape[-1])
+    ordered = np.sort(flat, axis=1)
+    count = (~np.isnan(flat)).sum(axis=1)
+    out = np.full((len(q), flat.shape[0]), np.nan)
+    for n in np.unique(count[count > 0]):
+        rows = count == n
+        out[:, rows] = np.quantile(ordered[rows, :n], q, axis=1)
+    return out.reshape(len(q), *moved.shape[:-1])
 
 
 def min_ranks(a: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ scipy's Beta and normal distributions, and by-hand quantiles.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,6 +196,28 @@ def test_constant_resamples_match_the_rule_day_by_day(seed):
     want = _constant_by_definition(nonempty, ext, used)
     assert want.any() and not want.all()  # both outcomes occur
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_nanquantile_equals_numpy_bit_for_bit(axis):
+    """The grouped nanquantile against numpy's own, slice by slice: NaN in varying numbers,
+    all-NaN slices, ties, infinities, 3-d input along each axis."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(40, 7, 50))
+    a[rng.random(a.shape) < 0.3] = np.nan  # a different count of values per slice
+    a[:, :, :3] = np.round(a[:, :, :3])  # ties
+    a[0, 0, :] = np.nan  # all-NaN slices (for axis=-1)
+    a[:, 0, 0] = np.nan  # (for axis=0)
+    a[5, 2, 7], a[6, 3, 8] = np.inf, -np.inf
+    q = [0.05, 0.5, 0.95]
+    with warnings.catch_warnings():
+        # numpy's all-NaN-slice warning; inf - inf in the interpolation, in both
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanquantile(a, q, axis=axis)
+        got = U._nanquantile(a, q, axis=axis)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)  # NaN where numpy has NaN, equal bits elsewhere
+    assert np.isnan(want).any() and np.isfinite(want).any()
 
 
 def test_draws_reproducible_and_independent_of_chunking():
