@@ -423,12 +423,12 @@ def _constant_in_resample(nonempty: np.ndarray, ext: np.ndarray, used: np.ndarra
     ne = nonempty[aa, kk]
     for lo, c in zip((0, 2), const, strict=True):
         cst = c[aa, kk]
-        still = ((ne & ~cst).astype(np.float64) @ used_t) == 0  # (pair, draw): no varying day
-        # the constant days of each pair grouped by their value (min = max): one row per
-        # (pair, value), the days that have it
         pair, day = np.nonzero(cst)
         if not pair.size:  # no constant day in this coordinate: never constant in it
             continue
+        still = ((ne & ~cst).astype(np.float64) @ used_t) == 0  # (pair, draw): no varying day
+        # the constant days of each pair grouped by their value (min = max): one row per
+        # (pair, value), the days that have it
         value = ext[aa[pair], kk[pair], day, lo]
         order = np.lexsort((value, pair))
         pair, day, value = pair[order], day[order], value[order]
@@ -678,9 +678,7 @@ def percentile_interval(draws: np.ndarray, level: float = 0.90, axis: int = 0):
     level = _check_level(level)
     draws = np.asarray(draws, dtype=np.float64)
     valid = np.isfinite(draws).any(axis=axis)
-    # nanquantile warns on all-NaN slices; those are reported as NaN anyway.
-    filled = np.where(np.isfinite(draws).any(axis=axis, keepdims=True), draws, 0.0)
-    lo, hi = _nanquantile(filled, [(1 - level) / 2, (1 + level) / 2], axis=axis)
+    lo, hi = _nanquantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=axis)  # all-NaN: NaN
     return np.where(valid, lo, np.nan), np.where(valid, hi, np.nan)
 
 
